@@ -1,0 +1,49 @@
+# Only python3 (3.11+) and git are assumed: the first target run creates .venv and
+# installs the pinned dependencies from constraints.txt.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+INSTALLED := $(VENV)/.installed
+
+.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean
+
+$(INSTALLED): pyproject.toml constraints.txt
+	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LQS needs Python 3.11 or newer")'
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	@touch $(INSTALLED)
+
+## The main job end to end: embedded PostgreSQL, migrations, verification.
+demo: $(INSTALLED)
+	$(BIN)/lqs demo
+
+## Lint, types, the layering contract, then the test suite on a real PostgreSQL.
+test: lint typecheck imports pytest
+
+lint: $(INSTALLED)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(INSTALLED)
+	$(BIN)/mypy
+
+imports: $(INSTALLED)
+	$(BIN)/lint-imports
+
+pytest: $(INSTALLED)
+	$(BIN)/pytest
+
+## Regenerate src/lqs/db/schema.json from a freshly migrated scratch database.
+schema-snapshot: $(INSTALLED)
+	$(BIN)/python -m lqs.db.snapshot_tool src/lqs/db/schema.json
+
+## Re-resolve the pinned dependency set (then commit constraints.txt).
+lock:
+	rm -rf .lock-venv
+	$(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
+	rm -rf .lock-venv
+
+clean:
+	rm -rf $(VENV) .lqs .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""LQS: lead qualification and outbound communications on PostgreSQL."""

@@ -1,0 +1,1 @@
+"""Database access: the embedded server, connections, the pool, tenant sessions, migrations."""

@@ -1,0 +1,1 @@
+"""Ordered, immutable ``NNNN_name.sql`` migrations, shipped inside the package."""

@@ -1,0 +1,94 @@
+"""Fixtures for a real PostgreSQL: the embedded server, or LQS_TEST_DATABASE_URL's.
+
+Each test module (or test, where it needs one) gets a database of its own, created
+fresh and dropped afterwards, so tests never see each other's rows or schema changes.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+from psycopg import conninfo
+from psycopg_pool import AsyncConnectionPool
+
+from lqs.db.connection import connect
+from lqs.db.embedded import start_embedded
+from lqs.db.migrate import migrate
+from lqs.db.pool import open_pool
+
+DatabaseFactory = Callable[[], str]
+
+
+@pytest.fixture(scope="session")
+def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A superuser URL on the server under test (embedded unless LQS_TEST_DATABASE_URL)."""
+    configured = os.environ.get("LQS_TEST_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = start_embedded(tmp_path_factory.mktemp("embedded-pg"))
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+def _create_database(admin: str) -> tuple[str, str]:
+    name = f"lqs_test_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"'.encode())
+    return name, conninfo.make_conninfo(admin, dbname=name)
+
+
+def _drop_database(admin: str, name: str) -> None:
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+@pytest.fixture
+def make_database(admin_url: str) -> Iterator[DatabaseFactory]:
+    """A factory of fresh, empty databases, all dropped when the test ends."""
+    created: list[str] = []
+
+    def factory() -> str:
+        name, url = _create_database(admin_url)
+        created.append(name)
+        return url
+
+    yield factory
+    for name in created:
+        _drop_database(admin_url, name)
+
+
+@pytest.fixture
+def empty_db(make_database: DatabaseFactory) -> str:
+    """The URL of one fresh, never-migrated database."""
+    return make_database()
+
+
+@pytest.fixture(scope="module")
+def migrated_db(admin_url: str) -> Iterator[str]:
+    """The URL of a database migrated once for the whole module (treat its schema as read-only)."""
+    name, url = _create_database(admin_url)
+    with connect(url) as conn:
+        migrate(conn)
+    yield url
+    _drop_database(admin_url, name)
+
+
+@pytest.fixture(scope="module")
+async def pool(migrated_db: str) -> AsyncIterator[AsyncConnectionPool]:
+    """The service's async pool on the module's migrated database."""
+    opened = await open_pool(migrated_db, min_size=1, max_size=4)
+    yield opened
+    await opened.close()
+
+
+@pytest.fixture
+def repo_root() -> Path:
+    return Path(__file__).resolve().parent.parent
