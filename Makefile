@@ -35,7 +35,7 @@ pytest: $(INSTALLED)
 
 ## Regenerate src/lqs/db/schema.json from a freshly migrated scratch database.
 schema-snapshot: $(INSTALLED)
-	$(BIN)/python -m lqs.db.snapshot_tool src/lqs/db/schema.json
+	LQS_UPDATE_SCHEMA_SNAPSHOT=1 $(BIN)/pytest -q tests/integration/test_verify.py -k shipped_schema_description
 
 ## Re-resolve the pinned dependency set (then commit constraints.txt).
 lock:

@@ -18,7 +18,7 @@ from lqs.db.connection import connect
 from lqs.db.embedded import start_embedded
 from lqs.db.errors import DatabaseError
 from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_applied
-from lqs.db.supabase_export import export_supabase
+from lqs.db.supabase_cli import export_supabase
 from lqs.db.verify import VerifyReport, verify
 
 app = typer.Typer(
@@ -77,7 +77,10 @@ def _report_problems(report: VerifyReport) -> None:
 def db_migrate() -> None:
     """Apply pending migrations, each in its own transaction, under an advisory lock."""
     settings = _settings()
-    with _database_url(settings) as url, connect(url, connect_timeout=settings.connect_timeout) as conn:
+    with (
+        _database_url(settings) as url,
+        connect(url, connect_timeout=settings.connect_timeout) as conn,
+    ):
         applied = migrate(conn)
     if not applied:
         console.print("Database is up to date.")
@@ -89,7 +92,10 @@ def db_migrate() -> None:
 def db_status() -> None:
     """List migrations and whether each is applied; exit 1 if any was edited or is missing."""
     settings = _settings()
-    with _database_url(settings) as url, connect(url, connect_timeout=settings.connect_timeout) as conn:
+    with (
+        _database_url(settings) as url,
+        connect(url, connect_timeout=settings.connect_timeout) as conn,
+    ):
         statuses = migration_status(load_migrations(), read_applied(conn))
     table = Table(title="Migrations")
     for heading in ("version", "name", "state", "applied at"):
@@ -106,18 +112,25 @@ def db_status() -> None:
 def db_verify() -> None:
     """Check the live schema against the migrations and run the seed's verification query."""
     settings = _settings()
-    with _database_url(settings) as url, connect(url, connect_timeout=settings.connect_timeout) as conn:
+    with (
+        _database_url(settings) as url,
+        connect(url, connect_timeout=settings.connect_timeout) as conn,
+    ):
         report = verify(conn)
     _print_seed_table(report)
     if not report.ok:
         _report_problems(report)
         _fail(f"schema verification failed: {len(report.problems)} problem(s) listed above")
-    console.print("[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies.")
+    console.print(
+        "[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies."
+    )
 
 
 @db_app.command("export-supabase")
 def db_export_supabase(
-    directory: Annotated[Path, typer.Argument(help="Project folder; files go to supabase/migrations")],
+    directory: Annotated[
+        Path, typer.Argument(help="Project folder; files go to supabase/migrations")
+    ],
 ) -> None:
     """Write the migrations as Supabase CLI migrations (supabase/migrations/<ts>_<name>.sql)."""
     for path in export_supabase(directory):
@@ -130,7 +143,10 @@ def db_snapshot() -> None:
     from lqs.db.catalog import dump_schema, read_schema
 
     settings = _settings()
-    with _database_url(settings) as url, connect(url, connect_timeout=settings.connect_timeout) as conn:
+    with (
+        _database_url(settings) as url,
+        connect(url, connect_timeout=settings.connect_timeout) as conn,
+    ):
         sys.stdout.write(dump_schema(read_schema(conn)))
 
 
@@ -138,7 +154,10 @@ def db_snapshot() -> None:
 def demo() -> None:
     """Start the database (embedded unless LQS_DATABASE_URL is set), migrate and verify it."""
     settings = _settings()
-    with _database_url(settings) as url, connect(url, connect_timeout=settings.connect_timeout) as conn:
+    with (
+        _database_url(settings) as url,
+        connect(url, connect_timeout=settings.connect_timeout) as conn,
+    ):
         for migration in migrate(conn):
             console.print(f"applied {migration.filename}")
         report = verify(conn)

@@ -109,7 +109,7 @@ def read_schema(conn: psycopg.Connection) -> SchemaDescription:
                 **_describe_table(cur, oid),
             }
         functions = [row[0] for row in cur.execute(_FUNCTIONS).fetchall()]
-        roles = dict(cur.execute(_ROLES).fetchall())
+        roles: dict[str, bool] = dict(cur.execute(_ROLES).fetchall())
     return {"tables": tables, "functions": functions, "roles": roles}
 
 
@@ -132,11 +132,15 @@ def _compare_keyed(
         if name not in actual:
             problems.append(f"{where}: {kind} {name} is missing")
         elif actual[name] != definition:
-            problems.append(f"{where}: {kind} {name} changed: expected {definition}, found {actual[name]}")
+            problems.append(
+                f"{where}: {kind} {name} changed: expected {definition}, found {actual[name]}"
+            )
     return problems
 
 
-def _compare_columns(table: str, expected: list[dict[str, Any]], actual: list[dict[str, Any]]) -> list[str]:
+def _compare_columns(
+    table: str, expected: list[dict[str, Any]], actual: list[dict[str, Any]]
+) -> list[str]:
     problems = []
     actual_by_name = {c["name"]: c for c in actual}
     for column in expected:

@@ -11,12 +11,12 @@ MIN_SERVER_VERSION = 150000
 """PostgreSQL 15: the oldest release LQS is tested on (CI runs 15 and the embedded 16)."""
 
 
-def describe_url(url: str) -> str:
-    """Return ``user@host:port/dbname`` for messages: never the password."""
+def describe_url(url: str) -> str | None:
+    """Return ``user@host:port/dbname`` for messages (never the password); None if unparseable."""
     try:
         parts = conninfo.conninfo_to_dict(url)
     except psycopg.ProgrammingError:
-        return "<unparseable database URL>"
+        return None
     host = str(parts.get("host") or "localhost")
     port = str(parts.get("port") or "5432")
     user = str(parts.get("user") or "")
@@ -41,6 +41,13 @@ def check_server_version(version_num: int) -> None:
 
 def unavailable(url: str, exc: psycopg.Error) -> DatabaseUnavailable:
     """Turn a driver error on connect into one line naming the server and the likely fix."""
+    where = describe_url(url)
+    if where is None:
+        # The driver's message quotes the URL, password included: do not repeat it.
+        return DatabaseUnavailable(
+            "the database URL is not a valid PostgreSQL URL; expected "
+            "postgresql://user:password@host:port/dbname in LQS_DATABASE_URL"
+        )
     detail = " ".join(str(exc).split()) or type(exc).__name__
     lowered = detail.lower()
     if "password authentication failed" in lowered or (
@@ -53,7 +60,7 @@ def unavailable(url: str, exc: psycopg.Error) -> DatabaseUnavailable:
         hint = "LQS_DATABASE_URL is not a valid PostgreSQL URL"
     else:
         hint = "is the server running and LQS_DATABASE_URL right?"
-    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {describe_url(url)}: {detail} ({hint})")
+    return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {detail} ({hint})")
 
 
 def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> psycopg.Connection:

@@ -52,10 +52,10 @@ def start_embedded(data_dir: Path) -> EmbeddedServer:
     with warnings.catch_warnings():
         # platformdirs warns when XDG_RUNTIME_DIR is unset; the fallback is fine.
         warnings.simplefilter("ignore")
-        import pgserver
+        from pgserver.postgres_server import get_server
 
         try:
-            handle = pgserver.get_server(pgdata, cleanup_mode="stop")
+            handle = get_server(pgdata, cleanup_mode="stop")
         except (subprocess.CalledProcessError, subprocess.TimeoutExpired) as exc:
             raise EmbeddedServerError(
                 f"embedded PostgreSQL did not start (see {pgdata / 'log'}); "

@@ -51,7 +51,7 @@ class AppliedMigration:
     version: int
     name: str
     checksum: str
-    applied_at: datetime
+    applied_at: datetime | None
 
 
 class MigrationState(StrEnum):
@@ -138,7 +138,9 @@ def migration_status(
         elif a.checksum != m.checksum:
             statuses.append(MigrationStatus(m.version, m.name, MigrationState.EDITED, a.applied_at))
         else:
-            statuses.append(MigrationStatus(m.version, m.name, MigrationState.APPLIED, a.applied_at))
+            statuses.append(
+                MigrationStatus(m.version, m.name, MigrationState.APPLIED, a.applied_at)
+            )
     for a in by_version.values():
         statuses.append(MigrationStatus(a.version, a.name, MigrationState.MISSING, a.applied_at))
     return sorted(statuses, key=lambda s: s.version)
@@ -186,7 +188,9 @@ def _apply_one(conn: psycopg.Connection, migration: Migration) -> None:
         ) from exc
 
 
-def migrate(conn: psycopg.Connection, migrations: Sequence[Migration] | None = None) -> list[Migration]:
+def migrate(
+    conn: psycopg.Connection, migrations: Sequence[Migration] | None = None
+) -> list[Migration]:
     """Apply every pending migration, in order; return those applied by this call.
 
     ``conn`` must be in autocommit mode: each migration gets its own transaction, and a

@@ -7,7 +7,14 @@ from dataclasses import dataclass
 import psycopg
 
 from lqs.db.catalog import compare_schemas, load_expected_schema, read_schema
-from lqs.db.migrate import drift_problems, load_migrations, migration_status, read_applied
+from lqs.db.migrate import (
+    MigrationState,
+    drift_problems,
+    load_migrations,
+    migration_status,
+    read_applied,
+)
+from lqs.db.supabase_cli import read_supabase_applied
 
 # The seed's own verification query (shared/seed), verbatim.
 SEED_VERIFICATION_QUERY = """
@@ -90,12 +97,15 @@ def seed_problems(rows: list[SeedRow]) -> list[str]:
 
 def verify(conn: psycopg.Connection) -> VerifyReport:
     """Check migrations (none pending, none edited or missing), the seed query and the schema."""
-    statuses = migration_status(load_migrations(), read_applied(conn))
+    # A database migrated by the Supabase CLI from `lqs db export-supabase` files has its
+    # history there rather than in LQS's table.
+    applied = read_applied(conn) or read_supabase_applied(conn)
+    statuses = migration_status(load_migrations(), applied)
     problems = drift_problems(statuses)
     problems += [
         f"migration {s.version:04d}_{s.name}.sql is not applied: run `lqs db migrate`"
         for s in statuses
-        if s.state == "pending"
+        if s.state is MigrationState.PENDING
     ]
     rows = run_seed_query(conn)
     problems += seed_problems(rows)

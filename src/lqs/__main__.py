@@ -1,0 +1,5 @@
+"""``python -m lqs``: the same as the ``lqs`` command."""
+
+from lqs.cli import main
+
+main()

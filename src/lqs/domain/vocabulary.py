@@ -1,0 +1,46 @@
+"""The fixed vocabularies the schema's CHECK constraints enforce, as Python enums.
+
+The seed's ``communications`` table and the ``leads`` table define these sets in SQL;
+these enums must list exactly the same values (a test compares them with the live
+constraints), so code never writes a value the database would reject.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class CommunicationType(StrEnum):
+    EMAIL = "email"
+    SMS = "sms"
+    PUSH = "push"
+    WEBHOOK = "webhook"
+
+
+class CommunicationStatus(StrEnum):
+    PENDING = "pending"
+    SENT = "sent"
+    DELIVERED = "delivered"
+    FAILED = "failed"
+    BOUNCED = "bounced"
+    REJECTED = "rejected"
+
+
+class ConsentStatus(StrEnum):
+    GRANTED = "granted"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+    WITHDRAWN = "withdrawn"
+
+
+class LeadStatus(StrEnum):
+    QUEUED = "queued"
+    QUALIFIED = "qualified"
+    NURTURE = "nurture"
+    DISQUALIFIED = "disqualified"
+    ERROR = "error"
+
+
+HIGHEST_PRIORITY = 1
+LOWEST_PRIORITY = 10
+DEFAULT_PRIORITY = 5

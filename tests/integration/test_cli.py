@@ -1,0 +1,186 @@
+"""The ``lqs`` command as a user runs it: real processes, real PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo
+
+from lqs.db.connection import connect
+from lqs.db.migrate import load_migrations
+from lqs.db.supabase_cli import supabase_version
+from lqs.db.verify import verify
+from tests.conftest import DatabaseFactory
+
+
+def run_lqs(
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    merged = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
+    merged.update(env or {})
+    return subprocess.run(
+        [sys.executable, "-m", "lqs", *args],
+        env=merged,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def assert_one_line_error(result: subprocess.CompletedProcess[str], *fragments: str) -> None:
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    for fragment in fragments:
+        assert fragment in lines[0]
+
+
+def test_migrate_status_and_verify_on_a_fresh_database(empty_db: str) -> None:
+    env = {"LQS_DATABASE_URL": empty_db}
+
+    migrated = run_lqs("db", "migrate", env=env)
+    again = run_lqs("db", "migrate", env=env)
+    status = run_lqs("db", "status", env=env)
+    verified = run_lqs("db", "verify", env=env)
+
+    assert migrated.returncode == 0, migrated.stderr
+    assert "applied 0003_communications.sql" in migrated.stdout
+    assert again.returncode == 0
+    assert "up to date" in again.stdout
+    assert status.returncode == 0
+    assert status.stdout.count("│ applied ") == len(load_migrations())
+    assert verified.returncode == 0, verified.stderr
+    assert "24 rows" in verified.stdout
+    assert "Schema verified" in verified.stdout
+
+
+def test_verify_exits_non_zero_naming_the_dropped_index(empty_db: str) -> None:
+    env = {"LQS_DATABASE_URL": empty_db}
+    assert run_lqs("db", "migrate", env=env).returncode == 0
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute("DROP INDEX public.idx_communications_external_id")
+        conn.execute("ALTER TABLE public.profiles DISABLE ROW LEVEL SECURITY")
+
+    result = run_lqs("db", "verify", env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert "drift: communications: index idx_communications_external_id is missing" in result.stderr
+    assert "drift: profiles: row level security is disabled" in result.stderr
+
+
+def test_unreachable_database_is_one_line_and_non_zero() -> None:
+    result = run_lqs("db", "migrate", env={"LQS_DATABASE_URL": "postgresql://lqs@127.0.0.1:1/lqs"})
+    assert_one_line_error(result, "cannot connect to PostgreSQL at lqs@127.0.0.1:1/lqs")
+
+
+def test_unknown_role_asks_to_check_credentials(admin_url: str) -> None:
+    url = conninfo.make_conninfo(admin_url, user="no_such_role", password="wrong-password")
+    result = run_lqs("db", "status", env={"LQS_DATABASE_URL": url})
+    assert_one_line_error(result, "check the user and password")
+    assert "wrong-password" not in result.stderr
+
+
+def test_unknown_database_asks_to_create_it(admin_url: str) -> None:
+    url = conninfo.make_conninfo(admin_url, dbname="lqs_no_such_database")
+    result = run_lqs("db", "verify", env={"LQS_DATABASE_URL": url})
+    assert_one_line_error(result, "create the database")
+
+
+def test_malformed_url_is_reported() -> None:
+    result = run_lqs("db", "migrate", env={"LQS_DATABASE_URL": "postgresql://u:s3cret@[::1"})
+    assert_one_line_error(result, "not a valid PostgreSQL URL")
+    assert "s3cret" not in result.stderr
+
+
+def test_unwritable_data_directory_is_reported(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = run_lqs("db", "migrate", env={"LQS_DATA_DIR": str(blocker / "lqs")})
+    assert_one_line_error(result, "cannot create data directory", "LQS_DATA_DIR")
+
+
+def test_invalid_setting_names_the_variable() -> None:
+    result = run_lqs("db", "status", env={"LQS_CONNECT_TIMEOUT": "soon"})
+    assert_one_line_error(result, "LQS_CONNECT_TIMEOUT")
+
+
+def test_missing_migration_file_stops_migrate_without_applying(empty_db: str) -> None:
+    env = {"LQS_DATABASE_URL": empty_db}
+    assert run_lqs("db", "migrate", env=env).returncode == 0
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "INSERT INTO lqs.schema_migrations (version, name, checksum, duration_ms)"
+            " VALUES (9999, 'from_the_future', 'x', 0)"
+        )
+
+    migrate_result = run_lqs("db", "migrate", env=env)
+    status_result = run_lqs("db", "status", env=env)
+
+    assert_one_line_error(migrate_result, "9999_from_the_future.sql", "file is missing")
+    assert status_result.returncode == 1
+    assert "missing" in status_result.stdout
+
+
+def test_export_supabase_writes_cli_migrations_that_build_a_verified_schema(
+    tmp_path: Path, make_database: DatabaseFactory
+) -> None:
+    result = run_lqs("db", "export-supabase", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    files = sorted((tmp_path / "supabase" / "migrations").iterdir())
+    assert [f.name for f in files] == [
+        f"{supabase_version(m)}_{m.name}.sql" for m in load_migrations()
+    ]
+    assert all(re.fullmatch(r"\d{14}_[a-z0-9_]+\.sql", f.name) for f in files)
+
+    # Apply them the way `supabase db push` does: each file, then its history row.
+    url = make_database()
+    with connect(url) as conn:
+        conn.execute(
+            b"CREATE SCHEMA supabase_migrations; CREATE TABLE supabase_migrations.schema_migrations"
+            b" (version text PRIMARY KEY, statements text[], name text)"
+        )
+        for path in files:
+            version, name = path.stem.split("_", 1)
+            with conn.transaction():
+                conn.execute(path.read_text("utf-8").encode())
+                conn.execute(
+                    "INSERT INTO supabase_migrations.schema_migrations VALUES (%s, %s, %s)",
+                    (version, [path.read_text("utf-8")], name),
+                )
+        report = verify(conn)
+    assert report.ok, report.problems
+
+
+def test_export_supabase_into_an_unwritable_place_fails_cleanly(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    result = run_lqs("db", "export-supabase", str(blocker))
+    assert_one_line_error(result, "cannot write Supabase migrations")
+
+
+def test_demo_on_an_embedded_server_prints_the_verification_table(tmp_path: Path) -> None:
+    result = run_lqs("demo", env={"LQS_DATA_DIR": str(tmp_path / "lqs")})
+    assert result.returncode == 0, result.stderr
+    assert "24 rows" in result.stdout
+    assert "compliance_notes" in result.stdout
+    # Reused across runs: the second start finds the data and applies nothing.
+    second = run_lqs("demo", env={"LQS_DATA_DIR": str(tmp_path / "lqs")})
+    assert second.returncode == 0, second.stderr
+    assert "applied" not in second.stdout
+
+
+def test_demo_against_a_configured_server(empty_db: str) -> None:
+    result = run_lqs("demo", env={"LQS_DATABASE_URL": empty_db})
+    assert result.returncode == 0, result.stderr
+    with connect(empty_db) as conn:
+        assert verify(conn).ok
