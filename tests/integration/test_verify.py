@@ -120,7 +120,7 @@ def test_migrated_database_verifies_with_the_seeds_24_rows(migrated_copy: Migrat
             "COMMENT ON COLUMN public.communications.status IS 'whatever'",
             "communications.status: comment changed",
         ),
-        ("DROP TABLE public.communications", "communications: table is missing"),
+        ("DROP TABLE public.communications CASCADE", "communications: table is missing"),
         ("DROP FUNCTION auth.jwt()", "function auth.jwt() is missing"),
         (
             "DELETE FROM lqs.schema_migrations WHERE version = 3",
@@ -182,7 +182,7 @@ def test_seed_script_run_by_hand_builds_the_table_lqs_expects(
     yields exactly the communications table that schema.json (and so verify) demands."""
     url = migrated_copy()
     with connect(url) as conn:
-        conn.execute(b"DROP TABLE public.communications")
+        conn.execute(b"DROP TABLE public.communications CASCADE")
         conn.execute(b"DROP FUNCTION public.update_communications_updated_at()")
         conn.execute(_seed_sql(repo_root).encode())
         live = read_schema(conn)["tables"]["communications"]

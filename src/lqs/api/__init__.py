@@ -1,0 +1,1 @@
+"""The HTTP API: lead intake now; provider webhooks and the tenant API later."""

@@ -1,0 +1,222 @@
+"""SQL for the leads table family: intake (insert or merge), the processor's claim, results.
+
+Every statement is set-based: a batch of leads is one statement, not one per lead.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from lqs.domain.leads import NewLead
+
+LEADS_QUEUED_CHANNEL = "lqs_leads_queued"
+"""NOTIFY channel: a lead was queued; processors waiting on it wake at once."""
+
+
+@dataclass(frozen=True)
+class StoredLead:
+    """What intake reports for each submitted lead, in submission order."""
+
+    id: UUID
+    status: str
+    duplicate: bool
+
+
+def _row(lead: NewLead) -> dict[str, Any]:
+    row = asdict(lead)
+    row["consent_status"] = str(lead.consent_status)
+    row["consent_at"] = lead.consent_at.isoformat() if lead.consent_at else None
+    row["custom"] = dict(lead.custom)
+    row["dedupe_key"] = lead.dedupe_key
+    return row
+
+
+def merge_within_batch(leads: Sequence[NewLead]) -> tuple[list[NewLead], list[int]]:
+    """Fold leads that share a dedupe key into one (later non-empty values win).
+
+    Returns the distinct leads and, for each submitted lead, the index of its distinct lead.
+    An ``INSERT ... ON CONFLICT`` cannot touch one row twice, so the batch must be distinct.
+    """
+    distinct: list[NewLead] = []
+    where: dict[str, int] = {}
+    positions: list[int] = []
+    for lead in leads:
+        index = where.get(lead.dedupe_key)
+        if index is None:
+            where[lead.dedupe_key] = len(distinct)
+            positions.append(len(distinct))
+            distinct.append(lead)
+            continue
+        earlier = asdict(distinct[index])
+        later = asdict(lead)
+        merged = {k: (later[k] if later[k] is not None else earlier[k]) for k in earlier}
+        merged["custom"] = {**earlier["custom"], **later["custom"]}
+        if lead.consent_status == "unknown":
+            merged["consent_status"] = distinct[index].consent_status
+        distinct[index] = NewLead(**merged)
+        positions.append(index)
+    return distinct, positions
+
+
+# Merged fields: a submitted value replaces the stored one; an absent one keeps it.
+_INSERT_OR_MERGE = """
+INSERT INTO public.leads AS l (
+    client_id, email, phone, first_name, last_name, job_title, company_name,
+    company_domain, company_size, industry, country, source, utm_source, utm_medium,
+    utm_campaign, utm_term, utm_content, custom, consent_status, consent_source,
+    consent_at, dedupe_key
+)
+SELECT %(client_id)s, r.email, r.phone, r.first_name, r.last_name, r.job_title,
+       r.company_name, r.company_domain, r.company_size, r.industry, r.country, r.source,
+       r.utm_source, r.utm_medium, r.utm_campaign, r.utm_term, r.utm_content,
+       coalesce(r.custom, '{}'::jsonb), r.consent_status, r.consent_source, r.consent_at,
+       r.dedupe_key
+FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r
+ON CONFLICT (client_id, dedupe_key)
+    WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'qualified', 'nurture')
+DO UPDATE SET
+    email = coalesce(EXCLUDED.email, l.email),
+    phone = coalesce(EXCLUDED.phone, l.phone),
+    first_name = coalesce(EXCLUDED.first_name, l.first_name),
+    last_name = coalesce(EXCLUDED.last_name, l.last_name),
+    job_title = coalesce(EXCLUDED.job_title, l.job_title),
+    company_name = coalesce(EXCLUDED.company_name, l.company_name),
+    company_domain = coalesce(EXCLUDED.company_domain, l.company_domain),
+    company_size = coalesce(EXCLUDED.company_size, l.company_size),
+    industry = coalesce(EXCLUDED.industry, l.industry),
+    country = coalesce(EXCLUDED.country, l.country),
+    source = coalesce(EXCLUDED.source, l.source),
+    utm_source = coalesce(EXCLUDED.utm_source, l.utm_source),
+    utm_medium = coalesce(EXCLUDED.utm_medium, l.utm_medium),
+    utm_campaign = coalesce(EXCLUDED.utm_campaign, l.utm_campaign),
+    utm_term = coalesce(EXCLUDED.utm_term, l.utm_term),
+    utm_content = coalesce(EXCLUDED.utm_content, l.utm_content),
+    custom = l.custom || EXCLUDED.custom,
+    consent_status = CASE WHEN EXCLUDED.consent_status = 'unknown'
+                          THEN l.consent_status ELSE EXCLUDED.consent_status END,
+    consent_source = CASE WHEN EXCLUDED.consent_status = 'unknown'
+                          THEN l.consent_source ELSE EXCLUDED.consent_source END,
+    consent_at = CASE WHEN EXCLUDED.consent_status = 'unknown'
+                      THEN l.consent_at ELSE EXCLUDED.consent_at END,
+    -- The trail: when, and the stored values this submission replaced.
+    history = l.history || jsonb_build_array(jsonb_build_object(
+        'merged_at', now(),
+        'source', EXCLUDED.source,
+        'previous', (
+            SELECT coalesce(jsonb_object_agg(old.key, old.value), '{}'::jsonb)
+            FROM jsonb_each(to_jsonb(l)) AS old
+            JOIN jsonb_each(jsonb_strip_nulls(to_jsonb(EXCLUDED))) AS new USING (key)
+            WHERE old.key <> ALL (ARRAY['id', 'client_id', 'dedupe_key', 'status',
+                                        'received_at', 'created_at', 'updated_at', 'history'])
+              AND old.value <> 'null'::jsonb
+              AND old.value IS DISTINCT FROM new.value
+              AND (old.key <> 'custom' OR NOT old.value @> new.value)
+        )
+    ))
+RETURNING l.dedupe_key, l.id, l.status, (l.xmax = 0) AS inserted
+"""
+
+
+async def insert_or_merge_leads(
+    conn: AsyncConnection, client_id: UUID, leads: Sequence[NewLead]
+) -> list[StoredLead]:
+    """Store a batch in one statement: new leads are queued, duplicates of open leads merge.
+
+    A lead is open while queued, qualified or in nurture; the match is the client plus
+    :attr:`NewLead.dedupe_key`. Sends a NOTIFY on :data:`LEADS_QUEUED_CHANNEL` (delivered
+    at commit) when anything was queued. Must run inside the caller's transaction.
+    """
+    if not leads:
+        return []
+    distinct, positions = merge_within_batch(leads)
+    rows = [_row(lead) for lead in distinct]
+    # RETURNING order is not guaranteed to follow the input: match on dedupe key.
+    cur = await conn.execute(_INSERT_OR_MERGE, {"client_id": client_id, "rows": Jsonb(rows)})
+    by_key = {
+        key: (lead_id, status, inserted) for key, lead_id, status, inserted in await cur.fetchall()
+    }
+    stored_distinct = []
+    for lead in distinct:
+        lead_id, status, inserted = by_key[lead.dedupe_key]
+        stored_distinct.append(StoredLead(lead_id, status, duplicate=not inserted))
+    if any(not s.duplicate for s in stored_distinct):
+        await conn.execute("SELECT pg_notify(%s, '')", (LEADS_QUEUED_CHANNEL,))
+    seen: set[int] = set()
+    result = []
+    for index in positions:
+        stored = stored_distinct[index]
+        # A second submission inside the same batch is a duplicate of the first.
+        result.append(stored if index not in seen else StoredLead(stored.id, stored.status, True))
+        seen.add(index)
+    return result
+
+
+_CLAIM_QUEUED = """
+SELECT l.*
+FROM public.leads AS l
+WHERE l.status = 'queued'
+ORDER BY l.received_at, l.id
+LIMIT %(limit)s
+-- SKIP LOCKED: concurrent processors take disjoint batches instead of queueing on locks.
+FOR UPDATE SKIP LOCKED
+"""
+
+
+async def claim_queued_leads(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+    """Lock up to ``limit`` queued leads, oldest first, for this transaction."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_CLAIM_QUEUED, {"limit": limit})
+        return await cur.fetchall()
+
+
+@dataclass(frozen=True)
+class LeadOutcome:
+    """The processor's verdict on one lead."""
+
+    lead_id: UUID
+    status: str
+    score: int | None
+    grade: str | None
+    score_breakdown: list[dict[str, Any]] | None
+    error_message: str | None
+
+
+_RECORD_OUTCOMES = """
+UPDATE public.leads AS l
+SET status = o.status, score = o.score, grade = o.grade,
+    score_breakdown = o.score_breakdown, error_message = o.error_message,
+    processed_at = now()
+FROM jsonb_to_recordset(%(outcomes)s) AS o(
+    lead_id uuid, status text, score integer, grade text, score_breakdown jsonb,
+    error_message text
+)
+WHERE l.id = o.lead_id
+"""
+
+
+async def record_lead_outcomes(conn: AsyncConnection, outcomes: Sequence[LeadOutcome]) -> None:
+    """Write every outcome of a batch in one statement."""
+    if not outcomes:
+        return
+    payload = [{**asdict(o), "lead_id": str(o.lead_id)} for o in outcomes]
+    await conn.execute(_RECORD_OUTCOMES, {"outcomes": Jsonb(payload)})
+
+
+def lead_as_json(row: dict[str, Any]) -> dict[str, Any]:
+    """A claimed lead row as JSON-safe data (for templates and scoring)."""
+    return json.loads(json.dumps(row, default=_json_default))  # type: ignore[no-any-return]
+
+
+def _json_default(value: object) -> object:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return str(value)

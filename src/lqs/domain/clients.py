@@ -1,0 +1,83 @@
+"""A client's settings: where its notifications go, what each outcome sends, its rules.
+
+Stored as the ``clients.settings`` jsonb object; validated here on every write and read.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from lqs.domain.vocabulary import DEFAULT_PRIORITY, CommunicationType, LeadStatus
+
+SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+
+Outcome = Literal["qualified", "nurture", "disqualified"]
+
+
+class NotificationRule(BaseModel):
+    """One message an outcome sends: on which channel, to whom, with which template."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channel: CommunicationType
+    to: Literal["client", "lead"]
+    template: str = Field(pattern=r"^[a-z0-9_]{1,100}$")
+    priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=10)
+    campaign_id: str | None = Field(default=None, max_length=100)
+
+
+def _default_notifications() -> dict[Outcome, list[NotificationRule]]:
+    return {
+        "qualified": [
+            NotificationRule(
+                channel=CommunicationType.EMAIL, to="client", template="lead_qualified", priority=2
+            )
+        ],
+        "nurture": [],
+        "disqualified": [],
+    }
+
+
+class ClientSettings(BaseModel):
+    """Everything a client configures; unknown keys are kept for later features."""
+
+    model_config = ConfigDict(extra="allow")
+
+    time_zone: str = "UTC"
+    default_region: str = Field(default="US", pattern=r"^[A-Z]{2}$")
+    notification_email: str | None = Field(default=None, max_length=255)
+    notification_phone: str | None = Field(default=None, max_length=20)
+    notifications: dict[Outcome, list[NotificationRule]] = Field(
+        default_factory=_default_notifications
+    )
+    scoring_rules: dict[str, Any] | None = None
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r}") from exc
+        return value
+
+    def rules_for(self, outcome: LeadStatus) -> list[NotificationRule]:
+        """The messages an outcome sends (none for ``queued`` or ``error``)."""
+        key = str(outcome)
+        if key in ("qualified", "nurture", "disqualified"):
+            return list(self.notifications.get(key, []))  # type: ignore[call-overload]
+        return []
+
+
+def parse_client_settings(data: Mapping[str, object] | None) -> ClientSettings:
+    """Validate stored or submitted settings.
+
+    Raises:
+        pydantic.ValidationError: naming each bad key.
+    """
+    return ClientSettings.model_validate(dict(data or {}))

@@ -1,0 +1,97 @@
+"""What a qualified (or nurtured, or disqualified) lead sends, and whether it may be sent.
+
+Pure planning: the processor passes the lead, the client's settings and the score; this
+returns one :class:`PlannedMessage` per message, each either sendable or rejected with a
+compliance note. Rendering and storage happen elsewhere.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from lqs.domain.clients import ClientSettings, NotificationRule
+from lqs.domain.vocabulary import CommunicationType, ConsentStatus, LeadStatus
+
+
+@dataclass(frozen=True)
+class PlannedMessage:
+    """A message to record: to whom, how, with which template, and whether it may go."""
+
+    channel: CommunicationType
+    recipient: str | None
+    template_id: str
+    priority: int
+    campaign_id: str | None
+    to_lead: bool
+    consent_status: ConsentStatus
+    rejection: str | None
+    """None when the message may be sent; otherwise the compliance note."""
+
+
+def _recipient(
+    rule: NotificationRule, settings: ClientSettings, lead: Mapping[str, object]
+) -> str | None:
+    if rule.to == "client":
+        if rule.channel is CommunicationType.EMAIL:
+            return settings.notification_email
+        if rule.channel is CommunicationType.SMS:
+            return settings.notification_phone
+        return None
+    if rule.channel is CommunicationType.EMAIL:
+        value = lead.get("email")
+    elif rule.channel is CommunicationType.SMS:
+        value = lead.get("phone")
+    else:
+        value = None
+    return str(value) if value else None
+
+
+def plan_messages(
+    outcome: LeadStatus,
+    settings: ClientSettings,
+    lead: Mapping[str, object],
+    suppressed: frozenset[tuple[str, str]] = frozenset(),
+) -> list[PlannedMessage]:
+    """The messages ``outcome`` sends for this lead under the client's settings.
+
+    A message to the lead needs ``consent_status == granted``; any message to a
+    recipient in ``suppressed`` (``(channel, normalised recipient)`` pairs) is rejected.
+    Messages to the client's own notification address are operational: they need no
+    lead consent and are recorded with ``consent_status = granted``.
+    A rule whose recipient is unknown (no address configured, the lead has no phone)
+    plans nothing: there is no one to record a message to.
+    """
+    planned = []
+    lead_consent = ConsentStatus(str(lead.get("consent_status") or "unknown"))
+    for rule in settings.rules_for(outcome):
+        recipient = _recipient(rule, settings, lead)
+        if recipient is None:
+            continue
+        to_lead = rule.to == "lead"
+        consent = lead_consent if to_lead else ConsentStatus.GRANTED
+        rejection = None
+        if to_lead and consent is not ConsentStatus.GRANTED:
+            rejection = (
+                f"lead consent is {consent.value}: messages to the lead need granted consent"
+            )
+        elif (rule.channel.value, normalise_recipient(rule.channel, recipient)) in suppressed:
+            rejection = f"recipient is on the client's {rule.channel.value} suppression list"
+        planned.append(
+            PlannedMessage(
+                channel=rule.channel,
+                recipient=recipient,
+                template_id=rule.template,
+                priority=rule.priority,
+                campaign_id=rule.campaign_id,
+                to_lead=to_lead,
+                consent_status=consent,
+                rejection=rejection,
+            )
+        )
+    return planned
+
+
+def normalise_recipient(channel: CommunicationType, recipient: str) -> str:
+    """The form suppressions are stored and matched in (emails compare case-insensitively)."""
+    return recipient.strip().lower() if channel is CommunicationType.EMAIL else recipient.strip()
