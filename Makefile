@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean
+.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean bench bench-quick
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LQS needs Python 3.11 or newer")'
@@ -33,6 +33,15 @@ imports: $(INSTALLED)
 pytest: $(INSTALLED)
 	$(BIN)/pytest
 
+## Benchmarks (writes docs/BENCHMARKS.md); bench-quick stays under two minutes.
+bench: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m bench
+
+bench-quick: $(INSTALLED)
+	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	$(BIN)/python -m bench --quick
+
 ## Regenerate src/lqs/db/schema.json from a freshly migrated scratch database.
 schema-snapshot: $(INSTALLED)
 	LQS_UPDATE_SCHEMA_SNAPSHOT=1 $(BIN)/pytest -q tests/integration/test_verify.py -k shipped_schema_description
@@ -41,7 +50,7 @@ schema-snapshot: $(INSTALLED)
 lock:
 	rm -rf .lock-venv
 	$(PYTHON) -m venv .lock-venv
-	.lock-venv/bin/python -m pip install --quiet -e '.[dev]'
+	.lock-venv/bin/python -m pip install --quiet -e '.[dev,bench]'
 	.lock-venv/bin/python -m pip freeze --exclude-editable | grep -v '^-e' > constraints.txt
 	rm -rf .lock-venv
 

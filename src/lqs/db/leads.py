@@ -67,20 +67,26 @@ def merge_within_batch(leads: Sequence[NewLead]) -> tuple[list[NewLead], list[in
     return distinct, positions
 
 
-# Merged fields: a submitted value replaces the stored one; an absent one keeps it.
-_INSERT_OR_MERGE = """
-INSERT INTO public.leads AS l (
-    client_id, email, phone, first_name, last_name, job_title, company_name,
-    company_domain, company_size, industry, country, source, utm_source, utm_medium,
-    utm_campaign, utm_term, utm_content, custom, consent_status, consent_source,
-    consent_at, dedupe_key
-)
+_LEAD_COLUMNS = """
+    email, phone, first_name, last_name, job_title, company_name, company_domain,
+    company_size, industry, country, source, utm_source, utm_medium, utm_campaign,
+    utm_term, utm_content, custom, consent_status, consent_source, consent_at, dedupe_key
+"""
+
+_INSERT_FROM = (
+    "INSERT INTO public.leads AS l (client_id, "
+    + _LEAD_COLUMNS
+    + """)
 SELECT %(client_id)s, r.email, r.phone, r.first_name, r.last_name, r.job_title,
        r.company_name, r.company_domain, r.company_size, r.industry, r.country, r.source,
        r.utm_source, r.utm_medium, r.utm_campaign, r.utm_term, r.utm_content,
        coalesce(r.custom, '{}'::jsonb), r.consent_status, r.consent_source, r.consent_at,
        r.dedupe_key
-FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r
+"""
+)
+
+# Merged fields: a submitted value replaces the stored one; an absent one keeps it.
+_MERGE_ON_CONFLICT = """
 ON CONFLICT (client_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'qualified', 'nurture')
 DO UPDATE SET
@@ -125,6 +131,23 @@ DO UPDATE SET
 RETURNING l.dedupe_key, l.id, l.status, (l.xmax = 0) AS inserted
 """
 
+_INSERT_OR_MERGE_JSON = (
+    _INSERT_FROM
+    + "FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r"
+    + _MERGE_ON_CONFLICT
+)
+_INSERT_OR_MERGE_STAGED = _INSERT_FROM + "FROM lqs_lead_staging AS r" + _MERGE_ON_CONFLICT
+
+_CREATE_STAGING = """
+CREATE TEMP TABLE IF NOT EXISTS lqs_lead_staging (
+    email text, phone text, first_name text, last_name text, job_title text,
+    company_name text, company_domain text, company_size integer, industry text,
+    country text, source text, utm_source text, utm_medium text, utm_campaign text,
+    utm_term text, utm_content text, custom jsonb, consent_status text,
+    consent_source text, consent_at timestamptz, dedupe_key text
+) ON COMMIT DELETE ROWS
+"""
+
 
 async def insert_or_merge_leads(
     conn: AsyncConnection, client_id: UUID, leads: Sequence[NewLead]
@@ -139,17 +162,8 @@ async def insert_or_merge_leads(
         return []
     distinct, positions = merge_within_batch(leads)
     rows = [_row(lead) for lead in distinct]
-    # RETURNING order is not guaranteed to follow the input: match on dedupe key.
-    cur = await conn.execute(_INSERT_OR_MERGE, {"client_id": client_id, "rows": Jsonb(rows)})
-    by_key = {
-        key: (lead_id, status, inserted) for key, lead_id, status, inserted in await cur.fetchall()
-    }
-    stored_distinct = []
-    for lead in distinct:
-        lead_id, status, inserted = by_key[lead.dedupe_key]
-        stored_distinct.append(StoredLead(lead_id, status, duplicate=not inserted))
-    if any(not s.duplicate for s in stored_distinct):
-        await conn.execute("SELECT pg_notify(%s, '')", (LEADS_QUEUED_CHANNEL,))
+    cur = await conn.execute(_INSERT_OR_MERGE_JSON, {"client_id": client_id, "rows": Jsonb(rows)})
+    stored_distinct = await _stored_in_order(conn, distinct, await cur.fetchall())
     seen: set[int] = set()
     result = []
     for index in positions:
@@ -158,6 +172,77 @@ async def insert_or_merge_leads(
         result.append(stored if index not in seen else StoredLead(stored.id, stored.status, True))
         seen.add(index)
     return result
+
+
+async def _stored_in_order(
+    conn: AsyncConnection, distinct: Sequence[NewLead], returned: Sequence[tuple[Any, ...]]
+) -> list[StoredLead]:
+    # RETURNING order is not guaranteed to follow the input: match on the dedupe key.
+    by_key = {key: (lead_id, status, inserted) for key, lead_id, status, inserted in returned}
+    stored = []
+    for lead in distinct:
+        lead_id, status, inserted = by_key[lead.dedupe_key]
+        stored.append(StoredLead(lead_id, status, duplicate=not inserted))
+    if any(not s.duplicate for s in stored):
+        await conn.execute("SELECT pg_notify(%s, '')", (LEADS_QUEUED_CHANNEL,))
+    return stored
+
+
+@dataclass(frozen=True)
+class ImportOutcome:
+    """What one import batch did."""
+
+    created: int
+    merged: int
+    already_imported: int
+
+
+async def import_leads(
+    conn: AsyncConnection, client_id: UUID, rows: Sequence[tuple[bytes, NewLead]]
+) -> ImportOutcome:
+    """Import a batch of CSV rows (content hash, lead) with COPY into a staging table.
+
+    Rows whose hash this client imported before are skipped, so importing a file again
+    imports nothing twice; the rest are inserted or merged like API submissions. Must run
+    inside the caller's transaction.
+    """
+    hashes = list({h for h, _ in rows})
+    cur = await conn.execute(
+        "SELECT row_hash FROM public.lead_import_rows WHERE client_id = %s AND row_hash = ANY(%s)",
+        (client_id, hashes),
+    )
+    seen = {bytes(h) for (h,) in await cur.fetchall()}
+    fresh: dict[bytes, NewLead] = {}
+    for row_hash, lead in rows:
+        if row_hash not in seen:
+            fresh.setdefault(row_hash, lead)
+    if not fresh:
+        return ImportOutcome(0, 0, len(rows))
+    fresh_hashes = list(fresh)
+    distinct, positions = merge_within_batch([fresh[h] for h in fresh_hashes])
+
+    await conn.execute(_CREATE_STAGING)
+    async with conn.cursor() as copy_cur:
+        async with copy_cur.copy(
+            "COPY lqs_lead_staging (" + _LEAD_COLUMNS + ") FROM STDIN"
+        ) as copy:
+            for lead in distinct:
+                row = _row(lead)
+                row["custom"] = Jsonb(row["custom"])
+                await copy.write_row([row[c.strip()] for c in _LEAD_COLUMNS.split(",")])
+        await copy_cur.execute(_INSERT_OR_MERGE_STAGED, {"client_id": client_id})
+        returned = await copy_cur.fetchall()
+    stored = await _stored_in_order(conn, distinct, returned)
+    await conn.execute(
+        "INSERT INTO public.lead_import_rows (client_id, row_hash, lead_id)"
+        " SELECT %s, h, l FROM unnest(%s::bytea[], %s::uuid[]) AS t(h, l)"
+        " ON CONFLICT DO NOTHING",
+        (client_id, fresh_hashes, [stored[p].id for p in positions]),
+    )
+    created = sum(not s.duplicate for s in stored)
+    return ImportOutcome(
+        created, len(rows) - created - (len(rows) - len(fresh)), len(rows) - len(fresh)
+    )
 
 
 _CLAIM_QUEUED = """

@@ -43,6 +43,21 @@ CREATE INDEX idx_idempotency_keys_created_at ON public.idempotency_keys(created_
 COMMENT ON TABLE public.idempotency_keys IS
     'First response to each Idempotency-Key, replayed for 24 hours';
 
+-- ---------------------------------------------------------------- lead_import_rows
+-- Every CSV row ever imported for a client, by content hash: importing a file again
+-- imports nothing twice, whatever became of the leads in between.
+CREATE TABLE public.lead_import_rows (
+    client_id uuid NOT NULL REFERENCES public.clients(id) ON DELETE CASCADE,
+    row_hash bytea NOT NULL CHECK (length(row_hash) = 32),
+    lead_id uuid REFERENCES public.leads(id) ON DELETE SET NULL,
+    imported_at timestamptz NOT NULL DEFAULT now(),
+    PRIMARY KEY (client_id, row_hash)
+);
+
+CREATE INDEX idx_lead_import_rows_lead_id ON public.lead_import_rows(lead_id);
+
+COMMENT ON TABLE public.lead_import_rows IS 'Content hashes of imported CSV rows, per client';
+
 -- ---------------------------------------------------------------- templates
 CREATE TABLE public.templates (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -100,12 +115,13 @@ COMMENT ON TABLE public.delivery_queue IS
 GRANT SELECT ON public.api_keys, public.templates, public.suppressions, public.delivery_queue
     TO authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE
-    ON public.api_keys, public.idempotency_keys, public.templates, public.suppressions,
-       public.delivery_queue
+    ON public.api_keys, public.idempotency_keys, public.lead_import_rows, public.templates,
+       public.suppressions, public.delivery_queue
     TO service_role;
 
 ALTER TABLE public.api_keys ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.idempotency_keys ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.lead_import_rows ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.templates ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.suppressions ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.delivery_queue ENABLE ROW LEVEL SECURITY;
@@ -119,6 +135,10 @@ CREATE POLICY "Service role can manage all api keys" ON public.api_keys
     WITH CHECK ((SELECT auth.role()) = 'service_role');
 
 CREATE POLICY "Service role can manage all idempotency keys" ON public.idempotency_keys
+    FOR ALL USING ((SELECT auth.role()) = 'service_role')
+    WITH CHECK ((SELECT auth.role()) = 'service_role');
+
+CREATE POLICY "Service role can manage all lead import rows" ON public.lead_import_rows
     FOR ALL USING ((SELECT auth.role()) = 'service_role')
     WITH CHECK ((SELECT auth.role()) = 'service_role');
 

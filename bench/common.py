@@ -1,0 +1,132 @@
+"""Shared benchmark machinery: a scratch database, interleaved repeats, the report table.
+
+The machine is shared and noisy, so every figure is reported next to a baseline measured
+in the same run, each configuration repeated (A B A B ...) and summarised as the median
+and min-max of its repeats.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import psycopg
+from psycopg import conninfo
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "src"))
+
+from lqs.db.connection import connect  # noqa: E402
+from lqs.db.embedded import start_embedded  # noqa: E402
+from lqs.db.migrate import migrate  # noqa: E402
+
+
+@contextmanager
+def server_url() -> Iterator[str]:
+    """LQS_BENCH_DATABASE_URL (a superuser URL), or an embedded server under .lqs/bench."""
+    configured = os.environ.get("LQS_BENCH_DATABASE_URL")
+    if configured:
+        yield configured
+        return
+    server = start_embedded(ROOT / ".lqs" / "bench")
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@contextmanager
+def scratch_database(admin_url: str) -> Iterator[str]:
+    """A freshly migrated database, dropped afterwards."""
+    name = f"lqs_bench_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(admin_url, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"'.encode())
+    url = conninfo.make_conninfo(admin_url, dbname=name)
+    try:
+        with connect(url) as conn:
+            migrate(conn)
+        yield url
+    finally:
+        with psycopg.connect(admin_url, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
+
+
+def server_version(url: str) -> str:
+    with psycopg.connect(url) as conn:
+        row = conn.execute("SHOW server_version").fetchone()
+    return str(row[0]) if row else "?"
+
+
+@dataclass
+class Series:
+    """Repeated measurements of one configuration (a rate: higher is better)."""
+
+    name: str
+    values: list[float] = field(default_factory=list)
+
+    @property
+    def median(self) -> float:
+        return statistics.median(self.values)
+
+    def span(self) -> str:
+        return f"{min(self.values):,.0f}–{max(self.values):,.0f}"
+
+
+def interleave(repeats: int, configs: dict[str, Callable[[], float]]) -> dict[str, Series]:
+    """Run each configuration ``repeats`` times, interleaved, and collect the results."""
+    series = {name: Series(name) for name in configs}
+    for _ in range(repeats):
+        for name, run in configs.items():
+            value = run()
+            series[name].values.append(value)
+            print(f"  {name}: {value:,.0f}", flush=True)
+    return series
+
+
+@dataclass
+class Row:
+    """One line of the report: a figure against its baseline, and the goal."""
+
+    stage: str
+    figure: Series
+    baseline: Series
+    unit: str
+    goal: float | None = None
+
+    @property
+    def ratio(self) -> float:
+        return self.figure.median / self.baseline.median
+
+    def markdown(self) -> str:
+        goal = "" if self.goal is None else f"≥ {self.goal:.0%}"
+        verdict = "" if self.goal is None else (" ✅" if self.ratio >= self.goal else " ❌")
+        return (
+            f"| {self.stage} | {self.figure.median:,.0f} {self.unit} ({self.figure.span()}) "
+            f"| {self.baseline.name}: {self.baseline.median:,.0f} {self.unit} "
+            f"({self.baseline.span()}) | **{self.ratio:.0%}**{verdict} | {goal} |"
+        )
+
+
+def machine_line(url: str) -> str:
+    cores = os.cpu_count()
+    return f"{cores} cores, PostgreSQL {server_version(url)}, Python {sys.version.split()[0]}"
+
+
+def run_lqs(url: str, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
+    env["LQS_DATABASE_URL"] = url
+    return subprocess.run(
+        [sys.executable, "-m", "lqs", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    )

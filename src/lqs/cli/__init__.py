@@ -1,0 +1,31 @@
+"""The ``lqs`` command line: wires settings, the database and the commands together."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from lqs.cli import clients, db, leads, run
+from lqs.db.errors import DatabaseError
+
+app = typer.Typer(
+    name="lqs", help="Lead qualification and outbound communications.", no_args_is_help=True
+)
+app.add_typer(db.app, name="db")
+app.add_typer(clients.clients_app, name="clients")
+app.add_typer(clients.keys_app, name="keys")
+app.add_typer(clients.templates_app, name="templates")
+app.add_typer(leads.app, name="leads")
+app.command("serve")(run.serve)
+app.command("worker")(run.worker)
+app.command("demo")(run.demo)
+
+
+def main() -> None:
+    """Entry point: run the app; database problems become one line on stderr and exit 1."""
+    try:
+        app()
+    except DatabaseError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)

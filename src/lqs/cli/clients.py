@@ -1,0 +1,258 @@
+"""``lqs clients ...``, ``lqs keys ...`` and ``lqs templates ...``: tenant administration."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import psycopg
+import typer
+import yaml
+from pydantic import ValidationError
+from rich.table import Table
+
+from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
+from lqs.db.clients import (
+    create_api_key,
+    create_client,
+    get_client,
+    list_api_keys,
+    list_clients,
+    revoke_api_key,
+    update_client_settings,
+)
+from lqs.db.outbox import store_template
+from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
+from lqs.domain.scoring import RulesError, parse_rules
+from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
+from lqs.domain.vocabulary import CommunicationType
+
+clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke a client's API keys.", no_args_is_help=True)
+templates_app = typer.Typer(
+    help="Store versions of a client's message templates.", no_args_is_help=True
+)
+
+
+def _validated_settings(current: dict[str, Any], patch: dict[str, Any]) -> None:
+    try:
+        parse_client_settings({**current, **patch})
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+
+
+@clients_app.command("create")
+def clients_create(
+    name: Annotated[str, typer.Argument(help="The client's display name")],
+    slug: Annotated[str, typer.Option(help="Short unique id: lowercase letters, digits, dashes")],
+    notification_email: Annotated[
+        str | None, typer.Option(help="Where qualified-lead emails go")
+    ] = None,
+    region: Annotated[str, typer.Option(help="Default phone region (ISO country)")] = "US",
+) -> None:
+    """Create a client."""
+    if not SLUG_PATTERN.match(slug):
+        fail(f"--slug {slug!r}: use 1-63 lowercase letters, digits and dashes, not at the ends")
+    if not name.strip():
+        fail("NAME must not be empty")
+    initial: dict[str, Any] = {"default_region": region.upper()}
+    if notification_email:
+        initial["notification_email"] = notification_email
+    _validated_settings({}, initial)
+    with database_url(settings()) as url:
+        client = run_in_transaction(url, lambda c: create_client(c, name.strip(), slug, initial))
+    console.print(f"created client {client.slug} ({client.id})")
+
+
+@clients_app.command("list")
+def clients_list() -> None:
+    """List clients."""
+    with database_url(settings()) as url:
+        clients = run_in_transaction(url, list_clients)
+    table = Table(title="Clients")
+    for heading in ("slug", "name", "id", "notification email"):
+        table.add_column(heading)
+    for client in clients:
+        table.add_row(
+            client.slug,
+            client.name,
+            str(client.id),
+            client.settings.get("notification_email") or "",
+        )
+    console.print(table)
+
+
+def _load_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
+    except OSError as exc:
+        fail(f"cannot read {path}: {exc.strerror or exc}")
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        fail(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})")
+
+
+@clients_app.command("set-rules")
+def clients_set_rules(
+    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    rules_file: Annotated[Path, typer.Argument(help="A YAML rule set (docs/SCORING.md)")],
+) -> None:
+    """Validate a scoring rule set and store it for the client; a bad file stores nothing."""
+    spec = _load_yaml(rules_file)
+    try:
+        rules = parse_rules(spec)
+    except RulesError as exc:
+        for problem in exc.problems:
+            typer.echo(f"rules: {problem}", err=True)
+        fail(f"{rules_file}: {len(exc.problems)} problem(s) listed above; nothing was stored")
+
+    async def store(conn: psycopg.AsyncConnection) -> None:
+        client = await get_client(conn, slug)
+        await update_client_settings(conn, client.id, {"scoring_rules": spec})
+
+    with database_url(settings()) as url:
+        run_in_transaction(url, store)
+    console.print(f"stored {len(rules.rules)} scoring rules for {slug}")
+
+
+@clients_app.command("configure")
+def clients_configure(
+    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    notification_email: Annotated[str | None, typer.Option()] = None,
+    notification_phone: Annotated[str | None, typer.Option()] = None,
+    region: Annotated[str | None, typer.Option(help="Default phone region")] = None,
+    time_zone: Annotated[str | None, typer.Option()] = None,
+    acknowledge_leads: Annotated[
+        bool | None,
+        typer.Option(help="Also email qualified leads an acknowledgement (needs their consent)"),
+    ] = None,
+) -> None:
+    """Change a client's notification settings."""
+    patch: dict[str, Any] = {}
+    if notification_email is not None:
+        patch["notification_email"] = notification_email
+    if notification_phone is not None:
+        patch["notification_phone"] = notification_phone
+    if region is not None:
+        patch["default_region"] = region.upper()
+    if time_zone is not None:
+        patch["time_zone"] = time_zone
+
+    async def store(conn: psycopg.AsyncConnection) -> None:
+        client = await get_client(conn, slug)
+        current = parse_client_settings(client.settings)
+        if acknowledge_leads is not None:
+            qualified = [r for r in current.notifications.get("qualified", []) if r.to != "lead"]
+            if acknowledge_leads:
+                qualified.append(
+                    NotificationRule(
+                        channel=CommunicationType.EMAIL,
+                        to="lead",
+                        template="lead_acknowledgement",
+                    )
+                )
+            notifications = {**current.notifications, "qualified": qualified}
+            patch["notifications"] = {
+                outcome: [r.model_dump(mode="json") for r in rules]
+                for outcome, rules in notifications.items()
+            }
+        _validated_settings(client.settings, patch)
+        await update_client_settings(conn, client.id, patch)
+
+    with database_url(settings()) as url:
+        run_in_transaction(url, store)
+    console.print(f"updated {slug}")
+
+
+@keys_app.command("create")
+def keys_create(
+    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    name: Annotated[str, typer.Option(help="What the key is for")] = "default",
+    rate_limit: Annotated[int, typer.Option(help="Requests per minute", min=1)] = 600,
+) -> None:
+    """Create an API key and print it once: only its hash is stored."""
+
+    async def create(conn: psycopg.AsyncConnection) -> str:
+        found = await get_client(conn, client)
+        _, plaintext = await create_api_key(conn, found.id, name, rate_limit)
+        return plaintext
+
+    with database_url(settings()) as url:
+        plaintext = run_in_transaction(url, create)
+    typer.echo(plaintext)
+    typer.echo("Store this key now: it cannot be shown again.", err=True)
+
+
+@keys_app.command("list")
+def keys_list(client: Annotated[str, typer.Option("--client", help="The client's slug")]) -> None:
+    """List a client's keys (prefixes only)."""
+
+    async def fetch(conn: psycopg.AsyncConnection) -> list[Any]:
+        found = await get_client(conn, client)
+        return await list_api_keys(conn, found.id)
+
+    with database_url(settings()) as url:
+        keys = run_in_transaction(url, fetch)
+    table = Table(title=f"API keys of {client}")
+    for heading in ("prefix", "name", "rate/min", "created", "revoked"):
+        table.add_column(heading)
+    for key in keys:
+        table.add_row(
+            key.prefix,
+            key.name,
+            str(key.rate_limit_per_minute),
+            key.created_at.isoformat(timespec="seconds"),
+            key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key: Annotated[str, typer.Argument(help="The key, or its first 12 characters")],
+    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+) -> None:
+    """Revoke a key: requests with it get 401 from then on."""
+
+    async def revoke(conn: psycopg.AsyncConnection) -> int:
+        found = await get_client(conn, client)
+        return await revoke_api_key(conn, found.id, key)
+
+    with database_url(settings()) as url:
+        count = run_in_transaction(url, revoke)
+    if count == 0:
+        fail(f"no live key of {client} starts with {key[:12]!r}")
+    console.print(f"revoked {count} key(s)")
+
+
+@templates_app.command("put")
+def templates_put(
+    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    template_id: Annotated[str, typer.Option("--id", help="e.g. lead_qualified")],
+    body_file: Annotated[Path, typer.Option(help="The body (Jinja2)")],
+    channel: Annotated[CommunicationType, typer.Option()] = CommunicationType.EMAIL,
+    subject: Annotated[str | None, typer.Option(help="The subject (Jinja2)")] = None,
+    body_format: Annotated[str, typer.Option("--format", help="html or text")] = "html",
+) -> None:
+    """Store a new version of a template after checking that it compiles."""
+    if body_format not in ("html", "text"):
+        fail("--format must be html or text")
+    try:
+        body = body_file.read_text(encoding="utf-8")
+    except OSError as exc:
+        fail(f"cannot read {body_file}: {exc.strerror or exc}")
+    fmt: Literal["html", "text"] = "html" if body_format == "html" else "text"
+    try:
+        TemplateRenderer().check(MessageTemplate(template_id, 1, channel, subject, body, fmt))
+    except (TemplateError, ValueError) as exc:
+        fail(str(exc))
+
+    async def store(conn: psycopg.AsyncConnection) -> int:
+        found = await get_client(conn, client)
+        return await store_template(conn, found.id, template_id, channel.value, subject, body, fmt)
+
+    with database_url(settings()) as url:
+        version = run_in_transaction(url, store)
+    console.print(f"stored {template_id} version {version} for {client}")

@@ -1,0 +1,98 @@
+"""``lqs db ...``: migrations and schema checks."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from lqs.cli._common import console, database_url, fail, settings
+from lqs.db.catalog import dump_schema, read_schema
+from lqs.db.connection import connect
+from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_applied
+from lqs.db.supabase_cli import export_supabase
+from lqs.db.verify import VerifyReport, verify
+
+app = typer.Typer(help="Migrations and schema checks.", no_args_is_help=True)
+
+
+def print_seed_table(report: VerifyReport) -> None:
+    table = Table(title="Seed verification query: public.communications")
+    for heading in ("table_name", "column_name", "data_type", "is_nullable"):
+        table.add_column(heading)
+    for row in report.seed_rows:
+        table.add_row(*row)
+    table.caption = f"{len(report.seed_rows)} rows"
+    console.print(table)
+
+
+def fail_on_drift(report: VerifyReport) -> None:
+    if report.ok:
+        return
+    for problem in report.problems:
+        typer.echo(f"drift: {problem}", err=True)
+    fail(f"schema verification failed: {len(report.problems)} problem(s) listed above")
+
+
+@app.command("migrate")
+def db_migrate() -> None:
+    """Apply pending migrations, each in its own transaction, under an advisory lock."""
+    config = settings()
+    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+        applied = migrate(conn)
+    if not applied:
+        console.print("Database is up to date.")
+    for migration in applied:
+        console.print(f"applied {migration.filename}")
+
+
+@app.command("status")
+def db_status() -> None:
+    """List migrations and whether each is applied; exit 1 if any was edited or is missing."""
+    config = settings()
+    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+        statuses = migration_status(load_migrations(), read_applied(conn))
+    table = Table(title="Migrations")
+    for heading in ("version", "name", "state", "applied at"):
+        table.add_column(heading)
+    for s in statuses:
+        when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else ""
+        table.add_row(f"{s.version:04d}", s.name, s.state.value, when)
+    console.print(table)
+    if any(s.state in (MigrationState.EDITED, MigrationState.MISSING) for s in statuses):
+        fail("applied migrations differ from the shipped files (see the table)")
+
+
+@app.command("verify")
+def db_verify() -> None:
+    """Check the live schema against the migrations and run the seed's verification query."""
+    config = settings()
+    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+        report = verify(conn)
+    print_seed_table(report)
+    fail_on_drift(report)
+    console.print(
+        "[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies."
+    )
+
+
+@app.command("export-supabase")
+def db_export_supabase(
+    directory: Annotated[
+        Path, typer.Argument(help="Project folder; files go to supabase/migrations")
+    ],
+) -> None:
+    """Write the migrations as Supabase CLI migrations (supabase/migrations/<ts>_<name>.sql)."""
+    for path in export_supabase(directory):
+        console.print(f"wrote {path}")
+
+
+@app.command("snapshot", hidden=True)
+def db_snapshot() -> None:
+    """Print the live schema description (how src/lqs/db/schema.json is made)."""
+    config = settings()
+    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+        sys.stdout.write(dump_schema(read_schema(conn)))

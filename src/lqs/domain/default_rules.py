@@ -1,0 +1,73 @@
+"""The rule set a client gets until it stores its own (documented in docs/SCORING.md)."""
+
+from __future__ import annotations
+
+from functools import cache
+from typing import Any
+
+from lqs.domain.scoring import RuleSet, parse_rules
+
+DEFAULT_RULES_SPEC: dict[str, Any] = {
+    "thresholds": {"qualified": 50, "nurture": 20},
+    "grades": {"A": 80, "B": 60, "C": 40},
+    "rules": [
+        {
+            "id": "disposable-email",
+            "field": "email",
+            "when": {"email_domain_type": "disposable"},
+            "disqualify": True,
+            "reason": "Disposable (throwaway) email address",
+        },
+        {
+            "id": "corporate-email",
+            "field": "email",
+            "when": {"email_domain_type": "corporate"},
+            "points": 25,
+            "reason": "Email on a company domain",
+        },
+        {
+            "id": "senior-title",
+            "field": "job_title",
+            "when": {
+                "regex": r"\b(ceo|cto|cfo|coo|cmo|founder|owner|president|vp|vice president"
+                r"|head|director|chief|partner)\b"
+            },
+            "points": 20,
+            "reason": "Senior decision-maker",
+        },
+        {
+            "id": "company-size",
+            "field": "company_size",
+            "when": {"between": [50, 10000]},
+            "points": 20,
+            "reason": "Company of 50 to 10,000 people",
+        },
+        {
+            "id": "company-domain",
+            "field": "company_domain",
+            "when": {"exists": True},
+            "points": 10,
+            "reason": "Company website given",
+        },
+        {
+            "id": "phone-given",
+            "field": "phone",
+            "when": {"exists": True},
+            "points": 10,
+            "reason": "Phone number given",
+        },
+        {
+            "id": "consent-granted",
+            "field": "consent_status",
+            "when": {"equals": "granted"},
+            "points": 5,
+            "reason": "Agreed to be contacted",
+        },
+    ],
+}
+
+
+@cache
+def default_rules() -> RuleSet:
+    """The parsed default rule set (parsed once)."""
+    return parse_rules(DEFAULT_RULES_SPEC)

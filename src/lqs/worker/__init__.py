@@ -1,0 +1,1 @@
+"""Background work: the lead processor (and, later, the dispatcher) and their run loop."""

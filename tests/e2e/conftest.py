@@ -1,0 +1,87 @@
+"""Processes as a user runs them: ``lqs serve``, ``lqs worker``, the CLI, over HTTP."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from lqs.db.connection import connect
+from lqs.db.migrate import migrate
+
+
+def lqs_env(database_url: str, **extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
+    env["LQS_DATABASE_URL"] = database_url
+    env.update(extra)
+    return env
+
+
+def run_lqs(
+    database_url: str, *args: str, cwd: Path | None = None, **extra: str
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lqs", *args],
+        env=lqs_env(database_url, **extra),
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class Server:
+    base_url: str
+    process: subprocess.Popen[str]
+
+
+@pytest.fixture
+def pipeline_db(make_database: object) -> str:
+    url: str = make_database()  # type: ignore[operator]
+    with connect(url) as conn:
+        migrate(conn)
+    return url
+
+
+@pytest.fixture
+def api_server(pipeline_db: str) -> Iterator[Server]:
+    port = free_port()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "lqs", "serve", "--port", str(port)],
+        env=lqs_env(pipeline_db),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    base_url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            if httpx.get(f"{base_url}/healthz", timeout=1).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        if process.poll() is not None or time.monotonic() > deadline:
+            process.kill()
+            _, err = process.communicate()
+            raise RuntimeError(f"lqs serve did not start: {err}")
+        time.sleep(0.05)
+    yield Server(base_url, process)
+    process.terminate()
+    process.communicate(timeout=30)
