@@ -56,12 +56,15 @@ def plain_copy(url: str, leads: list[dict[str, Any]]) -> float:
     _reset(url)
     client_id = _client_id(url)
     started = time.perf_counter()
-    with psycopg.connect(url) as conn, conn.cursor() as cur:
-        with cur.copy(
+    with (
+        psycopg.connect(url) as conn,
+        conn.cursor() as cur,
+        cur.copy(
             "COPY public.leads (client_id, dedupe_key, " + ", ".join(COLUMNS) + ") FROM STDIN"
-        ) as copy:
-            for lead in leads:
-                copy.write_row([client_id, "email:" + lead["email"], *(lead[c] for c in COLUMNS)])
+        ) as copy,
+    ):
+        for lead in leads:
+            copy.write_row([client_id, "email:" + lead["email"], *(lead[c] for c in COLUMNS)])
     return len(leads) / (time.perf_counter() - started)
 
 

@@ -123,7 +123,8 @@ def test_leads_posted_over_http_are_scored_and_their_communications_recorded(
     for comm in to_client:
         assert comm["status"] == "pending"
         assert comm["type"] == "email"
-        assert comm["subject"] and comm["content"]
+        assert comm["subject"]
+        assert comm["content"]
         assert comm["template_id"] == "lead_qualified@default"
         assert comm["queued"] is not None
         assert comm["priority"] == 2
@@ -159,7 +160,8 @@ def test_daemon_processes_a_lead_within_a_second_and_stops_on_sigterm(
         deadline = time.monotonic() + 30
         while not _rows(
             pipeline_db,
-            "SELECT 1 FROM pg_stat_activity WHERE query ILIKE 'LISTEN%%' AND datname = current_database()",
+            "SELECT 1 FROM pg_stat_activity"
+            " WHERE query ILIKE 'LISTEN%%' AND datname = current_database()",
         ):
             assert worker.poll() is None, worker.communicate()
             assert time.monotonic() < deadline, "worker never started listening"

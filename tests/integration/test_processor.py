@@ -187,7 +187,8 @@ async def test_a_failed_batch_rolls_back_and_the_leads_are_claimed_again(
     # Break the outbox insert for this one run: the whole batch must roll back.
     async with await psycopg.AsyncConnection.connect(migrated_db, autocommit=True) as admin:
         await admin.execute(
-            "ALTER TABLE public.delivery_queue ADD CONSTRAINT lqs_test_block CHECK (priority < 0) NOT VALID"
+            "ALTER TABLE public.delivery_queue"
+            " ADD CONSTRAINT lqs_test_block CHECK (priority < 0) NOT VALID"
         )
         try:
             with pytest.raises(psycopg.errors.CheckViolation):

@@ -56,8 +56,8 @@ async def store_template(
     cur = await conn.execute(
         "INSERT INTO public.templates"
         " (client_id, template_id, version, channel, subject, body, body_format)"
-        " SELECT %(client)s::uuid, %(id)s::text, coalesce(max(version), 0) + 1, %(channel)s, %(subject)s,"
-        " %(body)s, %(format)s FROM public.templates"
+        " SELECT %(client)s::uuid, %(id)s::text, coalesce(max(version), 0) + 1,"
+        " %(channel)s, %(subject)s, %(body)s, %(format)s FROM public.templates"
         " WHERE client_id = %(client)s::uuid AND template_id = %(id)s::text"
         " RETURNING version",
         {
