@@ -24,11 +24,11 @@ SETTINGS = {
 QUEUE_LEADS = """
 INSERT INTO public.leads (client_id, email, first_name, last_name, job_title, company_name,
                           company_domain, company_size, country, consent_status, dedupe_key)
-SELECT %(client)s, 'lead' || i || '@company' || (i % 997) || '.example', 'First' || i,
-       'Last' || i, (ARRAY['CEO', 'Engineer', 'VP Sales', 'Analyst'])[1 + i % 4],
-       'Company ' || (i % 997), 'company' || (i % 997) || '.example', (i * 7) % 5000,
-       (ARRAY['US', 'GB', 'DE', 'FR'])[1 + i % 4], (ARRAY['granted', 'unknown'])[1 + i % 2],
-       'email:lead' || i || '@company' || (i % 997) || '.example'
+SELECT %(client)s, 'lead' || i || '@company' || (i %% 997) || '.example', 'First' || i,
+       'Last' || i, (ARRAY['CEO', 'Engineer', 'VP Sales', 'Analyst'])[1 + i %% 4],
+       'Company ' || (i %% 997), 'company' || (i %% 997) || '.example', (i * 7) %% 5000,
+       (ARRAY['US', 'GB', 'DE', 'FR'])[1 + i %% 4], (ARRAY['granted', 'unknown'])[1 + i %% 2],
+       'email:lead' || i || '@company' || (i %% 997) || '.example'
 FROM generate_series(1, %(n)s) AS i
 """
 

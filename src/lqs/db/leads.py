@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -31,9 +31,13 @@ class StoredLead:
     duplicate: bool
 
 
+_NEW_LEAD_FIELDS = tuple(f.name for f in fields(NewLead))
+
+
 def _row(lead: NewLead) -> dict[str, Any]:
-    row = asdict(lead)
-    row["consent_status"] = str(lead.consent_status)
+    # Not dataclasses.asdict: it deep-copies every value, a third of a batch's cost.
+    row = {name: getattr(lead, name) for name in _NEW_LEAD_FIELDS}
+    row["consent_status"] = lead.consent_status.value
     row["consent_at"] = lead.consent_at.isoformat() if lead.consent_at else None
     row["custom"] = dict(lead.custom)
     row["dedupe_key"] = lead.dedupe_key
@@ -292,7 +296,17 @@ async def record_lead_outcomes(conn: AsyncConnection, outcomes: Sequence[LeadOut
     """Write every outcome of a batch in one statement."""
     if not outcomes:
         return
-    payload = [{**asdict(o), "lead_id": str(o.lead_id)} for o in outcomes]
+    payload = [
+        {
+            "lead_id": str(o.lead_id),
+            "status": o.status,
+            "score": o.score,
+            "grade": o.grade,
+            "score_breakdown": o.score_breakdown,
+            "error_message": o.error_message,
+        }
+        for o in outcomes
+    ]
     await conn.execute(_RECORD_OUTCOMES, {"outcomes": Jsonb(payload)})
 
 
