@@ -15,12 +15,26 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
+    parser.add_argument(
+        "--only", choices=("intake", "processor", "memory"), help="one stage, printed only"
+    )
     args = parser.parse_args()
     n_intake = 10_000 if args.quick else 50_000
     n_processor = 5_000 if args.quick else 20_000
     n_memory = 50_000 if args.quick else 1_000_000
 
     with server_url() as admin_url:
+        if args.only:
+            with scratch_database(admin_url) as url:
+                if args.only == "intake":
+                    found = intake.run(url, n_intake, args.repeats)
+                elif args.only == "processor":
+                    found = processor.run(url, n_processor, args.repeats, (10, 100, 1000))
+                else:
+                    print(memory.run(url, n_memory))
+                    return
+            print("\n".join(row.markdown() for row in found))
+            return
         with scratch_database(admin_url) as url:
             machine = machine_line(url)
             rows = intake.run(url, n_intake, args.repeats)

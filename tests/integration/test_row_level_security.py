@@ -348,3 +348,26 @@ async def test_a_failed_statement_rolls_back_and_resets_the_session(
         await attempt(pool, service(), "SELECT 1 FROM public.leads WHERE id = %s", world.a.lead)
         == 1
     )
+
+
+@pytest.mark.parametrize(
+    "assignment",
+    ["status = 'qualified'", "score = 100", "score_breakdown = '[]'", "history = '[]'",
+     "dedupe_key = 'x'", "processed_at = now()"],
+)  # fmt: skip
+async def test_users_cannot_write_the_qualification_columns(
+    pool: AsyncConnectionPool, world: World, assignment: str
+) -> None:
+    sql = f"UPDATE public.leads SET {assignment} WHERE id = %s"
+    assert await attempt(pool, user(world.a.admin), sql, world.a.lead) == DENIED
+    assert await attempt(pool, service(), sql, world.a.lead) == 1
+    editable = "UPDATE public.leads SET job_title = 'CTO' WHERE id = %s"
+    assert await attempt(pool, user(world.a.admin), editable, world.a.lead) == 1
+
+
+async def test_a_session_cannot_claim_a_role_it_does_not_run_as(
+    pool: AsyncConnectionPool, world: World
+) -> None:
+    with pytest.raises(ValueError, match="may not set 'role'"):
+        async with tenant_session(pool, world.a.admin, extra_claims={"role": "service_role"}):
+            pass

@@ -69,3 +69,13 @@ def test_jwt_claims_are_those_postgrest_sets() -> None:
     user = UUID("00000000-0000-0000-0000-00000000000a")
     assert jwt_claims(user, "authenticated") == {"role": "authenticated", "sub": str(user)}
     assert jwt_claims(None, "anon") == {"role": "anon"}
+
+
+@pytest.mark.parametrize("key", ["role", "sub"])
+def test_extra_claims_cannot_change_the_role_or_subject(key: str) -> None:
+    with pytest.raises(ValueError, match="may not set"):
+        jwt_claims(None, "authenticated", {key: "service_role"})
+
+
+def test_extra_claims_are_added() -> None:
+    assert jwt_claims(None, "anon", {"aal": "aal1"}) == {"aal": "aal1", "role": "anon"}

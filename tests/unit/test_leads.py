@@ -5,9 +5,12 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import pytest
+from email_validator import EmailNotValidError, validate_email
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from lqs.db.leads import merge_within_batch
-from lqs.domain.leads import LeadValidationError, normalise_phone, parse_lead
+from lqs.domain.leads import LeadValidationError, normalise_email, normalise_phone, parse_lead
 from lqs.domain.vocabulary import ConsentStatus
 
 
@@ -92,3 +95,47 @@ def test_batch_duplicates_fold_later_values_over_earlier_ones() -> None:
     assert merged.first_name == "A"
     assert merged.job_title == "CTO"
     assert merged.custom == {"x": 1, "y": 2}
+
+
+_LOCAL = st.text(alphabet="aZ09._%+-!#'\"()@ \\é", min_size=0, max_size=70)
+_DOMAIN = st.one_of(
+    st.text(alphabet="abcXYZ019.-_é", min_size=0, max_size=30),
+    st.sampled_from(["Example.COM", "corp.example", "localhost", "x.test", "a..b.com", "-a.com",
+                     "xn--bcher-kva.example", "b\u00fccher.example", "[127.0.0.1]", "gmail.com"]),
+)  # fmt: skip
+
+
+@settings(max_examples=500, deadline=None)
+@given(local=_LOCAL, domain=_DOMAIN)
+def test_fast_email_path_agrees_with_email_validator(local: str, domain: str) -> None:
+    raw = f"{local}@{domain}"
+    try:
+        expected: str | None = validate_email(raw, check_deliverability=False).normalized
+    except EmailNotValidError:
+        expected = None
+    try:
+        found: str | None = normalise_email(raw)
+    except ValueError:
+        found = None
+    assert found == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "normalised"),
+    [
+        ("Ann@Example.COM", "Ann@example.com"),
+        ("POSTMASTER@corp.example", "postmaster@corp.example"),
+        ("Sales@Corp.Example", "sales@corp.example"),
+        ("a@xn--bcher-kva.example", "a@bücher.example"),
+    ],
+)
+def test_email_normalisation_examples(raw: str, normalised: str) -> None:
+    assert normalise_email(raw) == normalised
+
+
+def test_equal_leads_have_equal_content_hashes() -> None:
+    a = parse_lead({"email": "a@b.example", "custom": {"x": 1, "y": 2}})
+    b = parse_lead({"email": "a@b.example", "custom": {"y": 2, "x": 1}})
+    c = parse_lead({"email": "a@b.example", "custom": {"x": 2}})
+    assert a.content_hash() == b.content_hash()
+    assert a.content_hash() != c.content_hash()

@@ -93,6 +93,28 @@ def test_a_template_that_runs_too_long_is_stopped(body: str) -> None:
     assert time.monotonic() - started < 2.0
 
 
+@pytest.mark.parametrize(
+    ("body", "message"),
+    [
+        ("{{ 'x' * 10**9 }}", "sequences over 100000"),
+        ("{{ 2 ** 100000000 }}", "exponents above 100"),
+        ("{{ ((2 ** 99) ** 99) ** 99 }}", "powers over 10,000 bits"),
+        ("{{ 'x' * 1000000 }}", "sequences over 100000"),
+        ("{{ [1, 2] * 60000 }}", "sequences over 100000"),
+    ],
+)
+def test_memory_bombs_are_refused(body: str, message: str) -> None:
+    with pytest.raises(TemplateError, match=message):
+        TemplateRenderer().render(_template(body), _variables())
+
+
+def test_ordinary_arithmetic_still_works() -> None:
+    rendered = TemplateRenderer().render(
+        _template("{{ 3 * 4 }} {{ 2 ** 10 }} {{ '-' * 3 }}"), _variables()
+    )
+    assert rendered.content == "12 1024 ---"
+
+
 def test_huge_ranges_are_refused() -> None:
     with pytest.raises(TemplateError, match="over the limit"):
         TemplateRenderer().render(_template("{{ range(10**9) | list }}"), _variables())

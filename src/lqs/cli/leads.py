@@ -4,11 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import hashlib
-import json
 import time
 from collections.abc import Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
@@ -59,11 +57,6 @@ def _lead_data(row: dict[str, str], mapping: dict[str, str]) -> dict[str, Any]:
         else:
             data[target] = value
     return data
-
-
-def _row_hash(lead: NewLead) -> bytes:
-    canonical = json.dumps(asdict(lead), sort_keys=True, default=str)
-    return hashlib.sha256(canonical.encode()).digest()
 
 
 @dataclass
@@ -192,7 +185,7 @@ def _import(
                         counts.rejected += 1
                         rejects.add(reader.line_num, problem, row)
                     else:
-                        batch.append((_row_hash(lead), lead))
+                        batch.append((lead.content_hash(), lead))
                         if len(batch) >= batch_size:
                             await flush()
                     if counts.read % 500 == 0:

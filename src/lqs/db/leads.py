@@ -5,10 +5,8 @@ Every statement is set-based: a batch of leads is one statement, not one per lea
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, fields
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -308,14 +306,3 @@ async def record_lead_outcomes(conn: AsyncConnection, outcomes: Sequence[LeadOut
         for o in outcomes
     ]
     await conn.execute(_RECORD_OUTCOMES, {"outcomes": Jsonb(payload)})
-
-
-def lead_as_json(row: dict[str, Any]) -> dict[str, Any]:
-    """A claimed lead row as JSON-safe data (for templates and scoring)."""
-    return json.loads(json.dumps(row, default=_json_default))  # type: ignore[no-any-return]
-
-
-def _json_default(value: object) -> object:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    return str(value)

@@ -54,12 +54,21 @@ async def open_pool(
 def jwt_claims(
     user_id: UUID | None, role: DatabaseRole, extra: Mapping[str, object] | None = None
 ) -> dict[str, object]:
-    """The claims PostgREST would set for a Supabase JWT with this subject and role."""
-    claims: dict[str, object] = {"role": role}
+    """The claims PostgREST would set for a Supabase JWT with this subject and role.
+
+    ``extra`` adds claims but can never change ``role`` or ``sub``: the claimed role must be
+    the database role the session runs as, or a policy that trusts ``auth.role()`` would
+    grant an ``authenticated`` session the service role's rows.
+
+    Raises:
+        ValueError: ``extra`` tries to set ``role`` or ``sub``.
+    """
+    if extra and {"role", "sub"} & set(extra):
+        raise ValueError("extra claims may not set 'role' or 'sub'")
+    claims: dict[str, object] = dict(extra or {})
+    claims["role"] = role
     if user_id is not None:
         claims["sub"] = str(user_id)
-    if extra:
-        claims.update(extra)
     return claims
 
 

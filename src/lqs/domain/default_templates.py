@@ -14,22 +14,27 @@ _LEAD_QUALIFIED_BODY = """\
 {%- if lead.job_title %}, {{ lead.job_title }}{% endif %}
 {%- if lead.company_name %} at {{ lead.company_name }}{% endif %}</p>
 <table>
-  {%- for label, key in [('Email', 'email'), ('Phone', 'phone'), ('Company', 'company_name'),
-                         ('Company size', 'company_size'), ('Industry', 'industry'),
-                         ('Country', 'country'), ('Source', 'source'),
-                         ('Campaign', 'utm_campaign')] %}
-  {%- if lead[key] is not none %}
-  <tr><th align="left">{{ label }}</th><td>{{ lead[key] }}</td></tr>
-  {%- endif %}
-  {%- endfor %}
+{%- if lead.email %}<tr><th align="left">Email</th><td>{{ lead.email }}</td></tr>{% endif %}
+{%- if lead.phone %}<tr><th align="left">Phone</th><td>{{ lead.phone }}</td></tr>{% endif %}
+{%- if lead.company_size is not none -%}
+<tr><th align="left">Company size</th><td>{{ lead.company_size }}</td></tr>
+{%- endif %}
+{%- if lead.industry -%}
+<tr><th align="left">Industry</th><td>{{ lead.industry }}</td></tr>
+{%- endif %}
+{%- if lead.country %}<tr><th align="left">Country</th><td>{{ lead.country }}</td></tr>{% endif %}
+{%- if lead.source %}<tr><th align="left">Source</th><td>{{ lead.source }}</td></tr>{% endif %}
+{%- if lead.utm_campaign -%}
+<tr><th align="left">Campaign</th><td>{{ lead.utm_campaign }}</td></tr>
+{%- endif %}
 </table>
 <p>Score <strong>{{ score }}</strong>, grade <strong>{{ grade }}</strong>. Why:</p>
 <ul>
-  {%- for entry in breakdown %}
-  <li>{{ entry.reason }} ({{ '%+d' % entry.points }})</li>
-  {%- else %}
-  <li>No rule matched.</li>
-  {%- endfor %}
+{%- for entry in breakdown %}
+<li>{{ entry.reason }} ({{ '%+d' % entry.points }})</li>
+{%- else %}
+<li>No rule matched.</li>
+{%- endfor %}
 </ul>
 """
 

@@ -18,10 +18,12 @@ import time
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from typing import Any, Literal
 
 from jinja2 import StrictUndefined, Template
 from jinja2 import TemplateError as JinjaError
+from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 
 from lqs.domain.vocabulary import CommunicationType
@@ -60,9 +62,18 @@ class _DeadlineExceeded(Exception):
     pass
 
 
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, plus a deadline checked on every call, attribute and loop step."""
+MAX_SEQUENCE = 100_000
+"""The longest string or list a template may build with ``*`` (``'x' * 10**9`` is refused)."""
 
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """The sandbox, plus a deadline checked on every call and loop step, and bounded ``*``.
+
+    Attribute and item access are not checked: they cannot loop by themselves, and every
+    loop a template can write steps through ``range`` or through data it was given.
+    """
+
+    intercepted_binops = frozenset({"*", "**"})
     deadline: float = float("inf")
 
     def _check(self) -> None:
@@ -73,13 +84,21 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         __self._check()
         return super().call(__context, __obj, *args, **kwargs)
 
-    def getattr(self, obj: Any, attribute: str) -> Any:
-        self._check()
-        return super().getattr(obj, attribute)
-
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        self._check()
-        return super().getitem(obj, argument)
+    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise SecurityError("exponents above 100 are not allowed in templates")
+            if isinstance(left, int) and left.bit_length() * abs(right) > 10_000:
+                raise SecurityError("powers over 10,000 bits are not allowed in templates")
+            return left**right
+        for sequence, count in ((left, right), (right, left)):
+            if (
+                isinstance(sequence, str | list | tuple)
+                and isinstance(count, int)
+                and len(sequence) * count > MAX_SEQUENCE
+            ):
+                raise SecurityError(f"templates may not build sequences over {MAX_SEQUENCE} items")
+        return left * right
 
 
 def _make_environment(autoescape: bool) -> _Sandbox:
@@ -181,19 +200,21 @@ class TemplateRenderer:
         compiled = self._compile(template, source, autoescape=autoescape, part=part)
         env = self._html if autoescape else self._text
         env.deadline = deadline
-        chunks: list[str] = []
+        blocks: list[str] = []
         size = 0
         try:
-            for chunk in compiled.generate(dict(variables)):
-                size += len(chunk)
+            chunks = compiled.generate(dict(variables))
+            # Checked per block of chunks, not per chunk: the loop is on every render's path.
+            while piece := list(islice(chunks, 64)):
+                block = "".join(piece)
+                size += len(block)
+                blocks.append(block)
                 if size > self.max_output_chars:
                     raise TemplateError(
                         f"template {template.ref} {part}: output exceeds "
                         f"{self.max_output_chars} characters"
                     )
-                if time.monotonic() > deadline:
-                    raise _DeadlineExceeded
-                chunks.append(chunk)
+                env._check()
         except TemplateError:
             raise
         except _DeadlineExceeded:
@@ -206,4 +227,4 @@ class TemplateRenderer:
             ) from exc
         finally:
             env.deadline = float("inf")
-        return "".join(chunks)
+        return "".join(blocks)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -17,7 +18,7 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import Client, get_clients_by_id
-from lqs.db.leads import LeadOutcome, claim_queued_leads, lead_as_json, record_lead_outcomes
+from lqs.db.leads import LeadOutcome, claim_queued_leads, record_lead_outcomes
 from lqs.db.outbox import (
     NewCommunication,
     StoredTemplate,
@@ -241,6 +242,15 @@ class LeadProcessor:
         )
 
 
+def _json_safe(value: object) -> object:
+    # Variables are stored as jsonb: ids and times become text; everything else is JSON.
+    if isinstance(value, UUID):
+        return str(value)
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
 def breakdown_json(result: ScoreResult) -> list[dict[str, Any]]:
     """The breakdown as stored in ``leads.score_breakdown``."""
     return [entry.to_json() for entry in result.breakdown]
@@ -269,7 +279,7 @@ def _template_for(
 def _template_variables(
     row: Mapping[str, Any], result: ScoreResult | None, client: Client
 ) -> dict[str, Any]:
-    lead = lead_as_json({k: row.get(k) for k in _TEMPLATE_LEAD_FIELDS})
+    lead = {k: _json_safe(row.get(k)) for k in _TEMPLATE_LEAD_FIELDS}
     return {
         "lead": lead,
         "client": {"name": client.name, "slug": client.slug},

@@ -125,9 +125,22 @@ CREATE TRIGGER trigger_leads_updated_at
 -- ---------------------------------------------------------------- privileges
 -- Table privileges open the door; the policies below decide which rows are behind it.
 -- anon gets no table privileges at all.
-GRANT SELECT, UPDATE ON public.clients TO authenticated;
+-- Users may change what a person would edit; qualification columns (status, score,
+-- breakdown, history, dedupe key) belong to LQS alone.
+GRANT SELECT ON public.clients TO authenticated;
+GRANT UPDATE (name, settings) ON public.clients TO authenticated;
 GRANT SELECT ON public.profiles TO authenticated;
-GRANT SELECT, INSERT, UPDATE ON public.leads TO authenticated;
+GRANT SELECT ON public.leads TO authenticated;
+GRANT INSERT (id, client_id, email, phone, first_name, last_name, job_title, company_name,
+              company_domain, company_size, industry, country, source, utm_source,
+              utm_medium, utm_campaign, utm_term, utm_content, custom, consent_status,
+              consent_source, consent_at)
+    ON public.leads TO authenticated;
+GRANT UPDATE (client_id, email, phone, first_name, last_name, job_title, company_name,
+              company_domain, company_size, industry, country, source, utm_source,
+              utm_medium, utm_campaign, utm_term, utm_content, custom, consent_status,
+              consent_source, consent_at)
+    ON public.leads TO authenticated;
 GRANT SELECT, INSERT, UPDATE, DELETE ON public.clients, public.profiles, public.leads
     TO service_role;
 
