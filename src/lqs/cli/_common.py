@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from lqs.config import Settings, load_settings
-from lqs.db.connection import check_server_version, unavailable
+from lqs.db.connection import connect_async
 from lqs.db.embedded import start_embedded
 
 console = Console()
@@ -54,13 +54,7 @@ def run_in_transaction(url: str, work: Callable[[psycopg.AsyncConnection], Await
     """Run ``work`` on one async connection, in one transaction, and return its result."""
 
     async def main() -> T:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url)
-        except psycopg.Error as exc:
-            raise unavailable(url, exc) from exc
-        async with conn:
-            check_server_version(conn.info.server_version)
-            async with conn.transaction():
-                return await work(conn)
+        async with await connect_async(url) as conn, conn.transaction():
+            return await work(conn)
 
     return asyncio.run(main())

@@ -10,14 +10,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Annotated, Any
 
-import psycopg
 import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, settings
 from lqs.db.clients import get_client
-from lqs.db.connection import check_server_version, unavailable
+from lqs.db.connection import connect_async
 from lqs.db.leads import import_leads
 from lqs.domain.leads import LEAD_FIELDS, LeadValidationError, NewLead, parse_lead
 
@@ -130,12 +129,7 @@ def _import(
     counts = _Counts()
 
     async def run() -> None:
-        try:
-            conn = await psycopg.AsyncConnection.connect(url)
-        except psycopg.Error as exc:
-            raise unavailable(url, exc) from exc
-        async with conn:
-            check_server_version(conn.info.server_version)
+        async with await connect_async(url) as conn:
             async with conn.transaction():
                 found = await get_client(conn, client_slug)
             region = found.settings.get("default_region") or "US"

@@ -82,17 +82,34 @@ def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> 
     return conn
 
 
+async def connect_async(
+    url: str, *, autocommit: bool = False, connect_timeout: int = 10
+) -> psycopg.AsyncConnection:
+    """Open an asynchronous connection, with the same errors as :func:`connect`.
+
+    Raises:
+        DatabaseUnavailable: the server is unreachable or refuses us.
+        UnsupportedServer: the server is older than PostgreSQL 15.
+    """
+    try:
+        conn = await psycopg.AsyncConnection.connect(
+            url, autocommit=autocommit, connect_timeout=connect_timeout
+        )
+    except psycopg.Error as exc:
+        raise unavailable(url, exc) from exc
+    try:
+        check_server_version(conn.info.server_version)
+    except UnsupportedServer:
+        await conn.close()
+        raise
+    return conn
+
+
 async def check_async_connect(url: str, *, connect_timeout: int = 10) -> None:
     """Connect once, asynchronously, so pool start-up fails with a clear reason.
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: as for :func:`connect`.
     """
-    try:
-        conn = await psycopg.AsyncConnection.connect(url, connect_timeout=connect_timeout)
-    except psycopg.Error as exc:
-        raise unavailable(url, exc) from exc
-    try:
-        check_server_version(conn.info.server_version)
-    finally:
-        await conn.close()
+    conn = await connect_async(url, connect_timeout=connect_timeout)
+    await conn.close()

@@ -1,4 +1,5 @@
-"""The rule set a client gets until it stores its own (documented in docs/SCORING.md)."""
+"""The rule set a client gets until it stores its own (each rule is explained in
+docs/SCORING.md, which also shows this set as YAML a client can copy and edit)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ from typing import Any
 
 from lqs.domain.scoring import RuleSet, parse_rules
 
+# Plain data in the YAML format, so it can be dumped as a starting point for a client.
 DEFAULT_RULES_SPEC: dict[str, Any] = {
     "thresholds": {"qualified": 50, "nurture": 20},
     "grades": {"A": 80, "B": 60, "C": 40},
@@ -26,11 +28,18 @@ DEFAULT_RULES_SPEC: dict[str, Any] = {
             "reason": "Email on a company domain",
         },
         {
+            "id": "free-email",
+            "field": "email",
+            "when": {"email_domain_type": "free"},
+            "points": -5,
+            "reason": "Webmail address rather than a company one",
+        },
+        {
             "id": "senior-title",
             "field": "job_title",
             "when": {
-                "regex": r"\b(ceo|cto|cfo|coo|cmo|founder|owner|president|vp|vice president"
-                r"|head|director|chief|partner)\b"
+                "regex": r"\b(ceo|cto|cfo|coo|cmo|cio|cro|cpo|chief|founder|president"
+                r"|[se]?vp|vice president|head|director)\b"
             },
             "points": 20,
             "reason": "Senior decision-maker",
@@ -69,5 +78,10 @@ DEFAULT_RULES_SPEC: dict[str, Any] = {
 
 @cache
 def default_rules() -> RuleSet:
-    """The parsed default rule set (parsed once)."""
+    """The parsed default rule set (parsed once; the spec is known to be valid).
+
+    Raises:
+        RulesError: only if ``DEFAULT_RULES_SPEC`` was edited into an invalid state,
+            which the unit tests catch.
+    """
     return parse_rules(DEFAULT_RULES_SPEC)

@@ -14,7 +14,7 @@ import psycopg
 import structlog
 from psycopg import sql
 
-from lqs.db.connection import unavailable
+from lqs.db.connection import connect_async
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
 from lqs.worker.processor import LeadProcessor
@@ -63,11 +63,7 @@ async def run_worker(
     try:
         if once:
             return await processor.drain()
-        try:
-            listener = await psycopg.AsyncConnection.connect(database_url, autocommit=True)
-        except psycopg.Error as exc:
-            raise unavailable(database_url, exc) from exc
-        async with listener:
+        async with await connect_async(database_url, autocommit=True) as listener:
             await listener.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(LEADS_QUEUED_CHANNEL))
             )
