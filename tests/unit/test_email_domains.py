@@ -48,7 +48,9 @@ def test_throwaway_inbox_services_are_disposable(address: str) -> None:
     assert classify_email_domain(address) == "disposable"
 
 
-@given(domain=st.sampled_from(_DISPOSABLE_SAMPLE), sub=st.from_regex(r"[a-z0-9]{1,10}", fullmatch=True))
+@given(
+    domain=st.sampled_from(_DISPOSABLE_SAMPLE), sub=st.from_regex(r"[a-z0-9]{1,10}", fullmatch=True)
+)
 def test_listed_disposable_domains_and_their_subdomains_are_disposable(
     domain: str, sub: str
 ) -> None:

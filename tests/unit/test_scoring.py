@@ -32,7 +32,11 @@ SCORING_DOC = Path(__file__).resolve().parents[2] / "docs" / "SCORING.md"
 
 
 def _spec(*rules: Any, qualified: int = 50, nurture: int = 20, **extra: Any) -> dict[str, Any]:
-    return {"thresholds": {"qualified": qualified, "nurture": nurture}, "rules": list(rules), **extra}
+    return {
+        "thresholds": {"qualified": qualified, "nurture": nurture},
+        "rules": list(rules),
+        **extra,
+    }
 
 
 def _rules(*rules: Any, qualified: int = 50, nurture: int = 20, **extra: Any) -> RuleSet:
@@ -141,7 +145,8 @@ def test_each_condition_matches_what_it_says(
     ],
 )  # fmt: skip
 @pytest.mark.parametrize(
-    "lead", [{}, {"custom": {}}, {"custom": {"x": None}}, {"custom": {"x": ""}}, {"custom": {"x": "  "}}]
+    "lead",
+    [{}, {"custom": {}}, {"custom": {"x": None}}, {"custom": {"x": ""}}, {"custom": {"x": "  "}}],
 )
 def test_a_missing_field_matches_nothing_but_exists_false(
     when: dict[str, Any], lead: dict[str, Any]
@@ -150,7 +155,9 @@ def test_a_missing_field_matches_nothing_but_exists_false(
     assert len(score_lead(lead, _one("custom.x", {"exists": False})).breakdown) == 1
 
 
-@pytest.mark.parametrize("value", ["lots", "n/a", "1,5", "12abc", "1e3", "inf", "nan", True, [100], float("nan")])
+@pytest.mark.parametrize(
+    "value", ["lots", "n/a", "1,5", "12abc", "1e3", "inf", "nan", True, [100], float("nan")]
+)
 @pytest.mark.parametrize("when", [{"gte": 0}, {"lte": 10_000}, {"between": [0, 10_000]}])
 def test_a_non_numeric_value_never_matches_a_numeric_condition(
     value: object, when: dict[str, Any]
@@ -158,11 +165,16 @@ def test_a_non_numeric_value_never_matches_a_numeric_condition(
     assert score_lead({"custom": {"n": value}}, _one("custom.n", when)).breakdown == ()
 
 
-@pytest.mark.parametrize(("text", "number"), [("25,000", 25_000), ("1,234,567.5", 1_234_567.5), ("+7", 7), (".5", 0.5)])
+@pytest.mark.parametrize(
+    ("text", "number"), [("25,000", 25_000), ("1,234,567.5", 1_234_567.5), ("+7", 7), (".5", 0.5)]
+)
 def test_numeric_text_with_thousands_separators_counts_as_a_number(
     text: str, number: float
 ) -> None:
-    assert len(score_lead({"custom": {"n": text}}, _one("custom.n", {"equals": number})).breakdown) == 1
+    assert (
+        len(score_lead({"custom": {"n": text}}, _one("custom.n", {"equals": number})).breakdown)
+        == 1
+    )
 
 
 @pytest.mark.parametrize(
@@ -201,7 +213,9 @@ def test_regex_sees_only_the_first_1000_characters() -> None:
 
 def test_a_regex_of_200_characters_is_accepted_and_201_rejected() -> None:
     accepted = _one("job_title", {"regex": "a" * 200})
-    [problem] = _problems(_spec({"id": "long", "field": "job_title", "when": {"regex": "a" * 201}, "points": 1}))
+    [problem] = _problems(
+        _spec({"id": "long", "field": "job_title", "when": {"regex": "a" * 201}, "points": 1})
+    )
 
     assert score_lead({"job_title": "a" * 200}, accepted).score == 10
     assert problem.startswith("rule 'long' (rules[0]): regex is longer than 200 characters")
@@ -256,7 +270,11 @@ def test_total_equals_sum_of_breakdown_with_negative_points() -> None:
         ("company_size", {"between": [50, 500]}, "company_size between 50 and 500"),
         ("phone", {"exists": True}, "phone exists"),
         ("phone", {"exists": False}, "phone is missing or empty"),
-        ("email", {"email_domain_type": ["free", "disposable"]}, "email domain is free or disposable"),
+        (
+            "email",
+            {"email_domain_type": ["free", "disposable"]},
+            "email domain is free or disposable",
+        ),
         ("country", {"country_in": ["gb", "US"]}, "country is one of GB, US"),
     ],
 )
@@ -325,7 +343,8 @@ def test_every_matching_disqualifier_is_listed_by_id() -> None:
     result = score_lead({"company_domain": "RIVAL.example"}, rules)
 
     assert [(e.rule_id, e.points) for e in result.breakdown] == [
-        ("aa-competitor", 0), ("zz-no-phone", 0)
+        ("aa-competitor", 0),
+        ("zz-no-phone", 0),
     ]
     assert result.reason == "disqualified by rules aa-competitor, zz-no-phone"
 
@@ -395,7 +414,11 @@ def test_custom_grade_bands_and_d_below_the_lowest() -> None:
 
 
 def test_grades_default_to_a_b_c_then_d() -> None:
-    assert _rules().grades == DEFAULT_GRADES == (GradeBand("A", 80), GradeBand("B", 60), GradeBand("C", 40))
+    assert (
+        _rules().grades
+        == DEFAULT_GRADES
+        == (GradeBand("A", 80), GradeBand("B", 60), GradeBand("C", 40))
+    )
 
 
 # ------------------------------------------------------------------- validation
@@ -501,7 +524,10 @@ def test_each_rule_error_names_the_rule(rule: dict[str, Any], expected: str) -> 
     [
         ("not a mapping", "rules[0]: must be a mapping with id, field, when and points"),
         ({"field": "email", "when": {"exists": True}, "points": 1}, "rules[0]: id is required"),
-        ({"id": 7, "field": "email", "when": {"exists": True}, "points": 1}, "rules[0]: id must match"),
+        (
+            {"id": 7, "field": "email", "when": {"exists": True}, "points": 1},
+            "rules[0]: id must match",
+        ),
     ],
 )
 def test_a_rule_without_a_usable_id_is_named_by_position(rule: object, expected: str) -> None:
@@ -574,11 +600,15 @@ def test_default_rules_qualify_a_senior_person_at_a_mid_size_company() -> None:
         ({"email": "someone@gmail.com"}, LeadStatus.DISQUALIFIED, -5),
         ({"email": "ann@acme.example"}, LeadStatus.NURTURE, 25),
         ({"email": "ann@gmail.com", "job_title": "VP Sales", "company_size": 200, "phone": "+1"},
-         LeadStatus.QUALIFIED, 45 + 10),
+         LeadStatus.NURTURE, -5 + 20 + 20 + 10),
+        ({"email": "ann@gmail.com", "job_title": "VP Sales", "company_size": 200, "phone": "+1",
+          "company_domain": "acme.example"}, LeadStatus.QUALIFIED, -5 + 20 + 20 + 10 + 10),
         ({"email": "ann@acme.example", "job_title": "Product Owner"}, LeadStatus.NURTURE, 25),
     ],
 )  # fmt: skip
-def test_default_rules_on_typical_leads(lead: dict[str, Any], outcome: LeadStatus, score: int) -> None:
+def test_default_rules_on_typical_leads(
+    lead: dict[str, Any], outcome: LeadStatus, score: int
+) -> None:
     result = score_lead(lead, default_rules())
 
     assert (result.outcome, result.score) == (outcome, score)
@@ -602,22 +632,28 @@ def test_docs_show_the_default_rules_exactly() -> None:
 _PROPERTY_FIELDS = ["email", "job_title", "company_size", "country", "phone", "custom.budget"]
 
 
-def _conditions(valid: bool) -> st.SearchStrategy[dict[str, Any]]:
+def _conditions(*, valid: bool) -> st.SearchStrategy[dict[str, Any]]:
+    def one(name: str, operand: st.SearchStrategy[Any]) -> st.SearchStrategy[dict[str, Any]]:
+        return st.fixed_dictionaries({name: operand})
+
     patterns = [r"^c", r"\d+", r"(a|e)@"] + ([] if valid else ["[", "x" * 201])
+    low = st.integers(0, 500)
     return st.one_of(
-        st.builds(lambda v: {"equals": v}, st.sampled_from(["CEO", "us", 100, "100", True])),
-        st.builds(lambda v: {"in": v}, st.lists(st.sampled_from(["CEO", "US", 300, "saas"]), min_size=1)),
-        st.builds(lambda v: {"contains": v}, st.sampled_from(["e", "o", "sales", "@"])),
-        st.builds(lambda v: {"regex": v}, st.sampled_from(patterns)),
-        st.builds(lambda v: {"gte": v}, st.integers(-10, 1000)),
-        st.builds(lambda v: {"lte": v}, st.floats(-10, 1000)),
-        st.builds(lambda lo, d: {"between": [lo, lo + d]}, st.integers(0, 500),
-                  st.integers(0 if valid else -5, 500)),
-        st.builds(lambda v: {"exists": v}, st.booleans()),
-        st.builds(lambda v: {"email_domain_type": v},
-                  st.sampled_from(["free", "disposable", "corporate", ["free", "disposable"]])),
-        st.builds(lambda v: {"country_in": v}, st.lists(st.sampled_from(["US", "gb", "DE"]), min_size=1)),
+        one("equals", st.sampled_from(["CEO", "us", 100, "100", True])),
+        one("in", st.lists(st.sampled_from(["CEO", "US", 300, "saas"]), min_size=1)),
+        one("contains", st.sampled_from(["e", "o", "sales", "@"])),
+        one("regex", st.sampled_from(patterns)),
+        one("gte", st.integers(-10, 1000)),
+        one("lte", st.floats(-10, 1000)),
+        one("between", st.lists(low, min_size=2, max_size=2).map(sorted if valid else list)),
+        one("exists", st.booleans()),
+        one("email_domain_type", st.sampled_from(["free", "disposable", "corporate", ["free", "disposable"]])),
+        one("country_in", st.lists(st.sampled_from(["US", "gb", "DE"]), min_size=1)),
     )  # fmt: skip
+
+
+_VALID_CONDITIONS = _conditions(valid=True)
+_ANY_CONDITIONS = _conditions(valid=False)
 
 
 @st.composite
@@ -629,9 +665,9 @@ def rule_set_specs(draw: st.DrawFn, *, valid: bool = True) -> dict[str, Any]:
         rule: dict[str, Any] = {
             "id": rule_id,
             "field": draw(st.sampled_from(_PROPERTY_FIELDS)),
-            "when": draw(_conditions(valid)),
+            "when": draw(_VALID_CONDITIONS if valid else _ANY_CONDITIONS),
         }
-        if draw(st.integers(0, 4)) == 0:
+        if draw(st.integers(0, 3)) == 0:
             rule["disqualify"] = True
         else:
             rule["points"] = draw(st.integers(-50, 50))
@@ -682,7 +718,9 @@ def test_rule_order_does_not_change_the_result(
 
 
 @given(spec=rule_set_specs(), lead=LEADS)
-def test_disqualified_by_a_rule_always_scores_zero(spec: dict[str, Any], lead: dict[str, Any]) -> None:
+def test_disqualified_by_a_rule_always_scores_zero(
+    spec: dict[str, Any], lead: dict[str, Any]
+) -> None:
     rules = parse_rules(spec)
     disqualifiers = {r.id for r in rules.rules if r.disqualify}
 
@@ -695,7 +733,9 @@ def test_disqualified_by_a_rule_always_scores_zero(spec: dict[str, Any], lead: d
 
 
 @given(spec=rule_set_specs(), lead=LEADS)
-def test_breakdown_is_sorted_by_rule_id_and_json_safe(spec: dict[str, Any], lead: dict[str, Any]) -> None:
+def test_breakdown_is_sorted_by_rule_id_and_json_safe(
+    spec: dict[str, Any], lead: dict[str, Any]
+) -> None:
     result = score_lead(lead, parse_rules(spec))
     ids = [e.rule_id for e in result.breakdown]
 
@@ -729,5 +769,9 @@ def test_parse_rules_rejects_anything_invalid_only_with_rules_error(spec: object
     try:
         parse_rules(spec)
     except RulesError as exc:
-        assert exc.problems
-        assert all(isinstance(p, str) and p for p in exc.problems)
+        problems = exc.problems
+    else:
+        return  # valid, and parsed
+
+    assert problems
+    assert all(isinstance(p, str) and p for p in problems)

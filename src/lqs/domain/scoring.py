@@ -241,13 +241,17 @@ def _number(value: object) -> Number | None:
 
 
 def _same(value: object, expected: Operand) -> bool:
-    if isinstance(expected, bool):
-        return _text(value) == ("true" if expected else "false")
-    if isinstance(expected, int | float):
+    if isinstance(expected, int | float) and not isinstance(expected, bool):
         number = _number(value)
         return number is not None and number == expected
     text = _text(value)
-    return text is not None and text.strip().casefold() == expected.strip().casefold()
+    return text is not None and text.strip().casefold() == _fold(expected)
+
+
+def _fold(operand: Operand) -> str:
+    if isinstance(operand, bool):
+        return "true" if operand else "false"
+    return str(operand).strip().casefold()
 
 
 def _literal(operand: Operand) -> str:
@@ -445,12 +449,13 @@ def _parse_rule(index: int, spec: object, problems: list[str]) -> Rule | None:
     if disqualify is True:
         if points is not None:
             problem("a disqualify rule takes no points (remove points, or disqualify)")
-    elif points is None:
-        problem("points is required (or disqualify: true)")
-    elif not _is_whole(points):
-        problem("points must be a whole number")
-    elif abs(points) > MAX_POINTS:
-        problem(f"points must be between -{MAX_POINTS} and {MAX_POINTS}")
+    elif disqualify is False:  # (an invalid disqualify leaves unclear whether points are due)
+        if points is None:
+            problem("points is required (or disqualify: true)")
+        elif not _is_whole(points):
+            problem("points must be a whole number")
+        elif abs(points) > MAX_POINTS:
+            problem(f"points must be between -{MAX_POINTS} and {MAX_POINTS}")
     reason = spec.get("reason")
     if reason is not None and (
         not isinstance(reason, str) or not reason.strip() or len(reason) > MAX_REASON_LENGTH
