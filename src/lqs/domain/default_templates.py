@@ -1,4 +1,26 @@
-"""Templates shipped for clients that store none (``templates`` table rows override them)."""
+"""Templates shipped for clients that store none (``templates`` table rows override them).
+
+Every template, shipped or stored, is rendered with these variables:
+
+``lead``
+    A mapping with every lead field: ``id``, ``email``, ``phone``, ``first_name``,
+    ``last_name``, ``job_title``, ``company_name``, ``company_domain``, ``company_size``,
+    ``industry``, ``country``, ``source``, ``utm_source``, ``utm_medium``, ``utm_campaign``,
+    ``utm_term``, ``utm_content``, ``custom`` (a mapping of the client's own fields),
+    ``consent_status`` and ``received_at`` (ISO 8601 text). Any value may be None.
+``client``
+    The client the lead came to: ``name`` and ``slug``.
+``score``, ``grade``, ``outcome``
+    The lead's score (an integer), its grade (e.g. ``"A"``) and its outcome
+    (``qualified``, ``nurture`` or ``disqualified``).
+``breakdown``
+    Why the lead scored so: a list of mappings with ``rule_id``, ``rule_version``,
+    ``field``, ``value`` (the lead's value), ``points`` and ``reason``, possibly empty.
+
+Rendering uses ``StrictUndefined``: a variable or a key that does not exist is an error,
+so these templates write ``lead.first_name | default('', true)`` (empty for a missing key
+and for None alike) wherever a value is optional.
+"""
 
 from __future__ import annotations
 
@@ -8,42 +30,77 @@ from types import MappingProxyType
 from lqs.domain.templates import MessageTemplate
 from lqs.domain.vocabulary import CommunicationType
 
-_LEAD_QUALIFIED_BODY = """\
+# "Ann Lee", or "" if the lead gave no name.
+_NAME = (
+    "{%- set name = [lead.first_name | default('', true), lead.last_name | default('', true)]"
+    " | select | join(' ') -%}"
+)
+
+_LEAD_QUALIFIED_SUBJECT = (
+    _NAME + "New qualified lead: {{ name or lead.email | default('no name given', true) }}"
+    "{% if lead.company_name | default('', true) %}, {{ lead.company_name }}{% endif %}"
+    " ({{ score }} points)"
+)
+
+_LEAD_QUALIFIED_BODY = (
+    _NAME
+    + """
 <h1>New qualified lead for {{ client.name }}</h1>
-<p><strong>{{ lead.first_name or '' }} {{ lead.last_name or '' }}</strong>
-{%- if lead.job_title %}, {{ lead.job_title }}{% endif %}
-{%- if lead.company_name %} at {{ lead.company_name }}{% endif %}</p>
+<p><strong>{{ name or lead.email | default('No name given', true) }}</strong>
+{%- if lead.job_title | default('', true) %}, {{ lead.job_title }}{% endif %}
+{%- if lead.company_name | default('', true) %} at {{ lead.company_name }}{% endif %}</p>
+<p>Score <strong>{{ score }}</strong>, grade <strong>{{ grade }}</strong>.</p>
 <table>
-{%- if lead.email %}<tr><th align="left">Email</th><td>{{ lead.email }}</td></tr>{% endif %}
-{%- if lead.phone %}<tr><th align="left">Phone</th><td>{{ lead.phone }}</td></tr>{% endif %}
-{%- if lead.company_size is not none -%}
-<tr><th align="left">Company size</th><td>{{ lead.company_size }}</td></tr>
+{%- for label, key in [('Email', 'email'), ('Phone', 'phone'), ('Job title', 'job_title'),
+                       ('Company', 'company_name'), ('Company domain', 'company_domain'),
+                       ('Company size', 'company_size'), ('Industry', 'industry'),
+                       ('Country', 'country'), ('Source', 'source'),
+                       ('Campaign', 'utm_campaign'), ('Received', 'received_at')] %}
+{%- set value = lead[key] | default(none) %}
+{%- if value is not none and value != '' %}
+<tr><th align="left">{{ label }}</th><td>{{ value }}</td></tr>
 {%- endif %}
-{%- if lead.industry -%}
-<tr><th align="left">Industry</th><td>{{ lead.industry }}</td></tr>
-{%- endif %}
-{%- if lead.country %}<tr><th align="left">Country</th><td>{{ lead.country }}</td></tr>{% endif %}
-{%- if lead.source %}<tr><th align="left">Source</th><td>{{ lead.source }}</td></tr>{% endif %}
-{%- if lead.utm_campaign -%}
-<tr><th align="left">Campaign</th><td>{{ lead.utm_campaign }}</td></tr>
-{%- endif %}
-</table>
-<p>Score <strong>{{ score }}</strong>, grade <strong>{{ grade }}</strong>. Why:</p>
-<ul>
-{%- for entry in breakdown %}
-<li>{{ entry.reason }} ({{ '%+d' % entry.points }})</li>
-{%- else %}
-<li>No rule matched.</li>
 {%- endfor %}
-</ul>
+{%- set custom = lead.custom | default({}, true) %}
+{%- for key, value in (custom if custom is mapping else {}) | dictsort %}
+<tr><th align="left">{{ key }}</th><td>{{ value if value is not none else '' }}</td></tr>
+{%- endfor %}
+</table>
+<h2>Why</h2>
+{%- if breakdown %}
+<table>
+<tr><th align="left">Rule</th><th align="left">Field</th><th align="left">Value</th>\
+<th align="right">Points</th></tr>
+{%- for entry in breakdown %}
+<tr><td>{{ entry.reason }}</td><td>{{ entry.field }}</td>\
+<td>{{ entry.value if entry.value is not none else '' }}</td>\
+<td align="right">{{ '%+d' % entry.points }}</td></tr>
+{%- endfor %}
+</table>
+{%- else %}
+<p>No scoring rule matched.</p>
+{%- endif %}
 """
+)
 
 _ACKNOWLEDGEMENT_BODY = """\
-<p>Hello {{ lead.first_name or 'there' }},</p>
-<p>Thank you for your interest in {{ client.name }}. We have received your details and
+<p>Hello {{ lead.first_name | default('there', true) }},</p>
+<p>Thank you for your interest in {{ client.name }}. We have received your details, and
 someone from our team will be in touch soon.</p>
-<p>Kind regards,<br>{{ client.name }}</p>
+<p>Kind regards,<br>The {{ client.name }} team</p>
 """
+
+# One SMS segment: at most 16 + 30 + 2 + 25 + 2 + 6 + 12 + 2 + 3 + 50 = 148 characters
+# for a grade of up to 2 characters and a score of up to 6, and "..." rather than "…",
+# which is not in the GSM 7-bit alphabet and would cut the segment to 70 characters.
+_LEAD_QUALIFIED_SMS = (
+    _NAME + "Qualified lead: {{ (name or 'no name') | truncate(30, true, '...', 0) }}"
+    "{% if lead.company_name | default('', true) %}"
+    ", {{ lead.company_name | truncate(25, true, '...', 0) }}{% endif %}"
+    " ({{ score }} pts, grade {{ grade }}). "
+    "{{ (lead.phone | default('', true) or lead.email | default('', true))"
+    " | truncate(50, true, '...', 0) }}"
+)
 
 DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
     {
@@ -51,11 +108,7 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
             template_id="lead_qualified",
             version=1,
             channel=CommunicationType.EMAIL,
-            subject=(
-                "New qualified lead: {{ lead.first_name or '' }} {{ lead.last_name or '' }}"
-                "{% if lead.company_name %} ({{ lead.company_name }}){% endif %}"
-                ", {{ score }} points"
-            ),
+            subject=_LEAD_QUALIFIED_SUBJECT,
             body=_LEAD_QUALIFIED_BODY,
             body_format="html",
         ),
@@ -63,7 +116,7 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
             template_id="lead_acknowledgement",
             version=1,
             channel=CommunicationType.EMAIL,
-            subject="Thanks for your interest in {{ client.name }}",
+            subject="Thanks for your interest, {{ lead.first_name | default('there', true) }}",
             body=_ACKNOWLEDGEMENT_BODY,
             body_format="html",
         ),
@@ -72,12 +125,9 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
             version=1,
             channel=CommunicationType.SMS,
             subject=None,
-            body=(
-                "New lead: {{ lead.first_name or '' }} {{ lead.last_name or '' }}"
-                "{% if lead.company_name %}, {{ lead.company_name }}{% endif %}"
-                " ({{ score }} pts) {{ lead.phone or lead.email }}"
-            ),
+            body=_LEAD_QUALIFIED_SMS,
             body_format="text",
         ),
     }
 )
+"""The shipped templates by id; the processor falls back to these."""

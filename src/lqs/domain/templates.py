@@ -1,40 +1,84 @@
-"""Tenant message templates, rendered in Jinja2's sandbox with size and time limits.
+"""Tenant message templates, rendered in Jinja2's sandbox with time, size and memory limits.
 
-Templates are written by tenants, so they are untrusted: rendering happens in a
-:class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (no attribute tricks, no mutation of
-the variables), a missing variable is an error (``StrictUndefined``), HTML bodies are
-autoescaped, subjects lose their line breaks (no header injection), output is capped, and a
-deadline is checked while rendering, so a template cannot hang the worker that renders it.
+Tenants write the templates, so they are untrusted. :class:`TemplateRenderer` renders them
+in an :class:`~jinja2.sandbox.ImmutableSandboxedEnvironment` (no private attributes, no
+mutation of the variables), with ``StrictUndefined`` (a missing variable is an error, not
+an empty string), autoescaping for HTML bodies only, and subjects flattened to one line so
+they cannot inject mail headers. Every failure, whatever its cause, is a
+:class:`TemplateError` naming the template, so one bad template fails one communication
+and never the worker.
 
-Variables the processor passes (see ``default_templates``): ``lead`` (every lead field;
-values may be None), ``client`` (``name``, ``slug``), ``score``, ``grade``, ``outcome`` and
-``breakdown`` (a list of ``{rule_id, rule_version, field, value, points, reason}``).
+Limits, enforced without threads or signals so that rendering can run inside an event loop:
+
+- time: a deadline is checked on every ``for`` iteration (the compiled loops are wrapped),
+  every call and filter, and between chunks of output;
+- output: rendering stops as soon as the output passes ``max_output_chars``;
+- memory: an operation that would build a string or sequence over :data:`MAX_SEQUENCE`
+  characters or items (``*``, ``+``, ``~``, ``%``, ``format``, ``join``, ``replace``,
+  ``center``, ...) is refused before it runs, and one render may build at most
+  :data:`MAX_BUILT` in all.
+
+These limits bound what a template can make this process do, not the process itself: a
+render may still allocate tens of megabytes before a limit stops it. For a hard memory
+ceiling, render in a worker process with an address-space limit.
+
+The variables the processor passes are described in :mod:`lqs.domain.default_templates`.
 """
 
 from __future__ import annotations
 
-import hashlib
+import functools
+import re
+import threading
 import time
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from contextvars import ContextVar
 from dataclasses import dataclass
-from itertools import islice
+from itertools import chain
+from string import Formatter
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, Template
-from jinja2 import TemplateError as JinjaError
-from jinja2.exceptions import SecurityError
+from jinja2 import StrictUndefined, Template, nodes
+from jinja2.compiler import CodeGenerator, Frame
+from jinja2.exceptions import SecurityError, TemplateSyntaxError
+from jinja2.runtime import Context, markup_join, str_join
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
+from jinja2.utils import pass_context
+from jinja2.visitor import NodeTransformer
 
 from lqs.domain.vocabulary import CommunicationType
 
 MAX_SUBJECT_CHARS = 998
-"""RFC 5322's line limit."""
+"""RFC 5322's line limit; longer subjects are cut."""
+
+MAX_SEQUENCE = 100_000
+"""The most characters or items one template operation may build (``'x' * 10**9`` is refused)."""
+
+MAX_BUILT = 10_000_000
+"""The most characters or items all the operations of one render may build together."""
+
+MAX_INT_BITS = 10_000
+"""The largest integer a template may compute with ``*`` or ``**``."""
+
+MAX_SOURCE_CHARS = 100_000
+"""The longest subject or body source accepted: compiling is not time-limited (it happens
+once per template version), and 100,000 characters compile in about half a second."""
+
+_TEMPLATE_ID = re.compile(r"[a-z0-9_]{1,100}")
 
 
 @dataclass(frozen=True)
 class MessageTemplate:
-    """One version of a template: Jinja2 source for the subject and the body."""
+    """One version of a template: Jinja2 source for the subject and the body.
+
+    ``subject`` is plain text (an email subject, a push title) and is None for SMS;
+    ``body_format`` says whether the body is autoescaped HTML or plain text.
+
+    Raises:
+        ValueError: ``template_id`` is not 1 to 100 of ``a-z``, ``0-9`` and ``_``, or
+            ``version`` is below 1, or ``body_format`` is not ``html`` or ``text``.
+    """
 
     template_id: str
     version: int
@@ -43,13 +87,24 @@ class MessageTemplate:
     body: str
     body_format: Literal["html", "text"]
 
+    def __post_init__(self) -> None:
+        if not _TEMPLATE_ID.fullmatch(self.template_id):
+            raise ValueError(f"template id {self.template_id!r} must be 1 to 100 of a-z, 0-9 and _")
+        if self.version < 1:
+            raise ValueError(f"template {self.template_id}: version must be 1 or more")
+        if self.body_format not in ("html", "text"):
+            raise ValueError(f"template {self.template_id}: body format must be html or text")
+
     @property
     def ref(self) -> str:
+        """How error messages name this template, e.g. ``lead_qualified v2``."""
         return f"{self.template_id} v{self.version}"
 
 
 @dataclass(frozen=True)
 class RenderedMessage:
+    """A rendered message: a one-line subject (None if the template has none) and content."""
+
     subject: str | None
     content: str
 
@@ -58,66 +113,12 @@ class TemplateError(Exception):
     """Raised when a template does not compile or fails to render; says which and why."""
 
 
-class _DeadlineExceeded(Exception):
-    pass
-
-
-MAX_SEQUENCE = 100_000
-"""The longest string or list a template may build with ``*`` (``'x' * 10**9`` is refused)."""
-
-
-class _Sandbox(ImmutableSandboxedEnvironment):
-    """The sandbox, plus a deadline checked on every call and loop step, and bounded ``*``.
-
-    Attribute and item access are not checked: they cannot loop by themselves, and every
-    loop a template can write steps through ``range`` or through data it was given.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-    deadline: float = float("inf")
-
-    def _check(self) -> None:
-        if time.monotonic() > self.deadline:
-            raise _DeadlineExceeded
-
-    def call(__self, __context: Any, __obj: Any, *args: Any, **kwargs: Any) -> Any:
-        __self._check()
-        return super().call(__context, __obj, *args, **kwargs)
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            if isinstance(right, int | float) and abs(right) > 100:
-                raise SecurityError("exponents above 100 are not allowed in templates")
-            if isinstance(left, int) and left.bit_length() * abs(right) > 10_000:
-                raise SecurityError("powers over 10,000 bits are not allowed in templates")
-            return left**right
-        for sequence, count in ((left, right), (right, left)):
-            if (
-                isinstance(sequence, str | list | tuple)
-                and isinstance(count, int)
-                and len(sequence) * count > MAX_SEQUENCE
-            ):
-                raise SecurityError(f"templates may not build sequences over {MAX_SEQUENCE} items")
-        return left * right
-
-
-def _make_environment(autoescape: bool) -> _Sandbox:
-    env = _Sandbox(autoescape=autoescape, undefined=StrictUndefined, auto_reload=False)
-
-    def checked_range(*args: int) -> Iterator[int]:
-        numbers = range(*args)
-        if len(numbers) > MAX_RANGE:
-            raise OverflowError(f"range of {len(numbers)} items is over the limit of {MAX_RANGE}")
-        for number in numbers:
-            env._check()
-            yield number
-
-    env.globals["range"] = checked_range
-    return env
-
-
 class TemplateRenderer:
-    """Compiles (once, cached) and renders templates within limits."""
+    """Compiles templates (once each, in a bounded cache) and renders them within limits.
+
+    One renderer may be shared by every render of a process, including renders in other
+    threads: the cache is locked and the limits are per render.
+    """
 
     def __init__(
         self,
@@ -126,97 +127,122 @@ class TemplateRenderer:
         time_limit: float = 0.25,
         cache_size: int = 512,
     ) -> None:
+        """Raises ValueError if a limit is not positive."""
+        if max_output_chars < 1 or time_limit <= 0 or cache_size < 1:
+            raise ValueError("max_output_chars, time_limit and cache_size must be positive")
         self.max_output_chars = max_output_chars
         self.time_limit = time_limit
-        self._html = _make_environment(autoescape=True)
-        self._text = _make_environment(autoescape=False)
-        self._cache: OrderedDict[tuple[str, int, str, bool], Template] = OrderedDict()
+        self._html = _Sandbox(autoescape=True, max_output_chars=max_output_chars)
+        self._text = _Sandbox(autoescape=False, max_output_chars=max_output_chars)
+        self._cache: OrderedDict[tuple[str, int, bool, str], Template] = OrderedDict()
         self._cache_size = cache_size
+        self._cache_lock = threading.Lock()
         self.compiled_count = 0
+        """How many sources this renderer has compiled (cache hits do not count)."""
 
     def check(self, template: MessageTemplate) -> None:
-        """Compile both parts.
+        """Compile the subject and the body, as when a tenant saves a template.
 
         Raises:
-            TemplateError: a syntax error, naming the template, the part and the line.
+            TemplateError: a syntax error or an unknown filter or test (naming the
+                template, the part and the line), or a source over
+                :data:`MAX_SOURCE_CHARS`.
         """
-        if template.subject is not None:
-            self._compile(template, template.subject, autoescape=False, part="subject")
-        self._compile(
-            template, template.body, autoescape=template.body_format == "html", part="body"
-        )
+        self._compiled_parts(template)
 
     def render(self, template: MessageTemplate, variables: Mapping[str, object]) -> RenderedMessage:
-        """Render subject and body with ``variables``.
+        """Render the subject and the body with ``variables``.
+
+        The subject is rendered as plain text, every run of whitespace in it (line breaks
+        included) becomes one space, and it is cut to :data:`MAX_SUBJECT_CHARS`. The body
+        is autoescaped if its format is ``html``. ``variables`` are not modified.
+        ``time_limit`` covers rendering both parts, not compiling them (which happens once
+        per template version).
 
         Raises:
-            TemplateError: syntax error, missing variable, sandbox violation, any error
-                raised inside the template, output over ``max_output_chars``, or rendering
-                past ``time_limit`` seconds.
+            TemplateError: a syntax error, a missing variable, a sandbox violation, any
+                exception raised while rendering, output over ``max_output_chars``, an
+                operation over the memory limits, or rendering past ``time_limit``
+                seconds. The message names the template, the part and the cause.
         """
-        deadline = time.monotonic() + self.time_limit
+        subject_code, body_code = self._compiled_parts(template)
+        limits = _RenderLimits(deadline=time.monotonic() + self.time_limit)
+        token = _LIMITS.set(limits)
+        try:
+            subject = None
+            if subject_code is not None:
+                one_line = " ".join(self._run(template, "subject", subject_code, variables).split())
+                subject = one_line[:MAX_SUBJECT_CHARS]
+            content = self._run(template, "body", body_code, variables)
+        finally:
+            _LIMITS.reset(token)
+        return RenderedMessage(subject=subject, content=content)
+
+    def _compiled_parts(self, template: MessageTemplate) -> tuple[Template | None, Template]:
         subject = None
         if template.subject is not None:
-            raw = self._render_part(
-                template, template.subject, False, "subject", variables, deadline
-            )
-            subject = " ".join(raw.split())[:MAX_SUBJECT_CHARS]
-        body = self._render_part(
-            template, template.body, template.body_format == "html", "body", variables, deadline
+            subject = self._compiled(template, "subject", template.subject, autoescape=False)
+        body = self._compiled(
+            template, "body", template.body, autoescape=template.body_format == "html"
         )
-        return RenderedMessage(subject=subject, content=body)
+        return subject, body
 
-    def _compile(
-        self, template: MessageTemplate, source: str, *, autoescape: bool, part: str
+    def _compiled(
+        self, template: MessageTemplate, part: str, source: str, *, autoescape: bool
     ) -> Template:
-        digest = hashlib.sha256(source.encode()).hexdigest()
-        key = (template.template_id, template.version, digest, autoescape)
-        compiled = self._cache.get(key)
-        if compiled is not None:
-            self._cache.move_to_end(key)
-            return compiled
-        env = self._html if autoescape else self._text
+        # The source itself is the key: Python caches a string's hash, and unlike a
+        # digest it cannot collide.
+        key = (template.template_id, template.version, autoescape, source)
+        with self._cache_lock:
+            compiled = self._cache.get(key)
+            if compiled is not None:
+                self._cache.move_to_end(key)
+                return compiled
+        if len(source) > MAX_SOURCE_CHARS:
+            raise TemplateError(
+                f"template {template.ref} {part}: source over {MAX_SOURCE_CHARS} characters"
+            )
         try:
-            compiled = env.from_string(source)
-        except JinjaError as exc:
-            line = getattr(exc, "lineno", None)
-            where = f" line {line}" if line else ""
-            raise TemplateError(f"template {template.ref} {part}{where}: {exc}") from exc
-        self.compiled_count += 1
-        self._cache[key] = compiled
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
+            compiled = (self._html if autoescape else self._text).from_string(source)
+        except TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {template.ref} {part} line {exc.lineno}: {exc.message}"
+            ) from exc
+        except Exception as exc:  # e.g. RecursionError from deeply nested brackets
+            raise TemplateError(
+                f"template {template.ref} {part}: does not compile: {type(exc).__name__}: {exc}"
+            ) from exc
+        with self._cache_lock:
+            self.compiled_count += 1
+            self._cache[key] = compiled
+            if len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
         return compiled
 
-    def _render_part(
+    def _run(
         self,
         template: MessageTemplate,
-        source: str,
-        autoescape: bool,
         part: str,
+        compiled: Template,
         variables: Mapping[str, object],
-        deadline: float,
     ) -> str:
-        compiled = self._compile(template, source, autoescape=autoescape, part=part)
-        env = self._html if autoescape else self._text
-        env.deadline = deadline
-        blocks: list[str] = []
+        chunks = compiled.generate(variables)
+        output: list[str] = []
         size = 0
         try:
-            chunks = compiled.generate(dict(variables))
-            # Checked per block of chunks, not per chunk: the loop is on every render's path.
-            while piece := list(islice(chunks, 64)):
-                block = "".join(piece)
-                size += len(block)
-                blocks.append(block)
+            for chunk in chunks:
+                size += len(chunk)
                 if size > self.max_output_chars:
-                    raise TemplateError(
-                        f"template {template.ref} {part}: output exceeds "
-                        f"{self.max_output_chars} characters"
-                    )
-                env._check()
-        except TemplateError:
-            raise
+                    raise _OutputTooLong
+                output.append(chunk)
+                # Every loop, call and filter checks the deadline too; this is a backstop,
+                # so it need not cost a clock read per chunk.
+                if not len(output) % 32:
+                    _check_deadline()
+        except _OutputTooLong:
+            raise TemplateError(
+                f"template {template.ref} {part}: output exceeds {self.max_output_chars} characters"
+            ) from None
         except _DeadlineExceeded:
             raise TemplateError(
                 f"template {template.ref} {part}: rendering took longer than {self.time_limit:g} s"
@@ -225,6 +251,343 @@ class TemplateRenderer:
             raise TemplateError(
                 f"template {template.ref} {part}: {type(exc).__name__}: {exc}"
             ) from exc
-        finally:
-            env.deadline = float("inf")
-        return "".join(blocks)
+        return "".join(output)
+
+
+class _DeadlineExceeded(Exception):
+    pass
+
+
+class _OutputTooLong(Exception):
+    pass
+
+
+class _RenderLimits:
+    """The deadline and the memory budget of the render in progress."""
+
+    __slots__ = ("built", "deadline")
+
+    def __init__(self, deadline: float) -> None:
+        self.deadline = deadline
+        self.built = 0
+
+
+# A context variable, not an attribute of the environment: environments are shared by
+# every render, including renders in other threads.
+_LIMITS: ContextVar[_RenderLimits | None] = ContextVar("lqs_template_limits", default=None)
+
+
+def _check_deadline() -> None:
+    limits = _LIMITS.get()
+    if limits is not None and time.monotonic() > limits.deadline:
+        raise _DeadlineExceeded
+
+
+def _spend(size: int, what: str) -> None:
+    limits = _LIMITS.get()
+    if limits is not None:
+        limits.built += size
+        if limits.built > MAX_BUILT:
+            raise SecurityError(
+                f"{what}: templates may not build over {MAX_BUILT} characters or items in all"
+            )
+
+
+def _claim(size: int, what: str) -> None:
+    """Refuse an operation that would build ``size`` characters or items, if too many."""
+    if size > MAX_SEQUENCE:
+        raise SecurityError(
+            f"{what}: templates may not build sequences over {MAX_SEQUENCE} characters or items"
+        )
+    _spend(size, what)
+
+
+_CONTAINERS = (list, tuple, dict, set, frozenset)
+
+
+def _weight(value: object, limit: int = MAX_SEQUENCE) -> int:
+    """Roughly how many characters ``str(value)`` takes; stops counting past ``limit``."""
+    if isinstance(value, str):
+        return len(value)
+    if not isinstance(value, _CONTAINERS):
+        return 1
+    items: Iterable[object] = (
+        chain.from_iterable(value.items()) if isinstance(value, dict) else value
+    )
+    total = 0
+    for item in items:
+        total += max(1, _weight(item, limit - total))
+        if total > limit:
+            break
+    return total
+
+
+def _int(value: object) -> int:
+    return value if isinstance(value, int) else 0
+
+
+def _replace_size(text: object, old: object, new: object, count: object = None) -> int:
+    if isinstance(text, str) and isinstance(old, str):
+        hits = text.count(old) if old else len(text) + 1
+    else:
+        hits = _weight(text) + 1
+    if isinstance(count, int) and count >= 0:
+        hits = min(hits, count)
+    return _weight(text) + hits * _weight(new)
+
+
+def _join_size(items: object, separator: object = "", attribute: object = None) -> int:
+    count = len(items) if isinstance(items, Sized) else 1
+    return _weight(items) + count * _weight(separator)
+
+
+_PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
+
+
+def _printf_size(pattern: object, arguments: object) -> int:
+    size = _weight(pattern) + _weight(arguments)
+    if isinstance(pattern, str):
+        for width, precision in _PRINTF_FIELD.findall(pattern):
+            if "*" in (width, precision):
+                raise SecurityError("'*' widths are not allowed in templates")
+            size += int(width or 0) + int(precision or 0)
+    return size
+
+
+def _format_size(pattern: str, arguments: object) -> int:
+    size = len(pattern) + _weight(arguments)
+    for _, _, spec, _ in Formatter().parse(pattern):
+        if spec and "{" in spec:
+            raise SecurityError("nested format fields are not allowed in templates")
+        size += sum(int(number) for number in re.findall(r"\d+", spec or ""))
+    return size
+
+
+def _sum_size(iterable: object, attribute: object = None, start: object = 0) -> int:
+    # Summing lists or strings copies the total again at every step.
+    if not isinstance(start, int | float):
+        raise SecurityError("the sum filter only adds numbers in templates")
+    return 0
+
+
+def _indent_size(
+    text: object, width: object = 4, first: object = False, blank: object = False
+) -> int:
+    lines = text.count("\n") + 1 if isinstance(text, str) else 1
+    return _weight(text) + lines * (_weight(width) if isinstance(width, str) else _int(width))
+
+
+def _wordwrap_size(
+    text: object,
+    width: object = 79,
+    break_long_words: object = True,
+    wrapstring: object = None,
+    break_on_hyphens: object = True,
+) -> int:
+    breaks = _weight(text) // max(_int(width), 1) + 1
+    return _weight(text) + breaks * max(_weight(wrapstring), 1)
+
+
+# Estimates of what a filter builds, from its arguments (after the context Jinja passes).
+_FILTER_SIZES: dict[str, Callable[..., int]] = {
+    "batch": lambda value, linecount, fill_with=None: _int(linecount),
+    "center": lambda value, width=80: max(_weight(value), _int(width)),
+    "format": lambda value, *args, **kwargs: _printf_size(value, args or kwargs),
+    "indent": _indent_size,
+    "join": _join_size,
+    "replace": _replace_size,
+    "slice": lambda value, slices, fill_with=None: _int(slices),
+    "sum": _sum_size,
+    "wordwrap": _wordwrap_size,
+}
+
+# The same for methods of strings; the string comes first.
+_STR_METHOD_SIZES: dict[str, Callable[..., int]] = {
+    "center": lambda text, width, fill=" ": max(len(text), _int(width)),
+    "join": lambda separator, items: _join_size(items, separator),
+    "ljust": lambda text, width, fill=" ": max(len(text), _int(width)),
+    "replace": _replace_size,
+    "rjust": lambda text, width, fill=" ": max(len(text), _int(width)),
+    "zfill": lambda text, width: max(len(text), _int(width)),
+}
+
+# Filters that turn any value into text, and so a big container into a big string.
+_TEXT_FILTERS = frozenset(
+    {"capitalize", "e", "escape", "filesizeformat", "float", "forceescape", "int", "lower",
+     "pprint", "safe", "string", "striptags", "title", "tojson", "trim", "truncate", "upper",
+     "urlencode", "wordcount", "xmlattr"}
+)  # fmt: skip
+
+# Attributes that build unbounded values and that messages have no use for.
+_REFUSED_ATTRIBUTES = frozenset(
+    {"encode", "expandtabs", "from_bytes", "maketrans", "to_bytes", "translate"}
+)
+
+
+def _metered_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    skip = 1 if hasattr(original, "jinja_pass_arg") else 0  # the context Jinja passes
+    estimate = _FILTER_SIZES.get(name)
+
+    def measure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
+        if len(args) > skip:
+            value = args[skip]
+            if name == "join" and not isinstance(value, Sized):
+                args = (*args[:skip], list(value), *args[skip + 1 :])
+            if estimate is not None:
+                _claim(estimate(*args[skip:], **kwargs), f"the {name} filter")
+            elif isinstance(value, _CONTAINERS):
+                _claim(_weight(value), f"the {name} filter")
+        return args
+
+    if estimate is None and name not in _TEXT_FILTERS:
+
+        @functools.wraps(original)
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            _check_deadline()
+            return original(*args, **kwargs)
+
+        return timed
+
+    @functools.wraps(original)
+    def metered(*args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        return original(*measure(args, kwargs), **kwargs)
+
+    return metered
+
+
+def _limited_range(*args: int) -> range:
+    numbers = range(*args)
+    if len(numbers) > MAX_RANGE:
+        raise OverflowError(f"range of {len(numbers)} items is over the limit of {MAX_RANGE}")
+    return numbers
+
+
+def _concat_output(parts: Iterable[str]) -> str:
+    # Jinja joins captured output with this: {% set %} blocks, macros, caller().
+    pieces = list(parts)
+    _spend(sum(map(len, pieces)), "captured output")
+    return "".join(pieces)
+
+
+# Filters the compiler inserts; a space makes them names no template can write.
+_ITERATE = "lqs iterate"
+_CONCATENATE = "lqs concatenate"
+
+
+@pass_context
+def _iterate(context: Context, iterable: Iterable[Any]) -> Iterator[Any]:
+    for item in iterable:
+        _check_deadline()
+        yield item
+
+
+@pass_context
+def _concatenate(context: Context, *parts: Any) -> str:
+    _claim(sum(_weight(part) for part in parts), "~")
+    return markup_join(parts) if context.eval_ctx.autoescape else str_join(parts)
+
+
+class _MeteredCodeGenerator(CodeGenerator):
+    """Compiles ``for x in y`` as ``for x in y|iterate`` and ``a ~ b`` as
+    ``a|concatenate(b)``, so that a loop with an empty body still checks the deadline and
+    a concatenation is measured before it runs. (``pass_context`` keeps the compiler from
+    running them on constants at compile time.)"""
+
+    def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
+        _Metering().visit(node)
+        node.set_environment(self.environment)
+        super().visit_Template(node, frame)
+
+
+class _Metering(NodeTransformer):
+    def visit_For(self, node: nodes.For) -> nodes.Node:
+        self.generic_visit(node)
+        node.iter = nodes.Filter(node.iter, _ITERATE, [], [], None, None, lineno=node.lineno)
+        return node
+
+    def visit_Concat(self, node: nodes.Concat) -> nodes.Node:
+        self.generic_visit(node)
+        first, *rest = node.nodes
+        return nodes.Filter(first, _CONCATENATE, rest, [], None, None, lineno=node.lineno)
+
+
+class _Sandbox(ImmutableSandboxedEnvironment):
+    """Jinja's immutable sandbox, plus the deadline and the memory limits.
+
+    Attribute and item access do not check the deadline: they cannot loop, and every way
+    a template can repeat work (a loop, a macro, a filter such as ``map``) already does.
+    """
+
+    code_generator_class = _MeteredCodeGenerator
+    intercepted_binops = frozenset({"*", "**", "+", "%"})
+
+    def __init__(self, *, autoescape: bool, max_output_chars: int) -> None:
+        def finalize(value: object) -> object:
+            # Measured before Jinja turns it into text: str() of a big container is costly,
+            # and output captured by {% set %} or a macro never reaches the output cap.
+            weight = len(value) if isinstance(value, str) else _weight(value, max_output_chars)
+            if weight > max_output_chars:
+                raise _OutputTooLong
+            _spend(weight, "output")
+            return value
+
+        super().__init__(
+            autoescape=autoescape, undefined=StrictUndefined, finalize=finalize, auto_reload=False
+        )
+        self.concat = _concat_output  # type: ignore[method-assign]
+        self.globals["range"] = _limited_range
+        del self.globals["lipsum"]  # builds up to n * max words in one uninterruptible call
+        del self.filters["urlize"]  # repeats its link attributes for every link in the text
+        self.filters = {name: _metered_filter(name, f) for name, f in self.filters.items()}
+        self.filters.update({_ITERATE: _iterate, _CONCATENATE: _concatenate})
+
+    def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
+        if attr in _REFUSED_ATTRIBUTES and isinstance(obj, str | int):
+            return False
+        return super().is_safe_attribute(obj, attr, value)
+
+    def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
+        formatter = super().wrap_str_format(value)
+        if formatter is None:
+            return None
+        pattern: str = value.__self__
+
+        def metered(*args: Any, **kwargs: Any) -> str:
+            _claim(_format_size(pattern, (args, kwargs)), "str.format")
+            return formatter(*args, **kwargs)
+
+        return metered
+
+    def call(__self, __context: Context, __obj: Any, *args: Any, **kwargs: Any) -> Any:
+        _check_deadline()
+        owner = getattr(__obj, "__self__", None)
+        if isinstance(owner, str):
+            name = getattr(__obj, "__name__", "")
+            if name == "join" and args and not isinstance(args[0], Sized):
+                args = (list(args[0]), *args[1:])
+            estimate = _STR_METHOD_SIZES.get(name)
+            if estimate is not None:
+                _claim(estimate(owner, *args, **kwargs), f"str.{name}")
+        return super().call(__context, __obj, *args, **kwargs)
+
+    def call_binop(self, context: Context, operator: str, left: Any, right: Any) -> Any:
+        if operator == "**":
+            if isinstance(right, int | float) and abs(right) > 100:
+                raise SecurityError("exponents above 100 are not allowed in templates")
+            if isinstance(left, int) and left.bit_length() * abs(right) > MAX_INT_BITS:
+                raise SecurityError("powers over 10,000 bits are not allowed in templates")
+        elif operator == "*":
+            if isinstance(left, int) and isinstance(right, int):
+                if left.bit_length() + right.bit_length() > MAX_INT_BITS:
+                    raise SecurityError("products over 10,000 bits are not allowed in templates")
+            elif isinstance(left, str | list | tuple) and isinstance(right, int):
+                _claim(_weight(left) * right, "*")
+            elif isinstance(right, str | list | tuple) and isinstance(left, int):
+                _claim(_weight(right) * left, "*")
+        elif operator == "+":
+            if isinstance(left, str | list | tuple) and isinstance(right, str | list | tuple):
+                _claim(_weight(left) + _weight(right), "+")
+        elif operator == "%" and isinstance(left, str):
+            _claim(_printf_size(left, right), "%")
+        return self.binop_table[operator](left, right)
