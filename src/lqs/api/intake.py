@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -151,7 +151,7 @@ async def _store(
     principal: ApiPrincipal,
     payload: Any,
     leads: Sequence[NewLead],
-    respond: Any,
+    respond: Callable[[list[StoredLead]], StoredResponse],
 ) -> Response:
     """Insert or merge the leads, honouring Idempotency-Key, in one transaction."""
     key = _idempotency_key(request)
@@ -173,7 +173,7 @@ async def _store(
                     replay.body, status_code=200, headers={"Idempotent-Replayed": "true"}
                 )
         stored = await insert_or_merge_leads(conn, principal.client_id, leads)
-        response: StoredResponse = respond(stored)
+        response = respond(stored)
         if key is not None:
             await remember_response(conn, principal.client_id, key, request_hash, response)
     return JSONResponse(response.body, status_code=response.status_code)
