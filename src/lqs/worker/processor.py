@@ -30,7 +30,7 @@ from lqs.domain.clients import ClientSettings, parse_client_settings
 from lqs.domain.default_rules import default_rules
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.notifications import PlannedMessage, normalise_recipient, plan_messages
-from lqs.domain.scoring import RulesError, RuleSet, ScoreResult, parse_rules, score_lead
+from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.vocabulary import CommunicationStatus, CommunicationType, LeadStatus
 
@@ -98,27 +98,23 @@ class LeadProcessor:
                     message.channel.value,
                     normalise_recipient(message.channel, message.recipient),
                 )
-                for row, (outcome, _) in scored
+                for row, outcome in scored
                 for message in self._plan(row, outcome, contexts[row["client_id"]], frozenset())
                 if message.recipient is not None
             }
-            suppressed = await suppressed_recipients(conn, candidates)
+            suppressed: dict[UUID, set[tuple[str, str]]] = {cid: set() for cid in client_ids}
+            for cid, channel, recipient in await suppressed_recipients(conn, candidates):
+                suppressed[cid].add((channel, recipient))
 
-            outcomes: list[LeadOutcome] = []
             communications: list[NewCommunication] = []
-            for row, (outcome, result) in scored:
+            for row, outcome in scored:
                 context = contexts[row["client_id"]]
-                outcomes.append(outcome)
-                client_suppressed = frozenset(
-                    (channel, recipient)
-                    for cid, channel, recipient in suppressed
-                    if cid == row["client_id"]
-                )
+                client_suppressed = frozenset(suppressed[row["client_id"]])
                 for message in self._plan(row, outcome, context, client_suppressed):
                     communications.append(
-                        self._communication(row, result, message, context, templates)
+                        self._communication(row, outcome, message, context, templates)
                     )
-            await record_lead_outcomes(conn, outcomes)
+            await record_lead_outcomes(conn, [outcome for _, outcome in scored])
             queued = await record_communications(conn, communications)
         log.info(
             "lead_batch_processed",
@@ -151,25 +147,17 @@ class LeadProcessor:
             self._rules_cache[key] = rules
         return _ClientContext(client, settings, rules, None)
 
-    def _score(
-        self, row: Mapping[str, Any], context: _ClientContext
-    ) -> tuple[LeadOutcome, ScoreResult | None]:
+    def _score(self, row: Mapping[str, Any], context: _ClientContext) -> LeadOutcome:
         if context.rules is None:
-            return (
-                LeadOutcome(row["id"], LeadStatus.ERROR, None, None, None, context.rules_error),
-                None,
-            )
+            return LeadOutcome(row["id"], LeadStatus.ERROR, None, None, None, context.rules_error)
         result = score_lead(row, context.rules)
-        return (
-            LeadOutcome(
-                row["id"],
-                result.outcome.value,
-                result.score,
-                result.grade,
-                breakdown_json(result),
-                None,
-            ),
-            result,
+        return LeadOutcome(
+            row["id"],
+            result.outcome.value,
+            result.score,
+            result.grade,
+            breakdown_to_json(result.breakdown),
+            None,
         )
 
     @staticmethod
@@ -184,14 +172,14 @@ class LeadProcessor:
     def _communication(
         self,
         row: Mapping[str, Any],
-        result: ScoreResult | None,
+        outcome: LeadOutcome,
         message: PlannedMessage,
         context: _ClientContext,
         templates: Mapping[tuple[UUID, str], StoredTemplate],
     ) -> NewCommunication:
         assert message.recipient is not None
         template, template_ref = _template_for(context.client.id, message.template_id, templates)
-        variables = _template_variables(row, result, context.client)
+        variables = _template_variables(row, outcome, context.client)
         base = {
             "lead_id": row["id"],
             "client_id": row["client_id"],
@@ -251,11 +239,6 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def breakdown_json(result: ScoreResult) -> list[dict[str, Any]]:
-    """The breakdown as stored in ``leads.score_breakdown``."""
-    return [entry.to_json() for entry in result.breakdown]
-
-
 def _template_for(
     client_id: UUID, template_id: str, stored: Mapping[tuple[UUID, str], StoredTemplate]
 ) -> tuple[MessageTemplate | None, str]:
@@ -277,14 +260,14 @@ def _template_for(
 
 
 def _template_variables(
-    row: Mapping[str, Any], result: ScoreResult | None, client: Client
+    row: Mapping[str, Any], outcome: LeadOutcome, client: Client
 ) -> dict[str, Any]:
     lead = {k: _json_safe(row.get(k)) for k in _TEMPLATE_LEAD_FIELDS}
     return {
         "lead": lead,
         "client": {"name": client.name, "slug": client.slug},
-        "score": result.score if result else None,
-        "grade": result.grade if result else None,
-        "outcome": result.outcome.value if result else None,
-        "breakdown": breakdown_json(result) if result else [],
+        "score": outcome.score,
+        "grade": outcome.grade,
+        "outcome": outcome.status,
+        "breakdown": outcome.score_breakdown or [],
     }
