@@ -10,6 +10,8 @@ from psycopg.types.json import Jsonb
 
 from bench.common import Row, interleave
 from lqs.db.pool import open_pool
+from lqs.domain.default_templates import DEFAULT_TEMPLATES
+from lqs.domain.templates import TemplateRenderer
 from lqs.worker.processor import LeadProcessor
 
 # Every outcome sends one email, so LQS writes one outbox row per lead like the baseline.
@@ -47,11 +49,12 @@ def _prepare(url: str, n: int) -> str:
     return str(row[0])
 
 
-async def _lqs(url: str, batch_size: int, n: int) -> float:
-    pool = await open_pool(url, min_size=1, max_size=2, worker=True)
+async def _lqs(url: str, batch_size: int, n: int, in_flight: int = 1) -> float:
+    pool = await open_pool(url, min_size=1, max_size=in_flight + 1, worker=True)
     try:
         started = time.perf_counter()
-        processed = await LeadProcessor(pool, batch_size=batch_size).drain()
+        processor = LeadProcessor(pool, batch_size=batch_size, in_flight=in_flight)
+        processed = await processor.drain()
         elapsed = time.perf_counter() - started
     finally:
         await pool.close()
@@ -96,20 +99,51 @@ async def _baseline(url: str, batch_size: int, n: int) -> float:
     return n / elapsed
 
 
+def _render_only(n: int) -> float:
+    """Renders per second of the default notification, as the processor renders it, with
+    no database at all: what rendering alone costs next to the whole SQL loop."""
+    renderer = TemplateRenderer()
+    template = DEFAULT_TEMPLATES["lead_qualified"]
+    lead = {
+        "id": "6f1c0a4e-0000-4000-8000-000000000000", "email": "lead1@company1.example",
+        "phone": None, "first_name": "First1", "last_name": "Last1", "job_title": "CEO",
+        "company_name": "Company 1", "company_domain": "company1.example",
+        "company_size": 7, "industry": None, "country": "US", "source": None,
+        "utm_source": None, "utm_medium": None, "utm_campaign": None, "utm_term": None,
+        "utm_content": None, "custom": {}, "consent_status": "granted",
+        "received_at": "2026-11-25T08:00:00+00:00",
+    }  # fmt: skip
+    breakdown = [
+        {"rule_id": f"rule_{i}", "rule_version": 1, "field": "job_title", "value": "CEO",
+         "points": 10, "reason": "senior job title"}
+        for i in range(3)
+    ]  # fmt: skip
+    variables = {"lead": lead, "client": {"name": "Bench", "slug": "bench"}, "score": 30,
+                 "grade": "B", "outcome": "nurture", "breakdown": breakdown}  # fmt: skip
+    started = time.perf_counter()
+    for _ in range(n):
+        renderer.render(template, variables)
+    return n / (time.perf_counter() - started)
+
+
 def run(url: str, n: int, repeats: int, batch_sizes: tuple[int, ...] = (100,)) -> list[Row]:
     rows = []
     for batch_size in batch_sizes:
         print(f"processor: {n:,} leads, batch {batch_size}, {repeats} interleaved repeats")
 
-        def lqs(bs: int = batch_size) -> float:
+        def lqs(bs: int = batch_size, in_flight: int = 1) -> float:
             _prepare(url, n)
-            return asyncio.run(_lqs(url, bs, n))
+            return asyncio.run(_lqs(url, bs, n, in_flight))
 
         def baseline(bs: int = batch_size) -> float:
             _prepare(url, n)
             return asyncio.run(_baseline(url, bs, n))
 
-        series = interleave(repeats, {"SQL loop": baseline, "LQS processor": lqs})
+        configs = {"SQL loop": baseline, "LQS processor": lqs}
+        if batch_size == 100:
+            configs["LQS, 2 batches in flight"] = lambda: lqs(100, 2)
+            configs["rendering only"] = lambda: _render_only(min(n, 5_000))
+        series = interleave(repeats, configs)
         rows.append(
             Row(
                 f"processor: claim, score, render, outbox (batch {batch_size})",
@@ -119,4 +153,22 @@ def run(url: str, n: int, repeats: int, batch_sizes: tuple[int, ...] = (100,)) -
                 0.60 if batch_size == 100 else None,
             )
         )
+        if batch_size == 100:
+            rows.append(
+                Row(
+                    "processor, 2 batches in flight (the worker's default; batch 100)",
+                    series["LQS, 2 batches in flight"],
+                    series["SQL loop"],
+                    "leads/s",
+                    0.60,
+                )
+            )
+            rows.append(
+                Row(
+                    "rendering alone: default notification, no database (context)",
+                    series["rendering only"],
+                    series["SQL loop"],
+                    "per s",
+                )
+            )
     return rows

@@ -28,6 +28,9 @@ class Settings(BaseSettings):
     pool_max_size: int = Field(default=10, ge=1)
     connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a connection")
     worker_batch_size: int = Field(default=100, ge=1, le=10_000)
+    worker_in_flight: int = Field(
+        default=2, ge=1, le=16, description="Batches the worker processes at once"
+    )
     worker_poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between polls when no NOTIFY arrives"
     )

@@ -179,6 +179,67 @@ async def test_concurrent_processors_claim_each_lead_exactly_once(
     assert left["n"] == 0
 
 
+async def test_batches_in_flight_process_each_lead_exactly_once(
+    worker_pool: AsyncConnectionPool,
+) -> None:
+    client_id = await _client(worker_pool)
+    await _queue(
+        worker_pool,
+        client_id,
+        *({**QUALIFYING, "email": f"lane{i}@bigco.example"} for i in range(230)),
+    )
+
+    processed = await LeadProcessor(worker_pool, batch_size=20, in_flight=3).drain()
+
+    assert processed == 230
+    comms = await _comms(worker_pool, client_id)
+    assert len(comms) == 230
+    assert len({c["lead_id"] for c in comms}) == 230
+    [left] = await _fetch(
+        worker_pool,
+        "SELECT count(*) AS n FROM public.leads WHERE client_id = %s AND status = 'queued'",
+        client_id,
+    )
+    assert left["n"] == 0
+
+
+async def test_drain_stops_after_the_current_batch_when_asked(
+    worker_pool: AsyncConnectionPool,
+) -> None:
+    client_id = await _client(worker_pool)
+    await _queue(
+        worker_pool,
+        client_id,
+        *({**QUALIFYING, "email": f"stop{i}@bigco.example"} for i in range(50)),
+    )
+    processor = LeadProcessor(worker_pool, batch_size=10)
+    stop = asyncio.Event()
+    original = processor.process_batch
+
+    async def then_stop() -> Any:
+        result = await original()
+        stop.set()
+        return result
+
+    processor.process_batch = then_stop  # type: ignore[method-assign]
+
+    assert await processor.drain(stop) == 10
+    [left] = await _fetch(
+        worker_pool,
+        "SELECT count(*) AS n FROM public.leads WHERE client_id = %s AND status = 'queued'",
+        client_id,
+    )
+    assert left["n"] == 40
+
+
+@pytest.mark.parametrize("arguments", [{"batch_size": 0}, {"in_flight": 0}])
+async def test_processor_refuses_empty_batches_or_lanes(
+    worker_pool: AsyncConnectionPool, arguments: dict[str, int]
+) -> None:
+    with pytest.raises(ValueError, match="must be 1 or more"):
+        LeadProcessor(worker_pool, **arguments)
+
+
 async def test_a_failed_batch_rolls_back_and_the_leads_are_claimed_again(
     worker_pool: AsyncConnectionPool, migrated_db: str
 ) -> None:

@@ -36,6 +36,10 @@ def worker(
         bool, typer.Option("--once", help="Drain the queue and exit (the every-minute cron)")
     ] = False,
     batch_size: Annotated[int | None, typer.Option(min=1, max=10_000)] = None,
+    in_flight: Annotated[
+        int | None,
+        typer.Option(min=1, max=16, help="Batches processed at once, each in its own transaction"),
+    ] = None,
     poll_interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds")] = None,
 ) -> None:
     """Process queued leads: as a daemon (wakes on NOTIFY), or once with --once."""
@@ -49,6 +53,7 @@ def worker(
         return await run_worker(
             url,
             batch_size=batch_size or config.worker_batch_size,
+            in_flight=in_flight or config.worker_in_flight,
             poll_interval=poll_interval or config.worker_poll_interval,
             once=once,
             stop=stop,

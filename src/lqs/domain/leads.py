@@ -243,7 +243,7 @@ def _check_custom(custom: Mapping[str, object]) -> list[FieldError]:
         for key in custom
         if len(key) > MAX_CUSTOM_KEY
     )
-    if len(json.dumps(custom, default=str)) > MAX_CUSTOM_BYTES:
+    if custom and len(json.dumps(custom, default=str)) > MAX_CUSTOM_BYTES:
         errors.append(FieldError("custom", f"custom fields exceed {MAX_CUSTOM_BYTES} bytes"))
     return errors
 

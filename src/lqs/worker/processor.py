@@ -7,6 +7,7 @@ anywhere rolls the batch back and its leads are claimed again; nothing is half-d
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -70,10 +71,20 @@ class LeadProcessor:
         pool: AsyncConnectionPool,
         *,
         batch_size: int = 100,
+        in_flight: int = 1,
         renderer: TemplateRenderer | None = None,
     ) -> None:
+        """``in_flight`` batches are processed at once, each in its own transaction on its
+        own pooled connection: while one batch's statements run on the server, the next
+        is scored and rendered here. The pool must hold at least that many connections.
+
+        Raises ValueError if ``batch_size`` or ``in_flight`` is below 1.
+        """
+        if batch_size < 1 or in_flight < 1:
+            raise ValueError("batch_size and in_flight must be 1 or more")
         self._pool = pool
         self.batch_size = batch_size
+        self.in_flight = in_flight
         self._renderer = renderer or TemplateRenderer()
         # Parsed rule sets by their JSON text: parsing once per distinct rule set.
         self._rules_cache: dict[str, RuleSet] = {}
@@ -124,14 +135,23 @@ class LeadProcessor:
         )
         return BatchResult(len(rows), len(communications), queued)
 
-    async def drain(self) -> int:
-        """Process batches until no queued lead is left; return how many were processed."""
-        total = 0
-        while True:
-            result = await self.process_batch()
-            total += result.leads
-            if result.leads < self.batch_size:
-                return total
+    async def drain(self, stop: asyncio.Event | None = None) -> int:
+        """Process batches until no queued lead is left (or ``stop`` is set after a batch);
+        return how many leads were processed."""
+
+        async def lane() -> int:
+            processed = 0
+            while stop is None or not stop.is_set():
+                result = await self.process_batch()
+                processed += result.leads
+                if result.leads < self.batch_size:
+                    break
+            return processed
+
+        if self.in_flight == 1:
+            return await lane()
+        # SKIP LOCKED gives each lane its own leads; a lane stops at the first short batch.
+        return sum(await asyncio.gather(*(lane() for _ in range(self.in_flight))))
 
     def _context(self, client: Client) -> _ClientContext:
         settings = parse_client_settings(client.settings)

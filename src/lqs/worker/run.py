@@ -45,6 +45,7 @@ async def run_worker(
     database_url: str,
     *,
     batch_size: int = 100,
+    in_flight: int = 2,
     poll_interval: float = 5.0,
     once: bool = False,
     stop: asyncio.Event | None = None,
@@ -52,28 +53,30 @@ async def run_worker(
     """Process queued leads; return how many were processed.
 
     ``once``: drain the queue and return. Otherwise run until ``stop`` is set.
+    ``in_flight``: how many batches are processed at once (see :class:`LeadProcessor`).
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: the database cannot be used.
     """
     stop = stop or asyncio.Event()
-    pool = await open_pool(database_url, min_size=1, max_size=2, worker=True)
-    processor = LeadProcessor(pool, batch_size=batch_size)
+    pool = await open_pool(database_url, min_size=1, max_size=in_flight + 1, worker=True)
+    processor = LeadProcessor(pool, batch_size=batch_size, in_flight=in_flight)
     total = 0
     try:
         if once:
-            return await processor.drain()
+            return await processor.drain(stop)
         async with await connect_async(database_url, autocommit=True) as listener:
             await listener.execute(
                 sql.SQL("LISTEN {}").format(sql.Identifier(LEADS_QUEUED_CHANNEL))
             )
-            log.info("worker_started", batch_size=batch_size, poll_interval=poll_interval)
+            log.info(
+                "worker_started",
+                batch_size=batch_size,
+                in_flight=in_flight,
+                poll_interval=poll_interval,
+            )
             while not stop.is_set():
-                while not stop.is_set():
-                    result = await processor.process_batch()
-                    total += result.leads
-                    if result.leads < batch_size:
-                        break
+                total += await processor.drain(stop)
                 if not stop.is_set():
                     await _wait_for_work(listener, poll_interval, stop)
         log.info("worker_stopped", processed=total)
