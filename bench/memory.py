@@ -26,7 +26,7 @@ def run(url: str, n: int) -> tuple[float, float, float]:
     _prepare(url, n)
     started = time.perf_counter()
     process = subprocess.Popen(
-        [sys.executable, "-m", "lqs", "worker", "--once"],
+        [sys.executable, "-m", "lqs", "worker", "--once", "--only", "process"],
         env={"LQS_DATABASE_URL": url, "PATH": "/usr/bin:/bin"},
         cwd=ROOT,
         stdout=subprocess.DEVNULL,

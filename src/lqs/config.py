@@ -4,8 +4,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import Field
+from pydantic import BaseModel, ConfigDict, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class ProviderLimitSetting(BaseModel):
+    """Requests per second (None: unlimited) and requests at once, for one provider."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rate: float | None = Field(default=None, gt=0)
+    concurrency: int = Field(default=16, ge=1, le=1_000)
 
 
 class Settings(BaseSettings):
@@ -33,6 +42,42 @@ class Settings(BaseSettings):
     )
     worker_poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between polls when no NOTIFY arrives"
+    )
+    dispatch_batch_size: int = Field(
+        default=100, ge=1, le=1_000, description="Communications claimed per dispatcher claim"
+    )
+    dispatch_concurrency: int = Field(
+        default=32, ge=1, le=1_000, description="Provider requests in flight per worker"
+    )
+    dispatch_lease_seconds: float = Field(
+        default=60.0, gt=0, description="How long a claim holds a communication"
+    )
+    dispatch_timeout: float = Field(
+        default=15.0, gt=0, le=120, description="Seconds before a provider request times out"
+    )
+    dispatch_retry_base_delay: float = Field(default=30.0, gt=0, description="First backoff cap")
+    dispatch_retry_max_delay: float = Field(default=3_600.0, gt=0, description="Backoff cap")
+    dispatch_retry_horizon: float = Field(
+        default=23 * 3_600.0,
+        gt=0,
+        description="No retry is scheduled later than this many seconds after creation "
+        "(inside Resend's 24 h idempotency window by default)",
+    )
+    dispatch_failover_cooldown: float = Field(
+        default=30.0, gt=0, description="Seconds before a failing primary is tried again"
+    )
+    dispatch_settle: float = Field(
+        default=0.0,
+        ge=0,
+        description="With --once, also wait for retries falling due within this many seconds",
+    )
+    provider_limits: dict[str, ProviderLimitSetting] = Field(
+        default_factory=dict,
+        description='Per provider, per process, e.g. {"resend": {"rate": 5, "concurrency": 4}}',
+    )
+    allow_private_webhooks: bool = Field(
+        default=False,
+        description="Let outbound webhooks reach loopback and private addresses (local testing)",
     )
 
 

@@ -89,7 +89,9 @@ def test_leads_posted_over_http_are_scored_and_their_communications_recorded(
         )  # fmt: skip
         assert batch.status_code == 200, batch.text
 
-    worker = run_lqs(pipeline_db, "worker", "--once")
+    # The processing half of `lqs worker --once`: these clients configured no provider, so
+    # the dispatcher would fail their messages; sending is tests/e2e/test_sending.py's.
+    worker = run_lqs(pipeline_db, "worker", "--once", "--only", "process")
     assert worker.returncode == 0, worker.stderr
     assert "processed 24 lead(s)" in worker.stdout
 

@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lqs.cli import clients, db, leads, run
+from lqs.cli import clients, comms, db, leads, run, simulate
 from lqs.db.errors import DatabaseError
 
 app = typer.Typer(
@@ -17,9 +17,11 @@ app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
 app.add_typer(clients.templates_app, name="templates")
 app.add_typer(leads.app, name="leads")
+app.add_typer(comms.app, name="comms")
 app.command("serve")(run.serve)
 app.command("worker")(run.worker)
 app.command("demo")(run.demo)
+app.command("simulate")(simulate.simulate)
 
 
 def main() -> None:

@@ -23,6 +23,7 @@ from lqs.db.clients import (
 )
 from lqs.db.outbox import store_template
 from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
+from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
 from lqs.domain.scoring import RulesError, parse_rules
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.vocabulary import CommunicationType
@@ -115,6 +116,37 @@ def clients_set_rules(
     with database_url(settings()) as url:
         run_in_transaction(url, store)
     console.print(f"stored {len(rules.rules)} scoring rules for {slug}")
+
+
+@clients_app.command("set-delivery")
+def clients_set_delivery(
+    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    delivery_file: Annotated[
+        Path, typer.Argument(help="YAML: providers, credentials, base URLs, email failover")
+    ],
+) -> None:
+    """Validate a client's delivery settings (which provider sends what, with which
+    credentials) and store them; a bad file stores nothing."""
+    spec = _load_yaml(delivery_file)
+    if not isinstance(spec, dict):
+        fail(f"{delivery_file}: expected a mapping of delivery settings")
+    try:
+        delivery = parse_delivery_settings(spec)
+    except DeliverySettingsError as exc:
+        fail(f"{delivery_file}: {exc}; nothing was stored")
+
+    async def store(conn: psycopg.AsyncConnection) -> None:
+        client = await get_client(conn, slug)
+        await update_client_settings(conn, client.id, {"delivery": spec})
+
+    with database_url(settings()) as url:
+        run_in_transaction(url, store)
+    channels = [
+        channel
+        for channel in ("email", "sms", "push", "webhook")
+        if provider_for(channel, delivery) is not None
+    ]
+    console.print(f"stored delivery settings for {slug}: {', '.join(channels) or 'no channel'}")
 
 
 @clients_app.command("configure")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from typing import Annotated
+from enum import StrEnum
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 import uvicorn
@@ -12,10 +13,14 @@ import uvicorn
 from lqs.api.app import create_app
 from lqs.cli._common import console, database_url, fail, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
+from lqs.config import Settings
 from lqs.db.connection import connect
 from lqs.db.migrate import migrate
 from lqs.db.verify import verify
-from lqs.worker.run import run_worker
+
+if TYPE_CHECKING:
+    from lqs.worker.dispatcher import DispatcherOptions
+    from lqs.worker.run import WorkerTotals
 
 
 def serve(
@@ -31,21 +36,63 @@ def serve(
         uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
 
 
+def dispatcher_options(config: Settings) -> DispatcherOptions:
+    """The dispatcher's options from the settings."""
+    # Imported here: the providers pull in HTTP and crypto libraries other commands skip.
+    from lqs.domain.delivery import RetryPolicy
+    from lqs.worker.dispatcher import DispatcherOptions
+    from lqs.worker.limits import ProviderLimits
+
+    return DispatcherOptions(
+        batch_size=config.dispatch_batch_size,
+        concurrency=config.dispatch_concurrency,
+        lease_seconds=config.dispatch_lease_seconds,
+        timeout=config.dispatch_timeout,
+        policy=RetryPolicy(
+            base_delay=config.dispatch_retry_base_delay,
+            max_delay=max(config.dispatch_retry_max_delay, config.dispatch_retry_base_delay),
+            horizon=config.dispatch_retry_horizon,
+        ),
+        limits={
+            name: ProviderLimits(rate=limit.rate, concurrency=limit.concurrency)
+            for name, limit in config.provider_limits.items()
+        },
+        failover_cooldown=config.dispatch_failover_cooldown,
+        allow_private_webhooks=config.allow_private_webhooks,
+    )
+
+
+class WorkerPart(StrEnum):
+    PROCESS = "process"
+    DISPATCH = "dispatch"
+
+
 def worker(
     once: Annotated[
-        bool, typer.Option("--once", help="Drain the queue and exit (the every-minute cron)")
+        bool, typer.Option("--once", help="Drain the queues and exit (the every-minute cron)")
     ] = False,
+    only: Annotated[
+        WorkerPart | None,
+        typer.Option(help="Run only the lead processor or only the dispatcher"),
+    ] = None,
     batch_size: Annotated[int | None, typer.Option(min=1, max=10_000)] = None,
     in_flight: Annotated[
         int | None,
         typer.Option(min=1, max=16, help="Batches processed at once, each in its own transaction"),
     ] = None,
     poll_interval: Annotated[float | None, typer.Option(min=0.1, help="Seconds")] = None,
+    settle: Annotated[
+        float | None,
+        typer.Option(min=0, help="With --once: also wait for retries due within this many s"),
+    ] = None,
 ) -> None:
-    """Process queued leads: as a daemon (wakes on NOTIFY), or once with --once."""
+    """Process queued leads and send pending communications: as a daemon (wakes on
+    NOTIFY), or once with --once."""
+    from lqs.worker.run import run_worker
+
     config = settings()
 
-    async def main(url: str) -> int:
+    async def main(url: str) -> WorkerTotals:
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -57,11 +104,22 @@ def worker(
             poll_interval=poll_interval or config.worker_poll_interval,
             once=once,
             stop=stop,
+            process=only in (None, WorkerPart.PROCESS),
+            dispatch=only in (None, WorkerPart.DISPATCH),
+            dispatcher_options=dispatcher_options(config),
+            settle=config.dispatch_settle if settle is None else settle,
         )
 
     with database_url(config) as url:
-        processed = asyncio.run(main(url))
-    console.print(f"processed {processed} lead(s)")
+        totals = asyncio.run(main(url))
+    console.print(f"processed {totals.leads} lead(s)")
+    d = totals.dispatch
+    if only is not WorkerPart.PROCESS:
+        console.print(
+            f"dispatched {d.claimed} attempt(s): {d.sent} sent, {d.retried} to retry, "
+            f"{d.failed} failed, {d.rejected} rejected"
+            + (f", {d.lost_leases} lease(s) lost" if d.lost_leases else "")
+        )
 
 
 def demo() -> None:

@@ -108,6 +108,8 @@ class NewCommunication:
     consent_status: str
     compliance_notes: str | None
     error_message: str | None
+    to_lead: bool = False
+    """The message goes to the lead: its consent is checked again before sending."""
 
 
 _COMMUNICATION_COLUMNS = (
@@ -130,7 +132,7 @@ async def record_communications(
     """
     if not communications:
         return 0
-    queue: list[tuple[UUID, UUID, int]] = []
+    queue: list[tuple[UUID, UUID, int, bool]] = []
     async with conn.cursor() as cur:
         async with cur.copy(
             "COPY public.communications (" + _COMMUNICATION_COLUMNS + ") FROM STDIN"
@@ -146,10 +148,11 @@ async def record_communications(
                     )
                 )  # fmt: skip
                 if c.status == "pending":
-                    queue.append((communication_id, c.client_id, c.priority))
+                    queue.append((communication_id, c.client_id, c.priority, c.to_lead))
         if queue:
             async with cur.copy(
-                "COPY public.delivery_queue (communication_id, client_id, priority) FROM STDIN"
+                "COPY public.delivery_queue (communication_id, client_id, priority, to_lead)"
+                " FROM STDIN"
             ) as copy:
                 for row in queue:
                     await copy.write_row(row)

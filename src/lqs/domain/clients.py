@@ -66,6 +66,18 @@ class ClientSettings(BaseModel):
             raise ValueError(f"unknown time zone {value!r}") from exc
         return value
 
+    @property
+    def webhook_url(self) -> str | None:
+        """The client's outbound webhook URL (``delivery.webhook.url``), if it set one.
+
+        Read from the raw ``delivery`` settings: they are validated when stored and again
+        by the dispatcher, which fails the message if they are not usable.
+        """
+        delivery = (self.model_extra or {}).get("delivery")
+        webhook = delivery.get("webhook") if isinstance(delivery, Mapping) else None
+        url = webhook.get("url") if isinstance(webhook, Mapping) else None
+        return url if isinstance(url, str) and url else None
+
     def rules_for(self, outcome: LeadStatus) -> list[NotificationRule]:
         """The messages an outcome sends (none for ``queued`` or ``error``)."""
         key = str(outcome)

@@ -37,6 +37,8 @@ def _recipient(
             return settings.notification_email
         if rule.channel is CommunicationType.SMS:
             return settings.notification_phone
+        if rule.channel is CommunicationType.WEBHOOK:
+            return settings.webhook_url
         return None
     if rule.channel is CommunicationType.EMAIL:
         value = lead.get("email")

@@ -210,6 +210,7 @@ class LeadProcessor:
             "priority": message.priority,
             "campaign_id": message.campaign_id,
             "consent_status": message.consent_status.value,
+            "to_lead": message.to_lead,
         }
         if message.rejection is not None:
             return NewCommunication(

@@ -1,0 +1,82 @@
+"""``lqs comms ...``: look at communications and re-drive the failed ones."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+import psycopg
+import typer
+from rich.table import Table
+
+from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
+from lqs.db.dispatch import CommunicationSummary, list_communications, redrive_failed
+from lqs.domain.vocabulary import CommunicationStatus
+
+app = typer.Typer(help="List communications and re-drive failed ones.", no_args_is_help=True)
+
+
+def _status(value: str | None) -> str | None:
+    if value is None:
+        return None
+    known = [s.value for s in CommunicationStatus]
+    if value not in known:
+        fail(f"--status must be one of {', '.join(known)}, not {value!r}")
+    return value
+
+
+@app.command("list")
+def comms_list(
+    status: Annotated[str | None, typer.Option(help="Only this status, e.g. failed")] = None,
+    client: Annotated[str | None, typer.Option("--client", help="Only this client's")] = None,
+    limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+) -> None:
+    """The newest communications; ``--status failed`` is the dead-letter view."""
+    wanted = _status(status)
+
+    async def fetch(conn: psycopg.AsyncConnection) -> list[CommunicationSummary]:
+        return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
+
+    with database_url(settings()) as url:
+        rows = run_in_transaction(url, fetch)
+    table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "error")
+    for row in rows:
+        table.add_row(
+            str(row.id), row.client_slug, row.channel, row.recipient, row.status,
+            row.provider or "", str(row.retry_count), (row.error_message or "")[:80],
+        )  # fmt: skip
+    console.print(table)
+    console.print(f"{len(rows)} communication(s)")
+
+
+@app.command("retry")
+def comms_retry(
+    ids: Annotated[
+        list[str] | None, typer.Argument(help="Failed communications to re-drive (ids)")
+    ] = None,
+    client: Annotated[
+        str | None, typer.Option("--client", help="Re-drive this client's failed ones")
+    ] = None,
+    all_failed: Annotated[
+        bool, typer.Option("--all-failed", help="Re-drive every failed communication")
+    ] = False,
+) -> None:
+    """Queue failed communications again (status pending, retry count 0)."""
+    if not ids and client is None and not all_failed:
+        fail("name communication ids, or --client SLUG, or --all-failed")
+    parsed: list[UUID] | None = None
+    if ids:
+        try:
+            parsed = [UUID(value) for value in ids]
+        except ValueError:
+            fail("communication ids must be UUIDs")
+
+    async def redrive(conn: psycopg.AsyncConnection) -> list[UUID]:
+        return await redrive_failed(conn, parsed, client)
+
+    with database_url(settings()) as url:
+        redriven = run_in_transaction(url, redrive)
+    if parsed is not None and len(redriven) < len(parsed):
+        missing = sorted(str(i) for i in set(parsed) - set(redriven))
+        typer.echo(f"not failed or not found, left alone: {', '.join(missing)}", err=True)
+    console.print(f"queued {len(redriven)} communication(s) again")

@@ -1,0 +1,351 @@
+"""SQL for sending: claim due communications with a lease, record what came of them.
+
+A claim is its own short transaction: it takes due rows of ``delivery_queue`` with ``FOR
+UPDATE SKIP LOCKED``, counts an attempt, sets the lease and moves ``next_attempt_at`` to
+the lease's end (so an abandoned row is due again when its lease expires), and commits
+before any provider is called. An outcome is applied only while the worker still holds
+that attempt's lease (same owner, same attempt number): a worker whose lease expired
+cannot overwrite a newer attempt. Every attempt is kept in ``delivery_attempts``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
+
+
+@dataclass(frozen=True)
+class ClaimedMessage:
+    """A communication this worker holds the lease of, with what sending it needs."""
+
+    communication_id: UUID
+    attempt: int
+    client_id: UUID
+    lead_id: UUID
+    channel: str
+    recipient: str
+    subject: str | None
+    content: str | None
+    retry_count: int
+    max_retries: int
+    age_seconds: float
+    to_lead: bool
+    lead_consent: str | None
+    suppressed: bool
+    campaign_id: str | None
+    push_endpoint: str | None
+    push_p256dh: str | None
+    push_auth: str | None
+    push_gone: bool
+
+
+_CLAIM = """
+WITH due AS (
+    SELECT q.communication_id
+    FROM public.delivery_queue AS q
+    WHERE q.next_attempt_at <= now()
+    ORDER BY q.priority, q.next_attempt_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE public.delivery_queue AS q
+    SET attempts = q.attempts + 1,
+        lease_owner = %(owner)s,
+        lease_expires_at = now() + make_interval(secs => %(lease)s),
+        next_attempt_at = now() + make_interval(secs => %(lease)s)
+    FROM due
+    WHERE q.communication_id = due.communication_id
+    RETURNING q.communication_id, q.attempts, q.to_lead, q.priority
+)
+SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lead_id,
+       c.type AS channel, c.recipient, c.subject, c.content,
+       coalesce(c.retry_count, 0) AS retry_count, coalesce(c.max_retries, 3) AS max_retries,
+       extract(epoch FROM now() - c.created_at)::float8 AS age_seconds,
+       claimed.to_lead, l.consent_status AS lead_consent, c.campaign_id,
+       EXISTS (
+           SELECT 1 FROM public.suppressions AS s
+           WHERE s.client_id = c.client_id AND s.channel = c.type
+             AND s.recipient = CASE WHEN c.type = 'email' THEN lower(btrim(c.recipient))
+                                    ELSE btrim(c.recipient) END
+       ) AS suppressed,
+       p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
+       coalesce(p.gone_at IS NOT NULL, false) AS push_gone
+FROM claimed
+JOIN public.communications AS c ON c.id = claimed.communication_id
+JOIN public.leads AS l ON l.id = c.lead_id
+LEFT JOIN public.push_subscriptions AS p
+    ON c.type = 'push' AND p.client_id = c.client_id AND p.id::text = c.recipient
+ORDER BY claimed.priority, c.created_at
+"""
+
+
+async def claim_due(
+    conn: AsyncConnection, owner: str, limit: int, lease_seconds: float
+) -> list[ClaimedMessage]:
+    """Claim up to ``limit`` due communications for ``owner`` and commit the claim.
+
+    Must be called outside a transaction (the connection commits here). Highest priority
+    (1) first, then the longest due.
+    """
+    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(_CLAIM, {"limit": limit, "owner": owner, "lease": lease_seconds})
+        rows = await cur.fetchall()
+    return [ClaimedMessage(**row) for row in rows]
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One call to a provider, as the attempts history keeps it."""
+
+    provider: str
+    started_at: datetime
+    finished_at: datetime
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    outcome: str
+    """``accepted``, ``transient`` or ``permanent``."""
+
+
+@dataclass(frozen=True)
+class Ack:
+    """What to record for one claimed communication.
+
+    ``step`` is ``sent``, ``retry``, ``failed`` or ``rejected``. ``attempt`` is None when
+    no provider was called (rejected at the consent check, no provider configured).
+    """
+
+    communication_id: UUID
+    claim: int
+    step: str
+    retry_count: int
+    provider: str | None = None
+    external_id: str | None = None
+    external_reference: Any = None
+    error_message: str | None = None
+    compliance_notes: str | None = None
+    delay: float | None = None
+    sent_at: datetime | None = None
+    attempt: Attempt | None = None
+    push_gone: bool = False
+
+
+_RECORD = """
+WITH acks AS (
+    SELECT * FROM jsonb_to_recordset(%(acks)s) AS a(
+        communication_id uuid, claim integer, step text, retry_count integer,
+        provider text, external_id text, external_reference jsonb, error_message text,
+        compliance_notes text, delay float8, sent_at timestamptz
+    )
+), held AS (
+    SELECT q.communication_id
+    FROM public.delivery_queue AS q
+    JOIN acks AS a USING (communication_id)
+    WHERE q.lease_owner = %(owner)s AND q.attempts = a.claim
+    FOR UPDATE OF q
+), updated AS (
+    UPDATE public.communications AS c
+    SET status = CASE
+            -- A delivery event may have moved the row on already: never move it back.
+            WHEN a.step = 'sent' THEN CASE WHEN c.status = 'pending' THEN 'sent' ELSE c.status END
+            WHEN a.step = 'failed' THEN 'failed'
+            WHEN a.step = 'rejected' THEN 'rejected'
+            ELSE c.status
+        END,
+        sent_at = CASE WHEN a.step = 'sent' THEN coalesce(c.sent_at, a.sent_at) ELSE c.sent_at END,
+        provider = coalesce(a.provider, c.provider),
+        external_id = CASE WHEN a.step = 'sent' THEN a.external_id ELSE c.external_id END,
+        external_reference = CASE WHEN a.step = 'sent' THEN a.external_reference
+                                  ELSE c.external_reference END,
+        retry_count = a.retry_count,
+        error_message = CASE WHEN a.step = 'sent' THEN NULL ELSE a.error_message END,
+        compliance_notes = coalesce(a.compliance_notes, c.compliance_notes)
+    FROM acks AS a
+    WHERE c.id = a.communication_id AND c.id IN (SELECT communication_id FROM held)
+    RETURNING c.id
+), finished AS (
+    DELETE FROM public.delivery_queue AS q
+    USING acks AS a
+    WHERE q.communication_id = a.communication_id AND a.step <> 'retry'
+      AND q.communication_id IN (SELECT communication_id FROM held)
+    RETURNING q.communication_id
+), rescheduled AS (
+    UPDATE public.delivery_queue AS q
+    SET next_attempt_at = now() + make_interval(secs => a.delay),
+        lease_owner = NULL, lease_expires_at = NULL, last_error = a.error_message
+    FROM acks AS a
+    WHERE q.communication_id = a.communication_id AND a.step = 'retry'
+      AND q.communication_id IN (SELECT communication_id FROM held)
+    RETURNING q.communication_id
+)
+SELECT communication_id FROM held
+"""
+
+_RECORD_ATTEMPTS = """
+INSERT INTO public.delivery_attempts (
+    communication_id, client_id, attempt, provider, started_at, finished_at, http_status,
+    error_code, error_message, latency_ms, outcome, recorded
+)
+SELECT a.communication_id, c.client_id, a.attempt, a.provider, a.started_at, a.finished_at,
+       a.http_status, a.error_code, a.error_message,
+       greatest(0, extract(epoch FROM a.finished_at - a.started_at) * 1000),
+       a.outcome, a.communication_id = ANY(%(held)s::uuid[])
+FROM jsonb_to_recordset(%(attempts)s) AS a(
+    communication_id uuid, attempt integer, provider text, started_at timestamptz,
+    finished_at timestamptz, http_status integer, error_code text, error_message text,
+    outcome text
+)
+JOIN public.communications AS c ON c.id = a.communication_id
+ON CONFLICT (communication_id, attempt) DO NOTHING
+"""
+
+
+async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) -> set[UUID]:
+    """Apply the outcomes this worker still holds leases for; keep every attempt.
+
+    One transaction for the whole list (the connection commits here). Returns the ids
+    whose outcome was applied; the others had lost their lease (their attempts are kept
+    with ``recorded = false``).
+    """
+    if not acks:
+        return set()
+    payload = [
+        {
+            "communication_id": str(a.communication_id),
+            "claim": a.claim,
+            "step": a.step,
+            "retry_count": a.retry_count,
+            "provider": a.provider,
+            "external_id": a.external_id,
+            "external_reference": a.external_reference,
+            "error_message": a.error_message,
+            "compliance_notes": a.compliance_notes,
+            "delay": a.delay,
+            "sent_at": a.sent_at.isoformat() if a.sent_at else None,
+        }
+        for a in acks
+    ]
+    attempts = [
+        {
+            "communication_id": str(a.communication_id),
+            "attempt": a.claim,
+            "provider": a.attempt.provider,
+            "started_at": a.attempt.started_at.isoformat(),
+            "finished_at": a.attempt.finished_at.isoformat(),
+            "http_status": a.attempt.http_status,
+            "error_code": a.attempt.error_code,
+            "error_message": a.attempt.error_message,
+            "outcome": a.attempt.outcome,
+        }
+        for a in acks
+        if a.attempt is not None
+    ]
+    gone = [a.communication_id for a in acks if a.push_gone]
+    async with conn.transaction():
+        cur = await conn.execute(_RECORD, {"acks": Jsonb(payload), "owner": owner})
+        held = [row[0] for row in await cur.fetchall()]
+        if attempts:
+            await conn.execute(_RECORD_ATTEMPTS, {"attempts": Jsonb(attempts), "held": held})
+        if gone:
+            await conn.execute(
+                "UPDATE public.push_subscriptions AS p SET gone_at = coalesce(p.gone_at, now())"
+                " FROM public.communications AS c"
+                " WHERE c.id = ANY(%s) AND c.type = 'push' AND p.client_id = c.client_id"
+                " AND p.id::text = c.recipient",
+                (gone,),
+            )
+    return set(held)
+
+
+async def next_due_in(conn: AsyncConnection) -> float | None:
+    """Seconds until the earliest queued communication is due (0 if one is due now);
+    None when the queue is empty."""
+    cur = await conn.execute(
+        # min() of no rows is NULL, and greatest() would turn NULL into 0: test it first.
+        "SELECT CASE WHEN min(next_attempt_at) IS NOT NULL"
+        " THEN greatest(0, extract(epoch FROM min(next_attempt_at) - now()))::float8 END"
+        " FROM public.delivery_queue"
+    )
+    row = await cur.fetchone()
+    return None if row is None or row[0] is None else float(row[0])
+
+
+@dataclass(frozen=True)
+class CommunicationSummary:
+    id: UUID
+    client_slug: str
+    channel: str
+    recipient: str
+    status: str
+    provider: str | None
+    retry_count: int
+    error_message: str | None
+    created_at: datetime
+
+
+async def list_communications(
+    conn: AsyncConnection, *, status: str | None, client_slug: str | None, limit: int
+) -> list[CommunicationSummary]:
+    """The newest communications, optionally of one status and one client."""
+    cur = await conn.execute(
+        "SELECT c.id, k.slug, c.type, c.recipient, c.status, c.provider,"
+        " coalesce(c.retry_count, 0), c.error_message, c.created_at"
+        " FROM public.communications AS c JOIN public.clients AS k ON k.id = c.client_id"
+        " WHERE (%(status)s::text IS NULL OR c.status = %(status)s::text)"
+        "   AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)"
+        " ORDER BY c.created_at DESC, c.id LIMIT %(limit)s",
+        {"status": status, "slug": client_slug, "limit": limit},
+    )
+    return [CommunicationSummary(*row) for row in await cur.fetchall()]
+
+
+async def redrive_failed(
+    conn: AsyncConnection, ids: Iterable[UUID] | None, client_slug: str | None
+) -> list[UUID]:
+    """Put failed communications back in the queue (all of a client's, or the given ids).
+
+    Each gets ``status = 'pending'``, ``retry_count = 0`` and a queue row due now whose
+    attempt numbers continue after the attempts already made. Communications that are not
+    ``failed`` are left alone. Must run inside the caller's transaction.
+    """
+    id_list = None if ids is None else list(ids)
+    cur = await conn.execute(
+        """
+        WITH picked AS (
+            SELECT c.id FROM public.communications AS c
+            JOIN public.clients AS k ON k.id = c.client_id
+            WHERE c.status = 'failed'
+              AND (%(ids)s::uuid[] IS NULL OR c.id = ANY(%(ids)s::uuid[]))
+              AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)
+            FOR UPDATE OF c
+        ), reset AS (
+            UPDATE public.communications AS c
+            SET status = 'pending', retry_count = 0, error_message = NULL
+            FROM picked WHERE c.id = picked.id
+            RETURNING c.id, c.client_id, coalesce(c.priority, 5) AS priority, c.type, c.recipient,
+                      c.lead_id
+        )
+        INSERT INTO public.delivery_queue (communication_id, client_id, priority, attempts, to_lead)
+        SELECT r.id, r.client_id, r.priority,
+               coalesce((SELECT max(a.attempt) FROM public.delivery_attempts AS a
+                         WHERE a.communication_id = r.id), 0),
+               EXISTS (SELECT 1 FROM public.leads AS l WHERE l.id = r.lead_id
+                       AND r.recipient IN (l.email, l.phone))
+        FROM reset AS r
+        RETURNING communication_id
+        """,
+        {"ids": id_list, "slug": client_slug},
+    )
+    redriven = [row[0] for row in await cur.fetchall()]
+    if redriven:
+        await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
+    return redriven

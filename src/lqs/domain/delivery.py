@@ -1,0 +1,218 @@
+"""Delivery rules, pure: a client's provider settings, and what happens after an attempt.
+
+:class:`DeliverySettings` is the ``delivery`` key of a client's settings: which provider
+sends each channel, the credentials and base URLs (so the same code talks to the real
+provider or to the simulator), and email failover. :func:`after_attempt` turns a
+provider's verdict into the communication's next state: sent, retried later (exponential
+backoff with full jitter, never sooner than the provider's ``Retry-After``), or failed.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+
+EmailProvider = Literal["resend", "sendgrid"]
+
+_URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
+
+
+class _Settings(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ResendSettings(_Settings):
+    api_key: SecretStr
+    from_address: str = Field(min_length=3, max_length=320)
+    base_url: str = Field(default="https://api.resend.com", pattern=_URL)
+
+
+class SendGridSettings(_Settings):
+    api_key: SecretStr
+    from_address: str = Field(min_length=3, max_length=320)
+    base_url: str = Field(default="https://api.sendgrid.com", pattern=_URL)
+
+
+class TwilioSettings(_Settings):
+    account_sid: str = Field(pattern=r"^AC[0-9a-zA-Z]{1,64}$")
+    auth_token: SecretStr
+    from_number: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
+    messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-zA-Z]{1,64}$")
+    status_callback_url: str | None = Field(default=None, pattern=_URL)
+    base_url: str = Field(default="https://api.twilio.com", pattern=_URL)
+
+    @model_validator(mode="after")
+    def _sender(self) -> TwilioSettings:
+        if (self.from_number is None) == (self.messaging_service_sid is None):
+            raise ValueError("set exactly one of from_number and messaging_service_sid")
+        return self
+
+
+class WebPushSettings(_Settings):
+    vapid_private_key: SecretStr
+    """The VAPID private key: PEM, or the base64url raw key ``py_vapid`` accepts."""
+    vapid_subject: str = Field(pattern=r"^(mailto:|https://)\S+$")
+    ttl: int = Field(default=86_400, ge=0, le=2_419_200)
+
+
+class WebhookSettings(_Settings):
+    url: str = Field(pattern=_URL, max_length=255)
+    secret: SecretStr
+    """``whsec_`` + base64 of 24 to 64 random bytes (Standard Webhooks)."""
+
+
+class EmailRouting(_Settings):
+    primary: EmailProvider = "resend"
+    secondary: EmailProvider | None = None
+    failover_after: int = Field(default=3, ge=1, le=100)
+    """Consecutive transient failures of the primary after which email goes to the
+    secondary (per worker process)."""
+
+    @model_validator(mode="after")
+    def _distinct(self) -> EmailRouting:
+        if self.secondary == self.primary:
+            raise ValueError("secondary must differ from primary")
+        return self
+
+
+class DeliverySettings(_Settings):
+    """The ``delivery`` key of a client's settings."""
+
+    email: EmailRouting = EmailRouting()
+    resend: ResendSettings | None = None
+    sendgrid: SendGridSettings | None = None
+    twilio: TwilioSettings | None = None
+    webpush: WebPushSettings | None = None
+    webhook: WebhookSettings | None = None
+
+
+class DeliverySettingsError(ValueError):
+    """A client's delivery settings are invalid; the message names each bad key."""
+
+
+def parse_delivery_settings(data: Mapping[str, object] | None) -> DeliverySettings:
+    """Validate the ``delivery`` settings of a client (None or absent: the defaults).
+
+    Raises:
+        DeliverySettingsError: naming each bad key, e.g. ``delivery.resend.api_key``.
+    """
+    try:
+        return DeliverySettings.model_validate(data or {})
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"delivery.{'.'.join(str(p) for p in err['loc'])}: "
+            f"{err['msg'].removeprefix('Value error, ')}"
+            for err in exc.errors()
+        )
+        raise DeliverySettingsError(problems) from None
+
+
+def provider_for(
+    channel: str, settings: DeliverySettings, *, primary_failing: bool = False
+) -> str | None:
+    """Which provider sends ``channel`` for this client, or None if none is configured.
+
+    Email goes to the primary unless ``primary_failing`` and a secondary is configured.
+    """
+    if channel == "email":
+        routing = settings.email
+        chosen = routing.primary
+        if primary_failing and routing.secondary is not None:
+            chosen = routing.secondary
+        return chosen if getattr(settings, chosen) is not None else None
+    name = {"sms": "twilio", "push": "webpush", "webhook": "webhook"}.get(channel)
+    if name is None or getattr(settings, name) is None:
+        return None
+    return name
+
+
+class NextStep(StrEnum):
+    SENT = "sent"
+    RETRY = "retry"
+    FAILED = "failed"
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """Exponential backoff with full jitter, inside a horizon.
+
+    The n-th retry (n from 1) waits a uniformly random time in ``[0, min(max_delay,
+    base_delay * 2**(n-1))]``, but never less than the provider's ``Retry-After``. No retry
+    is scheduled past ``horizon`` seconds after the communication was created: the default
+    (23 h) ends inside Resend's 24-hour idempotency window, so every retry of a message is
+    still deduplicated by the provider.
+    """
+
+    base_delay: float = 30.0
+    max_delay: float = 3_600.0
+    horizon: float = 23 * 3_600.0
+
+    def __post_init__(self) -> None:
+        if self.base_delay <= 0 or self.max_delay < self.base_delay or self.horizon <= 0:
+            raise ValueError("need 0 < base_delay <= max_delay and a positive horizon")
+
+    def delay(self, retry: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds before retry number ``retry`` (1 for the first retry)."""
+        cap = min(self.max_delay, self.base_delay * 2 ** min(retry - 1, 60))
+        wait = rng.uniform(0, cap)
+        return max(wait, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class AttemptDecision:
+    """What to write after an attempt."""
+
+    step: NextStep
+    retry_count: int
+    delay: float | None = None
+    """Seconds until the next attempt (RETRY only)."""
+    error_message: str | None = None
+
+
+def after_attempt(
+    verdict: str,
+    *,
+    retry_count: int,
+    max_retries: int,
+    age: float,
+    error_message: str | None,
+    retry_after: float | None,
+    policy: RetryPolicy,
+    rng: random.Random,
+) -> AttemptDecision:
+    """The next state of a communication after one attempt.
+
+    ``verdict`` is ``accepted``, ``transient`` or ``permanent``; ``retry_count`` the
+    retries already made; ``age`` seconds since the communication was created. A transient
+    failure counts one retry (``retry_count + 1``) and is retried unless that reaches past
+    ``max_retries`` or the next attempt would fall past the policy's horizon; then, as for
+    a permanent failure, the communication fails with the provider's message.
+    """
+    if verdict == "accepted":
+        return AttemptDecision(NextStep.SENT, retry_count)
+    message = error_message or "provider refused the message"
+    if verdict == "permanent":
+        return AttemptDecision(NextStep.FAILED, retry_count, error_message=message)
+    retries = retry_count + 1
+    if retries > max_retries:
+        return AttemptDecision(
+            NextStep.FAILED,
+            retry_count,
+            error_message=f"gave up after {retry_count + 1} attempts: {message}",
+        )
+    wait = policy.delay(retries, retry_after, rng)
+    if age + wait > policy.horizon:
+        return AttemptDecision(
+            NextStep.FAILED,
+            retry_count,
+            error_message=(
+                f"gave up: the next attempt would fall past the {policy.horizon:g} s "
+                f"retry horizon: {message}"
+            ),
+        )
+    return AttemptDecision(NextStep.RETRY, retries, delay=wait, error_message=message)

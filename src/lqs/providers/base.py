@@ -1,0 +1,192 @@
+"""What every provider adapter shares: the message it is given, the verdict it returns.
+
+A provider module builds the provider's request from an :class:`OutboundMessage`, sends it
+on the pooled :class:`httpx.AsyncClient` it was given, and classifies the answer into a
+:class:`SendResult`:
+
+- ``accepted``: the provider took the message (2xx); ``external_id`` is its message id.
+- ``transient``: worth retrying with the same idempotency key: timeouts, connection
+  errors, 408, 429, 5xx (and whatever else the provider documents as "try again").
+- ``permanent``: retrying cannot help (other 4xx): the communication fails at once.
+
+Adapters never raise for anything the network or the provider does; they raise
+:class:`ProviderConfigError` only when the client's settings cannot be used at all.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol
+from uuid import UUID
+
+import httpx
+
+SECRET_KEYS = frozenset(
+    {"api_key", "apikey", "auth_token", "authorization", "password", "secret", "token"}
+)
+"""Keys whose values are replaced by ``"[redacted]"`` before a response body is stored."""
+
+
+class Verdict(StrEnum):
+    ACCEPTED = "accepted"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """One communication as the dispatcher hands it to a provider.
+
+    ``recipient`` is an email address, an E.164 number, a push subscription's endpoint or
+    a webhook URL, by channel. ``headers`` are extra message headers (email only, e.g.
+    ``List-Unsubscribe``). ``metadata`` travels with the message where the provider allows
+    (SendGrid ``custom_args``, Resend tags) so that delivery events can be matched.
+    """
+
+    communication_id: UUID
+    client_id: UUID
+    lead_id: UUID
+    channel: str
+    recipient: str
+    subject: str | None
+    content: str | None
+    headers: Mapping[str, str] = field(default_factory=dict)
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendResult:
+    """A provider's answer to one message, classified."""
+
+    verdict: Verdict
+    http_status: int | None = None
+    external_id: str | None = None
+    response: Any = None
+    """The provider's response body (JSON when it is JSON), secrets stripped."""
+    error_code: str | None = None
+    error_message: str | None = None
+    retry_after: float | None = None
+    """Seconds the provider asked us to wait (``Retry-After``), if it said."""
+    rate_limited: bool = False
+    """The provider said its limit is used up (429, or ``ratelimit-remaining: 0``)."""
+    recipient_gone: bool = False
+    """The destination no longer exists (push 404/410, webhook 410): stop using it."""
+
+    @property
+    def accepted(self) -> bool:
+        return self.verdict is Verdict.ACCEPTED
+
+
+class ProviderConfigError(ValueError):
+    """The client's settings for this provider are missing or unusable."""
+
+
+class Provider(Protocol):
+    """A provider adapter: one instance per provider per process, shared by all clients."""
+
+    name: str
+    channel: str
+
+    async def send(self, settings: Any, message: OutboundMessage) -> SendResult:
+        """Send ``message`` with the client's ``settings`` for this provider; never raises
+        for network or provider failures."""
+        ...
+
+
+def redact(value: Any) -> Any:
+    """A copy of a JSON value with the values of :data:`SECRET_KEYS` replaced."""
+    if isinstance(value, Mapping):
+        return {
+            k: "[redacted]" if str(k).lower() in SECRET_KEYS else redact(v)
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [redact(v) for v in value]
+    return value
+
+
+def parse_retry_after(value: str | None, *, now: float | None = None) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header: delta-seconds or an HTTP date.
+
+    Returns None for a missing or unreadable header; never a negative number.
+    """
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when is None:
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+def body_of(response: httpx.Response) -> Any:
+    """The response body as JSON if it is JSON, else as text (None if empty), redacted."""
+    if not response.content:
+        return None
+    try:
+        return redact(response.json())
+    except ValueError:
+        return response.text[:2000]
+
+
+def classify_status(
+    response: httpx.Response,
+    *,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    external_id: str | None = None,
+    transient_codes: frozenset[str] = frozenset(),
+) -> SendResult:
+    """The common HTTP classification: 2xx accepted; 408, 429 and 5xx transient (or an
+    ``error_code`` in ``transient_codes``); any other status permanent."""
+    status = response.status_code
+    body = body_of(response)
+    retry_after = parse_retry_after(response.headers.get("retry-after"))
+    exhausted = response.headers.get("ratelimit-remaining", "").strip() == "0"
+    if 200 <= status < 300:
+        return SendResult(
+            Verdict.ACCEPTED,
+            status,
+            external_id=external_id,
+            response=body,
+            rate_limited=exhausted,
+            retry_after=retry_after if exhausted else None,
+        )
+    transient = status in (408, 429) or status >= 500 or error_code in transient_codes
+    return SendResult(
+        Verdict.TRANSIENT if transient else Verdict.PERMANENT,
+        status,
+        response=body,
+        error_code=error_code or str(status),
+        error_message=error_message or f"HTTP {status}",
+        retry_after=retry_after,
+        rate_limited=status == 429 or exhausted,
+    )
+
+
+def transport_failure(exc: httpx.HTTPError) -> SendResult:
+    """A request that got no usable answer: timeouts and connection errors are transient."""
+    if isinstance(exc, httpx.TimeoutException):
+        code = "timeout"
+    elif isinstance(exc, httpx.RemoteProtocolError):
+        code = "connection_dropped"
+    else:
+        code = "connection_error"
+    detail = str(exc) or type(exc).__name__
+    return SendResult(Verdict.TRANSIENT, None, error_code=code, error_message=f"{code}: {detail}")
+
+
+def refused(code: str, reason: str) -> SendResult:
+    """A message refused before any request was made (it could never be sent as it is)."""
+    return SendResult(Verdict.PERMANENT, None, error_code=code, error_message=reason)

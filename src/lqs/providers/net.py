@@ -1,0 +1,124 @@
+"""Where a request to a tenant-supplied URL may connect (the SSRF guard).
+
+A tenant's webhook URL could name our own network: ``http://169.254.169.254/`` (the cloud
+metadata service), ``http://localhost:5432/``, or a public name whose DNS answer is a
+private address. The guard resolves the host once with :func:`resolve`, refuses any
+answer :func:`refusal_reason` names, and connects to the checked address itself with
+:func:`pinned`: httpx never resolves the name again, so a DNS answer that changes between
+the check and the connection (DNS rebinding) cannot slip through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import socket
+from typing import Any
+
+import httpx
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+_PRIVATE_IPV4 = tuple(
+    ipaddress.IPv4Network(net) for net in ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16")
+)
+_SHARED_ADDRESS_SPACE = ipaddress.IPv4Network("100.64.0.0/10")  # carrier-grade NAT
+_UNIQUE_LOCAL = ipaddress.IPv6Network("fc00::/7")
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")
+_NAT64 = ipaddress.IPv6Network("64:ff9b::/96")
+
+
+def embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    """The IPv4 address an IPv6 address stands for, if it embeds one.
+
+    IPv4-mapped (``::ffff:a.b.c.d``), IPv4-compatible (``::a.b.c.d``), NAT64 well-known
+    prefix (``64:ff9b::a.b.c.d``) and 6to4 (``2002:AABB:CCDD::/48``) addresses all reach
+    the IPv4 host they embed, so they are checked as that host.
+    """
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address in _NAT64 or (address in _IPV4_COMPATIBLE and int(address) > 1):
+        return ipaddress.IPv4Address(int(address) & 0xFFFF_FFFF)
+    return address.sixtofour
+
+
+def refusal_reason(address: IPAddress) -> str | None:
+    """Why a tenant-supplied URL must not connect to ``address`` (e.g. ``"loopback"``), or
+    None for a public unicast address."""
+    if isinstance(address, ipaddress.IPv6Address):
+        inner = embedded_ipv4(address)
+        if inner is not None:
+            reason = refusal_reason(inner)
+            return None if reason is None else f"{reason} {inner} in IPv6 form"
+    if address.is_unspecified:
+        return "unspecified"
+    if address.is_loopback:
+        return "loopback"
+    if address.is_link_local:
+        return "link-local"
+    if address.is_multicast:
+        return "multicast"
+    if isinstance(address, ipaddress.IPv4Address):
+        if any(address in net for net in _PRIVATE_IPV4):
+            return "private"
+        if address in _SHARED_ADDRESS_SPACE:
+            return "shared address space (carrier-grade NAT)"
+    else:
+        if address in _UNIQUE_LOCAL:
+            return "unique-local"
+        if address.is_site_local:
+            return "site-local"
+    if address.is_reserved:
+        return "reserved"
+    # Documentation, benchmarking, "this network" and other special-purpose ranges.
+    if not address.is_global:
+        return "not globally routable"
+    return None
+
+
+async def resolve(host: str, port: int) -> tuple[IPAddress, ...]:
+    """The addresses ``host`` resolves to, in the resolver's order of preference, each
+    once. An IP literal (in any form the system resolver accepts, e.g. ``2130706433``)
+    resolves to itself without a DNS query.
+
+    Raises:
+        OSError: the name does not resolve (``socket.gaierror``) or has no address.
+    """
+    answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    addresses = dict.fromkeys(
+        ipaddress.ip_address(sockaddr[0])
+        for family, _, _, _, sockaddr in answers
+        if family in (socket.AF_INET, socket.AF_INET6)
+    )
+    if not addresses:
+        raise OSError(f"{host} has no IPv4 or IPv6 address")
+    return tuple(addresses)
+
+
+def pinned(url: httpx.URL, address: IPAddress) -> tuple[httpx.URL, dict[str, str], dict[str, Any]]:
+    """The URL, headers and request extensions that make httpx connect to ``address``
+    while speaking to ``url``'s host.
+
+    The URL names the address (so httpx resolves nothing); the ``Host`` header keeps the
+    original name; for https the ``sni_hostname`` extension makes httpcore send the name
+    as SNI and check the certificate against it, not against the address.
+    """
+    if _is_ip_literal(url.raw_host):
+        return url, {}, {}
+    headers = {"Host": url.netloc.decode("ascii")}
+    extensions: dict[str, Any] = {}
+    if url.scheme == "https":
+        extensions["sni_hostname"] = url.raw_host.decode("ascii")
+        # httpcore pools connections by scheme, address and port only, so a connection
+        # whose certificate was checked for one name would be reused for another name on
+        # the same address without a check: never keep a pinned TLS connection.
+        headers["Connection"] = "close"
+    return url.copy_with(host=str(address)), headers, extensions
+
+
+def _is_ip_literal(raw_host: bytes) -> bool:
+    try:
+        ipaddress.ip_address(raw_host.decode("ascii"))
+    except ValueError:
+        return False
+    return True

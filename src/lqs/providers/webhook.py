@@ -1,0 +1,249 @@
+"""Outbound webhooks: a JSON event POSTed to the tenant's URL, signed per Standard Webhooks.
+
+The body is ``{"type", "timestamp", "data"}``; the headers ``webhook-id`` (the
+communication id, so a retry carries the same id and the receiver can drop duplicates),
+``webhook-timestamp`` and ``webhook-signature`` (``v1,`` + base64 HMAC-SHA256 of
+``{id}.{timestamp}.{body}``, the algorithm Svix uses).
+
+The URL is the tenant's, so it is treated as hostile: the host is resolved once, every
+address it resolves to must be public (:mod:`lqs.providers.net`), and the request goes to
+the checked address itself. Redirects are never followed (a 3xx fails the message), the
+answer's status must arrive within the timeout, and no more of its body than
+:data:`MAX_RESPONSE_BYTES` is read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import ipaddress
+import json
+from collections.abc import Iterable
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import httpx
+from standardwebhooks.webhooks import Webhook
+
+from lqs.domain.delivery import WebhookSettings
+from lqs.providers.base import (
+    OutboundMessage,
+    ProviderConfigError,
+    SendResult,
+    classify_status,
+    refused,
+    transport_failure,
+)
+from lqs.providers.net import IPAddress, pinned, refusal_reason, resolve
+
+MAX_RESPONSE_BYTES = 64 * 1024
+"""How much of a receiver's answer is read; the rest is dropped unread."""
+
+_SECRET_BYTES = range(24, 65)
+# Response headers that describe the body as sent, not the cut body we keep.
+_BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
+
+
+class WebhookProvider:
+    """Posts signed events to tenants' webhook URLs.
+
+    ``allow_private`` lets URLs reach loopback and private addresses (the local simulator);
+    ``allowed_hosts`` exempts the named hosts from the address check only.
+    """
+
+    name = "webhook"
+    channel = "webhook"
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        timeout: float = 15.0,
+        allow_private: bool = False,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
+        self._http = http
+        self._timeout = timeout
+        self._allow_private = allow_private
+        self._allowed_hosts = frozenset(host.lower().rstrip(".") for host in allowed_hosts)
+
+    def request_body(self, message: OutboundMessage, when: datetime) -> str:
+        """The JSON event for ``message``: its type is ``metadata["event_type"]``
+        (default ``"communication"``); the other metadata keys join ``data``."""
+        metadata = {k: v for k, v in message.metadata.items() if k != "event_type"}
+        event = {
+            "type": message.metadata.get("event_type", "communication"),
+            "timestamp": when.astimezone(UTC).isoformat().replace("+00:00", "Z"),
+            "data": {
+                **metadata,
+                "communication_id": str(message.communication_id),
+                "lead_id": str(message.lead_id),
+                "client_id": str(message.client_id),
+                "subject": message.subject,
+                "content": message.content,
+            },
+        }
+        return json.dumps(event, ensure_ascii=False, separators=(",", ":"))
+
+    async def send(self, settings: WebhookSettings, message: OutboundMessage) -> SendResult:
+        """POST the signed event to ``message.recipient`` (``settings.url`` if empty).
+
+        Raises:
+            ProviderConfigError: the secret is not ``whsec_`` + base64 of 24 to 64 bytes.
+        """
+        key = signing_key(settings.secret.get_secret_value())
+        target = message.recipient or settings.url
+        try:
+            url = httpx.URL(target)
+        except httpx.InvalidURL as exc:
+            return refused("invalid_url", f"webhook URL {target!r} is not a URL: {exc}")
+        if url.scheme not in ("http", "https") or not url.raw_host:
+            return refused("invalid_url", f"webhook URL {target!r} is not an http(s) URL")
+        when = datetime.now(UTC)
+        body = self.request_body(message, when)
+        headers = {
+            "Content-Type": "application/json",
+            # Only the raw bytes are read (and at most MAX_RESPONSE_BYTES of them).
+            "Accept-Encoding": "identity",
+            **signature_headers(key, str(message.communication_id), when, body),
+        }
+        response: httpx.Response | None = None
+        received = bytearray()
+        try:
+            async with asyncio.timeout(self._timeout):
+                opened = await self._open(url, body.encode(), headers)
+                if isinstance(opened, SendResult):
+                    return opened
+                response = opened
+                if response.is_stream_consumed:  # a transport that reads ahead (a mock)
+                    received += response.content
+                else:
+                    async for chunk in response.aiter_raw():
+                        received += chunk
+                        if len(received) >= MAX_RESPONSE_BYTES:
+                            break
+        except (TimeoutError, httpx.HTTPError) as exc:
+            # Once the status line is in, it is the receiver's answer: a body cut short by
+            # the deadline or a dropped connection loses only what we keep for the record.
+            if response is None:
+                if isinstance(exc, httpx.HTTPError):
+                    return transport_failure(exc)
+                return transport_failure(
+                    httpx.TimeoutException(f"no answer within {self._timeout:g} s")
+                )
+        finally:
+            if response is not None:
+                await response.aclose()
+        assert response is not None
+        return _classify(_cut(response, bytes(received[:MAX_RESPONSE_BYTES])))
+
+    async def _open(
+        self, url: httpx.URL, body: bytes, headers: dict[str, str]
+    ) -> SendResult | httpx.Response:
+        """The receiver's answer, its body still unread; or why there is none."""
+        host = url.raw_host.decode("ascii")
+        try:
+            addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
+        except OSError as exc:
+            return transport_failure(httpx.ConnectError(f"cannot resolve {host}: {exc}"))
+        if not self._allow_private and host.lower().rstrip(".") not in self._allowed_hosts:
+            for address in addresses:
+                reason = refusal_reason(address)
+                if reason is not None:
+                    return refused(
+                        "ssrf_refused",
+                        f"refusing to connect to {_shown(host, address)} ({reason}): "
+                        "webhook URLs must reach a public address",
+                    )
+        failure: httpx.ConnectError | None = None
+        # Every address was checked; if one cannot be reached (say IPv6 without a route)
+        # the next is tried, as a connection to the name itself would.
+        for address in addresses:
+            target, pinning, extensions = pinned(url, address)
+            request = self._http.build_request(
+                "POST",
+                target,
+                content=body,
+                headers={**headers, **pinning},
+                extensions=extensions,
+                timeout=self._timeout,
+            )
+            # One client serves every tenant: never pass one receiver's cookies to another.
+            request.headers.pop("cookie", None)
+            try:
+                return await self._http.send(request, follow_redirects=False, stream=True)
+            except httpx.ConnectError as exc:
+                failure = exc
+            except httpx.HTTPError as exc:
+                return transport_failure(exc)
+        assert failure is not None  # resolve() returns at least one address
+        return transport_failure(failure)
+
+
+def signing_key(secret: str) -> bytes:
+    """The HMAC key of a ``whsec_`` secret (the prefix is optional).
+
+    Raises:
+        ProviderConfigError: the rest is not base64 of 24 to 64 bytes.
+    """
+    encoded = secret.removeprefix("whsec_")
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if len(key) not in _SECRET_BYTES:
+        raise ProviderConfigError(
+            "webhook.secret: expected whsec_ followed by the base64 of 24 to 64 random bytes"
+        )
+    return key
+
+
+def signature_headers(key: bytes, message_id: str, when: datetime, body: str) -> dict[str, str]:
+    """The Standard Webhooks headers that sign ``body`` as message ``message_id`` sent at
+    ``when`` (whole seconds)."""
+    return {
+        "webhook-id": message_id,
+        "webhook-timestamp": str(int(when.timestamp())),
+        "webhook-signature": Webhook(key).sign(message_id, when.astimezone(UTC), body),
+    }
+
+
+def _shown(host: str, address: IPAddress) -> str:
+    """``address`` as the URL wrote it, or as the address ``host`` resolves to."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{address}, the address of {host}"
+    return host if literal == address else f"{address}, the address of {host}"
+
+
+def _cut(response: httpx.Response, head: bytes) -> httpx.Response:
+    """``response`` with ``head`` as its whole body, for classification."""
+    headers = [(k, v) for k, v in response.headers.multi_items() if k not in _BODY_FRAMING]
+    return httpx.Response(
+        response.status_code, headers=headers, content=head, request=response.request
+    )
+
+
+def _classify(response: httpx.Response) -> SendResult:
+    status = response.status_code
+    if 300 <= status < 400:
+        location = response.headers.get("location")
+        return classify_status(
+            response,
+            error_code="redirect",
+            error_message=(
+                f"HTTP {status}: redirects are not followed"
+                + (f" (Location: {location})" if location else "")
+                + "; set the webhook URL to the final address"
+            ),
+        )
+    if status == 410:
+        gone = classify_status(
+            response,
+            error_code="endpoint_gone",
+            error_message="HTTP 410: the receiver disabled this endpoint",
+        )
+        return replace(gone, recipient_gone=True)
+    return classify_status(response)

@@ -1,0 +1,451 @@
+"""The dispatcher: send every pending communication once in effect, and record the truth.
+
+A pipeline in one event loop:
+
+1. **Claim** a batch of due communications with a lease, in a short transaction that
+   commits before any provider is called (:func:`lqs.db.dispatch.claim_due`).
+2. **Check again** what may have changed since the communication was written: the lead's
+   consent (for messages to the lead) and the client's suppression list. A message that
+   may no longer go becomes ``rejected`` with a compliance note and is not sent.
+3. **Send** with bounded concurrency over one pooled ``httpx.AsyncClient`` per provider,
+   within each provider's rate and concurrency limits; email fails over to the client's
+   secondary provider after consecutive transient failures of the primary.
+4. **Record** outcomes in batches, each applied only while this worker still holds that
+   attempt's lease (:func:`lqs.db.dispatch.record_acks`); every attempt is kept.
+
+The next batch is claimed while the previous one is still being sent, so a slow provider
+does not leave the other slots idle.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import socket
+import time
+import uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from http.cookiejar import CookieJar, DefaultCookiePolicy
+from typing import Any
+from uuid import UUID
+
+import httpx
+import structlog
+from psycopg_pool import AsyncConnectionPool
+
+from lqs.db.clients import get_clients_by_id
+from lqs.db.dispatch import Ack, Attempt, ClaimedMessage, claim_due, next_due_in, record_acks
+from lqs.domain.delivery import (
+    AttemptDecision,
+    DeliverySettings,
+    DeliverySettingsError,
+    NextStep,
+    RetryPolicy,
+    after_attempt,
+    parse_delivery_settings,
+    provider_for,
+)
+from lqs.providers.base import OutboundMessage, Provider, SendResult, Verdict
+from lqs.providers.resend import ResendProvider
+from lqs.providers.sendgrid import SendGridProvider
+from lqs.providers.twilio import TwilioProvider
+from lqs.providers.webhook import WebhookProvider
+from lqs.providers.webpush import WebPushProvider
+from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
+
+log = structlog.get_logger(__name__)
+
+PROVIDER_NAMES = ("resend", "sendgrid", "twilio", "webpush", "webhook")
+
+
+@dataclass
+class DispatchStats:
+    """What a drain did."""
+
+    claimed: int = 0
+    sent: int = 0
+    retried: int = 0
+    failed: int = 0
+    rejected: int = 0
+    lost_leases: int = 0
+
+    def add(self, step: str) -> None:
+        name = {"sent": "sent", "retry": "retried", "failed": "failed", "rejected": "rejected"}
+        setattr(self, name[step], getattr(self, name[step]) + 1)
+
+
+@dataclass(frozen=True)
+class DispatcherOptions:
+    """How the dispatcher works; every field has a setting (``LQS_DISPATCH_*``)."""
+
+    batch_size: int = 100
+    concurrency: int = 32
+    lease_seconds: float = 60.0
+    timeout: float = 15.0
+    policy: RetryPolicy = field(default_factory=RetryPolicy)
+    limits: Mapping[str, ProviderLimits] = field(default_factory=dict)
+    failover_cooldown: float = 30.0
+    allow_private_webhooks: bool = False
+    ack_batch: int = 100
+    ack_interval: float = 0.05
+    settings_ttl: float = 10.0
+
+
+@dataclass(frozen=True)
+class _ClientDelivery:
+    settings: DeliverySettings | None
+    error: str | None
+    fetched_at: float
+
+
+class _AckBuffer:
+    """Collects outcomes and records them in batches (by size or after a short wait)."""
+
+    def __init__(self, pool: AsyncConnectionPool, owner: str, size: int, interval: float):
+        self._pool = pool
+        self._owner = owner
+        self._size = size
+        self._interval = interval
+        self._pending: list[Ack] = []
+        self._flushing = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
+        self.lost = 0
+
+    async def add(self, ack: Ack) -> None:
+        self._pending.append(ack)
+        if len(self._pending) >= self._size:
+            await self.flush()
+        elif self._timer is None or self._timer.done():
+            self._timer = asyncio.create_task(self._flush_later())
+
+    async def _flush_later(self) -> None:
+        await asyncio.sleep(self._interval)
+        await self.flush()
+
+    async def flush(self) -> None:
+        async with self._flushing:
+            batch, self._pending = self._pending, []
+            if not batch:
+                return
+            async with self._pool.connection() as conn:
+                held = await record_acks(conn, self._owner, batch)
+            lost = [a.communication_id for a in batch if a.communication_id not in held]
+            if lost:
+                self.lost += len(lost)
+                log.warning("dispatch_lease_lost", communications=[str(i) for i in lost])
+
+    async def close(self) -> None:
+        if self._timer is not None and not self._timer.done():
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
+        await self.flush()
+
+
+class Dispatcher:
+    """Sends due communications; any number may run against one database.
+
+    Use as an async context manager (it owns one ``httpx.AsyncClient`` per provider).
+    """
+
+    def __init__(
+        self,
+        pool: AsyncConnectionPool,
+        options: DispatcherOptions | None = None,
+        *,
+        owner: str | None = None,
+        rng: random.Random | None = None,
+        providers: Mapping[str, Provider] | None = None,
+    ) -> None:
+        self._pool = pool
+        self.options = options or DispatcherOptions()
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
+        self._given_providers = dict(providers or {})
+        self._providers: dict[str, Provider] = {}
+        self._clients: list[httpx.AsyncClient] = []
+        self._limiters: dict[str, ProviderLimiter] = {}
+        self._failover = Failover(self.options.failover_cooldown)
+        self._settings: dict[UUID, _ClientDelivery] = {}
+
+    async def __aenter__(self) -> Dispatcher:
+        timeout = httpx.Timeout(self.options.timeout)
+        limits = httpx.Limits(
+            max_connections=self.options.concurrency,
+            max_keepalive_connections=self.options.concurrency,
+        )
+
+        def client(*, trust_env: bool = True) -> httpx.AsyncClient:
+            # No provider needs cookies; a jar that refuses them keeps one tenant's
+            # cookies from ever reaching another.
+            made = httpx.AsyncClient(
+                timeout=timeout,
+                limits=limits,
+                follow_redirects=False,
+                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+                trust_env=trust_env,
+            )
+            self._clients.append(made)
+            return made
+
+        built: dict[str, Provider] = {
+            "resend": ResendProvider(client()),
+            "sendgrid": SendGridProvider(client()),
+            "twilio": TwilioProvider(client()),
+            "webpush": WebPushProvider(client()),
+            # Webhooks connect to the address they checked: a proxy from the environment
+            # would check the certificate against that address instead of the host name.
+            "webhook": WebhookProvider(
+                client(trust_env=False),
+                timeout=self.options.timeout,
+                allow_private=self.options.allow_private_webhooks,
+            ),
+        }
+        self._providers = {**built, **self._given_providers}
+        for name in self._providers:
+            self._limiters[name] = ProviderLimiter(
+                self.options.limits.get(name, ProviderLimits(concurrency=self.options.concurrency))
+            )
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for made in self._clients:
+            await made.aclose()
+        self._clients.clear()
+
+    # ------------------------------------------------------------------ the pipeline
+
+    async def drain(
+        self, stop: asyncio.Event | None = None, *, settle: float = 0.0
+    ) -> DispatchStats:
+        """Send everything that is due, and whatever falls due within ``settle`` seconds
+        of the queue otherwise running dry (retries with short backoffs, expired leases).
+
+        Returns when nothing more is due (or ``stop`` is set), after recording every
+        outcome.
+        """
+        stats = DispatchStats()
+        acks = _AckBuffer(self._pool, self.owner, self.options.ack_batch, self.options.ack_interval)
+        slots = asyncio.Semaphore(self.options.concurrency)
+        tasks: set[asyncio.Task[None]] = set()
+
+        async def deliver(message: ClaimedMessage) -> None:
+            async with slots:
+                ack = await self._attempt(message)
+            stats.add(ack.step)
+            await acks.add(ack)
+
+        try:
+            while stop is None or not stop.is_set():
+                if len(tasks) >= self.options.concurrency:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                async with self._pool.connection() as conn:
+                    claimed = await claim_due(
+                        conn, self.owner, self.options.batch_size, self.options.lease_seconds
+                    )
+                if claimed:
+                    stats.claimed += len(claimed)
+                    await self._load_settings({m.client_id for m in claimed})
+                    for message in claimed:
+                        task = asyncio.create_task(deliver(message))
+                        tasks.add(task)
+                        task.add_done_callback(tasks.discard)
+                    continue
+                if tasks:
+                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    continue
+                await acks.flush()
+                async with self._pool.connection() as conn:
+                    wait = await next_due_in(conn)
+                if wait is None or wait > settle:
+                    break
+                await _sleep_or_stop(wait + 0.01, stop)
+            if tasks:
+                await asyncio.gather(*tasks)
+        finally:
+            await acks.close()
+        stats.lost_leases = acks.lost
+        return stats
+
+    async def _load_settings(self, client_ids: set[UUID]) -> None:
+        now = time.monotonic()
+        stale = {
+            cid
+            for cid in client_ids
+            if cid not in self._settings
+            or now - self._settings[cid].fetched_at > self.options.settings_ttl
+        }
+        if not stale:
+            return
+        async with self._pool.connection() as conn:
+            clients = await get_clients_by_id(conn, stale)
+        for cid in stale:
+            client = clients.get(cid)
+            raw = (client.settings if client else {}).get("delivery")
+            try:
+                settings = parse_delivery_settings(raw if isinstance(raw, Mapping) else None)
+                self._settings[cid] = _ClientDelivery(settings, None, now)
+            except DeliverySettingsError as exc:
+                self._settings[cid] = _ClientDelivery(
+                    None, f"invalid delivery settings: {exc}", now
+                )
+
+    # ------------------------------------------------------------------ one message
+
+    async def _attempt(self, message: ClaimedMessage) -> Ack:
+        rejection = _still_allowed(message)
+        if rejection is not None:
+            return Ack(
+                message.communication_id,
+                message.attempt,
+                "rejected",
+                message.retry_count,
+                compliance_notes=rejection,
+            )
+        delivery = self._settings.get(message.client_id)
+        if delivery is None or delivery.settings is None:
+            reason = delivery.error if delivery else "client not found"
+            return self._failed(message, reason or "no delivery settings")
+        settings = delivery.settings
+        primary = settings.email.primary
+        primary_settings = getattr(settings, primary)
+        primary_key = (primary, str(getattr(primary_settings, "base_url", "")))
+        failing = message.channel == "email" and self._failover.failing(
+            primary_key, settings.email.failover_after
+        )
+        name = provider_for(message.channel, settings, primary_failing=failing)
+        if name is None:
+            return self._failed(message, f"no provider is configured for {message.channel}")
+        if message.channel == "push":
+            if message.push_endpoint is None:
+                return self._failed(message, "push subscription not found")
+            if message.push_gone:
+                return self._failed(message, "push subscription is gone (the service said 404/410)")
+        provider_settings = getattr(settings, name)
+        outbound = _outbound(message)
+        limiter = self._limiters[name]
+        started = datetime.now(UTC)
+        clock = time.monotonic()
+        async with limiter.slot():
+            result = await self._providers[name].send(provider_settings, outbound)
+        elapsed = time.monotonic() - clock
+        finished = datetime.now(UTC)
+        if result.rate_limited:
+            limiter.pause(result.retry_after if result.retry_after is not None else 1.0)
+        if message.channel == "email":
+            key = (name, str(getattr(provider_settings, "base_url", "")))
+            self._failover.record(key, result.verdict is Verdict.TRANSIENT)
+        decision = after_attempt(
+            result.verdict.value,
+            retry_count=message.retry_count,
+            max_retries=message.max_retries,
+            age=message.age_seconds + elapsed,
+            error_message=result.error_message,
+            retry_after=result.retry_after,
+            policy=self.options.policy,
+            rng=self._rng,
+        )
+        return _ack(message, name, result, decision, started, finished)
+
+    @staticmethod
+    def _failed(message: ClaimedMessage, reason: str) -> Ack:
+        return Ack(
+            message.communication_id,
+            message.attempt,
+            "failed",
+            message.retry_count,
+            error_message=reason,
+        )
+
+
+def _still_allowed(message: ClaimedMessage) -> str | None:
+    """The compliance note if the message may no longer be sent, else None."""
+    if message.to_lead and message.lead_consent != "granted":
+        return (
+            f"not sent: the lead's consent is now {message.lead_consent or 'unknown'} "
+            "(checked again before sending)"
+        )
+    if message.suppressed:
+        return (
+            f"not sent: the recipient is on the client's {message.channel} suppression list "
+            "(checked again before sending)"
+        )
+    return None
+
+
+def _outbound(message: ClaimedMessage) -> OutboundMessage:
+    metadata = {"lead_id": str(message.lead_id), "client_id": str(message.client_id)}
+    if message.campaign_id:
+        metadata["campaign_id"] = message.campaign_id
+    recipient = message.recipient
+    if message.channel == "push":
+        assert message.push_endpoint is not None
+        recipient = message.push_endpoint
+        metadata["p256dh"] = message.push_p256dh or ""
+        metadata["auth"] = message.push_auth or ""
+        metadata["subscription_id"] = message.recipient
+    return OutboundMessage(
+        communication_id=message.communication_id,
+        client_id=message.client_id,
+        lead_id=message.lead_id,
+        channel=message.channel,
+        recipient=recipient,
+        subject=message.subject,
+        content=message.content,
+        metadata=metadata,
+    )
+
+
+def _reference(result: SendResult) -> Any:
+    if result.response is not None:
+        return result.response
+    return {"http_status": result.http_status, "message_id": result.external_id}
+
+
+def _ack(
+    message: ClaimedMessage,
+    provider: str,
+    result: SendResult,
+    decision: AttemptDecision,
+    started: datetime,
+    finished: datetime,
+) -> Ack:
+    attempt = Attempt(
+        provider=provider,
+        started_at=started,
+        finished_at=finished,
+        http_status=result.http_status,
+        error_code=result.error_code,
+        error_message=result.error_message,
+        outcome=result.verdict.value,
+    )
+    step = {NextStep.SENT: "sent", NextStep.RETRY: "retry", NextStep.FAILED: "failed"}[
+        decision.step
+    ]
+    return Ack(
+        message.communication_id,
+        message.attempt,
+        step,
+        decision.retry_count,
+        provider=provider,
+        external_id=result.external_id if step == "sent" else None,
+        external_reference=_reference(result) if step == "sent" else None,
+        error_message=decision.error_message,
+        delay=decision.delay,
+        sent_at=finished if step == "sent" else None,
+        attempt=attempt,
+        push_gone=result.recipient_gone and message.channel == "push",
+    )
+
+
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)

@@ -1,0 +1,421 @@
+"""Sending end to end: processor, dispatcher and provider adapters against the simulator.
+
+Every fault here is injected by the simulator (lqs.simulator), which speaks each provider's
+wire format; the database is real. The checks compare our rows with what the simulator
+recorded: one accepted message per communication, exact retry counts, true final statuses.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg
+import pytest
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from lqs.domain.delivery import RetryPolicy
+from lqs.simulator import Faults, SimulatorConfig, SimulatorControl, running_simulator
+from lqs.simulator.config import ResendConfig, SinkConfig, TwilioConfig
+from lqs.worker.dispatcher import DispatcherOptions
+from lqs.worker.run import run_worker
+from tests.e2e.conftest import lqs_env, run_lqs
+
+FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, horizon=3600)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[str]:
+    with running_simulator(SimulatorConfig(seed=7)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def control(simulator: str) -> Iterator[SimulatorControl]:
+    with SimulatorControl(simulator) as ctl:
+        ctl.configure(SimulatorConfig(seed=7))
+        ctl.reset()
+        yield ctl
+
+
+def _delivery(simulator: str, **overrides: Any) -> dict[str, Any]:
+    delivery: dict[str, Any] = {
+        "email": {"primary": "resend"},
+        "resend": {"api_key": "re_test_fake", "from_address": "lqs@sender.example",
+                   "base_url": simulator},
+        "sendgrid": {"api_key": "SG.fake_key", "from_address": "lqs@sender.example",
+                     "base_url": simulator},
+        "twilio": {"account_sid": "AC" + "0" * 32, "auth_token": "fake_token",
+                   "from_number": "+12015550100", "base_url": simulator},
+    }  # fmt: skip
+    delivery.update(overrides)
+    return delivery
+
+
+def _client(url: str, delivery: dict[str, Any], **settings: Any) -> str:
+    slug = f"s-{uuid.uuid4().hex[:8]}"
+    client_settings = {"notification_email": f"sales@{slug}.example", "delivery": delivery}
+    client_settings.update(settings)
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "INSERT INTO public.clients (name, slug, settings) VALUES (%s, %s, %s) RETURNING id",
+            (slug, slug, Jsonb(client_settings)),
+        ).fetchone()
+    assert row is not None
+    return str(row[0])
+
+
+def _leads(url: str, client_id: str, n: int, **fields: Any) -> None:
+    with psycopg.connect(url) as conn:
+        for i in range(n):
+            email = f"lead{i}.{uuid.uuid4().hex[:6]}@bigco.example"
+            conn.execute(
+                "INSERT INTO public.leads (client_id, email, job_title, company_size,"
+                " consent_status, dedupe_key) VALUES (%s, %s, 'CEO', 500, %s, %s)",
+                (client_id, email, fields.get("consent", "granted"), f"email:{email}"),
+            )
+
+
+def _rows(url: str, sql: str, *params: Any) -> list[dict[str, Any]]:
+    with psycopg.connect(url, row_factory=dict_row) as conn:
+        return conn.execute(sql.encode(), params).fetchall()
+
+
+def _comms(url: str, client_id: str) -> list[dict[str, Any]]:
+    return _rows(
+        url, "SELECT * FROM public.communications WHERE client_id = %s ORDER BY id", client_id
+    )
+
+
+def _work(url: str, settle: float = 5.0, **options: Any) -> Any:
+    opts = DispatcherOptions(policy=options.pop("policy", FAST), **options)
+    return asyncio.run(run_worker(url, once=True, dispatcher_options=opts, settle=settle))
+
+
+def _requests_per_key(control: SimulatorControl, provider: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for request in control.requests(provider):
+        key = request.headers.get("idempotency-key") or request.headers.get("Idempotency-Key")
+        if key:
+            counts[key] = counts.get(key, 0) + 1
+    return counts
+
+
+def test_worker_once_sends_every_pending_communication_through_the_simulator(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    rules = [{"channel": "email", "to": "client", "template": "lead_qualified"},
+             {"channel": "sms", "to": "client", "template": "lead_qualified_sms"}]  # fmt: skip
+    resend_client = _client(pipeline_db, _delivery(simulator),
+                            notification_phone="+12015550123",
+                            notifications={"qualified": rules, "nurture": rules,
+                                           "disqualified": rules})  # fmt: skip
+    sendgrid_client = _client(pipeline_db, _delivery(simulator, email={"primary": "sendgrid"}))
+    _leads(pipeline_db, resend_client, 3)
+    _leads(pipeline_db, sendgrid_client, 2)
+
+    worker = run_lqs(pipeline_db, "worker", "--once")
+
+    assert worker.returncode == 0, worker.stderr
+    assert "processed 5 lead(s)" in worker.stdout
+    assert "dispatched" in worker.stdout
+    resend_comms = _comms(pipeline_db, resend_client)
+    sendgrid_comms = _comms(pipeline_db, sendgrid_client)
+    assert len(resend_comms) == 6  # an email and an SMS per lead
+    assert len(sendgrid_comms) == 2
+    for comm in resend_comms + sendgrid_comms:
+        assert comm["status"] == "sent", comm
+        assert comm["sent_at"] is not None
+        assert comm["retry_count"] == 0
+        assert comm["external_id"]
+        assert comm["external_reference"] is not None
+    by_provider = {m.provider_message_id: m for m in control.messages()}
+    for comm in resend_comms + sendgrid_comms:
+        message = by_provider[comm["external_id"]]
+        expected = {"email": {"resend", "sendgrid"}, "sms": {"twilio"}}[comm["type"]]
+        assert message.provider in expected
+        assert comm["provider"] == message.provider
+        assert comm["recipient"] in message.recipients
+        if message.provider == "resend":
+            assert message.idempotency_key == str(comm["id"])
+            assert message.subject == comm["subject"]
+            assert message.html == comm["content"]
+        if message.provider == "sendgrid":
+            assert message.custom_args["communication_id"] == str(comm["id"])
+        if message.provider == "twilio":
+            assert message.body == comm["content"]
+    assert _rows(pipeline_db, "SELECT count(*) AS n FROM public.delivery_queue")[0]["n"] == 0
+
+
+def test_30_percent_server_errors_end_sent_or_failed_with_exact_retry_counts(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=11, resend=ResendConfig(
+        faults=Faults(error_rates={500: 0.3}))))  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator))
+    _leads(pipeline_db, client_id, 40)
+
+    _work(pipeline_db)
+
+    comms = _comms(pipeline_db, client_id)
+    assert len(comms) == 40
+    requests = _requests_per_key(control, "resend")
+    outcomes = {c["status"] for c in comms}
+    assert outcomes <= {"sent", "failed"}
+    for comm in comms:
+        calls = requests[str(comm["id"])]
+        if comm["status"] == "sent":
+            assert comm["retry_count"] == calls - 1
+        else:
+            assert (comm["retry_count"], calls) == (3, 4)
+            assert comm["error_message"].startswith("gave up after 4 attempts")
+    counts = control.idempotency_counts()
+    assert all(counts.get(str(c["id"]), 0) == (1 if c["status"] == "sent" else 0) for c in comms)
+    assert any(c["retry_count"] > 0 for c in comms)
+
+
+def test_429_with_retry_after_is_honoured(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(
+        faults=Faults(script=["429", "ok"], retry_after_seconds=1))))  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator))
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert (comm["status"], comm["retry_count"]) == ("sent", 1)
+    first, second = sorted(r.received_at for r in control.requests("resend"))
+    assert (second - first).total_seconds() >= 1.0
+    attempts = _rows(
+        pipeline_db,
+        "SELECT http_status, outcome FROM public.delivery_attempts WHERE communication_id = %s"
+        " ORDER BY attempt",
+        comm["id"],
+    )
+    assert [(a["http_status"], a["outcome"]) for a in attempts] == [
+        (429, "transient"), (200, "accepted"),
+    ]  # fmt: skip
+
+
+def test_a_provider_hanging_past_the_timeout_is_retried(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=1, twilio=TwilioConfig(
+        faults=Faults(script=["timeout", "ok"], hang_seconds=3))))  # fmt: skip
+    rules = [{"channel": "sms", "to": "client", "template": "lead_qualified_sms"}]
+    client_id = _client(pipeline_db, _delivery(simulator), notification_phone="+12015550123",
+                        notifications={"qualified": rules, "nurture": rules,
+                                       "disqualified": rules})  # fmt: skip
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db, timeout=0.5)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert (comm["status"], comm["retry_count"]) == ("sent", 1)
+    codes = _rows(
+        pipeline_db,
+        "SELECT error_code FROM public.delivery_attempts WHERE communication_id = %s"
+        " ORDER BY attempt",
+        comm["id"],
+    )
+    assert [c["error_code"] for c in codes] == ["timeout", None]
+
+
+def test_accept_then_timeout_and_drop_never_send_twice_through_resend(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=3, resend=ResendConfig(faults=Faults(
+        hang_after_accept_rate=0.05, drop_after_accept_rate=0.05, hang_seconds=2))))  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator))
+    _leads(pipeline_db, client_id, 60)
+
+    _work(pipeline_db, timeout=0.5)
+
+    comms = _comms(pipeline_db, client_id)
+    assert {c["status"] for c in comms} == {"sent"}
+    counts = control.idempotency_counts()
+    assert [counts.get(str(c["id"])) for c in comms] == [1] * 60
+    assert len(control.messages("resend")) == 60
+    retried = [c for c in comms if c["retry_count"] > 0]
+    assert retried, "the seed should inject at least one fault"
+
+
+def test_invalid_recipient_fails_at_once_with_the_providers_message(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    client_id = _client(pipeline_db, _delivery(simulator))
+    [settings] = _rows(pipeline_db, "SELECT settings FROM public.clients WHERE id = %s", client_id)
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(
+        invalid_recipients=[settings["settings"]["notification_email"]])))  # fmt: skip
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert (comm["status"], comm["retry_count"]) == ("failed", 0)
+    assert comm["error_message"].startswith("resend 422 ")
+    assert len(control.requests("resend")) == 1
+
+
+def test_twilio_invalid_number_fails_with_its_error_code(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=1, twilio=TwilioConfig(
+        invalid_recipients=["+12015550123"])))  # fmt: skip
+    rules = [{"channel": "sms", "to": "client", "template": "lead_qualified_sms"}]
+    client_id = _client(pipeline_db, _delivery(simulator), notification_phone="+12015550123",
+                        notifications={"qualified": rules, "nurture": rules,
+                                       "disqualified": rules})  # fmt: skip
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert comm["status"] == "failed"
+    assert "21211" in comm["error_message"]
+
+
+def test_worker_killed_after_the_provider_accepted_retries_with_the_same_key(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(
+        faults=Faults(script=["hang"], hang_seconds=3))))  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator))
+    _leads(pipeline_db, client_id, 1)
+    env = lqs_env(pipeline_db, LQS_DISPATCH_LEASE_SECONDS="1", LQS_DISPATCH_TIMEOUT="60")
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "lqs", "worker"], env=env,
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 30
+        while not control.messages("resend"):
+            assert time.monotonic() < deadline, "the worker never reached the provider"
+            time.sleep(0.05)
+        # Resend accepted the message; the worker is waiting for the answer. Kill it.
+        worker.send_signal(signal.SIGKILL)
+        worker.wait(timeout=10)
+    finally:
+        if worker.poll() is None:
+            worker.kill()
+    [comm] = _comms(pipeline_db, client_id)
+    assert comm["status"] == "pending"
+
+    # The lease expires after 1 s; Resend finishes the first request after 3 s (until then
+    # a retry with its key is answered 409 concurrent_idempotent_requests).
+    time.sleep(3.2)
+    _work(pipeline_db)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert comm["status"] == "sent"
+    assert control.idempotency_counts()[str(comm["id"])] == 1
+    assert len(control.messages("resend")) == 1
+    attempts = _rows(
+        pipeline_db,
+        "SELECT attempt FROM public.delivery_attempts WHERE communication_id = %s",
+        comm["id"],
+    )
+    assert [a["attempt"] for a in attempts] == [2]  # attempt 1 died with its worker
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1:{port}/hooks/tenant",
+        "http://10.0.0.1/hooks/tenant",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::ffff:127.0.0.1]:{port}/hooks/tenant",
+    ],
+)
+def test_tenant_webhook_urls_on_private_addresses_are_refused_without_connecting(
+    pipeline_db: str, simulator: str, control: SimulatorControl, url: str
+) -> None:
+    port = simulator.rsplit(":", 1)[1]
+    target = url.format(port=port)
+    rules = [{"channel": "webhook", "to": "client", "template": "lead_qualified"}]
+    client_id = _client(
+        pipeline_db,
+        _delivery(simulator, webhook={"url": target, "secret": "whsec_" + "A" * 32}),
+        notifications={"qualified": rules, "nurture": rules, "disqualified": rules},
+    )
+    control.configure(SimulatorConfig(seed=1, sink=SinkConfig()))
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db)
+
+    [comm] = _comms(pipeline_db, client_id)
+    assert comm["type"] == "webhook"
+    assert comm["status"] == "failed"
+    assert comm["error_message"].startswith("refusing to connect to ")
+    [attempt] = _rows(
+        pipeline_db,
+        "SELECT error_code, http_status FROM public.delivery_attempts WHERE communication_id = %s",
+        comm["id"],
+    )
+    assert (attempt["error_code"], attempt["http_status"]) == ("ssrf_refused", None)
+    assert control.hook_deliveries() == []
+    assert control.requests() == []
+
+
+def test_comms_list_and_retry_redrive_the_dead_letters(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    client_id = _client(pipeline_db, _delivery(simulator))
+    [settings] = _rows(pipeline_db, "SELECT settings FROM public.clients WHERE id = %s", client_id)
+    address = settings["settings"]["notification_email"]
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(invalid_recipients=[address])))
+    _leads(pipeline_db, client_id, 2)
+    _work(pipeline_db)
+
+    listed = run_lqs(pipeline_db, "comms", "list", "--status", "failed")
+    assert listed.returncode == 0, listed.stderr
+    assert "2 communication(s)" in listed.stdout
+
+    control.configure(SimulatorConfig(seed=1))
+    slug = _rows(pipeline_db, "SELECT slug FROM public.clients WHERE id = %s", client_id)[0]
+    retried = run_lqs(pipeline_db, "comms", "retry", "--client", slug["slug"])
+    assert retried.returncode == 0, retried.stderr
+    assert "queued 2 communication(s) again" in retried.stdout
+    _work(pipeline_db)
+    assert {c["status"] for c in _comms(pipeline_db, client_id)} == {"sent"}
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["comms", "list", "--status", "lost"], "--status must be one of"),
+        (["comms", "retry"], "name communication ids"),
+        (["comms", "retry", "not-a-uuid"], "must be UUIDs"),
+    ],
+)
+def test_comms_commands_refuse_bad_input(pipeline_db: str, args: list[str], message: str) -> None:
+    result = run_lqs(pipeline_db, *args)
+    assert result.returncode != 0
+    assert message in result.stderr
+
+
+def test_set_delivery_validates_before_storing(pipeline_db: str, tmp_path: Any) -> None:
+    assert run_lqs(pipeline_db, "clients", "create", "Acme", "--slug", "acme").returncode == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(json.dumps({"resend": {"api_key": "re_x"}}))
+    result = run_lqs(pipeline_db, "clients", "set-delivery", "acme", str(bad))
+    assert result.returncode == 1
+    assert "delivery.resend.from_address" in result.stderr
+    [row] = _rows(pipeline_db, "SELECT settings FROM public.clients WHERE slug = 'acme'")
+    assert "delivery" not in row["settings"]
+
+    good = tmp_path / "good.yaml"
+    good.write_text(json.dumps({"resend": {"api_key": "re_x", "from_address": "a@b.example"}}))
+    result = run_lqs(pipeline_db, "clients", "set-delivery", "acme", str(good))
+    assert result.returncode == 0, result.stderr
+    assert "email" in result.stdout

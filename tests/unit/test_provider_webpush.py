@@ -1,0 +1,572 @@
+"""The web push adapter against a local push service that records what it receives.
+
+Every key is generated here: the VAPID pair the sender signs with, and the subscriber's
+P-256 pair and auth secret that only the "browser" (this test) can decrypt with.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import socket
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import http_ece  # type: ignore[import-untyped]
+import httpx
+import jwt
+import pytest
+import uvicorn
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+
+from lqs.domain.delivery import WebPushSettings
+from lqs.providers.base import OutboundMessage, ProviderConfigError, Verdict
+from lqs.providers.webpush import MAX_PAYLOAD_BYTES, WebPushProvider
+
+# --- a push service that records requests and answers as told ------------------------
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+
+
+@dataclass
+class PushService:
+    """An ASGI app: records each request, answers ``status`` with ``headers`` and ``body``,
+    or, with ``hang``, answers only once ``released`` is set."""
+
+    requests: list[Received] = field(default_factory=list)
+    status: int = 201
+    headers: dict[str, str] = field(default_factory=dict)
+    body: bytes = b""
+    hang: bool = False
+    released: asyncio.Event = field(default_factory=asyncio.Event)
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        assert scope["type"] == "http"
+        body, more = b"", True
+        while more:
+            event = await receive()
+            body += event.get("body", b"")
+            more = event.get("more_body", False)
+        self.requests.append(
+            Received(scope["path"], {k.decode(): v.decode() for k, v in scope["headers"]}, body)
+        )
+        if self.hang:
+            await self.released.wait()
+        headers = [(k.encode(), v.encode()) for k, v in self.headers.items()]
+        await send({"type": "http.response.start", "status": self.status, "headers": headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+@asynccontextmanager
+async def serving(app: Any) -> AsyncIterator[int]:
+    """Run ``app`` on 127.0.0.1; yields the port."""
+    # A socket that listens before the server starts: connections wait in its backlog, so
+    # nothing has to wait for the server to be up.
+    sock = socket.create_server(("127.0.0.1", 0))
+    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    try:
+        yield sock.getsockname()[1]
+    finally:
+        server.should_exit = True
+        await task
+        sock.close()
+
+
+@pytest.fixture(scope="module")
+async def push_service() -> AsyncIterator[tuple[PushService, int]]:
+    service = PushService()
+    async with serving(service) as port:
+        yield service, port
+
+
+@pytest.fixture
+async def service(push_service: tuple[PushService, int]) -> AsyncIterator[PushService]:
+    app, _ = push_service
+    app.requests.clear()
+    app.status, app.headers, app.body, app.hang = 201, {}, b"", False
+    app.released = asyncio.Event()
+    yield app
+    app.released.set()
+
+
+@pytest.fixture
+def endpoint(push_service: tuple[PushService, int]) -> str:
+    return f"http://127.0.0.1:{push_service[1]}/wpush/v2/sub-123"
+
+
+@pytest.fixture(scope="module")
+async def http() -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(timeout=5.0) as client:
+        yield client
+
+
+# --- keys ---------------------------------------------------------------------------
+
+
+def _b64url(raw: bytes) -> str:
+    return base64.urlsafe_b64encode(raw).rstrip(b"=").decode()
+
+
+def _point(key: ec.EllipticCurvePrivateKey) -> bytes:
+    return key.public_key().public_bytes(
+        serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+    )
+
+
+@dataclass(frozen=True)
+class Subscriber:
+    key: ec.EllipticCurvePrivateKey
+    auth: bytes
+
+    @property
+    def metadata(self) -> dict[str, str]:
+        return {"p256dh": _b64url(_point(self.key)), "auth": _b64url(self.auth)}
+
+    def decrypt(self, body: bytes) -> Any:
+        plain = http_ece.decrypt(
+            body, private_key=self.key, auth_secret=self.auth, version="aes128gcm"
+        )
+        return json.loads(plain)
+
+
+@pytest.fixture(scope="module")
+def vapid_key() -> ec.EllipticCurvePrivateKey:
+    return ec.generate_private_key(ec.SECP256R1())
+
+
+@pytest.fixture(scope="module")
+def subscriber() -> Subscriber:
+    return Subscriber(ec.generate_private_key(ec.SECP256R1()), os.urandom(16))
+
+
+def _raw_private(key: ec.EllipticCurvePrivateKey) -> str:
+    return _b64url(key.private_numbers().private_value.to_bytes(32, "big"))
+
+
+def _pem(key: ec.EllipticCurvePrivateKey | ed25519.Ed25519PrivateKey) -> str:
+    return key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+
+
+@pytest.fixture
+def settings(vapid_key: ec.EllipticCurvePrivateKey) -> WebPushSettings:
+    return WebPushSettings(
+        vapid_private_key=_raw_private(vapid_key),
+        vapid_subject="mailto:ops@example.com",
+        ttl=3600,
+    )
+
+
+def _message(endpoint: str, metadata: dict[str, str], **fields: Any) -> OutboundMessage:
+    values: dict[str, Any] = {
+        "communication_id": uuid.uuid4(),
+        "client_id": uuid.uuid4(),
+        "lead_id": uuid.uuid4(),
+        "channel": "push",
+        "recipient": endpoint,
+        "subject": "New lead",
+        "content": "Ann Lee scored 87",
+        "metadata": metadata,
+    }
+    values.update(fields)
+    return OutboundMessage(**values)
+
+
+def _vapid_token(authorization: str) -> tuple[str, str]:
+    """The JWT and the public key of a ``vapid t=…,k=…`` header."""
+    scheme, _, params = authorization.partition(" ")
+    assert scheme == "vapid"
+    parts = dict(param.split("=", 1) for param in params.split(","))
+    return parts["t"], parts["k"]
+
+
+# --- what the push service receives -------------------------------------------------
+
+
+async def test_the_body_decrypts_with_the_subscribers_key(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    message = _message(endpoint, subscriber.metadata, content="Ann Lee scored 87 — café")
+
+    result = await WebPushProvider(http).send(settings, message)
+
+    assert result.verdict is Verdict.ACCEPTED
+    [request] = service.requests
+    assert request.path == "/wpush/v2/sub-123"
+    assert request.headers["content-encoding"] == "aes128gcm"
+    assert request.headers["ttl"] == "3600"
+    assert "urgency" not in request.headers
+    assert subscriber.decrypt(request.body) == {
+        "title": "New lead",
+        "body": "Ann Lee scored 87 — café",
+        "communication_id": str(message.communication_id),
+    }
+
+
+async def test_the_vapid_jwt_verifies_and_names_the_push_service(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    vapid_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    before = int(time.time())
+
+    await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    token, public = _vapid_token(service.requests[0].headers["authorization"])
+    assert public == _b64url(_point(vapid_key))
+    audience = endpoint.rsplit("/wpush", 1)[0]
+    claims = jwt.decode(token, vapid_key.public_key(), algorithms=["ES256"], audience=audience)
+    assert claims["sub"] == "mailto:ops@example.com"
+    assert before < claims["exp"] <= int(time.time()) + 24 * 3600
+    assert jwt.get_unverified_header(token) == {"typ": "JWT", "alg": "ES256"}
+
+
+async def test_a_pem_vapid_key_signs_as_well_as_a_raw_one(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    subscriber: Subscriber,
+    vapid_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    settings = WebPushSettings(
+        vapid_private_key=_pem(vapid_key), vapid_subject="https://example.com"
+    )
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert result.accepted
+    token, _ = _vapid_token(service.requests[0].headers["authorization"])
+    claims = jwt.decode(
+        token, vapid_key.public_key(), algorithms=["ES256"], options={"verify_aud": False}
+    )
+    assert claims["sub"] == "https://example.com"
+
+
+async def test_urgency_from_the_metadata_is_sent(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    message = _message(endpoint, {**subscriber.metadata, "urgency": "high"})
+
+    await WebPushProvider(http).send(settings, message)
+
+    assert service.requests[0].headers["urgency"] == "high"
+
+
+# --- how answers are classified -----------------------------------------------------
+
+
+async def test_a_201_is_accepted_with_the_location_as_external_id(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    service.headers = {"Location": "https://push.example.net/m/abc"}
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert result.verdict is Verdict.ACCEPTED
+    assert (result.http_status, result.external_id) == (201, "https://push.example.net/m/abc")
+
+
+@pytest.mark.parametrize(
+    ("status", "verdict", "gone", "code"),
+    [
+        (200, Verdict.ACCEPTED, False, None),
+        (202, Verdict.ACCEPTED, False, None),
+        (404, Verdict.PERMANENT, True, "subscription_gone"),
+        (410, Verdict.PERMANENT, True, "subscription_gone"),
+        (413, Verdict.PERMANENT, False, "payload_too_large"),
+        (400, Verdict.PERMANENT, False, "400"),
+        (401, Verdict.PERMANENT, False, "401"),
+        (403, Verdict.PERMANENT, False, "403"),
+        (307, Verdict.PERMANENT, False, "307"),
+        (408, Verdict.TRANSIENT, False, "408"),
+        (429, Verdict.TRANSIENT, False, "429"),
+        (500, Verdict.TRANSIENT, False, "500"),
+        (502, Verdict.TRANSIENT, False, "502"),
+        (503, Verdict.TRANSIENT, False, "503"),
+    ],
+)
+async def test_each_status_maps_to_its_verdict(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    status: int,
+    verdict: Verdict,
+    gone: bool,
+    code: str | None,
+) -> None:
+    service.status = status
+    service.headers = {"Location": f"{endpoint}/moved"} if status == 307 else {}
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert (result.verdict, result.recipient_gone, result.error_code) == (verdict, gone, code)
+    assert result.http_status == status
+    assert len(service.requests) == 1  # a redirect is not followed
+
+
+async def test_a_429_honours_retry_after(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    service.status, service.headers = 429, {"Retry-After": "120"}
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert result.verdict is Verdict.TRANSIENT
+    assert (result.retry_after, result.rate_limited) == (120.0, True)
+
+
+async def test_the_push_services_reason_is_in_the_error_message(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    service.status, service.body = 403, b'{"reason": "BadJwtToken"}'
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert result.verdict is Verdict.PERMANENT
+    assert result.error_message == "HTTP 403: BadJwtToken"
+    assert result.response == {"reason": "BadJwtToken"}
+
+
+async def test_a_silent_push_service_is_a_transient_timeout(
+    service: PushService, endpoint: str, settings: WebPushSettings, subscriber: Subscriber
+) -> None:
+    service.hang = True
+
+    async with httpx.AsyncClient(timeout=0.2) as http:
+        result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "timeout")
+
+
+@pytest.fixture
+def closed_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+    return port
+
+
+async def test_a_refused_connection_is_transient(
+    http: httpx.AsyncClient, settings: WebPushSettings, subscriber: Subscriber, closed_port: int
+) -> None:
+    message = _message(f"http://127.0.0.1:{closed_port}/push", subscriber.metadata)
+
+    result = await WebPushProvider(http).send(settings, message)
+
+    assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "connection_error")
+
+
+# --- what is refused before sending -------------------------------------------------
+
+
+def _content_for(provider: WebPushProvider, plaintext_bytes: int) -> str:
+    """Content that makes the JSON payload exactly ``plaintext_bytes`` long."""
+    empty = provider.payload(_message("http://127.0.0.1/", {}, content=""))
+    return "x" * (plaintext_bytes - len(empty))
+
+
+async def test_the_largest_payload_that_fits_in_4096_bytes_is_sent(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    provider = WebPushProvider(http)
+    message = _message(endpoint, subscriber.metadata, content=_content_for(provider, 3993))
+
+    result = await provider.send(settings, message)
+
+    assert result.accepted
+    assert len(service.requests[0].body) == MAX_PAYLOAD_BYTES
+    assert subscriber.decrypt(service.requests[0].body)["body"] == message.content
+
+
+async def test_a_payload_over_4096_bytes_encrypted_is_refused_before_sending(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    provider = WebPushProvider(http)
+    message = _message(endpoint, subscriber.metadata, content=_content_for(provider, 3994))
+
+    result = await provider.send(settings, message)
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "payload_too_large")
+    assert result.error_message is not None
+    assert "4097 bytes" in result.error_message
+    assert service.requests == []
+
+
+_AUTH = _b64url(bytes(16))
+_OFF_CURVE = _b64url(b"\x04" + b"\x01" * 64)
+
+
+@pytest.mark.parametrize(
+    ("keys", "problem"),
+    [
+        pytest.param(lambda s: {}, "needs its p256dh and auth", id="none"),
+        pytest.param(lambda s: {"auth": _AUTH}, "needs its p256dh and auth", id="no-p256dh"),
+        pytest.param(
+            lambda s: {"p256dh": s.metadata["p256dh"]}, "needs its p256dh and auth", id="no-auth"
+        ),
+        pytest.param(
+            lambda s: {"p256dh": "!!not base64!!", "auth": _AUTH}, "not base64url", id="not-base64"
+        ),
+        pytest.param(lambda s: {"p256dh": _OFF_CURVE, "auth": _AUTH}, "not an", id="off-curve"),
+        pytest.param(
+            lambda s: {
+                "p256dh": _b64url(
+                    s.key.public_key().public_bytes(
+                        serialization.Encoding.X962, serialization.PublicFormat.CompressedPoint
+                    )
+                ),
+                "auth": _AUTH,
+            },
+            "not an uncompressed",
+            id="compressed",
+        ),
+        pytest.param(
+            lambda s: {"p256dh": s.metadata["p256dh"], "auth": "AAAA"},
+            "auth secret is 3 bytes",
+            id="short-auth",
+        ),
+    ],
+)
+async def test_missing_or_broken_subscription_keys_are_refused_before_sending(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    keys: Callable[[Subscriber], dict[str, str]],
+    problem: str,
+) -> None:
+    result = await WebPushProvider(http).send(settings, _message(endpoint, keys(subscriber)))
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_subscription")
+    assert result.error_message is not None
+    assert problem in result.error_message
+    assert service.requests == []
+
+
+async def test_padded_standard_base64_keys_are_accepted(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    metadata = {
+        "p256dh": base64.b64encode(_point(subscriber.key)).decode(),
+        "auth": base64.b64encode(subscriber.auth).decode(),
+    }
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, metadata))
+
+    assert result.accepted
+    assert subscriber.decrypt(service.requests[0].body)["title"] == "New lead"
+
+
+@pytest.mark.parametrize(
+    "recipient", ["", "not a url", "ftp://push.example.com/x", "https://[::1]:8443/x"]
+)
+async def test_an_endpoint_that_is_not_an_http_url_is_refused(
+    http: httpx.AsyncClient, settings: WebPushSettings, subscriber: Subscriber, recipient: str
+) -> None:
+    result = await WebPushProvider(http).send(settings, _message(recipient, subscriber.metadata))
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_subscription")
+
+
+async def test_an_unknown_urgency_is_refused(
+    http: httpx.AsyncClient,
+    service: PushService,
+    endpoint: str,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    message = _message(endpoint, {**subscriber.metadata, "urgency": "asap"})
+
+    result = await WebPushProvider(http).send(settings, message)
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_message")
+    assert service.requests == []
+
+
+# --- unusable settings --------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "private_key",
+    [
+        pytest.param("not-a-key", id="garbage"),
+        pytest.param(_b64url(b"\x00" * 32), id="zero-scalar"),
+        pytest.param(_pem(ec.generate_private_key(ec.SECP384R1())), id="p384-pem"),
+        pytest.param(_pem(ed25519.Ed25519PrivateKey.generate()), id="ed25519-pem"),
+    ],
+)
+async def test_an_unusable_vapid_key_is_a_config_error(
+    http: httpx.AsyncClient, endpoint: str, subscriber: Subscriber, private_key: str
+) -> None:
+    settings = WebPushSettings(vapid_private_key=private_key, vapid_subject="mailto:a@b.example")
+
+    with pytest.raises(ProviderConfigError, match="vapid_private_key"):
+        await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+
+@pytest.mark.parametrize("subject", ["mailto:nobody", "https://example.com/contact"])
+async def test_a_subject_vapid_refuses_is_a_config_error(
+    http: httpx.AsyncClient,
+    endpoint: str,
+    subscriber: Subscriber,
+    vapid_key: ec.EllipticCurvePrivateKey,
+    subject: str,
+) -> None:
+    settings = WebPushSettings(vapid_private_key=_raw_private(vapid_key), vapid_subject=subject)
+
+    with pytest.raises(ProviderConfigError, match="vapid_subject"):
+        await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
