@@ -24,7 +24,7 @@ from psycopg.types.json import Jsonb
 
 from lqs.domain.delivery import RetryPolicy
 from lqs.simulator import Faults, SimulatorConfig, SimulatorControl, running_simulator
-from lqs.simulator.config import ResendConfig, SinkConfig, TwilioConfig
+from lqs.simulator.config import PushConfig, ResendConfig, SinkConfig, TwilioConfig
 from lqs.worker.dispatcher import DispatcherOptions
 from lqs.worker.run import run_worker
 from tests.e2e.conftest import lqs_env, run_lqs
@@ -419,3 +419,93 @@ def test_set_delivery_validates_before_storing(pipeline_db: str, tmp_path: Any) 
     result = run_lqs(pipeline_db, "clients", "set-delivery", "acme", str(good))
     assert result.returncode == 0, result.stderr
     assert "email" in result.stdout
+
+
+def _push_keys() -> tuple[str, str, str]:
+    """A VAPID private key (PEM), and a browser subscription's p256dh and auth."""
+    import base64
+    import os
+
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    def b64(data: bytes) -> str:
+        return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+    vapid = ec.generate_private_key(ec.SECP256R1())
+    pem = vapid.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    browser = ec.generate_private_key(ec.SECP256R1()).public_key()
+    p256dh = b64(
+        browser.public_bytes(
+            serialization.Encoding.X962, serialization.PublicFormat.UncompressedPoint
+        )
+    )
+    return pem, p256dh, b64(os.urandom(16))
+
+
+def test_push_reaches_the_clients_subscriptions_and_a_410_marks_one_gone(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    pem, p256dh, auth = _push_keys()
+    rules = [{"channel": "push", "to": "client", "template": "lead_qualified_push"}]
+    client_id = _client(
+        pipeline_db,
+        _delivery(simulator, webpush={"vapid_private_key": pem,
+                                      "vapid_subject": "mailto:ops@lqs.example"}),
+        notifications={"qualified": rules, "nurture": rules, "disqualified": rules},
+    )  # fmt: skip
+    [slug] = _rows(pipeline_db, "SELECT slug FROM public.clients WHERE id = %s", client_id)
+    endpoints = [f"{simulator}/push/browser-{n}" for n in (1, 2)]
+    for endpoint in endpoints:
+        added = run_lqs(pipeline_db, "push", "add", "--client", slug["slug"],
+                        "--endpoint", endpoint, "--p256dh", p256dh, "--auth", auth)  # fmt: skip
+        assert added.returncode == 0, added.stderr
+    control.configure(SimulatorConfig(seed=1, push=PushConfig(gone_subscriptions=["browser-2"])))
+    _leads(pipeline_db, client_id, 1)
+
+    _work(pipeline_db, allow_private_webhooks=True)
+
+    comms = {c["recipient"]: c for c in _comms(pipeline_db, client_id)}
+    subscriptions = {
+        s["endpoint"]: s
+        for s in _rows(pipeline_db, "SELECT * FROM public.push_subscriptions WHERE client_id = %s",
+                       client_id)
+    }  # fmt: skip
+    first, second = (subscriptions[e] for e in endpoints)
+    assert comms[str(first["id"])]["status"] == "sent"
+    assert comms[str(first["id"])]["subject"].startswith("New ")
+    assert comms[str(second["id"])]["status"] == "failed"
+    assert first["gone_at"] is None
+    assert second["gone_at"] is not None
+    [pushed] = control.messages("push")
+    assert pushed.recipients == [endpoints[0]] or endpoints[0].endswith(pushed.recipients[0])
+
+    # The next lead's push goes to the live subscription only.
+    _leads(pipeline_db, client_id, 1)
+    _work(pipeline_db, allow_private_webhooks=True)
+    assert len(_comms(pipeline_db, client_id)) == 3
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--endpoint", "ftp://x"], "--endpoint must be an http(s) URL"),
+        (["--p256dh", "abc"], "--p256dh must be a 65-byte"),
+        (["--auth", "abc"], "--auth must be a 16-byte secret"),
+    ],
+)
+def test_push_add_refuses_bad_subscriptions(
+    pipeline_db: str, args: list[str], message: str
+) -> None:
+    _, p256dh, auth = _push_keys()
+    assert run_lqs(pipeline_db, "clients", "create", "Acme", "--slug", "acme").returncode == 0
+    base = {"--endpoint": "https://push.example/x", "--p256dh": p256dh, "--auth": auth}
+    base[args[0]] = args[1]
+    flat = [part for pair in base.items() for part in pair]
+    result = run_lqs(pipeline_db, "push", "add", "--client", "acme", *flat)
+    assert result.returncode == 1
+    assert message in result.stderr

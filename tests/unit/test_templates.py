@@ -467,6 +467,7 @@ def test_the_shipped_templates_are_keyed_by_their_ids() -> None:
     assert set(DEFAULT_TEMPLATES) == {
         "lead_qualified",
         "lead_acknowledgement",
+        "lead_qualified_push",
         "lead_qualified_sms",
     }
     assert all(key == template.template_id for key, template in DEFAULT_TEMPLATES.items())
@@ -554,6 +555,23 @@ def test_the_sms_fits_one_message_even_for_long_values() -> None:
     assert len(rendered.content) <= 160
     assert rendered.content.isascii()  # no "…": it would force a 70-character UCS-2 segment
     assert "\n" not in rendered.content
+
+
+def test_the_push_notification_stays_short_for_long_values() -> None:
+    rendered = TemplateRenderer().render(
+        DEFAULT_TEMPLATES["lead_qualified_push"],
+        _variables(first_name="A" * 200, last_name="B" * 200, company_name="C" * 200),
+    )
+    assert rendered.subject is not None
+    assert rendered.subject.startswith("New ")
+    assert len(rendered.content) <= 150
+
+
+def test_the_push_notification_names_the_lead() -> None:
+    rendered = TemplateRenderer().render(
+        DEFAULT_TEMPLATES["lead_qualified_push"], _variables(**FULL_LEAD)
+    )
+    assert rendered.content == "Ann Lee, Acme (grade B)"
 
 
 def test_the_sms_gives_the_sales_team_a_way_to_call_back() -> None:

@@ -102,6 +102,16 @@ _LEAD_QUALIFIED_SMS = (
     " | truncate(50, true, '...', 0) }}"
 )
 
+# A push notification: a short title and a line of text (push payloads are ~4 KB at most).
+_LEAD_QUALIFIED_PUSH_TITLE = "New {{ outcome }} lead ({{ score }} points)"
+_LEAD_QUALIFIED_PUSH = (
+    _NAME
+    + "{{ (name or lead.email | default('no name given', true)) | truncate(60, true, '...', 0) }}"
+    "{% if lead.company_name | default('', true) %}"
+    ", {{ lead.company_name | truncate(60, true, '...', 0) }}{% endif %}"
+    " (grade {{ grade }})"
+)
+
 DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
     {
         "lead_qualified": MessageTemplate(
@@ -119,6 +129,14 @@ DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
             subject="Thanks for your interest, {{ lead.first_name | default('there', true) }}",
             body=_ACKNOWLEDGEMENT_BODY,
             body_format="html",
+        ),
+        "lead_qualified_push": MessageTemplate(
+            template_id="lead_qualified_push",
+            version=1,
+            channel=CommunicationType.PUSH,
+            subject=_LEAD_QUALIFIED_PUSH_TITLE,
+            body=_LEAD_QUALIFIED_PUSH,
+            body_format="text",
         ),
         "lead_qualified_sms": MessageTemplate(
             template_id="lead_qualified_sms",

@@ -7,7 +7,7 @@ compliance note. Rendering and storage happen elsewhere.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from lqs.domain.clients import ClientSettings, NotificationRule
@@ -29,24 +29,29 @@ class PlannedMessage:
     """None when the message may be sent; otherwise the compliance note."""
 
 
-def _recipient(
-    rule: NotificationRule, settings: ClientSettings, lead: Mapping[str, object]
-) -> str | None:
+def _recipients(
+    rule: NotificationRule,
+    settings: ClientSettings,
+    lead: Mapping[str, object],
+    push_subscriptions: Sequence[str],
+) -> list[str]:
     if rule.to == "client":
         if rule.channel is CommunicationType.EMAIL:
-            return settings.notification_email
-        if rule.channel is CommunicationType.SMS:
-            return settings.notification_phone
-        if rule.channel is CommunicationType.WEBHOOK:
-            return settings.webhook_url
-        return None
+            found = settings.notification_email
+        elif rule.channel is CommunicationType.SMS:
+            found = settings.notification_phone
+        elif rule.channel is CommunicationType.WEBHOOK:
+            found = settings.webhook_url
+        else:  # push: every live subscription of the client's staff
+            return list(push_subscriptions)
+        return [found] if found else []
     if rule.channel is CommunicationType.EMAIL:
         value = lead.get("email")
     elif rule.channel is CommunicationType.SMS:
         value = lead.get("phone")
     else:
         value = None
-    return str(value) if value else None
+    return [str(value)] if value else []
 
 
 def plan_messages(
@@ -54,43 +59,43 @@ def plan_messages(
     settings: ClientSettings,
     lead: Mapping[str, object],
     suppressed: frozenset[tuple[str, str]] = frozenset(),
+    push_subscriptions: Sequence[str] = (),
 ) -> list[PlannedMessage]:
     """The messages ``outcome`` sends for this lead under the client's settings.
 
     A message to the lead needs ``consent_status == granted``; any message to a
     recipient in ``suppressed`` (``(channel, normalised recipient)`` pairs) is rejected.
-    Messages to the client's own notification address are operational: they need no
-    lead consent and are recorded with ``consent_status = granted``.
-    A rule whose recipient is unknown (no address configured, the lead has no phone)
-    plans nothing: there is no one to record a message to.
+    Messages to the client's own addresses are operational: they need no lead consent and
+    are recorded with ``consent_status = granted``. A push rule to the client sends one
+    message to each of ``push_subscriptions`` (the ids of its live subscriptions).
+    A rule whose recipient is unknown (no address configured, the lead has no phone, no
+    subscription) plans nothing: there is no one to record a message to.
     """
     planned = []
     lead_consent = ConsentStatus(str(lead.get("consent_status") or "unknown"))
     for rule in settings.rules_for(outcome):
-        recipient = _recipient(rule, settings, lead)
-        if recipient is None:
-            continue
-        to_lead = rule.to == "lead"
-        consent = lead_consent if to_lead else ConsentStatus.GRANTED
-        rejection = None
-        if to_lead and consent is not ConsentStatus.GRANTED:
-            rejection = (
-                f"lead consent is {consent.value}: messages to the lead need granted consent"
+        for recipient in _recipients(rule, settings, lead, push_subscriptions):
+            to_lead = rule.to == "lead"
+            consent = lead_consent if to_lead else ConsentStatus.GRANTED
+            rejection = None
+            if to_lead and consent is not ConsentStatus.GRANTED:
+                rejection = (
+                    f"lead consent is {consent.value}: messages to the lead need granted consent"
+                )
+            elif (rule.channel.value, normalise_recipient(rule.channel, recipient)) in suppressed:
+                rejection = f"recipient is on the client's {rule.channel.value} suppression list"
+            planned.append(
+                PlannedMessage(
+                    channel=rule.channel,
+                    recipient=recipient,
+                    template_id=rule.template,
+                    priority=rule.priority,
+                    campaign_id=rule.campaign_id,
+                    to_lead=to_lead,
+                    consent_status=consent,
+                    rejection=rejection,
+                )
             )
-        elif (rule.channel.value, normalise_recipient(rule.channel, recipient)) in suppressed:
-            rejection = f"recipient is on the client's {rule.channel.value} suppression list"
-        planned.append(
-            PlannedMessage(
-                channel=rule.channel,
-                recipient=recipient,
-                template_id=rule.template,
-                priority=rule.priority,
-                campaign_id=rule.campaign_id,
-                to_lead=to_lead,
-                consent_status=consent,
-                rejection=rejection,
-            )
-        )
     return planned
 
 

@@ -27,6 +27,7 @@ from lqs.db.outbox import (
     record_communications,
     suppressed_recipients,
 )
+from lqs.db.push import live_push_subscriptions
 from lqs.domain.clients import ClientSettings, parse_client_settings
 from lqs.domain.default_rules import default_rules
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
@@ -61,6 +62,14 @@ class _ClientContext:
     settings: ClientSettings
     rules: RuleSet | None
     rules_error: str | None
+
+    @property
+    def sends_push(self) -> bool:
+        return any(
+            rule.channel is CommunicationType.PUSH
+            for rules in self.settings.notifications.values()
+            for rule in rules
+        )
 
 
 class LeadProcessor:
@@ -103,6 +112,8 @@ class LeadProcessor:
             templates = await latest_templates(conn, client_ids)
 
             scored = [(row, self._score(row, contexts[row["client_id"]])) for row in rows]
+            pushing = [cid for cid, c in contexts.items() if c.sends_push]
+            push = await live_push_subscriptions(conn, pushing) if pushing else {}
             candidates = {
                 (
                     row["client_id"],
@@ -110,7 +121,9 @@ class LeadProcessor:
                     normalise_recipient(message.channel, message.recipient),
                 )
                 for row, outcome in scored
-                for message in self._plan(row, outcome, contexts[row["client_id"]], frozenset())
+                for message in self._plan(
+                    row, outcome, contexts[row["client_id"]], frozenset(), push
+                )
                 if message.recipient is not None
             }
             suppressed: dict[UUID, set[tuple[str, str]]] = {cid: set() for cid in client_ids}
@@ -121,7 +134,7 @@ class LeadProcessor:
             for row, outcome in scored:
                 context = contexts[row["client_id"]]
                 client_suppressed = frozenset(suppressed[row["client_id"]])
-                for message in self._plan(row, outcome, context, client_suppressed):
+                for message in self._plan(row, outcome, context, client_suppressed, push):
                     communications.append(
                         self._communication(row, outcome, message, context, templates)
                     )
@@ -186,8 +199,15 @@ class LeadProcessor:
         outcome: LeadOutcome,
         context: _ClientContext,
         suppressed: frozenset[tuple[str, str]],
+        push: Mapping[UUID, list[str]],
     ) -> list[PlannedMessage]:
-        return plan_messages(LeadStatus(outcome.status), context.settings, row, suppressed)
+        return plan_messages(
+            LeadStatus(outcome.status),
+            context.settings,
+            row,
+            suppressed,
+            push.get(row["client_id"], ()),
+        )
 
     def _communication(
         self,
