@@ -100,13 +100,40 @@ def _work(url: str, settle: float = 5.0, **options: Any) -> Any:
     return asyncio.run(run_worker(url, once=True, dispatcher_options=opts, settle=settle))
 
 
-def _requests_per_key(control: SimulatorControl, provider: str) -> dict[str, int]:
+def _requests_per_communication(control: SimulatorControl, provider: str) -> dict[str, int]:
+    """How many requests carried each communication (alone, or in a batch)."""
     counts: dict[str, int] = {}
     for request in control.requests(provider):
-        key = request.headers.get("idempotency-key") or request.headers.get("Idempotency-Key")
-        if key:
-            counts[key] = counts.get(key, 0) + 1
+        body = json.loads(request.body or "null")
+        emails = body if isinstance(body, list) else [body]
+        for email in emails:
+            tags = {t["name"]: t["value"] for t in (email or {}).get("tags", [])}
+            comm_id = tags.get("communication_id")
+            if comm_id:
+                counts[comm_id] = counts.get(comm_id, 0) + 1
     return counts
+
+
+def _accepted_per_communication(control: SimulatorControl, provider: str) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for message in control.messages(provider):
+        comm_id = message.tags.get("communication_id") or message.custom_args.get(
+            "communication_id"
+        )
+        if comm_id:
+            counts[comm_id] = counts.get(comm_id, 0) + 1
+    return counts
+
+
+def _attempt_counts(url: str, client_id: str) -> dict[str, int]:
+    rows = _rows(
+        url,
+        "SELECT a.communication_id, count(*) AS n FROM public.delivery_attempts a"
+        " JOIN public.communications c ON c.id = a.communication_id WHERE c.client_id = %s"
+        " GROUP BY a.communication_id",
+        client_id,
+    )
+    return {str(r["communication_id"]): r["n"] for r in rows}
 
 
 def test_worker_once_sends_every_pending_communication_through_the_simulator(
@@ -145,7 +172,17 @@ def test_worker_once_sends_every_pending_communication_through_the_simulator(
         assert comm["provider"] == message.provider
         assert comm["recipient"] in message.recipients
         if message.provider == "resend":
-            assert message.idempotency_key == str(comm["id"])
+            # Sent alone (the key is the communication id) or in a batch (the batch's key,
+            # stored with its members so that a retry replays it).
+            assert message.tags["communication_id"] == str(comm["id"])
+            assert message.idempotency_key is not None
+            if message.idempotency_key != str(comm["id"]):
+                [batch] = _rows(
+                    pipeline_db,
+                    "SELECT members FROM public.provider_batches WHERE batch_key = %s",
+                    message.idempotency_key,
+                )
+                assert comm["id"] in batch["members"]
             assert message.subject == comm["subject"]
             assert message.html == comm["content"]
         if message.provider == "sendgrid":
@@ -155,31 +192,80 @@ def test_worker_once_sends_every_pending_communication_through_the_simulator(
     assert _rows(pipeline_db, "SELECT count(*) AS n FROM public.delivery_queue")[0]["n"] == 0
 
 
+@pytest.mark.parametrize("batches", [False, True], ids=["alone", "in-batches-of-2"])
 def test_30_percent_server_errors_end_sent_or_failed_with_exact_retry_counts(
-    pipeline_db: str, simulator: str, control: SimulatorControl
+    pipeline_db: str, simulator: str, control: SimulatorControl, batches: bool
 ) -> None:
     control.configure(SimulatorConfig(seed=11, resend=ResendConfig(
         faults=Faults(error_rates={500: 0.3}))))  # fmt: skip
     client_id = _client(pipeline_db, _delivery(simulator))
     _leads(pipeline_db, client_id, 40)
 
-    _work(pipeline_db)
+    _work(pipeline_db, resend_batches=batches, batch_size=2 if batches else 100)
 
     comms = _comms(pipeline_db, client_id)
     assert len(comms) == 40
-    requests = _requests_per_key(control, "resend")
-    outcomes = {c["status"] for c in comms}
-    assert outcomes <= {"sent", "failed"}
+    attempts = _attempt_counts(pipeline_db, client_id)
+    carried = _requests_per_communication(control, "resend")
+    accepted = _accepted_per_communication(control, "resend")
+    assert {c["status"] for c in comms} <= {"sent", "failed"}
     for comm in comms:
-        calls = requests[str(comm["id"])]
+        key = str(comm["id"])
+        assert carried[key] >= attempts[key]
         if comm["status"] == "sent":
-            assert comm["retry_count"] == calls - 1
+            assert comm["retry_count"] == attempts[key] - 1
+            assert accepted[key] == 1
         else:
-            assert (comm["retry_count"], calls) == (3, 4)
+            assert (comm["retry_count"], attempts[key]) == (3, 4)
             assert comm["error_message"].startswith("gave up after 4 attempts")
-    counts = control.idempotency_counts()
-    assert all(counts.get(str(c["id"]), 0) == (1 if c["status"] == "sent" else 0) for c in comms)
+            assert accepted.get(key, 0) == 0
     assert any(c["retry_count"] > 0 for c in comms)
+
+
+def test_a_failed_batch_is_replayed_verbatim_under_its_key(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(
+        faults=Faults(script=["500", "drop", "hang", "ok"], hang_seconds=1))))  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator))
+    _leads(pipeline_db, client_id, 5)
+
+    _work(pipeline_db, timeout=0.3)
+
+    comms = _comms(pipeline_db, client_id)
+    assert {c["status"] for c in comms} == {"sent"}
+    batch_requests = [r for r in control.requests("resend") if r.path == "/emails/batch"]
+    assert len({r.headers["idempotency-key"] for r in batch_requests}) == 1
+    assert len({r.body for r in batch_requests}) == 1
+    assert len(control.messages("resend")) == 5
+    accepted = _accepted_per_communication(control, "resend")
+    assert all(accepted[str(c["id"])] == 1 for c in comms)
+    # Every member counts its own attempts: retries replay the batch for whoever is due.
+    attempts = _attempt_counts(pipeline_db, client_id)
+    assert all(c["retry_count"] == attempts[str(c["id"])] - 1 for c in comms)
+
+
+def test_a_bad_address_in_a_batch_fails_alone(
+    pipeline_db: str, simulator: str, control: SimulatorControl
+) -> None:
+    rules = [{"channel": "email", "to": "client", "template": "lead_qualified"},
+             {"channel": "email", "to": "lead", "template": "lead_acknowledgement"}]  # fmt: skip
+    client_id = _client(pipeline_db, _delivery(simulator),
+                        notifications={"qualified": rules, "nurture": rules,
+                                       "disqualified": rules})  # fmt: skip
+    _leads(pipeline_db, client_id, 3)
+    [bad] = _rows(pipeline_db, "SELECT email FROM public.leads WHERE client_id = %s LIMIT 1",
+                  client_id)  # fmt: skip
+    control.configure(SimulatorConfig(seed=1, resend=ResendConfig(
+        invalid_recipients=[bad["email"]])))  # fmt: skip
+
+    _work(pipeline_db)
+
+    comms = _comms(pipeline_db, client_id)
+    failed = [c for c in comms if c["status"] == "failed"]
+    assert [c["recipient"] for c in failed] == [bad["email"]]
+    assert failed[0]["error_message"].startswith("resend batch email ")
+    assert {c["status"] for c in comms if c["recipient"] != bad["email"]} == {"sent"}
 
 
 def test_429_with_retry_after_is_honoured(
@@ -239,12 +325,13 @@ def test_accept_then_timeout_and_drop_never_send_twice_through_resend(
     client_id = _client(pipeline_db, _delivery(simulator))
     _leads(pipeline_db, client_id, 60)
 
-    _work(pipeline_db, timeout=0.5)
+    # One request per message, so that 5% of calls means several faults (batches: below).
+    _work(pipeline_db, timeout=0.5, resend_batches=False)
 
     comms = _comms(pipeline_db, client_id)
     assert {c["status"] for c in comms} == {"sent"}
-    counts = control.idempotency_counts()
-    assert [counts.get(str(c["id"])) for c in comms] == [1] * 60
+    accepted = _accepted_per_communication(control, "resend")
+    assert [accepted.get(str(c["id"])) for c in comms] == [1] * 60
     assert len(control.messages("resend")) == 60
     retried = [c for c in comms if c["retry_count"] > 0]
     assert retried, "the seed should inject at least one fault"

@@ -136,7 +136,7 @@ async def _queued(pool: AsyncConnectionPool, comm_id: UUID) -> dict[str, Any] | 
 def _dispatcher(pool: AsyncConnectionPool, **providers: Scripted) -> Dispatcher:
     return Dispatcher(
         pool,
-        DispatcherOptions(policy=FAST, concurrency=8, batch_size=10),
+        DispatcherOptions(resend_batches=False, policy=FAST, concurrency=8, batch_size=10),
         providers={"resend": providers.get("resend", Scripted("resend")),
                    "sendgrid": providers.get("sendgrid", Scripted("sendgrid"))},
     )  # fmt: skip
@@ -196,7 +196,7 @@ async def test_transient_failures_stop_at_max_retries_with_an_exact_count(
     resend = Scripted("resend", lambda m, n: transient())
     dispatcher = Dispatcher(
         pool,
-        DispatcherOptions(policy=FAST),
+        DispatcherOptions(resend_batches=False, policy=FAST),
         providers={"resend": resend, "sendgrid": resend},
     )
     # No failover here: both "providers" fail the same way.
@@ -250,7 +250,7 @@ async def test_email_fails_over_to_the_secondary_after_consecutive_transient_fai
     sendgrid = Scripted("sendgrid")
     dispatcher = Dispatcher(
         pool,
-        DispatcherOptions(policy=FAST, concurrency=1, batch_size=1),
+        DispatcherOptions(resend_batches=False, policy=FAST, concurrency=1, batch_size=1),
         providers={"resend": resend, "sendgrid": sendgrid},
     )
 
@@ -458,3 +458,22 @@ async def test_redrive_leaves_communications_that_did_not_fail_alone(
     async with pool.connection() as conn, conn.transaction():
         assert await redrive_failed(conn, [comm_id], None) == []
     assert (await _comm(pool, comm_id))["status"] == "pending"
+
+
+async def test_settings_a_provider_cannot_use_fail_the_message_with_its_reason(
+    pool: AsyncConnectionPool,
+) -> None:
+    from lqs.providers.base import ProviderConfigError
+
+    _, [comm_id] = await _pending(pool)
+
+    def unusable(message: OutboundMessage, n: int) -> SendResult:
+        raise ProviderConfigError("resend.api_key: expected the API key (re_…)")
+
+    async with _dispatcher(pool, resend=Scripted("resend", unusable)) as dispatcher:
+        await dispatcher.drain()
+
+    comm = await _comm(pool, comm_id)
+    assert (comm["status"], comm["error_message"]) == (
+        "failed", "resend: resend.api_key: expected the API key (re_…)",
+    )  # fmt: skip

@@ -36,6 +36,8 @@ class Tenant:
     api_key: UUID
     template: UUID
     suppression: UUID
+    push_subscription: UUID
+    batch_key: str
 
 
 @dataclass(frozen=True)
@@ -94,7 +96,25 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         "INSERT INTO public.lead_import_rows (client_id, row_hash, lead_id) VALUES (%s, %s, %s)",
         (client, uuid.uuid4().bytes * 2, lead),
     )
-    return Tenant(client, admin, member, lead, communication, api_key, template, suppression)
+    conn.execute(
+        "INSERT INTO public.delivery_attempts (communication_id, client_id, attempt, provider,"
+        " started_at, finished_at, latency_ms, outcome, recorded)"
+        " VALUES (%s, %s, 1, 'resend', now(), now(), 1, 'accepted', true)",
+        (communication, client),
+    )
+    push_subscription = one(
+        "INSERT INTO public.push_subscriptions (client_id, endpoint, p256dh, auth)"
+        " VALUES (%s, %s, %s, %s) RETURNING id",
+        client, f"https://push.example/{slug}", "B" * 87, "A" * 22,
+    )  # fmt: skip
+    batch_key = f"batch-{slug}"
+    conn.execute(
+        "INSERT INTO public.provider_batches (batch_key, client_id, provider, payload, members)"
+        " VALUES (%s, %s, 'resend', '[]', %s)",
+        (batch_key, client, [communication]),
+    )
+    return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
+                  push_subscription, batch_key)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -151,10 +171,25 @@ TABLES = [
     ("delivery_queue", "communication_id", "communication"),
     ("idempotency_keys", "client_id", "client"),
     ("lead_import_rows", "client_id", "client"),
+    ("delivery_attempts", "communication_id", "communication"),
+    ("push_subscriptions", "id", "push_subscription"),
+    ("provider_batches", "batch_key", "batch_key"),
 ]
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
-                 "suppressions", "delivery_queue"}  # fmt: skip
+                 "suppressions", "delivery_queue", "delivery_attempts",
+                 "push_subscriptions"}  # fmt: skip
+
+
+async def test_every_table_is_covered(migrated_db: str) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        rows = conn.execute(
+            "SELECT c.relname, c.relrowsecurity FROM pg_class c"
+            " JOIN pg_namespace n ON n.oid = c.relnamespace"
+            " WHERE n.nspname = 'public' AND c.relkind = 'r'"
+        ).fetchall()
+    assert {name for name, _ in rows} == {table for table, _, _ in TABLES}
+    assert all(enabled for _, enabled in rows)
 
 
 @pytest.mark.parametrize(("table", "key", "attr"), TABLES)

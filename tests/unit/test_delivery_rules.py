@@ -7,6 +7,7 @@ import random
 import time
 from typing import Any
 
+import httpx
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
@@ -20,7 +21,7 @@ from lqs.domain.delivery import (
     parse_delivery_settings,
     provider_for,
 )
-from lqs.providers.base import parse_retry_after, redact
+from lqs.providers.base import parse_retry_after, redact, transport_failure
 from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
 
 POLICY = RetryPolicy(base_delay=10, max_delay=100, horizon=1000)
@@ -240,3 +241,20 @@ def test_limits_refuse_nonsense() -> None:
         ProviderLimits(rate=0)
     with pytest.raises(ValueError, match="concurrency"):
         ProviderLimits(concurrency=0)
+
+
+@pytest.mark.parametrize(
+    ("error", "verdict", "code"),
+    [
+        (httpx.ConnectTimeout("slow"), "transient", "timeout"),
+        (httpx.ReadTimeout("slow"), "transient", "timeout"),
+        (httpx.RemoteProtocolError("peer closed"), "transient", "connection_dropped"),
+        (httpx.ConnectError("refused"), "transient", "connection_error"),
+        (httpx.LocalProtocolError("bad header"), "permanent", "invalid_request"),
+        (httpx.UnsupportedProtocol("gopher://"), "permanent", "invalid_request"),
+    ],
+)
+def test_transport_failures_are_classified(error: httpx.HTTPError, verdict: str, code: str) -> None:
+    result = transport_failure(error)
+    assert (result.verdict.value, result.error_code) == (verdict, code)
+    assert result.http_status is None

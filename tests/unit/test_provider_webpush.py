@@ -1,7 +1,9 @@
 """The web push adapter against a local push service that records what it receives.
 
 Every key is generated here: the VAPID pair the sender signs with, and the subscriber's
-P-256 pair and auth secret that only the "browser" (this test) can decrypt with.
+P-256 pair and auth secret that only the "browser" (this test) can decrypt with. The push
+service listens on 127.0.0.1, so the provider is built with ``allow_private=True`` except
+where the SSRF guard is under test.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
@@ -208,7 +210,7 @@ async def test_the_body_decrypts_with_the_subscribers_key(
 ) -> None:
     message = _message(endpoint, subscriber.metadata, content="Ann Lee scored 87 — café")
 
-    result = await WebPushProvider(http).send(settings, message)
+    result = await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert result.verdict is Verdict.ACCEPTED
     [request] = service.requests
@@ -233,7 +235,9 @@ async def test_the_vapid_jwt_verifies_and_names_the_push_service(
 ) -> None:
     before = int(time.time())
 
-    await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     token, public = _vapid_token(service.requests[0].headers["authorization"])
     assert public == _b64url(_point(vapid_key))
@@ -255,7 +259,9 @@ async def test_a_pem_vapid_key_signs_as_well_as_a_raw_one(
         vapid_private_key=_pem(vapid_key), vapid_subject="https://example.com"
     )
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     assert result.accepted
     token, _ = _vapid_token(service.requests[0].headers["authorization"])
@@ -274,7 +280,7 @@ async def test_urgency_from_the_metadata_is_sent(
 ) -> None:
     message = _message(endpoint, {**subscriber.metadata, "urgency": "high"})
 
-    await WebPushProvider(http).send(settings, message)
+    await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert service.requests[0].headers["urgency"] == "high"
 
@@ -291,7 +297,9 @@ async def test_a_201_is_accepted_with_the_location_as_external_id(
 ) -> None:
     service.headers = {"Location": "https://push.example.net/m/abc"}
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     assert result.verdict is Verdict.ACCEPTED
     assert (result.http_status, result.external_id) == (201, "https://push.example.net/m/abc")
@@ -330,7 +338,9 @@ async def test_each_status_maps_to_its_verdict(
     service.status = status
     service.headers = {"Location": f"{endpoint}/moved"} if status == 307 else {}
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     assert (result.verdict, result.recipient_gone, result.error_code) == (verdict, gone, code)
     assert result.http_status == status
@@ -346,7 +356,9 @@ async def test_a_429_honours_retry_after(
 ) -> None:
     service.status, service.headers = 429, {"Retry-After": "120"}
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     assert result.verdict is Verdict.TRANSIENT
     assert (result.retry_after, result.rate_limited) == (120.0, True)
@@ -361,7 +373,9 @@ async def test_the_push_services_reason_is_in_the_error_message(
 ) -> None:
     service.status, service.body = 403, b'{"reason": "BadJwtToken"}'
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
 
     assert result.verdict is Verdict.PERMANENT
     assert result.error_message == "HTTP 403: BadJwtToken"
@@ -374,7 +388,9 @@ async def test_a_silent_push_service_is_a_transient_timeout(
     service.hang = True
 
     async with httpx.AsyncClient(timeout=0.2) as http:
-        result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+        result = await WebPushProvider(http, allow_private=True).send(
+            settings, _message(endpoint, subscriber.metadata)
+        )
 
     assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "timeout")
 
@@ -392,7 +408,7 @@ async def test_a_refused_connection_is_transient(
 ) -> None:
     message = _message(f"http://127.0.0.1:{closed_port}/push", subscriber.metadata)
 
-    result = await WebPushProvider(http).send(settings, message)
+    result = await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "connection_error")
 
@@ -413,7 +429,7 @@ async def test_the_largest_payload_that_fits_in_4096_bytes_is_sent(
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    provider = WebPushProvider(http)
+    provider = WebPushProvider(http, allow_private=True)
     message = _message(endpoint, subscriber.metadata, content=_content_for(provider, 3993))
 
     result = await provider.send(settings, message)
@@ -430,7 +446,7 @@ async def test_a_payload_over_4096_bytes_encrypted_is_refused_before_sending(
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    provider = WebPushProvider(http)
+    provider = WebPushProvider(http, allow_private=True)
     message = _message(endpoint, subscriber.metadata, content=_content_for(provider, 3994))
 
     result = await provider.send(settings, message)
@@ -485,7 +501,9 @@ async def test_missing_or_broken_subscription_keys_are_refused_before_sending(
     keys: Callable[[Subscriber], dict[str, str]],
     problem: str,
 ) -> None:
-    result = await WebPushProvider(http).send(settings, _message(endpoint, keys(subscriber)))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, keys(subscriber))
+    )
 
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_subscription")
     assert result.error_message is not None
@@ -505,7 +523,9 @@ async def test_padded_standard_base64_keys_are_accepted(
         "auth": base64.b64encode(subscriber.auth).decode(),
     }
 
-    result = await WebPushProvider(http).send(settings, _message(endpoint, metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, metadata)
+    )
 
     assert result.accepted
     assert subscriber.decrypt(service.requests[0].body)["title"] == "New lead"
@@ -517,7 +537,9 @@ async def test_padded_standard_base64_keys_are_accepted(
 async def test_an_endpoint_that_is_not_an_http_url_is_refused(
     http: httpx.AsyncClient, settings: WebPushSettings, subscriber: Subscriber, recipient: str
 ) -> None:
-    result = await WebPushProvider(http).send(settings, _message(recipient, subscriber.metadata))
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(recipient, subscriber.metadata)
+    )
 
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_subscription")
 
@@ -531,7 +553,7 @@ async def test_an_unknown_urgency_is_refused(
 ) -> None:
     message = _message(endpoint, {**subscriber.metadata, "urgency": "asap"})
 
-    result = await WebPushProvider(http).send(settings, message)
+    result = await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_message")
     assert service.requests == []
@@ -555,7 +577,9 @@ async def test_an_unusable_vapid_key_is_a_config_error(
     settings = WebPushSettings(vapid_private_key=private_key, vapid_subject="mailto:a@b.example")
 
     with pytest.raises(ProviderConfigError, match="vapid_private_key"):
-        await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+        await WebPushProvider(http, allow_private=True).send(
+            settings, _message(endpoint, subscriber.metadata)
+        )
 
 
 @pytest.mark.parametrize("subject", ["mailto:nobody", "https://example.com/contact"])
@@ -569,4 +593,262 @@ async def test_a_subject_vapid_refuses_is_a_config_error(
     settings = WebPushSettings(vapid_private_key=_raw_private(vapid_key), vapid_subject=subject)
 
     with pytest.raises(ProviderConfigError, match="vapid_subject"):
-        await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+        await WebPushProvider(http, allow_private=True).send(
+            settings, _message(endpoint, subscriber.metadata)
+        )
+
+
+# --- the SSRF guard: endpoints come from whoever registered the subscription -----------
+
+
+class FakeDns:
+    """Answers for the names in ``answers`` (addresses, or an error to raise); other names
+    and literals go to the real resolver. ``asked`` lists the faked names looked up."""
+
+    def __init__(self, real: Any) -> None:
+        self._real = real
+        self.answers: dict[str, list[str] | OSError] = {}
+        self.asked: list[str] = []
+
+    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        name = host.decode() if isinstance(host, bytes) else host
+        if name not in self.answers:
+            return await self._real(host, port, *args, **kwargs)
+        self.asked.append(name)
+        answer = self.answers[name]
+        if isinstance(answer, OSError):
+            raise answer
+        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer]
+
+
+@pytest.fixture
+async def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
+    loop = asyncio.get_running_loop()
+    fake = FakeDns(loop.getaddrinfo)
+    monkeypatch.setattr(loop, "getaddrinfo", fake.getaddrinfo)
+    return fake
+
+
+@pytest.fixture
+def listener() -> Iterator[socket.socket]:
+    """A socket listening on 127.0.0.1 that nothing accepts from: a connection attempt
+    leaves a connection in its backlog."""
+    with socket.create_server(("127.0.0.1", 0)) as sock:
+        sock.setblocking(False)
+        yield sock
+
+
+def _was_connected(sock: socket.socket) -> bool:
+    try:
+        connection, _ = sock.accept()
+    except BlockingIOError:
+        return False
+    connection.close()
+    return True
+
+
+@pytest.fixture
+async def recording_transport() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Request]]]:
+    """A client whose transport only records and answers 201: nothing leaves the test."""
+    seen: list[httpx.Request] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        return httpx.Response(201)
+
+    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
+        yield client, seen
+
+
+# IPv6 literals never get this far: a push endpoint must name a host (the VAPID audience).
+_LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "2130706433", "0x7f.1"]
+
+
+@pytest.mark.parametrize("host", _LOOPBACK_HOSTS)
+async def test_a_loopback_endpoint_makes_no_connection_at_all(
+    http: httpx.AsyncClient,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    listener: socket.socket,
+    host: str,
+) -> None:
+    endpoint = f"http://{host}:{listener.getsockname()[1]}/push/sub-1"
+
+    result = await WebPushProvider(http).send(settings, _message(endpoint, subscriber.metadata))
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "ssrf_refused")
+    assert result.http_status is None
+    assert result.error_message is not None
+    assert "loopback" in result.error_message
+    assert not _was_connected(listener)
+
+
+@pytest.mark.parametrize("host", _LOOPBACK_HOSTS)
+async def test_with_private_addresses_allowed_the_same_endpoint_does_connect(
+    settings: WebPushSettings, subscriber: Subscriber, listener: socket.socket, host: str
+) -> None:
+    # The control for the test above: its listener would have seen a connection.
+    endpoint = f"http://{host}:{listener.getsockname()[1]}/push/sub-1"
+
+    async with httpx.AsyncClient(timeout=0.2) as http:
+        result = await WebPushProvider(http, allow_private=True).send(
+            settings, _message(endpoint, subscriber.metadata)
+        )
+
+    assert result.error_code == "timeout"  # connected; the listener never answers
+    assert _was_connected(listener)
+
+
+@pytest.mark.parametrize(
+    ("host", "shown"),
+    [
+        ("10.0.0.1", "10.0.0.1 (private)"),
+        ("172.16.5.4", "172.16.5.4 (private)"),
+        ("192.168.0.10", "192.168.0.10 (private)"),
+        ("169.254.169.254", "169.254.169.254 (link-local)"),
+        ("100.64.0.1", "100.64.0.1 (shared address space (carrier-grade NAT))"),
+        ("0.0.0.0", "0.0.0.0 (unspecified)"),  # noqa: S104
+    ],
+)
+async def test_a_non_public_literal_endpoint_is_refused_before_any_request(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    host: str,
+    shown: str,
+) -> None:
+    http, seen = recording_transport
+
+    result = await WebPushProvider(http).send(
+        settings, _message(f"https://{host}/push/sub-1", subscriber.metadata)
+    )
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "ssrf_refused")
+    assert result.error_message is not None
+    assert result.error_message.startswith(f"refusing to connect to {shown}")
+    assert seen == []
+
+
+async def test_a_name_that_resolves_to_a_private_address_is_refused(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    dns: FakeDns,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    http, seen = recording_transport
+    dns.answers["push.example.test"] = ["93.184.216.34", "10.1.2.3"]
+
+    result = await WebPushProvider(http).send(
+        settings, _message("https://push.example.test/sub-1", subscriber.metadata)
+    )
+
+    assert result.error_code == "ssrf_refused"
+    assert result.error_message is not None
+    assert result.error_message.startswith(
+        "refusing to connect to 10.1.2.3, the address of push.example.test (private)"
+    )
+    assert seen == []
+
+
+async def test_a_public_endpoint_is_posted_to_the_checked_address_under_its_name(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    dns: FakeDns,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    vapid_key: ec.EllipticCurvePrivateKey,
+) -> None:
+    http, seen = recording_transport
+    dns.answers["push.example.test"] = ["93.184.216.34"]
+
+    result = await WebPushProvider(http).send(
+        settings, _message("https://push.example.test:8443/wpush/sub-1", subscriber.metadata)
+    )
+
+    assert result.accepted
+    [request] = seen
+    assert str(request.url) == "https://93.184.216.34:8443/wpush/sub-1"
+    assert request.headers["host"] == "push.example.test:8443"
+    assert request.extensions["sni_hostname"] == "push.example.test"
+    assert dns.asked == ["push.example.test"]
+    # The VAPID audience is the push service's origin, not the address connected to.
+    token, _ = _vapid_token(request.headers["authorization"])
+    claims = jwt.decode(
+        token,
+        vapid_key.public_key(),
+        algorithms=["ES256"],
+        audience="https://push.example.test:8443",
+    )
+    assert claims["sub"] == "mailto:ops@example.com"
+
+
+async def test_the_name_is_resolved_once_and_that_address_is_connected(
+    http: httpx.AsyncClient,
+    dns: FakeDns,
+    service: PushService,
+    push_service: tuple[PushService, int],
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    # httpx is handed the address: if it resolved the name again, asked would say so.
+    dns.answers["push.example.test"] = ["127.0.0.1"]
+    endpoint = f"http://push.example.test:{push_service[1]}/wpush/v2/sub-123"
+
+    result = await WebPushProvider(http, allow_private=True).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
+
+    assert result.accepted
+    assert dns.asked == ["push.example.test"]
+    assert service.requests[0].headers["host"] == f"push.example.test:{push_service[1]}"
+
+
+async def test_an_endpoint_whose_name_does_not_resolve_is_transient(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    dns: FakeDns,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    http, seen = recording_transport
+    dns.answers["gone.example.test"] = socket.gaierror(socket.EAI_NONAME, "Name not known")
+
+    result = await WebPushProvider(http).send(
+        settings, _message("https://gone.example.test/sub-1", subscriber.metadata)
+    )
+
+    assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "connection_error")
+    assert result.error_message is not None
+    assert "cannot resolve gone.example.test" in result.error_message
+    assert seen == []
+
+
+async def test_an_allowed_host_skips_the_address_check(
+    http: httpx.AsyncClient,
+    service: PushService,
+    push_service: tuple[PushService, int],
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+) -> None:
+    endpoint = f"http://LOCALHOST:{push_service[1]}/wpush/v2/sub-123"
+
+    result = await WebPushProvider(http, allowed_hosts={"localhost"}).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
+
+    assert result.accepted
+    assert len(service.requests) == 1
+
+
+async def test_allowed_hosts_do_not_open_other_names(
+    http: httpx.AsyncClient,
+    settings: WebPushSettings,
+    subscriber: Subscriber,
+    listener: socket.socket,
+) -> None:
+    endpoint = f"http://127.0.0.1:{listener.getsockname()[1]}/push/sub-1"
+
+    result = await WebPushProvider(http, allowed_hosts={"localhost"}).send(
+        settings, _message(endpoint, subscriber.metadata)
+    )
+
+    assert result.error_code == "ssrf_refused"
+    assert not _was_connected(listener)

@@ -46,6 +46,7 @@ class ClaimedMessage:
     push_p256dh: str | None
     push_auth: str | None
     push_gone: bool
+    batch_key: str | None
 
 
 _CLAIM = """
@@ -64,7 +65,7 @@ WITH due AS (
         next_attempt_at = now() + make_interval(secs => %(lease)s)
     FROM due
     WHERE q.communication_id = due.communication_id
-    RETURNING q.communication_id, q.attempts, q.to_lead, q.priority
+    RETURNING q.communication_id, q.attempts, q.to_lead, q.priority, q.batch_key
 )
 SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lead_id,
        c.type AS channel, c.recipient, c.subject, c.content,
@@ -78,7 +79,7 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
                                     ELSE btrim(c.recipient) END
        ) AS suppressed,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
-       coalesce(p.gone_at IS NOT NULL, false) AS push_gone
+       coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
@@ -349,3 +350,54 @@ async def redrive_failed(
     if redriven:
         await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
     return redriven
+
+
+@dataclass(frozen=True)
+class StoredBatch:
+    """A batch request as first sent: replayed verbatim by the retries of its members."""
+
+    batch_key: str
+    provider: str
+    body: str
+    """The request body exactly as first sent (JSON text)."""
+    members: list[UUID]
+
+
+class _LeaseLost(Exception):
+    pass
+
+
+async def store_batch(
+    conn: AsyncConnection, owner: str, batch: StoredBatch, client_id: UUID
+) -> bool:
+    """Record a batch before it is sent and mark its members, whose leases ``owner`` must
+    still hold. One transaction: returns False, storing nothing, if any lease was lost."""
+    try:
+        async with conn.transaction():
+            cur = await conn.execute(
+                "UPDATE public.delivery_queue SET batch_key = %s"
+                " WHERE communication_id = ANY(%s) AND lease_owner = %s AND batch_key IS NULL",
+                (batch.batch_key, batch.members, owner),
+            )
+            if cur.rowcount != len(batch.members):
+                raise _LeaseLost
+            await conn.execute(
+                "INSERT INTO public.provider_batches"
+                " (batch_key, client_id, provider, payload, members) VALUES (%s, %s, %s, %s, %s)",
+                (batch.batch_key, client_id, batch.provider, batch.body, batch.members),
+            )
+    except _LeaseLost:
+        return False
+    return True
+
+
+async def load_batches(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, StoredBatch]:
+    """The stored batches with these keys."""
+    cur = await conn.execute(
+        "SELECT batch_key, provider, payload::text, members FROM public.provider_batches"
+        " WHERE batch_key = ANY(%s)",
+        (list(keys),),
+    )
+    return {
+        row[0]: StoredBatch(row[0], row[1], row[2], list(row[3])) for row in await cur.fetchall()
+    }

@@ -176,7 +176,13 @@ def classify_status(
 
 
 def transport_failure(exc: httpx.HTTPError) -> SendResult:
-    """A request that got no usable answer: timeouts and connection errors are transient."""
+    """A request that got no usable answer: timeouts and connection errors are transient;
+    a request we could not even build (a malformed header, say) is permanent."""
+    if isinstance(exc, httpx.LocalProtocolError | httpx.UnsupportedProtocol):
+        detail = str(exc) or type(exc).__name__
+        return SendResult(
+            Verdict.PERMANENT, None, error_code="invalid_request", error_message=detail
+        )
     if isinstance(exc, httpx.TimeoutException):
         code = "timeout"
     elif isinstance(exc, httpx.RemoteProtocolError):
@@ -190,3 +196,19 @@ def transport_failure(exc: httpx.HTTPError) -> SendResult:
 def refused(code: str, reason: str) -> SendResult:
     """A message refused before any request was made (it could never be sent as it is)."""
     return SendResult(Verdict.PERMANENT, None, error_code=code, error_message=reason)
+
+
+def bearer(api_key: str, setting: str) -> str:
+    """The ``Authorization: Bearer`` value for an API key from the setting ``setting``.
+
+    Raises:
+        ProviderConfigError: the key is empty or holds characters a header cannot carry
+            (httpx would refuse the header before sending, which would look like a
+            network error and be retried, though no retry can ever succeed).
+    """
+    key = api_key.strip()
+    if not key or not (key.isascii() and key.isprintable()):
+        raise ProviderConfigError(
+            f"{setting}: the API key is empty or holds control or non-ASCII characters"
+        )
+    return f"Bearer {key}"

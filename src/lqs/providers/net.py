@@ -17,6 +17,8 @@ from typing import Any
 
 import httpx
 
+from lqs.providers.base import SendResult, refused, transport_failure
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 _PRIVATE_IPV4 = tuple(
@@ -122,3 +124,72 @@ def _is_ip_literal(raw_host: bytes) -> bool:
     except ValueError:
         return False
     return True
+
+
+def shown(host: str, address: IPAddress) -> str:
+    """``address`` as the URL wrote it, or as the address ``host`` resolves to."""
+    try:
+        literal = ipaddress.ip_address(host)
+    except ValueError:
+        return f"{address}, the address of {host}"
+    return host if literal == address else f"{address}, the address of {host}"
+
+
+async def post_pinned(
+    http: httpx.AsyncClient,
+    url: httpx.URL,
+    body: bytes,
+    headers: dict[str, str],
+    *,
+    allow_private: bool,
+    allowed_hosts: frozenset[str],
+    what: str,
+    request_timeout: float | None = None,
+    stream: bool = False,
+) -> SendResult | httpx.Response:
+    """POST to a destination someone else chose, connecting only to checked addresses.
+
+    The host is resolved once; unless ``allow_private`` (or the host is in
+    ``allowed_hosts``) every address must be public, else the request is refused
+    (``ssrf_refused``, naming the address and ``what`` must reach) without connecting. The
+    request then goes to a checked address itself (:func:`pinned`), the next one if it
+    cannot be reached, never following redirects and never sending cookies. Returns the
+    response (unread if ``stream``), or the result that says why there is none.
+    """
+    host = url.raw_host.decode("ascii")
+    try:
+        addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
+    except OSError as exc:
+        return transport_failure(httpx.ConnectError(f"cannot resolve {host}: {exc}"))
+    if not allow_private and host.lower().rstrip(".") not in allowed_hosts:
+        for address in addresses:
+            reason = refusal_reason(address)
+            if reason is not None:
+                return refused(
+                    "ssrf_refused",
+                    f"refusing to connect to {shown(host, address)} ({reason}): "
+                    f"{what} must reach a public address",
+                )
+    failure: httpx.ConnectError | None = None
+    # Every address was checked; if one cannot be reached (say IPv6 without a route) the
+    # next is tried, as a connection to the name itself would.
+    for address in addresses:
+        target, pinning, extensions = pinned(url, address)
+        request = http.build_request(
+            "POST",
+            target,
+            content=body,
+            headers={**headers, **pinning},
+            extensions=extensions,
+            timeout=(request_timeout if request_timeout is not None else httpx.USE_CLIENT_DEFAULT),
+        )
+        # One client serves every tenant: never pass one destination's cookies to another.
+        request.headers.pop("cookie", None)
+        try:
+            return await http.send(request, follow_redirects=False, stream=stream)
+        except httpx.ConnectError as exc:
+            failure = exc
+        except httpx.HTTPError as exc:
+            return transport_failure(exc)
+    assert failure is not None  # resolve() returns at least one address
+    return transport_failure(failure)

@@ -7,6 +7,8 @@ message twice: the window is one HTTP answer long, and ``docs/ARCHITECTURE.md`` 
 
 from __future__ import annotations
 
+import time
+from dataclasses import replace
 from typing import Any
 
 import httpx
@@ -16,6 +18,7 @@ from lqs.providers.base import (
     OutboundMessage,
     ProviderConfigError,
     SendResult,
+    bearer,
     classify_status,
     refused,
     transport_failure,
@@ -35,7 +38,8 @@ class SendGridProvider:
         """The JSON SendGrid receives for ``message``."""
         if message.content is None or message.subject is None:
             raise ProviderConfigError("an email needs a subject and content")
-        custom_args = {"communication_id": str(message.communication_id), **message.metadata}
+        # The communication id is what delivery events are matched by: nothing overrides it.
+        custom_args = {**message.metadata, "communication_id": str(message.communication_id)}
         body: dict[str, Any] = {
             "personalizations": [{"to": [{"email": message.recipient}]}],
             "from": {"email": settings.from_address},
@@ -48,7 +52,15 @@ class SendGridProvider:
         return body
 
     async def send(self, settings: SendGridSettings, message: OutboundMessage) -> SendResult:
-        """POST the email; the external id is the ``X-Message-Id`` header."""
+        """POST the email; the external id is the ``X-Message-Id`` header.
+
+        Raises:
+            ProviderConfigError: the API key cannot be used.
+        """
+        authorization = bearer(settings.api_key.get_secret_value(), "sendgrid.api_key")
+        if not message.subject or not message.content:
+            # SendGrid refuses an empty subject or content value with a 400 anyway.
+            return refused("invalid_message", "an email needs a subject and content")
         try:
             body = self.request_body(settings, message)
         except ProviderConfigError as exc:
@@ -57,16 +69,35 @@ class SendGridProvider:
             response = await self._http.post(
                 settings.base_url.rstrip("/") + "/v3/mail/send",
                 json=body,
-                headers={"Authorization": f"Bearer {settings.api_key.get_secret_value()}"},
+                headers={"Authorization": authorization},
             )
         except httpx.HTTPError as exc:
             return transport_failure(exc)
-        return classify_status(
+        result = classify_status(
             response,
             error_code=None if response.is_success else f"http_{response.status_code}",
             error_message=_error_text(response),
             external_id=response.headers.get("x-message-id"),
         )
+        return _with_rate_limit(result, response)
+
+
+def _with_rate_limit(result: SendResult, response: httpx.Response) -> SendResult:
+    """``result`` with SendGrid's own rate-limit headers applied: ``X-RateLimit-Remaining:
+    0`` means the limit is used up, and ``X-RateLimit-Reset`` (Unix time) is when it
+    resets, for a 429 that carries no ``Retry-After``."""
+    exhausted = response.headers.get("x-ratelimit-remaining", "").strip() == "0"
+    if not (exhausted or result.rate_limited):
+        return result
+    retry_after = result.retry_after
+    if retry_after is None:
+        try:
+            reset = float(response.headers.get("x-ratelimit-reset", ""))
+        except ValueError:
+            pass
+        else:
+            retry_after = max(0.0, reset - time.time())
+    return replace(result, rate_limited=True, retry_after=retry_after)
 
 
 def _error_text(response: httpx.Response) -> str | None:

@@ -86,8 +86,5 @@ def _fields(response: httpx.Response) -> tuple[str | None, str | None, str | Non
         return None, None, str(sid) if sid else None
     code = data.get("code")
     message = data.get("message")
-    return (
-        str(code) if code is not None else None,
-        f"twilio {response.status_code} {code}: {message}",
-        None,
-    )
+    text = f"twilio {response.status_code} {code}: {message}" if code or message else None
+    return (str(code) if code is not None else None), text, None

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import ipaddress
 import json
 from collections.abc import Iterable
 from dataclasses import replace
@@ -35,7 +34,7 @@ from lqs.providers.base import (
     refused,
     transport_failure,
 )
-from lqs.providers.net import IPAddress, pinned, refusal_reason, resolve
+from lqs.providers.net import post_pinned
 
 MAX_RESPONSE_BYTES = 64 * 1024
 """How much of a receiver's answer is read; the rest is dropped unread."""
@@ -142,43 +141,17 @@ class WebhookProvider:
         self, url: httpx.URL, body: bytes, headers: dict[str, str]
     ) -> SendResult | httpx.Response:
         """The receiver's answer, its body still unread; or why there is none."""
-        host = url.raw_host.decode("ascii")
-        try:
-            addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
-        except OSError as exc:
-            return transport_failure(httpx.ConnectError(f"cannot resolve {host}: {exc}"))
-        if not self._allow_private and host.lower().rstrip(".") not in self._allowed_hosts:
-            for address in addresses:
-                reason = refusal_reason(address)
-                if reason is not None:
-                    return refused(
-                        "ssrf_refused",
-                        f"refusing to connect to {_shown(host, address)} ({reason}): "
-                        "webhook URLs must reach a public address",
-                    )
-        failure: httpx.ConnectError | None = None
-        # Every address was checked; if one cannot be reached (say IPv6 without a route)
-        # the next is tried, as a connection to the name itself would.
-        for address in addresses:
-            target, pinning, extensions = pinned(url, address)
-            request = self._http.build_request(
-                "POST",
-                target,
-                content=body,
-                headers={**headers, **pinning},
-                extensions=extensions,
-                timeout=self._timeout,
-            )
-            # One client serves every tenant: never pass one receiver's cookies to another.
-            request.headers.pop("cookie", None)
-            try:
-                return await self._http.send(request, follow_redirects=False, stream=True)
-            except httpx.ConnectError as exc:
-                failure = exc
-            except httpx.HTTPError as exc:
-                return transport_failure(exc)
-        assert failure is not None  # resolve() returns at least one address
-        return transport_failure(failure)
+        return await post_pinned(
+            self._http,
+            url,
+            body,
+            headers,
+            allow_private=self._allow_private,
+            allowed_hosts=self._allowed_hosts,
+            what="webhook URLs",
+            request_timeout=self._timeout,
+            stream=True,
+        )
 
 
 def signing_key(secret: str) -> bytes:
@@ -207,15 +180,6 @@ def signature_headers(key: bytes, message_id: str, when: datetime, body: str) ->
         "webhook-timestamp": str(int(when.timestamp())),
         "webhook-signature": Webhook(key).sign(message_id, when.astimezone(UTC), body),
     }
-
-
-def _shown(host: str, address: IPAddress) -> str:
-    """``address`` as the URL wrote it, or as the address ``host`` resolves to."""
-    try:
-        literal = ipaddress.ip_address(host)
-    except ValueError:
-        return f"{address}, the address of {host}"
-    return host if literal == address else f"{address}, the address of {host}"
 
 
 def _cut(response: httpx.Response, head: bytes) -> httpx.Response:

@@ -5,6 +5,10 @@ The payload ``{"title", "body", "communication_id"}`` is encrypted for the subsc
 VAPID JWT (``py_vapid``), exactly as ``pywebpush.webpush`` builds them; only the sending
 is ours, on the shared httpx client. The push service answers 201 with the message's
 ``Location``; 404 and 410 mean the subscription is gone and must not be used again.
+
+The endpoint comes from whoever registered the subscription, so it is guarded like a
+webhook URL (:mod:`lqs.providers.net`): the host is resolved once, every address must be
+public, and the request goes to the checked address itself, never following a redirect.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ import binascii
 import json
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any
@@ -33,8 +37,8 @@ from lqs.providers.base import (
     SendResult,
     classify_status,
     refused,
-    transport_failure,
 )
+from lqs.providers.net import post_pinned
 
 MAX_PAYLOAD_BYTES = 4096
 """The most an encrypted push message may weigh (RFC 8291 §4: push services must accept
@@ -54,13 +58,25 @@ class WebPushProvider:
 
     ``message.recipient`` is the subscription's endpoint; ``message.metadata`` carries
     its keys ``p256dh`` and ``auth`` (base64url) and, optionally, ``urgency``.
+    ``allow_private`` lets endpoints reach loopback and private addresses (the local
+    simulator); ``allowed_hosts`` exempts the named hosts from the address check only.
+    The client should not take a proxy from the environment (``trust_env=False``): the
+    request names the checked address, and a proxy would check the certificate against it.
     """
 
     name = "webpush"
     channel = "push"
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        allow_private: bool = False,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
         self._http = http
+        self._allow_private = allow_private
+        self._allowed_hosts = frozenset(host.lower().rstrip(".") for host in allowed_hosts)
 
     def payload(self, message: OutboundMessage) -> bytes:
         """The JSON the service worker receives, before encryption."""
@@ -117,13 +133,23 @@ class WebPushProvider:
         }
         if urgency is not None:
             headers["Urgency"] = urgency
-        try:
-            response = await self._http.post(
-                endpoint, content=body, headers=headers, follow_redirects=False
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
-        return _classify(response)
+        answer = await self._post(endpoint, body, headers)
+        return answer if isinstance(answer, SendResult) else _classify(answer)
+
+    async def _post(
+        self, url: httpx.URL, body: bytes, headers: dict[str, str]
+    ) -> SendResult | httpx.Response:
+        """The push service's answer; or why there is none (the endpoint's address is
+        refused, does not resolve, or cannot be reached)."""
+        return await post_pinned(
+            self._http,
+            url,
+            body,
+            headers,
+            allow_private=self._allow_private,
+            allowed_hosts=self._allowed_hosts,
+            what="push endpoints",
+        )
 
 
 @lru_cache(maxsize=64)

@@ -21,12 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import os
 import random
 import socket
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Awaitable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -38,7 +39,17 @@ import structlog
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import get_clients_by_id
-from lqs.db.dispatch import Ack, Attempt, ClaimedMessage, claim_due, next_due_in, record_acks
+from lqs.db.dispatch import (
+    Ack,
+    Attempt,
+    ClaimedMessage,
+    StoredBatch,
+    claim_due,
+    load_batches,
+    next_due_in,
+    record_acks,
+    store_batch,
+)
 from lqs.domain.delivery import (
     AttemptDecision,
     DeliverySettings,
@@ -49,8 +60,14 @@ from lqs.domain.delivery import (
     parse_delivery_settings,
     provider_for,
 )
-from lqs.providers.base import OutboundMessage, Provider, SendResult, Verdict
-from lqs.providers.resend import ResendProvider
+from lqs.providers.base import (
+    OutboundMessage,
+    Provider,
+    ProviderConfigError,
+    SendResult,
+    Verdict,
+)
+from lqs.providers.resend import MAX_BATCH, ResendProvider
 from lqs.providers.sendgrid import SendGridProvider
 from lqs.providers.twilio import TwilioProvider
 from lqs.providers.webhook import WebhookProvider
@@ -93,6 +110,21 @@ class DispatcherOptions:
     ack_batch: int = 100
     ack_interval: float = 0.05
     settings_ttl: float = 10.0
+    resend_batches: bool = True
+    """Send several first-attempt emails of one client through Resend's batch endpoint."""
+
+
+@dataclass(frozen=True)
+class _Route:
+    provider: str
+    settings: Any
+
+
+@dataclass
+class _Plan:
+    singles: list[tuple[ClaimedMessage, Ack | _Route]] = field(default_factory=list)
+    batches: list[tuple[list[ClaimedMessage], _Route]] = field(default_factory=list)
+    replays: dict[str, list[ClaimedMessage]] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -196,7 +228,9 @@ class Dispatcher:
             "resend": ResendProvider(client()),
             "sendgrid": SendGridProvider(client()),
             "twilio": TwilioProvider(client()),
-            "webpush": WebPushProvider(client()),
+            "webpush": WebPushProvider(
+                client(trust_env=False), allow_private=self.options.allow_private_webhooks
+            ),
             # Webhooks connect to the address they checked: a proxy from the environment
             # would check the certificate against that address instead of the host name.
             "webhook": WebhookProvider(
@@ -233,11 +267,18 @@ class Dispatcher:
         slots = asyncio.Semaphore(self.options.concurrency)
         tasks: set[asyncio.Task[None]] = set()
 
-        async def deliver(message: ClaimedMessage) -> None:
+        async def deliver(message: ClaimedMessage, route: Ack | _Route) -> None:
             async with slots:
-                ack = await self._attempt(message)
+                ack = await self._attempt(message, route)
             stats.add(ack.step)
             await acks.add(ack)
+
+        async def deliver_many(sending: Awaitable[list[Ack]]) -> None:
+            async with slots:
+                done = await sending
+            for ack in done:
+                stats.add(ack.step)
+                await acks.add(ack)
 
         try:
             while stop is None or not stop.is_set():
@@ -251,8 +292,14 @@ class Dispatcher:
                 if claimed:
                     stats.claimed += len(claimed)
                     await self._load_settings({m.client_id for m in claimed})
-                    for message in claimed:
-                        task = asyncio.create_task(deliver(message))
+                    plan = self._plan(claimed)
+                    jobs = [
+                        *(deliver(m, route) for m, route in plan.singles),
+                        *(deliver_many(self._send_batch(ms, r)) for ms, r in plan.batches),
+                        *(deliver_many(self._replay(k, ms)) for k, ms in plan.replays.items()),
+                    ]
+                    for job in jobs:
+                        task = asyncio.create_task(job)
                         tasks.add(task)
                         task.add_done_callback(tasks.discard)
                     continue
@@ -297,7 +344,8 @@ class Dispatcher:
 
     # ------------------------------------------------------------------ one message
 
-    async def _attempt(self, message: ClaimedMessage) -> Ack:
+    def _route(self, message: ClaimedMessage) -> Ack | _Route:
+        """Where ``message`` goes now, or the ack that ends it without a request."""
         rejection = _still_allowed(message)
         if rejection is not None:
             return Ack(
@@ -326,31 +374,136 @@ class Dispatcher:
                 return self._failed(message, "push subscription not found")
             if message.push_gone:
                 return self._failed(message, "push subscription is gone (the service said 404/410)")
-        provider_settings = getattr(settings, name)
+        return _Route(name, getattr(settings, name))
+
+    async def _attempt(self, message: ClaimedMessage, route: Ack | _Route | None = None) -> Ack:
+        if route is None:
+            route = self._route(message)
+        if isinstance(route, Ack):
+            return route
         outbound = _outbound(message)
-        limiter = self._limiters[name]
         started = datetime.now(UTC)
-        clock = time.monotonic()
-        async with limiter.slot():
-            result = await self._providers[name].send(provider_settings, outbound)
-        elapsed = time.monotonic() - clock
+        try:
+            async with self._limiters[route.provider].slot():
+                result = await self._providers[route.provider].send(route.settings, outbound)
+        except ProviderConfigError as exc:
+            return self._failed(message, f"{route.provider}: {exc}")
+        return self._after(message, route, result, started)
+
+    def _after(
+        self, message: ClaimedMessage, route: _Route, result: SendResult, started: datetime
+    ) -> Ack:
         finished = datetime.now(UTC)
         if result.rate_limited:
-            limiter.pause(result.retry_after if result.retry_after is not None else 1.0)
+            self._limiters[route.provider].pause(
+                result.retry_after if result.retry_after is not None else 1.0
+            )
         if message.channel == "email":
-            key = (name, str(getattr(provider_settings, "base_url", "")))
+            key = (route.provider, str(getattr(route.settings, "base_url", "")))
             self._failover.record(key, result.verdict is Verdict.TRANSIENT)
         decision = after_attempt(
             result.verdict.value,
             retry_count=message.retry_count,
             max_retries=message.max_retries,
-            age=message.age_seconds + elapsed,
+            age=message.age_seconds + (finished - started).total_seconds(),
             error_message=result.error_message,
             retry_after=result.retry_after,
             policy=self.options.policy,
             rng=self._rng,
         )
-        return _ack(message, name, result, decision, started, finished)
+        return _ack(message, route.provider, result, decision, started, finished)
+
+    # ------------------------------------------------------------------ Resend batches
+
+    def _plan(self, claimed: list[ClaimedMessage]) -> _Plan:
+        """Route a claim: single sends, new Resend batches, and batch replays.
+
+        Each message is routed once (routing consults the failover state). A batch holds
+        first attempts only (a message tried alone before may already have been accepted
+        under its own key), of one client, to Resend, at least two and at most 100.
+        """
+        plan = _Plan()
+        batchable: dict[UUID, list[tuple[ClaimedMessage, _Route]]] = {}
+        for message in claimed:
+            if message.batch_key is not None:
+                plan.replays.setdefault(message.batch_key, []).append(message)
+                continue
+            route = self._route(message)
+            if (
+                self.options.resend_batches
+                and isinstance(route, _Route)
+                and route.provider == "resend"
+                and message.attempt == 1
+                and message.subject is not None
+                and message.content is not None
+            ):
+                batchable.setdefault(message.client_id, []).append((message, route))
+            else:
+                plan.singles.append((message, route))
+        for group in batchable.values():
+            if len(group) < 2:
+                plan.singles.extend(group)
+                continue
+            for i in range(0, len(group), MAX_BATCH):
+                chunk = group[i : i + MAX_BATCH]
+                plan.batches.append(([m for m, _ in chunk], chunk[0][1]))
+        return plan
+
+    async def _send_batch(self, members: list[ClaimedMessage], route: _Route) -> list[Ack]:
+        """Store the batch, send it, and turn its per-email results into acks."""
+        provider = self._resend()
+        try:
+            body = provider.batch_body(
+                [provider.request_body(route.settings, _outbound(m)) for m in members]
+            )
+        except ProviderConfigError as exc:
+            return [self._failed(m, f"resend: {exc}") for m in members]
+        ids = sorted(str(m.communication_id) for m in members)
+        key = "batch-" + hashlib.sha256(",".join(ids).encode()).hexdigest()[:48]
+        batch = StoredBatch(key, "resend", body, [m.communication_id for m in members])
+        async with self._pool.connection() as conn:
+            if not await store_batch(conn, self.owner, batch, members[0].client_id):
+                log.warning("dispatch_batch_lease_lost", batch=key)
+                return []
+        return await self._post_batch(batch, members, route)
+
+    async def _replay(self, key: str, members: list[ClaimedMessage]) -> list[Ack]:
+        """Send a stored batch again, verbatim, for the members claimed now.
+
+        No consent check: the batch went to the provider as it is at its first attempt,
+        and only the same request under the same key recovers its answer without sending
+        twice; a changed request would be refused (409) or sent again.
+        """
+        async with self._pool.connection() as conn:
+            stored = (await load_batches(conn, [key])).get(key)
+        delivery = self._settings.get(members[0].client_id)
+        settings = delivery.settings if delivery else None
+        if stored is None or settings is None or settings.resend is None:
+            reason = "the batch this message was sent in cannot be replayed: " + (
+                "it is not stored" if stored is None else "Resend is no longer configured"
+            )
+            return [self._failed(m, reason) for m in members]
+        return await self._post_batch(stored, members, _Route("resend", settings.resend))
+
+    async def _post_batch(
+        self, batch: StoredBatch, members: list[ClaimedMessage], route: _Route
+    ) -> list[Ack]:
+        provider = self._resend()
+        started = datetime.now(UTC)
+        try:
+            async with self._limiters["resend"].slot():
+                results = await provider.send_batch(
+                    route.settings, batch.body, len(batch.members), batch.batch_key
+                )
+        except ProviderConfigError as exc:
+            return [self._failed(m, f"resend: {exc}") for m in members]
+        by_id = dict(zip(batch.members, results, strict=True))
+        return [self._after(m, route, by_id[m.communication_id], started) for m in members]
+
+    def _resend(self) -> ResendProvider:
+        provider = self._providers["resend"]
+        assert isinstance(provider, ResendProvider)
+        return provider
 
     @staticmethod
     def _failed(message: ClaimedMessage, reason: str) -> Ack:

@@ -8,7 +8,11 @@
 ALTER TABLE public.delivery_queue
     ADD COLUMN attempts integer NOT NULL DEFAULT 0 CHECK (attempts >= 0),
     ADD COLUMN to_lead boolean NOT NULL DEFAULT false,
-    ADD COLUMN last_error text;
+    ADD COLUMN last_error text,
+    ADD COLUMN batch_key text;
+
+COMMENT ON COLUMN public.delivery_queue.batch_key IS
+    'The provider batch this communication was sent in: its retries replay that batch';
 
 COMMENT ON COLUMN public.delivery_queue.attempts IS
     'Claims so far; the claim''s number identifies the attempt whose lease may record an outcome';
@@ -43,6 +47,25 @@ COMMENT ON TABLE public.delivery_attempts IS
 COMMENT ON COLUMN public.delivery_attempts.recorded IS
     'false when the worker''s lease had expired: the outcome was not applied to the communication';
 
+-- ---------------------------------------------------------------- provider_batches
+-- A batch request (Resend's POST /emails/batch) exactly as first sent, stored before it is
+-- sent: a retry of any member replays it byte for byte under the same Idempotency-Key, so
+-- the provider answers with the first result instead of sending again.
+CREATE TABLE public.provider_batches (
+    batch_key text PRIMARY KEY,
+    client_id uuid NOT NULL REFERENCES public.clients(id) ON DELETE CASCADE,
+    provider varchar(50) NOT NULL,
+    -- json, not jsonb: the exact text that was sent, so that a replay is byte for byte.
+    payload json NOT NULL,
+    members uuid[] NOT NULL,
+    created_at timestamptz NOT NULL DEFAULT now()
+);
+
+CREATE INDEX idx_provider_batches_client_id ON public.provider_batches(client_id);
+
+COMMENT ON TABLE public.provider_batches IS
+    'Batch requests as first sent, replayed verbatim (same idempotency key) by retries';
+
 -- ---------------------------------------------------------------- push_subscriptions
 CREATE TABLE public.push_subscriptions (
     id uuid PRIMARY KEY DEFAULT gen_random_uuid(),
@@ -61,11 +84,17 @@ COMMENT ON TABLE public.push_subscriptions IS
 
 -- ---------------------------------------------------------------- privileges and RLS
 GRANT SELECT ON public.delivery_attempts, public.push_subscriptions TO authenticated;
-GRANT SELECT, INSERT, UPDATE, DELETE ON public.delivery_attempts, public.push_subscriptions
+GRANT SELECT, INSERT, UPDATE, DELETE
+    ON public.delivery_attempts, public.push_subscriptions, public.provider_batches
     TO service_role;
 
 ALTER TABLE public.delivery_attempts ENABLE ROW LEVEL SECURITY;
 ALTER TABLE public.push_subscriptions ENABLE ROW LEVEL SECURITY;
+ALTER TABLE public.provider_batches ENABLE ROW LEVEL SECURITY;
+
+CREATE POLICY "Service role can manage all provider batches" ON public.provider_batches
+    FOR ALL USING ((SELECT auth.role()) = 'service_role')
+    WITH CHECK ((SELECT auth.role()) = 'service_role');
 
 CREATE POLICY "Users can view delivery attempts for their client" ON public.delivery_attempts
     FOR SELECT USING (
