@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import base64
 import json
-import socket
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -72,24 +71,10 @@ def configure(sim: SimulatorControl, **sections: Any) -> None:
 
 
 @pytest.fixture(scope="module")
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
-
-
-@pytest.fixture(scope="module")
 async def impatient() -> AsyncIterator[httpx.AsyncClient]:
     """A client that gives up long before an injected hang ends."""
     async with httpx.AsyncClient(timeout=CLIENT_TIMEOUT) as client:
         yield client
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 def resend_settings(base_url: str, **fields: Any) -> ResendSettings:

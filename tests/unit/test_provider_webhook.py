@@ -7,7 +7,6 @@ Names that are not ``localhost`` are answered by a fake resolver; nothing leaves
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ipaddress
 import json
@@ -17,15 +16,13 @@ import ssl
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
@@ -36,96 +33,27 @@ from lqs.domain.delivery import WebhookSettings
 from lqs.providers.base import OutboundMessage, ProviderConfigError, Verdict
 from lqs.providers.net import refusal_reason
 from lqs.providers.webhook import WebhookProvider, signature_headers, signing_key
+from tests.provider_fakes import (
+    FakeDns,
+    LocalServer,
+    RecordingApp,
+    serving,
+    silent_socket,
+    was_connected,
+)
 
-# --- a receiver that records requests and answers as told ---------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class Receiver:
-    """An ASGI app: records each request and answers ``status``, ``headers``, ``body``.
-    With ``hang`` it answers only once ``released`` is set; with ``drip`` it sends the
-    status and then body chunks every ``drip`` seconds until ``released`` is set."""
-
-    requests: list[Received] = field(default_factory=list)
-    status: int = 200
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    hang: bool = False
-    drip: float | None = None
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    def reset(self) -> None:
-        self.requests.clear()
-        self.status, self.headers, self.body, self.hang, self.drip = 200, {}, b"", False, None
-        self.released = asyncio.Event()
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        body, more = b"", True
-        while more:
-            event = await receive()
-            body += event.get("body", b"")
-            more = event.get("more_body", False)
-        self.requests.append(
-            Received(scope["path"], {k.decode(): v.decode() for k, v in scope["headers"]}, body)
-        )
-        if self.hang:
-            await self.released.wait()
-        headers = [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        while self.drip is not None and not self.released.is_set():
-            await send({"type": "http.response.body", "body": b"x" * 16384, "more_body": True})
-            await asyncio.sleep(self.drip)
-        await send({"type": "http.response.body", "body": self.body})
-
-
-@asynccontextmanager
-async def serving(app: Any, **tls: Any) -> AsyncIterator[int]:
-    """Run ``app`` on 127.0.0.1 (with ``ssl_certfile``/``ssl_keyfile``: TLS); yields the
-    port."""
-    # A socket that listens before the server starts: connections wait in its backlog, so
-    # nothing has to wait for the server to be up.
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning", **tls))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
-
-
-@pytest.fixture(scope="module")
-async def plain_server() -> AsyncIterator[tuple[Receiver, int]]:
-    app = Receiver()
-    async with serving(app) as port:
-        yield app, port
+# --- where the webhook goes, the client and the settings ----------------------------
 
 
 @pytest.fixture
-async def receiver(plain_server: tuple[Receiver, int]) -> AsyncIterator[Receiver]:
-    app, _ = plain_server
-    app.reset()
-    yield app
-    app.released.set()
-
-
-@pytest.fixture
-def url(plain_server: tuple[Receiver, int]) -> str:
-    return f"http://127.0.0.1:{plain_server[1]}/hooks/lqs"
+def url(local_server: LocalServer) -> str:
+    return f"http://127.0.0.1:{local_server.port}/hooks/lqs"
 
 
 @pytest.fixture(scope="module")
 async def http() -> AsyncIterator[httpx.AsyncClient]:
-    # follow_redirects=True: the provider must refuse redirects whatever the client says.
+    # Unlike the shared client, follow_redirects=True: the provider must refuse redirects
+    # whatever the client says.
     async with httpx.AsyncClient(timeout=5.0, follow_redirects=True) as client:
         yield client
 
@@ -152,42 +80,6 @@ def _message(url: str, **fields: Any) -> OutboundMessage:
     }
     values.update(fields)
     return OutboundMessage(**values)
-
-
-# --- a resolver the tests control ---------------------------------------------------
-
-
-class FakeDns:
-    """Answers for the names in ``answers`` (addresses, or an error to raise); other names
-    and literals go to the real resolver. ``asked`` lists the faked names looked up."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.answers: dict[str, list[str] | OSError] = {}
-        self.asked: list[str] = []
-
-    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name not in self.answers:
-            return await self._real(host, port, *args, **kwargs)
-        self.asked.append(name)
-        answer = self.answers[name]
-        if isinstance(answer, OSError):
-            raise answer
-        return [
-            (socket.AF_INET6, socket.SOCK_STREAM, 6, "", (a, port, 0, 0))
-            if ":" in a
-            else (socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port))
-            for a in answer
-        ]
-
-
-@pytest.fixture
-async def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
-    loop = asyncio.get_running_loop()
-    fake = FakeDns(loop.getaddrinfo)
-    monkeypatch.setattr(loop, "getaddrinfo", fake.getaddrinfo)
-    return fake
 
 
 # --- signing ------------------------------------------------------------------------
@@ -222,7 +114,7 @@ def test_a_secret_without_the_prefix_is_the_same_key() -> None:
     ],
 )
 async def test_an_unusable_secret_is_a_config_error(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, bad_secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, bad_secret: str
 ) -> None:
     with pytest.raises(ProviderConfigError, match=r"webhook\.secret"):
         await WebhookProvider(http, allow_private=True).send(
@@ -232,7 +124,7 @@ async def test_an_unusable_secret_is_a_config_error(
 
 
 async def test_the_receiver_verifies_the_signed_event(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     message = _message(url)
     before = int(time.time())
@@ -264,7 +156,7 @@ async def test_the_receiver_verifies_the_signed_event(
 
 
 async def test_the_type_defaults_to_communication(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     await WebhookProvider(http, allow_private=True).send(
         _settings(url, secret), _message(url, metadata={})
@@ -274,7 +166,7 @@ async def test_the_type_defaults_to_communication(
 
 
 async def test_a_retry_carries_the_same_webhook_id(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     provider = WebhookProvider(http, allow_private=True)
     message = _message(url)
@@ -289,7 +181,7 @@ async def test_a_retry_carries_the_same_webhook_id(
 
 
 async def test_an_empty_recipient_falls_back_to_the_settings_url(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     result = await WebhookProvider(http, allow_private=True).send(
         _settings(url, secret), _message("")
@@ -327,7 +219,7 @@ async def test_an_empty_recipient_falls_back_to_the_settings_url(
 )
 async def test_each_status_maps_to_its_verdict(
     http: httpx.AsyncClient,
-    receiver: Receiver,
+    receiver: RecordingApp,
     url: str,
     secret: str,
     status: int,
@@ -348,7 +240,7 @@ async def test_each_status_maps_to_its_verdict(
 
 
 async def test_a_redirect_is_reported_with_its_location(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     receiver.status, receiver.headers = 302, {"Location": url + "/v2"}
 
@@ -365,7 +257,7 @@ async def test_a_redirect_is_reported_with_its_location(
 
 @pytest.mark.parametrize("status", [429, 502, 503, 504])
 async def test_throttling_answers_honour_retry_after(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str, status: int
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str, status: int
 ) -> None:
     receiver.status, receiver.headers = status, {"Retry-After": "90"}
 
@@ -377,7 +269,7 @@ async def test_throttling_answers_honour_retry_after(
 
 
 async def test_a_silent_receiver_is_a_transient_timeout(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     receiver.hang = True
 
@@ -389,7 +281,7 @@ async def test_a_silent_receiver_is_a_transient_timeout(
 
 
 async def test_a_body_still_arriving_at_the_deadline_does_not_undo_the_status(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     receiver.drip = 0.05  # headers at once, then a chunk every 50 ms, forever
 
@@ -401,7 +293,7 @@ async def test_a_body_still_arriving_at_the_deadline_does_not_undo_the_status(
 
 
 async def test_an_endless_answer_is_read_only_up_to_the_cap(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     receiver.status, receiver.drip = 500, 0.0
     started = time.monotonic()
@@ -427,7 +319,7 @@ async def test_a_refused_connection_is_transient(
 
 
 async def test_one_receivers_cookies_are_not_sent_to_the_next(
-    http: httpx.AsyncClient, receiver: Receiver, url: str, secret: str
+    http: httpx.AsyncClient, receiver: RecordingApp, url: str, secret: str
 ) -> None:
     provider = WebhookProvider(http, allow_private=True)
     receiver.headers = {"Set-Cookie": "session=tenant-a; Path=/"}
@@ -500,36 +392,10 @@ def test_public_addresses_are_allowed(address: str) -> None:
 
 
 @pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A socket listening on 127.0.0.1 that nothing accepts from: a connection attempt
-    leaves a connection in its backlog."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        sock.setblocking(False)
-        yield sock
-
-
-@pytest.fixture
 def listener6() -> Iterator[socket.socket]:
-    with socket.create_server(("::1", 0), family=socket.AF_INET6) as sock:
-        sock.setblocking(False)
+    """A ``silent_socket`` on ::1."""
+    with silent_socket("::1") as sock:
         yield sock
-
-
-def _was_connected(sock: socket.socket) -> bool:
-    try:
-        connection, _ = sock.accept()
-    except BlockingIOError:
-        return False
-    connection.close()
-    return True
 
 
 _LOOPBACK_FORMS = [
@@ -558,7 +424,7 @@ async def test_a_loopback_url_makes_no_connection_at_all(
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "ssrf_refused")
     assert result.error_message is not None
     assert "loopback" in result.error_message
-    assert not _was_connected(sock)
+    assert not was_connected(sock)
 
 
 @pytest.mark.parametrize(("host", "which"), _LOOPBACK_FORMS)
@@ -575,20 +441,7 @@ async def test_with_private_addresses_allowed_the_same_url_does_connect(
         )
 
     assert result.error_code == "timeout"  # connected; the listener never answers
-    assert _was_connected(sock)
-
-
-@pytest.fixture
-async def recording_transport() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Request]]]:
-    """A client whose transport only records: nothing can leave the test."""
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(200)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        yield client, seen
+    assert was_connected(sock)
 
 
 @pytest.mark.parametrize(
@@ -671,19 +524,19 @@ async def test_a_name_that_resolves_to_loopback_makes_no_connection(
     result = await WebhookProvider(http).send(_settings(url, secret), _message(url))
 
     assert result.error_code == "ssrf_refused"
-    assert not _was_connected(listener)
+    assert not was_connected(listener)
 
 
 async def test_the_name_is_resolved_once_and_that_address_is_connected(
     http: httpx.AsyncClient,
     dns: FakeDns,
-    receiver: Receiver,
-    plain_server: tuple[Receiver, int],
+    receiver: RecordingApp,
+    local_server: LocalServer,
     secret: str,
 ) -> None:
     # httpx is handed the address: if it resolved the name again, asked would say so.
     dns.answers["hooks.example.test"] = ["127.0.0.1"]
-    url = f"http://hooks.example.test:{plain_server[1]}/hook"
+    url = f"http://hooks.example.test:{local_server.port}/hook"
 
     result = await WebhookProvider(http, allow_private=True).send(
         _settings(url, secret), _message(url)
@@ -691,18 +544,18 @@ async def test_the_name_is_resolved_once_and_that_address_is_connected(
 
     assert result.accepted
     assert dns.asked == ["hooks.example.test"]
-    assert receiver.requests[0].headers["host"] == f"hooks.example.test:{plain_server[1]}"
+    assert receiver.requests[0].headers["host"] == f"hooks.example.test:{local_server.port}"
 
 
 async def test_an_unreachable_address_falls_back_to_the_next(
     http: httpx.AsyncClient,
     dns: FakeDns,
-    receiver: Receiver,
-    plain_server: tuple[Receiver, int],
+    receiver: RecordingApp,
+    local_server: LocalServer,
     secret: str,
 ) -> None:
     dns.answers["two.example.test"] = ["127.0.0.2", "127.0.0.1"]  # nothing on 127.0.0.2
-    url = f"http://two.example.test:{plain_server[1]}/hook"
+    url = f"http://two.example.test:{local_server.port}/hook"
 
     result = await WebhookProvider(http, allow_private=True).send(
         _settings(url, secret), _message(url)
@@ -727,11 +580,11 @@ async def test_a_name_that_does_not_resolve_is_transient(
 
 async def test_an_allowed_host_skips_the_address_check(
     http: httpx.AsyncClient,
-    receiver: Receiver,
-    plain_server: tuple[Receiver, int],
+    receiver: RecordingApp,
+    local_server: LocalServer,
     secret: str,
 ) -> None:
-    url = f"http://LOCALHOST:{plain_server[1]}/hook"
+    url = f"http://LOCALHOST:{local_server.port}/hook"
 
     result = await WebhookProvider(http, allowed_hosts={"localhost"}).send(
         _settings(url, secret), _message(url)
@@ -751,7 +604,7 @@ async def test_allowed_hosts_do_not_open_other_names(
     )
 
     assert result.error_code == "ssrf_refused"
-    assert not _was_connected(listener)
+    assert not was_connected(listener)
 
 
 # --- https to a pinned address --------------------------------------------------------
@@ -761,7 +614,7 @@ async def test_allowed_hosts_do_not_open_other_names(
 class Tls:
     port: int
     trust: ssl.SSLContext
-    receiver: Receiver
+    receiver: RecordingApp
 
 
 def _name(common_name: str) -> x509.Name:
@@ -835,7 +688,7 @@ async def tls_server(tmp_path_factory: pytest.TempPathFactory) -> AsyncIterator[
     certfile, keyfile, ca = _write_certificates(
         tmp_path_factory.mktemp("tls"), "hooks.example.test"
     )
-    app = Receiver()
+    app = RecordingApp()
     async with serving(app, ssl_certfile=str(certfile), ssl_keyfile=str(keyfile)) as port:
         yield Tls(port, ssl.create_default_context(cadata=ca.decode()), app)
 

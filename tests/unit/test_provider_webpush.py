@@ -8,111 +8,40 @@ where the SSRF guard is under test.
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
-from contextlib import asynccontextmanager
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import http_ece  # type: ignore[import-untyped]
 import httpx
 import jwt
 import pytest
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
 from lqs.domain.delivery import WebPushSettings
 from lqs.providers.base import OutboundMessage, ProviderConfigError, Verdict
 from lqs.providers.webpush import MAX_PAYLOAD_BYTES, WebPushProvider
+from tests.provider_fakes import FakeDns, LocalServer, RecordingApp, was_connected
 
-# --- a push service that records requests and answers as told ------------------------
-
-
-@dataclass
-class Received:
-    path: str
-    headers: dict[str, str]
-    body: bytes
-
-
-@dataclass
-class PushService:
-    """An ASGI app: records each request, answers ``status`` with ``headers`` and ``body``,
-    or, with ``hang``, answers only once ``released`` is set."""
-
-    requests: list[Received] = field(default_factory=list)
-    status: int = 201
-    headers: dict[str, str] = field(default_factory=dict)
-    body: bytes = b""
-    hang: bool = False
-    released: asyncio.Event = field(default_factory=asyncio.Event)
-
-    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
-        assert scope["type"] == "http"
-        body, more = b"", True
-        while more:
-            event = await receive()
-            body += event.get("body", b"")
-            more = event.get("more_body", False)
-        self.requests.append(
-            Received(scope["path"], {k.decode(): v.decode() for k, v in scope["headers"]}, body)
-        )
-        if self.hang:
-            await self.released.wait()
-        headers = [(k.encode(), v.encode()) for k, v in self.headers.items()]
-        await send({"type": "http.response.start", "status": self.status, "headers": headers})
-        await send({"type": "http.response.body", "body": self.body})
-
-
-@asynccontextmanager
-async def serving(app: Any) -> AsyncIterator[int]:
-    """Run ``app`` on 127.0.0.1; yields the port."""
-    # A socket that listens before the server starts: connections wait in its backlog, so
-    # nothing has to wait for the server to be up.
-    sock = socket.create_server(("127.0.0.1", 0))
-    server = uvicorn.Server(uvicorn.Config(app, lifespan="off", log_level="warning"))
-    task = asyncio.create_task(server.serve(sockets=[sock]))
-    try:
-        yield sock.getsockname()[1]
-    finally:
-        server.should_exit = True
-        await task
-        sock.close()
+# --- the push service: the shared receiver, answering 201 Created ----------------------
 
 
 @pytest.fixture(scope="module")
-async def push_service() -> AsyncIterator[tuple[PushService, int]]:
-    service = PushService()
-    async with serving(service) as port:
-        yield service, port
+def receiver_status() -> int:
+    """A push service answers 201 Created (RFC 8030)."""
+    return 201
 
 
 @pytest.fixture
-async def service(push_service: tuple[PushService, int]) -> AsyncIterator[PushService]:
-    app, _ = push_service
-    app.requests.clear()
-    app.status, app.headers, app.body, app.hang = 201, {}, b"", False
-    app.released = asyncio.Event()
-    yield app
-    app.released.set()
-
-
-@pytest.fixture
-def endpoint(push_service: tuple[PushService, int]) -> str:
-    return f"http://127.0.0.1:{push_service[1]}/wpush/v2/sub-123"
-
-
-@pytest.fixture(scope="module")
-async def http() -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(timeout=5.0) as client:
-        yield client
+def endpoint(local_server: LocalServer) -> str:
+    return f"http://127.0.0.1:{local_server.port}/wpush/v2/sub-123"
 
 
 # --- keys ---------------------------------------------------------------------------
@@ -203,7 +132,7 @@ def _vapid_token(authorization: str) -> tuple[str, str]:
 
 async def test_the_body_decrypts_with_the_subscribers_key(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -213,7 +142,7 @@ async def test_the_body_decrypts_with_the_subscribers_key(
     result = await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert result.verdict is Verdict.ACCEPTED
-    [request] = service.requests
+    [request] = receiver.requests
     assert request.path == "/wpush/v2/sub-123"
     assert request.headers["content-encoding"] == "aes128gcm"
     assert request.headers["ttl"] == "3600"
@@ -227,7 +156,7 @@ async def test_the_body_decrypts_with_the_subscribers_key(
 
 async def test_the_vapid_jwt_verifies_and_names_the_push_service(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -239,7 +168,7 @@ async def test_the_vapid_jwt_verifies_and_names_the_push_service(
         settings, _message(endpoint, subscriber.metadata)
     )
 
-    token, public = _vapid_token(service.requests[0].headers["authorization"])
+    token, public = _vapid_token(receiver.requests[0].headers["authorization"])
     assert public == _b64url(_point(vapid_key))
     audience = endpoint.rsplit("/wpush", 1)[0]
     claims = jwt.decode(token, vapid_key.public_key(), algorithms=["ES256"], audience=audience)
@@ -250,7 +179,7 @@ async def test_the_vapid_jwt_verifies_and_names_the_push_service(
 
 async def test_a_pem_vapid_key_signs_as_well_as_a_raw_one(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     subscriber: Subscriber,
     vapid_key: ec.EllipticCurvePrivateKey,
@@ -264,7 +193,7 @@ async def test_a_pem_vapid_key_signs_as_well_as_a_raw_one(
     )
 
     assert result.accepted
-    token, _ = _vapid_token(service.requests[0].headers["authorization"])
+    token, _ = _vapid_token(receiver.requests[0].headers["authorization"])
     claims = jwt.decode(
         token, vapid_key.public_key(), algorithms=["ES256"], options={"verify_aud": False}
     )
@@ -273,7 +202,7 @@ async def test_a_pem_vapid_key_signs_as_well_as_a_raw_one(
 
 async def test_urgency_from_the_metadata_is_sent(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -282,7 +211,7 @@ async def test_urgency_from_the_metadata_is_sent(
 
     await WebPushProvider(http, allow_private=True).send(settings, message)
 
-    assert service.requests[0].headers["urgency"] == "high"
+    assert receiver.requests[0].headers["urgency"] == "high"
 
 
 # --- how answers are classified -----------------------------------------------------
@@ -290,12 +219,12 @@ async def test_urgency_from_the_metadata_is_sent(
 
 async def test_a_201_is_accepted_with_the_location_as_external_id(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    service.headers = {"Location": "https://push.example.net/m/abc"}
+    receiver.headers = {"Location": "https://push.example.net/m/abc"}
 
     result = await WebPushProvider(http, allow_private=True).send(
         settings, _message(endpoint, subscriber.metadata)
@@ -326,7 +255,7 @@ async def test_a_201_is_accepted_with_the_location_as_external_id(
 )
 async def test_each_status_maps_to_its_verdict(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -335,8 +264,8 @@ async def test_each_status_maps_to_its_verdict(
     gone: bool,
     code: str | None,
 ) -> None:
-    service.status = status
-    service.headers = {"Location": f"{endpoint}/moved"} if status == 307 else {}
+    receiver.status = status
+    receiver.headers = {"Location": f"{endpoint}/moved"} if status == 307 else {}
 
     result = await WebPushProvider(http, allow_private=True).send(
         settings, _message(endpoint, subscriber.metadata)
@@ -344,17 +273,17 @@ async def test_each_status_maps_to_its_verdict(
 
     assert (result.verdict, result.recipient_gone, result.error_code) == (verdict, gone, code)
     assert result.http_status == status
-    assert len(service.requests) == 1  # a redirect is not followed
+    assert len(receiver.requests) == 1  # a redirect is not followed
 
 
 async def test_a_429_honours_retry_after(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    service.status, service.headers = 429, {"Retry-After": "120"}
+    receiver.status, receiver.headers = 429, {"Retry-After": "120"}
 
     result = await WebPushProvider(http, allow_private=True).send(
         settings, _message(endpoint, subscriber.metadata)
@@ -366,12 +295,12 @@ async def test_a_429_honours_retry_after(
 
 async def test_the_push_services_reason_is_in_the_error_message(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    service.status, service.body = 403, b'{"reason": "BadJwtToken"}'
+    receiver.status, receiver.body = 403, b'{"reason": "BadJwtToken"}'
 
     result = await WebPushProvider(http, allow_private=True).send(
         settings, _message(endpoint, subscriber.metadata)
@@ -383,9 +312,9 @@ async def test_the_push_services_reason_is_in_the_error_message(
 
 
 async def test_a_silent_push_service_is_a_transient_timeout(
-    service: PushService, endpoint: str, settings: WebPushSettings, subscriber: Subscriber
+    receiver: RecordingApp, endpoint: str, settings: WebPushSettings, subscriber: Subscriber
 ) -> None:
-    service.hang = True
+    receiver.hang = True
 
     async with httpx.AsyncClient(timeout=0.2) as http:
         result = await WebPushProvider(http, allow_private=True).send(
@@ -393,14 +322,6 @@ async def test_a_silent_push_service_is_a_transient_timeout(
         )
 
     assert (result.verdict, result.error_code) == (Verdict.TRANSIENT, "timeout")
-
-
-@pytest.fixture
-def closed_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port: int = probe.getsockname()[1]
-    return port
 
 
 async def test_a_refused_connection_is_transient(
@@ -424,7 +345,7 @@ def _content_for(provider: WebPushProvider, plaintext_bytes: int) -> str:
 
 async def test_the_largest_payload_that_fits_in_4096_bytes_is_sent(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -435,13 +356,13 @@ async def test_the_largest_payload_that_fits_in_4096_bytes_is_sent(
     result = await provider.send(settings, message)
 
     assert result.accepted
-    assert len(service.requests[0].body) == MAX_PAYLOAD_BYTES
-    assert subscriber.decrypt(service.requests[0].body)["body"] == message.content
+    assert len(receiver.requests[0].body) == MAX_PAYLOAD_BYTES
+    assert subscriber.decrypt(receiver.requests[0].body)["body"] == message.content
 
 
 async def test_a_payload_over_4096_bytes_encrypted_is_refused_before_sending(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -454,7 +375,7 @@ async def test_a_payload_over_4096_bytes_encrypted_is_refused_before_sending(
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "payload_too_large")
     assert result.error_message is not None
     assert "4097 bytes" in result.error_message
-    assert service.requests == []
+    assert receiver.requests == []
 
 
 _AUTH = _b64url(bytes(16))
@@ -494,7 +415,7 @@ _OFF_CURVE = _b64url(b"\x04" + b"\x01" * 64)
 )
 async def test_missing_or_broken_subscription_keys_are_refused_before_sending(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -508,12 +429,12 @@ async def test_missing_or_broken_subscription_keys_are_refused_before_sending(
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_subscription")
     assert result.error_message is not None
     assert problem in result.error_message
-    assert service.requests == []
+    assert receiver.requests == []
 
 
 async def test_padded_standard_base64_keys_are_accepted(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -528,7 +449,7 @@ async def test_padded_standard_base64_keys_are_accepted(
     )
 
     assert result.accepted
-    assert subscriber.decrypt(service.requests[0].body)["title"] == "New lead"
+    assert subscriber.decrypt(receiver.requests[0].body)["title"] == "New lead"
 
 
 @pytest.mark.parametrize(
@@ -546,7 +467,7 @@ async def test_an_endpoint_that_is_not_an_http_url_is_refused(
 
 async def test_an_unknown_urgency_is_refused(
     http: httpx.AsyncClient,
-    service: PushService,
+    receiver: RecordingApp,
     endpoint: str,
     settings: WebPushSettings,
     subscriber: Subscriber,
@@ -556,7 +477,7 @@ async def test_an_unknown_urgency_is_refused(
     result = await WebPushProvider(http, allow_private=True).send(settings, message)
 
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_message")
-    assert service.requests == []
+    assert receiver.requests == []
 
 
 # --- unusable settings --------------------------------------------------------------
@@ -601,65 +522,6 @@ async def test_a_subject_vapid_refuses_is_a_config_error(
 # --- the SSRF guard: endpoints come from whoever registered the subscription -----------
 
 
-class FakeDns:
-    """Answers for the names in ``answers`` (addresses, or an error to raise); other names
-    and literals go to the real resolver. ``asked`` lists the faked names looked up."""
-
-    def __init__(self, real: Any) -> None:
-        self._real = real
-        self.answers: dict[str, list[str] | OSError] = {}
-        self.asked: list[str] = []
-
-    async def getaddrinfo(self, host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
-        name = host.decode() if isinstance(host, bytes) else host
-        if name not in self.answers:
-            return await self._real(host, port, *args, **kwargs)
-        self.asked.append(name)
-        answer = self.answers[name]
-        if isinstance(answer, OSError):
-            raise answer
-        return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", (a, port)) for a in answer]
-
-
-@pytest.fixture
-async def dns(monkeypatch: pytest.MonkeyPatch) -> FakeDns:
-    loop = asyncio.get_running_loop()
-    fake = FakeDns(loop.getaddrinfo)
-    monkeypatch.setattr(loop, "getaddrinfo", fake.getaddrinfo)
-    return fake
-
-
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    """A socket listening on 127.0.0.1 that nothing accepts from: a connection attempt
-    leaves a connection in its backlog."""
-    with socket.create_server(("127.0.0.1", 0)) as sock:
-        sock.setblocking(False)
-        yield sock
-
-
-def _was_connected(sock: socket.socket) -> bool:
-    try:
-        connection, _ = sock.accept()
-    except BlockingIOError:
-        return False
-    connection.close()
-    return True
-
-
-@pytest.fixture
-async def recording_transport() -> AsyncIterator[tuple[httpx.AsyncClient, list[httpx.Request]]]:
-    """A client whose transport only records and answers 201: nothing leaves the test."""
-    seen: list[httpx.Request] = []
-
-    def handle(request: httpx.Request) -> httpx.Response:
-        seen.append(request)
-        return httpx.Response(201)
-
-    async with httpx.AsyncClient(transport=httpx.MockTransport(handle)) as client:
-        yield client, seen
-
-
 # IPv6 literals never get this far: a push endpoint must name a host (the VAPID audience).
 _LOOPBACK_HOSTS = ["127.0.0.1", "localhost", "2130706433", "0x7f.1"]
 
@@ -680,7 +542,7 @@ async def test_a_loopback_endpoint_makes_no_connection_at_all(
     assert result.http_status is None
     assert result.error_message is not None
     assert "loopback" in result.error_message
-    assert not _was_connected(listener)
+    assert not was_connected(listener)
 
 
 @pytest.mark.parametrize("host", _LOOPBACK_HOSTS)
@@ -696,7 +558,7 @@ async def test_with_private_addresses_allowed_the_same_endpoint_does_connect(
         )
 
     assert result.error_code == "timeout"  # connected; the listener never answers
-    assert _was_connected(listener)
+    assert was_connected(listener)
 
 
 @pytest.mark.parametrize(
@@ -784,14 +646,14 @@ async def test_a_public_endpoint_is_posted_to_the_checked_address_under_its_name
 async def test_the_name_is_resolved_once_and_that_address_is_connected(
     http: httpx.AsyncClient,
     dns: FakeDns,
-    service: PushService,
-    push_service: tuple[PushService, int],
+    receiver: RecordingApp,
+    local_server: LocalServer,
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
     # httpx is handed the address: if it resolved the name again, asked would say so.
     dns.answers["push.example.test"] = ["127.0.0.1"]
-    endpoint = f"http://push.example.test:{push_service[1]}/wpush/v2/sub-123"
+    endpoint = f"http://push.example.test:{local_server.port}/wpush/v2/sub-123"
 
     result = await WebPushProvider(http, allow_private=True).send(
         settings, _message(endpoint, subscriber.metadata)
@@ -799,7 +661,7 @@ async def test_the_name_is_resolved_once_and_that_address_is_connected(
 
     assert result.accepted
     assert dns.asked == ["push.example.test"]
-    assert service.requests[0].headers["host"] == f"push.example.test:{push_service[1]}"
+    assert receiver.requests[0].headers["host"] == f"push.example.test:{local_server.port}"
 
 
 async def test_an_endpoint_whose_name_does_not_resolve_is_transient(
@@ -823,19 +685,19 @@ async def test_an_endpoint_whose_name_does_not_resolve_is_transient(
 
 async def test_an_allowed_host_skips_the_address_check(
     http: httpx.AsyncClient,
-    service: PushService,
-    push_service: tuple[PushService, int],
+    receiver: RecordingApp,
+    local_server: LocalServer,
     settings: WebPushSettings,
     subscriber: Subscriber,
 ) -> None:
-    endpoint = f"http://LOCALHOST:{push_service[1]}/wpush/v2/sub-123"
+    endpoint = f"http://LOCALHOST:{local_server.port}/wpush/v2/sub-123"
 
     result = await WebPushProvider(http, allowed_hosts={"localhost"}).send(
         settings, _message(endpoint, subscriber.metadata)
     )
 
     assert result.accepted
-    assert len(service.requests) == 1
+    assert len(receiver.requests) == 1
 
 
 async def test_allowed_hosts_do_not_open_other_names(
@@ -851,4 +713,4 @@ async def test_allowed_hosts_do_not_open_other_names(
     )
 
     assert result.error_code == "ssrf_refused"
-    assert not _was_connected(listener)
+    assert not was_connected(listener)
