@@ -8,6 +8,7 @@ and min-max of its repeats.
 from __future__ import annotations
 
 import os
+import socket
 import statistics
 import subprocess
 import sys
@@ -70,6 +71,13 @@ class Series:
 
     name: str
     values: list[float] = field(default_factory=list)
+    worked_out: bool = False
+    """A figure computed rather than measured (a theoretical ceiling): it has no range."""
+
+    @classmethod
+    def computed(cls, name: str, value: float) -> Series:
+        """A baseline worked out rather than measured, such as ``concurrency / latency``."""
+        return cls(name, [value], worked_out=True)
 
     @property
     def median(self) -> float:
@@ -77,6 +85,11 @@ class Series:
 
     def span(self) -> str:
         return f"{min(self.values):,.0f}–{max(self.values):,.0f}"
+
+    def describe(self, unit: str) -> str:
+        """The median with its unit, and the min-max of the repeats unless worked out."""
+        text = f"{self.median:,.0f} {unit}"
+        return text if self.worked_out else f"{text} ({self.span()})"
 
 
 def interleave(repeats: int, configs: dict[str, Callable[[], float]]) -> dict[str, Series]:
@@ -108,15 +121,22 @@ class Row:
         goal = "" if self.goal is None else f"≥ {self.goal:.0%}"
         verdict = "" if self.goal is None else (" ✅" if self.ratio >= self.goal else " ❌")
         return (
-            f"| {self.stage} | {self.figure.median:,.0f} {self.unit} ({self.figure.span()}) "
-            f"| {self.baseline.name}: {self.baseline.median:,.0f} {self.unit} "
-            f"({self.baseline.span()}) | **{self.ratio:.0%}**{verdict} | {goal} |"
+            f"| {self.stage} | {self.figure.describe(self.unit)} "
+            f"| {self.baseline.name}: {self.baseline.describe(self.unit)} "
+            f"| **{self.ratio:.0%}**{verdict} | {goal} |"
         )
 
 
 def machine_line(url: str) -> str:
     cores = os.cpu_count()
     return f"{cores} cores, PostgreSQL {server_version(url)}, Python {sys.version.split()[0]}"
+
+
+def free_port() -> int:
+    """A local TCP port nothing listens on (for a server the benchmark starts)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
 
 
 def run_lqs(url: str, *args: str) -> subprocess.CompletedProcess[str]:
