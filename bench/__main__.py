@@ -23,10 +23,9 @@ def main() -> None:
     args = parser.parse_args()
     n_intake = 10_000 if args.quick else 50_000
     n_processor = 5_000 if args.quick else 20_000
-    # Without latency, as many as the processor stage; with it, a few seconds per run
-    # at 100 ms (the 200 ms runs take twice as long).
+    # With injected latency, 50 (quick: 5) round trips of every slot at 100 ms at the ceiling.
     n_dispatch = 1_000 if args.quick else 5_000
-    n_dispatch_latency = 640 if args.quick else 3_200
+    n_dispatch_latency = 160 if args.quick else 1_600
     n_memory = 50_000 if args.quick else 1_000_000
 
     with server_url() as admin_url:
@@ -37,7 +36,9 @@ def main() -> None:
                 elif args.only == "processor":
                     found = processor.run(url, n_processor, args.repeats, (10, 100, 1000))
                 elif args.only == "dispatch":
-                    found = dispatch.run(url, n_dispatch, n_dispatch_latency, args.repeats)
+                    found = dispatch.run(
+                        url, n_dispatch, n_dispatch_latency, args.repeats, unbatched=not args.quick
+                    )
                 else:
                     print(memory.run(url, n_memory))
                     return
@@ -49,7 +50,9 @@ def main() -> None:
         with scratch_database(admin_url) as url:
             rows += processor.run(url, n_processor, args.repeats, batch_sizes=(10, 100, 1000))
         with scratch_database(admin_url) as url:
-            rows += dispatch.run(url, n_dispatch, n_dispatch_latency, args.repeats)
+            rows += dispatch.run(
+                url, n_dispatch, n_dispatch_latency, args.repeats, unbatched=not args.quick
+            )
         with scratch_database(admin_url) as url:
             rss_tenth, rss_end, rate = memory.run(url, n_memory)
 

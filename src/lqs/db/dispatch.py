@@ -50,21 +50,22 @@ class ClaimedMessage:
 
 
 _CLAIM = """
-WITH due AS (
-    SELECT q.communication_id
-    FROM public.delivery_queue AS q
-    WHERE q.next_attempt_at <= now()
-    ORDER BY q.priority, q.next_attempt_at
-    LIMIT %(limit)s
-    FOR UPDATE SKIP LOCKED
-), claimed AS (
+WITH claimed AS (
     UPDATE public.delivery_queue AS q
     SET attempts = q.attempts + 1,
         lease_owner = %(owner)s,
         lease_expires_at = now() + make_interval(secs => %(lease)s),
         next_attempt_at = now() + make_interval(secs => %(lease)s)
-    FROM due
-    WHERE q.communication_id = due.communication_id
+    -- An array, not a join: the update then looks each row up by its key instead of
+    -- scanning the whole queue.
+    WHERE q.communication_id = ANY(ARRAY(
+        SELECT d.communication_id
+        FROM public.delivery_queue AS d
+        WHERE d.next_attempt_at <= now()
+        ORDER BY d.priority, d.next_attempt_at
+        LIMIT %(limit)s
+        FOR UPDATE SKIP LOCKED
+    ))
     RETURNING q.communication_id, q.attempts, q.to_lead, q.priority, q.batch_key
 )
 SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lead_id,
@@ -148,11 +149,15 @@ WITH acks AS (
         compliance_notes text, delay float8, sent_at timestamptz
     )
 ), held AS (
-    SELECT q.communication_id
-    FROM public.delivery_queue AS q
-    JOIN acks AS a USING (communication_id)
-    WHERE q.lease_owner = %(owner)s AND q.attempts = a.claim
-    FOR UPDATE OF q
+    -- One primary-key lookup per ack: a join here was planned as a scan over every row
+    -- the worker holds (lease_owner is rarely set, so its statistics say "one row").
+    SELECT h.communication_id
+    FROM acks AS a, LATERAL (
+        SELECT q.communication_id FROM public.delivery_queue AS q
+        WHERE q.communication_id = a.communication_id
+          AND q.lease_owner = %(owner)s AND q.attempts = a.claim
+        FOR UPDATE
+    ) AS h
 ), updated AS (
     UPDATE public.communications AS c
     SET status = CASE

@@ -67,6 +67,7 @@ from lqs.providers.base import (
     SendResult,
     Verdict,
 )
+from lqs.providers.http import ShardedAsyncClient
 from lqs.providers.resend import MAX_BATCH, ResendProvider
 from lqs.providers.sendgrid import SendGridProvider
 from lqs.providers.twilio import TwilioProvider
@@ -206,21 +207,27 @@ class Dispatcher:
 
     async def __aenter__(self) -> Dispatcher:
         timeout = httpx.Timeout(self.options.timeout)
-        limits = httpx.Limits(
-            max_connections=self.options.concurrency,
-            max_keepalive_connections=self.options.concurrency,
-        )
 
         def client(*, trust_env: bool = True) -> httpx.AsyncClient:
-            # No provider needs cookies; a jar that refuses them keeps one tenant's
-            # cookies from ever reaching another.
-            made = httpx.AsyncClient(
-                timeout=timeout,
-                limits=limits,
-                follow_redirects=False,
-                cookies=CookieJar(DefaultCookiePolicy(allowed_domains=[])),
-                trust_env=trust_env,
-            )
+            def settings() -> dict[str, Any]:
+                # No provider needs cookies; a jar that refuses them keeps one tenant's
+                # cookies from ever reaching another.
+                return {
+                    "timeout": timeout,
+                    "follow_redirects": False,
+                    "cookies": CookieJar(DefaultCookiePolicy(allowed_domains=[])),
+                    "trust_env": trust_env,
+                }
+
+            def shard(connections: int) -> httpx.AsyncClient:
+                return httpx.AsyncClient(
+                    limits=httpx.Limits(
+                        max_connections=connections, max_keepalive_connections=connections
+                    ),
+                    **settings(),
+                )
+
+            made = ShardedAsyncClient(shard, max_connections=self.options.concurrency, **settings())
             self._clients.append(made)
             return made
 
