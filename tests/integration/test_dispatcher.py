@@ -477,3 +477,27 @@ async def test_settings_a_provider_cannot_use_fail_the_message_with_its_reason(
     assert (comm["status"], comm["error_message"]) == (
         "failed", "resend: resend.api_key: expected the API key (re_…)",
     )  # fmt: skip
+
+
+async def test_a_failed_ack_write_is_kept_and_written_by_the_next_flush(
+    pool: AsyncConnectionPool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import lqs.worker.dispatcher as dispatcher_module
+
+    _, [comm_id] = await _pending(pool)
+    real = dispatcher_module.record_acks
+    calls = 0
+
+    async def flaky(*args: Any, **kwargs: Any) -> set[UUID]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("the database went away for a moment")
+        return await real(*args, **kwargs)
+
+    monkeypatch.setattr(dispatcher_module, "record_acks", flaky)
+    async with _dispatcher(pool) as dispatcher:
+        await dispatcher.drain()
+
+    assert calls >= 2
+    assert (await _comm(pool, comm_id))["status"] == "sent"

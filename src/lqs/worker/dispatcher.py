@@ -157,15 +157,29 @@ class _AckBuffer:
 
     async def _flush_later(self) -> None:
         await asyncio.sleep(self._interval)
-        await self.flush()
+        await self.try_flush()
+
+    async def try_flush(self) -> None:
+        """:meth:`flush`, logging a failure instead of raising: what was not recorded
+        stays buffered for the next flush (the final one raises), and the leases keep
+        another worker from acting on those rows meanwhile."""
+        try:
+            await self.flush()
+        except Exception:
+            log.exception("dispatch_ack_flush_failed", pending=len(self._pending))
 
     async def flush(self) -> None:
+        """Record what is buffered; on failure it stays buffered and the error is raised."""
         async with self._flushing:
             batch, self._pending = self._pending, []
             if not batch:
                 return
-            async with self._pool.connection() as conn:
-                held = await record_acks(conn, self._owner, batch)
+            try:
+                async with self._pool.connection() as conn:
+                    held = await record_acks(conn, self._owner, batch)
+            except BaseException:
+                self._pending = batch + self._pending
+                raise
             lost = [a.communication_id for a in batch if a.communication_id not in held]
             if lost:
                 self.lost += len(lost)
@@ -313,7 +327,7 @@ class Dispatcher:
                 if tasks:
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                await acks.flush()
+                await acks.try_flush()
                 async with self._pool.connection() as conn:
                     wait = await next_due_in(conn)
                 if wait is None or wait > settle:
