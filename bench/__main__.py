@@ -71,7 +71,8 @@ def main() -> None:
         "| --- | --- | --- | --- | --- |",
         *(row.markdown() for row in rows),
         "",
-        f"Worker memory ({n_memory:,} queued leads, `lqs worker --once --only process`, batch 100): "
+        f"Worker memory ({n_memory:,} queued leads, `lqs worker --once --only process`, "
+        f"batch 100): "
         f"RSS {rss_tenth:.1f} MiB after {n_memory // 10:,} leads, {rss_end:.1f} MiB at the end: "
         f"**{growth:+.1%}** growth (goal ≤ +10%); {rate:,.0f} leads/s overall.",
         "",
