@@ -212,3 +212,28 @@ def bearer(api_key: str, setting: str) -> str:
             f"{setting}: the API key is empty or holds control or non-ASCII characters"
         )
     return f"Bearer {key}"
+
+
+def answer_fields(
+    response: httpx.Response, provider: str, *, id_key: str, code_key: str
+) -> tuple[str | None, str | None, str | None]:
+    """From a JSON answer: (error code, error message, external id).
+
+    On success only the id (``body[id_key]``) is set; on failure the provider's code
+    (``body[code_key]``) and ``"<provider> <status> <code>: <message>"``. A body that is
+    not a JSON object gives nothing, and the caller falls back to the HTTP status.
+    """
+    try:
+        data = response.json()
+    except ValueError:
+        return None, None, None
+    if not isinstance(data, dict):
+        return None, None, None
+    if response.is_success:
+        found = data.get(id_key)
+        return None, None, str(found) if found else None
+    code = data.get(code_key)
+    code = None if code in (None, "") else str(code)
+    message = data.get("message")
+    text = f"{provider} {response.status_code} {code}: {message}" if code or message else None
+    return code, text, None

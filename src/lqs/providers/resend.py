@@ -22,6 +22,7 @@ from lqs.providers.base import (
     ProviderConfigError,
     SendResult,
     Verdict,
+    answer_fields,
     bearer,
     classify_status,
     parse_retry_after,
@@ -102,7 +103,7 @@ class ResendProvider:
             )
         except httpx.HTTPError as exc:
             return transport_failure(exc)
-        code, text, email_id = _error_fields(response)
+        code, text, email_id = answer_fields(response, "resend", id_key="id", code_key="name")
         result = classify_status(
             response,
             error_code=code,
@@ -152,7 +153,7 @@ class ResendProvider:
             )
         except httpx.HTTPError as exc:
             return [transport_failure(exc)] * count
-        code, text, _ = _error_fields(response)
+        code, text, _ = answer_fields(response, "resend", id_key="id", code_key="name")
         overall = classify_status(
             response, error_code=code, error_message=text, transient_codes=_TRANSIENT_CODES
         )
@@ -201,19 +202,3 @@ class ResendProvider:
                 )
             )
         return results
-
-
-def _error_fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
-    try:
-        data = response.json()
-    except ValueError:
-        return None, None, None
-    if not isinstance(data, dict):
-        return None, None, None
-    if response.is_success:
-        email_id = data.get("id")
-        return None, None, str(email_id) if email_id else None
-    name = data.get("name")
-    message = data.get("message")
-    text = f"resend {response.status_code} {name}: {message}" if name or message else None
-    return (str(name) if name else None), text, None

@@ -13,6 +13,7 @@ from lqs.domain.delivery import TwilioSettings
 from lqs.providers.base import (
     OutboundMessage,
     SendResult,
+    answer_fields,
     classify_status,
     refused,
     transport_failure,
@@ -64,7 +65,7 @@ class TwilioProvider:
             )
         except httpx.HTTPError as exc:
             return transport_failure(exc)
-        code, text, sid = _fields(response)
+        code, text, sid = answer_fields(response, "twilio", id_key="sid", code_key="code")
         return classify_status(
             response,
             error_code=code,
@@ -72,19 +73,3 @@ class TwilioProvider:
             external_id=sid,
             transient_codes=_TRANSIENT_CODES,
         )
-
-
-def _fields(response: httpx.Response) -> tuple[str | None, str | None, str | None]:
-    try:
-        data = response.json()
-    except ValueError:
-        return None, None, None
-    if not isinstance(data, dict):
-        return None, None, None
-    if response.is_success:
-        sid = data.get("sid")
-        return None, None, str(sid) if sid else None
-    code = data.get("code")
-    message = data.get("message")
-    text = f"twilio {response.status_code} {code}: {message}" if code or message else None
-    return (str(code) if code is not None else None), text, None
