@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -78,6 +78,23 @@ class Settings(BaseSettings):
     allow_private_webhooks: bool = Field(
         default=False,
         description="Let outbound webhooks reach loopback and private addresses (local testing)",
+    )
+    public_base_url: str = Field(
+        default="http://127.0.0.1:8000",
+        pattern=r"^https?://[^\s/?#]+$",
+        description="The API's public URL (scheme, host, port): unsubscribe links and "
+        "Twilio's signed callback URLs are built on it",
+    )
+    unsubscribe_secret: SecretStr | None = Field(
+        default=None,
+        description="Key signing unsubscribe links (32+ characters); unset: emails carry "
+        "no List-Unsubscribe and POST /u/{token} answers 503",
+    )
+    unsubscribe_ttl_days: int = Field(
+        default=60, ge=1, le=3_650, description="How long an unsubscribe link stays valid"
+    )
+    webhook_tolerance: float = Field(
+        default=300.0, gt=0, le=3_600, description="Seconds a signed webhook timestamp may be off"
     )
 
 

@@ -38,6 +38,8 @@ class Tenant:
     suppression: UUID
     push_subscription: UUID
     batch_key: str
+    provider_event: int
+    consent_entry: int
 
 
 @dataclass(frozen=True)
@@ -113,8 +115,20 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         " VALUES (%s, %s, 'resend', '[]', %s)",
         (batch_key, client, [communication]),
     )
+    event = conn.execute(
+        "INSERT INTO public.provider_events (client_id, provider, event_id, communication_id,"
+        " event_type, kind, payload) VALUES (%s, 'resend', %s, %s, 'email.delivered',"
+        " 'delivered', '{}') RETURNING id",
+        (client, f"msg_{slug}", communication),
+    ).fetchone()
+    consent = conn.execute(
+        "INSERT INTO public.consent_history (client_id, lead_id, channel, recipient,"
+        " consent_status, source) VALUES (%s, %s, 'email', %s, 'withdrawn', 'test') RETURNING id",
+        (client, lead, f"lead@{slug}.example"),
+    ).fetchone()
+    assert event is not None and consent is not None
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
-                  push_subscription, batch_key)  # fmt: skip
+                  push_subscription, batch_key, event[0], consent[0])  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -174,11 +188,14 @@ TABLES = [
     ("delivery_attempts", "communication_id", "communication"),
     ("push_subscriptions", "id", "push_subscription"),
     ("provider_batches", "batch_key", "batch_key"),
+    ("provider_events", "id", "provider_event"),
+    ("consent_history", "id", "consent_entry"),
 ]
+APPEND_ONLY = {"consent_history"}
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
                  "suppressions", "delivery_queue", "delivery_attempts",
-                 "push_subscriptions"}  # fmt: skip
+                 "push_subscriptions", "provider_events", "consent_history"}  # fmt: skip
 
 
 async def test_every_table_is_covered(migrated_db: str) -> None:
@@ -323,6 +340,7 @@ UPDATES = {
     "delivery_queue": "UPDATE public.delivery_queue SET priority = 1 WHERE client_id = %s",
     "idempotency_keys": "UPDATE public.idempotency_keys SET status_code = 500 WHERE client_id = %s",
     "lead_import_rows": "UPDATE public.lead_import_rows SET lead_id = NULL WHERE client_id = %s",
+    "provider_events": "UPDATE public.provider_events SET effect = 'x' WHERE client_id = %s",
 }
 
 
@@ -345,9 +363,45 @@ async def test_only_the_service_role_deletes(
 ) -> None:
     sql = f"DELETE FROM public.{table} WHERE {key} = %s"
     row = getattr(world.a, attr)
-    assert await attempt(pool, service(), sql, row) >= 1
+    if table in APPEND_ONLY:
+        assert await attempt(pool, service(), sql, row) == DENIED
+    else:
+        assert await attempt(pool, service(), sql, row) >= 1
     assert await attempt(pool, user(world.a.admin), sql, row) == DENIED
     assert await attempt(pool, anon(), sql, row) == DENIED
+
+
+async def test_consent_history_is_append_only_even_for_the_owner(
+    migrated_db: str, world: World
+) -> None:
+    with psycopg.connect(migrated_db, autocommit=True) as conn:
+        for sql in (
+            "UPDATE public.consent_history SET source = 'x' WHERE id = %s",
+            "DELETE FROM public.consent_history WHERE id = %s",
+        ):
+            with pytest.raises(psycopg.errors.InsufficientPrivilege, match="append-only"):
+                conn.execute(sql.encode(), (world.a.consent_entry,))
+        # Deleting the lead (erasure) still cascades to its history.
+        client = conn.execute(
+            "INSERT INTO public.clients (name, slug) VALUES ('c', 'erasure') RETURNING id"
+        ).fetchone()
+        assert client is not None
+        lead = conn.execute(
+            "INSERT INTO public.leads (client_id, email) VALUES (%s, 'gone@x.example') RETURNING id",
+            (client[0],),
+        ).fetchone()
+        assert lead is not None
+        conn.execute(
+            "INSERT INTO public.consent_history (client_id, lead_id, channel, recipient,"
+            " consent_status, source) VALUES (%s, %s, 'email', 'gone@x.example', 'withdrawn', 't')",
+            (client[0], lead[0]),
+        )
+        conn.execute("DELETE FROM public.leads WHERE id = %s", (lead[0],))
+        left = conn.execute(
+            "SELECT count(*) FROM public.consent_history WHERE client_id = %s", (client[0],)
+        ).fetchone()
+        conn.execute("DELETE FROM public.clients WHERE id = %s", (client[0],))
+    assert left == (0,)
 
 
 # ---------------------------------------------------------------- sessions

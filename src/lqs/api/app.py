@@ -8,9 +8,11 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 from fastapi.responses import JSONResponse
 
-from lqs.api import intake
+from lqs.api import intake, metrics, unsubscribe, webhooks
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter
+from lqs.api.webhooks import WebhookConfig
 from lqs.db.pool import open_pool
+from lqs.domain.unsubscribe import UnsubscribeLinks
 
 
 def create_app(
@@ -19,6 +21,8 @@ def create_app(
     pool_min_size: int = 1,
     pool_max_size: int = 10,
     max_body_bytes: int = MAX_BODY_BYTES,
+    webhook_config: WebhookConfig | None = None,
+    unsubscribe_links: UnsubscribeLinks | None = None,
 ) -> FastAPI:
     """The API with its own pool, opened at start-up and closed at shutdown."""
 
@@ -28,6 +32,8 @@ def create_app(
             database_url, min_size=pool_min_size, max_size=pool_max_size
         )
         app.state.rate_limiter = RateLimiter()
+        app.state.webhook_config = webhook_config or WebhookConfig("http://127.0.0.1:8000")
+        app.state.unsubscribe_links = unsubscribe_links
         try:
             yield
         finally:
@@ -36,6 +42,9 @@ def create_app(
     app = FastAPI(title="LQS", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     app.include_router(intake.router)
+    app.include_router(webhooks.router)
+    app.include_router(unsubscribe.router)
+    app.include_router(metrics.router)
 
     @app.get("/healthz")
     async def health() -> JSONResponse:

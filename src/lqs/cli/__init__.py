@@ -6,7 +6,7 @@ import sys
 
 import typer
 
-from lqs.cli import clients, comms, db, leads, push, run, simulate
+from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
 from lqs.db.errors import DatabaseError
 
 app = typer.Typer(
@@ -19,9 +19,10 @@ app.add_typer(clients.templates_app, name="templates")
 app.add_typer(leads.app, name="leads")
 app.add_typer(comms.app, name="comms")
 app.add_typer(push.app, name="push")
+app.add_typer(suppressions.app, name="suppressions")
 app.command("serve")(run.serve)
 app.command("worker")(run.worker)
-app.command("demo")(run.demo)
+app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 
 

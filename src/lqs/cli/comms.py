@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 from uuid import UUID
 
 import psycopg
@@ -11,6 +11,7 @@ from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
 from lqs.db.dispatch import CommunicationSummary, list_communications, redrive_failed
+from lqs.db.events import TimelineEntry, communication_timeline
 from lqs.domain.vocabulary import CommunicationStatus
 
 app = typer.Typer(help="List communications and re-drive failed ones.", no_args_is_help=True)
@@ -47,6 +48,41 @@ def comms_list(
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(rows)} communication(s)")
+
+
+@app.command("show")
+def comms_show(
+    communication_id: Annotated[str, typer.Argument(help="The communication's id")],
+) -> None:
+    """One communication: its fields, then its timeline (attempts and provider events)."""
+    try:
+        wanted = UUID(communication_id)
+    except ValueError:
+        fail("the communication id must be a UUID")
+
+    async def fetch(
+        conn: psycopg.AsyncConnection,
+    ) -> tuple[dict[str, Any], list[TimelineEntry]] | None:
+        return await communication_timeline(conn, wanted)
+
+    with database_url(settings()) as url:
+        found = run_in_transaction(url, fetch)
+    if found is None:
+        fail(f"no communication {wanted}")
+    row, entries = found
+    fields = Table("field", "value", show_header=False)
+    for name in (
+        "id", "client_slug", "type", "recipient", "status", "provider", "external_id",
+        "retry_count", "max_retries", "error_message", "compliance_notes", "created_at",
+        "sent_at", "delivered_at",
+    ):  # fmt: skip
+        value = row.get(name)
+        fields.add_row(name, "" if value is None else str(value))
+    console.print(fields)
+    timeline = Table("time", "what", "detail", title="timeline")
+    for entry in entries:
+        timeline.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S.%f}"[:-3], entry.kind, entry.summary)
+    console.print(timeline)
 
 
 @app.command("retry")

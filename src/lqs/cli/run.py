@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import signal
+from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
@@ -11,12 +12,10 @@ import typer
 import uvicorn
 
 from lqs.api.app import create_app
+from lqs.api.webhooks import WebhookConfig
 from lqs.cli._common import console, database_url, fail, settings
-from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.config import Settings
-from lqs.db.connection import connect
-from lqs.db.migrate import migrate
-from lqs.db.verify import verify
+from lqs.domain.unsubscribe import UnsubscribeLinks
 
 if TYPE_CHECKING:
     from lqs.worker.dispatcher import DispatcherOptions
@@ -31,9 +30,34 @@ def serve(
     config = settings()
     with database_url(config) as url:
         app = create_app(
-            url, pool_min_size=config.pool_min_size, pool_max_size=config.pool_max_size
+            url,
+            pool_min_size=config.pool_min_size,
+            pool_max_size=config.pool_max_size,
+            webhook_config=WebhookConfig(config.public_base_url, config.webhook_tolerance),
+            unsubscribe_links=unsubscribe_links(config),
         )
-        uvicorn.run(app, host=host, port=port, log_level="warning", access_log=False)
+        uvicorn.run(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=5,
+        )
+
+
+def unsubscribe_links(config: Settings) -> UnsubscribeLinks | None:
+    """The unsubscribe link signer, if a secret is configured."""
+    if config.unsubscribe_secret is None:
+        return None
+    try:
+        return UnsubscribeLinks(
+            config.unsubscribe_secret.get_secret_value(),
+            config.public_base_url,
+            timedelta(days=config.unsubscribe_ttl_days),
+        )
+    except ValueError as exc:
+        fail(f"LQS_UNSUBSCRIBE_SECRET: {exc}")
 
 
 def dispatcher_options(config: Settings) -> DispatcherOptions:
@@ -59,6 +83,7 @@ def dispatcher_options(config: Settings) -> DispatcherOptions:
         },
         failover_cooldown=config.dispatch_failover_cooldown,
         allow_private_webhooks=config.allow_private_webhooks,
+        unsubscribe=unsubscribe_links(config),
     )
 
 
@@ -120,20 +145,3 @@ def worker(
             f"{d.failed} failed, {d.rejected} rejected"
             + (f", {d.lost_leases} lease(s) lost" if d.lost_leases else "")
         )
-
-
-def demo() -> None:
-    """Start the database (embedded unless LQS_DATABASE_URL is set), migrate and verify it."""
-    config = settings()
-    with (
-        database_url(config) as url,
-        connect(url, connect_timeout=config.connect_timeout) as conn,
-    ):
-        for migration in migrate(conn):
-            console.print(f"applied {migration.filename}")
-        report = verify(conn)
-    print_seed_table(report)
-    fail_on_drift(report)
-    if not report.seed_rows:
-        fail("the seed's verification query returned no rows")
-    console.print(f"[green]Demo database ready[/green] ({len(report.seed_rows)} columns verified).")

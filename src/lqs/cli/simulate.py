@@ -41,4 +41,11 @@ def simulate(
         except (OSError, ValueError) as exc:
             fail(f"{config_file}: {exc}")
     console.print(f"Provider simulator on http://{host}:{port} (inspect at /_sim/messages)")
-    uvicorn.run(create_app(config), host=host, port=port, log_level="warning", access_log=False)
+    uvicorn.run(
+        create_app(config),
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=2,
+    )

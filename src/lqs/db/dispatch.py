@@ -20,6 +20,7 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
 from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
 
 
@@ -47,6 +48,9 @@ class ClaimedMessage:
     push_auth: str | None
     push_gone: bool
     batch_key: str | None
+    status: str
+    """The communication's status now: a delivery event may have settled it already."""
+    created_at: datetime
 
 
 _CLAIM = """
@@ -80,7 +84,8 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
                                     ELSE btrim(c.recipient) END
        ) AS suppressed,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
-       coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key
+       coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
+       c.status, c.created_at
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
@@ -139,6 +144,9 @@ class Ack:
     sent_at: datetime | None = None
     attempt: Attempt | None = None
     push_gone: bool = False
+    client_id: UUID | None = None
+    """Set on a ``sent`` ack: with ``provider`` and ``external_id`` it finds the delivery
+    events that arrived before the send was recorded."""
 
 
 _RECORD = """
@@ -163,6 +171,7 @@ WITH acks AS (
     SET status = CASE
             -- A delivery event may have moved the row on already: never move it back.
             WHEN a.step = 'sent' THEN CASE WHEN c.status = 'pending' THEN 'sent' ELSE c.status END
+            WHEN c.status <> 'pending' THEN c.status
             WHEN a.step = 'failed' THEN 'failed'
             WHEN a.step = 'rejected' THEN 'rejected'
             ELSE c.status
@@ -173,7 +182,8 @@ WITH acks AS (
         external_reference = CASE WHEN a.step = 'sent' THEN a.external_reference
                                   ELSE c.external_reference END,
         retry_count = a.retry_count,
-        error_message = CASE WHEN a.step = 'sent' THEN NULL ELSE a.error_message END,
+        error_message = CASE WHEN c.status NOT IN ('pending', 'sent') THEN c.error_message
+                             WHEN a.step = 'sent' THEN NULL ELSE a.error_message END,
         compliance_notes = coalesce(a.compliance_notes, c.compliance_notes)
     FROM acks AS a
     WHERE c.id = a.communication_id AND c.id IN (SELECT communication_id FROM held)
@@ -256,9 +266,20 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
         if a.attempt is not None
     ]
     gone = [a.communication_id for a in acks if a.push_gone]
+    sends = [
+        (a.client_id, a.provider, a.external_id, a.communication_id)
+        for a in acks
+        if a.step == "sent" and a.client_id and a.provider and a.external_id
+    ]
     async with conn.transaction():
+        # Before recording the sends: a delivery event for one of them either committed
+        # already (and is applied below) or waits for this transaction (and finds it).
+        await lock_messages(conn, (message_lock_key(c, p, m) for c, p, m, _ in sends))
         cur = await conn.execute(_RECORD, {"acks": Jsonb(payload), "owner": owner})
         held = [row[0] for row in await cur.fetchall()]
+        if sends:
+            kept = set(held)
+            await apply_waiting_events(conn, [s for s in sends if s[3] in kept])
         if attempts:
             await conn.execute(_RECORD_ATTEMPTS, {"attempts": Jsonb(attempts), "held": held})
         if gone:

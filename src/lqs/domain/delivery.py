@@ -10,16 +10,26 @@ backoff with full jitter, never sooner than the provider's ``Retry-After``), or 
 from __future__ import annotations
 
 import random
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 EmailProvider = Literal["resend", "sendgrid"]
 
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
+_WHSEC = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
 class _Settings(BaseModel):
@@ -30,12 +40,25 @@ class ResendSettings(_Settings):
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
     base_url: str = Field(default="https://api.resend.com", pattern=_URL)
+    webhook_secret: SecretStr | None = None
+    """The signing secret of the client's Resend webhook endpoint (``whsec_…``), used to
+    check ``POST /webhooks/resend/{client_id}``."""
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _whsec(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not _WHSEC.fullmatch(value.get_secret_value()):
+            raise ValueError("must be whsec_ followed by base64")
+        return value
 
 
 class SendGridSettings(_Settings):
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
     base_url: str = Field(default="https://api.sendgrid.com", pattern=_URL)
+    webhook_public_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9+/=\s]{40,400}$")
+    """The Event Webhook's verification key as SendGrid shows it (base64 DER
+    SubjectPublicKeyInfo, ECDSA P-256), used to check ``POST /webhooks/sendgrid/{client_id}``."""
 
 
 class TwilioSettings(_Settings):

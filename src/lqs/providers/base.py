@@ -11,11 +11,17 @@ on the pooled :class:`httpx.AsyncClient` it was given, and classifies the answer
 
 Adapters never raise for anything the network or the provider does; they raise
 :class:`ProviderConfigError` only when the client's settings cannot be used at all.
+
+The inbound half is pure too: each provider module's ``verify_webhook`` checks a delivery
+webhook's signature (raising :class:`WebhookRejected`), and its ``parse_webhook`` turns the
+verified request into :class:`~lqs.domain.events.DeliveryEvent` values (raising
+:class:`WebhookMalformed`); the helpers below keep their checks identical.
 """
 
 from __future__ import annotations
 
 import email.utils
+import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -83,6 +89,29 @@ class SendResult:
 
 class ProviderConfigError(ValueError):
     """The client's settings for this provider are missing or unusable."""
+
+
+class WebhookRejected(Exception):
+    """The request is not a genuine webhook from this provider: answer 401, change nothing.
+
+    ``reason`` is short text safe to return to the caller (``"no signature matched"``,
+    ``"missing header svix-signature"``); it never contains a secret or an expected value.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class WebhookMalformed(Exception):
+    """Signed correctly but not the documented shape: answer 400.
+
+    ``reason`` says what is wrong (``"event 2 has no sg_event_id"``), safe to return.
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
 
 
 class Provider(Protocol):
@@ -237,3 +266,73 @@ def answer_fields(
     message = data.get("message")
     text = f"{provider} {response.status_code} {code}: {message}" if code or message else None
     return code, text, None
+
+
+def lowercase_headers(headers: Mapping[str, str]) -> dict[str, str]:
+    """``headers`` with lower-case names (HTTP header names are case-insensitive)."""
+    return {str(name).lower(): value for name, value in headers.items()}
+
+
+def required_header(headers: Mapping[str, str], name: str) -> str:
+    """The value of header ``name`` in ``headers`` (see :func:`lowercase_headers`).
+
+    Raises:
+        WebhookRejected: the header is missing or empty.
+    """
+    value = headers.get(name.lower())
+    if not isinstance(value, str) or not value.strip():
+        raise WebhookRejected(f"missing header {name}")
+    return value.strip()
+
+
+def check_timestamp(
+    value: str, header: str, *, now: float | None = None, tolerance: float = 300.0
+) -> None:
+    """Check a signed Unix timestamp (whole seconds) against the clock: at most
+    ``tolerance`` seconds old or ahead (exactly ``tolerance`` is accepted).
+
+    Raises:
+        WebhookRejected: ``value`` is not a number of seconds, or is out of tolerance.
+    """
+    if not (value.isascii() and value.isdigit() and len(value) <= 15):
+        raise WebhookRejected(f"header {header} is not a Unix timestamp")
+    current = time.time() if now is None else now
+    if abs(current - int(value)) > tolerance:
+        raise WebhookRejected(f"timestamp outside the {tolerance:g} s tolerance")
+
+
+def webhook_json(body: bytes) -> Any:
+    """The JSON value of a webhook's body.
+
+    Raises:
+        WebhookMalformed: the body is not UTF-8 JSON (or nests too deeply to read).
+    """
+    try:
+        return json.loads(body)
+    except (ValueError, RecursionError):
+        raise WebhookMalformed("the body is not JSON") from None
+
+
+def optional_text(container: Mapping[str, Any], key: str, where: str) -> str | None:
+    """``container[key]`` as text: None if absent or null; a number becomes its decimal text.
+
+    Raises:
+        WebhookMalformed: the value is something else (an object, a list, a boolean).
+    """
+    value = container.get(key)
+    if value is None or isinstance(value, str):
+        return value
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return str(value)
+    raise WebhookMalformed(f"{where}{key} is not a string")
+
+
+def communication_id_in(value: Any) -> UUID | None:
+    """Our communication id carried by an event, if ``value`` is one; None otherwise (an
+    event with a mangled id is still an event: it is matched by message id instead)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return UUID(value)
+    except ValueError:
+        return None

@@ -6,29 +6,52 @@ record cannot send twice as long as every retry happens inside that window (the 
 retry horizon ends at 23 h). 409 ``concurrent_idempotent_requests`` (the first request
 with the key is still in flight) is transient; 409 ``invalid_idempotent_request`` (same
 key, different payload) is permanent.
+
+Delivery webhooks are signed by Svix: :func:`verify_webhook` checks the ``svix-*`` headers
+against the endpoint's ``whsec_`` secret, and :func:`parse_webhook` turns the event into a
+:class:`DeliveryEvent` whose ``event_id`` is ``svix-id`` (stable across Svix's retries).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import hashlib
+import hmac
 import json
+from collections.abc import Mapping
 from dataclasses import replace
+from datetime import UTC, datetime
 from typing import Any
+from uuid import UUID
 
 import httpx
 
 from lqs.domain.delivery import ResendSettings
+from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
     OutboundMessage,
     ProviderConfigError,
     SendResult,
     Verdict,
+    WebhookMalformed,
+    WebhookRejected,
     answer_fields,
     bearer,
+    check_timestamp,
     classify_status,
+    communication_id_in,
+    lowercase_headers,
+    optional_text,
     parse_retry_after,
     refused,
+    required_header,
     transport_failure,
+    webhook_json,
 )
+
+COMMUNICATION_ID_TAG = "communication_id"
+"""The tag that carries our communication id on every email (and back in its events)."""
 
 _TRANSIENT_CODES = frozenset(
     {"concurrent_idempotent_requests", "rate_limit_exceeded", "application_error",
@@ -66,11 +89,11 @@ class ResendProvider:
             "subject": message.subject,
             "html": message.content,
             "tags": [
-                {"name": "communication_id", "value": str(message.communication_id)},
+                {"name": COMMUNICATION_ID_TAG, "value": str(message.communication_id)},
                 *(
                     {"name": _tag(k), "value": _tag(v)}
                     for k, v in message.metadata.items()
-                    if k != "communication_id"
+                    if k != COMMUNICATION_ID_TAG
                 ),
             ],
         }
@@ -202,3 +225,182 @@ class ResendProvider:
                 )
             )
         return results
+
+
+_KINDS = {
+    "email.sent": EventKind.ACCEPTED,
+    "email.delivered": EventKind.DELIVERED,
+    "email.delivery_delayed": EventKind.DELAYED,
+    "email.bounced": EventKind.BOUNCED,  # or SOFT_BOUNCED: see _bounce_kind
+    "email.complained": EventKind.COMPLAINED,
+    "email.failed": EventKind.FAILED,
+    "email.suppressed": EventKind.DROPPED,
+    "email.opened": EventKind.ENGAGED,
+    "email.clicked": EventKind.ENGAGED,
+    "email.scheduled": EventKind.OTHER,
+}
+"""The documented email events; any other type is parsed leniently as ``OTHER``."""
+
+
+def verify_webhook(
+    body: bytes,
+    headers: Mapping[str, str],
+    secret: str,
+    *,
+    now: float | None = None,
+    tolerance: float = 300.0,
+) -> None:
+    """Check that ``body`` was signed by Svix with ``secret`` (``whsec_`` + base64).
+
+    The signature is HMAC-SHA256 over ``{svix-id}.{svix-timestamp}.{body}``, the raw bytes
+    as received; ``svix-signature`` holds space-separated ``v1,<base64>`` entries (several
+    while a secret is rotated) and one matching ``v1`` entry suffices; other versions are
+    ignored. ``svix-timestamp`` may be at most ``tolerance`` seconds from ``now`` (default:
+    the clock), either way. Header names are case-insensitive.
+
+    Raises:
+        WebhookRejected: a header is missing, the timestamp is out of tolerance, or no
+            signature matched.
+        ProviderConfigError: ``secret`` is not ``whsec_`` followed by base64.
+    """
+    key = _signing_key(secret)
+    found = lowercase_headers(headers)
+    message_id = required_header(found, "svix-id")
+    timestamp = required_header(found, "svix-timestamp")
+    signatures = required_header(found, "svix-signature")
+    check_timestamp(timestamp, "svix-timestamp", now=now, tolerance=tolerance)
+    signed = f"{message_id}.{timestamp}.".encode("utf-8", "surrogatepass") + body
+    expected = hmac.new(key, signed, hashlib.sha256).digest()
+    for entry in signatures.split():
+        version, _, encoded = entry.partition(",")
+        if version != "v1":
+            continue
+        try:
+            candidate = base64.b64decode(encoded, validate=True)
+        except (binascii.Error, ValueError):
+            continue
+        if hmac.compare_digest(expected, candidate):
+            return
+    raise WebhookRejected("no signature matched")
+
+
+def parse_webhook(body: bytes, headers: Mapping[str, str]) -> list[DeliveryEvent]:
+    """The event of a verified Resend webhook (see :func:`verify_webhook`), as a list of one.
+
+    ``event_id`` is ``svix-id``, ``message_id`` ``data.email_id`` (the id the send returned),
+    ``occurred_at`` the event's ``created_at``, ``recipient`` the first of ``data.to`` and
+    ``communication_id`` our tag if the event carries it. A bounce is ``BOUNCED`` when
+    ``data.bounce.type`` is ``Permanent``, else ``SOFT_BOUNCED``. A type this module does
+    not know is ``OTHER``, never an error.
+
+    Raises:
+        WebhookMalformed: the body is not a JSON object with a string ``type``, or a known
+            event lacks its documented fields (``data.email_id``) or has them mistyped.
+    """
+    event_id = lowercase_headers(headers).get("svix-id", "").strip()
+    if not event_id:
+        raise WebhookMalformed("missing header svix-id")
+    envelope = webhook_json(body)
+    if not isinstance(envelope, dict):
+        raise WebhookMalformed("the body is not a JSON object")
+    raw_type = envelope.get("type")
+    if not isinstance(raw_type, str) or not raw_type:
+        raise WebhookMalformed("type is missing or not a string")
+    try:
+        return [_event(event_id, raw_type, envelope)]
+    except WebhookMalformed:
+        if raw_type in _KINDS:
+            raise
+        # A type added after this module was written: keep it, whatever its shape.
+        return [
+            DeliveryEvent("resend", event_id, EventKind.OTHER, raw_type, None, payload=envelope)
+        ]
+
+
+def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEvent:
+    kind = _KINDS.get(raw_type, EventKind.OTHER)
+    data = envelope.get("data")
+    if not isinstance(data, dict):
+        raise WebhookMalformed("data is missing or not an object")
+    message_id = optional_text(data, "email_id", "data.") or None
+    if message_id is None and raw_type in _KINDS:
+        raise WebhookMalformed("data.email_id is missing")
+    reason = error_code = None
+    if raw_type == "email.bounced":
+        bounce = _object(data, "bounce", "data.")
+        if bounce.get("type") != "Permanent":
+            kind = EventKind.SOFT_BOUNCED
+        reason = optional_text(bounce, "message", "data.bounce.")
+        error_code = optional_text(bounce, "subType", "data.bounce.")
+    elif raw_type == "email.failed":
+        reason = optional_text(_object(data, "failed", "data."), "reason", "data.failed.")
+    return DeliveryEvent(
+        provider="resend",
+        event_id=event_id,
+        kind=kind,
+        raw_type=raw_type,
+        message_id=message_id,
+        occurred_at=_instant(envelope.get("created_at")),
+        communication_id=_tagged_communication_id(data.get("tags")),
+        recipient=_first_recipient(data.get("to")),
+        reason=reason,
+        error_code=error_code,
+        payload=envelope,
+    )
+
+
+def _signing_key(secret: str) -> bytes:
+    encoded = "".join(secret.strip().removeprefix("whsec_").split())
+    try:
+        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        key = b""
+    if not key:
+        raise ProviderConfigError(
+            "resend.webhook_secret: expected whsec_ followed by base64 (copy it from the "
+            "webhook's page in the Resend dashboard)"
+        )
+    return key
+
+
+def _object(container: dict[str, Any], key: str, where: str) -> dict[str, Any]:
+    """``container[key]`` if it is an object, ``{}`` if absent or null."""
+    value = container.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise WebhookMalformed(f"{where}{key} is not an object")
+    return value
+
+
+def _instant(value: Any) -> datetime | None:
+    """An ISO 8601 time (``Z`` or an offset; one without is taken as UTC), or None."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise WebhookMalformed("created_at is not a string")
+    try:
+        when = datetime.fromisoformat(value.strip())
+    except ValueError:
+        raise WebhookMalformed("created_at is not an ISO 8601 time") from None
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _first_recipient(value: Any) -> str | None:
+    if value is None or isinstance(value, str):
+        return value or None
+    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+        raise WebhookMalformed("data.to is not a list of addresses")
+    return value[0] if value else None
+
+
+def _tagged_communication_id(tags: Any) -> UUID | None:
+    """Our communication id from the event's tags (``{name: value}``, or the
+    ``[{name, value}]`` the send used), or None."""
+    if isinstance(tags, dict):
+        return communication_id_in(tags.get(COMMUNICATION_ID_TAG))
+    if isinstance(tags, list):
+        for tag in tags:
+            if isinstance(tag, dict) and tag.get("name") == COMMUNICATION_ID_TAG:
+                return communication_id_in(tag.get("value"))
+    return None

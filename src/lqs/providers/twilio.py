@@ -3,21 +3,38 @@
 Twilio documents no idempotency key, so a crash between Twilio's 201 and our record can
 send an SMS twice; the window is one HTTP answer long (``docs/ARCHITECTURE.md``). The
 status callback URL, if configured, makes Twilio report delivery to our webhook.
+
+Status callbacks are signed with the account's auth token: :func:`verify_webhook` checks
+``X-Twilio-Signature``, and :func:`parse_webhook` turns the form into a
+:class:`DeliveryEvent`. Nothing in the signature is a time, so a replay cannot be told from
+a retry: the event id ``MessageSid:MessageStatus`` makes both harmless.
 """
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
+from collections.abc import Mapping, Sequence
+from urllib.parse import urlsplit
+
 import httpx
 
 from lqs.domain.delivery import TwilioSettings
+from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
     OutboundMessage,
+    ProviderConfigError,
     SendResult,
+    WebhookMalformed,
+    WebhookRejected,
     answer_fields,
     classify_status,
     refused,
     transport_failure,
 )
+
+SIGNATURE_HEADER = "X-Twilio-Signature"
 
 MAX_BODY = 1600
 """Twilio's limit on a message body, in characters."""
@@ -73,3 +90,111 @@ class TwilioProvider:
             external_id=sid,
             transient_codes=_TRANSIENT_CODES,
         )
+
+
+_KINDS = {
+    "queued": EventKind.ACCEPTED,
+    "accepted": EventKind.ACCEPTED,
+    "sending": EventKind.ACCEPTED,
+    "sent": EventKind.ACCEPTED,
+    "delivered": EventKind.DELIVERED,
+    "undelivered": EventKind.FAILED,
+    "failed": EventKind.FAILED,
+    "read": EventKind.ENGAGED,
+}
+"""The documented message statuses; any other is ``OTHER``."""
+
+_DEFAULT_PORTS = {"https": 443, "http": 80}
+
+
+def verify_webhook(
+    url: str, params: Sequence[tuple[str, str]], signature: str | None, auth_token: str
+) -> None:
+    """Check a status callback's ``X-Twilio-Signature`` (``signature``).
+
+    The signature is base64 HMAC-SHA1, keyed with ``auth_token``, of ``url`` (the public URL
+    Twilio called, query included) followed by every POST parameter's name and value,
+    sorted by name and then value. Like Twilio's own ``RequestValidator``, the URL is also
+    tried with its scheme's default port added (if it has none) or removed (if it has it).
+
+    Raises:
+        WebhookRejected: the signature is missing or matches none of those URLs.
+        ProviderConfigError: ``auth_token`` is empty.
+    """
+    if not auth_token:
+        raise ProviderConfigError("twilio.auth_token is empty")
+    if not signature or not signature.strip():
+        raise WebhookRejected(f"missing header {SIGNATURE_HEADER}")
+    given = signature.strip().encode("utf-8", "surrogatepass")
+    key = auth_token.encode("utf-8", "surrogatepass")
+    signed_params = "".join(name + value for name, value in sorted(params))
+    matched = False
+    for candidate in _url_variants(url):
+        text = (candidate + signed_params).encode("utf-8", "surrogatepass")
+        expected = base64.b64encode(hmac.new(key, text, hashlib.sha1).digest())
+        matched |= hmac.compare_digest(expected, given)
+    if not matched:
+        raise WebhookRejected("no signature matched")
+
+
+def parse_webhook(params: Mapping[str, str]) -> list[DeliveryEvent]:
+    """The event of a verified status callback (see :func:`verify_webhook`), as a list of
+    one: ``event_id`` ``MessageSid:MessageStatus``, ``message_id`` ``MessageSid``,
+    ``recipient`` ``To``. ``undelivered`` and ``failed`` carry ``ErrorCode``. Twilio sends
+    no event time, so ``occurred_at`` is None. A status this module does not know is
+    ``OTHER``, never an error.
+
+    Raises:
+        WebhookMalformed: ``MessageSid`` or ``MessageStatus`` is missing.
+    """
+    sid = _required(params, "MessageSid")
+    status = _required(params, "MessageStatus")
+    kind = _KINDS.get(status.lower(), EventKind.OTHER)
+    error_code = reason = None
+    if kind is EventKind.FAILED:
+        code = params.get("ErrorCode")
+        error_code = code if isinstance(code, str) and code.strip() else None
+        reason = f"{status} (ErrorCode {error_code})" if error_code else status
+    to = params.get("To")
+    return [
+        DeliveryEvent(
+            provider="twilio",
+            event_id=f"{sid}:{status}",
+            kind=kind,
+            raw_type=status,
+            message_id=sid,
+            recipient=to if isinstance(to, str) and to else None,
+            reason=reason,
+            error_code=error_code,
+            payload=dict(params),
+        )
+    ]
+
+
+def _required(params: Mapping[str, str], name: str) -> str:
+    value = params.get(name)
+    if not isinstance(value, str) or not value.strip():
+        raise WebhookMalformed(f"{name} is missing")
+    return value
+
+
+def _url_variants(url: str) -> list[str]:
+    """``url``, and ``url`` with its scheme's default port added or removed."""
+    variants = [url]
+    try:
+        parts = urlsplit(url)
+        port = parts.port
+    except ValueError:
+        return variants
+    default = _DEFAULT_PORTS.get(parts.scheme.lower())
+    if default is None or not parts.hostname:
+        return variants
+    if port is None:
+        netloc = f"{parts.netloc.removesuffix(':')}:{default}"
+    elif port == default:
+        netloc = parts.netloc.rsplit(":", 1)[0]
+    else:
+        return variants
+    # Only the authority changes: the rest of the URL stays byte for byte as signed.
+    variants.append(url.replace(f"//{parts.netloc}", f"//{netloc}", 1))
+    return variants

@@ -60,6 +60,7 @@ from lqs.domain.delivery import (
     parse_delivery_settings,
     provider_for,
 )
+from lqs.domain.unsubscribe import UnsubscribeLinks
 from lqs.providers.base import (
     OutboundMessage,
     Provider,
@@ -91,8 +92,17 @@ class DispatchStats:
     rejected: int = 0
     lost_leases: int = 0
 
+    settled: int = 0
+    """Claimed but no longer pending: a delivery event had settled it (nothing sent)."""
+
     def add(self, step: str) -> None:
-        name = {"sent": "sent", "retry": "retried", "failed": "failed", "rejected": "rejected"}
+        name = {
+            "sent": "sent",
+            "retry": "retried",
+            "failed": "failed",
+            "rejected": "rejected",
+            "settled": "settled",
+        }
         setattr(self, name[step], getattr(self, name[step]) + 1)
 
 
@@ -113,6 +123,8 @@ class DispatcherOptions:
     settings_ttl: float = 10.0
     resend_batches: bool = True
     """Send several first-attempt emails of one client through Resend's batch endpoint."""
+    unsubscribe: UnsubscribeLinks | None = None
+    """Signs the List-Unsubscribe links of emails to leads; None: no such headers."""
 
 
 @dataclass(frozen=True)
@@ -367,6 +379,9 @@ class Dispatcher:
 
     def _route(self, message: ClaimedMessage) -> Ack | _Route:
         """Where ``message`` goes now, or the ack that ends it without a request."""
+        if message.status != "pending":
+            # A delivery event settled it while a retry was waiting: nothing to send.
+            return Ack(message.communication_id, message.attempt, "settled", message.retry_count)
         rejection = _still_allowed(message)
         if rejection is not None:
             return Ack(
@@ -402,7 +417,7 @@ class Dispatcher:
             route = self._route(message)
         if isinstance(route, Ack):
             return route
-        outbound = _outbound(message)
+        outbound = _outbound(message, self.options.unsubscribe)
         started = datetime.now(UTC)
         try:
             async with self._limiters[route.provider].slot():
@@ -475,7 +490,10 @@ class Dispatcher:
         provider = self._resend()
         try:
             body = provider.batch_body(
-                [provider.request_body(route.settings, _outbound(m)) for m in members]
+                [
+                    provider.request_body(route.settings, _outbound(m, self.options.unsubscribe))
+                    for m in members
+                ]
             )
         except ProviderConfigError as exc:
             return [self._failed(m, f"resend: {exc}") for m in members]
@@ -552,7 +570,18 @@ def _still_allowed(message: ClaimedMessage) -> str | None:
     return None
 
 
-def _outbound(message: ClaimedMessage) -> OutboundMessage:
+def _outbound(message: ClaimedMessage, links: UnsubscribeLinks | None) -> OutboundMessage:
+    headers: Mapping[str, str] = {}
+    if links is not None and message.channel == "email" and message.to_lead:
+        token = links.token(
+            client_id=message.client_id,
+            lead_id=message.lead_id,
+            communication_id=message.communication_id,
+            channel=message.channel,
+            recipient=message.recipient,
+            created_at=message.created_at,
+        )
+        headers = links.headers(token)
     metadata = {"lead_id": str(message.lead_id), "client_id": str(message.client_id)}
     if message.campaign_id:
         metadata["campaign_id"] = message.campaign_id
@@ -571,6 +600,7 @@ def _outbound(message: ClaimedMessage) -> OutboundMessage:
         recipient=recipient,
         subject=message.subject,
         content=message.content,
+        headers=headers,
         metadata=metadata,
     )
 
@@ -614,6 +644,7 @@ def _ack(
         sent_at=finished if step == "sent" else None,
         attempt=attempt,
         push_gone=result.recipient_gone and message.channel == "push",
+        client_id=message.client_id,
     )
 
 

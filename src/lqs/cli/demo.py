@@ -1,0 +1,621 @@
+"""``lqs demo``: the seed's whole flow, end to end, on the local machine.
+
+Migrates and verifies the database, creates two demo clients (one sending email through
+Resend, one through SendGrid, both SMS through Twilio), starts the provider simulator, the
+API and the worker as child processes in one process group, posts a few hundred varied
+leads over HTTP (invalid ones, duplicates, leads without consent, addresses the simulator
+bounces or reports as complaints), waits until every lead is processed and every
+communication has its final status from the simulator's signed delivery webhooks, then
+prints what happened and stops everything. Exits 1 if the pipeline did not settle as
+expected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+import os
+import random
+import secrets
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+from uuid import UUID
+
+import httpx
+import typer
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from psycopg import AsyncConnection
+from psycopg.types.json import Jsonb
+from rich.table import Table
+
+from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli.db import fail_on_drift, print_seed_table
+from lqs.db.clients import create_api_key, create_client
+from lqs.db.connection import connect
+from lqs.db.events import communication_timeline
+from lqs.db.migrate import migrate
+from lqs.db.verify import VerifyReport, verify
+
+DEMO_SLUGS = ("demo-acme", "demo-globex")
+BOUNCE_DOMAIN = "bounce.example"
+COMPLAINT_DOMAIN = "complaints.example"
+UNDELIVERED_PREFIX = "+1202555019"
+
+
+@dataclass
+class DemoClient:
+    slug: str
+    name: str
+    email_provider: str
+    id: UUID | None = None
+    api_key: str = ""
+    provider_key: str = ""
+
+
+@dataclass
+class Intake:
+    created: int = 0
+    duplicates: int = 0
+    invalid: int = 0
+    failed: list[str] = field(default_factory=list)
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _notifications() -> dict[str, Any]:
+    return {
+        "qualified": [
+            {"channel": "email", "to": "client", "template": "lead_qualified", "priority": 2},
+            {"channel": "email", "to": "lead", "template": "lead_acknowledgement", "priority": 3},
+            {"channel": "sms", "to": "lead", "template": "lead_qualified_sms", "priority": 3},
+        ],
+        "nurture": [
+            {"channel": "email", "to": "lead", "template": "lead_acknowledgement", "priority": 6}
+        ],
+        "disqualified": [],
+    }
+
+
+def _sendgrid_keys() -> tuple[str, str]:
+    """A fresh P-256 key pair: the PEM private key (the simulator signs) and the public key
+    as SendGrid shows it (base64 DER), which the client's settings hold."""
+    key = ec.generate_private_key(ec.SECP256R1())
+    private = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    public = base64.b64encode(
+        key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    ).decode()
+    return private, public
+
+
+def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """``count`` varied valid leads (some repeated) and a handful of invalid submissions."""
+    first = ["Ada", "Grace", "Alan", "Edsger", "Barbara", "Ken", "Margaret", "Linus", "Radia"]
+    titles = ["CEO", "VP Sales", "Head of Operations", "Engineer", "Analyst", "Director of IT"]
+    companies = ["initech", "umbrella", "hooli", "vandelay", "stark", "wayne", "tyrell"]
+    leads = []
+    for i in range(count):
+        roll = rng.random()
+        company = rng.choice(companies)
+        if roll < 0.06:
+            domain = BOUNCE_DOMAIN
+        elif roll < 0.09:
+            domain = COMPLAINT_DOMAIN
+        elif roll < 0.35:
+            domain = "gmail.com"
+        else:
+            domain = f"{company}.example"
+        lead: dict[str, Any] = {
+            "email": f"{rng.choice(first).lower()}.{i}@{domain}",
+            "first_name": rng.choice(first),
+            "job_title": rng.choice(titles),
+            "company_name": company.title(),
+            "company_domain": f"{company}.example",
+            "company_size": rng.choice([5, 40, 120, 800, 5000]),
+            "source": rng.choice(["web_form", "webinar", "referral"]),
+            "consent_status": "granted" if rng.random() < 0.85 else "unknown",
+            "consent_source": "signup form",
+        }
+        if rng.random() < 0.5:
+            suffix = f"{i % 100:02d}"
+            lead["phone"] = (
+                f"{UNDELIVERED_PREFIX}{suffix[-1]}" if rng.random() < 0.1 else f"+1415555{i:04d}"
+            )
+        leads.append(lead)
+    # Duplicates: the same people submitted again (the API merges them).
+    leads += [dict(rng.choice(leads)) for _ in range(max(1, count // 20))]
+    invalid: list[dict[str, Any]] = [
+        {"email": "not-an-email", "first_name": "Broken"},
+        {"first_name": "No contact at all"},
+        {"email": "someone@example.com", "company_size": -3},
+        {"email": "x@y.example", "consent_status": "maybe"},
+        {"phone": "12", "first_name": "Short phone"},
+    ]
+    return leads, invalid
+
+
+async def _setup_clients(
+    conn: AsyncConnection, clients: Sequence[DemoClient], api_base: str, sim_base: str
+) -> dict[str, Any]:
+    """Create the demo clients afresh; return the simulator's configuration for them."""
+    await conn.execute("DELETE FROM public.clients WHERE slug = ANY(%s)", (list(DEMO_SLUGS),))
+    sid = "AC" + secrets.token_hex(16)
+    token = secrets.token_hex(16)
+    sg_private, sg_public = _sendgrid_keys()
+    webhooks: list[dict[str, Any]] = []
+    for client in clients:
+        found = await create_client(conn, client.name, client.slug, {})
+        client.id = found.id
+        _, client.api_key = await create_api_key(conn, found.id, "demo", 100_000)
+        delivery: dict[str, Any] = {
+            "email": {"primary": client.email_provider},
+            "twilio": {
+                "account_sid": sid,
+                "auth_token": token,
+                "from_number": "+14155550100",
+                "status_callback_url": f"{api_base}/webhooks/twilio/{found.id}",
+                "base_url": sim_base,
+            },
+        }
+        hook = f"{api_base}/webhooks/{client.email_provider}/{found.id}"
+        if client.email_provider == "resend":
+            client.provider_key = "re_demo_" + secrets.token_hex(8)
+            secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            delivery["resend"] = {
+                "api_key": client.provider_key,
+                "from_address": f"leads@{client.slug}.example",
+                "base_url": sim_base,
+                "webhook_secret": secret,
+            }
+            webhooks.append(
+                {
+                    "provider": "resend",
+                    "api_key": client.provider_key,
+                    "url": hook,
+                    "secret": secret,
+                }
+            )
+        else:
+            client.provider_key = "SG.demo." + secrets.token_hex(8)
+            delivery["sendgrid"] = {
+                "api_key": client.provider_key,
+                "from_address": f"leads@{client.slug}.example",
+                "base_url": sim_base,
+                "webhook_public_key": sg_public,
+            }
+            webhooks.append(
+                {
+                    "provider": "sendgrid",
+                    "api_key": client.provider_key,
+                    "url": hook,
+                    "private_key": sg_private,
+                }
+            )
+        await conn.execute(
+            "UPDATE public.clients SET settings = %s WHERE id = %s",
+            (
+                Jsonb(
+                    {
+                        "notification_email": f"sales@{client.slug}.example",
+                        "notifications": _notifications(),
+                        "delivery": delivery,
+                    }
+                ),
+                found.id,
+            ),
+        )
+    return {
+        "seed": 7,
+        "resend": {
+            "api_keys": [c.provider_key for c in clients if c.email_provider == "resend"],
+            "faults": {"error_rates": {"500": 0.03}},
+        },
+        "sendgrid": {
+            "api_keys": [c.provider_key for c in clients if c.email_provider == "sendgrid"]
+        },
+        "twilio": {"accounts": {sid: token}},
+        "callbacks": {
+            "email": {
+                "rules": [
+                    {"recipient": f"*@{BOUNCE_DOMAIN}", "outcome": "bounced"},
+                    {"recipient": f"*@{COMPLAINT_DOMAIN}", "outcome": "complained"},
+                ]
+            },
+            "sms": {"rules": [{"recipient": f"{UNDELIVERED_PREFIX}*", "outcome": "undelivered"}]},
+            "delay_seconds": 0.05,
+            "jitter_seconds": 0.2,
+            "duplicates": 1,
+            "webhooks": webhooks,
+        },
+    }
+
+
+class _Processes:
+    """The simulator, the API and the worker: one process group, stopped together."""
+
+    def __init__(self, logs: Path) -> None:
+        self.logs = logs
+        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
+        self.group: int | None = None
+
+    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> None:
+        log = (self.logs / f"{name}.log").open("wb")
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "lqs", *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            process_group=0 if self.group is None else self.group,
+        )
+        if self.group is None:
+            self.group = proc.pid
+        self.procs.append((name, proc))
+
+    def check(self) -> None:
+        for name, proc in self.procs:
+            if proc.poll() is not None:
+                raise RuntimeError(f"{name} exited with {proc.returncode}: {self.tail(name)}")
+
+    def tail(self, name: str) -> str:
+        text = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
+        return " | ".join(text[-5:])
+
+    def stop(self) -> list[str]:
+        """SIGTERM the group, wait, SIGKILL what is left; the names that had to be killed."""
+        if self.group is None:
+            return []
+        try:
+            os.killpg(self.group, signal.SIGTERM)
+        except ProcessLookupError:
+            return []
+        deadline = time.monotonic() + 10
+        killed = []
+        for name, proc in self.procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+                killed.append(name)
+        return killed
+
+
+async def _wait_ready(http: httpx.AsyncClient, url: str, procs: _Processes, within: float) -> None:
+    deadline = time.monotonic() + within
+    while True:
+        procs.check()
+        try:
+            if (await http.get(url)).status_code < 500:
+                return
+        except httpx.TransportError:
+            pass
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{url} did not answer within {within:g} s")
+        await asyncio.sleep(0.1)
+
+
+async def _post_leads(
+    http: httpx.AsyncClient,
+    api_base: str,
+    clients: Sequence[DemoClient],
+    leads: Sequence[dict[str, Any]],
+    invalid: Sequence[dict[str, Any]],
+) -> Intake:
+    intake = Intake()
+    for index, client in enumerate(clients):
+        headers = {"Authorization": f"Bearer {client.api_key}"}
+        mine = list(leads[index :: len(clients)])
+        singles, batched = mine[:20], mine[20:]
+        for lead in singles:
+            answer = await http.post(f"{api_base}/v1/leads", json=lead, headers=headers)
+            if answer.status_code == 201:
+                intake.created += 1
+            elif answer.status_code == 200:
+                intake.duplicates += 1
+            else:
+                intake.failed.append(f"{answer.status_code} {answer.text[:120]}")
+        for start in range(0, len(batched), 50):
+            chunk = batched[start : start + 50]
+            answer = await http.post(
+                f"{api_base}/v1/leads/batch", json={"leads": chunk}, headers=headers
+            )
+            if answer.status_code != 200:
+                intake.failed.append(f"batch: {answer.status_code} {answer.text[:120]}")
+                continue
+            for item in answer.json()["leads"]:
+                if item.get("duplicate"):
+                    intake.duplicates += 1
+                else:
+                    intake.created += 1
+        for bad in invalid:
+            answer = await http.post(f"{api_base}/v1/leads", json=bad, headers=headers)
+            if answer.status_code == 422:
+                intake.invalid += 1
+            else:
+                intake.failed.append(f"invalid lead got {answer.status_code}, not 422")
+    return intake
+
+
+async def _unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> tuple[int, int]:
+    """(leads still queued, communications still pending or sent) of the demo clients."""
+    cur = await conn.execute(
+        "SELECT (SELECT count(*) FROM public.leads WHERE client_id = ANY(%(c)s)"
+        "        AND status = 'queued'),"
+        "       (SELECT count(*) FROM public.communications WHERE client_id = ANY(%(c)s)"
+        "        AND status IN ('pending', 'sent'))",
+        {"c": list(client_ids)},
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    return int(row[0]), int(row[1])
+
+
+async def _unsubscribe_one(http: httpx.AsyncClient, sim_base: str) -> str | None:
+    """Click one-click unsubscribe in one delivered email to a lead, as a mail client does."""
+    answer = await http.get(f"{sim_base}/_sim/messages", params={"provider": "resend"})
+    for message in answer.json().get("messages", []):
+        body = message.get("body") or {}
+        link = (
+            (body.get("headers") or {}).get("List-Unsubscribe") if isinstance(body, dict) else None
+        )
+        if link and "@gmail.com" in json.dumps(body.get("to")):
+            url = link.strip("<>")
+            done = await http.post(url, content=b"List-Unsubscribe=One-Click", headers={
+                "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
+            return f"{done.status_code} {done.json().get('status')}"
+    return None
+
+
+def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
+    table = Table(*columns, title=title)
+    for row in rows:
+        table.add_row(*("" if v is None else str(v) for v in row))
+    return table
+
+
+async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str, int]:
+    ids = {"c": list(client_ids)}
+    cur = await conn.execute(
+        "SELECT k.slug, l.status, count(*) FROM public.leads l"
+        " JOIN public.clients k ON k.id = l.client_id WHERE l.client_id = ANY(%(c)s)"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
+        ids,
+    )
+    console.print(_table("Leads by outcome", ("client", "status", "leads"), await cur.fetchall()))
+    cur = await conn.execute(
+        "SELECT c.type, coalesce(c.provider, '-'), c.status, count(*),"
+        " sum(coalesce(c.retry_count, 0)) FROM public.communications c"
+        " WHERE c.client_id = ANY(%(c)s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        ids,
+    )
+    rows = await cur.fetchall()
+    console.print(
+        _table(
+            "Communications by status and provider",
+            ("channel", "provider", "status", "count", "retries"),
+            rows,
+        )
+    )
+    totals: dict[str, int] = {}
+    for _, _, status, count, _ in rows:
+        totals[status] = totals.get(status, 0) + int(count)
+    cur = await conn.execute(
+        "WITH d AS ("
+        "  SELECT extract(epoch FROM c.sent_at - l.created_at) * 1000 AS to_sent,"
+        "         extract(epoch FROM c.delivered_at - c.sent_at) * 1000 AS to_delivered"
+        "  FROM public.communications c JOIN public.leads l ON l.id = c.lead_id"
+        "  WHERE c.client_id = ANY(%(c)s) AND c.sent_at IS NOT NULL)"
+        " SELECT 'intake → provider accepted', count(to_sent),"
+        "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_sent),"
+        "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_sent),"
+        "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_sent) FROM d"
+        " UNION ALL SELECT 'sent → delivered (webhook)', count(to_delivered),"
+        "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_delivered),"
+        "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_delivered),"
+        "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_delivered) FROM d",
+        ids,
+    )
+    latency = [
+        (name, n, *(f"{v:.0f} ms" if v is not None else "-" for v in values))
+        for name, n, *values in await cur.fetchall()
+    ]
+    console.print(_table("Latency", ("path", "messages", "p50", "p95", "p99"), latency))
+    cur = await conn.execute(
+        "SELECT provider, count(*), count(*) FILTER (WHERE communication_id IS NULL)"
+        " FROM public.provider_events WHERE client_id = ANY(%(c)s) GROUP BY 1 ORDER BY 1",
+        ids,
+    )
+    console.print(
+        _table(
+            "Delivery events stored (each once; re-deliveries had no effect)",
+            ("provider", "events", "unmatched"),
+            await cur.fetchall(),
+        )
+    )
+    cur = await conn.execute(
+        "SELECT reason, count(*) FROM public.suppressions WHERE client_id = ANY(%(c)s)"
+        " GROUP BY 1 ORDER BY 1",
+        ids,
+    )
+    console.print(_table("Suppressions", ("reason", "recipients"), await cur.fetchall()))
+    await _sample(conn, client_ids)
+    return totals
+
+
+async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
+    cur = await conn.execute(
+        "SELECT l.id, l.email, l.score, l.grade, l.status, l.score_breakdown"
+        " FROM public.leads l WHERE l.client_id = ANY(%s) AND l.status = 'qualified'"
+        " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
+        "             AND c.status = 'delivered' AND c.type = 'email')"
+        " ORDER BY l.score DESC, l.created_at LIMIT 1",
+        (list(client_ids),),
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return
+    lead_id, email, score, grade, status, breakdown = row
+    console.print(f"\n[bold]Sample lead[/bold] {email}: {status}, score {score}, grade {grade}")
+    console.print(
+        _table(
+            "Score breakdown",
+            ("rule", "points", "reason"),
+            [
+                (item.get("rule_id") or item.get("id"), item.get("points"), item.get("reason"))
+                for item in breakdown or []
+            ],
+        )
+    )
+    cur = await conn.execute(
+        "SELECT id FROM public.communications WHERE lead_id = %s AND type = 'email'"
+        " ORDER BY created_at LIMIT 1",
+        (lead_id,),
+    )
+    comm = await cur.fetchone()
+    if comm is None:
+        return
+    found = await communication_timeline(conn, comm[0])
+    if found is None:
+        return
+    fields, entries = found
+    console.print(
+        _table(
+            f"Timeline of communication {comm[0]} ({fields['status']}; lqs comms show ID)",
+            ("time", "what", "detail"),
+            [(f"{e.at:%H:%M:%S.%f}"[:-3], e.kind, e.summary) for e in entries],
+        )
+    )
+
+
+async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> list[str]:
+    """The demo itself; returns the problems (empty when everything settled as expected)."""
+    api_port, sim_port = _free_port(), _free_port()
+    api_base, sim_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
+    clients = [
+        DemoClient("demo-acme", "Acme Realty (demo)", "resend"),
+        DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid"),
+    ]
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        sim_config = await _setup_clients(conn, clients, api_base, sim_base)
+    (logs / "simulator.json").write_text(json.dumps(sim_config))
+    env = {
+        **os.environ,
+        "LQS_DATABASE_URL": url,
+        "LQS_PUBLIC_BASE_URL": api_base,
+        "LQS_UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
+        "LQS_ALLOW_PRIVATE_WEBHOOKS": "true",
+        "LQS_DISPATCH_RETRY_BASE_DELAY": "0.2",
+        "LQS_DISPATCH_RETRY_MAX_DELAY": "1",
+        "LQS_WORKER_POLL_INTERVAL": "0.5",
+        "LQS_DISPATCH_LEASE_SECONDS": "10",
+        "LQS_DISPATCH_TIMEOUT": "5",
+    }
+    procs = _Processes(logs)
+    problems: list[str] = []
+    started = time.monotonic()
+    try:
+        procs.start(
+            "simulator",
+            ["simulate", "--port", str(sim_port), "--config", str(logs / "simulator.json")],
+            env,
+        )
+        procs.start("api", ["serve", "--port", str(api_port)], env)
+        procs.start("worker", ["worker"], env)
+        async with httpx.AsyncClient(timeout=10) as http:
+            await _wait_ready(http, f"{sim_base}/_sim/messages", procs, 30)
+            await _wait_ready(http, f"{api_base}/healthz", procs, 30)
+            console.print(
+                f"simulator {sim_base}, API {api_base}, worker running "
+                f"(started in {time.monotonic() - started:.1f} s; logs in {logs})"
+            )
+            leads, invalid = _leads(lead_count, random.Random(7))  # noqa: S311 - demo data, not secrets
+            posted = time.monotonic()
+            intake = await _post_leads(http, api_base, clients, leads, invalid)
+            console.print(
+                f"posted {len(leads) + len(invalid) * len(clients)} submissions in "
+                f"{time.monotonic() - posted:.1f} s: {intake.created} created, "
+                f"{intake.duplicates} merged duplicates, {intake.invalid} refused with 422"
+            )
+            problems += intake.failed
+            client_ids = [c.id for c in clients if c.id is not None]
+            deadline = time.monotonic() + settle_within
+            async with await AsyncConnection.connect(url, autocommit=True) as conn:
+                queued, open_ = await _unsettled(conn, client_ids)
+                unsubscribed = None
+                while queued or open_:
+                    procs.check()
+                    if time.monotonic() > deadline:
+                        problems.append(
+                            f"not settled after {settle_within:g} s: {queued} lead(s) queued, "
+                            f"{open_} communication(s) pending or sent"
+                        )
+                        break
+                    await asyncio.sleep(0.25)
+                    queued, open_ = await _unsettled(conn, client_ids)
+                    if unsubscribed is None and not queued:
+                        unsubscribed = await _unsubscribe_one(http, sim_base)
+                console.print(f"settled {time.monotonic() - posted:.1f} s after the first lead")
+                if unsubscribed:
+                    console.print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
+                totals = await _report(conn, client_ids)
+        for status in ("delivered", "bounced", "rejected"):
+            if not totals.get(status):
+                problems.append(f"no communication ended {status}")
+        if intake.invalid != 5 * len(clients):
+            problems.append(f"expected {5 * len(clients)} refused leads, got {intake.invalid}")
+    except (RuntimeError, httpx.HTTPError, OSError) as exc:
+        problems.append(f"{type(exc).__name__}: {exc}")
+    finally:
+        killed = procs.stop()
+        if killed:
+            problems.append(f"had to SIGKILL: {', '.join(killed)}")
+    return problems
+
+
+def demo(
+    leads: Annotated[int, typer.Option(min=10, max=5_000, help="Leads to post")] = 300,
+    timeout: Annotated[
+        float, typer.Option(min=5, help="Seconds to wait for the pipeline to settle")
+    ] = 40.0,
+) -> None:
+    """Run the whole flow on the local database and simulator, then print what happened."""
+    started = time.monotonic()
+    config = settings()
+    with database_url(config) as url:
+        with connect(url, connect_timeout=config.connect_timeout) as conn:
+            for migration in migrate(conn):
+                console.print(f"applied {migration.filename}")
+            report: VerifyReport = verify(conn)
+        fail_on_drift(report)
+        if not report.seed_rows:
+            fail("the seed's verification query returned no rows")
+        logs = Path(tempfile.mkdtemp(prefix="lqs-demo-"))
+        problems = asyncio.run(_run(url, leads, timeout, logs))
+    print_seed_table(report)
+    elapsed = time.monotonic() - started
+    if problems:
+        for problem in problems:
+            typer.echo(f"error: {problem}", err=True)
+        typer.echo(f"error: the demo did not settle as expected (logs in {logs})", err=True)
+        raise typer.Exit(code=1)
+    console.print(f"[green]Demo complete in {elapsed:.1f} s[/green]: everything settled.")

@@ -1,0 +1,408 @@
+"""SQL for delivery events: store each verified event once, apply it, suppress, unsubscribe.
+
+An event is stored in ``provider_events`` under the provider's own event id (unique per
+client and provider): a re-delivered event inserts nothing and has no second effect, even
+when the copies arrive at the same time (the unique index makes the second insert wait
+for the first to commit, then do nothing). The event is then matched to one of *this
+client's* communications (by our id when the provider echoes it, else by the provider's
+message id) and applied as :func:`lqs.domain.events.transition` says.
+
+An event can arrive before our own record of the send (the provider answered, our
+acknowledgement is not committed yet). It is then kept unmatched, and the acknowledgement
+applies it (:func:`apply_waiting_events`). Both sides take the same transaction-scoped
+advisory lock on (client, provider, message id) first, so one of them always sees the
+other's committed row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from psycopg import AsyncConnection
+from psycopg.rows import dict_row
+from psycopg.types.json import Jsonb
+
+from lqs.domain.events import DeliveryEvent, EventKind, Transition, transition
+from lqs.domain.vocabulary import CommunicationStatus
+
+PROVIDER_CHANNEL = {"resend": "email", "sendgrid": "email", "twilio": "sms"}
+
+
+def message_lock_key(client_id: UUID, provider: str, message_id: str) -> str:
+    """The advisory-lock key shared by event ingestion and the send's acknowledgement."""
+    return f"{client_id}:{provider}:{message_id}"
+
+
+async def lock_messages(conn: AsyncConnection, keys: Iterable[str]) -> None:
+    """Take the advisory locks for these keys, in one order everywhere (sorted)."""
+    ordered = sorted(set(keys))
+    if ordered:
+        await conn.execute(
+            "SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0)))"
+            " FROM unnest(%s::text[]) AS k",
+            (ordered,),
+        )
+
+
+def normalise_recipient(channel: str, recipient: str) -> str:
+    """As ``suppressions.recipient`` stores it: lower-case email, trimmed otherwise."""
+    value = recipient.strip()
+    return value.lower() if channel == "email" else value
+
+
+@dataclass
+class IngestOutcome:
+    """What one webhook request's events did."""
+
+    stored: int = 0
+    duplicates: int = 0
+    unmatched: int = 0
+    changed: int = 0
+
+
+@dataclass(frozen=True)
+class _Target:
+    id: UUID
+    status: str
+    channel: str
+    recipient: str
+    lead_id: UUID
+
+
+_TARGET = "SELECT id, status, type AS channel, recipient, lead_id FROM public.communications"
+_TARGET_BY_ID = _TARGET + " WHERE id = %s AND client_id = %s FOR UPDATE"
+_TARGET_BY_MESSAGE = (
+    _TARGET + " WHERE client_id = %s AND provider = %s AND external_id = %s"
+    " ORDER BY created_at LIMIT 1 FOR UPDATE"
+)
+
+
+async def ingest_events(
+    conn: AsyncConnection, client_id: UUID, provider: str, events: Sequence[DeliveryEvent]
+) -> IngestOutcome:
+    """Store and apply one verified webhook's events for ``client_id``, in one transaction.
+
+    Only ``client_id``'s communications can be matched: an event naming another client's
+    message is stored as unmatched and changes nothing.
+    """
+    outcome = IngestOutcome()
+    async with conn.transaction():
+        await lock_messages(
+            conn,
+            (message_lock_key(client_id, provider, e.message_id) for e in events if e.message_id),
+        )
+        for event in events:
+            cur = await conn.execute(
+                "INSERT INTO public.provider_events (client_id, provider, event_id, message_id,"
+                " event_type, kind, recipient, occurred_at, payload)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                " ON CONFLICT (client_id, provider, event_id) DO NOTHING RETURNING id",
+                (
+                    client_id,
+                    provider,
+                    event.event_id,
+                    event.message_id,
+                    event.raw_type,
+                    event.kind.value,
+                    event.recipient,
+                    event.occurred_at,
+                    Jsonb(event.payload),
+                ),
+            )
+            row = await cur.fetchone()
+            if row is None:
+                outcome.duplicates += 1
+                continue
+            outcome.stored += 1
+            target = await _match(conn, client_id, provider, event)
+            if target is None:
+                outcome.unmatched += 1
+                continue
+            if await _apply(conn, client_id, provider, row[0], event, target):
+                outcome.changed += 1
+    return outcome
+
+
+async def _match(
+    conn: AsyncConnection, client_id: UUID, provider: str, event: DeliveryEvent
+) -> _Target | None:
+    async with conn.cursor(row_factory=dict_row) as cur:
+        if event.communication_id is not None:
+            await cur.execute(_TARGET_BY_ID, (event.communication_id, client_id))
+            found = await cur.fetchone()
+            if found is not None:
+                return _Target(**found)
+        if event.message_id is None:
+            return None
+        await cur.execute(_TARGET_BY_MESSAGE, (client_id, provider, event.message_id))
+        found = await cur.fetchone()
+    return None if found is None else _Target(**found)
+
+
+def _effect(change: Transition) -> str:
+    parts = [change.status.value] if change.status else []
+    if change.suppress:
+        parts.append(f"suppressed ({change.suppress})")
+    return ", ".join(parts) or "no change"
+
+
+async def _apply(
+    conn: AsyncConnection,
+    client_id: UUID,
+    provider: str,
+    event_row: int,
+    event: DeliveryEvent,
+    target: _Target,
+) -> bool:
+    """Apply one stored event to its (locked) communication; True if the status changed."""
+    change = transition(CommunicationStatus(target.status), event)
+    if change.status is not None:
+        await conn.execute(
+            # One type for the parameter: it is both assigned (varchar) and compared.
+            "UPDATE public.communications SET status = %(status)s::text,"
+            " delivered_at = CASE WHEN %(status)s::text = 'delivered'"
+            "   THEN coalesce(delivered_at, %(at)s, now()) ELSE delivered_at END,"
+            " error_message = coalesce(%(error)s, error_message),"
+            " compliance_notes = coalesce(%(note)s, compliance_notes)"
+            " WHERE id = %(id)s",
+            {
+                "status": change.status.value,
+                "at": change.delivered_at,
+                "error": change.error_message,
+                "note": change.compliance_note,
+                "id": target.id,
+            },
+        )
+    if change.suppress is not None:
+        source = f"{provider} {event.raw_type} event {event.event_id}"
+        await suppress(conn, client_id, target.channel, target.recipient, change.suppress, source)
+        if change.suppress in ("unsubscribe", "complaint"):
+            await withdraw_consent(
+                conn,
+                client_id,
+                target.lead_id,
+                target.channel,
+                target.recipient,
+                source=f"{provider} {change.suppress}",
+                communication_id=target.id,
+            )
+    await conn.execute(
+        "UPDATE public.provider_events SET communication_id = %s, applied_at = now(), effect = %s"
+        " WHERE id = %s",
+        (target.id, _effect(change), event_row),
+    )
+    return change.status is not None
+
+
+async def apply_waiting_events(
+    conn: AsyncConnection, sent: Sequence[tuple[UUID, str, str, UUID]]
+) -> int:
+    """Apply the events that arrived before these sends were recorded.
+
+    ``sent`` holds (client id, provider, provider message id, communication id) of sends
+    just recorded in this transaction, whose advisory locks the caller took *before*
+    recording them. Returns how many events were applied.
+    """
+    if not sent:
+        return 0
+    applied = 0
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT e.id, e.client_id, e.provider, e.event_id, e.message_id, e.event_type,"
+            " e.kind, e.recipient, e.occurred_at, e.payload, s.communication_id"
+            " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[])"
+            "   AS s(client_id, provider, message_id, communication_id)"
+            " JOIN public.provider_events AS e ON e.client_id = s.client_id"
+            "   AND e.provider = s.provider AND e.message_id = s.message_id"
+            "   AND e.communication_id IS NULL"
+            " ORDER BY e.occurred_at NULLS LAST, e.id FOR UPDATE OF e",
+            (
+                [s[0] for s in sent],
+                [s[1] for s in sent],
+                [s[2] for s in sent],
+                [s[3] for s in sent],
+            ),
+        )
+        waiting = await cur.fetchall()
+    for row in waiting:
+        async with conn.cursor(row_factory=dict_row) as cur:
+            await cur.execute(_TARGET_BY_ID, (row["communication_id"], row["client_id"]))
+            found = await cur.fetchone()
+        if found is None:
+            continue
+        await _apply(
+            conn, row["client_id"], row["provider"], row["id"], stored_event(row), _Target(**found)
+        )
+        applied += 1
+    return applied
+
+
+def stored_event(row: dict[str, Any]) -> DeliveryEvent:
+    """A ``provider_events`` row back as the event it was."""
+    return DeliveryEvent(
+        provider=row["provider"],
+        event_id=row["event_id"],
+        kind=EventKind(row["kind"]),
+        raw_type=row["event_type"],
+        message_id=row["message_id"],
+        occurred_at=row["occurred_at"],
+        recipient=row["recipient"],
+        reason=_reason(row["payload"]),
+        payload=row["payload"],
+    )
+
+
+def _reason(payload: Any) -> str | None:
+    """The reason text a provider put in an event (for events applied late)."""
+    if not isinstance(payload, dict):
+        return None
+    data = payload.get("data")
+    if isinstance(data, dict):
+        for key in ("bounce", "failed"):
+            inner = data.get(key)
+            if isinstance(inner, dict):
+                text = inner.get("message") or inner.get("reason")
+                if isinstance(text, str):
+                    return text
+    for key in ("reason", "ErrorCode"):
+        value = payload.get(key)
+        if isinstance(value, str | int):
+            return str(value)
+    return None
+
+
+async def suppress(
+    conn: AsyncConnection,
+    client_id: UUID,
+    channel: str,
+    recipient: str,
+    reason: str,
+    source: str | None,
+) -> bool:
+    """Add a recipient to the client's suppression list; False if it was there already."""
+    cur = await conn.execute(
+        "INSERT INTO public.suppressions (client_id, channel, recipient, reason, source)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, channel, recipient) DO NOTHING",
+        (client_id, channel, normalise_recipient(channel, recipient), reason, source),
+    )
+    return cur.rowcount == 1
+
+
+async def unsuppress(conn: AsyncConnection, client_id: UUID, channel: str, recipient: str) -> bool:
+    """Remove a recipient from the client's suppression list; False if it was not there."""
+    cur = await conn.execute(
+        "DELETE FROM public.suppressions WHERE client_id = %s AND channel = %s AND recipient = %s",
+        (client_id, channel, normalise_recipient(channel, recipient)),
+    )
+    return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Suppression:
+    channel: str
+    recipient: str
+    reason: str
+    source: str | None
+    created_at: datetime
+
+
+async def list_suppressions(
+    conn: AsyncConnection, client_id: UUID, *, channel: str | None = None, limit: int = 1000
+) -> list[Suppression]:
+    cur = await conn.execute(
+        "SELECT channel, recipient, reason, source, created_at FROM public.suppressions"
+        " WHERE client_id = %(client)s AND (%(channel)s::text IS NULL OR channel = %(channel)s)"
+        " ORDER BY created_at DESC, recipient LIMIT %(limit)s",
+        {"client": client_id, "channel": channel, "limit": limit},
+    )
+    return [Suppression(*row) for row in await cur.fetchall()]
+
+
+async def withdraw_consent(
+    conn: AsyncConnection,
+    client_id: UUID,
+    lead_id: UUID | None,
+    channel: str,
+    recipient: str,
+    *,
+    source: str,
+    communication_id: UUID | None = None,
+) -> None:
+    """Record a withdrawal in the consent history and on the lead (when it is the lead's
+    own address)."""
+    address = normalise_recipient(channel, recipient)
+    if lead_id is not None:
+        await conn.execute(
+            "UPDATE public.leads SET consent_status = 'withdrawn', consent_source = %s,"
+            " consent_at = now()"
+            " WHERE id = %s AND client_id = %s AND consent_status <> 'withdrawn'"
+            "   AND (lower(email) = %s OR phone = %s)",
+            (source[:255], lead_id, client_id, address, address),
+        )
+    await conn.execute(
+        "INSERT INTO public.consent_history"
+        " (client_id, lead_id, channel, recipient, consent_status, source, communication_id)"
+        " VALUES (%s, %s, %s, %s, 'withdrawn', %s, %s)",
+        (client_id, lead_id, channel, address, source[:100], communication_id),
+    )
+
+
+@dataclass(frozen=True)
+class TimelineEntry:
+    at: datetime
+    kind: str
+    """``created``, ``attempt`` or ``event``."""
+    summary: str
+
+
+async def communication_timeline(
+    conn: AsyncConnection, communication_id: UUID
+) -> tuple[dict[str, Any], list[TimelineEntry]] | None:
+    """One communication and everything that happened to it, oldest first."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT c.*, k.slug AS client_slug FROM public.communications AS c"
+            " JOIN public.clients AS k ON k.id = c.client_id WHERE c.id = %s",
+            (communication_id,),
+        )
+        row = await cur.fetchone()
+        if row is None:
+            return None
+        entries = [TimelineEntry(row["created_at"], "created", f"created ({row['type']})")]
+        await cur.execute(
+            "SELECT attempt, provider, started_at, http_status, error_code, error_message,"
+            " latency_ms, outcome, recorded FROM public.delivery_attempts"
+            " WHERE communication_id = %s ORDER BY attempt",
+            (communication_id,),
+        )
+        for a in await cur.fetchall():
+            text = f"attempt {a['attempt']} via {a['provider']}: {a['outcome']}"
+            if a["http_status"] is not None:
+                text += f" (HTTP {a['http_status']})"
+            if a["error_code"] or a["error_message"]:
+                text += f" {a['error_code'] or ''} {a['error_message'] or ''}".rstrip()
+            text += f", {a['latency_ms']:.0f} ms"
+            if not a["recorded"]:
+                text += " [lease lost: not applied]"
+            entries.append(TimelineEntry(a["started_at"], "attempt", text))
+        await cur.execute(
+            "SELECT provider, event_type, event_id, occurred_at, received_at, effect"
+            " FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
+            (communication_id,),
+        )
+        for e in await cur.fetchall():
+            when = e["occurred_at"] or e["received_at"]
+            entries.append(
+                TimelineEntry(
+                    when,
+                    "event",
+                    f"{e['provider']} {e['event_type']} → {e['effect'] or 'waiting'}"
+                    f" (event {e['event_id']})",
+                )
+            )
+    entries.sort(key=lambda entry: entry.at)
+    return row, entries
