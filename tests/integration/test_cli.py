@@ -168,19 +168,38 @@ def test_export_supabase_into_an_unwritable_place_fails_cleanly(tmp_path: Path) 
     assert_one_line_error(result, "cannot write Supabase migrations")
 
 
-def test_demo_on_an_embedded_server_prints_the_verification_table(tmp_path: Path) -> None:
-    result = run_lqs("demo", env={"LQS_DATA_DIR": str(tmp_path / "lqs")})
-    assert result.returncode == 0, result.stderr
-    assert "24 rows" in result.stdout
-    assert "compliance_notes" in result.stdout
-    # Reused across runs: the second start finds the data and applies nothing.
-    second = run_lqs("demo", env={"LQS_DATA_DIR": str(tmp_path / "lqs")})
-    assert second.returncode == 0, second.stderr
+def test_demo_on_an_embedded_server_runs_the_whole_flow(tmp_path: Path) -> None:
+    result = run_lqs(
+        "demo", "--leads", "24", env={"LQS_DATA_DIR": str(tmp_path / "lqs"), "COLUMNS": "200"}
+    )
+    assert result.returncode == 0, result.stderr + result.stdout
+    out = result.stdout
+    assert "24 rows" in out and "compliance_notes" in out  # the seed's verification query
+    for shown in ("Leads by outcome", "delivered", "bounced", "rejected", "Score breakdown"):
+        assert shown in out
+    assert "refused with 422" in out
+    assert "one-click unsubscribe" in out
+    assert "Demo complete" in out
+    # Reused across runs: the second start finds the data, applies nothing, and the demo's
+    # clients are created afresh.
+    second = run_lqs("demo", "--leads", "10", env={"LQS_DATA_DIR": str(tmp_path / "lqs")})
+    assert second.returncode == 0, second.stderr + second.stdout
     assert "applied" not in second.stdout
 
 
 def test_demo_against_a_configured_server(empty_db: str) -> None:
-    result = run_lqs("demo", env={"LQS_DATABASE_URL": empty_db})
-    assert result.returncode == 0, result.stderr
+    result = run_lqs("demo", "--leads", "10", env={"LQS_DATABASE_URL": empty_db})
+    assert result.returncode == 0, result.stderr + result.stdout
     with connect(empty_db) as conn:
         assert verify(conn).ok
+        row = conn.execute(
+            "SELECT count(*) FILTER (WHERE status = 'delivered'),"
+            " count(*) FILTER (WHERE status IN ('pending', 'sent'))"
+            " FROM public.communications"
+        ).fetchone()
+    assert row is not None and row[0] > 0 and row[1] == 0
+
+
+def test_demo_refuses_a_bad_option() -> None:
+    result = run_lqs("demo", "--leads", "1")
+    assert result.returncode != 0

@@ -42,9 +42,13 @@ def _http(simulator_url: str) -> Iterator[httpx.Client]:
 
 @pytest.fixture
 def sim(_control: SimulatorControl) -> SimulatorControl:
-    """The simulator's control client, after a reset to the default configuration."""
+    """The simulator's control client, after a reset to the default configuration.
+
+    The reset also cancels callbacks still due, and no webhook stays registered.
+    """
     _control.configure(SimulatorConfig())
     _control.reset()
+    _control.clear_webhooks()
     return _control
 
 

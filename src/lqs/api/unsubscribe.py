@@ -16,7 +16,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.errors import error_response
 from lqs.api.metrics import UNSUBSCRIBES
-from lqs.db.events import suppress, withdraw_consent
+from lqs.db.events import normalise_recipient, suppress, withdraw_consent
 from lqs.domain.leads import FieldError
 from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
 
@@ -80,12 +80,18 @@ async def unsubscribe(request: Request, token: str) -> JSONResponse:
             "unsubscribe",
             f"one-click unsubscribe (communication {found.communication_id})",
         )
-        if added:
-            cur = await conn.execute(
-                "SELECT id FROM public.leads WHERE id = %s AND client_id = %s",
-                (found.lead_id, found.client_id),
-            )
-            lead = await cur.fetchone()
+        # The address may be suppressed already (a bounce, by hand) while the lead's
+        # consent still stands: the click must withdraw it all the same.
+        address = normalise_recipient(found.channel, found.recipient)
+        cur = await conn.execute(
+            "SELECT id, consent_status <> 'withdrawn' AND (lower(email) = %s OR phone = %s)"
+            " FROM public.leads WHERE id = %s AND client_id = %s FOR UPDATE",
+            (address, address, found.lead_id, found.client_id),
+        )
+        lead = await cur.fetchone()
+        consent_stands = lead is not None and lead[1] is True
+        changed = added or consent_stands
+        if changed:
             await withdraw_consent(
                 conn,
                 found.client_id,
@@ -95,5 +101,7 @@ async def unsubscribe(request: Request, token: str) -> JSONResponse:
                 source="unsubscribe link",
                 communication_id=found.communication_id,
             )
-    UNSUBSCRIBES.labels(outcome="unsubscribed" if added else "already").inc()
-    return JSONResponse({"status": "unsubscribed", "already": not added, "channel": found.channel})
+    UNSUBSCRIBES.labels(outcome="unsubscribed" if changed else "already").inc()
+    return JSONResponse(
+        {"status": "unsubscribed", "already": not changed, "channel": found.channel}
+    )

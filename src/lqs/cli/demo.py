@@ -115,7 +115,10 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
     companies = ["initech", "umbrella", "hooli", "vandelay", "stark", "wayne", "tyrell"]
     leads = []
     for i in range(count):
-        roll = rng.random()
+        # The first few are fixed so that even a small demo shows every path: a bounce
+        # (to the Resend client), a complaint (SendGrid), no consent, and a webmail lead
+        # on the Resend client whose email's unsubscribe link the demo clicks.
+        roll = {0: 0.0, 1: 0.07, 4: 0.2}.get(i, rng.random())
         company = rng.choice(companies)
         if roll < 0.06:
             domain = BOUNCE_DOMAIN
@@ -133,7 +136,7 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
             "company_domain": f"{company}.example",
             "company_size": rng.choice([5, 40, 120, 800, 5000]),
             "source": rng.choice(["web_form", "webinar", "referral"]),
-            "consent_status": "granted" if rng.random() < 0.85 else "unknown",
+            "consent_status": "granted" if i != 2 and rng.random() < 0.85 else "unknown",
             "consent_source": "signup form",
         }
         if rng.random() < 0.5:
@@ -371,18 +374,19 @@ async def _unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> tuple
 
 
 async def _unsubscribe_one(http: httpx.AsyncClient, sim_base: str) -> str | None:
-    """Click one-click unsubscribe in one delivered email to a lead, as a mail client does."""
+    """Click one-click unsubscribe in one email to a lead, as a mail client does (RFC 8058:
+    a POST of ``List-Unsubscribe=One-Click`` to the header's URL)."""
     answer = await http.get(f"{sim_base}/_sim/messages", params={"provider": "resend"})
     for message in answer.json().get("messages", []):
-        body = message.get("body") or {}
-        link = (
-            (body.get("headers") or {}).get("List-Unsubscribe") if isinstance(body, dict) else None
-        )
-        if link and "@gmail.com" in json.dumps(body.get("to")):
-            url = link.strip("<>")
-            done = await http.post(url, content=b"List-Unsubscribe=One-Click", headers={
-                "Content-Type": "application/x-www-form-urlencoded"})  # fmt: skip
-            return f"{done.status_code} {done.json().get('status')}"
+        link = (message.get("headers") or {}).get("List-Unsubscribe")
+        recipients = message.get("recipients") or []
+        if link and any(r.endswith("@gmail.com") for r in recipients):
+            done = await http.post(
+                link.strip("<>"),
+                content=b"List-Unsubscribe=One-Click",
+                headers={"Content-Type": "application/x-www-form-urlencoded"},
+            )
+            return f"{recipients[0]}: HTTP {done.status_code} {done.json().get('status')}"
     return None
 
 
@@ -458,6 +462,16 @@ async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str
         ids,
     )
     console.print(_table("Suppressions", ("reason", "recipients"), await cur.fetchall()))
+    cur = await conn.execute(
+        "SELECT source, consent_status, count(*) FROM public.consent_history"
+        " WHERE client_id = ANY(%(c)s) GROUP BY 1, 2 ORDER BY 1",
+        ids,
+    )
+    console.print(
+        _table(
+            "Consent history (append-only)", ("source", "status", "entries"), await cur.fetchall()
+        )
+    )
     await _sample(conn, client_ids)
     return totals
 
@@ -581,6 +595,8 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
         for status in ("delivered", "bounced", "rejected"):
             if not totals.get(status):
                 problems.append(f"no communication ended {status}")
+        if unsubscribed is None:
+            problems.append("no email carried a working List-Unsubscribe link")
         if intake.invalid != 5 * len(clients):
             problems.append(f"expected {5 * len(clients)} refused leads, got {intake.invalid}")
     except (RuntimeError, httpx.HTTPError, OSError) as exc:

@@ -25,6 +25,7 @@ def _channel(value: str) -> str:
 
 
 def _recipient(channel: str, value: str) -> str:
+    value = value.strip()
     if channel == "email":
         try:
             return validate_email(value, check_deliverability=False).normalized.lower()

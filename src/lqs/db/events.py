@@ -383,8 +383,9 @@ async def communication_timeline(
             text = f"attempt {a['attempt']} via {a['provider']}: {a['outcome']}"
             if a["http_status"] is not None:
                 text += f" (HTTP {a['http_status']})"
-            if a["error_code"] or a["error_message"]:
-                text += f" {a['error_code'] or ''} {a['error_message'] or ''}".rstrip()
+            detail = " ".join(part for part in (a["error_code"], a["error_message"]) if part)
+            if detail:
+                text += f" {detail}"
             text += f", {a['latency_ms']:.0f} ms"
             if not a["recorded"]:
                 text += " [lease lost: not applied]"

@@ -2,18 +2,24 @@
 
 One :class:`SimulatorConfig` drives the whole server. It is read from a JSON or YAML file
 (``lqs simulate --config FILE``) and can be replaced while the server runs with
-``PUT /_sim/config`` (a JSON body of the same shape), which is how tests inject faults.
-Every model forbids unknown keys, so a misspelt setting fails loudly instead of being ignored.
+``PUT /_sim/config`` (a JSON body of the same shape), which is how tests inject faults and
+choose delivery outcomes. Every model forbids unknown keys, so a misspelt setting fails
+loudly instead of being ignored.
 """
 
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
+from fnmatch import fnmatchcase
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from lqs.simulator.signing import load_sendgrid_key, svix_key
 
 FAULT_OUTCOMES = frozenset({"ok", "timeout", "drop", "hang"})
 """Words allowed in :attr:`Faults.script`, besides an HTTP status code such as ``"500"``."""
@@ -185,6 +191,187 @@ class SinkConfig(_Model):
         return self.hooks.get(name) or HookConfig(status=self.default_status)
 
 
+EmailOutcome = Literal["delivered", "bounced", "soft_bounced", "complained", "failed", "suppressed"]
+"""What happens to an email after it is accepted (see :class:`CallbacksConfig` for the events)."""
+
+SmsOutcome = Literal["delivered", "undelivered", "failed"]
+"""What happens to an SMS after it is accepted (see :class:`CallbacksConfig` for the events)."""
+
+
+def _matches(pattern: str, recipients: Sequence[str]) -> bool:
+    wanted = pattern.lower()
+    return any(fnmatchcase(recipient.strip().lower(), wanted) for recipient in recipients)
+
+
+class EmailOutcomeRule(_Model):
+    """Recipients matching ``recipient`` get ``outcome``.
+
+    ``recipient`` is an ``fnmatch`` pattern (``*``, ``?``, ``[…]``) compared, ignoring case,
+    with the whole address: ``"*@bounce.example"``, ``"complainer+*@example.com"``.
+    """
+
+    recipient: str = Field(min_length=1)
+    outcome: EmailOutcome
+
+
+class SmsOutcomeRule(_Model):
+    """Numbers matching ``recipient`` (an ``fnmatch`` pattern: ``"+1415555*"``) get ``outcome``."""
+
+    recipient: str = Field(min_length=1)
+    outcome: SmsOutcome
+
+
+class EmailOutcomes(_Model):
+    """The outcome of each email: the first rule that matches, else ``default``."""
+
+    default: EmailOutcome = "delivered"
+    rules: list[EmailOutcomeRule] = Field(default_factory=list)
+
+    def outcome_for(self, recipients: Sequence[str]) -> EmailOutcome:
+        """The outcome of a message to ``recipients``: the first rule matching any of them."""
+        for rule in self.rules:
+            if _matches(rule.recipient, recipients):
+                return rule.outcome
+        return self.default
+
+
+class SmsOutcomes(_Model):
+    """The outcome of each SMS: the first rule that matches its ``To``, else ``default``."""
+
+    default: SmsOutcome = "delivered"
+    rules: list[SmsOutcomeRule] = Field(default_factory=list)
+
+    def outcome_for(self, recipients: Sequence[str]) -> SmsOutcome:
+        """The outcome of a message to ``recipients``: the first rule matching any of them."""
+        for rule in self.rules:
+            if _matches(rule.recipient, recipients):
+                return rule.outcome
+        return self.default
+
+
+class WebhookRegistration(_Model):
+    """Where the delivery events of one provider account go (``POST /_sim/webhooks``).
+
+    Messages sent with ``api_key`` have their events POSTed to ``url``. Resend's are signed
+    with ``secret`` (``whsec_…``; generated when absent, and then only the registration's
+    answer tells it), SendGrid's with ``private_key`` (PEM of an EC P-256 key; generated when
+    absent, the answer and the listing show its public key). Twilio needs no registration:
+    its callbacks go to each message's ``StatusCallback``, signed with the auth token.
+    """
+
+    provider: Literal["resend", "sendgrid"]
+    api_key: str = Field(min_length=1)
+    url: str
+    secret: str | None = None
+    private_key: str | None = None
+
+    @field_validator("provider", mode="before")
+    @classmethod
+    def _twilio_needs_none(cls, provider: object) -> object:
+        if provider == "twilio":
+            raise ValueError(
+                "twilio needs no registration: its callbacks go to each message's "
+                "StatusCallback, signed with the account's auth token"
+            )
+        return provider
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, url: str) -> str:
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError(f"{url!r} is not an http(s) URL")
+        return url
+
+    @field_validator("secret")
+    @classmethod
+    def _svix_secret(cls, secret: str | None) -> str | None:
+        if secret is not None:
+            if not secret.startswith("whsec_"):
+                raise ValueError("a Svix secret starts with whsec_")
+            svix_key(secret)
+        return secret
+
+    @field_validator("private_key")
+    @classmethod
+    def _p256_key(cls, private_key: str | None) -> str | None:
+        if private_key is not None:
+            load_sendgrid_key(private_key)
+        return private_key
+
+    @model_validator(mode="after")
+    def _key_fits_provider(self) -> WebhookRegistration:
+        if self.provider == "resend" and self.private_key is not None:
+            raise ValueError("private_key is for sendgrid; resend signs with a secret")
+        if self.provider == "sendgrid" and self.secret is not None:
+            raise ValueError("secret is for resend; sendgrid signs with a private_key")
+        return self
+
+
+class CallbacksConfig(_Model):
+    """Delivery events the simulator sends back about each accepted message, and when.
+
+    **Where.** Resend and SendGrid events go to the webhook registered for the API key the
+    message was sent with (``webhooks`` here, or ``POST /_sim/webhooks`` at run time);
+    Twilio's go to the message's ``StatusCallback``. Without either, nothing is sent.
+
+    **What.** ``email`` (Resend, SendGrid) and ``sms`` (Twilio) pick each message's outcome
+    from its recipients (``rules`` in order, first match wins, else ``default``). Resend
+    rules are matched against all the ``to`` addresses of the email; SendGrid ones against
+    each ``to`` address of each personalization, which gets events of its own. The events:
+
+    - ``delivered``: Resend ``email.sent``, ``email.delivered``; SendGrid ``processed``,
+      ``delivered``.
+    - ``bounced``: ``email.sent``, ``email.bounced`` (bounce type ``Permanent``);
+      ``processed``, ``bounce`` (status 5.1.1).
+    - ``soft_bounced``: ``email.sent``, ``email.delivery_delayed``; ``processed``,
+      ``deferred``; then nothing (Resend's ``email.bounced`` is for permanent rejections).
+    - ``complained``: ``email.sent``, ``email.delivered``, ``email.complained``;
+      ``processed``, ``delivered``, ``spamreport``.
+    - ``failed``: ``email.failed``; ``dropped`` (reason ``Bounced Address``).
+    - ``suppressed``: ``email.suppressed``; ``dropped`` (reason ``Unsubscribed Address``).
+
+    Twilio: ``delivered`` is ``sent`` then ``delivered``; ``undelivered`` is ``sent`` then
+    ``undelivered`` (ErrorCode 30003); ``failed`` is ``failed`` alone (ErrorCode 30008): a
+    failed message was never sent.
+
+    **When.** Each event happens ``delay_seconds`` (plus a uniform draw up to
+    ``jitter_seconds``) after the previous one, the first after the send; its timestamps say
+    so. ``out_of_order`` POSTs a message's events in reverse order at those same moments (the
+    timestamps still tell the true order). ``duplicates`` POSTs each event that many extra
+    times right after the first, with the same id and body bytes.
+
+    **Retries.** A delivery answered other than 2xx (redirects are not followed), or not
+    answered within ``timeout_seconds``, is tried again, up to ``max_attempts`` tries in all,
+    waiting ``retry_backoff_seconds`` and doubling each time. Retries and duplicates are
+    re-signed at the moment they are sent (fresh ``svix-timestamp`` / SendGrid timestamp), as
+    Svix's retries are; Twilio's signature has no timestamp and is the same every time.
+    """
+
+    email: EmailOutcomes = Field(default_factory=EmailOutcomes)
+    sms: SmsOutcomes = Field(default_factory=SmsOutcomes)
+    delay_seconds: float = Field(default=0.05, ge=0)
+    jitter_seconds: float = Field(default=0.0, ge=0)
+    out_of_order: bool = False
+    duplicates: int = Field(default=0, ge=0, le=10)
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    retry_backoff_seconds: float = Field(default=0.5, ge=0)
+    timeout_seconds: float = Field(default=5.0, gt=0)
+    webhooks: list[WebhookRegistration] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _configured_resend_webhooks_have_secrets(self) -> CallbacksConfig:
+        # A secret generated for a configured webhook could be learnt from nowhere: the
+        # listing never shows secrets, and a configuration has no answer to carry it.
+        for index, webhook in enumerate(self.webhooks):
+            if webhook.provider == "resend" and webhook.secret is None:
+                raise ValueError(
+                    f"webhooks.{index}: a resend webhook in the configuration needs its "
+                    "secret (whsec_…)"
+                )
+        return self
+
+
 class SimulatorConfig(_Model):
     """Everything the simulator does; ``seed`` makes every random draw repeatable."""
 
@@ -194,6 +381,7 @@ class SimulatorConfig(_Model):
     twilio: TwilioConfig = Field(default_factory=TwilioConfig)
     push: PushConfig = Field(default_factory=PushConfig)
     sink: SinkConfig = Field(default_factory=SinkConfig)
+    callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
 
     def faults_for(self, provider: str) -> Faults:
         """The fault settings of ``provider`` (``resend``, ``sendgrid``, ``twilio``, …).

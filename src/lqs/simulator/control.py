@@ -7,7 +7,13 @@ from types import TracebackType
 import httpx
 
 from lqs.simulator.config import SimulatorConfig
-from lqs.simulator.records import HookDelivery, MessageRecord, RequestRecord
+from lqs.simulator.records import (
+    CallbackAttempt,
+    HookDelivery,
+    MessageRecord,
+    RegisteredWebhook,
+    RequestRecord,
+)
 
 
 class SimulatorControl:
@@ -73,6 +79,76 @@ class SimulatorControl:
         response = self._client.get("/_sim/hooks", params=_present({"name": name}))
         response.raise_for_status()
         return [HookDelivery.model_validate(item) for item in response.json()["deliveries"]]
+
+    def register_webhook(
+        self,
+        provider: str,
+        api_key: str,
+        url: str,
+        *,
+        secret: str | None = None,
+        private_key: str | None = None,
+    ) -> RegisteredWebhook:
+        """Send ``provider``'s delivery events for messages sent with ``api_key`` to ``url``.
+
+        Returns the registration with its Resend ``secret`` (``secret`` or a generated one)
+        or its SendGrid ``public_key`` (of ``private_key``, a PEM, or of a generated key).
+        A bad argument is answered 422 (``httpx.HTTPStatusError``).
+        """
+        body = {"provider": provider, "api_key": api_key, "url": url}
+        body |= _present({"secret": secret, "private_key": private_key})
+        response = self._client.post("/_sim/webhooks", json=body)
+        response.raise_for_status()
+        return RegisteredWebhook.model_validate(response.json())
+
+    def webhooks(self) -> list[RegisteredWebhook]:
+        """The registered webhooks (secrets left out, SendGrid public keys shown)."""
+        response = self._client.get("/_sim/webhooks")
+        response.raise_for_status()
+        return [RegisteredWebhook.model_validate(item) for item in response.json()["webhooks"]]
+
+    def clear_webhooks(self) -> None:
+        """Forget every registered webhook, configured ones included."""
+        self._client.delete("/_sim/webhooks").raise_for_status()
+
+    def callbacks(
+        self,
+        provider: str | None = None,
+        *,
+        message_id: str | None = None,
+        event_type: str | None = None,
+    ) -> list[CallbackAttempt]:
+        """Every callback attempt so far, in the order they were answered."""
+        params = {"provider": provider, "message_id": message_id, "event_type": event_type}
+        response = self._client.get("/_sim/callbacks", params=_present(params))
+        response.raise_for_status()
+        return [CallbackAttempt.model_validate(item) for item in response.json()["callbacks"]]
+
+    def wait_for_callbacks(
+        self, timeout: float = 5.0, *, provider: str | None = None
+    ) -> list[CallbackAttempt]:
+        """Wait until every callback due has been delivered (or given up), then list them.
+
+        Raises:
+            TimeoutError: callbacks were still due after ``timeout`` seconds (at most 60).
+        """
+        params = _present({"provider": provider}) | {"wait": str(timeout)}
+        # The answer comes only after the wait: give the read that much more time.
+        read = self._client.timeout.read
+        response = self._client.get(
+            "/_sim/callbacks", params=params, timeout=None if read is None else read + timeout
+        )
+        response.raise_for_status()
+        body = response.json()
+        if body["pending"]:
+            raise TimeoutError(
+                f"{body['pending']} message(s) still had callbacks due after {timeout} s"
+            )
+        return [CallbackAttempt.model_validate(item) for item in body["callbacks"]]
+
+    def clear_callbacks(self) -> None:
+        """Forget the callback attempts recorded so far (callbacks still due go out)."""
+        self._client.delete("/_sim/callbacks").raise_for_status()
 
 
 def _present(params: dict[str, str | None]) -> dict[str, str]:

@@ -36,6 +36,12 @@ class Exchange:
     record: RequestRecord
     _latency_applied: bool = False
 
+    @property
+    def bearer_token(self) -> str:
+        """The token of an ``Authorization: Bearer …`` header (empty when there is none)."""
+        scheme, _, token = self.request.headers.get("authorization", "").partition(" ")
+        return token.strip() if scheme.lower() == "bearer" else ""
+
     async def apply_latency(self) -> None:
         """Wait the planned latency (once per request, wherever the handler calls it)."""
         if self._latency_applied:

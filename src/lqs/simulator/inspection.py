@@ -6,8 +6,17 @@
 - ``GET /_sim/requests`` (``?provider=``, ``?outcome=``): every request, refused ones too,
   with the status answered.
 - ``GET /_sim/hooks`` (``?name=``): webhook deliveries the sink answered.
-- ``GET /_sim/config``, ``PUT /_sim/config``: read or replace the configuration.
-- ``POST /_sim/reset``: forget everything recorded (the configuration stays).
+- ``GET /_sim/config``, ``PUT /_sim/config``: read or replace the configuration (outcomes
+  and timing of delivery callbacks included: ``callbacks``).
+- ``POST /_sim/reset``: forget everything recorded and cancel callbacks still due (the
+  configuration and the registered webhooks stay).
+- ``POST /_sim/webhooks``: register where a Resend or SendGrid API key's delivery events go
+  (201 with the Resend ``secret`` or the SendGrid ``public_key``); ``GET`` lists the
+  registrations (no secrets), ``DELETE`` forgets them all.
+- ``GET /_sim/callbacks`` (``?provider=``, ``?message_id=``, ``?event_type=``, ``?wait=``
+  seconds to first wait, at most 60, for every callback due to be done): every callback
+  attempt, and ``pending``, the messages whose callbacks are not done; ``DELETE`` forgets
+  the attempts (callbacks still due go out all the same).
 """
 
 from __future__ import annotations
@@ -20,8 +29,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from lqs.simulator.config import SimulatorConfig
+from lqs.simulator.config import SimulatorConfig, WebhookRegistration
 from lqs.simulator.state import simulator_state
+
+MAX_WAIT_SECONDS = 60.0
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -94,22 +105,93 @@ async def replace_config(request: Request) -> Response:
     try:
         config = SimulatorConfig.model_validate(raw)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(part) for part in first["loc"]) or "(root)"
-        return _error(
-            422,
-            "invalid_config",
-            f"{where}: {first['msg']}",
-            json.loads(exc.json(include_url=False)),
-        )
+        return _invalid("invalid_config", exc)
     simulator_state(request).configure(config)
     return JSONResponse(config.model_dump(mode="json"))
+
+
+def _invalid(code: str, exc: ValidationError) -> JSONResponse:
+    """422 naming the first bad setting, with every error in ``details``."""
+    first = exc.errors()[0]
+    where = ".".join(str(part) for part in first["loc"]) or "(root)"
+    return _error(422, code, f"{where}: {first['msg']}", json.loads(exc.json(include_url=False)))
 
 
 async def reset(request: Request) -> Response:
     """Forget every record, idempotency key and rate window."""
     simulator_state(request).reset()
     return JSONResponse({"reset": True})
+
+
+async def register_webhook(request: Request) -> Response:
+    """Register a webhook (400 on bad JSON, 422 naming the bad field); 201 with its key."""
+    try:
+        raw = json.loads(await request.body())
+    except ValueError:
+        return _error(400, "invalid_json", "The body must be a JSON object.")
+    try:
+        spec = WebhookRegistration.model_validate(raw)
+    except ValidationError as exc:
+        return _invalid("invalid_webhook", exc)
+    webhook = simulator_state(request).webhooks.register(spec)
+    return JSONResponse(webhook.shown(with_secret=True).model_dump(exclude_none=True), 201)
+
+
+async def list_webhooks(request: Request) -> Response:
+    """The registered webhooks, without their secrets."""
+    webhooks = simulator_state(request).webhooks.all()
+    return JSONResponse(
+        {
+            "webhooks": [
+                webhook.shown(with_secret=False).model_dump(exclude_none=True)
+                for webhook in webhooks
+            ]
+        }
+    )
+
+
+async def clear_webhooks(request: Request) -> Response:
+    """Forget every registered webhook."""
+    return JSONResponse({"cleared": simulator_state(request).webhooks.clear()})
+
+
+async def list_callbacks(request: Request) -> Response:
+    """Every callback attempt, optionally filtered, after waiting for those due if asked."""
+    query = request.query_params
+    dispatcher = simulator_state(request).callbacks
+    if "wait" in query:
+        try:
+            seconds = float(query["wait"])
+        except ValueError:
+            seconds = -1.0
+        if not 0 <= seconds <= MAX_WAIT_SECONDS:
+            return _error(
+                400,
+                "invalid_parameter",
+                f"wait must be a number of seconds within 0..{MAX_WAIT_SECONDS:g}.",
+            )
+        await dispatcher.wait(seconds)
+    attempts = [
+        attempt
+        for attempt in dispatcher.attempts
+        if query.get("provider") in (None, attempt.provider)
+        and query.get("message_id") in (None, attempt.message_id)
+        and query.get("event_type") in (None, attempt.event_type)
+    ]
+    return JSONResponse(
+        {
+            "callbacks": [attempt.model_dump(mode="json") for attempt in attempts],
+            "pending": dispatcher.pending,
+        }
+    )
+
+
+async def clear_callbacks(request: Request) -> Response:
+    """Forget every callback attempt recorded so far."""
+    attempts = simulator_state(request).callbacks.attempts
+    cleared = len(attempts)
+    attempts.clear()
+    return JSONResponse({"cleared": cleared})
 
 
 ROUTES = [
@@ -120,4 +202,9 @@ ROUTES = [
     Route("/_sim/config", read_config, methods=["GET"]),
     Route("/_sim/config", replace_config, methods=["PUT"]),
     Route("/_sim/reset", reset, methods=["POST"]),
+    Route("/_sim/webhooks", register_webhook, methods=["POST"]),
+    Route("/_sim/webhooks", list_webhooks, methods=["GET"]),
+    Route("/_sim/webhooks", clear_webhooks, methods=["DELETE"]),
+    Route("/_sim/callbacks", list_callbacks, methods=["GET"]),
+    Route("/_sim/callbacks", clear_callbacks, methods=["DELETE"]),
 ]

@@ -92,3 +92,45 @@ class HookDelivery(BaseModel):
     signature_valid: bool | None = None
     signature_error: str | None = None
     request_id: str
+
+
+class RegisteredWebhook(BaseModel):
+    """A webhook registration as ``/_sim/webhooks`` shows it.
+
+    ``secret`` (Resend) appears only in the answer to the registration; ``public_key``
+    (SendGrid, base64 DER SubjectPublicKeyInfo, as SendGrid's console shows it) always.
+    """
+
+    provider: str
+    api_key: str
+    url: str
+    secret: str | None = None
+    public_key: str | None = None
+
+
+class CallbackAttempt(BaseModel):
+    """One POST of a delivery event to its webhook or ``StatusCallback``, and its answer.
+
+    ``message_id`` is the provider's id of the message (Resend's email id, SendGrid's
+    ``X-Message-Id``, Twilio's ``SM…`` sid); ``event_id`` is the event's own (``svix-id``,
+    ``sg_event_id``, or ``{MessageSid}:{MessageStatus}`` for Twilio, which has none).
+    ``attempt`` counts the tries of one delivery from 1; ``duplicate`` is 0 for the event's
+    first delivery and n for its n-th deliberate re-delivery. ``status`` is the HTTP status
+    answered, or ``None`` when ``error`` says why no answer came. ``headers`` and ``body``
+    are exactly what was sent.
+    """
+
+    id: str
+    provider: str
+    url: str
+    event_type: str
+    event_id: str
+    message_id: str
+    recipient: str
+    attempt: int
+    duplicate: int
+    status: int | None = None
+    error: str | None = None
+    sent_at: datetime
+    headers: dict[str, str]
+    body: str

@@ -5,7 +5,9 @@ shape (400), JSON body (400), idempotency (replay, or 409), latency and injected
 field validation (422), verified domain (403), configured invalid recipients (422); then the
 message is recorded and answered 200 ``{"id": …}``. Every answer carries the
 ``ratelimit-*`` headers. Only accepted requests keep their idempotency key, so a refused
-request can be corrected and retried with the same key, as Resend documents.
+request can be corrected and retried with the same key, as Resend documents. Each
+recorded email has its delivery events scheduled (:mod:`lqs.simulator.events`); a replay
+sends none.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from starlette.routing import Route
 
 from lqs.simulator.addresses import domain_of, listed, mailbox_address
 from lqs.simulator.config import ResendConfig
+from lqs.simulator.events import schedule_delivery_events
 from lqs.simulator.exchange import Exchange, provider_endpoint
 from lqs.simulator.records import MessageRecord
 from lqs.simulator.state import IdempotencyEntry, RateStatus, StoredResponse
@@ -246,31 +249,31 @@ def _accept_batch(
 def _record(exchange: Exchange, email: _Email, key: str | None, batch_index: int | None) -> str:
     message_id = str(uuid4())
     state = exchange.state
-    state.messages.append(
-        MessageRecord(
-            id=state.next_id("msg"),
-            provider="resend",
-            provider_message_id=message_id,
-            sender=email.sender,
-            recipients=email.to,
-            subject=email.subject,
-            text=email.text,
-            html=email.html,
-            headers=email.headers,
-            tags=email.tags,
-            idempotency_key=key,
-            received_at=datetime.now(UTC),
-            details={
-                "from": email.from_field,
-                "cc": email.cc,
-                "bcc": email.bcc,
-                "reply_to": email.reply_to,
-                "scheduled_at": email.scheduled_at,
-                "batch_index": batch_index,
-            },
-            request=exchange.record,
-        )
+    message = MessageRecord(
+        id=state.next_id("msg"),
+        provider="resend",
+        provider_message_id=message_id,
+        sender=email.sender,
+        recipients=email.to,
+        subject=email.subject,
+        text=email.text,
+        html=email.html,
+        headers=email.headers,
+        tags=email.tags,
+        idempotency_key=key,
+        received_at=datetime.now(UTC),
+        details={
+            "from": email.from_field,
+            "cc": email.cc,
+            "bcc": email.bcc,
+            "reply_to": email.reply_to,
+            "scheduled_at": email.scheduled_at,
+            "batch_index": batch_index,
+        },
+        request=exchange.record,
     )
+    state.messages.append(message)
+    schedule_delivery_events(state, message, exchange.bearer_token)
     return message_id
 
 

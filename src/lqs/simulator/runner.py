@@ -27,7 +27,7 @@ def running_simulator(
     """Serve a new simulator on ``host`` and a free port; yield its base URL, then stop it.
 
     The URL is usable as soon as this yields. Requests still hanging (injected timeouts
-    and hangs) are cancelled on exit.
+    and hangs) and delivery callbacks still due are cancelled on exit.
 
     Raises:
         SimulatorStartError: the server did not start within ``startup_timeout`` seconds.
@@ -38,7 +38,7 @@ def running_simulator(
             host=host,
             port=0,
             loop="asyncio",
-            lifespan="off",
+            lifespan="on",
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=1,

@@ -4,7 +4,8 @@ Order of checks: API key (401/403), body size (413), JSON (400), latency and inj
 faults, field validation (400, every error found, each naming its ``field``), verified
 sender (403), configured invalid recipients (400); then one message per personalization
 is recorded and the answer is 202 with an empty body and an ``X-Message-Id`` header.
-SendGrid has no idempotency key: a retry is a second send.
+SendGrid has no idempotency key: a retry is a second send. Each recorded personalization
+has its delivery events scheduled (:mod:`lqs.simulator.events`).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from starlette.routing import Route
 
 from lqs.simulator.addresses import domain_of, is_email, listed
 from lqs.simulator.config import SendGridConfig
+from lqs.simulator.events import schedule_delivery_events
 from lqs.simulator.exchange import Exchange, provider_endpoint
 from lqs.simulator.records import MessageRecord
 
@@ -307,37 +309,37 @@ def _record(exchange: Exchange, payload: dict[str, Any], message_id: str) -> Non
     state = exchange.state
     content = {block["type"]: block["value"] for block in payload.get("content") or []}
     for index, personalization in enumerate(payload["personalizations"]):
-        state.messages.append(
-            MessageRecord(
-                id=state.next_id("msg"),
-                provider="sendgrid",
-                provider_message_id=message_id,
-                sender=payload["from"]["email"],
-                recipients=[r["email"] for r in personalization["to"]],
-                subject=personalization.get("subject") or payload.get("subject"),
-                text=content.get("text/plain"),
-                html=content.get("text/html"),
-                headers={
-                    **(payload.get("headers") or {}),
-                    **(personalization.get("headers") or {}),
-                },
-                custom_args={
-                    **(payload.get("custom_args") or {}),
-                    **(personalization.get("custom_args") or {}),
-                },
-                received_at=datetime.now(UTC),
-                details={
-                    "personalization_index": index,
-                    "from_name": payload["from"].get("name"),
-                    "cc": [r["email"] for r in personalization.get("cc") or []],
-                    "bcc": [r["email"] for r in personalization.get("bcc") or []],
-                    "categories": payload.get("categories") or [],
-                    "template_id": payload.get("template_id"),
-                    "dynamic_template_data": personalization.get("dynamic_template_data"),
-                },
-                request=exchange.record,
-            )
+        message = MessageRecord(
+            id=state.next_id("msg"),
+            provider="sendgrid",
+            provider_message_id=message_id,
+            sender=payload["from"]["email"],
+            recipients=[r["email"] for r in personalization["to"]],
+            subject=personalization.get("subject") or payload.get("subject"),
+            text=content.get("text/plain"),
+            html=content.get("text/html"),
+            headers={
+                **(payload.get("headers") or {}),
+                **(personalization.get("headers") or {}),
+            },
+            custom_args={
+                **(payload.get("custom_args") or {}),
+                **(personalization.get("custom_args") or {}),
+            },
+            received_at=datetime.now(UTC),
+            details={
+                "personalization_index": index,
+                "from_name": payload["from"].get("name"),
+                "cc": [r["email"] for r in personalization.get("cc") or []],
+                "bcc": [r["email"] for r in personalization.get("bcc") or []],
+                "categories": payload.get("categories") or [],
+                "template_id": payload.get("template_id"),
+                "dynamic_template_data": personalization.get("dynamic_template_data"),
+            },
+            request=exchange.record,
         )
+        state.messages.append(message)
+        schedule_delivery_events(state, message, exchange.bearer_token)
 
 
 ROUTES = [Route("/v3/mail/send", provider_endpoint("sendgrid", send_mail), methods=["POST"])]

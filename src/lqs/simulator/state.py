@@ -1,4 +1,5 @@
-"""The simulator's memory: configuration, random generators, records, idempotency, rate windows.
+"""The simulator's memory: configuration, random generators, records, idempotency, rate windows,
+registered webhooks and the callbacks being delivered.
 
 One :class:`SimulatorState` lives on the app (``app.state.simulator``). It is only touched
 from the server's event loop, and no method awaits, so no lock is needed.
@@ -17,6 +18,7 @@ from typing import Literal, cast
 
 from starlette.requests import Request
 
+from lqs.simulator.callbacks import CallbackDispatcher
 from lqs.simulator.config import SimulatorConfig
 from lqs.simulator.faults import FaultPlan, draw_plan
 from lqs.simulator.records import (
@@ -26,6 +28,7 @@ from lqs.simulator.records import (
     base64_text,
     text_or_none,
 )
+from lqs.simulator.registrations import WebhookRegistry
 
 PROVIDERS = ("resend", "sendgrid", "twilio", "push", "sink")
 
@@ -140,25 +143,40 @@ class SimulatorState:
     hook_deliveries: list[HookDelivery] = field(default_factory=list)
     idempotency: IdempotencyStore = field(default_factory=IdempotencyStore)
     rate_windows: dict[str, RateWindow] = field(default_factory=dict)
+    webhooks: WebhookRegistry = field(default_factory=WebhookRegistry)
+    callbacks: CallbackDispatcher = field(init=False)
+    callback_rng: random.Random = field(init=False)
     _rngs: dict[str, random.Random] = field(default_factory=dict)
     _scripts: dict[str, deque[str]] = field(default_factory=dict)
     _ids: itertools.count[int] = field(default_factory=lambda: itertools.count(1))
 
     def __post_init__(self) -> None:
+        self.callbacks = CallbackDispatcher(self.next_id)
+        self.webhooks.load_config(self.config.callbacks.webhooks)
         self._restart_faults()
 
     def configure(self, config: SimulatorConfig) -> None:
-        """Replace the configuration; generators are reseeded and fault scripts reloaded."""
+        """Replace the configuration; generators are reseeded and fault scripts reloaded.
+
+        The webhooks the old configuration registered are replaced by the new one's; those
+        registered with ``POST /_sim/webhooks`` stay.
+        """
         self.config = config
+        self.webhooks.load_config(config.callbacks.webhooks)
         self._restart_faults()
 
     def reset(self) -> None:
-        """Forget every record, idempotency key and rate window; reseed the generators."""
+        """Forget every record, idempotency key and rate window; reseed the generators.
+
+        Callbacks still due are cancelled and their attempts forgotten; registered webhooks
+        stay (they are set-up, not records).
+        """
         self.messages.clear()
         self.requests.clear()
         self.hook_deliveries.clear()
         self.idempotency.clear()
         self.rate_windows.clear()
+        self.callbacks.reset()
         self._restart_faults()
 
     def _restart_faults(self) -> None:
@@ -170,6 +188,7 @@ class SimulatorState:
             for name in PROVIDERS
         }
         self._scripts = {name: deque(self.config.faults_for(name).script) for name in PROVIDERS}
+        self.callback_rng = random.Random(None if seed is None else f"{seed}:callbacks")  # noqa: S311
 
     def next_id(self, prefix: str) -> str:
         """A new simulator id such as ``msg_000042`` (unique across kinds)."""

@@ -4,7 +4,8 @@ HTTP Basic ``AccountSid:AuthToken`` (401, code 20003), form-encoded parameters, 
 injected faults, then validation with Twilio's error codes (21604 no ``To``, 21603 no
 ``From``, 21602 no ``Body``, 21617 body too long, 21211 invalid ``To``, 21212 invalid
 ``From``, …). An accepted message is recorded and answered 201 with the Message resource:
-``status`` is ``queued``, or ``accepted`` when only a Messaging Service was given.
+``status`` is ``queued``, or ``accepted`` when only a Messaging Service was given. With a
+``StatusCallback``, its status callbacks are scheduled (:mod:`lqs.simulator.events`).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from starlette.routing import Route
 
 from lqs.simulator.addresses import is_e164, is_sms_sender, listed
 from lqs.simulator.config import TwilioConfig
+from lqs.simulator.events import schedule_delivery_events
 from lqs.simulator.exchange import Exchange, provider_endpoint
 from lqs.simulator.records import MessageRecord
 
@@ -77,7 +79,8 @@ async def create_message(exchange: Exchange) -> Response:
     """``POST …/Messages.json``: authenticate, validate, record, answer 201."""
     config = exchange.state.config.twilio
     account_sid = exchange.request.path_params["account_sid"]
-    if not _authenticated(exchange.request.headers.get("authorization"), account_sid, config):
+    credentials = _basic_credentials(exchange.request.headers.get("authorization"))
+    if credentials is None or not _authenticated(credentials, account_sid, config):
         return _unauthenticated()
     params = {
         name: values[0]
@@ -93,18 +96,24 @@ async def create_message(exchange: Exchange) -> Response:
     if refusal is not None:
         return refusal
     resource = _message_resource(account_sid, params)
-    _record(exchange, params, resource)
+    # The auth token the message was sent with signs its status callbacks.
+    _record(exchange, params, resource, auth_token=credentials[1])
     return await exchange.deliver(JSONResponse(resource, 201))
 
 
-def _authenticated(authorization: str | None, account_sid: str, config: TwilioConfig) -> bool:
+def _basic_credentials(authorization: str | None) -> tuple[str, str] | None:
     scheme, _, encoded = (authorization or "").partition(" ")
     if scheme.lower() != "basic":
-        return False
+        return None
     try:
         username, _, password = base64.b64decode(encoded, validate=True).decode().partition(":")
     except (binascii.Error, UnicodeDecodeError):
-        return False
+        return None
+    return username, password
+
+
+def _authenticated(credentials: tuple[str, str], account_sid: str, config: TwilioConfig) -> bool:
+    username, password = credentials
     if username != account_sid or not password:
         return False
     if config.accounts:
@@ -185,28 +194,30 @@ def _message_resource(account_sid: str, params: dict[str, str]) -> dict[str, obj
     }
 
 
-def _record(exchange: Exchange, params: dict[str, str], resource: dict[str, object]) -> None:
+def _record(
+    exchange: Exchange, params: dict[str, str], resource: dict[str, object], *, auth_token: str
+) -> None:
     state = exchange.state
-    state.messages.append(
-        MessageRecord(
-            id=state.next_id("msg"),
-            provider="twilio",
-            provider_message_id=str(resource["sid"]),
-            sender=params.get("From") or None,
-            recipients=[params["To"]],
-            body=params.get("Body", ""),
-            received_at=datetime.now(UTC),
-            details={
-                "account_sid": resource["account_sid"],
-                "messaging_service_sid": resource["messaging_service_sid"],
-                "status_callback": params.get("StatusCallback"),
-                "status": resource["status"],
-                "num_segments": resource["num_segments"],
-                "params": params,
-            },
-            request=exchange.record,
-        )
+    message = MessageRecord(
+        id=state.next_id("msg"),
+        provider="twilio",
+        provider_message_id=str(resource["sid"]),
+        sender=params.get("From") or None,
+        recipients=[params["To"]],
+        body=params.get("Body", ""),
+        received_at=datetime.now(UTC),
+        details={
+            "account_sid": resource["account_sid"],
+            "messaging_service_sid": resource["messaging_service_sid"],
+            "status_callback": params.get("StatusCallback"),
+            "status": resource["status"],
+            "num_segments": resource["num_segments"],
+            "params": params,
+        },
+        request=exchange.record,
     )
+    state.messages.append(message)
+    schedule_delivery_events(state, message, auth_token)
 
 
 ROUTES = [
