@@ -174,7 +174,8 @@ def test_demo_on_an_embedded_server_runs_the_whole_flow(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr + result.stdout
     out = result.stdout
-    assert "24 rows" in out and "compliance_notes" in out  # the seed's verification query
+    assert "24 rows" in out
+    assert "compliance_notes" in out
     for shown in ("Leads by outcome", "delivered", "bounced", "rejected", "Score breakdown"):
         assert shown in out
     assert "refused with 422" in out
@@ -197,7 +198,9 @@ def test_demo_against_a_configured_server(empty_db: str) -> None:
             " count(*) FILTER (WHERE status IN ('pending', 'sent'))"
             " FROM public.communications"
         ).fetchone()
-    assert row is not None and row[0] > 0 and row[1] == 0
+    assert row is not None
+    assert row[0] > 0
+    assert row[1] == 0
 
 
 def test_demo_refuses_a_bad_option() -> None:

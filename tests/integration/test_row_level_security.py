@@ -126,7 +126,8 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         " consent_status, source) VALUES (%s, %s, 'email', %s, 'withdrawn', 'test') RETURNING id",
         (client, lead, f"lead@{slug}.example"),
     ).fetchone()
-    assert event is not None and consent is not None
+    assert event is not None
+    assert consent is not None
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
                   push_subscription, batch_key, event[0], consent[0])  # fmt: skip
 

@@ -38,6 +38,8 @@ from lqs.providers.base import ProviderConfigError, WebhookMalformed, WebhookRej
 router = APIRouter()
 
 PROVIDERS = ("resend", "sendgrid", "twilio")
+MAX_EVENT_ID = 255
+"""``provider_events.event_id``'s limit."""
 
 
 @dataclass(frozen=True)
@@ -161,6 +163,14 @@ async def _receive(request: Request, provider: str, client_id: UUID | None) -> J
         events = parse()
     except WebhookMalformed as exc:
         return _refused(provider, 400, "malformed_webhook", str(exc))
+    for index, event in enumerate(events):
+        if len(event.event_id) > MAX_EVENT_ID:
+            return _refused(
+                provider,
+                400,
+                "malformed_webhook",
+                f"event {index}: id over {MAX_EVENT_ID} characters",
+            )
     async with pool.connection() as conn:
         outcome = await ingest_events(conn, matched.client_id, provider, events)
     WEBHOOK_REQUESTS.labels(provider=provider, outcome="accepted").inc()

@@ -1,0 +1,217 @@
+"""``lqs suppressions list|add|remove`` and ``lqs comms show`` on a real database.
+
+The commands run in process (typer's runner) for speed; the unknown-client errors, which
+the entry point turns into one line, run as real ``lqs`` processes.
+"""
+
+from __future__ import annotations
+
+import uuid
+from concurrent.futures import ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import psycopg
+import pytest
+from click.testing import Result
+from psycopg.types.json import Jsonb
+from typer.testing import CliRunner
+
+from lqs.cli import app
+from tests.integration.test_cli import assert_one_line_error, run_lqs
+
+CREATED = datetime(2026, 3, 2, 10, 0, tzinfo=UTC)
+
+
+def lqs(url: str, *args: str) -> Result:
+    return CliRunner().invoke(app, list(args), env={"LQS_DATABASE_URL": url, "COLUMNS": "250"})
+
+
+def assert_refused(result: Result, fragment: str) -> None:
+    assert result.exit_code == 1, result.output
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: ")
+    assert fragment in lines[0]
+
+
+@pytest.fixture
+def slug(migrated_db: str) -> str:
+    name = f"cli-{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute(
+            "INSERT INTO public.clients (name, slug, settings) VALUES (%s, %s, '{}')", (name, name)
+        )
+    return name
+
+
+def _suppressions(url: str, slug: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT s.channel, s.recipient, s.reason, s.source FROM public.suppressions AS s"
+            " JOIN public.clients AS c ON c.id = s.client_id WHERE c.slug = %s"
+            " ORDER BY s.recipient",
+            (slug,),
+        ).fetchall()
+
+
+# ---------------------------------------------------------------------------- suppressions
+
+
+def test_a_suppression_is_added_listed_and_removed(migrated_db: str, slug: str) -> None:
+    added = lqs(migrated_db, "suppressions", "add", " Ann@Buyer.Example ", "--client", slug,
+                "--note", "asked by phone")  # fmt: skip
+    again = lqs(migrated_db, "suppressions", "add", "ann@buyer.example", "--client", slug)
+    listed = lqs(migrated_db, "suppressions", "list", "--client", slug)
+
+    assert added.exit_code == 0, added.output
+    assert "suppressed: email ann@buyer.example" in added.stdout
+    assert "already suppressed" in again.stdout
+    assert listed.exit_code == 0, listed.output
+    assert "ann@buyer.example" in listed.stdout
+    assert "manual" in listed.stdout
+    assert "1 suppressed recipient(s)" in listed.stdout
+    assert _suppressions(migrated_db, slug) == [
+        ("email", "ann@buyer.example", "manual", "asked by phone")
+    ]
+
+    removed = lqs(migrated_db, "suppressions", "remove", "ANN@buyer.example", "--client", slug)
+
+    assert removed.exit_code == 0, removed.output
+    assert "removed: email ann@buyer.example" in removed.stdout
+    assert _suppressions(migrated_db, slug) == []
+    empty = lqs(migrated_db, "suppressions", "list", "--client", slug)
+    assert "0 suppressed recipient(s)" in empty.stdout
+
+
+def test_list_can_show_one_channel(migrated_db: str, slug: str) -> None:
+    for recipient, channel in (("+12015550123", "sms"), ("bo@buyer.example", "email")):
+        added = lqs(migrated_db, "suppressions", "add", recipient, "--channel", channel,
+                    "--client", slug)  # fmt: skip
+        assert added.exit_code == 0, added.output
+
+    sms = lqs(migrated_db, "suppressions", "list", "--client", slug, "--channel", "sms")
+
+    assert "+12015550123" in sms.stdout
+    assert "bo@buyer.example" not in sms.stdout
+    assert "1 suppressed recipient(s)" in sms.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "fragment"),
+    [
+        (["add", "a@b.example", "--channel", "fax"], "--channel must be one of"),
+        (["list", "--channel", "fax"], "--channel must be one of"),
+        (["remove", "a@b.example", "--channel", "pigeon"], "--channel must be one of"),
+        (["add", "not-an-address"], "RECIPIENT is not a valid email address"),
+        (["add", "555-0123", "--channel", "sms"], "E.164"),
+    ],
+    ids=["add bad channel", "list bad channel", "remove bad channel", "bad email", "bad number"],
+)
+def test_bad_input_is_refused_in_one_line_and_stores_nothing(
+    migrated_db: str, slug: str, args: list[str], fragment: str
+) -> None:
+    result = lqs(migrated_db, "suppressions", *args, "--client", slug)
+
+    assert_refused(result, fragment)
+    assert _suppressions(migrated_db, slug) == []
+
+
+def test_removing_a_recipient_that_is_not_suppressed_fails(migrated_db: str, slug: str) -> None:
+    result = lqs(migrated_db, "suppressions", "remove", "nobody@buyer.example", "--client", slug)
+
+    assert_refused(result, f"email nobody@buyer.example is not on {slug}'s suppression list")
+
+
+def test_an_unknown_client_is_one_line_naming_how_to_find_one(migrated_db: str) -> None:
+    env = {"LQS_DATABASE_URL": migrated_db}
+    commands = [
+        ("suppressions", "list", "--client", "no-such-client"),
+        ("suppressions", "add", "a@b.example", "--client", "no-such-client"),
+        ("suppressions", "remove", "a@b.example", "--client", "no-such-client"),
+    ]
+    with ThreadPoolExecutor(len(commands)) as pool:
+        results = list(pool.map(lambda args: run_lqs(*args, env=env), commands))
+
+    for result in results:
+        assert_one_line_error(result, "no client with slug 'no-such-client'", "lqs clients list")
+
+
+# ---------------------------------------------------------------------------- comms show
+
+
+def _one(conn: psycopg.Connection[Any], sql: str, *params: Any) -> Any:
+    row = conn.execute(sql.encode(), params).fetchone()
+    assert row is not None
+    return row[0]
+
+
+def _communication_with_history(url: str, slug: str) -> UUID:
+    with psycopg.connect(url) as conn:
+        client_id = _one(conn, "SELECT id FROM public.clients WHERE slug = %s", slug)
+        lead_id = _one(
+            conn,
+            "INSERT INTO public.leads (client_id, email, consent_status)"
+            " VALUES (%s, 'cy@buyer.example', 'granted') RETURNING id",
+            client_id,
+        )
+        comm_id = _one(
+            conn,
+            "INSERT INTO public.communications (client_id, lead_id, type, recipient, status,"
+            " provider, external_id, created_at, sent_at, delivered_at)"
+            " VALUES (%s, %s, 'email', 'cy@buyer.example', 'delivered', 'resend', 're_shown',"
+            "  %s, %s, %s) RETURNING id",
+            client_id, lead_id, CREATED, CREATED + timedelta(seconds=2),
+            CREATED + timedelta(seconds=9),
+        )  # fmt: skip
+        for attempt, outcome, status, error in ((1, "transient", 503, "busy"),
+                                                (2, "accepted", 200, None)):  # fmt: skip
+            started = CREATED + timedelta(seconds=attempt)
+            conn.execute(
+                "INSERT INTO public.delivery_attempts (communication_id, client_id, attempt,"
+                " provider, started_at, finished_at, http_status, error_message, latency_ms,"
+                " outcome, recorded) VALUES (%s, %s, %s, 'resend', %s, %s, %s, %s, 25, %s, true)",
+                (comm_id, client_id, attempt, started, started, status, error, outcome),
+            )
+        conn.execute(
+            "INSERT INTO public.provider_events (client_id, provider, event_id, communication_id,"
+            " message_id, event_type, kind, occurred_at, payload, applied_at, effect)"
+            " VALUES (%s, 'resend', 'msg_shown', %s, 're_shown', 'email.delivered', 'delivered',"
+            "  %s, %s, now(), 'delivered')",
+            (client_id, comm_id, CREATED + timedelta(seconds=9), Jsonb({"type": "x"})),
+        )
+    return UUID(str(comm_id))
+
+
+def test_show_prints_the_communication_and_its_timeline_in_order(
+    migrated_db: str, slug: str
+) -> None:
+    comm_id = _communication_with_history(migrated_db, slug)
+
+    result = lqs(migrated_db, "comms", "show", str(comm_id))
+
+    assert result.exit_code == 0, result.output
+    out = result.stdout
+    for field in (str(comm_id), slug, "re_shown", "delivered"):
+        assert field in out
+    timeline = [
+        "2026-03-02 10:00:00.000",
+        "attempt 1 via resend: transient (HTTP 503) busy",
+        "attempt 2 via resend: accepted (HTTP 200)",
+        "resend email.delivered → delivered (event msg_shown)",
+    ]
+    positions = [out.find(text) for text in timeline]
+    assert -1 not in positions, out
+    assert positions == sorted(positions)
+
+
+@pytest.mark.parametrize(
+    ("value", "fragment"),
+    [("not-a-uuid", "must be a UUID"), (str(uuid.UUID(int=7)), "no communication")],
+    ids=["not a uuid", "unknown"],
+)
+def test_show_refuses_what_is_not_a_communication(
+    migrated_db: str, value: str, fragment: str
+) -> None:
+    assert_refused(lqs(migrated_db, "comms", "show", value), fragment)

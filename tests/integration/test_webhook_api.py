@@ -1,0 +1,695 @@
+"""``POST /webhooks/{provider}[/{client_id}]`` in process, on a real database.
+
+Every request is signed here the way the provider signs it (Svix HMAC-SHA256 for Resend,
+ECDSA P-256 for SendGrid, HMAC-SHA1 over the public URL for Twilio), with secrets and keys
+made up by the tests. A request that fails the check must get 401 and store nothing.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import re
+import secrets
+import time
+import uuid
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlencode
+from uuid import UUID
+
+import httpx
+import psycopg
+import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from fastapi import FastAPI
+from psycopg.rows import dict_row
+
+from lqs.api.app import create_app
+from lqs.api.webhooks import WebhookConfig
+from lqs.db.clients import create_client
+
+PUBLIC = "https://lqs.example"
+"""The public base URL the providers call; the test client calls http://test instead."""
+
+SENDGRID_SIGNATURE = "X-Twilio-Email-Event-Webhook-Signature"
+SENDGRID_TIMESTAMP = "X-Twilio-Email-Event-Webhook-Timestamp"
+
+
+# ---------------------------------------------------------------------------- signing
+
+
+def new_svix_secret() -> str:
+    return "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+
+
+def svix_signature(secret: str, msg_id: str, timestamp: str, body: bytes) -> str:
+    key = base64.b64decode(secret.removeprefix("whsec_"))
+    signed = f"{msg_id}.{timestamp}.".encode() + body
+    return "v1," + base64.b64encode(hmac.new(key, signed, hashlib.sha256).digest()).decode()
+
+
+def sendgrid_public_key(private: ec.EllipticCurvePrivateKey) -> str:
+    der = private.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    return base64.b64encode(der).decode()
+
+
+def sendgrid_signature(private: ec.EllipticCurvePrivateKey, timestamp: str, body: bytes) -> str:
+    signature = private.sign(timestamp.encode() + body, ec.ECDSA(hashes.SHA256()))
+    return base64.b64encode(signature).decode()
+
+
+def twilio_signature(url: str, params: dict[str, str], auth_token: str) -> str:
+    signed = url + "".join(name + value for name, value in sorted(params.items()))
+    digest = hmac.new(auth_token.encode(), signed.encode(), hashlib.sha1).digest()
+    return base64.b64encode(digest).decode()
+
+
+def test_the_test_signers_match_the_documented_vectors() -> None:
+    assert (
+        svix_signature(
+            "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+            "msg_p5jXN8AQM9LWM0D4loKWxJek",
+            "1614265330",
+            b'{"test": 2432232314}',
+        )
+        == "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE="
+    )
+    params = {"CallSid": "CA1234567890ABCDE", "Caller": "+12349013030", "Digits": "1234",
+              "From": "+12349013030", "To": "+18005551212"}  # fmt: skip
+    assert (
+        twilio_signature("https://mycompany.com/myapp.php?foo=1&bar=2", params, "12345")
+        == "0/KCTR6DLpKmkAf8muzZqo1nDgQ="
+    )
+
+
+# ---------------------------------------------------------------------------- tenants
+
+
+@dataclass(frozen=True)
+class Tenant:
+    id: UUID
+    lead_id: UUID
+    svix_secret: str
+    sendgrid_key: ec.EllipticCurvePrivateKey
+    twilio_token: str
+    twilio_account: str
+
+
+def _delivery(tenant_secrets: dict[str, Any], *, with_webhook_secrets: bool) -> dict[str, Any]:
+    resend: dict[str, Any] = {"api_key": "re_fake_key", "from_address": "lqs@sender.example"}
+    sendgrid: dict[str, Any] = {"api_key": "SG.fake", "from_address": "lqs@sender.example"}
+    if with_webhook_secrets:
+        resend["webhook_secret"] = tenant_secrets["svix"]
+        sendgrid["webhook_public_key"] = sendgrid_public_key(tenant_secrets["sendgrid"])
+    return {
+        "email": {"primary": "resend", "secondary": "sendgrid"},
+        "resend": resend,
+        "sendgrid": sendgrid,
+        "twilio": {"account_sid": tenant_secrets["account"], "auth_token": tenant_secrets["token"],
+                   "from_number": "+15005550006"},
+    }  # fmt: skip
+
+
+async def _tenant(url: str, *, with_webhook_secrets: bool = True) -> Tenant:
+    made = {
+        "svix": new_svix_secret(),
+        "sendgrid": ec.generate_private_key(ec.SECP256R1()),
+        "token": f"fake-twilio-token-{uuid.uuid4().hex}",
+        "account": "AC" + uuid.uuid4().hex,
+    }
+    slug = f"wh-{uuid.uuid4().hex[:10]}"
+    settings = {"delivery": _delivery(made, with_webhook_secrets=with_webhook_secrets)}
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        client = await create_client(conn, slug, slug, settings)
+        cur = await conn.execute(
+            "INSERT INTO public.leads (client_id, email, phone, consent_status, status)"
+            " VALUES (%s, %s, '+12015550123', 'granted', 'qualified') RETURNING id",
+            (client.id, f"lead@{slug}.example"),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return Tenant(client.id, row[0], made["svix"], made["sendgrid"], made["token"], made["account"])
+
+
+async def _sent(url: str, tenant: Tenant, provider: str, external_id: str) -> UUID:
+    """A communication the provider accepted under ``external_id``."""
+    channel, recipient = (
+        ("sms", "+12015550123") if provider == "twilio" else ("email", "a@b.example")
+    )
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        cur = await conn.execute(
+            "INSERT INTO public.communications (client_id, lead_id, type, recipient, status,"
+            " provider, external_id, sent_at) VALUES (%s, %s, %s, %s, 'sent', %s, %s, now())"
+            " RETURNING id",
+            (tenant.id, tenant.lead_id, channel, recipient, provider, external_id),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    return UUID(str(row[0]))
+
+
+async def _comm(url: str, comm_id: UUID) -> dict[str, Any]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute("SELECT * FROM public.communications WHERE id = %s", (comm_id,))
+        row = await cur.fetchone()
+    assert row is not None
+    return row
+
+
+async def _stored(url: str, client_id: UUID | None = None) -> list[dict[str, Any]]:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        cur = conn.cursor(row_factory=dict_row)
+        await cur.execute(
+            "SELECT * FROM public.provider_events"
+            " WHERE %(client)s::uuid IS NULL OR client_id = %(client)s::uuid ORDER BY id",
+            {"client": client_id},
+        )
+        return await cur.fetchall()
+
+
+# ---------------------------------------------------------------------------- requests
+
+
+@dataclass(frozen=True)
+class Signed:
+    """A webhook request as the provider would send it."""
+
+    path: str
+    content: bytes
+    headers: dict[str, str]
+
+
+def resend_request(
+    tenant: Tenant,
+    email_id: str,
+    *,
+    event_type: str = "email.delivered",
+    secret: str | None = None,
+    skew: int = 0,
+    shared: bool = False,
+    data: dict[str, Any] | None = None,
+) -> Signed:
+    envelope = {
+        "type": event_type,
+        "created_at": "2026-05-04T09:30:00.000Z",
+        "data": data if data is not None else {
+            "email_id": email_id, "from": "lqs@sender.example", "to": ["a@b.example"],
+            "subject": "Hello", "created_at": "2026-05-04T09:29:58.000Z",
+        },
+    }  # fmt: skip
+    body = json.dumps(envelope, separators=(",", ":")).encode()
+    msg_id = f"msg_{uuid.uuid4().hex}"
+    timestamp = str(int(time.time()) + skew)
+    headers = {
+        "content-type": "application/json",
+        "svix-id": msg_id,
+        "svix-timestamp": timestamp,
+        "svix-signature": svix_signature(secret or tenant.svix_secret, msg_id, timestamp, body),
+    }
+    return Signed("/webhooks/resend" + ("" if shared else f"/{tenant.id}"), body, headers)
+
+
+def sendgrid_request(
+    tenant: Tenant,
+    message_id: str,
+    *,
+    key: ec.EllipticCurvePrivateKey | None = None,
+    skew: int = 0,
+    events: list[dict[str, Any]] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Signed:
+    if events is None:
+        now = int(time.time())
+        base = {"email": "a@b.example", "sg_message_id": f"{message_id}.filterdrecv-1-2-3",
+                **(extra or {})}  # fmt: skip
+        events = [
+            {**base, "event": "processed", "timestamp": now - 2,
+             "sg_event_id": f"sg-{uuid.uuid4().hex}"},
+            {**base, "event": "delivered", "timestamp": now - 1,
+             "sg_event_id": f"sg-{uuid.uuid4().hex}", "response": "250 OK"},
+        ]  # fmt: skip
+    body = json.dumps(events, separators=(",", ":")).encode() + b"\r\n"
+    timestamp = str(int(time.time()) + skew)
+    headers = {
+        "content-type": "application/json",
+        SENDGRID_SIGNATURE: sendgrid_signature(key or tenant.sendgrid_key, timestamp, body),
+        SENDGRID_TIMESTAMP: timestamp,
+    }
+    return Signed(f"/webhooks/sendgrid/{tenant.id}", body, headers)
+
+
+def twilio_request(
+    tenant: Tenant,
+    sid: str,
+    *,
+    status: str = "undelivered",
+    token: str | None = None,
+    base: str = PUBLIC,
+    shared: bool = False,
+    params: dict[str, str] | None = None,
+) -> Signed:
+    path = "/webhooks/twilio" + ("" if shared else f"/{tenant.id}")
+    if params is None:
+        params = {
+            "MessageSid": sid, "MessageStatus": status, "AccountSid": tenant.twilio_account,
+            "From": "+15005550006", "To": "+12015550123", "ApiVersion": "2010-04-01",
+        }  # fmt: skip
+        if status in ("undelivered", "failed"):
+            params["ErrorCode"] = "30003"
+    signature = twilio_signature(base + path, params, token or tenant.twilio_token)
+    headers = {
+        "content-type": "application/x-www-form-urlencoded",
+        "X-Twilio-Signature": signature,
+    }
+    return Signed(path, urlencode(params).encode(), headers)
+
+
+# ---------------------------------------------------------------------------- fixtures
+
+
+@pytest.fixture(scope="module")
+async def app(migrated_db: str) -> AsyncIterator[FastAPI]:
+    application = create_app(
+        migrated_db, pool_max_size=4, webhook_config=WebhookConfig(PUBLIC, tolerance=300.0)
+    )
+    async with application.router.lifespan_context(application):
+        yield application
+
+
+@pytest.fixture(scope="module")
+async def api(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+        yield http
+
+
+@pytest.fixture
+async def tenant(migrated_db: str) -> Tenant:
+    return await _tenant(migrated_db)
+
+
+async def _post(api: httpx.AsyncClient, request: Signed) -> httpx.Response:
+    return await api.post(request.path, content=request.content, headers=request.headers)
+
+
+def _assert_refused(response: httpx.Response, status: int, code: str) -> None:
+    assert response.status_code == status, response.text
+    assert response.headers["content-type"].startswith("application/json")
+    error = response.json()["error"]
+    assert error["code"] == code
+    assert error["message"]
+
+
+# ---------------------------------------------------------------------------- genuine requests
+
+
+async def test_a_signed_resend_event_moves_the_status(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    comm_id = await _sent(migrated_db, tenant, "resend", "re_genuine")
+
+    response = await _post(api, resend_request(tenant, "re_genuine"))
+
+    assert response.status_code == 200, response.text
+    assert response.json() == {"received": 1, "duplicates": 0, "unmatched": 0, "changed": 1}
+    comm = await _comm(migrated_db, comm_id)
+    assert comm["status"] == "delivered"
+    assert comm["delivered_at"].isoformat() == "2026-05-04T09:30:00+00:00"
+    [event] = await _stored(migrated_db, tenant.id)
+    assert (event["provider"], event["communication_id"], event["effect"]) == (
+        "resend", comm_id, "delivered",
+    )  # fmt: skip
+
+
+async def test_signed_sendgrid_events_move_the_status(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    comm_id = await _sent(migrated_db, tenant, "sendgrid", "SGmsgGenuine")
+
+    response = await _post(api, sendgrid_request(tenant, "SGmsgGenuine"))
+
+    assert response.status_code == 200, response.text
+    assert response.json()["received"] == 2
+    assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
+    assert [e["event_type"] for e in await _stored(migrated_db, tenant.id)] == [
+        "processed", "delivered",
+    ]  # fmt: skip
+
+
+async def test_a_twilio_callback_signed_over_the_public_url_fails_the_sms_with_its_code(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    sid = "SM" + uuid.uuid4().hex
+    comm_id = await _sent(migrated_db, tenant, "twilio", sid)
+
+    response = await _post(api, twilio_request(tenant, sid))
+
+    assert response.status_code == 200, response.text
+    comm = await _comm(migrated_db, comm_id)
+    assert comm["status"] == "failed"
+    assert "30003" in comm["error_message"]
+
+
+async def test_a_twilio_signature_over_the_url_with_the_default_port_is_accepted(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    sid = "SM" + uuid.uuid4().hex
+    comm_id = await _sent(migrated_db, tenant, "twilio", sid)
+
+    response = await _post(
+        api, twilio_request(tenant, sid, status="delivered", base="https://lqs.example:443")
+    )
+
+    assert response.status_code == 200, response.text
+    assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
+
+
+async def test_a_replayed_webhook_is_acknowledged_and_has_one_effect(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    await _sent(migrated_db, tenant, "resend", "re_replayed")
+    request = resend_request(tenant, "re_replayed", event_type="email.complained")
+
+    first = await _post(api, request)
+    again = await _post(api, request)
+
+    assert (first.status_code, again.status_code) == (200, 200)
+    assert again.json()["duplicates"] == 1
+    assert len(await _stored(migrated_db, tenant.id)) == 1
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM public.consent_history WHERE client_id = %s", (tenant.id,)
+        )
+        assert await cur.fetchone() == (1,)
+
+
+# ---------------------------------------------------------------------------- forged requests
+
+
+def _drop(name: str) -> Callable[[Signed], Signed]:
+    def without(request: Signed) -> Signed:
+        headers = {k: v for k, v in request.headers.items() if k.lower() != name.lower()}
+        return Signed(request.path, request.content, headers)
+
+    return without
+
+
+def _tamper(request: Signed) -> Signed:
+    assert b"delivered" in request.content
+    return Signed(request.path, request.content.replace(b"delivered", b"bounced"), request.headers)
+
+
+def _reserialise(request: Signed) -> Signed:
+    content = json.dumps(json.loads(request.content), indent=2).encode()
+    return Signed(request.path, content, request.headers)
+
+
+def _same(request: Signed) -> Signed:
+    return request
+
+
+def _forged_resend(how: str, tenant: Tenant) -> Signed:
+    if how == "wrong secret":
+        return resend_request(tenant, "re_forged", secret=new_svix_secret())
+    if how == "301 s old":
+        return resend_request(tenant, "re_forged", skew=-301)
+    if how == "301 s ahead":
+        return resend_request(tenant, "re_forged", skew=301)
+    change = {
+        "tampered body": _tamper,
+        "re-serialised body": _reserialise,
+        "no svix-id": _drop("svix-id"),
+        "no svix-timestamp": _drop("svix-timestamp"),
+        "no svix-signature": _drop("svix-signature"),
+    }[how]
+    return change(resend_request(tenant, "re_forged"))
+
+
+def _forged_sendgrid(how: str, tenant: Tenant) -> Signed:
+    if how == "wrong secret":
+        return sendgrid_request(tenant, "SGforged", key=ec.generate_private_key(ec.SECP256R1()))
+    if how == "301 s old":
+        return sendgrid_request(tenant, "SGforged", skew=-301)
+    if how == "301 s ahead":
+        return sendgrid_request(tenant, "SGforged", skew=301)
+    change = {
+        "tampered body": _tamper,
+        "re-serialised body": _reserialise,
+        "no signature": _drop(SENDGRID_SIGNATURE),
+        "no timestamp": _drop(SENDGRID_TIMESTAMP),
+    }[how]
+    return change(sendgrid_request(tenant, "SGforged"))
+
+
+def _forged_twilio(how: str, tenant: Tenant) -> Signed:
+    sid = "SMforged"
+    if how == "wrong secret":
+        return twilio_request(tenant, sid, status="delivered", token="fake-other-token")
+    if how == "signed over the URL the server saw":
+        return twilio_request(tenant, sid, status="delivered", base="http://test")
+    if how == "signed over another client's path":
+        other = Tenant(uuid.uuid4(), *[getattr(tenant, f) for f in
+                       ("lead_id", "svix_secret", "sendgrid_key", "twilio_token", "twilio_account")])  # fmt: skip
+        forged = twilio_request(other, sid, status="delivered")
+        return Signed(f"/webhooks/twilio/{tenant.id}", forged.content, forged.headers)
+    change = {
+        "tampered body": _tamper,
+        "no signature": _drop("X-Twilio-Signature"),
+        "extra parameter": lambda r: Signed(r.path, r.content + b"&Extra=1", r.headers),
+    }[how]
+    return change(twilio_request(tenant, sid, status="delivered"))
+
+
+MISMATCH, TIMESTAMP, MISSING = "no signature matched", "timestamp", "missing header"
+FORGERIES = [
+    ("resend", "tampered body", MISMATCH),
+    ("resend", "wrong secret", MISMATCH),
+    ("resend", "no svix-id", MISSING),
+    ("resend", "no svix-timestamp", MISSING),
+    ("resend", "no svix-signature", MISSING),
+    ("resend", "301 s old", TIMESTAMP),
+    ("resend", "301 s ahead", TIMESTAMP),
+    ("resend", "re-serialised body", MISMATCH),
+    ("sendgrid", "tampered body", MISMATCH),
+    ("sendgrid", "wrong secret", MISMATCH),
+    ("sendgrid", "no signature", MISSING),
+    ("sendgrid", "no timestamp", MISSING),
+    ("sendgrid", "301 s old", TIMESTAMP),
+    ("sendgrid", "301 s ahead", TIMESTAMP),
+    ("sendgrid", "re-serialised body", MISMATCH),
+    ("twilio", "tampered body", MISMATCH),
+    ("twilio", "wrong secret", MISMATCH),
+    ("twilio", "no signature", MISSING),
+    ("twilio", "extra parameter", MISMATCH),
+    ("twilio", "signed over the URL the server saw", MISMATCH),
+    ("twilio", "signed over another client's path", MISMATCH),
+]
+
+
+@pytest.mark.parametrize(("provider", "how", "why"), FORGERIES)
+async def test_a_forged_request_is_401_and_stores_nothing(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str, provider: str, how: str, why: str
+) -> None:
+    external_id = {"resend": "re_forged", "sendgrid": "SGforged", "twilio": "SMforged"}[provider]
+    comm_id = await _sent(migrated_db, tenant, provider, external_id)
+    forge = {"resend": _forged_resend, "sendgrid": _forged_sendgrid, "twilio": _forged_twilio}
+    stored_before = len(await _stored(migrated_db))
+
+    response = await _post(api, forge[provider](how, tenant))
+
+    _assert_refused(response, 401, "invalid_signature")
+    assert why in response.json()["error"]["message"]
+    assert len(await _stored(migrated_db)) == stored_before
+    assert (await _comm(migrated_db, comm_id))["status"] == "sent"
+
+
+async def test_a_valid_signature_among_rotated_ones_is_accepted(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    comm_id = await _sent(migrated_db, tenant, "resend", "re_rotated")
+    request = resend_request(tenant, "re_rotated")
+    h = request.headers
+    old = svix_signature(new_svix_secret(), h["svix-id"], h["svix-timestamp"], request.content)
+    rotated = {**h, "svix-signature": f"{old} v2,bm90LWEtdjEtc2lnbmF0dXJl {h['svix-signature']}"}
+
+    response = await api.post(request.path, content=request.content, headers=rotated)
+
+    assert response.status_code == 200, response.text
+    assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
+
+
+@pytest.mark.parametrize("provider", ["resend", "sendgrid", "twilio"])
+async def test_a_client_without_webhook_credentials_is_401(
+    api: httpx.AsyncClient, migrated_db: str, provider: str
+) -> None:
+    bare = await _tenant(migrated_db, with_webhook_secrets=False)
+    if provider == "twilio":
+        async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+            await conn.execute(
+                "UPDATE public.clients SET settings = settings #- '{delivery,twilio}'"
+                " WHERE id = %s",
+                (bare.id,),
+            )
+    request = {
+        "resend": lambda: resend_request(bare, "re_x"),
+        "sendgrid": lambda: sendgrid_request(bare, "SGx"),
+        "twilio": lambda: twilio_request(bare, "SMx"),
+    }[provider]()
+
+    response = await _post(api, request)
+
+    _assert_refused(response, 401, "invalid_signature")
+    assert await _stored(migrated_db, bare.id) == []
+
+
+async def test_an_unknown_client_id_is_401(api: httpx.AsyncClient, tenant: Tenant) -> None:
+    request = resend_request(tenant, "re_x")
+
+    response = await api.post(
+        f"/webhooks/resend/{uuid.uuid4()}", content=request.content, headers=request.headers
+    )
+
+    _assert_refused(response, 401, "invalid_signature")
+
+
+async def test_a_client_id_that_is_not_a_uuid_is_404(api: httpx.AsyncClient) -> None:
+    response = await api.post("/webhooks/resend/acme", content=b"{}")
+
+    _assert_refused(response, 404, "unknown_client")
+
+
+@pytest.mark.parametrize("path", ["/webhooks/mailgun", f"/webhooks/mailgun/{uuid.uuid4()}"])
+async def test_an_unknown_provider_is_404(api: httpx.AsyncClient, path: str) -> None:
+    response = await api.post(path, content=b"{}")
+
+    _assert_refused(response, 404, "unknown_provider")
+
+
+# ---------------------------------------------------------------------------- which client
+
+
+@pytest.mark.parametrize("provider", ["resend", "twilio"])
+async def test_the_path_without_client_id_finds_the_client_that_signed(
+    api: httpx.AsyncClient, migrated_db: str, provider: str
+) -> None:
+    first = await _tenant(migrated_db)
+    second = await _tenant(migrated_db)
+    external_id = ("SM" if provider == "twilio" else "re_") + uuid.uuid4().hex
+    mine = await _sent(migrated_db, second, provider, external_id)
+    request = (
+        twilio_request(second, external_id, status="delivered", shared=True)
+        if provider == "twilio"
+        else resend_request(second, external_id, shared=True)
+    )
+
+    response = await _post(api, request)
+
+    assert response.status_code == 200, response.text
+    assert (await _comm(migrated_db, mine))["status"] == "delivered"
+    assert await _stored(migrated_db, first.id) == []
+    [event] = await _stored(migrated_db, second.id)
+    assert event["communication_id"] == mine
+
+
+async def test_an_event_signed_by_one_client_about_anothers_message_changes_nothing(
+    api: httpx.AsyncClient, migrated_db: str
+) -> None:
+    attacker = await _tenant(migrated_db)
+    victim = await _tenant(migrated_db)
+    victims = await _sent(migrated_db, victim, "resend", "re_victim")
+    victims_sg = await _sent(migrated_db, victim, "sendgrid", "SGvictim")
+    before = await _comm(migrated_db, victims), await _comm(migrated_db, victims_sg)
+
+    by_message_id = await _post(
+        api, resend_request(attacker, "re_victim", event_type="email.complained")
+    )
+    by_our_id = await _post(
+        api,
+        sendgrid_request(attacker, "SGother", extra={"communication_id": str(victims_sg)}),
+    )
+
+    assert by_message_id.status_code == by_our_id.status_code == 200
+    assert by_message_id.json()["unmatched"] == 1
+    assert by_our_id.json()["unmatched"] == 2
+    assert (await _comm(migrated_db, victims), await _comm(migrated_db, victims_sg)) == before
+    assert await _stored(migrated_db, victim.id) == []
+    assert {e["communication_id"] for e in await _stored(migrated_db, attacker.id)} == {None}
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+        cur = await conn.execute(
+            "SELECT count(*) FROM public.suppressions WHERE client_id = %s", (victim.id,)
+        )
+        assert await cur.fetchone() == (0,)
+
+
+# ---------------------------------------------------------------------------- bad bodies
+
+
+async def test_a_five_megabyte_body_is_413(api: httpx.AsyncClient, tenant: Tenant) -> None:
+    response = await api.post(
+        f"/webhooks/resend/{tenant.id}",
+        content=b"[" + b" " * (5 * 1024 * 1024) + b"]",
+        headers={"content-type": "application/json"},
+    )
+
+    _assert_refused(response, 413, "body_too_large")
+
+
+@pytest.mark.parametrize("provider", ["resend", "sendgrid", "twilio"])
+async def test_a_signed_body_of_the_wrong_shape_is_400(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str, provider: str
+) -> None:
+    request = {
+        "resend": lambda: resend_request(tenant, "re_x", data={"to": ["a@b.example"]}),
+        "sendgrid": lambda: sendgrid_request(tenant, "SGx", events=[{"event": "delivered"}]),
+        "twilio": lambda: twilio_request(tenant, "SMx", params={"MessageStatus": "sent"}),
+    }[provider]()
+
+    response = await _post(api, request)
+
+    _assert_refused(response, 400, "malformed_webhook")
+    assert await _stored(migrated_db, tenant.id) == []
+
+
+async def test_a_signed_event_id_over_255_characters_is_400(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    event = {"event": "delivered", "sg_event_id": "e" * 256, "email": "a@b.example"}
+    response = await _post(api, sendgrid_request(tenant, "SGx", events=[event]))
+
+    _assert_refused(response, 400, "malformed_webhook")
+    assert await _stored(migrated_db, tenant.id) == []
+
+
+# ---------------------------------------------------------------------------- metrics
+
+
+def _metric(text: str, name: str, **labels: str) -> float:
+    wanted = ",".join(f'{k}="{v}"' for k, v in sorted(labels.items()))
+    match = re.search(rf"^{re.escape(name)}\{{{re.escape(wanted)}\}} (\S+)$", text, re.MULTILINE)
+    return float(match.group(1)) if match else 0.0
+
+
+async def test_metrics_count_unmatched_and_refused_webhooks(
+    api: httpx.AsyncClient, tenant: Tenant
+) -> None:
+    unmatched = ("lqs_webhook_events_total", {"provider": "resend", "result": "unmatched"})
+    refused = ("lqs_webhook_requests_total", {"outcome": "invalid_signature", "provider": "resend"})
+    before = (await api.get("/metrics")).text
+
+    assert (await _post(api, resend_request(tenant, "re_nobody"))).status_code == 200
+    forged = await _post(api, resend_request(tenant, "re_nobody", secret=new_svix_secret()))
+    assert forged.status_code == 401
+    after = await api.get("/metrics")
+
+    assert after.status_code == 200
+    assert after.headers["content-type"].startswith("text/plain")
+    for name, labels in (unmatched, refused):
+        assert _metric(after.text, name, **labels) == _metric(before, name, **labels) + 1
