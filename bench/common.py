@@ -150,3 +150,13 @@ def run_lqs(url: str, *args: str) -> subprocess.CompletedProcess[str]:
         check=True,
         cwd=ROOT,
     )
+
+
+@dataclass
+class Section:
+    """A stage's part of docs/BENCHMARKS.md: its rows in the main table (figure against
+    baseline), and any further Markdown (its own table, notes) printed under a heading."""
+
+    title: str
+    rows: list[Row] = field(default_factory=list)
+    markdown: list[str] = field(default_factory=list)
