@@ -1,13 +1,150 @@
-"""``python -m bench [--quick]``: run the benchmarks and rewrite docs/BENCHMARKS.md."""
+"""``python -m bench [--quick] [--only STAGE]``: run the benchmarks, rewrite docs/BENCHMARKS.md.
+
+Each stage runs in a scratch database of its own on one server (``LQS_BENCH_DATABASE_URL``
+or an embedded PostgreSQL under ``.lqs/bench``), and every figure is set against a baseline
+measured in the same run, repeats interleaved. ``--quick`` uses small sizes (under two
+minutes in all); the figures then say little beyond "it runs".
+"""
 
 from __future__ import annotations
 
 import argparse
 import datetime as dt
 import sys
+import time
+from dataclasses import dataclass
 
-from bench import dispatch, intake, memory, processor
-from bench.common import ROOT, machine_line, scratch_database, server_url
+from bench import dispatch, e2e, http_intake, intake, latency, memory, processor, scale
+from bench.common import ROOT, Row, Section, machine_line, scratch_database, server_url
+
+STAGES = ("intake", "processor", "dispatch", "e2e", "latency", "scale", "memory")
+
+
+@dataclass(frozen=True)
+class Sizes:
+    intake: int
+    http_requests: int
+    processor: int
+    batch_sizes: tuple[int, ...]
+    processes: tuple[int, ...]
+    dispatch: int
+    dispatch_latency: int
+    e2e: int
+    latency_seconds: float
+    scale_rows: int
+    memory: int
+
+
+FULL = Sizes(
+    intake=50_000,
+    http_requests=20_000,
+    processor=20_000,
+    batch_sizes=(10, 100, 1000),
+    processes=(1, 2),
+    dispatch=5_000,
+    # With injected latency, 50 round trips of every slot at 100 ms at the ceiling.
+    dispatch_latency=1_600,
+    e2e=10_000,
+    latency_seconds=60.0,
+    scale_rows=10_000_000,
+    memory=1_000_000,
+)
+QUICK = Sizes(
+    intake=2_000,
+    http_requests=300,
+    processor=600,
+    batch_sizes=(10, 100),
+    processes=(1,),
+    dispatch=500,
+    dispatch_latency=64,
+    e2e=300,
+    latency_seconds=5.0,
+    scale_rows=50_000,
+    memory=10_000,
+)
+
+
+def _stage(name: str, sizes: Sizes, repeats: int, url: str) -> Section:
+    if name == "intake":
+        rows = intake.run(url, sizes.intake, repeats)
+        http = http_intake.run(url, requests=sizes.http_requests, concurrency=32, repeats=repeats)
+        return Section("Intake", rows + http.rows, http.markdown)
+    if name == "processor":
+        return processor.run(
+            url, sizes.processor, repeats, sizes.batch_sizes, processes=sizes.processes
+        )
+    if name == "dispatch":
+        rows = dispatch.run(
+            url, sizes.dispatch, sizes.dispatch_latency, repeats,
+            unbatched=sizes is FULL,
+        )  # fmt: skip
+        return Section("Dispatcher", rows)
+    if name == "e2e":
+        return e2e.run(url, n=sizes.e2e, repeats=repeats)
+    if name == "latency":
+        return latency.run(url, rate=200.0, duration=sizes.latency_seconds)
+    if name == "scale":
+        return scale.run(url, big=sizes.scale_rows, repeats=repeats)
+    rss_tenth, rss_end, rate = memory.run(url, sizes.memory)
+    growth = rss_end / rss_tenth - 1 if rss_tenth else float("nan")
+    verdict = "✅" if growth <= 0.10 else "❌"
+    return Section(
+        "Worker memory",
+        markdown=[
+            f"{sizes.memory:,} queued leads through `lqs worker --once --only process` "
+            f"(batch 100): RSS {rss_tenth:.1f} MiB after {sizes.memory // 10:,} leads, "
+            f"{rss_end:.1f} MiB at the end: **{growth:+.1%}** growth {verdict} "
+            f"(goal ≤ +10%); {rate:,.0f} leads/s overall."
+        ],
+    )
+
+
+def _report(command: str, machine: str, sections: list[tuple[Section, float]]) -> str:
+    rows: list[Row] = [row for section, _ in sections for row in section.rows]
+    lines = [
+        "# Benchmarks",
+        "",
+        f"Command: `{command}`, {dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}.",
+        "",
+        "Every figure is the median of its repeats (min–max in brackets), run interleaved with",
+        "its baseline in the same run and database; the ratio is figure / baseline.",
+        "",
+        "| stage | LQS | baseline | ratio | goal |",
+        "| --- | --- | --- | --- | --- |",
+        *(row.markdown() for row in rows),
+        "",
+    ]
+    for section, seconds in sections:
+        lines += [f"## {section.title}", "", f"_(this stage took {seconds:.0f} s)_", ""]
+        lines += [*section.markdown, ""] if section.markdown else []
+    lines += HOW_TO_READ
+    return "\n".join(lines) + "\n"
+
+
+HOW_TO_READ = [
+    "## How to read these numbers",
+    "",
+    "- *plain COPY* is the fastest way PostgreSQL can take the same rows: no validation,",
+    "  no deduplication, no HTTP. Intake's ratio says how much of that LQS keeps while",
+    "  validating, normalising and deduplicating every lead. *bare Starlette+psycopg* is",
+    "  the same HTTP stack inserting the row with no validation, dedupe or auth.",
+    "- *SQL loop* claims a batch with `FOR UPDATE SKIP LOCKED`, marks it processed and",
+    "  inserts one outbox row per lead: the floor of what any processor must do. LQS also",
+    "  scores each lead, renders a template and queues the communication for delivery.",
+    "  *PgQueuer* (the peer) drains the same number of jobs that do nothing.",
+    "- *no-op loop* claims due communications with the dispatcher's own lease SQL and",
+    "  marks them sent without calling anyone: the ratio is what HTTP to the simulator (a",
+    "  separate process), the consent and suppression checks and the attempts history",
+    "  cost. *concurrency / latency* is not measured but worked out: with every answer",
+    "  delayed, it is the most any dispatcher can send with that many requests in flight",
+    "  (one email per request). Resend's batch endpoint carries up to 100 emails per",
+    "  request, so the batched rows can pass that ceiling; they are context, not goals.",
+    "- The end-to-end baseline is the same pipeline in plain SQL (insert, claim, outbox,",
+    "  ack) with no HTTP, no scoring and no provider.",
+    "- The machine has 2 cores shared by PostgreSQL, the simulator, the API, the worker and",
+    "  the load generator: a stage that runs several processes measures them competing.",
+    "- Absolute figures move with the machine's load; the ratios are what to compare.",
+]
 
 
 def main() -> None:
@@ -15,87 +152,28 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--no-write", action="store_true", help="print only")
-    parser.add_argument(
-        "--only",
-        choices=("intake", "processor", "dispatch", "memory"),
-        help="one stage, printed only",
-    )
+    parser.add_argument("--only", choices=STAGES, action="append", help="these stages only")
     args = parser.parse_args()
-    n_intake = 10_000 if args.quick else 50_000
-    n_processor = 5_000 if args.quick else 20_000
-    # With injected latency, 50 (quick: 5) round trips of every slot at 100 ms at the ceiling.
-    n_dispatch = 1_000 if args.quick else 5_000
-    n_dispatch_latency = 160 if args.quick else 1_600
-    n_memory = 50_000 if args.quick else 1_000_000
-
+    sizes = QUICK if args.quick else FULL
+    wanted = args.only or list(STAGES)
+    started = time.monotonic()
+    sections: list[tuple[Section, float]] = []
     with server_url() as admin_url:
-        if args.only:
+        machine = ""
+        for name in wanted:
+            print(f"== {name}", flush=True)
+            began = time.monotonic()
             with scratch_database(admin_url) as url:
-                if args.only == "intake":
-                    found = intake.run(url, n_intake, args.repeats)
-                elif args.only == "processor":
-                    found = processor.run(url, n_processor, args.repeats, (10, 100, 1000))
-                elif args.only == "dispatch":
-                    found = dispatch.run(
-                        url, n_dispatch, n_dispatch_latency, args.repeats, unbatched=not args.quick
-                    )
-                else:
-                    print(memory.run(url, n_memory))
-                    return
-            print("\n".join(row.markdown() for row in found))
-            return
-        with scratch_database(admin_url) as url:
-            machine = machine_line(url)
-            rows = intake.run(url, n_intake, args.repeats)
-        with scratch_database(admin_url) as url:
-            rows += processor.run(url, n_processor, args.repeats, batch_sizes=(10, 100, 1000))
-        with scratch_database(admin_url) as url:
-            rows += dispatch.run(
-                url, n_dispatch, n_dispatch_latency, args.repeats, unbatched=not args.quick
-            )
-        with scratch_database(admin_url) as url:
-            rss_tenth, rss_end, rate = memory.run(url, n_memory)
-
-    growth = rss_end / rss_tenth - 1 if rss_tenth else float("nan")
+                machine = machine or machine_line(url)
+                section = _stage(name, sizes, args.repeats, url)
+            sections.append((section, time.monotonic() - began))
     command = "make bench-quick" if args.quick else "make bench"
-    lines = [
-        "# Benchmarks",
-        "",
-        f"Command: `{command}` (`python -m bench{' --quick' if args.quick else ''}`), "
-        f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC. Machine: {machine}.",
-        "",
-        "Every figure is the median of its repeats (min–max in brackets), run interleaved with",
-        "its baseline in the same process and database; the ratio is figure / baseline.",
-        "",
-        "| stage | LQS | baseline | ratio | goal |",
-        "| --- | --- | --- | --- | --- |",
-        *(row.markdown() for row in rows),
-        "",
-        f"Worker memory ({n_memory:,} queued leads, `lqs worker --once --only process`, "
-        f"batch 100): "
-        f"RSS {rss_tenth:.1f} MiB after {n_memory // 10:,} leads, {rss_end:.1f} MiB at the end: "
-        f"**{growth:+.1%}** growth (goal ≤ +10%); {rate:,.0f} leads/s overall.",
-        "",
-        "## How to read these numbers",
-        "",
-        "- *plain COPY* is the fastest way PostgreSQL can take the same rows: no validation,",
-        "  no deduplication, no HTTP. Intake's ratio says how much of that LQS keeps while",
-        "  validating, normalising and deduplicating every lead.",
-        "- *SQL loop* claims a batch with `FOR UPDATE SKIP LOCKED`, marks it processed and",
-        "  inserts one outbox row per lead: the floor of what any processor must do. LQS also",
-        "  scores each lead, renders a template and queues the communication for delivery.",
-        "- *no-op loop* claims due communications with the dispatcher's own lease SQL and",
-        "  marks them sent without calling anyone: the ratio is what HTTP to the simulator (a",
-        "  separate process), the consent and suppression checks and the attempts history",
-        "  cost. *concurrency / latency* is not measured but worked out: with every answer",
-        "  delayed, it is the most any dispatcher can send with that many requests in flight",
-        "  (one email per request). Resend's batch endpoint carries up to 100 emails per",
-        "  request, so the batched rows can pass that ceiling; they are context, not goals.",
-        "- Absolute figures move with the machine's load; the ratios are what to compare.",
-    ]
-    text = "\n".join(lines) + "\n"
+    if args.only:
+        command = f"python -m bench {' '.join(sys.argv[1:])}"
+    text = _report(command, machine, sections)
     print(text)
-    if not args.no_write:
+    print(f"(all stages: {time.monotonic() - started:.0f} s)")
+    if not args.no_write and not args.only:
         (ROOT / "docs" / "BENCHMARKS.md").write_text(text, encoding="utf-8")
 
 
