@@ -103,7 +103,16 @@ async def claim_due(
     Must be called outside a transaction (the connection commits here). Highest priority
     (1) first, then the longest due.
     """
-    async with conn.transaction(), conn.cursor(row_factory=dict_row) as cur:
+    async with conn.transaction():
+        return await claim_due_in(conn, owner, limit, lease_seconds)
+
+
+async def claim_due_in(
+    conn: AsyncConnection, owner: str, limit: int, lease_seconds: float
+) -> list[ClaimedMessage]:
+    """:func:`claim_due` inside the caller's transaction: the claim holds when it commits
+    (the dispatcher stores its batch requests in the same transaction)."""
+    async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_CLAIM, {"limit": limit, "owner": owner, "lease": lease_seconds})
         rows = await cur.fetchall()
     return [ClaimedMessage(**row) for row in rows]
@@ -415,6 +424,28 @@ async def store_batch(
     except _LeaseLost:
         return False
     return True
+
+
+async def store_claimed_batches(
+    conn: AsyncConnection, batches: Sequence[tuple[StoredBatch, UUID]]
+) -> None:
+    """Record batches (with their client) and mark their members, inside the transaction
+    that claimed the members: their leases hold exactly when this commits."""
+    if not batches:
+        return
+    await conn.execute(
+        "WITH b AS (SELECT * FROM jsonb_to_recordset(%s) AS b(batch_key text, members uuid[]))"
+        " UPDATE public.delivery_queue AS q SET batch_key = b.batch_key"
+        " FROM b WHERE q.communication_id = ANY(b.members)",
+        (Jsonb([{"batch_key": b.batch_key, "members": [str(m) for m in b.members]}
+                for b, _ in batches]),),
+    )  # fmt: skip
+    async with conn.cursor() as cur:
+        await cur.executemany(
+            "INSERT INTO public.provider_batches"
+            " (batch_key, client_id, provider, payload, members) VALUES (%s, %s, %s, %s, %s)",
+            [(b.batch_key, client, b.provider, b.body, b.members) for b, client in batches],
+        )
 
 
 async def load_batches(conn: AsyncConnection, keys: Iterable[str]) -> dict[str, StoredBatch]:

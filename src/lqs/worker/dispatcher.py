@@ -44,11 +44,11 @@ from lqs.db.dispatch import (
     Attempt,
     ClaimedMessage,
     StoredBatch,
-    claim_due,
+    claim_due_in,
     load_batches,
     next_due_in,
     record_acks,
-    store_batch,
+    store_claimed_batches,
 )
 from lqs.domain.delivery import (
     AttemptDecision,
@@ -287,10 +287,18 @@ class Dispatcher:
     # ------------------------------------------------------------------ the pipeline
 
     async def drain(
-        self, stop: asyncio.Event | None = None, *, settle: float = 0.0
+        self,
+        stop: asyncio.Event | None = None,
+        *,
+        settle: float = 0.0,
+        wake: asyncio.Event | None = None,
     ) -> DispatchStats:
         """Send everything that is due, and whatever falls due within ``settle`` seconds
         of the queue otherwise running dry (retries with short backoffs, expired leases).
+
+        ``wake`` is set by the daemon when new communications are announced (NOTIFY):
+        while requests are in flight, the drain then claims at once instead of waiting for
+        one of them to finish, so a new message never waits for a slow provider's answer.
 
         Returns when nothing more is due (or ``stop`` is set), after recording every
         outcome.
@@ -318,17 +326,14 @@ class Dispatcher:
                 if len(tasks) >= self.options.concurrency:
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue
-                async with self._pool.connection() as conn:
-                    claimed = await claim_due(
-                        conn, self.owner, self.options.batch_size, self.options.lease_seconds
-                    )
+                if wake is not None:
+                    wake.clear()
+                claimed, plan, batches = await self._claim()
                 if claimed:
                     stats.claimed += len(claimed)
-                    await self._load_settings({m.client_id for m in claimed})
-                    plan = self._plan(claimed)
                     jobs = [
                         *(deliver(m, route) for m, route in plan.singles),
-                        *(deliver_many(self._send_batch(ms, r)) for ms, r in plan.batches),
+                        *(deliver_many(sending) for sending in batches),
                         *(deliver_many(self._replay(k, ms)) for k, ms in plan.replays.items()),
                     ]
                     for job in jobs:
@@ -337,7 +342,7 @@ class Dispatcher:
                         task.add_done_callback(tasks.discard)
                     continue
                 if tasks:
-                    await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+                    await _first_done_or_woken(tasks, wake)
                     continue
                 await acks.try_flush()
                 async with self._pool.connection() as conn:
@@ -485,8 +490,33 @@ class Dispatcher:
                 plan.batches.append(([m for m, _ in chunk], chunk[0][1]))
         return plan
 
-    async def _send_batch(self, members: list[ClaimedMessage], route: _Route) -> list[Ack]:
-        """Store the batch, send it, and turn its per-email results into acks."""
+    async def _claim(self) -> tuple[list[ClaimedMessage], _Plan, list[Awaitable[list[Ack]]]]:
+        """Claim due messages, route them, and store their new batch requests, all in one
+        transaction: when it commits, every batch is recorded before it can be sent, and
+        a crash before the commit leaves the rows unclaimed. Returns the claim, its plan,
+        and one awaitable per batch (its send, or the acks failing its members)."""
+        async with self._pool.connection() as conn, conn.transaction():
+            claimed = await claim_due_in(
+                conn, self.owner, self.options.batch_size, self.options.lease_seconds
+            )
+            if not claimed:
+                return [], _Plan(), []
+            await self._load_settings({m.client_id for m in claimed})
+            plan = self._plan(claimed)
+            stored: list[tuple[StoredBatch, UUID]] = []
+            sends: list[Awaitable[list[Ack]]] = []
+            for members, route in plan.batches:
+                built = self._batch(members, route)
+                if isinstance(built, StoredBatch):
+                    stored.append((built, members[0].client_id))
+                    sends.append(self._post_batch(built, members, route))
+                else:
+                    sends.append(_ready(built))
+            await store_claimed_batches(conn, stored)
+        return claimed, plan, sends
+
+    def _batch(self, members: list[ClaimedMessage], route: _Route) -> StoredBatch | list[Ack]:
+        """The batch request for ``members`` (keyed by their ids), or their failure acks."""
         provider = self._resend()
         try:
             body = provider.batch_body(
@@ -499,12 +529,7 @@ class Dispatcher:
             return [self._failed(m, f"resend: {exc}") for m in members]
         ids = sorted(str(m.communication_id) for m in members)
         key = "batch-" + hashlib.sha256(",".join(ids).encode()).hexdigest()[:48]
-        batch = StoredBatch(key, "resend", body, [m.communication_id for m in members])
-        async with self._pool.connection() as conn:
-            if not await store_batch(conn, self.owner, batch, members[0].client_id):
-                log.warning("dispatch_batch_lease_lost", batch=key)
-                return []
-        return await self._post_batch(batch, members, route)
+        return StoredBatch(key, "resend", body, [m.communication_id for m in members])
 
     async def _replay(self, key: str, members: list[ClaimedMessage]) -> list[Ack]:
         """Send a stored batch again, verbatim, for the members claimed now.
@@ -646,6 +671,22 @@ def _ack(
         push_gone=result.recipient_gone and message.channel == "push",
         client_id=message.client_id,
     )
+
+
+async def _ready(acks: list[Ack]) -> list[Ack]:
+    return acks
+
+
+async def _first_done_or_woken(tasks: set[asyncio.Task[None]], wake: asyncio.Event | None) -> None:
+    """Wait until one of ``tasks`` finishes or ``wake`` is set."""
+    if wake is None:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        return
+    woken = asyncio.ensure_future(wake.wait())
+    try:
+        await asyncio.wait({*tasks, woken}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        woken.cancel()
 
 
 async def _sleep_or_stop(seconds: float, stop: asyncio.Event | None) -> None:

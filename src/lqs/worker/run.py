@@ -77,21 +77,55 @@ async def _dispatch_forever(
     stop: asyncio.Event,
 ) -> DispatchStats:
     totals = DispatchStats()
+    # Notifications are read all the time, not only between drains: a drain with requests
+    # in flight claims new messages as soon as they are announced.
+    wake = asyncio.Event()
+
+    async def listen(listener: psycopg.AsyncConnection) -> None:
+        async for _ in listener.notifies():
+            wake.set()
+
     async with await connect_async(database_url, autocommit=True) as listener:
         await listener.execute(
             sql.SQL("LISTEN {}").format(sql.Identifier(COMMUNICATIONS_PENDING_CHANNEL))
         )
-        while not stop.is_set():
-            stats = await dispatcher.drain(stop)
-            for name in ("claimed", "sent", "retried", "failed", "rejected", "lost_leases"):
-                setattr(totals, name, getattr(totals, name) + getattr(stats, name))
-            if stop.is_set():
-                break
-            async with pool.connection() as conn:
-                due_in = await next_due_in(conn)
-            wait = poll_interval if due_in is None else min(poll_interval, due_in)
-            await _wait_for_work(listener, max(wait, 0.01), stop)
+        listening = asyncio.create_task(listen(listener))
+        try:
+            while not stop.is_set():
+                stats = await dispatcher.drain(stop, wake=wake)
+                for name in (
+                    "claimed", "sent", "retried", "failed", "rejected", "settled", "lost_leases"
+                ):  # fmt: skip
+                    setattr(totals, name, getattr(totals, name) + getattr(stats, name))
+                if stop.is_set():
+                    break
+                async with pool.connection() as conn:
+                    due_in = await next_due_in(conn)
+                wait = poll_interval if due_in is None else min(poll_interval, due_in)
+                await _woken_or_stopped(wake, max(wait, 0.01), stop, listening)
+        finally:
+            listening.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await listening
     return totals
+
+
+async def _woken_or_stopped(
+    wake: asyncio.Event, wait_seconds: float, stop: asyncio.Event, listening: asyncio.Task[None]
+) -> None:
+    """Wait for a notification (``wake``), ``stop``, or ``wait_seconds``; raise if the
+    listening connection failed."""
+    waits = {asyncio.ensure_future(wake.wait()), asyncio.ensure_future(stop.wait()), listening}
+    try:
+        done, _ = await asyncio.wait(
+            waits, timeout=wait_seconds, return_when=asyncio.FIRST_COMPLETED
+        )
+    finally:
+        for task in waits:
+            if task is not listening:
+                task.cancel()
+    if listening in done:
+        listening.result()  # the listener's error, if it failed
 
 
 async def run_worker(
