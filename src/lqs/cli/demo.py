@@ -481,7 +481,7 @@ async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
         "SELECT l.id, l.email, l.score, l.grade, l.status, l.score_breakdown"
         " FROM public.leads l WHERE l.client_id = ANY(%s) AND l.status = 'qualified'"
         " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
-        "             AND c.status = 'delivered' AND c.type = 'email')"
+        "             AND c.status = 'delivered' AND c.type = 'email' AND c.recipient = l.email)"
         " ORDER BY l.score DESC, l.created_at LIMIT 1",
         (list(client_ids),),
     )
@@ -502,8 +502,8 @@ async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     )
     cur = await conn.execute(
         "SELECT id FROM public.communications WHERE lead_id = %s AND type = 'email'"
-        " ORDER BY created_at LIMIT 1",
-        (lead_id,),
+        " AND recipient = %s ORDER BY created_at LIMIT 1",
+        (lead_id, email),
     )
     comm = await cur.fetchone()
     if comm is None:
