@@ -25,12 +25,10 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +41,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
 from bench.common import Row, Section, Series, free_port, interleave
+from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client
 from lqs.simulator import (
     CallbacksConfig,
@@ -97,61 +96,6 @@ def qualified_leads(n: int, tag: str) -> list[dict[str, Any]]:
 # ---------------------------------------------------------------------- the running system
 
 
-class _ProcessGroup:
-    """Child processes in one process group, each writing to a log file; stopped together."""
-
-    def __init__(self, logs: Path, env: Mapping[str, str]) -> None:
-        self.logs = logs
-        self.env = dict(env)
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.group: int | None = None
-
-    def start(self, name: str, *args: str) -> None:
-        with (self.logs / f"{name}.log").open("wb") as log:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "lqs", *args],
-                env=self.env,
-                # Not the repository: a developer's .env there must not change the settings.
-                cwd=self.logs,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                process_group=0 if self.group is None else self.group,
-            )
-        if self.group is None:
-            self.group = proc.pid
-        self.procs.append((name, proc))
-
-    def check(self) -> None:
-        """Raises RuntimeError if a child has exited."""
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"lqs {name} exited with {proc.returncode}: {self.tail(name)}")
-
-    def tail(self, name: str, lines: int = 5) -> str:
-        text = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-lines:])
-
-    def stop(self) -> list[str]:
-        """SIGTERM the group, wait, SIGKILL what is left; the names that had to be killed."""
-        if self.group is None:
-            return []
-        with_term = True
-        try:
-            os.killpg(self.group, signal.SIGTERM)
-        except ProcessLookupError:
-            with_term = False
-        deadline = time.monotonic() + 15
-        killed = []
-        for name, proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()) if with_term else 0.1)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                killed.append(name)
-        return killed
-
-
 @dataclass(frozen=True)
 class Pipeline:
     """The simulator, the API and the worker daemon, running against one database."""
@@ -162,7 +106,7 @@ class Pipeline:
     api_key: str
     client_id: UUID
     logs: Path
-    processes: _ProcessGroup
+    processes: ProcessGroup
 
     @property
     def headers(self) -> dict[str, str]:
@@ -258,7 +202,7 @@ def _simulator_config(provider_key: str, secret: str, hook: str) -> SimulatorCon
     )
 
 
-def _wait_ready(url: str, processes: _ProcessGroup, within: float) -> None:
+def _wait_ready(url: str, processes: ProcessGroup, within: float) -> None:
     deadline = time.monotonic() + within
     while True:
         processes.check()
@@ -300,7 +244,7 @@ def running_pipeline(url: str) -> Iterator[Pipeline]:
             LQS_DISPATCH_RETRY_MAX_DELAY="1",
             PYTHONUNBUFFERED="1",
         )
-        processes = _ProcessGroup(logs, env)
+        processes = ProcessGroup(logs, env)
         try:
             processes.start(
                 "simulator", "simulate", "--port", str(sim_port), "--config", "simulator.json"

@@ -18,10 +18,7 @@ import json
 import os
 import random
 import secrets
-import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
 from collections.abc import Sequence
@@ -40,6 +37,7 @@ from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
+from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.connection import connect
 from lqs.db.events import communication_timeline
@@ -253,57 +251,9 @@ async def _setup_clients(
     }
 
 
-class _Processes:
-    """The simulator, the API and the worker: one process group, stopped together."""
-
-    def __init__(self, logs: Path) -> None:
-        self.logs = logs
-        self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
-        self.group: int | None = None
-
-    def start(self, name: str, args: Sequence[str], env: dict[str, str]) -> None:
-        log = (self.logs / f"{name}.log").open("wb")
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "lqs", *args],
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            process_group=0 if self.group is None else self.group,
-        )
-        if self.group is None:
-            self.group = proc.pid
-        self.procs.append((name, proc))
-
-    def check(self) -> None:
-        for name, proc in self.procs:
-            if proc.poll() is not None:
-                raise RuntimeError(f"{name} exited with {proc.returncode}: {self.tail(name)}")
-
-    def tail(self, name: str) -> str:
-        text = (self.logs / f"{name}.log").read_text(errors="replace").strip().splitlines()
-        return " | ".join(text[-5:])
-
-    def stop(self) -> list[str]:
-        """SIGTERM the group, wait, SIGKILL what is left; the names that had to be killed."""
-        if self.group is None:
-            return []
-        try:
-            os.killpg(self.group, signal.SIGTERM)
-        except ProcessLookupError:
-            return []
-        deadline = time.monotonic() + 10
-        killed = []
-        for name, proc in self.procs:
-            try:
-                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-                killed.append(name)
-        return killed
-
-
-async def _wait_ready(http: httpx.AsyncClient, url: str, procs: _Processes, within: float) -> None:
+async def _wait_ready(
+    http: httpx.AsyncClient, url: str, procs: ProcessGroup, within: float
+) -> None:
     deadline = time.monotonic() + within
     while True:
         procs.check()
@@ -544,17 +494,20 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
         "LQS_DISPATCH_LEASE_SECONDS": "10",
         "LQS_DISPATCH_TIMEOUT": "5",
     }
-    procs = _Processes(logs)
+    procs = ProcessGroup(logs, env)
     problems: list[str] = []
     started = time.monotonic()
     try:
         procs.start(
             "simulator",
-            ["simulate", "--port", str(sim_port), "--config", str(logs / "simulator.json")],
-            env,
+            "simulate",
+            "--port",
+            str(sim_port),
+            "--config",
+            str(logs / "simulator.json"),
         )
-        procs.start("api", ["serve", "--port", str(api_port)], env)
-        procs.start("worker", ["worker"], env)
+        procs.start("api", "serve", "--port", str(api_port))
+        procs.start("worker", "worker")
         async with httpx.AsyncClient(timeout=10) as http:
             await _wait_ready(http, f"{sim_base}/_sim/messages", procs, 30)
             await _wait_ready(http, f"{api_base}/healthz", procs, 30)
