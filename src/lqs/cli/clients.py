@@ -24,8 +24,6 @@ from lqs.db.clients import (
 from lqs.db.outbox import store_template
 from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
-from lqs.domain.scoring import RulesError, parse_rules
-from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.vocabulary import CommunicationType
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
@@ -101,6 +99,8 @@ def clients_set_rules(
     rules_file: Annotated[Path, typer.Argument(help="A YAML rule set (docs/SCORING.md)")],
 ) -> None:
     """Validate a scoring rule set and store it for the client; a bad file stores nothing."""
+    from lqs.domain.scoring import RulesError, parse_rules  # the rule engine: only here
+
     spec = _load_yaml(rules_file)
     try:
         rules = parse_rules(spec)
@@ -276,6 +276,9 @@ def templates_put(
     except OSError as exc:
         fail(f"cannot read {body_file}: {exc.strerror or exc}")
     fmt: Literal["html", "text"] = "html" if body_format == "html" else "text"
+    # Jinja2 and the sandbox: only the template commands need them.
+    from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
+
     try:
         TemplateRenderer().check(MessageTemplate(template_id, 1, channel, subject, body, fmt))
     except (TemplateError, ValueError) as exc:

@@ -9,10 +9,7 @@ from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-import uvicorn
 
-from lqs.api.app import create_app
-from lqs.api.webhooks import WebhookConfig
 from lqs.cli._common import console, database_url, fail, settings
 from lqs.config import Settings
 from lqs.domain.unsubscribe import UnsubscribeLinks
@@ -27,6 +24,13 @@ def serve(
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
 ) -> None:
     """Serve the HTTP API (lead intake) with uvicorn until interrupted."""
+    # Imported here: the web stack is most of the CLI's start-up time, and other commands
+    # (a CSV import, say) need none of it.
+    import uvicorn
+
+    from lqs.api.app import create_app
+    from lqs.api.webhooks import WebhookConfig
+
     config = settings()
     with database_url(config) as url:
         app = create_app(
