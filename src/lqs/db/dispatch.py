@@ -398,34 +398,6 @@ class StoredBatch:
     members: list[UUID]
 
 
-class _LeaseLost(Exception):
-    pass
-
-
-async def store_batch(
-    conn: AsyncConnection, owner: str, batch: StoredBatch, client_id: UUID
-) -> bool:
-    """Record a batch before it is sent and mark its members, whose leases ``owner`` must
-    still hold. One transaction: returns False, storing nothing, if any lease was lost."""
-    try:
-        async with conn.transaction():
-            cur = await conn.execute(
-                "UPDATE public.delivery_queue SET batch_key = %s"
-                " WHERE communication_id = ANY(%s) AND lease_owner = %s AND batch_key IS NULL",
-                (batch.batch_key, batch.members, owner),
-            )
-            if cur.rowcount != len(batch.members):
-                raise _LeaseLost
-            await conn.execute(
-                "INSERT INTO public.provider_batches"
-                " (batch_key, client_id, provider, payload, members) VALUES (%s, %s, %s, %s, %s)",
-                (batch.batch_key, client_id, batch.provider, batch.body, batch.members),
-            )
-    except _LeaseLost:
-        return False
-    return True
-
-
 async def store_claimed_batches(
     conn: AsyncConnection, batches: Sequence[tuple[StoredBatch, UUID]]
 ) -> None:

@@ -3,7 +3,8 @@
 A pipeline in one event loop:
 
 1. **Claim** a batch of due communications with a lease, in a short transaction that
-   commits before any provider is called (:func:`lqs.db.dispatch.claim_due`).
+   also stores the claim's new batch requests and commits before any provider is called
+   (:func:`lqs.db.dispatch.claim_due_in`, :func:`lqs.db.dispatch.store_claimed_batches`).
 2. **Check again** what may have changed since the communication was written: the lead's
    consent (for messages to the lead) and the client's suppression list. A message that
    may no longer go becomes ``rejected`` with a compliance note and is not sent.
