@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import psycopg
+from psycopg_pool import PoolTimeout, TooManyRequests
+
 
 class DatabaseError(Exception):
     """Base class: a database problem with a message that names it and what to do."""
@@ -25,3 +28,25 @@ class MigrationError(DatabaseError):
 
 class MigrationDrift(MigrationError):
     """Raised when applied migrations no longer match the shipped files (edited or missing)."""
+
+
+def is_transient(exc: BaseException) -> bool:
+    """True when ``exc`` says the database was briefly unusable, not that a statement is wrong.
+
+    Lost or refused connections (a terminated backend, a restart, a failover), a pool with
+    no connection to give, a statement cancelled by ``statement_timeout`` or by an
+    administrator, serialization failures and deadlocks, too many connections, a server
+    shutting down or still starting up: retrying the same work later, on a fresh
+    connection, can succeed. psycopg maps all of these (SQLSTATE classes 08, 40, 53, 55,
+    57) to ``OperationalError``. Anything else (bad data, a constraint, a bug) would fail
+    again the same way.
+    """
+    return isinstance(
+        exc,
+        psycopg.OperationalError
+        | psycopg.InterfaceError
+        | psycopg.errors.IdleInTransactionSessionTimeout
+        | PoolTimeout
+        | TooManyRequests
+        | DatabaseUnavailable,
+    )

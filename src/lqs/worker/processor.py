@@ -218,8 +218,8 @@ class LeadProcessor:
         templates: Mapping[tuple[UUID, str], StoredTemplate],
     ) -> NewCommunication:
         assert message.recipient is not None
-        template, template_ref = _template_for(context.client.id, message.template_id, templates)
-        variables = _template_variables(row, outcome, context.client)
+        template, template_ref = template_for(context.client.id, message.template_id, templates)
+        variables = template_variables(row, outcome, context.client)
         base = {
             "lead_id": row["id"],
             "client_id": row["client_id"],
@@ -280,7 +280,7 @@ def _json_safe(value: object) -> object:
     return value
 
 
-def _template_for(
+def template_for(
     client_id: UUID, template_id: str, stored: Mapping[tuple[UUID, str], StoredTemplate]
 ) -> tuple[MessageTemplate | None, str]:
     own = stored.get((client_id, template_id))
@@ -300,7 +300,7 @@ def _template_for(
     return default, f"{template_id}@default"
 
 
-def _template_variables(
+def template_variables(
     row: Mapping[str, Any], outcome: LeadOutcome, client: Client
 ) -> dict[str, Any]:
     lead = {k: _json_safe(row.get(k)) for k in _TEMPLATE_LEAD_FIELDS}
