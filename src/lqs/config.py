@@ -43,6 +43,12 @@ class Settings(BaseSettings):
     worker_poll_interval: float = Field(
         default=5.0, gt=0, description="Seconds between polls when no NOTIFY arrives"
     )
+    worker_park_after: int = Field(
+        default=3, ge=1, le=100, description="Failed processing attempts before a lead is parked"
+    )
+    worker_shutdown_grace: float = Field(
+        default=30.0, ge=0, description="Seconds a stopping worker retries recording outcomes"
+    )
     dispatch_batch_size: int = Field(
         default=100, ge=1, le=1_000, description="Communications claimed per dispatcher claim"
     )

@@ -245,20 +245,26 @@ async def test_a_failed_batch_rolls_back_and_the_leads_are_claimed_again(
 ) -> None:
     client_id = await _client(worker_pool)
     [lead_id] = await _queue(worker_pool, client_id, QUALIFYING)
-    # Break the outbox insert for this one run: the whole batch must roll back.
+    # Break the outbox insert for this one run: the batch rolls back, then the lead alone
+    # fails too, and that failure is counted; the lead stays queued.
     async with await psycopg.AsyncConnection.connect(migrated_db, autocommit=True) as admin:
         await admin.execute(
             "ALTER TABLE public.delivery_queue"
             " ADD CONSTRAINT lqs_test_block CHECK (priority < 0) NOT VALID"
         )
         try:
-            with pytest.raises(psycopg.errors.CheckViolation):
-                await _drain(worker_pool)
+            await LeadProcessor(worker_pool, batch_size=100).process_batch()
         finally:
             await admin.execute("ALTER TABLE public.delivery_queue DROP CONSTRAINT lqs_test_block")
 
-    [lead] = await _fetch(worker_pool, "SELECT status FROM public.leads WHERE id = %s", lead_id)
+    [lead] = await _fetch(
+        worker_pool,
+        "SELECT status, processing_failures, error_message FROM public.leads WHERE id = %s",
+        lead_id,
+    )
     assert lead["status"] == "queued"
+    assert lead["processing_failures"] == 1
+    assert "lqs_test_block" in lead["error_message"]
     assert await _comms(worker_pool, client_id) == []
 
     await _drain(worker_pool)

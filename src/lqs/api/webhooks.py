@@ -123,7 +123,9 @@ def _verifier(
             d.twilio.auth_token.get_secret_value(),
         )
 
-    return check_twilio, lambda: twilio.parse_webhook(dict(params))
+    # Our id in the callback URL's query is covered by the signature checked first.
+    communication_id = twilio.communication_id_in_query(request.query_params)
+    return check_twilio, lambda: twilio.parse_webhook(dict(params), communication_id)
 
 
 def _form(body: bytes) -> Sequence[tuple[str, str]]:

@@ -137,6 +137,8 @@ def worker(
             dispatch=only in (None, WorkerPart.DISPATCH),
             dispatcher_options=dispatcher_options(config),
             settle=config.dispatch_settle if settle is None else settle,
+            park_after=config.worker_park_after,
+            shutdown_grace=config.worker_shutdown_grace,
         )
 
     with database_url(config) as url:

@@ -51,6 +51,9 @@ class ClaimedMessage:
     status: str
     """The communication's status now: a delivery event may have settled it already."""
     created_at: datetime
+    in_doubt: int | None = None
+    """An earlier attempt that was started and never answered (the worker stopped): the
+    provider may have accepted it."""
 
 
 _CLAIM = """
@@ -85,7 +88,9 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
        ) AS suppressed,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
-       c.status, c.created_at
+       c.status, c.created_at,
+       (SELECT max(a.attempt) FROM public.delivery_attempts AS a
+        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
@@ -230,8 +235,46 @@ FROM jsonb_to_recordset(%(attempts)s) AS a(
     outcome text
 )
 JOIN public.communications AS c ON c.id = a.communication_id
+-- An attempt recorded as started before its request gets its answer now.
+ON CONFLICT (communication_id, attempt) DO UPDATE
+SET provider = excluded.provider, started_at = excluded.started_at,
+    finished_at = excluded.finished_at, http_status = excluded.http_status,
+    error_code = excluded.error_code, error_message = excluded.error_message,
+    latency_ms = excluded.latency_ms, outcome = excluded.outcome, recorded = excluded.recorded
+WHERE delivery_attempts.outcome = 'started'
+"""
+
+_RECORD_STARTED = """
+INSERT INTO public.delivery_attempts (
+    communication_id, client_id, attempt, provider, started_at, outcome, recorded
+)
+SELECT s.communication_id, s.client_id, s.attempt, s.provider, now(), 'started', false
+FROM unnest(%s::uuid[], %s::uuid[], %s::int[], %s::text[])
+    AS s(communication_id, client_id, attempt, provider)
 ON CONFLICT (communication_id, attempt) DO NOTHING
 """
+
+
+async def record_started_attempts(
+    conn: AsyncConnection, started: Sequence[tuple[UUID, UUID, int, str]]
+) -> None:
+    """Record (communication, client, attempt, provider) as started, before the request.
+
+    For providers that cannot deduplicate a repeated request: if the worker stops before
+    the answer is recorded, the retry and the audit trail know this attempt may have
+    reached the provider. Call it in the claim's transaction.
+    """
+    if not started:
+        return
+    await conn.execute(
+        _RECORD_STARTED,
+        (
+            [s[0] for s in started],
+            [s[1] for s in started],
+            [s[2] for s in started],
+            [s[3] for s in started],
+        ),
+    )
 
 
 async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) -> set[UUID]:

@@ -71,9 +71,12 @@ class _Target:
     channel: str
     recipient: str
     lead_id: UUID
+    external_id: str | None
 
 
-_TARGET = "SELECT id, status, type AS channel, recipient, lead_id FROM public.communications"
+_TARGET = (
+    "SELECT id, status, type AS channel, recipient, lead_id, external_id FROM public.communications"
+)
 _TARGET_BY_ID = _TARGET + " WHERE id = %s AND client_id = %s FOR UPDATE"
 _TARGET_BY_MESSAGE = (
     _TARGET + " WHERE client_id = %s AND provider = %s AND external_id = %s"
@@ -158,8 +161,20 @@ async def _apply(
     event: DeliveryEvent,
     target: _Target,
 ) -> bool:
-    """Apply one stored event to its (locked) communication; True if the status changed."""
+    """Apply one stored event to its (locked) communication; True if the status changed.
+
+    An event for a communication with no ``external_id`` (matched by our own id: the
+    worker stopped between the provider's acceptance and recording it) also records the
+    provider, its message id and the send time, which the event proves.
+    """
     change = transition(CommunicationStatus(target.status), event)
+    if target.external_id is None and event.message_id is not None:
+        await conn.execute(
+            "UPDATE public.communications SET external_id = %s,"
+            " provider = coalesce(provider, %s), sent_at = coalesce(sent_at, %s, now())"
+            " WHERE id = %s",
+            (event.message_id, provider, event.occurred_at, target.id),
+        )
     if change.status is not None:
         await conn.execute(
             # One type for the parameter: it is both assigned (varchar) and compared.

@@ -265,6 +265,55 @@ async def claim_queued_leads(conn: AsyncConnection, limit: int) -> list[dict[str
         return await cur.fetchall()
 
 
+async def claim_queued_lead(conn: AsyncConnection, lead_id: UUID) -> dict[str, Any] | None:
+    """Lock one lead for this transaction if it is still queued and nobody holds it."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT l.* FROM public.leads AS l WHERE l.id = %s AND l.status = 'queued'"
+            " FOR UPDATE SKIP LOCKED",
+            (lead_id,),
+        )
+        return await cur.fetchone()
+
+
+@dataclass(frozen=True)
+class LeadFailure:
+    """Processing one lead failed: why, in words an operator can act on."""
+
+    lead_id: UUID
+    reason: str
+
+
+_RECORD_FAILURES = """
+UPDATE public.leads AS l
+SET processing_failures = l.processing_failures + 1,
+    status = CASE WHEN l.processing_failures + 1 >= %(limit)s THEN 'error' ELSE l.status END,
+    error_message = CASE
+        WHEN l.processing_failures + 1 >= %(limit)s
+        THEN format('parked after %%s failed attempts: %%s', l.processing_failures + 1, f.reason)
+        ELSE format('processing attempt %%s failed: %%s', l.processing_failures + 1, f.reason)
+    END,
+    processed_at = CASE WHEN l.processing_failures + 1 >= %(limit)s THEN now()
+                        ELSE l.processed_at END
+FROM jsonb_to_recordset(%(failures)s) AS f(lead_id uuid, reason text)
+WHERE l.id = f.lead_id AND l.status = 'queued'
+RETURNING l.id, l.status
+"""
+
+
+async def record_lead_failures(
+    conn: AsyncConnection, failures: Sequence[LeadFailure], *, park_after: int
+) -> list[UUID]:
+    """Count a failed processing attempt for each lead; a lead that reaches ``park_after``
+    failures is parked (status ``error``, the reason in ``error_message``), the others stay
+    queued for another attempt. Returns the ids of the leads parked now."""
+    if not failures:
+        return []
+    payload = [{"lead_id": str(f.lead_id), "reason": f.reason[:2000]} for f in failures]
+    cur = await conn.execute(_RECORD_FAILURES, {"failures": Jsonb(payload), "limit": park_after})
+    return [row[0] for row in await cur.fetchall() if row[1] == "error"]
+
+
 @dataclass(frozen=True)
 class LeadOutcome:
     """The processor's verdict on one lead."""

@@ -2,7 +2,10 @@
 
 Twilio documents no idempotency key, so a crash between Twilio's 201 and our record can
 send an SMS twice; the window is one HTTP answer long (``docs/ARCHITECTURE.md``). The
-status callback URL, if configured, makes Twilio report delivery to our webhook.
+status callback URL, if configured, makes Twilio report delivery to our webhook; it
+carries our communication id (``?lqs_id=…``, covered by Twilio's signature), so a
+callback for a send we did not get to record still finds its communication, and the
+retry after the crash finds it settled and sends nothing.
 
 Status callbacks are signed with the account's auth token: :func:`verify_webhook` checks
 ``X-Twilio-Signature``, and :func:`parse_webhook` turns the form into a
@@ -16,7 +19,8 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from uuid import UUID
 
 import httpx
 
@@ -35,6 +39,9 @@ from lqs.providers.base import (
 )
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
+
+COMMUNICATION_ID_PARAM = "lqs_id"
+"""The status callback URL's query parameter carrying our communication id."""
 
 MAX_BODY = 1600
 """Twilio's limit on a message body, in characters."""
@@ -61,7 +68,9 @@ class TwilioProvider:
             assert settings.from_number is not None  # the settings model requires one
             form["From"] = settings.from_number
         if settings.status_callback_url is not None:
-            form["StatusCallback"] = settings.status_callback_url
+            form["StatusCallback"] = callback_url(
+                settings.status_callback_url, message.communication_id
+            )
         return form
 
     async def send(self, settings: TwilioSettings, message: OutboundMessage) -> SendResult:
@@ -137,10 +146,13 @@ def verify_webhook(
         raise WebhookRejected("no signature matched")
 
 
-def parse_webhook(params: Mapping[str, str]) -> list[DeliveryEvent]:
+def parse_webhook(
+    params: Mapping[str, str], communication_id: UUID | None = None
+) -> list[DeliveryEvent]:
     """The event of a verified status callback (see :func:`verify_webhook`), as a list of
     one: ``event_id`` ``MessageSid:MessageStatus``, ``message_id`` ``MessageSid``,
-    ``recipient`` ``To``. ``undelivered`` and ``failed`` carry ``ErrorCode``. Twilio sends
+    ``recipient`` ``To``, ``communication_id`` the one the callback URL carried
+    (:func:`communication_id_in_query`). ``undelivered`` and ``failed`` carry ``ErrorCode``. Twilio sends
     no event time, so ``occurred_at`` is None. A status this module does not know is
     ``OTHER``, never an error.
 
@@ -166,9 +178,27 @@ def parse_webhook(params: Mapping[str, str]) -> list[DeliveryEvent]:
             recipient=to if isinstance(to, str) and to else None,
             reason=reason,
             error_code=error_code,
+            communication_id=communication_id,
             payload=dict(params),
         )
     ]
+
+
+def callback_url(base: str, communication_id: UUID) -> str:
+    """``base`` with our communication id added to its query (any earlier one replaced)."""
+    parts = urlsplit(base)
+    query = [(k, v) for k, v in parse_qsl(parts.query) if k != COMMUNICATION_ID_PARAM]
+    query.append((COMMUNICATION_ID_PARAM, str(communication_id)))
+    return urlunsplit(parts._replace(query=urlencode(query)))
+
+
+def communication_id_in_query(query: Mapping[str, str]) -> UUID | None:
+    """Our communication id from a status callback URL's (signed) query, if it has one."""
+    value = query.get(COMMUNICATION_ID_PARAM)
+    try:
+        return UUID(value) if value else None
+    except ValueError:
+        return None
 
 
 def _required(params: Mapping[str, str], name: str) -> str:

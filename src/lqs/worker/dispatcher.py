@@ -49,6 +49,7 @@ from lqs.db.dispatch import (
     load_batches,
     next_due_in,
     record_acks,
+    record_started_attempts,
     store_claimed_batches,
 )
 from lqs.domain.delivery import (
@@ -80,6 +81,10 @@ from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
 log = structlog.get_logger(__name__)
 
 PROVIDER_NAMES = ("resend", "sendgrid", "twilio", "webpush", "webhook")
+
+_WITHOUT_IDEMPOTENCY = frozenset({"sendgrid", "twilio", "webpush", "webhook"})
+"""Providers that would act on a repeated request again: their attempts are recorded as
+started before the request is made."""
 
 
 @dataclass
@@ -134,6 +139,10 @@ class _Route:
     settings: Any
 
 
+_Batch = tuple[list[ClaimedMessage], _Route]
+"""A new batch's members and where it goes."""
+
+
 @dataclass
 class _Plan:
     singles: list[tuple[ClaimedMessage, Ack | _Route]] = field(default_factory=list)
@@ -161,10 +170,16 @@ class _AckBuffer:
         self._timer: asyncio.Task[None] | None = None
         self.lost = 0
 
+    @property
+    def pending(self) -> int:
+        """Outcomes not recorded yet."""
+        return len(self._pending)
+
     async def add(self, ack: Ack) -> None:
+        """Buffer ``ack``; never raises (a failed write keeps it buffered)."""
         self._pending.append(ack)
         if len(self._pending) >= self._size:
-            await self.flush()
+            await self.try_flush()
         elif self._timer is None or self._timer.done():
             self._timer = asyncio.create_task(self._flush_later())
 
@@ -178,8 +193,8 @@ class _AckBuffer:
         another worker from acting on those rows meanwhile."""
         try:
             await self.flush()
-        except Exception:
-            log.exception("dispatch_ack_flush_failed", pending=len(self._pending))
+        except Exception as exc:
+            log.warning("dispatch_ack_flush_failed", pending=len(self._pending), error=str(exc))
 
     async def flush(self) -> None:
         """Record what is buffered; on failure it stays buffered and the error is raised."""
@@ -199,6 +214,8 @@ class _AckBuffer:
                 log.warning("dispatch_lease_lost", communications=[str(i) for i in lost])
 
     async def close(self) -> None:
+        """Stop the timer and record what is buffered (raises if that fails; what was not
+        recorded stays buffered for the next :meth:`flush`)."""
         if self._timer is not None and not self._timer.done():
             self._timer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -231,6 +248,23 @@ class Dispatcher:
         self._limiters: dict[str, ProviderLimiter] = {}
         self._failover = Failover(self.options.failover_cooldown)
         self._settings: dict[UUID, _ClientDelivery] = {}
+        # Outlives each drain: outcomes a lost connection kept from being recorded are
+        # recorded by the next drain (or at shutdown), while this worker still holds
+        # their leases.
+        self._acks = _AckBuffer(pool, self.owner, self.options.ack_batch, self.options.ack_interval)
+
+    @property
+    def unrecorded(self) -> int:
+        """Outcomes received from providers and not recorded yet."""
+        return self._acks.pending
+
+    async def record_outcomes(self) -> None:
+        """Record every buffered outcome now.
+
+        Raises:
+            Exception: the database refused or was unreachable; they stay buffered.
+        """
+        await self._acks.close()
 
     async def __aenter__(self) -> Dispatcher:
         timeout = httpx.Timeout(self.options.timeout)
@@ -310,9 +344,10 @@ class Dispatcher:
         outcome.
         """
         stats = DispatchStats()
-        acks = _AckBuffer(self._pool, self.owner, self.options.ack_batch, self.options.ack_interval)
+        acks = self._acks
         slots = asyncio.Semaphore(self.options.concurrency)
         tasks: set[asyncio.Task[None]] = set()
+        lost_before = acks.lost
 
         async def deliver(message: ClaimedMessage, route: Ack | _Route) -> None:
             async with slots:
@@ -327,6 +362,9 @@ class Dispatcher:
                 stats.add(ack.step)
                 await acks.add(ack)
 
+        # What an earlier drain could not record goes first (raises while the database
+        # is still unreachable, before anything new is claimed).
+        await acks.flush()
         try:
             while stop is None or not stop.is_set():
                 if len(tasks) >= self.options.concurrency:
@@ -339,7 +377,7 @@ class Dispatcher:
                     stats.claimed += len(claimed)
                     jobs = [
                         *(deliver(m, route) for m, route in plan.singles),
-                        *(deliver_many(sending) for sending in batches),
+                        *(deliver_many(self._send_new_batch(*b)) for b in batches),
                         *(deliver_many(self._replay(k, ms)) for k, ms in plan.replays.items()),
                     ]
                     for job in jobs:
@@ -356,11 +394,22 @@ class Dispatcher:
                 if wait is None or wait > settle:
                     break
                 await _sleep_or_stop(wait + 0.01, stop)
-            if tasks:
-                await asyncio.gather(*tasks)
+        except asyncio.CancelledError:
+            # Cancelled (the process is going down hard): abandon the requests; their
+            # leases expire and another worker retries them.
+            for task in tasks:
+                task.cancel()
+            raise
         finally:
-            await acks.close()
-        stats.lost_leases = acks.lost
+            # Whatever ended the loop (stop, or a lost connection), requests already made
+            # are answered and their outcomes buffered before this returns or raises.
+            if tasks:
+                done = await asyncio.gather(*tasks, return_exceptions=True)
+                for failure in done:
+                    if isinstance(failure, BaseException):
+                        log.error("dispatch_task_failed", error=repr(failure))
+        await acks.close()
+        stats.lost_leases = acks.lost - lost_before
         return stats
 
     async def _load_settings(self, client_ids: set[UUID]) -> None:
@@ -496,11 +545,15 @@ class Dispatcher:
                 plan.batches.append(([m for m, _ in chunk], chunk[0][1]))
         return plan
 
-    async def _claim(self) -> tuple[list[ClaimedMessage], _Plan, list[Awaitable[list[Ack]]]]:
+    async def _claim(
+        self,
+    ) -> tuple[list[ClaimedMessage], _Plan, list[tuple[StoredBatch | list[Ack], _Batch]]]:
         """Claim due messages, route them, and store their new batch requests, all in one
         transaction: when it commits, every batch is recorded before it can be sent, and
-        a crash before the commit leaves the rows unclaimed. Returns the claim, its plan,
-        and one awaitable per batch (its send, or the acks failing its members)."""
+        a crash before the commit leaves the rows unclaimed. Single sends to providers
+        without idempotency keys are recorded as started in the same transaction.
+        Returns the claim, its plan, and each new batch's request (or the acks failing
+        its members) with the batch."""
         async with self._pool.connection() as conn, conn.transaction():
             claimed = await claim_due_in(
                 conn, self.owner, self.options.batch_size, self.options.lease_seconds
@@ -510,16 +563,27 @@ class Dispatcher:
             await self._load_settings({m.client_id for m in claimed})
             plan = self._plan(claimed)
             stored: list[tuple[StoredBatch, UUID]] = []
-            sends: list[Awaitable[list[Ack]]] = []
+            batches: list[tuple[StoredBatch | list[Ack], _Batch]] = []
             for members, route in plan.batches:
                 built = self._batch(members, route)
                 if isinstance(built, StoredBatch):
                     stored.append((built, members[0].client_id))
-                    sends.append(self._post_batch(built, members, route))
-                else:
-                    sends.append(_ready(built))
+                batches.append((built, (members, route)))
             await store_claimed_batches(conn, stored)
-        return claimed, plan, sends
+            await record_started_attempts(
+                conn,
+                [
+                    (m.communication_id, m.client_id, m.attempt, route.provider)
+                    for m, route in plan.singles
+                    if isinstance(route, _Route) and route.provider in _WITHOUT_IDEMPOTENCY
+                ],
+            )
+        return claimed, plan, batches
+
+    async def _send_new_batch(self, built: StoredBatch | list[Ack], batch: _Batch) -> list[Ack]:
+        if isinstance(built, StoredBatch):
+            return await self._post_batch(built, *batch)
+        return built
 
     def _batch(self, members: list[ClaimedMessage], route: _Route) -> StoredBatch | list[Ack]:
         """The batch request for ``members`` (keyed by their ids), or their failure acks."""
@@ -587,18 +651,25 @@ class Dispatcher:
 
 
 def _still_allowed(message: ClaimedMessage) -> str | None:
-    """The compliance note if the message may no longer be sent, else None."""
+    """The compliance note if the message may no longer be sent, else None.
+
+    When an earlier attempt was started and never answered, the provider may have
+    accepted it: the note then says "not sent again" and names that attempt, rather than
+    claiming nothing was sent.
+    """
     if message.to_lead and message.lead_consent != "granted":
+        reason = f"the lead's consent is now {message.lead_consent or 'unknown'}"
+    elif message.suppressed:
+        reason = f"the recipient is on the client's {message.channel} suppression list"
+    else:
+        return None
+    if message.in_doubt is not None:
         return (
-            f"not sent: the lead's consent is now {message.lead_consent or 'unknown'} "
-            "(checked again before sending)"
+            f"not sent again: {reason} (checked again before sending); attempt "
+            f"{message.in_doubt} was started but its answer was never recorded, so the "
+            "provider may have accepted it"
         )
-    if message.suppressed:
-        return (
-            f"not sent: the recipient is on the client's {message.channel} suppression list "
-            "(checked again before sending)"
-        )
-    return None
+    return f"not sent: {reason} (checked again before sending)"
 
 
 def _outbound(message: ClaimedMessage, links: UnsubscribeLinks | None) -> OutboundMessage:
@@ -677,10 +748,6 @@ def _ack(
         push_gone=result.recipient_gone and message.channel == "push",
         client_id=message.client_id,
     )
-
-
-async def _ready(acks: list[Ack]) -> list[Ack]:
-    return acks
 
 
 async def _first_done_or_woken(tasks: set[asyncio.Task[None]], wake: asyncio.Event | None) -> None:

@@ -3,6 +3,13 @@
 One batch is one transaction: the claim (``FOR UPDATE SKIP LOCKED``), the leads' new
 status, score and breakdown, and every communication with its delivery-queue row. A crash
 anywhere rolls the batch back and its leads are claimed again; nothing is half-done.
+
+One lead cannot fail the others. An exception while scoring, planning or rendering one
+lead fails that lead alone. A statement that fails for the batch's data (not for a lost
+connection, see :func:`lqs.db.errors.is_transient`) rolls the batch back, and its leads
+are then processed one per transaction, so only the lead that causes it fails. A failed
+lead counts a failure and stays queued; after ``park_after`` failures it is parked
+(status ``error``, the reason in ``error_message``) instead of being retried forever.
 """
 
 from __future__ import annotations
@@ -16,10 +23,19 @@ from typing import Any
 from uuid import UUID
 
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import Client, get_clients_by_id
-from lqs.db.leads import LeadOutcome, claim_queued_leads, record_lead_outcomes
+from lqs.db.errors import is_transient
+from lqs.db.leads import (
+    LeadFailure,
+    LeadOutcome,
+    claim_queued_lead,
+    claim_queued_leads,
+    record_lead_failures,
+    record_lead_outcomes,
+)
 from lqs.db.outbox import (
     NewCommunication,
     StoredTemplate,
@@ -54,6 +70,8 @@ class BatchResult:
     leads: int
     communications: int
     queued: int
+    failed: int = 0
+    """Leads whose processing failed this time (each counted; parked at the limit)."""
 
 
 @dataclass(frozen=True)
@@ -82,15 +100,19 @@ class LeadProcessor:
         batch_size: int = 100,
         in_flight: int = 1,
         renderer: TemplateRenderer | None = None,
+        park_after: int = 3,
     ) -> None:
         """``in_flight`` batches are processed at once, each in its own transaction on its
         own pooled connection: while one batch's statements run on the server, the next
         is scored and rendered here. The pool must hold at least that many connections.
 
-        Raises ValueError if ``batch_size`` or ``in_flight`` is below 1.
+        ``park_after``: failed attempts after which a lead is parked (status ``error``).
+
+        Raises ValueError if ``batch_size``, ``in_flight`` or ``park_after`` is below 1.
         """
-        if batch_size < 1 or in_flight < 1:
-            raise ValueError("batch_size and in_flight must be 1 or more")
+        if batch_size < 1 or in_flight < 1 or park_after < 1:
+            raise ValueError("batch_size, in_flight and park_after must be 1 or more")
+        self.park_after = park_after
         self._pool = pool
         self.batch_size = batch_size
         self.in_flight = in_flight
@@ -99,58 +121,143 @@ class LeadProcessor:
         self._rules_cache: dict[str, RuleSet] = {}
 
     async def process_batch(self) -> BatchResult:
-        """Claim up to ``batch_size`` queued leads and process them in one transaction."""
+        """Claim up to ``batch_size`` queued leads and process them in one transaction.
+
+        Raises:
+            Exception: a transient database error (see :func:`lqs.db.errors.is_transient`);
+                the batch is rolled back and its leads stay queued. Other errors fail
+                the leads that cause them, not the call.
+        """
+        claimed: list[UUID] = []
+        try:
+            async with self._pool.connection() as conn, conn.transaction():
+                rows = await claim_queued_leads(conn, self.batch_size)
+                claimed = [row["id"] for row in rows]
+                result = await self._process_rows(conn, rows)
+        except Exception as exc:
+            if is_transient(exc) or not claimed:
+                raise
+            log.warning(
+                "lead_batch_failed_retrying_one_by_one",
+                leads=len(claimed),
+                error=_describe(exc),
+            )
+            return await self._process_one_by_one(claimed)
+        if result.leads:
+            log.info(
+                "lead_batch_processed",
+                leads=result.leads,
+                communications=result.communications,
+                queued=result.queued,
+                failed=result.failed,
+            )
+        return result
+
+    async def _process_one_by_one(self, lead_ids: list[UUID]) -> BatchResult:
+        """Process each lead in its own transaction; a lead whose statements still fail
+        has the failure recorded in a transaction of its own."""
+        totals = BatchResult(0, 0, 0)
+        for lead_id in lead_ids:
+            try:
+                async with self._pool.connection() as conn, conn.transaction():
+                    row = await claim_queued_lead(conn, lead_id)
+                    result = await self._process_rows(conn, [row] if row else [])
+            except Exception as exc:
+                if is_transient(exc):
+                    raise
+                await self._record_failures([LeadFailure(lead_id, _describe(exc))])
+                result = BatchResult(1, 0, 0, failed=1)
+            totals = BatchResult(
+                totals.leads + result.leads,
+                totals.communications + result.communications,
+                totals.queued + result.queued,
+                totals.failed + result.failed,
+            )
+        return totals
+
+    async def _record_failures(self, failures: list[LeadFailure]) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            rows = await claim_queued_leads(conn, self.batch_size)
-            if not rows:
-                return BatchResult(0, 0, 0)
-            client_ids = {row["client_id"] for row in rows}
-            contexts = {
-                cid: self._context(client)
-                for cid, client in (await get_clients_by_id(conn, client_ids)).items()
-            }
-            templates = await latest_templates(conn, client_ids)
+            parked = await record_lead_failures(conn, failures, park_after=self.park_after)
+        for failure in failures:
+            log.warning(
+                "lead_processing_failed",
+                lead_id=str(failure.lead_id),
+                reason=failure.reason,
+                parked=failure.lead_id in parked,
+            )
 
-            scored = [(row, self._score(row, contexts[row["client_id"]])) for row in rows]
-            pushing = [cid for cid, c in contexts.items() if c.sends_push]
-            push = await live_push_subscriptions(conn, pushing) if pushing else {}
-            candidates = {
-                (
-                    row["client_id"],
-                    message.channel.value,
-                    normalise_recipient(message.channel, message.recipient),
-                )
-                for row, outcome in scored
-                for message in self._plan(
-                    row, outcome, contexts[row["client_id"]], frozenset(), push
-                )
-                if message.recipient is not None
-            }
-            suppressed: dict[UUID, set[tuple[str, str]]] = {cid: set() for cid in client_ids}
-            for cid, channel, recipient in await suppressed_recipients(conn, candidates):
-                suppressed[cid].add((channel, recipient))
+    async def _process_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> BatchResult:
+        if not rows:
+            return BatchResult(0, 0, 0)
+        client_ids = {row["client_id"] for row in rows}
+        contexts = {
+            cid: self._context(client)
+            for cid, client in (await get_clients_by_id(conn, client_ids)).items()
+        }
+        templates = await latest_templates(conn, client_ids)
+        pushing = [cid for cid, c in contexts.items() if c.sends_push]
+        push = await live_push_subscriptions(conn, pushing) if pushing else {}
 
-            communications: list[NewCommunication] = []
-            for row, outcome in scored:
-                context = contexts[row["client_id"]]
-                client_suppressed = frozenset(suppressed[row["client_id"]])
-                for message in self._plan(row, outcome, context, client_suppressed, push):
-                    communications.append(
-                        self._communication(row, outcome, message, context, templates)
-                    )
-            await record_lead_outcomes(conn, [outcome for _, outcome in scored])
-            queued = await record_communications(conn, communications)
-        log.info(
-            "lead_batch_processed",
-            leads=len(rows),
-            communications=len(communications),
-            queued=queued,
-        )
-        return BatchResult(len(rows), len(communications), queued)
+        failures: list[LeadFailure] = []
+        scored: list[tuple[dict[str, Any], LeadOutcome, list[PlannedMessage]]] = []
+        for row in rows:
+            try:
+                outcome = self._score(row, contexts[row["client_id"]])
+                planned = self._plan(row, outcome, contexts[row["client_id"]], frozenset(), push)
+            except Exception as exc:  # one lead's data or its client's rules: that lead only
+                failures.append(LeadFailure(row["id"], _describe(exc)))
+                continue
+            scored.append((row, outcome, planned))
+
+        candidates = {
+            (
+                row["client_id"],
+                message.channel.value,
+                normalise_recipient(message.channel, message.recipient),
+            )
+            for row, _, planned in scored
+            for message in planned
+            if message.recipient is not None
+        }
+        suppressed: dict[UUID, set[tuple[str, str]]] = {cid: set() for cid in client_ids}
+        for cid, channel, recipient in await suppressed_recipients(conn, candidates):
+            suppressed[cid].add((channel, recipient))
+
+        outcomes: list[LeadOutcome] = []
+        communications: list[NewCommunication] = []
+        for row, outcome, _ in scored:
+            context = contexts[row["client_id"]]
+            client_suppressed = frozenset(suppressed[row["client_id"]])
+            try:
+                lead_messages = [
+                    self._communication(row, outcome, message, context, templates)
+                    for message in self._plan(row, outcome, context, client_suppressed, push)
+                ]
+            except Exception as exc:
+                failures.append(LeadFailure(row["id"], _describe(exc)))
+                continue
+            outcomes.append(outcome)
+            communications.extend(lead_messages)
+        await record_lead_outcomes(conn, outcomes)
+        queued = await record_communications(conn, communications)
+        if failures:
+            parked = await record_lead_failures(conn, failures, park_after=self.park_after)
+            for failure in failures:
+                log.warning(
+                    "lead_processing_failed",
+                    lead_id=str(failure.lead_id),
+                    reason=failure.reason,
+                    parked=failure.lead_id in parked,
+                )
+        return BatchResult(len(rows), len(communications), queued, failed=len(failures))
 
     async def drain(self, stop: asyncio.Event | None = None) -> int:
         """Process batches until no queued lead is left (or ``stop`` is set after a batch);
-        return how many leads were processed."""
+        return how many leads were processed.
+
+        Raises:
+            Exception: a transient database error (the batches in progress roll back).
+        """
 
         async def lane() -> int:
             processed = 0
@@ -164,10 +271,22 @@ class LeadProcessor:
         if self.in_flight == 1:
             return await lane()
         # SKIP LOCKED gives each lane its own leads; a lane stops at the first short batch.
-        return sum(await asyncio.gather(*(lane() for _ in range(self.in_flight))))
+        # A lane that fails (a lost connection) cancels the others, whose transactions roll
+        # back: the caller retries a drain that left nothing running behind it.
+        try:
+            async with asyncio.TaskGroup() as group:
+                lanes = [group.create_task(lane()) for _ in range(self.in_flight)]
+        except ExceptionGroup as failed:
+            raise failed.exceptions[0] from None
+        return sum(task.result() for task in lanes)
 
     def _context(self, client: Client) -> _ClientContext:
-        settings = parse_client_settings(client.settings)
+        try:
+            settings = parse_client_settings(client.settings)
+        except Exception as exc:  # stored settings no longer valid: this client's leads only
+            return _ClientContext(
+                client, ClientSettings(), None, f"invalid client settings: {_describe(exc)}"
+            )
         if settings.scoring_rules is None:
             return _ClientContext(client, settings, default_rules(), None)
         key = json.dumps(settings.scoring_rules, sort_keys=True)
@@ -269,6 +388,13 @@ class LeadProcessor:
             compliance_notes=None,
             error_message=None,
         )
+
+
+def _describe(exc: BaseException) -> str:
+    """One line naming the error, safe to store in a text column (no NUL, valid UTF-8)."""
+    text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").splitlines()
+    line = text[0] if text else type(exc).__name__
+    return line.encode("utf-8", "backslashreplace").decode("utf-8")[:500]
 
 
 def _json_safe(value: object) -> object:

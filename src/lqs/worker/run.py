@@ -4,14 +4,28 @@ One process runs the lead processor and the dispatcher side by side. The daemon 
 for new leads and for newly pending communications and wakes at once; it also polls every
 ``poll_interval`` seconds in case a notification was missed (NOTIFY is not durable), and
 the dispatcher wakes when the next retry falls due. Both stop after their current batch
-when ``stop`` is set (SIGTERM, SIGINT).
+when ``stop`` is set (SIGTERM, SIGINT); the dispatcher first waits for the requests it
+has made and records their outcomes.
+
+The daemon heals: each loop runs under a supervisor that, when the database goes away
+(a terminated connection, a restart or failover, a cancelled statement), logs, backs off
+(exponentially, with jitter, capped), reconnects and resumes. Nothing is lost meanwhile:
+a batch of leads rolls back and is claimed again, and the dispatcher keeps the outcomes it
+could not record until it can. Only ``stop`` ends the daemon. Every few seconds it also
+writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-from dataclasses import dataclass
+import os
+import random
+import socket
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, fields
+from datetime import UTC, datetime
 
 import psycopg
 import structlog
@@ -20,6 +34,8 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.connection import connect_async
 from lqs.db.dispatch import next_due_in
+from lqs.db.errors import DatabaseUnavailable, is_transient
+from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.pool import open_pool
@@ -27,6 +43,85 @@ from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor
 
 log = structlog.get_logger(__name__)
+
+HEARTBEAT_INTERVAL = 5.0
+"""Seconds between a worker's heartbeats."""
+
+SHUTDOWN_GRACE = 30.0
+"""Seconds a stopping worker keeps trying to record the outcomes it holds."""
+
+
+class Backoff:
+    """Delays between reconnection attempts: exponential from ``base`` up to ``cap``
+    seconds, each drawn uniformly from its upper half (jitter without ever retrying at
+    once), reset after a stretch of health."""
+
+    def __init__(
+        self, base: float = 0.5, cap: float = 30.0, rng: random.Random | None = None
+    ) -> None:
+        self.base = base
+        self.cap = cap
+        self.failures = 0
+        self._rng = rng or random.Random()  # noqa: S311 - jitter, not a secret
+
+    def next_delay(self) -> float:
+        """The delay before the next attempt; counts a failure."""
+        ceiling = min(self.cap, self.base * 2.0 ** min(self.failures, 32))
+        self.failures += 1
+        return ceiling / 2 + self._rng.uniform(0, ceiling / 2)
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+async def supervise(
+    name: str,
+    body: Callable[[], Awaitable[None]],
+    stop: asyncio.Event,
+    *,
+    backoff: Backoff | None = None,
+    healthy_after: float = 30.0,
+) -> int:
+    """Run ``body`` until ``stop`` is set, running it again after it fails.
+
+    A transient database error (:func:`lqs.db.errors.is_transient`) is logged as a
+    warning, anything else with its traceback; either way the next run waits for the
+    backoff's delay (or ``stop``). A run that lasted ``healthy_after`` seconds resets the
+    backoff. Returns how many times ``body`` failed.
+    """
+    backoff = backoff or Backoff()
+    failures = 0
+    while not stop.is_set():
+        started = time.monotonic()
+        try:
+            await body()
+        except Exception as exc:
+            failures += 1
+            if time.monotonic() - started >= healthy_after:
+                backoff.reset()
+            delay = backoff.next_delay()
+            if is_transient(exc):
+                log.warning(
+                    "worker_loop_interrupted",
+                    loop=name,
+                    error=f"{type(exc).__name__}: {exc}".strip(),
+                    retry_in=round(delay, 2),
+                )
+            else:
+                log.exception("worker_loop_failed", loop=name, retry_in=round(delay, 2))
+            await _sleep_or_stop(delay, stop)
+            continue
+        if not stop.is_set():
+            # A loop only returns when stopped; returning early is a bug, not a reason to
+            # spin. Treat it as a failure.
+            failures += 1
+            await _sleep_or_stop(backoff.next_delay(), stop)
+    return failures
+
+
+async def _sleep_or_stop(seconds: float, stop: asyncio.Event) -> None:
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
 
 
 async def _notified(listener: psycopg.AsyncConnection, wait_seconds: float) -> None:
@@ -41,11 +136,13 @@ async def _wait_for_work(
         asyncio.create_task(_notified(listener, wait_seconds)),
         asyncio.create_task(stop.wait()),
     }
-    _, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
+    done, pending = await asyncio.wait(waits, return_when=asyncio.FIRST_COMPLETED)
     for task in pending:
         task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
+    for task in done:
+        task.result()  # the listening connection's error, if it failed
 
 
 @dataclass(frozen=True)
@@ -54,19 +151,39 @@ class WorkerTotals:
 
     leads: int
     dispatch: DispatchStats
+    interruptions: int = 0
+    """Times a loop lost the database (or failed) and resumed after a backoff."""
+
+
+async def _listener(database_url: str, channel: str) -> psycopg.AsyncConnection:
+    listener = await connect_async(database_url, autocommit=True)
+    try:
+        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
+    except BaseException:
+        await listener.close()
+        raise
+    return listener
 
 
 async def _process_forever(
-    database_url: str, processor: LeadProcessor, poll_interval: float, stop: asyncio.Event
-) -> int:
-    total = 0
-    async with await connect_async(database_url, autocommit=True) as listener:
-        await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(LEADS_QUEUED_CHANNEL)))
+    database_url: str,
+    processor: LeadProcessor,
+    poll_interval: float,
+    stop: asyncio.Event,
+    totals: list[int],
+) -> None:
+    # LISTEN first, then drain: a lead queued while the listener was down is found by
+    # the drain, and one queued after it by the notification.
+    async with await _listener(database_url, LEADS_QUEUED_CHANNEL) as listener:
         while not stop.is_set():
-            total += await processor.drain(stop)
+            totals[0] += await processor.drain(stop)
             if not stop.is_set():
                 await _wait_for_work(listener, poll_interval, stop)
-    return total
+
+
+def _add_stats(totals: DispatchStats, stats: DispatchStats) -> None:
+    for item in fields(DispatchStats):
+        setattr(totals, item.name, getattr(totals, item.name) + getattr(stats, item.name))
 
 
 async def _dispatch_forever(
@@ -75,8 +192,8 @@ async def _dispatch_forever(
     dispatcher: Dispatcher,
     poll_interval: float,
     stop: asyncio.Event,
-) -> DispatchStats:
-    totals = DispatchStats()
+    totals: DispatchStats,
+) -> None:
     # Notifications are read all the time, not only between drains: a drain with requests
     # in flight claims new messages as soon as they are announced.
     wake = asyncio.Event()
@@ -85,29 +202,23 @@ async def _dispatch_forever(
         async for _ in listener.notifies():
             wake.set()
 
-    async with await connect_async(database_url, autocommit=True) as listener:
-        await listener.execute(
-            sql.SQL("LISTEN {}").format(sql.Identifier(COMMUNICATIONS_PENDING_CHANNEL))
-        )
+    async with await _listener(database_url, COMMUNICATIONS_PENDING_CHANNEL) as listener:
         listening = asyncio.create_task(listen(listener))
         try:
             while not stop.is_set():
-                stats = await dispatcher.drain(stop, wake=wake)
-                for name in (
-                    "claimed", "sent", "retried", "failed", "rejected", "settled", "lost_leases"
-                ):  # fmt: skip
-                    setattr(totals, name, getattr(totals, name) + getattr(stats, name))
+                _add_stats(totals, await dispatcher.drain(stop, wake=wake))
                 if stop.is_set():
                     break
+                if listening.done():
+                    listening.result()  # the listener failed: reconnect it
                 async with pool.connection() as conn:
                     due_in = await next_due_in(conn)
                 wait = poll_interval if due_in is None else min(poll_interval, due_in)
                 await _woken_or_stopped(wake, max(wait, 0.01), stop, listening)
         finally:
             listening.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
+            with contextlib.suppress(asyncio.CancelledError, psycopg.Error):
                 await listening
-    return totals
 
 
 async def _woken_or_stopped(
@@ -128,6 +239,58 @@ async def _woken_or_stopped(
         listening.result()  # the listener's error, if it failed
 
 
+async def _heartbeat_forever(
+    pool: AsyncConnectionPool, owner: str, stop: asyncio.Event, interval: float
+) -> None:
+    started_at = datetime.now(UTC)
+    host, pid = socket.gethostname(), os.getpid()
+    while not stop.is_set():
+        try:
+            async with pool.connection() as conn:
+                await record_heartbeat(conn, owner=owner, host=host, pid=pid, started_at=started_at)
+        except Exception as exc:
+            # The loops report the outage; a missed beat is what /readyz should see.
+            log.debug("worker_heartbeat_failed", error=str(exc))
+        await _sleep_or_stop(interval, stop)
+
+
+async def _record_before_exit(dispatcher: Dispatcher, grace: float) -> None:
+    """Record the outcomes still buffered, retrying for up to ``grace`` seconds."""
+    deadline = time.monotonic() + grace
+    backoff = Backoff(base=0.2, cap=5.0)
+    while dispatcher.unrecorded:
+        try:
+            await dispatcher.record_outcomes()
+        except Exception as exc:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                # Their leases expire and another worker retries them: Resend deduplicates
+                # by key; a SendGrid/Twilio message may then go out twice.
+                log.error(
+                    "worker_outcomes_unrecorded",
+                    unrecorded=dispatcher.unrecorded,
+                    error=str(exc),
+                )
+                return
+            await asyncio.sleep(min(backoff.next_delay(), left))
+
+
+async def _open_pool_patiently(
+    database_url: str, max_size: int, stop: asyncio.Event
+) -> AsyncConnectionPool | None:
+    """The worker's pool; while the database is unreachable, wait and try again (a worker
+    started before its database is not a configuration error). None if stopped first."""
+    backoff = Backoff()
+    while not stop.is_set():
+        try:
+            return await open_pool(database_url, min_size=1, max_size=max_size, worker=True)
+        except DatabaseUnavailable as exc:
+            delay = backoff.next_delay()
+            log.warning("worker_waiting_for_database", error=str(exc), retry_in=round(delay, 2))
+            await _sleep_or_stop(delay, stop)
+    return None
+
+
 async def run_worker(
     database_url: str,
     *,
@@ -140,22 +303,38 @@ async def run_worker(
     dispatch: bool = True,
     dispatcher_options: DispatcherOptions | None = None,
     settle: float = 0.0,
+    park_after: int = 3,
+    heartbeat_interval: float = HEARTBEAT_INTERVAL,
+    shutdown_grace: float = SHUTDOWN_GRACE,
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
     ``once``: drain both queues and return (the dispatcher also waits for retries that
-    fall due within ``settle`` seconds). Otherwise run until ``stop`` is set; both loops
-    wake on NOTIFY and poll every ``poll_interval`` seconds as a fallback, and the
+    fall due within ``settle`` seconds); a database error ends the run. Otherwise run
+    until ``stop`` is set, healing from database outages (see the module docstring); both
+    loops wake on NOTIFY and poll every ``poll_interval`` seconds as a fallback, and the
     dispatcher also wakes when the next retry is due. ``process`` / ``dispatch`` run
-    only one half. ``in_flight``: batches processed at once (see :class:`LeadProcessor`).
+    only one half. ``in_flight``: batches processed at once (see :class:`LeadProcessor`);
+    ``park_after``: failed attempts after which a lead is parked.
 
     Raises:
-        DatabaseUnavailable, UnsupportedServer: the database cannot be used.
+        DatabaseUnavailable, UnsupportedServer: with ``once``, the database cannot be
+            used; UnsupportedServer also for the daemon.
     """
     stop = stop or asyncio.Event()
     options = dispatcher_options or DispatcherOptions()
-    pool = await open_pool(database_url, min_size=1, max_size=in_flight + 3, worker=True)
-    processor = LeadProcessor(pool, batch_size=batch_size, in_flight=in_flight)
+    pool_size = in_flight + 3
+    opened = (
+        await open_pool(database_url, min_size=1, max_size=pool_size, worker=True)
+        if once
+        else await _open_pool_patiently(database_url, pool_size, stop)
+    )
+    if opened is None:
+        return WorkerTotals(0, DispatchStats())
+    pool = opened
+    processor = LeadProcessor(
+        pool, batch_size=batch_size, in_flight=in_flight, park_after=park_after
+    )
     try:
         async with Dispatcher(pool, options) as dispatcher:
             if once:
@@ -171,21 +350,48 @@ async def run_worker(
                 dispatch=dispatch,
                 owner=dispatcher.owner,
             )
-            process_task = (
-                asyncio.create_task(_process_forever(database_url, processor, poll_interval, stop))
-                if process
-                else None
-            )
-            dispatch_task = (
-                asyncio.create_task(
-                    _dispatch_forever(database_url, pool, dispatcher, poll_interval, stop)
+            processed = [0]
+            totals = DispatchStats()
+            loops = []
+            if process:
+                loops.append(
+                    supervise(
+                        "processor",
+                        lambda: _process_forever(
+                            database_url, processor, poll_interval, stop, processed
+                        ),
+                        stop,
+                    )
                 )
-                if dispatch
-                else None
+            if dispatch:
+                loops.append(
+                    supervise(
+                        "dispatcher",
+                        lambda: _dispatch_forever(
+                            database_url, pool, dispatcher, poll_interval, stop, totals
+                        ),
+                        stop,
+                    )
+                )
+            beating = asyncio.create_task(
+                _heartbeat_forever(pool, dispatcher.owner, stop, heartbeat_interval)
             )
-            leads = await process_task if process_task else 0
-            stats = await dispatch_task if dispatch_task else DispatchStats()
-            log.info("worker_stopped", processed=leads, sent=stats.sent)
-            return WorkerTotals(leads, stats)
+            try:
+                interruptions = sum(await asyncio.gather(*loops))
+                await _record_before_exit(dispatcher, shutdown_grace)
+            finally:
+                stop.set()
+                await beating
+            with contextlib.suppress(Exception):
+                async with pool.connection(timeout=2.0) as conn:
+                    await record_stopped(conn, dispatcher.owner)
+            log.info(
+                "worker_stopped",
+                processed=processed[0],
+                sent=totals.sent,
+                interruptions=interruptions,
+                unrecorded=dispatcher.unrecorded,
+            )
+            return WorkerTotals(processed[0], totals, interruptions)
     finally:
         await pool.close()
