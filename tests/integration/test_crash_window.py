@@ -17,7 +17,7 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
-from lqs.db.events import ingest_events
+from lqs.db.events import communication_timeline, ingest_events
 from lqs.db.leads import insert_or_merge_leads
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.leads import parse_lead
@@ -119,6 +119,12 @@ async def test_a_sendgrid_event_settles_an_unrecorded_send_and_the_retry_sends_n
     assert await _queued(pool, comm_id) is None
     comm = await _comm(pool, comm_id)
     assert (comm["status"], comm["external_id"]) == ("delivered", "sg-msg-1")
+    async with pool.connection() as conn:
+        timeline = await communication_timeline(conn, comm_id)
+    assert timeline is not None
+    summaries = [entry.summary for entry in timeline[1]]
+    assert "attempt 1 via sendgrid: started, no answer recorded" in summaries[1]
+    assert summaries[2].startswith("sendgrid delivered → delivered")
 
 
 async def test_an_acknowledged_attempt_replaces_its_started_record(

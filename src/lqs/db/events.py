@@ -395,6 +395,18 @@ async def communication_timeline(
             (communication_id,),
         )
         for a in await cur.fetchall():
+            if a["outcome"] == "started":
+                # Written before the request; its answer never came back to be recorded
+                # (in flight now, or the worker stopped): the provider may have it.
+                entries.append(
+                    TimelineEntry(
+                        a["started_at"],
+                        "attempt",
+                        f"attempt {a['attempt']} via {a['provider']}: started, no answer"
+                        " recorded (the provider may have accepted it)",
+                    )
+                )
+                continue
             text = f"attempt {a['attempt']} via {a['provider']}: {a['outcome']}"
             if a["http_status"] is not None:
                 text += f" (HTTP {a['http_status']})"
