@@ -21,7 +21,7 @@ from psycopg import conninfo
 
 from lqs.simulator import Faults, SimulatorConfig, SimulatorControl, running_simulator
 from lqs.simulator.config import Latency, ResendConfig
-from tests.e2e.conftest import lqs_env
+from tests.e2e.conftest import lqs_env, run_lqs
 from tests.e2e.test_sending import (
     _accepted_per_communication,
     _client,
@@ -260,3 +260,16 @@ def test_worker_heartbeats_are_written_and_marked_stopped(
     assert worker.stop() == 0
     [beat] = _rows(pipeline_db, "SELECT * FROM public.worker_heartbeats")
     assert beat["stopped_at"] is not None
+
+
+def test_a_one_shot_command_that_loses_the_database_says_so_in_one_line(
+    pipeline_db: str,
+) -> None:
+    cancelled = conninfo.make_conninfo(pipeline_db, options="-c statement_timeout=1")
+    client_id = _client(pipeline_db, {})
+    _leads(pipeline_db, client_id, 50)
+    result = run_lqs(cancelled, "worker", "--once")
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    [line] = result.stderr.strip().splitlines()
+    assert line.startswith("error: the database became unavailable (canceling statement")

@@ -7,7 +7,7 @@ import sys
 import typer
 
 from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
-from lqs.db.errors import DatabaseError
+from lqs.db.errors import DatabaseError, is_transient
 
 app = typer.Typer(
     name="lqs", help="Lead qualification and outbound communications.", no_args_is_help=True
@@ -32,4 +32,14 @@ def main() -> None:
         app()
     except DatabaseError as exc:
         typer.echo(f"error: {exc}", err=True)
+        sys.exit(1)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+        typer.echo(
+            f"error: the database became unavailable ({first}); what was committed is"
+            " kept: run the command again",
+            err=True,
+        )
         sys.exit(1)

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import psycopg
-from psycopg_pool import PoolTimeout, TooManyRequests
-
 
 class DatabaseError(Exception):
     """Base class: a database problem with a message that names it and what to do."""
@@ -41,6 +38,10 @@ def is_transient(exc: BaseException) -> bool:
     57) to ``OperationalError``. Anything else (bad data, a constraint, a bug) would fail
     again the same way.
     """
+    # Imported here: the CLI imports this module at start-up, most commands never need it.
+    import psycopg
+    from psycopg_pool import PoolTimeout, TooManyRequests
+
     return isinstance(
         exc,
         psycopg.OperationalError
