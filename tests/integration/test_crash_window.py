@@ -13,6 +13,7 @@ import uuid
 from typing import Any
 from uuid import UUID
 
+import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
@@ -237,3 +238,47 @@ async def test_twilio_sends_the_callback_url_with_our_id() -> None:
     )  # fmt: skip
     form = TwilioProvider(None).form(settings, message)  # type: ignore[arg-type]
     assert form["StatusCallback"].endswith(f"&lqs_id={comm_id}")
+
+
+class Raising(Scripted):
+    """A provider adapter with a defect: it raises instead of returning a SendResult."""
+
+    def __init__(self, name: str, error: Exception) -> None:
+        super().__init__(name)
+        self.error = error
+
+    async def send(self, settings: Any, message: OutboundMessage) -> SendResult:
+        self.calls.append(message)
+        raise self.error
+
+
+async def test_an_adapter_that_raises_fails_its_message_instead_of_leasing_it_forever(
+    pool: AsyncConnectionPool,
+) -> None:
+    _, [comm_id] = await _pending(pool, delivery=SENDGRID_FIRST)
+    broken = Raising("sendgrid", UnicodeError("label empty or too long\x00"))
+    options = DispatcherOptions(resend_batches=False, policy=FAST, lease_seconds=30)
+    async with Dispatcher(pool, options, providers={"sendgrid": broken}) as dispatcher:
+        stats = await dispatcher.drain()
+    assert stats.failed >= 1
+    assert [m.communication_id for m in broken.calls].count(comm_id) == 1
+    comm = await _comm(pool, comm_id)
+    assert comm["status"] == "failed"
+    assert comm["error_message"] == (
+        "internal error while sending: UnicodeError: label empty or too long\\x00"
+    )
+    assert await _queued(pool, comm_id) is None
+
+
+async def test_a_lost_connection_while_sending_leaves_the_lease_to_expire(
+    pool: AsyncConnectionPool,
+) -> None:
+    _, [comm_id] = await _pending(pool, delivery=SENDGRID_FIRST)
+    lost = Raising("sendgrid", psycopg.OperationalError("server closed the connection"))
+    async with Dispatcher(pool, _options(), providers={"sendgrid": lost}) as dispatcher:
+        stats = await dispatcher.drain()
+    assert stats.failed == stats.sent == 0
+    assert (await _comm(pool, comm_id))["status"] == "pending"
+    retry = await _retry_after_the_lease(pool, "sendgrid")
+    assert [m.communication_id for m in retry.calls] == [comm_id]
+    assert (await _comm(pool, comm_id))["status"] == "sent"

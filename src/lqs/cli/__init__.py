@@ -26,8 +26,22 @@ app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
 
 
+def _configure_logging() -> None:
+    # Plain tracebacks: structlog's default renders them with Rich, which takes about a
+    # second per exception; a tenant whose message makes an adapter raise would stall the
+    # worker's event loop for that long each time.
+    import structlog
+
+    processors = list(structlog.get_config()["processors"])
+    processors[-1] = structlog.dev.ConsoleRenderer(
+        exception_formatter=structlog.dev.plain_traceback
+    )
+    structlog.configure(processors=processors)
+
+
 def main() -> None:
     """Entry point: run the app; database problems become one line on stderr and exit 1."""
+    _configure_logging()
     try:
         app()
     except DatabaseError as exc:

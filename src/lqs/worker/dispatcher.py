@@ -52,6 +52,7 @@ from lqs.db.dispatch import (
     record_started_attempts,
     store_claimed_batches,
 )
+from lqs.db.errors import is_transient
 from lqs.domain.delivery import (
     AttemptDecision,
     DeliverySettings,
@@ -62,6 +63,7 @@ from lqs.domain.delivery import (
     parse_delivery_settings,
     provider_for,
 )
+from lqs.domain.text import describe_error
 from lqs.domain.unsubscribe import UnsubscribeLinks
 from lqs.providers.base import (
     OutboundMessage,
@@ -350,14 +352,16 @@ class Dispatcher:
         lost_before = acks.lost
 
         async def deliver(message: ClaimedMessage, route: Ack | _Route) -> None:
-            async with slots:
-                ack = await self._attempt(message, route)
-            stats.add(ack.step)
-            await acks.add(ack)
+            await deliver_many([message], self._attempt_one(message, route))
 
-        async def deliver_many(sending: Awaitable[list[Ack]]) -> None:
-            async with slots:
-                done = await sending
+        async def deliver_many(
+            members: list[ClaimedMessage], sending: Awaitable[list[Ack]]
+        ) -> None:
+            try:
+                async with slots:
+                    done = await sending
+            except Exception as exc:
+                done = self._unexpected(members, exc)
             for ack in done:
                 stats.add(ack.step)
                 await acks.add(ack)
@@ -377,8 +381,8 @@ class Dispatcher:
                     stats.claimed += len(claimed)
                     jobs = [
                         *(deliver(m, route) for m, route in plan.singles),
-                        *(deliver_many(self._send_new_batch(*b)) for b in batches),
-                        *(deliver_many(self._replay(k, ms)) for k, ms in plan.replays.items()),
+                        *(deliver_many(b[1][0], self._send_new_batch(*b)) for b in batches),
+                        *(deliver_many(ms, self._replay(k, ms)) for k, ms in plan.replays.items()),
                     ]
                     for job in jobs:
                         task = asyncio.create_task(job)
@@ -471,6 +475,21 @@ class Dispatcher:
             if message.push_gone:
                 return self._failed(message, "push subscription is gone (the service said 404/410)")
         return _Route(name, getattr(settings, name))
+
+    async def _attempt_one(self, message: ClaimedMessage, route: Ack | _Route) -> list[Ack]:
+        return [await self._attempt(message, route)]
+
+    def _unexpected(self, members: list[ClaimedMessage], exc: Exception) -> list[Ack]:
+        """Acks for messages whose sending raised (adapters never should): a lost database
+        connection leaves them leased, to be retried when the lease expires; anything
+        else is a defect that would repeat at every retry, so they fail, with the error,
+        instead of being claimed forever."""
+        if is_transient(exc):
+            log.warning("dispatch_send_interrupted", messages=len(members), error=str(exc))
+            return []
+        log.exception("dispatch_send_failed_unexpectedly", messages=len(members))
+        reason = f"internal error while sending: {describe_error(exc)}"
+        return [self._failed(m, reason) for m in members]
 
     async def _attempt(self, message: ClaimedMessage, route: Ack | _Route | None = None) -> Ack:
         if route is None:

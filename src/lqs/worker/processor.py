@@ -50,6 +50,7 @@ from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.notifications import PlannedMessage, normalise_recipient, plan_messages
 from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
+from lqs.domain.text import describe_error
 from lqs.domain.vocabulary import CommunicationStatus, CommunicationType, LeadStatus
 
 log = structlog.get_logger(__name__)
@@ -140,7 +141,7 @@ class LeadProcessor:
             log.warning(
                 "lead_batch_failed_retrying_one_by_one",
                 leads=len(claimed),
-                error=_describe(exc),
+                error=describe_error(exc),
             )
             return await self._process_one_by_one(claimed)
         if result.leads:
@@ -165,7 +166,7 @@ class LeadProcessor:
             except Exception as exc:
                 if is_transient(exc):
                     raise
-                await self._record_failures([LeadFailure(lead_id, _describe(exc))])
+                await self._record_failures([LeadFailure(lead_id, describe_error(exc))])
                 result = BatchResult(1, 0, 0, failed=1)
             totals = BatchResult(
                 totals.leads + result.leads,
@@ -205,7 +206,7 @@ class LeadProcessor:
                 outcome = self._score(row, contexts[row["client_id"]])
                 planned = self._plan(row, outcome, contexts[row["client_id"]], frozenset(), push)
             except Exception as exc:  # one lead's data or its client's rules: that lead only
-                failures.append(LeadFailure(row["id"], _describe(exc)))
+                failures.append(LeadFailure(row["id"], describe_error(exc)))
                 continue
             scored.append((row, outcome, planned))
 
@@ -234,7 +235,7 @@ class LeadProcessor:
                     for message in self._plan(row, outcome, context, client_suppressed, push)
                 ]
             except Exception as exc:
-                failures.append(LeadFailure(row["id"], _describe(exc)))
+                failures.append(LeadFailure(row["id"], describe_error(exc)))
                 continue
             outcomes.append(outcome)
             communications.extend(lead_messages)
@@ -285,7 +286,7 @@ class LeadProcessor:
             settings = parse_client_settings(client.settings)
         except Exception as exc:  # stored settings no longer valid: this client's leads only
             return _ClientContext(
-                client, ClientSettings(), None, f"invalid client settings: {_describe(exc)}"
+                client, ClientSettings(), None, f"invalid client settings: {describe_error(exc)}"
             )
         if settings.scoring_rules is None:
             return _ClientContext(client, settings, default_rules(), None)
@@ -388,13 +389,6 @@ class LeadProcessor:
             compliance_notes=None,
             error_message=None,
         )
-
-
-def _describe(exc: BaseException) -> str:
-    """One line naming the error, safe to store in a text column (no NUL, valid UTF-8)."""
-    text = f"{type(exc).__name__}: {exc}".replace("\x00", "\\x00").splitlines()
-    line = text[0] if text else type(exc).__name__
-    return line.encode("utf-8", "backslashreplace").decode("utf-8")[:500]
 
 
 def _json_safe(value: object) -> object:
