@@ -65,6 +65,12 @@ def test_unreadable_or_malformed_rules_files_are_refused(pipeline_db: str, tmp_p
         run_lqs(pipeline_db, "clients", "set-rules", "acme", str(tmp_path / "missing.yaml")),
         "cannot read",
     )
+    latin1 = tmp_path / "latin1.yaml"
+    latin1.write_bytes("thresholds: {qualified: 60}\n# Müller\n".encode("latin-1"))
+    for command in ("set-rules", "set-delivery"):
+        _one_line_error(
+            run_lqs(pipeline_db, "clients", command, "acme", str(latin1)), "not UTF-8 text"
+        )
 
 
 def test_client_creation_refuses_bad_slugs_and_duplicates(pipeline_db: str) -> None:

@@ -1,4 +1,5 @@
-"""``lqs suppressions list|add|remove`` and ``lqs comms show`` on a real database.
+"""``lqs suppressions list|add|remove``, ``lqs comms show``, and the checks of ``lqs templates
+put`` and ``lqs clients set-rules``, on a real database.
 
 The commands run in process (typer's runner) for speed; the unknown-client errors, which
 the entry point turns into one line, run as real ``lqs`` processes.
@@ -9,6 +10,7 @@ from __future__ import annotations
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 from uuid import UUID
 
@@ -215,3 +217,157 @@ def test_show_refuses_what_is_not_a_communication(
     migrated_db: str, value: str, fragment: str
 ) -> None:
     assert_refused(lqs(migrated_db, "comms", "show", value), fragment)
+
+
+# ---------------------------------------------------------------------------- set-delivery
+
+
+@pytest.mark.parametrize("url", ["http://..../", "https://hooks..example.com/lqs"])
+def test_set_delivery_refuses_a_webhook_url_that_can_never_resolve(
+    migrated_db: str, slug: str, tmp_path: Path, url: str
+) -> None:
+    spec = tmp_path / "delivery.yaml"
+    spec.write_text(f"webhook:\n  url: '{url}'\n  secret: whsec_{'A' * 32}\n")
+
+    result = lqs(migrated_db, "clients", "set-delivery", slug, str(spec))
+
+    assert_refused(result, "delivery.webhook.url: the host name")
+    with psycopg.connect(migrated_db) as conn:
+        row = conn.execute("SELECT settings FROM public.clients WHERE slug = %s", (slug,))
+        assert row.fetchone() == ({},)
+
+
+# ---------------------------------------------------------------- templates put: the check
+
+
+def _templates(url: str, slug: str) -> list[tuple[Any, ...]]:
+    with psycopg.connect(url) as conn:
+        return conn.execute(
+            "SELECT t.template_id, t.version, t.body FROM public.templates AS t"
+            " JOIN public.clients AS c ON c.id = t.client_id WHERE c.slug = %s ORDER BY version",
+            (slug,),
+        ).fetchall()
+
+
+def _put(url: str, slug: str, body_file: Any, *extra: str) -> Result:
+    return lqs(url, "templates", "put", "--client", slug, "--id", "lead_qualified",
+               "--body-file", str(body_file), *extra)  # fmt: skip
+
+
+def test_a_template_that_passes_the_check_is_stored(
+    migrated_db: str, slug: str, tmp_path: Any
+) -> None:
+    body = tmp_path / "body.html"
+    body.write_text(
+        "<p>{{ lead.first_name }} at {{ lead.company_name }} ({{ score }}, {{ grade }})</p>"
+        "{% for e in breakdown %}{{ e.reason }}{% endfor %}"
+        " Plan: {{ lead.custom.get('plan', 'none') }} {{ client.name }}",
+        encoding="utf-8",
+    )
+
+    result = _put(migrated_db, slug, body, "--subject", "New: {{ lead.email }}")
+
+    assert result.exit_code == 0, result.output
+    assert "stored lead_qualified version 1" in result.stdout
+    assert [(t[0], t[1]) for t in _templates(migrated_db, slug)] == [("lead_qualified", 1)]
+
+
+@pytest.mark.parametrize(
+    ("body", "subject", "fragment"),
+    [
+        ("{{ leed.first_name }}", None, "body line 1: unknown variable 'leed' (did you mean 'lead'?)"),
+        ("x", "Hi {{ lead.frist_name }}", "subject line 1: lead has no field 'frist_name' (did you mean 'first_name'?)"),
+        ("{{ client.title }}", None, "client has no field 'title' (client has: name, slug)"),
+        ("{{ '\\x00' }}", None, "the output contains NUL (U+0000) at character 1, which PostgreSQL cannot store"),
+        ("{{ '%c' % 0 }}", None, "the output contains NUL (U+0000)"),
+        ("{{ '\\ud800' }}", None, "the output contains a lone surrogate (U+D800)"),
+        ("{{ lead.first_name ~ '%c' | format(0) }}", None, "the output contains NUL (U+0000) at character 4"),
+        ("{{ lead.custom.plan }}", None, "as some leads will not: read one as lead.custom.get('plan')"),
+        ("{{ score + 'x' }}", None, "TypeError"),
+        ("{% if %}", None, "body line 1: "),
+        ("a\x00b", None, "the source contains NUL (U+0000) at character 2"),
+    ],
+    ids=["unknown variable", "unknown lead field", "unknown client field", "NUL", "NUL via %c",
+         "surrogate", "NUL via format", "unguarded custom field", "render error", "syntax error",
+         "NUL in the source"],
+)  # fmt: skip
+def test_templates_put_refuses_a_template_that_would_fail_and_stores_nothing(
+    migrated_db: str, slug: str, tmp_path: Any, body: str, subject: str | None, fragment: str
+) -> None:
+    body_file = tmp_path / "body.html"
+    body_file.write_text(body, encoding="utf-8")
+
+    result = _put(migrated_db, slug, body_file, *(["--subject", subject] if subject else []))
+
+    assert_refused(result, fragment)
+    assert result.stderr.rstrip().endswith("; nothing was stored")
+    assert _templates(migrated_db, slug) == []
+
+
+def test_templates_put_refuses_a_body_that_is_not_utf8(
+    migrated_db: str, slug: str, tmp_path: Any
+) -> None:
+    body_file = tmp_path / "body.html"
+    body_file.write_bytes(b"caf\xe9")
+
+    assert_refused(_put(migrated_db, slug, body_file), "not UTF-8 text")
+    assert _templates(migrated_db, slug) == []
+
+
+# ---------------------------------------------------------------- set-rules: RE2 regexes
+
+
+def _rules(url: str, slug: str) -> Any:
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT settings FROM public.clients WHERE slug = %s", (slug,)
+        ).fetchone()
+    assert row is not None
+    return row[0].get("scoring_rules")
+
+
+def test_a_backtracking_regex_is_accepted_since_re2_matches_it_in_linear_time(
+    migrated_db: str, slug: str, tmp_path: Any
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(
+        "thresholds: {qualified: 10, nurture: 5}\n"
+        "rules:\n  - {id: evil, field: job_title, when: {regex: '(a+)+$'}, points: 10}\n"
+    )
+
+    result = lqs(migrated_db, "clients", "set-rules", slug, str(rules))
+
+    assert result.exit_code == 0, result.output
+    assert _rules(migrated_db, slug)["rules"][0]["when"] == {"regex": "(a+)+$"}
+
+
+@pytest.mark.parametrize(
+    ("rule", "problem"),
+    [
+        ("{id: back, field: email, when: {regex: '(a)\\1'}, points: 1}",
+         "rules: rule 'back' (rules[0]): regex does not compile: invalid escape sequence: \\1"
+         " (patterns use RE2 syntax: no backreferences or lookaround; see docs/SCORING.md)"),
+        ("{id: look, field: email, when: {regex: 'a(?!b)'}, points: 1}",
+         "rules: rule 'look' (rules[0]): regex does not compile: invalid perl operator: (?!"),
+        ("{id: big, field: email, when: {regex: '(x|\\w){250}'}, points: 1}",
+         "rules: rule 'big' (rules[0]): regex is too complex: it compiles to 2504 RE2 instructions"),
+        ('{id: nul, field: email, when: {exists: true}, points: 1, reason: "a\\0b"}',
+         "rules: rules[0].reason: text contains NUL (U+0000), which cannot be stored"),
+    ],
+    ids=["backreference", "lookahead", "too complex", "NUL"],
+)  # fmt: skip
+def test_set_rules_refuses_what_re2_or_postgresql_cannot_take(
+    migrated_db: str, slug: str, tmp_path: Any, rule: str, problem: str
+) -> None:
+    rules = tmp_path / "rules.yaml"
+    rules.write_text(f"thresholds: {{qualified: 10, nurture: 5}}\nrules:\n  - {rule}\n")
+
+    result = lqs(migrated_db, "clients", "set-rules", slug, str(rules))
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    lines = result.stderr.strip().splitlines()
+    assert any(line.startswith(problem) for line in lines), lines
+    assert lines[-1].startswith("error: ")
+    assert lines[-1].endswith("problem(s) listed above; nothing was stored")
+    assert _rules(migrated_db, slug) is None

@@ -20,6 +20,7 @@ from lqs.domain.scoring import (
     SCORABLE_FIELDS,
     BreakdownEntry,
     GradeBand,
+    Regex,
     RulesError,
     RuleSet,
     breakdown_to_json,
@@ -80,11 +81,14 @@ def _problems(spec: object) -> list[str]:
         # contains: case-insensitive substring
         ("job_title", {"contains": "sales"}, "Head of SALES", True),
         ("job_title", {"contains": "sales"}, "Engineer", False),
-        # regex: re.search, case-insensitive
+        # regex: an RE2 search, case-insensitive (Unicode case folding too)
         ("job_title", {"regex": r"\b(vp|chief)\b"}, "Chief of Staff", True),
         ("job_title", {"regex": r"\b(vp|chief)\b"}, "mischief maker", False),
         ("job_title", {"regex": "^cto$"}, "CTO", True),
         ("company_size", {"regex": "^[0-9]{3}$"}, 250, True),
+        ("job_title", {"regex": "^directeur général$"}, "DIRECTEUR GÉNÉRAL", True),
+        ("job_title", {"regex": r"^\pL+$"}, "Geschäftsführer", True),
+        ("job_title", {"regex": r"^\w+$"}, "Geschäftsführer", False),  # RE2's \w is ASCII
         # gte / lte / between: numbers or numeric text, bounds inclusive
         ("company_size", {"gte": 50}, 50, True),
         ("company_size", {"gte": 50}, 49, False),
@@ -209,6 +213,70 @@ def test_regex_sees_only_the_first_1000_characters() -> None:
 
     assert score_lead({"custom": {"note": "x" * 994 + "needle"}}, rules).score == 10
     assert score_lead({"custom": {"note": "x" * 995 + "needle"}}, rules).score == 0
+
+
+def test_a_catastrophic_regex_is_accepted_and_matches_in_linear_time() -> None:
+    # (a+)+$ backtracks exponentially in Python's re: a 41-character title held the
+    # worker at 100% CPU. RE2 has no backtracking: these calls return at once.
+    rules = _one("job_title", {"regex": "(a+)+$"})
+    [rule] = rules.rules
+    assert isinstance(rule.condition, Regex)
+
+    assert score_lead({"job_title": "a" * 40 + "!"}, rules).score == 0
+    assert score_lead({"job_title": "a" * 41}, rules).score == 10
+    assert score_lead({"job_title": "a" * 999 + "!"}, rules).score == 0
+    # The engine itself, past the 1,000 characters scoring looks at:
+    assert rule.condition.compiled.search("a" * 100_000 + "!") is None
+    assert rule.condition.compiled.search("a" * 100_000) is not None
+
+
+@pytest.mark.parametrize("pattern", [r"(a|aa)+$", r"(.*a){12}$", r"^(\w+\s?)*$", r"^(a|a?)+$"])
+def test_other_backtracking_patterns_are_linear_too(pattern: str) -> None:
+    rules = _one("custom.note", {"regex": pattern})
+
+    assert score_lead({"custom": {"note": "a" * 999 + "!"}}, rules).score == 0
+
+
+def test_a_lone_surrogate_in_a_value_does_not_break_a_regex() -> None:
+    rules = _one("custom.note", {"regex": "^x.y$"})
+
+    assert score_lead({"custom": {"note": "x\ud800y"}}, rules).score == 10
+    assert score_lead({"custom": {"note": "\ud800"}}, rules).score == 0
+
+
+def test_the_regexes_of_a_rule_set_have_a_total_budget() -> None:
+    # Each compiles to about 1,000 instructions: under the cap for one regex, but six
+    # of them pass the rule set's total, which bounds what scoring one lead may cost.
+    rule = {"field": "job_title", "points": 1}
+    regexes = [
+        {**rule, "id": f"r{i}", "when": {"regex": f"{'abcdef'[i]}(x|\\w){{99}}"}} for i in range(6)
+    ]
+
+    five = parse_rules(_spec(*regexes[:5]))
+    [problem] = _problems(_spec(*regexes))
+
+    assert (
+        sum(r.condition.program_size for r in five.rules if isinstance(r.condition, Regex)) <= 5_000
+    )
+    assert problem.startswith("rules: the regexes compile to ")
+    assert "over the limit of 5000" in problem
+    assert "largest: 'r" in problem
+
+
+@pytest.mark.parametrize(
+    ("spec", "expected"),
+    [
+        (_spec({"id": "r", "field": "email", "when": {"exists": True}, "points": 1, "reason": "a\x00b"}),
+         "rules[0].reason: text contains NUL (U+0000), which cannot be stored"),
+        (_spec({"id": "r", "field": "email", "when": {"contains": "\ud83d"}, "points": 1}),
+         "rules[0].when.contains: text contains a lone surrogate (U+D83D), which cannot be stored"),
+        (_spec(notes={"\x00": 1}), "notes.'\\x00' (the key): text contains NUL (U+0000)"),
+    ],
+)  # fmt: skip
+def test_text_postgresql_cannot_store_is_refused(spec: dict[str, Any], expected: str) -> None:
+    problems = _problems(spec)
+
+    assert any(p.startswith(expected) for p in problems), problems
 
 
 def test_a_regex_of_200_characters_is_accepted_and_201_rejected() -> None:
@@ -494,7 +562,14 @@ def test_rule_set_errors_say_what_is_wrong(spec: object, expected: str) -> None:
         ({"id": "r", "field": "email", "when": {"contains": ""}, "points": 1}, "contains needs a non-empty string"),
         ({"id": "r", "field": "email", "when": {"contains": 5}, "points": 1}, "contains needs a non-empty string"),
         ({"id": "r", "field": "email", "when": {"regex": "(unclosed"}, "points": 1}, "regex does not compile: missing )"),
-        ({"id": "r", "field": "email", "when": {"regex": "a{4294967296}"}, "points": 1}, "regex does not compile"),
+        ({"id": "r", "field": "email", "when": {"regex": "a{1001}"}, "points": 1}, "regex does not compile: invalid repetition size"),
+        ({"id": "r", "field": "email", "when": {"regex": r"(a)\1"}, "points": 1}, "regex does not compile: invalid escape sequence: \\1 (patterns use RE2 syntax: no backreferences or lookaround"),
+        ({"id": "r", "field": "email", "when": {"regex": "(?=a)b"}, "points": 1}, "regex does not compile: invalid perl operator: (?="),
+        ({"id": "r", "field": "email", "when": {"regex": "(?<!a)b"}, "points": 1}, "regex does not compile: invalid perl operator: (?<!"),
+        ({"id": "r", "field": "email", "when": {"regex": "(?>a+)b"}, "points": 1}, "regex does not compile"),
+        ({"id": "r", "field": "email", "when": {"regex": r"com\Z"}, "points": 1}, "RE2 writes \\Z as \\z"),
+        ({"id": "r", "field": "email", "when": {"regex": r"(x|\w){250}"}, "points": 1}, "regex is too complex: it compiles to 2504 RE2 instructions (at most 2000"),
+        ({"id": "r", "field": "email", "when": {"regex": r"\pL{100}z"}, "points": 1}, "regex is too complex: it compiles past RE2's memory limit"),
         ({"id": "r", "field": "email", "when": {"regex": ""}, "points": 1}, "regex needs a pattern"),
         ({"id": "r", "field": "email", "when": {"regex": "a" * 201}, "points": 1}, "regex is longer than 200 characters"),
         ({"id": "r", "field": "company_size", "when": {"gte": "ten"}, "points": 1}, "gte needs a number"),
@@ -556,8 +631,8 @@ def test_every_problem_is_reported_at_once() -> None:
         " or custom.<key>)",
         "rule 'a' (rules[1]): duplicate id (first used by rules[0])",
         "rule 'b' (rules[2]): points is required (or disqualify: true)",
-        "rule 'b' (rules[2]): regex does not compile: missing ), unterminated subpattern at"
-        " position 0",
+        "rule 'b' (rules[2]): regex does not compile: missing ): ( (patterns use RE2 syntax:"
+        " no backreferences or lookaround; see docs/SCORING.md)",
     ]
     assert str(caught.value) == "; ".join(caught.value.problems)
     assert isinstance(caught.value, ValueError)

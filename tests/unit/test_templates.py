@@ -16,6 +16,7 @@ from lqs.domain.templates import (
     MessageTemplate,
     TemplateError,
     TemplateRenderer,
+    unstorable_text,
 )
 from lqs.domain.vocabulary import CommunicationType
 
@@ -579,3 +580,82 @@ def test_the_sms_gives_the_sales_team_a_way_to_call_back() -> None:
         DEFAULT_TEMPLATES["lead_qualified_sms"], _variables(**FULL_LEAD)
     )
     assert rendered.content == "Qualified lead: Ann Lee, Acme (70 pts, grade B). +12015550123"
+
+
+# ---------------------------------------------------------------- output PostgreSQL cannot store
+
+# Each renders a NUL or a lone surrogate, which the database refuses: before the check, the
+# processor's write failed and took the whole batch (every tenant's leads) with it, again
+# on every restart.
+UNSTORABLE_OUTPUTS = {
+    "NUL literal": ("{{ '\\x00' }}", "NUL (U+0000) at character 1"),
+    "NUL from %c": ("x{{ '%c' % 0 }}", "NUL (U+0000) at character 2"),
+    "NUL from the format filter": ("{{ '%c' | format(0) }}", "NUL (U+0000)"),
+    "NUL from str.format": ("{{ '{:c}'.format(0) }}", "NUL (U+0000)"),
+    "NUL from replace": ("{{ 'a-b' | replace('-', '\\x00') }}", "NUL (U+0000) at character 2"),
+    "NUL from concatenation": ("{{ 'ab' ~ '\\0' }}", "NUL (U+0000) at character 3"),
+    "NUL in a captured block": ("{% set x %}{{ '\\x00' }}{% endset %}{{ x }}", "NUL (U+0000)"),
+    "NUL from a macro": ("{% macro m() %}{{ '\\0' }}{% endmacro %}{{ m() }}", "NUL (U+0000)"),
+    "lone surrogate literal": ("{{ '\\ud800' }}", "a lone surrogate (U+D800) at character 1"),
+    "low surrogate from %c": ("{{ '%c' % 57343 }}", "a lone surrogate (U+DFFF)"),
+    "surrogate from concatenation": ("é{{ 'a' ~ '\\udc80' }}", "a lone surrogate (U+DC80) at character 3"),
+    "NUL from the lead's data": ("{{ '%c' % lead.company_size }}", "NUL (U+0000)"),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("body", "found"), UNSTORABLE_OUTPUTS.values(), ids=UNSTORABLE_OUTPUTS.keys()
+)
+@pytest.mark.parametrize("body_format", ["html", "text"])
+def test_output_postgresql_cannot_store_is_a_template_error(
+    body: str, found: str, body_format: Literal["html", "text"]
+) -> None:
+    with pytest.raises(TemplateError) as caught:
+        TemplateRenderer().render(
+            _template(body, body_format=body_format), _variables(company_size=0)
+        )
+
+    message = str(caught.value)
+    assert message.startswith("template t v1 body: the output contains ")
+    assert found in message
+    assert message.endswith("which PostgreSQL cannot store")
+    message.encode("utf-8")  # the message itself is storable: it becomes error_message
+
+
+def test_a_subject_postgresql_cannot_store_is_a_template_error() -> None:
+    with pytest.raises(TemplateError, match=r"^template t v1 subject: the output contains NUL"):
+        TemplateRenderer().render(_template("fine", "Hi {{ lead.first_name }}"),
+                                  _variables(first_name="A\x00"))  # fmt: skip
+
+
+def test_unstorable_text_from_the_lead_is_refused_too() -> None:
+    with pytest.raises(TemplateError, match=r"a lone surrogate \(U\+D83D\) at character 4"):
+        _render("Hi {{ lead.first_name }}", first_name="\ud83d")
+
+
+def test_the_same_text_when_storable_renders_unchanged() -> None:
+    assert _render("{{ '%c' % 65 }}{{ '\\u00e9' }}{{ '\\U0001F600' }}") == "Aé😀"
+
+
+def test_unstorable_text_names_the_first_bad_character() -> None:
+    assert unstorable_text("") is None
+    assert unstorable_text("plain ascii") is None
+    assert unstorable_text("Grüße, 東京 😀") is None
+    assert unstorable_text("ab\x00c\x00") == "NUL (U+0000) at character 3"
+    assert unstorable_text("é\ud800") == "a lone surrogate (U+D800) at character 2"
+    assert unstorable_text("\udfff\x00") == "NUL (U+0000) at character 2"  # NUL found first
+
+
+def test_check_refuses_a_source_postgresql_cannot_store() -> None:
+    with pytest.raises(TemplateError, match=r"^template t v1 subject: the source contains NUL"):
+        TemplateRenderer().check(_template("fine", "a\x00"))
+    with pytest.raises(TemplateError, match=r"^template t v1 body: the source contains a lone"):
+        TemplateRenderer().check(_template("\ud800"))
+
+
+def test_a_template_error_message_is_always_storable() -> None:
+    # Messages quote templates and data; the processor stores them as error_message.
+    error = TemplateError("quoted 'a\x00b' and '\ud800'")
+
+    assert str(error) == "quoted 'a\\x00b' and '\\ud800'"
+    assert unstorable_text(str(error)) is None

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from uuid import UUID
 
 import psycopg
 import typer
@@ -13,6 +15,7 @@ from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
 from lqs.db.clients import (
+    Client,
     create_api_key,
     create_client,
     get_client,
@@ -87,6 +90,8 @@ def _load_yaml(path: Path) -> Any:
         return yaml.safe_load(path.read_text(encoding="utf-8"))
     except OSError as exc:
         fail(f"cannot read {path}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        fail(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
@@ -268,26 +273,71 @@ def templates_put(
     subject: Annotated[str | None, typer.Option(help="The subject (Jinja2)")] = None,
     body_format: Annotated[str, typer.Option("--format", help="html or text")] = "html",
 ) -> None:
-    """Store a new version of a template after checking that it compiles."""
+    """Store a new version of a template once it passes a check; a bad one stores nothing.
+
+    The check compiles it, refuses names the processor does not provide (top level: lead,
+    client, score, grade, outcome, breakdown; lead.X must be a lead field, lead.custom.X
+    may be anything), and renders a sample lead that has every lead field and no custom
+    field: read custom fields as lead.custom.get('x') or lead.custom.x | default('').
+    """
     if body_format not in ("html", "text"):
         fail("--format must be html or text")
     try:
         body = body_file.read_text(encoding="utf-8")
     except OSError as exc:
         fail(f"cannot read {body_file}: {exc.strerror or exc}")
+    except UnicodeDecodeError as exc:
+        fail(f"{body_file}: not UTF-8 text ({exc.reason} at byte {exc.start})")
     fmt: Literal["html", "text"] = "html" if body_format == "html" else "text"
     # Jinja2 and the sandbox: only the template commands need them.
     from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 
+    renderer = TemplateRenderer()
     try:
-        TemplateRenderer().check(MessageTemplate(template_id, 1, channel, subject, body, fmt))
+        template = MessageTemplate(template_id, 1, channel, subject, body, fmt)
+        renderer.check(template)  # before touching the database: a syntax error is common
     except (TemplateError, ValueError) as exc:
-        fail(str(exc))
+        fail(f"{exc}; nothing was stored")
 
-    async def store(conn: psycopg.AsyncConnection) -> int:
+    async def store(conn: psycopg.AsyncConnection) -> int | str:
         found = await get_client(conn, client)
+        try:
+            renderer.vet(template, _sample_variables(found))
+        except TemplateError as exc:
+            return str(exc)  # the transaction stores nothing
         return await store_template(conn, found.id, template_id, channel.value, subject, body, fmt)
 
     with database_url(settings()) as url:
-        version = run_in_transaction(url, store)
-    console.print(f"stored {template_id} version {version} for {client}")
+        outcome = run_in_transaction(url, store)
+    if isinstance(outcome, str):
+        fail(f"{outcome}; nothing was stored")
+    console.print(f"stored {template_id} version {outcome} for {client}")
+
+
+def _sample_variables(client: Client) -> dict[str, Any]:
+    """What the processor would pass a template for a plausible qualified lead of ``client``:
+    every lead field set (no custom field: many leads have none)."""
+    from lqs.db.leads import LeadOutcome
+    from lqs.worker.processor import template_variables
+
+    lead_id = UUID("00000000-0000-4000-8000-00000000a1a1")
+    row = {
+        "id": lead_id, "client_id": client.id, "email": "ada.lovelace@analytical.example",
+        "phone": "+442071838750", "first_name": "Ada", "last_name": "Lovelace",
+        "job_title": "Chief Technology Officer", "company_name": "Analytical Engines Ltd",
+        "company_domain": "analytical.example", "company_size": 250, "industry": "Software",
+        "country": "GB", "source": "website", "utm_source": "newsletter", "utm_medium": "email",
+        "utm_campaign": "spring_launch", "utm_term": "lead scoring", "utm_content": "header_link",
+        "custom": {}, "consent_status": "granted",
+        "received_at": datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
+    }  # fmt: skip
+    breakdown = [
+        {"rule_id": "corporate-email", "rule_version": 1, "field": "email",
+         "value": row["email"], "points": 25, "reason": "Email on a company domain"},
+        {"rule_id": "senior-title", "rule_version": 1, "field": "job_title",
+         "value": row["job_title"], "points": 20, "reason": "Senior decision-maker"},
+        {"rule_id": "company-size", "rule_version": 1, "field": "company_size",
+         "value": row["company_size"], "points": 20, "reason": "Company of 50 to 10,000 people"},
+    ]  # fmt: skip
+    outcome = LeadOutcome(lead_id, "qualified", 65, "B", breakdown, None)
+    return template_variables(row, outcome, client)

@@ -96,8 +96,21 @@ def comms_retry(
     all_failed: Annotated[
         bool, typer.Option("--all-failed", help="Re-drive every failed communication")
     ] = False,
+    rerender: Annotated[
+        bool,
+        typer.Option(
+            "--rerender",
+            help="First render each again from the client's current template and the"
+            " lead's current data (after fixing a template)",
+        ),
+    ] = False,
 ) -> None:
-    """Queue failed communications again (status pending, retry count 0)."""
+    """Queue failed communications again (status pending, retry count 0).
+
+    Without --rerender, a communication whose template failed (it has no content) is left
+    alone: only a re-render can make it sendable. With --rerender, one that still cannot
+    be rendered stays failed with the new reason, is listed, and the command exits 1.
+    """
     if not ids and client is None and not all_failed:
         fail("name communication ids, or --client SLUG, or --all-failed")
     parsed: list[UUID] | None = None
@@ -106,13 +119,60 @@ def comms_retry(
             parsed = [UUID(value) for value in ids]
         except ValueError:
             fail("communication ids must be UUIDs")
+    if rerender:
+        _retry_rerendered(parsed, client)
+        return
 
-    async def redrive(conn: psycopg.AsyncConnection) -> list[UUID]:
-        return await redrive_failed(conn, parsed, client)
+    async def redrive(conn: psycopg.AsyncConnection) -> tuple[list[UUID], list[UUID]]:
+        from lqs.db.rerender import unrendered_failed
+
+        unrendered = await unrendered_failed(conn, parsed, client)
+        return await redrive_failed(conn, parsed, client), unrendered
 
     with database_url(settings()) as url:
-        redriven = run_in_transaction(url, redrive)
-    if parsed is not None and len(redriven) < len(parsed):
-        missing = sorted(str(i) for i in set(parsed) - set(redriven))
+        redriven, unrendered = run_in_transaction(url, redrive)
+    if unrendered:
+        typer.echo(
+            f"left alone {len(unrendered)} failed communication(s) that were never rendered"
+            " (their template failed): fix the template, then retry them with --rerender:"
+            f" {_ids(unrendered)}",
+            err=True,
+        )
+    if parsed is not None and len(redriven) + len(unrendered) < len(parsed):
+        missing = sorted(str(i) for i in set(parsed) - set(redriven) - set(unrendered))
         typer.echo(f"not failed or not found, left alone: {', '.join(missing)}", err=True)
     console.print(f"queued {len(redriven)} communication(s) again")
+
+
+def _retry_rerendered(parsed: list[UUID] | None, client: str | None) -> None:
+    # Jinja2, the sandbox and the processor: only this option needs them.
+    from lqs.worker.rerender import RerenderReport, rerender_failed
+
+    async def rerender(conn: psycopg.AsyncConnection) -> RerenderReport:
+        return await rerender_failed(conn, parsed, client)
+
+    with database_url(settings()) as url:
+        report = run_in_transaction(url, rerender)
+    done = {*report.requeued, *(i for i, _ in report.still_failed)}
+    if parsed is not None and len(done) < len(parsed):
+        missing = sorted(str(i) for i in set(parsed) - done)
+        typer.echo(f"not failed or not found, left alone: {', '.join(missing)}", err=True)
+    for communication_id, reason in report.still_failed[:_SHOWN]:
+        typer.echo(f"still failed: {communication_id}: {reason}", err=True)
+    if len(report.still_failed) > _SHOWN:
+        typer.echo(
+            f"... and {len(report.still_failed) - _SHOWN} more (lqs comms list --status failed)",
+            err=True,
+        )
+    console.print(f"re-rendered and queued {len(report.requeued)} communication(s) again")
+    if report.still_failed:
+        fail(f"{len(report.still_failed)} communication(s) could not be re-rendered: still failed")
+
+
+_SHOWN = 20
+"""How many ids or reasons a command lists before it counts the rest."""
+
+
+def _ids(ids: list[UUID]) -> str:
+    shown = ", ".join(str(i) for i in ids[:_SHOWN])
+    return shown if len(ids) <= _SHOWN else f"{shown} and {len(ids) - _SHOWN} more"

@@ -394,7 +394,10 @@ async def redrive_failed(
 
     Each gets ``status = 'pending'``, ``retry_count = 0`` and a queue row due now whose
     attempt numbers continue after the attempts already made. Communications that are not
-    ``failed`` are left alone. Must run inside the caller's transaction.
+    ``failed`` are left alone, and so are failed ones without content (their template
+    failed: sent as they are, they would only fail again, losing the template's error;
+    ``lqs.worker.rerender`` renders them first). Must run inside the caller's transaction.
+    Returns the ids queued again.
     """
     id_list = None if ids is None else list(ids)
     cur = await conn.execute(
@@ -402,7 +405,7 @@ async def redrive_failed(
         WITH picked AS (
             SELECT c.id FROM public.communications AS c
             JOIN public.clients AS k ON k.id = c.client_id
-            WHERE c.status = 'failed'
+            WHERE c.status = 'failed' AND c.content IS NOT NULL
               AND (%(ids)s::uuid[] IS NULL OR c.id = ANY(%(ids)s::uuid[]))
               AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)
             FOR UPDATE OF c

@@ -12,10 +12,12 @@ import difflib
 import itertools
 import math
 import re
-from collections.abc import Callable, Iterable, Mapping, Sized
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
+from dataclasses import dataclass, field
 from decimal import Decimal
-from typing import Literal, NamedTuple, TypeAlias, TypeGuard
+from typing import Any, Literal, NamedTuple, TypeAlias, TypeGuard
+
+import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from lqs.domain.email_domains import EMAIL_DOMAIN_TYPES, EmailDomainType, classify_email_domain
 from lqs.domain.vocabulary import LeadStatus
@@ -36,6 +38,16 @@ MAX_RULES = 1_000
 MAX_POINTS = 1_000_000
 MAX_REGEX_LENGTH = 200
 MAX_REGEX_SUBJECT = 1_000
+# RE2 matches in time linear in the subject, times the size of the compiled program when
+# its DFA gives up. Capping the program of each regex and of the whole rule set bounds
+# what one lead's rules may cost whatever the patterns: a hostile set at the caps was
+# measured at about 60 ms per lead (1,000-character values), where Python's re could
+# take forever on one 41-character value. (\pL alone compiles to 1,200 instructions.)
+MAX_REGEX_PROGRAM = 2_000
+MAX_REGEX_PROGRAM_TOTAL = 5_000
+# RE2's memory budget per regex (program and DFA cache; the default is 8 MiB). Past it
+# the DFA falls back to RE2's slower but still linear NFA.
+REGEX_MAX_MEM = 256 * 1024
 MAX_REASON_LENGTH = 200
 MAX_VALUE_SHOWN = 200
 MAX_GRADE_NAME = 20  # leads.grade is varchar(20)
@@ -110,16 +122,32 @@ class Contains:
 
 @dataclass(frozen=True)
 class Regex:
-    """``regex: p``: ``re.search`` (case-insensitive) over the first 1,000 characters."""
+    """``regex: p``: an RE2 search (case-insensitive) over the first 1,000 characters.
 
-    pattern: re.Pattern[str]
+    RE2 runs in time linear in the subject (no backtracking), so no pattern can make a
+    match take long; see :func:`_parse_regex` for the limits on the pattern itself.
+    """
+
+    source: str
+    compiled: Any = field(compare=False, repr=False)
+    """The compiled ``re2`` pattern (compared by ``source``)."""
 
     def matches(self, value: object) -> bool:
         text = _text(value)
-        return text is not None and self.pattern.search(text[:MAX_REGEX_SUBJECT]) is not None
+        if text is None:
+            return False
+        # Matched as UTF-8 bytes, which RE2 works on anyway; "surrogatepass" keeps a lone
+        # surrogate (possible in custom fields) from raising: RE2 sees invalid UTF-8.
+        subject = text[:MAX_REGEX_SUBJECT].encode("utf-8", "surrogatepass")
+        return self.compiled.search(subject) is not None
+
+    @property
+    def program_size(self) -> int:
+        """The size of RE2's compiled program (instructions): what a match costs at most."""
+        return int(self.compiled.programsize)
 
     def describe(self) -> str:
-        return f"matches /{self.pattern.pattern}/"
+        return f"matches /{self.source}/"
 
 
 @dataclass(frozen=True)
@@ -306,7 +334,7 @@ def parse_rules(data: object) -> RuleSet:
     """
     if not isinstance(data, Mapping):
         raise RulesError(["the rule set must be a mapping with thresholds and rules"])
-    problems: list[str] = []
+    problems: list[str] = list(_unstorable_text(data, ""))
     unknown = _unknown_keys(data, ("thresholds", "grades", "rules"))
     if unknown:
         problems.append(f"unknown top-level key(s) {unknown} (allowed: thresholds, grades, rules)")
@@ -316,6 +344,29 @@ def parse_rules(data: object) -> RuleSet:
     if problems:
         raise RulesError(problems)
     return RuleSet(rules, qualified_at, nurture_at, grades)
+
+
+# What PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates (no UTF-8 form).
+# The rule set is stored as given, so such text anywhere in it would fail at the write.
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def _unstorable_text(data: object, where: str) -> Iterator[str]:
+    if isinstance(data, str):
+        found = _UNSTORABLE.search(data)
+        if found is not None:
+            char = found.group()
+            what = "NUL (U+0000)" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
+            yield f"{where or 'the rule set'}: text contains {what}, which cannot be stored"
+    elif isinstance(data, Mapping):
+        for key, value in data.items():
+            label = str(key) if _UNSTORABLE.search(str(key)) is None else ascii(str(key))
+            path = f"{where}.{label}" if where else label
+            yield from _unstorable_text(key, f"{path} (the key)")
+            yield from _unstorable_text(value, path)
+    elif isinstance(data, list | tuple):
+        for index, item in enumerate(data):
+            yield from _unstorable_text(item, f"{where}[{index}]")
 
 
 def _is_whole(value: object) -> TypeGuard[int]:
@@ -404,7 +455,19 @@ def _parse_rule_list(spec: object, problems: list[str]) -> tuple[Rule, ...]:
             first_use[rule_id] = index
         if rule is not None:
             rules.append(rule)
+    _check_regex_budget(rules, problems)
     return tuple(rules)
+
+
+def _check_regex_budget(rules: list[Rule], problems: list[str]) -> None:
+    sizes = [(r.condition.program_size, r.id) for r in rules if isinstance(r.condition, Regex)]
+    total = sum(size for size, _ in sizes)
+    if total > MAX_REGEX_PROGRAM_TOTAL:
+        largest = ", ".join(f"{rule_id!r} {size}" for size, rule_id in sorted(sizes)[::-1][:3])
+        problems.append(
+            f"rules: the regexes compile to {total} RE2 instructions in all, over the limit "
+            f"of {MAX_REGEX_PROGRAM_TOTAL}; simplify or remove some (largest: {largest})"
+        )
 
 
 def _where(rule_id: object, index: int) -> str:
@@ -542,15 +605,44 @@ def _parse_contains(operand: object) -> Condition | str:
     return Contains(operand)
 
 
+_RE2_HINT = "patterns use RE2 syntax: no backreferences or lookaround; see docs/SCORING.md"
+
+
+def _re2_options() -> Any:
+    options = re2.Options()
+    options.case_sensitive = False
+    options.max_mem = REGEX_MAX_MEM
+    options.log_errors = False  # RE2 would print every refused pattern on stderr
+    return options
+
+
 def _parse_regex(operand: object) -> Condition | str:
     if not isinstance(operand, str) or not operand:
         return "regex needs a pattern"
     if len(operand) > MAX_REGEX_LENGTH:
         return f"regex is longer than {MAX_REGEX_LENGTH} characters ({len(operand)})"
     try:
-        return Regex(re.compile(operand, re.IGNORECASE))
-    except (re.error, OverflowError, RecursionError) as exc:
-        return f"regex does not compile: {exc}"
+        compiled = re2.compile(operand, _re2_options())
+    except UnicodeEncodeError:
+        return "regex contains a lone surrogate (not valid Unicode text)"
+    except re2.error as exc:
+        reason = exc.args[0] if exc.args else exc
+        if isinstance(reason, bytes):
+            reason = reason.decode("utf-8", "replace")
+        if reason == "pattern too large - compile failed":
+            return (
+                "regex is too complex: it compiles past RE2's memory limit "
+                "(simplify it, e.g. smaller repetition counts)"
+            )
+        hint = "RE2 writes \\Z as \\z; " if "\\Z" in reason else ""
+        return f"regex does not compile: {reason} ({hint}{_RE2_HINT})"
+    regex = Regex(operand, compiled)
+    if regex.program_size > MAX_REGEX_PROGRAM:
+        return (
+            f"regex is too complex: it compiles to {regex.program_size} RE2 instructions "
+            f"(at most {MAX_REGEX_PROGRAM}; simplify it, e.g. smaller repetition counts)"
+        )
+    return regex
 
 
 def _parse_bound(operator: Literal["gte", "lte"]) -> Callable[[object], Condition | str]:

@@ -22,11 +22,20 @@ These limits bound what a template can make this process do, not the process its
 render may still allocate tens of megabytes before a limit stops it. For a hard memory
 ceiling, render in a worker process with an address-space limit.
 
+What a render produces must be storable: a subject or body holding text PostgreSQL cannot
+store (NUL, a lone surrogate), however it was made (``'%c' % 0``, a filter, the lead's
+own data), fails that render with a :class:`TemplateError` rather than the batch's write.
+
+:meth:`TemplateRenderer.vet` is what a tenant's template must pass before it is stored: it
+compiles, every variable it names exists (checked on the syntax tree), and it renders a
+sample lead.
+
 The variables the processor passes are described in :mod:`lqs.domain.default_templates`.
 """
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 import threading
@@ -39,7 +48,7 @@ from itertools import chain
 from string import Formatter
 from typing import Any, Literal
 
-from jinja2 import StrictUndefined, Template, nodes
+from jinja2 import StrictUndefined, Template, meta, nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError, TemplateSyntaxError
 from jinja2.runtime import Context, markup_join, str_join
@@ -110,7 +119,35 @@ class RenderedMessage:
 
 
 class TemplateError(Exception):
-    """Raised when a template does not compile or fails to render; says which and why."""
+    """Raised when a template does not compile or fails to render; says which and why.
+
+    The message is always storable text: a NUL or a lone surrogate in it (quoted from a
+    tenant's template or data) is written as an escape, ``\\x00`` or ``\\ud800``, since
+    the processor stores the message as the communication's ``error_message``.
+    """
+
+    def __init__(self, message: str) -> None:
+        if unstorable_text(message) is not None:
+            message = message.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
+        super().__init__(message)
+
+
+def unstorable_text(text: str) -> str | None:
+    """Describe the first character of ``text`` that PostgreSQL cannot store, or None.
+
+    PostgreSQL's text and jsonb refuse NUL (U+0000), and a lone surrogate (U+D800 to
+    U+DFFF) has no UTF-8 form. The answer names the character and its 1-based position,
+    e.g. ``NUL (U+0000) at character 12``. One pass over the text (two if it is not ASCII).
+    """
+    position = text.find("\x00")
+    if position >= 0:
+        return f"NUL (U+0000) at character {position + 1}"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return f"a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start + 1}"
+    return None
 
 
 class TemplateRenderer:
@@ -145,10 +182,111 @@ class TemplateRenderer:
 
         Raises:
             TemplateError: a syntax error or an unknown filter or test (naming the
-                template, the part and the line), or a source over
-                :data:`MAX_SOURCE_CHARS`.
+                template, the part and the line), a source over
+                :data:`MAX_SOURCE_CHARS`, or a source holding text PostgreSQL cannot
+                store (see :func:`unstorable_text`).
         """
+        for part, source in _parts(template):
+            found = unstorable_text(source)
+            if found is not None:
+                raise TemplateError(
+                    f"template {template.ref} {part}: the source contains {found}, "
+                    "which cannot be stored"
+                )
         self._compiled_parts(template)
+
+    def unknown_names(
+        self, template: MessageTemplate, variables: Mapping[str, object]
+    ) -> list[str]:
+        """The names the template reads that ``variables`` does not provide, one line each.
+
+        Read from the syntax tree, so every branch counts, not just those a sample takes:
+        a top-level name that is neither in ``variables`` nor a sandbox global
+        (``range``, ``dict``, ``namespace``, ...) nor set by the template itself, and
+        ``name.key`` or ``name['key']`` where ``variables[name]`` is a mapping without
+        ``key`` (its methods such as ``get`` are allowed). Only the first level is
+        checked: ``lead.custom.anything`` passes, as custom fields vary per lead.
+        Each line names the template, the part, the line and a close match if any:
+        ``template t v1 body line 3: lead has no field 'emial' (did you mean 'email'?)``.
+
+        Raises:
+            TemplateError: the template does not compile (as :meth:`check`).
+        """
+        self.check(template)
+        problems: list[str] = []
+        known = sorted({*variables, *self._text.globals})
+        for part, source in _parts(template):
+            tree = self._text.parse(source)
+            where = f"template {template.ref} {part}"
+            free = meta.find_undeclared_variables(tree)
+            for name in sorted(free - set(known)):
+                lines = [n.lineno for n in tree.find_all(nodes.Name) if n.name == name]
+                at = f" line {min(lines)}" if lines else ""
+                problems.append(
+                    f"{where}{at}: unknown variable {name!r}{_close_match(name, known)}"
+                    f" (known: {', '.join(sorted(variables))})"
+                )
+            for node in tree.find_all((nodes.Getattr, nodes.Getitem)):
+                owner, key = _looked_up(node)
+                if owner is None or key is None or owner not in free:
+                    continue  # not a top-level variable: set by the template, or computed
+                value = variables.get(owner)
+                if not isinstance(value, Mapping) or key in value or key in _MAPPING_METHODS:
+                    continue
+                fields = sorted(str(k) for k in value)
+                problems.append(
+                    f"{where} line {node.lineno}: {owner} has no field {key!r}"
+                    f"{_close_match(key, fields)} ({owner} has: {', '.join(fields)})"
+                )
+        return problems
+
+    def vet(self, template: MessageTemplate, sample: Mapping[str, object]) -> None:
+        """Check a template before it is stored: everything that would fail it later.
+
+        In order: it compiles (:meth:`check`); it names no unknown variable or field
+        (:meth:`unknown_names` against ``sample``, all problems at once); and it renders
+        ``sample`` within the limits, to storable text (:meth:`render`). ``sample``
+        should hold every variable the processor passes, with plausible values.
+
+        Raises:
+            TemplateError: the first failing step's problem(s), one line, ``; ``-joined.
+        """
+        problems = self.unknown_names(template, sample)
+        if problems:
+            raise TemplateError("; ".join(problems))
+        try:
+            self.render(template, sample)
+        except TemplateError as exc:
+            missing = sorted(
+                {key for _, source in _parts(template) for key in self._custom_keys(source)}
+                - _custom_fields(sample)
+            )
+            hint = ""
+            if missing:
+                hint = (
+                    f" (it has no custom field {', '.join(map(repr, missing))}, as some"
+                    f" leads will not: read one as lead.custom.get({missing[0]!r}) or"
+                    f" lead.custom[{missing[0]!r}] | default(''))"
+                )
+            raise TemplateError(f"{exc}, rendering a sample lead{hint}") from exc
+
+    def _custom_keys(self, source: str) -> set[str]:
+        """The keys of ``lead.custom`` the source reads directly (``lead.custom.x``)."""
+        keys: set[str] = set()
+        for node in self._text.parse(source).find_all((nodes.Getattr, nodes.Getitem)):
+            inner = node.node if isinstance(node, nodes.Getattr | nodes.Getitem) else None
+            owner, key = _looked_up(inner) if inner is not None else (None, None)
+            if (owner, key) != ("lead", "custom"):
+                continue
+            if isinstance(node, nodes.Getattr) and node.attr not in _MAPPING_METHODS:
+                keys.add(node.attr)
+            elif (
+                isinstance(node, nodes.Getitem)
+                and isinstance(node.arg, nodes.Const)
+                and isinstance(node.arg.value, str)
+            ):
+                keys.add(node.arg.value)
+        return keys
 
     def render(self, template: MessageTemplate, variables: Mapping[str, object]) -> RenderedMessage:
         """Render the subject and the body with ``variables``.
@@ -176,6 +314,15 @@ class TemplateRenderer:
             content = self._run(template, "body", body_code, variables)
         finally:
             _LIMITS.reset(token)
+        # Once, on the final text: whatever made it (a literal, '%c' % 0, a filter, the
+        # lead's data), this is what the database would refuse, failing the whole batch.
+        for part, text in (("subject", subject), ("body", content)):
+            found = None if text is None else unstorable_text(text)
+            if found is not None:
+                raise TemplateError(
+                    f"template {template.ref} {part}: the output contains {found}, "
+                    "which PostgreSQL cannot store"
+                )
         return RenderedMessage(subject=subject, content=content)
 
     def _compiled_parts(self, template: MessageTemplate) -> tuple[Template | None, Template]:
@@ -260,6 +407,44 @@ class _DeadlineExceeded(Exception):
 
 class _OutputTooLong(Exception):
     pass
+
+
+def _parts(template: MessageTemplate) -> list[tuple[str, str]]:
+    parts = [("body", template.body)]
+    if template.subject is not None:
+        parts.insert(0, ("subject", template.subject))
+    return parts
+
+
+# What a template may call on a mapping variable besides its keys (``lead.get('x')``);
+# the immutable sandbox refuses the mutating methods anyway.
+_MAPPING_METHODS = frozenset({"get", "items", "keys", "values"})
+
+
+def _looked_up(node: nodes.Node) -> tuple[str | None, str | None]:
+    """For ``name.key`` or ``name['key']``: (name, key); for ``name[expr]``: (name, None);
+    for anything else: Nones."""
+    if not isinstance(node, nodes.Getattr | nodes.Getitem):
+        return None, None
+    owner = node.node
+    if not (isinstance(owner, nodes.Name) and owner.ctx == "load"):
+        return None, None
+    if isinstance(node, nodes.Getattr):
+        return owner.name, node.attr
+    if isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
+        return owner.name, node.arg.value
+    return owner.name, None
+
+
+def _custom_fields(variables: Mapping[str, object]) -> set[str]:
+    lead = variables.get("lead")
+    custom = lead.get("custom") if isinstance(lead, Mapping) else None
+    return {str(key) for key in custom} if isinstance(custom, Mapping) else set()
+
+
+def _close_match(word: str, candidates: list[str]) -> str:
+    close = difflib.get_close_matches(word, candidates, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 class _RenderLimits:
