@@ -40,6 +40,8 @@ class Tenant:
     batch_key: str
     provider_event: int
     consent_entry: int
+    webhook_reject: int
+    worker: str
 
 
 @dataclass(frozen=True)
@@ -126,10 +128,24 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         " consent_status, source) VALUES (%s, %s, 'email', %s, 'withdrawn', 'test') RETURNING id",
         (client, lead, f"lead@{slug}.example"),
     ).fetchone()
+    reject = conn.execute(
+        "INSERT INTO public.webhook_rejects (client_id, provider, reason, body)"
+        " VALUES (%s, 'resend', 'test', '\\x00') RETURNING id",
+        (client,),
+    ).fetchone()
+    # Not a tenant's row: workers belong to the installation (no client_id).
+    worker = f"worker-{slug}"
+    conn.execute(
+        "INSERT INTO public.worker_heartbeats (owner, host, pid, started_at, beat_at)"
+        " VALUES (%s, 'host', 1, now(), now())",
+        (worker,),
+    )
     assert event is not None
     assert consent is not None
+    assert reject is not None
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
-                  push_subscription, batch_key, event[0], consent[0])  # fmt: skip
+                  push_subscription, batch_key, event[0], consent[0], reject[0],
+                  worker)  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -191,12 +207,15 @@ TABLES = [
     ("provider_batches", "batch_key", "batch_key"),
     ("provider_events", "id", "provider_event"),
     ("consent_history", "id", "consent_entry"),
+    ("webhook_rejects", "id", "webhook_reject"),
+    ("worker_heartbeats", "owner", "worker"),
 ]
 APPEND_ONLY = {"consent_history"}
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
                  "suppressions", "delivery_queue", "delivery_attempts",
-                 "push_subscriptions", "provider_events", "consent_history"}  # fmt: skip
+                 "push_subscriptions", "provider_events", "consent_history",
+                 "webhook_rejects"}  # fmt: skip
 
 
 async def test_every_table_is_covered(migrated_db: str) -> None:
@@ -342,6 +361,7 @@ UPDATES = {
     "idempotency_keys": "UPDATE public.idempotency_keys SET status_code = 500 WHERE client_id = %s",
     "lead_import_rows": "UPDATE public.lead_import_rows SET lead_id = NULL WHERE client_id = %s",
     "provider_events": "UPDATE public.provider_events SET effect = 'x' WHERE client_id = %s",
+    "webhook_rejects": "UPDATE public.webhook_rejects SET reason = 'x' WHERE client_id = %s",
 }
 
 

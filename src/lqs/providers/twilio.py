@@ -152,9 +152,9 @@ def parse_webhook(
     """The event of a verified status callback (see :func:`verify_webhook`), as a list of
     one: ``event_id`` ``MessageSid:MessageStatus``, ``message_id`` ``MessageSid``,
     ``recipient`` ``To``, ``communication_id`` the one the callback URL carried
-    (:func:`communication_id_in_query`). ``undelivered`` and ``failed`` carry ``ErrorCode``. Twilio sends
-    no event time, so ``occurred_at`` is None. A status this module does not know is
-    ``OTHER``, never an error.
+    (:func:`communication_id_in_query`). ``undelivered`` and ``failed`` carry
+    ``ErrorCode``. Twilio sends no event time, so ``occurred_at`` is None. A status this
+    module does not know is ``OTHER``, never an error.
 
     Raises:
         WebhookMalformed: ``MessageSid`` or ``MessageStatus`` is missing.
