@@ -36,6 +36,30 @@ class Settings(BaseSettings):
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
     connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a connection")
+    webhook_pool_max_size: int = Field(
+        default=5,
+        ge=1,
+        description="The API's separate pool for delivery webhooks and unsubscribe clicks, "
+        "so they cannot starve lead intake",
+    )
+    api_pool_timeout: float = Field(
+        default=5.0, gt=0, le=60, description="Seconds a request waits for a connection (then 503)"
+    )
+    api_statement_timeout: float = Field(
+        default=5.0,
+        ge=0,
+        le=600,
+        description="Seconds one statement of the API may run, lock waits included, before "
+        "it is cancelled and the request answered 503; 0: the server's setting",
+    )
+    readyz_require_worker: bool = Field(
+        default=True,
+        description="/readyz also requires a live worker heartbeat (false for an API "
+        "deployed without workers)",
+    )
+    readyz_worker_max_age: float = Field(
+        default=30.0, gt=0, description="Seconds since a worker's heartbeat before it is stale"
+    )
     worker_batch_size: int = Field(default=100, ge=1, le=10_000)
     worker_in_flight: int = Field(
         default=2, ge=1, le=16, description="Batches the worker processes at once"

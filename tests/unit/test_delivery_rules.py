@@ -144,6 +144,65 @@ def test_bad_delivery_settings_name_the_key(settings: dict[str, object], named: 
         parse_delivery_settings(settings)
 
 
+_SECRET = "whsec_" + "A" * 32
+
+
+@pytest.mark.parametrize(
+    ("url", "why"),
+    [
+        ("http://..../", "empty label"),
+        ("http://hooks..example.com/x", "empty label"),
+        ("https://.example.com/x", "empty label"),
+        (f"http://{'a' * 64}.example.com/", "label over 63 characters"),
+        ("https://\u2603.net/hook", "Invalid IDNA hostname"),
+        ("http://hooks%20example.com/", "characters other than"),
+        ("http://[::1/", "is not a URL"),
+    ],
+)  # fmt: skip
+def test_a_webhook_url_whose_host_can_never_resolve_is_refused(url: str, why: str) -> None:
+    with pytest.raises(DeliverySettingsError, match=r"delivery\.webhook\.url") as caught:
+        parse_delivery_settings({"webhook": {"url": url, "secret": _SECRET}})
+    assert why in str(caught.value)
+
+
+@pytest.mark.parametrize(
+    ("settings", "named"),
+    [
+        ({"resend": {**RESEND, "base_url": "http://api..resend.com"}}, "delivery.resend.base_url"),
+        ({"sendgrid": {**SENDGRID, "base_url": "https://..."}}, "delivery.sendgrid.base_url"),
+        ({"resend": {**RESEND, "base_url": "https://" + ".".join(["a" * 50] * 5)}},
+         "delivery.resend.base_url: the host name is over 253 characters"),
+        ({"twilio": {"account_sid": "AC1", "auth_token": "t", "from_number": "+12015550123",
+                     "status_callback_url": "https://lqs..example/cb"}},
+         "delivery.twilio.status_callback_url"),
+    ],
+)  # fmt: skip
+def test_every_url_setting_refuses_a_host_that_can_never_resolve(
+    settings: dict[str, object], named: str
+) -> None:
+    with pytest.raises(DeliverySettingsError, match=named):
+        parse_delivery_settings(settings)
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "https://hooks.example.com/lqs?x=1",
+        "http://127.0.0.1:8025/hooks/lqs",
+        "http://[::1]:8025/hooks/lqs",
+        "http://localhost:8025/",
+        "https://hooks.example.com./trailing-dot",
+        "https://stra\u00dfe.example/umlaut",
+        "https://my_hooks.example.com/underscore",
+        "https://" + ".".join(["a" * 63] * 3) + ".com/longest-labels",
+    ],
+)
+def test_webhook_urls_that_can_resolve_are_kept(url: str) -> None:
+    settings = parse_delivery_settings({"webhook": {"url": url, "secret": _SECRET}})
+    assert settings.webhook is not None
+    assert settings.webhook.url == url
+
+
 def test_secrets_do_not_show_in_reprs() -> None:
     settings = parse_delivery_settings({"resend": {**RESEND, "api_key": "re_very_secret"}})
     assert "re_very_secret" not in repr(settings)

@@ -7,6 +7,7 @@ Names that are not ``localhost`` are answered by a fake resolver; nothing leaves
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import json
@@ -27,6 +28,8 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
 from lqs.domain.delivery import WebhookSettings
@@ -339,6 +342,88 @@ async def test_a_url_that_is_not_http_is_refused(
     result = await WebhookProvider(http).send(_settings(url, secret), _message(target))
 
     assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_url")
+
+
+_LONG_NAME = ".".join(["a" * 60] * 5)
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        pytest.param("http://..../", id="only-dots"),
+        pytest.param("http://hooks..example.com/x", id="empty-label"),
+        pytest.param("https://.example.com/x", id="leading-dot"),
+        pytest.param(f"http://{'a' * 64}.example.com/", id="64-char-label"),
+        pytest.param(f"http://{_LONG_NAME}/", id="name-over-253"),
+        pytest.param("http://hooks%20example.com/", id="percent-in-name"),
+        pytest.param("https://\u2603.net/", id="idna-2008-refuses"),
+        pytest.param("http://[::1/", id="unclosed-ipv6"),
+    ],
+)
+async def test_a_host_that_can_never_resolve_fails_permanently_without_a_lookup(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    monkeypatch: pytest.MonkeyPatch,
+    secret: str,
+    target: str,
+) -> None:
+    looked_up: list[object] = []
+
+    async def resolver(host: Any, *args: Any, **kwargs: Any) -> Any:
+        looked_up.append(host)
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", resolver)
+    http, seen = recording_transport
+    url = "https://hooks.example.test/x"
+
+    result = await WebhookProvider(http).send(_settings(url, secret), _message(target))
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_url")
+    assert result.error_message
+    assert seen == []
+    assert looked_up == []
+
+
+async def test_a_name_the_resolver_cannot_encode_is_permanent_not_an_exception(
+    recording_transport: tuple[httpx.AsyncClient, list[httpx.Request]],
+    monkeypatch: pytest.MonkeyPatch,
+    secret: str,
+) -> None:
+    async def idna_failure(host: Any, *args: Any, **kwargs: Any) -> Any:
+        raise UnicodeError("encoding with 'idna' codec failed (label empty or too long)")
+
+    monkeypatch.setattr(asyncio.get_running_loop(), "getaddrinfo", idna_failure)
+    http, seen = recording_transport
+    url = "https://hooks.example.test/x"
+
+    result = await WebhookProvider(http).send(_settings(url, secret), _message(url))
+
+    assert (result.verdict, result.error_code) == (Verdict.PERMANENT, "invalid_url")
+    assert "hooks.example.test" in (result.error_message or "")
+    assert seen == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    scheme=st.sampled_from(["http://", "https://", ""]),
+    rest=st.text(st.characters(codec="utf-8") | st.sampled_from(".:/[]@%"), max_size=40),
+)
+def test_no_recipient_makes_the_adapter_raise(scheme: str, rest: str) -> None:
+    async def nothing_resolves(host: Any, port: Any, *args: Any, **kwargs: Any) -> Any:
+        # As socket.getaddrinfo does first: encode the name (UnicodeError if it cannot).
+        host.encode("idna")
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    async def send() -> Verdict:
+        asyncio.get_running_loop().getaddrinfo = nothing_resolves  # type: ignore[method-assign]
+        transport = httpx.MockTransport(lambda request: httpx.Response(200))
+        async with httpx.AsyncClient(transport=transport) as http:
+            secret = "whsec_" + base64.b64encode(bytes(32)).decode()
+            settings = _settings("https://hooks.example.test/x", secret)
+            result = await WebhookProvider(http).send(settings, _message(scheme + rest))
+        return result.verdict
+
+    assert asyncio.run(send()) in (Verdict.PERMANENT, Verdict.TRANSIENT)
 
 
 # --- the SSRF guard -----------------------------------------------------------------

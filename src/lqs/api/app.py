@@ -1,18 +1,57 @@
-"""The ASGI application: ``create_app(url)`` wires the pool, limits and routers."""
+"""The ASGI application: ``create_app(url)`` wires the pools, limits, routers and errors.
+
+Two pools, so that one kind of traffic cannot starve the other: delivery webhooks and
+unsubscribe clicks (``app.state.webhook_pool``) wait on locks the dispatcher and other
+webhooks hold on ``communications``; lead intake and everything else use
+``app.state.pool``. API connections carry a ``statement_timeout``, so a handler stuck
+behind a lock gives its connection back.
+
+One exception handler turns what escapes a route into the JSON error shape: a transient
+database failure (connection lost, server unreachable or restarting, pool or statement
+timeout) is a 503 with ``Retry-After``; anything else a logged 500 without a traceback.
+"""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 
-from fastapi import FastAPI
+import psycopg
+import structlog
+from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from lqs.api import intake, metrics, unsubscribe, webhooks
-from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter
+from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api.errors import error_response
+from lqs.api.health import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
+from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.webhooks import WebhookConfig
+from lqs.db.errors import DatabaseError, is_transient
 from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks
+
+log = structlog.get_logger(__name__)
+
+
+async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
+    """503 with ``Retry-After`` for a transient database failure, else a logged 500."""
+    route = getattr(request.scope.get("route"), "path", None)  # the template: no tokens
+    if is_transient(exc):
+        log.warning(
+            "database_unavailable",
+            method=request.method,
+            route=route,
+            error=type(exc).__name__,
+            detail=" ".join(str(exc).split()),
+        )
+        return error_response(
+            503,
+            "database_unavailable",
+            "the database is unavailable for a moment; retry after Retry-After seconds",
+            headers=retry_after_header(DATABASE_RETRY_AFTER),
+        )
+    log.error("unhandled_exception", method=request.method, route=route, exc_info=exc)
+    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 
 
 def create_app(
@@ -20,36 +59,61 @@ def create_app(
     *,
     pool_min_size: int = 1,
     pool_max_size: int = 10,
+    webhook_pool_max_size: int = 5,
+    pool_timeout: float = 5.0,
+    statement_timeout: float | None = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
     webhook_config: WebhookConfig | None = None,
     unsubscribe_links: UnsubscribeLinks | None = None,
+    readiness: ReadinessOptions | None = None,
 ) -> FastAPI:
-    """The API with its own pool, opened at start-up and closed at shutdown."""
+    """The API with its two pools, opened at start-up and closed at shutdown.
+
+    ``pool_timeout``: seconds a request waits for a pooled connection before a 503.
+    ``statement_timeout``: seconds any one statement may run (None or 0: the server's
+    setting) before it is cancelled and the request answered 503.
+
+    Start-up fails (DatabaseUnavailable, UnsupportedServer) when the database cannot be
+    reached; once running, the pools reconnect on their own.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        app.state.pool = await open_pool(
-            database_url, min_size=pool_min_size, max_size=pool_max_size
-        )
-        app.state.rate_limiter = RateLimiter()
-        app.state.webhook_config = webhook_config or WebhookConfig("http://127.0.0.1:8000")
-        app.state.unsubscribe_links = unsubscribe_links
-        try:
+        async with AsyncExitStack() as stack:
+            app.state.pool = await open_pool(
+                database_url,
+                min_size=pool_min_size,
+                max_size=pool_max_size,
+                checkout_timeout=pool_timeout,
+                statement_timeout=statement_timeout,
+                name="api",
+            )
+            stack.push_async_callback(app.state.pool.close)
+            app.state.webhook_pool = await open_pool(
+                database_url,
+                min_size=min(pool_min_size, webhook_pool_max_size),
+                max_size=webhook_pool_max_size,
+                checkout_timeout=pool_timeout,
+                statement_timeout=statement_timeout,
+                name="api-webhooks",
+            )
+            stack.push_async_callback(app.state.webhook_pool.close)
+            app.state.readiness = Readiness(app.state.pool, readiness or ReadinessOptions())
+            app.state.rate_limiter = RateLimiter()
+            app.state.webhook_config = webhook_config or WebhookConfig("http://127.0.0.1:8000")
+            app.state.unsubscribe_links = unsubscribe_links
             yield
-        finally:
-            await app.state.pool.close()
 
     app = FastAPI(title="LQS", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    # One handler. Registered for the database's exception classes too, not only for
+    # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
+    # after answering, so the server would log every 503 of an outage as a crash.
+    for kind in (psycopg.Error, DatabaseError, Exception):
+        app.add_exception_handler(kind, _unhandled)
     app.include_router(intake.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
-
-    @app.get("/healthz")
-    async def health() -> JSONResponse:
-        async with app.state.pool.connection() as conn:
-            await conn.execute("SELECT 1")
-        return JSONResponse({"status": "ok"})
-
+    app.include_router(health.router)
     return app

@@ -1,14 +1,22 @@
-"""Lead intake: ``POST /v1/leads`` and ``POST /v1/leads/batch``, authenticated by API key."""
+"""Lead intake: ``POST /v1/leads`` and ``POST /v1/leads/batch``, authenticated by API key.
+
+The body's JSON is refused with 400 when it is not plain JSON a database can keep: nested
+more than :data:`MAX_JSON_DEPTH` levels, an integer over ``MAX_NUMBER_DIGITS`` digits, a
+number too large for a float, or ``NaN``/``Infinity``. Problems inside a lead (NUL, lone
+surrogates) are :func:`~lqs.domain.leads.parse_lead`'s: 422 naming the field.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse, Response
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.errors import error_response
@@ -21,9 +29,20 @@ from lqs.db.idempotency import (
     remember_response,
 )
 from lqs.db.leads import StoredLead, insert_or_merge_leads
-from lqs.domain.leads import FieldError, LeadSubmission, LeadValidationError, NewLead, parse_lead
+from lqs.db.pool import run_transaction
+from lqs.domain.leads import (
+    MAX_NUMBER_DIGITS,
+    FieldError,
+    LeadSubmission,
+    LeadValidationError,
+    NewLead,
+    parse_lead,
+)
 
 MAX_BATCH = 1000
+MAX_JSON_DEPTH = 32
+"""The deepest body accepted: a batch of leads with nested custom fields needs 7 levels."""
+_CONTAINERS = (dict, list)
 
 router = APIRouter()
 
@@ -74,8 +93,9 @@ async def _authenticate(request: Request) -> ApiPrincipal:
             )
         )
     pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn:
-        principal = await authenticate_api_key(conn, token.strip())
+    principal = await run_transaction(
+        pool, lambda conn: authenticate_api_key(conn, token.strip()), retry_at_commit=True
+    )
     if principal is None:
         raise _Refused(
             error_response(
@@ -100,19 +120,74 @@ async def _authenticate(request: Request) -> ApiPrincipal:
     return principal
 
 
+class _NotPlainJson(ValueError):
+    """A number or constant in the body that JSON or jsonb cannot carry."""
+
+
+def _bounded_int(text: str) -> int:
+    # Checked before conversion: Python's own limit (4,300 digits) can be lifted by the
+    # environment, and converting a long digit string costs quadratic time.
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _NotPlainJson(f"an integer has more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlainJson(f"the number {text[:40]} is too large")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotPlainJson(f"{name} is not a JSON value")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays/objects: one level at a time,
+    so without recursion, and stopping at the first level past the limit."""
+    level = [value]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            deeper += [child for child in children if type(child) in _CONTAINERS]
+        if not deeper:
+            return False
+        level = deeper
+    return True
+
+
+def _malformed(message: str) -> _Refused:
+    return _Refused(
+        error_response(
+            400,
+            "invalid_json",
+            f"the body is not valid JSON: {message}",
+            fields=[FieldError("body", "not valid JSON")],
+        )
+    )
+
+
 async def _json_body(request: Request) -> Any:
     raw = await request.body()
     try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise _Refused(
-            error_response(
-                400,
-                "invalid_json",
-                f"the body is not valid JSON: {exc}",
-                fields=[FieldError("body", "not valid JSON")],
-            )
-        ) from exc
+        payload = json.loads(
+            raw,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise _malformed(f"it nests more than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, _NotPlainJson
+        raise _malformed(str(exc)) from exc
+    # A body with no more brackets than the limit cannot nest deeper (bytes over-count in
+    # UTF-16/32, which only means walking it).
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > MAX_JSON_DEPTH and _deeper_than(payload, MAX_JSON_DEPTH):
+        raise _malformed(f"it nests more than {MAX_JSON_DEPTH} levels")
+    return payload
 
 
 def _idempotency_key(request: Request) -> str | None:
@@ -134,7 +209,8 @@ def _idempotency_key(request: Request) -> str | None:
 def _request_hash(payload: Any) -> bytes:
     # Canonical JSON: the same body re-serialised differently is still the same request.
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
-    return hashlib.sha256(canonical.encode()).digest()
+    # surrogatepass: a batch's keys beside "leads" are hashed but never validated or stored.
+    return hashlib.sha256(canonical.encode("utf-8", "surrogatepass")).digest()
 
 
 def _default_region(principal: ApiPrincipal) -> str:
@@ -156,8 +232,9 @@ async def _store(
     """Insert or merge the leads, honouring Idempotency-Key, in one transaction."""
     key = _idempotency_key(request)
     pool: AsyncConnectionPool = request.app.state.pool
-    async with pool.connection() as conn, conn.transaction():
-        request_hash = _request_hash(payload)
+    request_hash = _request_hash(payload)
+
+    async def store(conn: AsyncConnection) -> Response:
         if key is not None:
             try:
                 replay = await claim_idempotency_key(conn, principal.client_id, key, request_hash)
@@ -176,7 +253,12 @@ async def _store(
         response = respond(stored)
         if key is not None:
             await remember_response(conn, principal.client_id, key, request_hash, response)
-    return JSONResponse(response.body, status_code=response.status_code)
+        return JSONResponse(response.body, status_code=response.status_code)
+
+    # Everything `store` does is in its transaction: failing before COMMIT leaves nothing,
+    # so it is tried again on a fresh connection. A COMMIT whose answer was lost may have
+    # committed; only an Idempotency-Key makes the retry safe (it replays), else 503.
+    return await run_transaction(pool, store, retry_at_commit=key is not None)
 
 
 @router.post(

@@ -59,7 +59,8 @@ async def unsubscribe(request: Request, token: str) -> JSONResponse:
     found = _read(request, token)
     if isinstance(found, JSONResponse):
         return found
-    pool: AsyncConnectionPool = request.app.state.pool
+    # The webhook pool: this transaction locks a lead and a suppression like webhooks do.
+    pool: AsyncConnectionPool = request.app.state.webhook_pool
     async with pool.connection() as conn, conn.transaction():
         cur = await conn.execute(
             "SELECT 1 FROM public.clients WHERE id = %s FOR KEY SHARE", (found.client_id,)

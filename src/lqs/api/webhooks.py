@@ -3,7 +3,9 @@
 Each request is checked on its raw bytes with the client's own secret or key (Resend:
 Svix signature and timestamp; SendGrid: ECDSA P-256 over timestamp + body; Twilio:
 HMAC-SHA1 over the public URL and the sorted form). A bad or missing signature gets 401
-and changes nothing; a signed body of the wrong shape gets 400. Verified events are
+and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
+shape, or holding what jsonb cannot store: NUL, lone surrogates, NaN) gets 400 and is kept
+raw in ``webhook_rejects`` (:mod:`lqs.db.webhook_rejects`) for inspection. Verified events are
 stored once and applied (:mod:`lqs.db.events`); a repeated event is acknowledged with 200
 and has no second effect, and an event for an unknown message is stored, acknowledged and
 counted, so the provider stops retrying.
@@ -24,14 +26,17 @@ from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.errors import error_response
 from lqs.api.metrics import WEBHOOK_EVENTS, WEBHOOK_REQUESTS
 from lqs.db.events import ingest_events
+from lqs.db.pool import run_transaction
+from lqs.db.webhook_rejects import store_webhook_reject
 from lqs.domain.delivery import DeliverySettings, DeliverySettingsError, parse_delivery_settings
 from lqs.domain.events import DeliveryEvent
-from lqs.domain.leads import FieldError
+from lqs.domain.leads import FieldError, escaped, unstorable_text, unstorable_values
 from lqs.providers import resend, sendgrid, twilio
 from lqs.providers.base import ProviderConfigError, WebhookMalformed, WebhookRejected
 
@@ -40,6 +45,18 @@ router = APIRouter()
 PROVIDERS = ("resend", "sendgrid", "twilio")
 MAX_EVENT_ID = 255
 """``provider_events.event_id``'s limit."""
+MAX_PAYLOAD_NESTING = 32
+"""The deepest event payload stored (the providers' documented events nest 3 levels)."""
+KEPT_HEADERS = (
+    "content-type",
+    "content-length",
+    "user-agent",
+    "svix-id",
+    "svix-timestamp",
+    "x-twilio-email-event-webhook-timestamp",
+    "i-twilio-idempotency-token",
+)
+"""What a refused webhook keeps of its headers: never a signature or a credential."""
 
 
 @dataclass(frozen=True)
@@ -59,7 +76,7 @@ class _Candidate:
 async def _candidates(
     pool: AsyncConnectionPool, provider: str, client_id: UUID | None
 ) -> list[_Candidate]:
-    async with pool.connection() as conn:
+    async def read(conn: AsyncConnection) -> list[tuple[Any, ...]]:
         cur = await conn.execute(
             "SELECT id, settings -> 'delivery' FROM public.clients"
             " WHERE (%(id)s::uuid IS NULL OR id = %(id)s::uuid)"
@@ -67,7 +84,9 @@ async def _candidates(
             " ORDER BY created_at, id",
             {"id": client_id, "provider": provider},
         )
-        rows = await cur.fetchall()
+        return await cur.fetchall()
+
+    rows = await run_transaction(pool, read, retry_at_commit=True)
     found = []
     for cid, data in rows:
         try:
@@ -140,9 +159,62 @@ def _refused(provider: str, status: int, code: str, message: str) -> JSONRespons
     return error_response(status, code, message, fields=[FieldError("body", message)])
 
 
+def _usable_events(body: bytes, parse: Callable[[], list[DeliveryEvent]]) -> list[DeliveryEvent]:
+    """The events of a verified body, each one something ``provider_events`` can store.
+
+    Raises:
+        WebhookMalformed: the body is not UTF-8 or not the provider's shape, or an event's
+            id is too long, or an event holds text or numbers jsonb cannot store.
+    """
+    try:
+        body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise WebhookMalformed(f"the body is not valid UTF-8 (byte {exc.start})") from None
+    events = parse()
+    for index, event in enumerate(events):
+        if len(event.event_id) > MAX_EVENT_ID:
+            raise WebhookMalformed(f"event {index}: id over {MAX_EVENT_ID} characters")
+        # The payload first, for the exact path; then what came from elsewhere (svix-id).
+        problems = unstorable_values(event.payload, "", max_nesting=MAX_PAYLOAD_NESTING)
+        texts = {"id": event.event_id, "type": event.raw_type, "message id": event.message_id,
+                 "recipient": event.recipient, "reason": event.reason,
+                 "error code": event.error_code}  # fmt: skip
+        problems += [
+            FieldError(name, reason)
+            for name, text in texts.items()
+            if text is not None and (reason := unstorable_text(text)) is not None
+        ]
+        if problems:
+            where = problems[0].field.lstrip(".") or "body"
+            raise WebhookMalformed(f"event {index}: {where} {problems[0].message}")
+    return events
+
+
+async def _rejected(
+    pool: AsyncConnectionPool,
+    request: Request,
+    provider: str,
+    client_id: UUID,
+    body: bytes,
+    reason: str,
+) -> JSONResponse:
+    """Keep a verified body we cannot use, and answer 400."""
+    reason = escaped(reason, 500)
+    headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
+    # A COMMIT whose answer was lost and is repeated keeps the body twice: harmless.
+    await run_transaction(
+        pool,
+        lambda conn: store_webhook_reject(
+            conn, client_id=client_id, provider=provider, reason=reason, headers=headers, body=body
+        ),
+        retry_at_commit=True,
+    )
+    return _refused(provider, 400, "malformed_webhook", reason)
+
+
 async def _receive(request: Request, provider: str, client_id: UUID | None) -> JSONResponse:
     config: WebhookConfig = request.app.state.webhook_config
-    pool: AsyncConnectionPool = request.app.state.pool
+    pool: AsyncConnectionPool = request.app.state.webhook_pool
     body = await request.body()
     check, parse = _verifier(provider, request, body, config)
     candidates = await _candidates(pool, provider, client_id)
@@ -162,19 +234,16 @@ async def _receive(request: Request, provider: str, client_id: UUID | None) -> J
     if matched is None:
         return _refused(provider, 401, "invalid_signature", reason)
     try:
-        events = parse()
+        events = _usable_events(body, parse)
     except WebhookMalformed as exc:
-        return _refused(provider, 400, "malformed_webhook", str(exc))
-    for index, event in enumerate(events):
-        if len(event.event_id) > MAX_EVENT_ID:
-            return _refused(
-                provider,
-                400,
-                "malformed_webhook",
-                f"event {index}: id over {MAX_EVENT_ID} characters",
-            )
-    async with pool.connection() as conn:
-        outcome = await ingest_events(conn, matched.client_id, provider, events)
+        return await _rejected(pool, request, provider, matched.client_id, body, exc.reason)
+    # Events are stored once per provider event id and applied in one transaction, so
+    # repeating it, even after a COMMIT whose answer was lost, has no second effect.
+    outcome = await run_transaction(
+        pool,
+        lambda conn: ingest_events(conn, matched.client_id, provider, events),
+        retry_at_commit=True,
+    )
     WEBHOOK_REQUESTS.labels(provider=provider, outcome="accepted").inc()
     for result, count in (
         ("stored", outcome.stored),

@@ -29,6 +29,7 @@ def serve(
     import uvicorn
 
     from lqs.api.app import create_app
+    from lqs.api.health import ReadinessOptions
     from lqs.api.webhooks import WebhookConfig
 
     config = settings()
@@ -37,8 +38,15 @@ def serve(
             url,
             pool_min_size=config.pool_min_size,
             pool_max_size=config.pool_max_size,
+            webhook_pool_max_size=config.webhook_pool_max_size,
+            pool_timeout=config.api_pool_timeout,
+            statement_timeout=config.api_statement_timeout or None,
             webhook_config=WebhookConfig(config.public_base_url, config.webhook_tolerance),
             unsubscribe_links=unsubscribe_links(config),
+            readiness=ReadinessOptions(
+                require_worker=config.readyz_require_worker,
+                worker_max_age=config.readyz_worker_max_age,
+            ),
         )
         uvicorn.run(
             app,

@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, fields
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, DataError, errors
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
@@ -191,12 +191,32 @@ async def _stored_in_order(
 
 
 @dataclass(frozen=True)
+class RefusedRow:
+    """A row of an import batch the database refused: its position in the batch, and why."""
+
+    index: int
+    reason: str
+
+
+@dataclass(frozen=True)
 class ImportOutcome:
-    """What one import batch did."""
+    """What one import batch did; ``refused`` rows were not stored."""
 
     created: int
     merged: int
     already_imported: int
+    refused: tuple[RefusedRow, ...] = ()
+
+
+_REFUSED_DATA = (
+    DataError,
+    errors.CheckViolation,
+    errors.NotNullViolation,
+    # Text with no UTF-8 form (a lone surrogate) fails in the driver, before the server.
+    UnicodeEncodeError,
+)
+"""What the database (or the driver) raises for a row's content. Other errors, a lost
+connection or a missing client, would fail the same way for every row, so they propagate."""
 
 
 async def import_leads(
@@ -207,7 +227,41 @@ async def import_leads(
     Rows whose hash this client imported before are skipped, so importing a file again
     imports nothing twice; the rest are inserted or merged like API submissions. Must run
     inside the caller's transaction.
+
+    A batch refused for its data (:data:`_REFUSED_DATA`: text or a value PostgreSQL cannot
+    store, a CHECK or NOT NULL constraint) is rolled back to a savepoint and split in
+    halves, recursively, so every good row is still stored and each refused one comes back
+    in ``refused`` with the database's message: a batch with one bad row costs about
+    2 x log2(len(rows)) extra statements.
     """
+    try:
+        async with conn.transaction():  # a savepoint: a refused batch leaves ours usable
+            return await _import_batch(conn, client_id, rows)
+    except _REFUSED_DATA as exc:
+        if len(rows) <= 1:
+            return ImportOutcome(0, 0, 0, (RefusedRow(0, _refusal(exc)),))
+    middle = len(rows) // 2
+    first = await import_leads(conn, client_id, rows[:middle])
+    second = await import_leads(conn, client_id, rows[middle:])
+    return ImportOutcome(
+        first.created + second.created,
+        first.merged + second.merged,
+        first.already_imported + second.already_imported,
+        first.refused + tuple(RefusedRow(r.index + middle, r.reason) for r in second.refused),
+    )
+
+
+def _refusal(exc: Exception) -> str:
+    """One line: the server's primary message (its CONTEXT would repeat the whole row)."""
+    message = exc.diag.message_primary if isinstance(exc, errors.Error) else None
+    if not message:
+        message = str(exc).strip().partition("\n")[0] or type(exc).__name__
+    return f"refused by the database: {message}"
+
+
+async def _import_batch(
+    conn: AsyncConnection, client_id: UUID, rows: Sequence[tuple[bytes, NewLead]]
+) -> ImportOutcome:
     hashes = list({h for h, _ in rows})
     cur = await conn.execute(
         "SELECT row_hash FROM public.lead_import_rows WHERE client_id = %s AND row_hash = ANY(%s)",
@@ -234,6 +288,9 @@ async def import_leads(
                 await copy.write_row([row[c.strip()] for c in _LEAD_COLUMNS.split(",")])
         await copy_cur.execute(_INSERT_OR_MERGE_STAGED, {"client_id": client_id})
         returned = await copy_cur.fetchall()
+    # ON COMMIT DELETE ROWS empties the staging table only at commit: a split batch stores
+    # several parts in one transaction, and a part must not insert the previous one again.
+    await conn.execute("DELETE FROM lqs_lead_staging")
     stored = await _stored_in_order(conn, distinct, returned)
     await conn.execute(
         "INSERT INTO public.lead_import_rows (client_id, row_hash, lead_id)"

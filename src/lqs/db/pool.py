@@ -1,26 +1,100 @@
-"""The service's one async connection pool, and sessions that run as a tenant's user."""
+"""The service's async connection pools, transactions retried once after a lost
+connection, and sessions that run as a tenant's user.
+
+A managed PostgreSQL drops connections (failovers, restarts, idle reapers,
+``pg_terminate_backend``). Every pool therefore checks a connection before handing it
+out, throws away its dead siblings when one is found dead, and keeps reconnecting on
+its own after the server comes back; :func:`run_transaction` repeats a transaction once
+when its connection died under it.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal
+from typing import Literal, TypeVar
 from uuid import UUID
 
+import psycopg
+import structlog
 from psycopg import AsyncConnection
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from lqs.db.connection import check_async_connect
+from lqs.db.errors import is_transient
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 
+T = TypeVar("T")
 
-async def _configure_worker_connection(conn: AsyncConnection) -> None:
-    # A generic plan cached for the claim query after an idle stretch ignores the
-    # partial index once the queue fills: measured as a 1,000-row claim taking 36 s.
-    await conn.execute("SET plan_cache_mode = force_custom_plan")
-    await conn.commit()
+log = structlog.get_logger(__name__)
+
+RECONNECT_TIMEOUT = 10.0
+"""Seconds a pool keeps retrying (with backoff) to replace one lost connection.
+
+psycopg_pool then gives up on that connection (``reconnect_failed``) and shrinks; the next
+request for a connection starts a fresh attempt at once (checked in the installed
+psycopg_pool 3.3: ``_add_connection`` gives up, ``getconn`` grows the pool again). A short
+value bounds how long a pool stays empty after its server is back: attempts come 1, 2, 4
+and 3 s apart, then at the next request. With psycopg_pool's default of 300 s the pauses
+double up to 128 s: after a 65 s outage the next attempt would come at 127 s.
+"""
+
+
+class _CheckAndPurge:
+    """The pools' ``check``: psycopg_pool's own test, and on failure a sweep of the pool.
+
+    One dead connection usually means its siblings died with it (a restart, a failover,
+    ``pg_terminate_backend``). psycopg_pool retries the next pooled connection after a
+    backoff of 0, 1, 2, 4 ... seconds, so ten dead connections cost one request over 30 s
+    (measured: two pool timeouts in a row). Sweeping them all at the first failure means
+    the retry, made at once, gets a freshly made connection.
+    """
+
+    def __init__(self) -> None:
+        self.pool: AsyncConnectionPool | None = None
+
+    async def __call__(self, conn: AsyncConnection) -> None:
+        try:
+            await AsyncConnectionPool.check_connection(conn)
+        except Exception:
+            if self.pool is not None:
+                await self.pool.check()
+            raise
+
+
+def _configure(
+    *, worker: bool, statement_timeout: float | None
+) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+    settings: dict[str, str] = {}
+    if worker:
+        # A generic plan cached for the claim query after an idle stretch ignores the
+        # partial index once the queue fills: measured as a 1,000-row claim taking 36 s.
+        settings["plan_cache_mode"] = "force_custom_plan"
+    if statement_timeout:
+        # Session settings rather than a libpq ``options`` parameter: PgBouncer and
+        # Supavisor refuse startup options they do not know.
+        settings["statement_timeout"] = f"{max(1, round(statement_timeout * 1000))}ms"
+    if not settings:
+        return None
+    query = "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings)
+    params = [value for pair in settings.items() for value in pair]
+
+    async def configure(conn: AsyncConnection) -> None:
+        await conn.execute(query, params)
+        await conn.commit()
+
+    return configure
+
+
+def _reconnect_failed(pool: AsyncConnectionPool) -> None:
+    log.warning(
+        "database_reconnect_failed",
+        pool=pool.name,
+        gave_up_after_s=pool.reconnect_timeout,
+        next_attempt="when a connection is next requested",
+    )
 
 
 async def open_pool(
@@ -30,25 +104,98 @@ async def open_pool(
     max_size: int = 10,
     worker: bool = False,
     connect_timeout: int = 10,
+    checkout_timeout: float = 30.0,
+    statement_timeout: float | None = None,
+    reconnect_timeout: float = RECONNECT_TIMEOUT,
+    name: str | None = None,
 ) -> AsyncConnectionPool:
-    """Open the pool after one probing connection, so a bad URL fails with a clear message.
+    """Open a pool after one probing connection, so a bad URL fails with a clear message.
 
-    ``worker=True`` configures each connection with ``plan_cache_mode = force_custom_plan``.
+    Every connection is checked before it is handed out (dead ones are replaced, see
+    :class:`_CheckAndPurge`); lost connections are re-made in the background, and a pool
+    whose server was gone for longer than ``reconnect_timeout`` reconnects on the next
+    request. ``checkout_timeout`` is how long a caller waits for a connection before
+    ``PoolTimeout``. ``statement_timeout`` (seconds; None or 0: the server's setting)
+    bounds every statement, lock waits included. ``worker=True`` configures each
+    connection with ``plan_cache_mode = force_custom_plan``.
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: from the probing connection.
     """
     await check_async_connect(url, connect_timeout=connect_timeout)
+    check = _CheckAndPurge()
     pool = AsyncConnectionPool(
         url,
         min_size=min_size,
         max_size=max_size,
         kwargs={"connect_timeout": connect_timeout},
-        configure=_configure_worker_connection if worker else None,
+        configure=_configure(worker=worker, statement_timeout=statement_timeout),
+        check=check,
+        timeout=checkout_timeout,
+        reconnect_timeout=reconnect_timeout,
+        reconnect_failed=_reconnect_failed,
+        name=name,
         open=False,
     )
+    check.pool = pool
     await pool.open(wait=True, timeout=float(connect_timeout))
     return pool
+
+
+def _worth_retrying(exc: BaseException) -> bool:
+    # A fresh connection cures a lost one, a server restart, a serialization failure or a
+    # deadlock. It does not cure a wait that already spent its budget: a pool timeout, a
+    # statement or lock timeout (the same lock is most likely still held), a closed pool.
+    return is_transient(exc) and not isinstance(
+        exc,
+        PoolTimeout
+        | TooManyRequests
+        | PoolClosed
+        | psycopg.errors.QueryCanceled
+        | psycopg.errors.LockNotAvailable,
+    )
+
+
+async def run_transaction(
+    pool: AsyncConnectionPool,
+    work: Callable[[AsyncConnection], Awaitable[T]],
+    *,
+    retry_at_commit: bool,
+) -> T:
+    """Run ``work(conn)`` in one transaction; once more, on a fresh connection, if it was lost.
+
+    The second attempt is made when the first failed with a transient error a new
+    connection can cure (see :func:`lqs.db.errors.is_transient`; not a pool, statement or
+    lock timeout) before COMMIT, or during COMMIT if ``retry_at_commit``: a COMMIT whose
+    answer was lost may have committed, so only work that is harmless to repeat after it
+    committed (deduplicated, or replayed from an idempotency record) may say so. ``work``
+    must have no effect outside the transaction that cannot be repeated.
+
+    Returns what ``work`` returned once its transaction committed.
+
+    Raises:
+        Whatever the last attempt raised (transient errors included: the caller, or the
+        API's exception handler, turns those into 503).
+    """
+    attempt = 1
+    while True:
+        committing = False
+        try:
+            async with pool.connection() as conn, conn.transaction():
+                result = await work(conn)
+                committing = True
+            return result
+        except Exception as exc:
+            if attempt > 1 or not _worth_retrying(exc) or (committing and not retry_at_commit):
+                raise
+            log.info(
+                "database_retry",
+                pool=pool.name,
+                at_commit=committing,
+                error=type(exc).__name__,
+                detail=" ".join(str(exc).split()),
+            )
+            attempt += 1
 
 
 def jwt_claims(

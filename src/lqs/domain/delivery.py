@@ -9,14 +9,16 @@ backoff with full jitter, never sooner than the provider's ``Retry-After``), or 
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -29,6 +31,71 @@ from pydantic import (
 EmailProvider = Literal["resend", "sendgrid"]
 
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
+_MAX_HOST_NAME = 253
+_MAX_LABEL = 63
+_LABEL = re.compile(r"[a-z0-9_-]+")
+
+
+def host_problem(host: str) -> str | None:
+    """Why ``host`` (as an http URL carries it: ASCII, IDNA-encoded) can never be
+    connected to, or None. An IP literal, or a DNS name of at most 253 characters (a
+    final dot aside) whose labels are 1 to 63 letters, digits, ``-`` or ``_``.
+
+    Python's resolver raises ``UnicodeError`` (not ``OSError``) for an empty or over-long
+    label, and a name no resolver could look up is not worth retrying: both are refused.
+    """
+    if ":" in host:
+        try:
+            ipaddress.IPv6Address(host.replace("%25", "%", 1))
+        except ValueError:
+            return f"host {host!r} is not an IPv6 address"
+        return None
+    name = host.lower().removesuffix(".")
+    if not name:
+        return "the host name is empty"
+    if len(name) > _MAX_HOST_NAME:
+        return f"the host name is over {_MAX_HOST_NAME} characters"
+    for label in name.split("."):
+        if not label:
+            return f"the host name {host!r} has an empty label (a leading dot or two in a row)"
+        if len(label) > _MAX_LABEL:
+            return f"the host name has a label over {_MAX_LABEL} characters"
+        if not _LABEL.fullmatch(label):
+            return (
+                f"the host name {host[:80]!r} holds characters other than letters, digits, "
+                "'-' and '_'"
+            )
+    return None
+
+
+def http_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the destination of an HTTP request, or None: it must parse
+    as httpx parses it (IDNA included), be http or https, and have a :func:`host_problem`-free
+    host. The settings refuse such URLs so the adapters never meet them."""
+    # httpx, not urllib: the check must read the URL exactly as the adapters will send it.
+    import httpx
+
+    try:
+        parsed = httpx.URL(url)
+    except httpx.InvalidURL as exc:
+        return f"is not a URL: {exc}"
+    if parsed.scheme not in ("http", "https"):
+        return "must be an http:// or https:// URL"
+    host = parsed.raw_host.decode("ascii", "replace")
+    if not host:
+        return "has no host"
+    return host_problem(host)
+
+
+def _checked_url(url: str) -> str:
+    problem = http_url_problem(url)
+    if problem is not None:
+        raise ValueError(problem)
+    return url
+
+
+HttpUrl = Annotated[str, AfterValidator(_checked_url)]
+"""A URL requests can be sent to (see :func:`http_url_problem`)."""
 _WHSEC = re.compile(r"whsec_[A-Za-z0-9+/]+={0,2}")
 
 
@@ -39,7 +106,7 @@ class _Settings(BaseModel):
 class ResendSettings(_Settings):
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
-    base_url: str = Field(default="https://api.resend.com", pattern=_URL)
+    base_url: HttpUrl = Field(default="https://api.resend.com", pattern=_URL)
     webhook_secret: SecretStr | None = None
     """The signing secret of the client's Resend webhook endpoint (``whsec_…``), used to
     check ``POST /webhooks/resend/{client_id}``."""
@@ -55,7 +122,7 @@ class ResendSettings(_Settings):
 class SendGridSettings(_Settings):
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
-    base_url: str = Field(default="https://api.sendgrid.com", pattern=_URL)
+    base_url: HttpUrl = Field(default="https://api.sendgrid.com", pattern=_URL)
     webhook_public_key: str | None = Field(default=None, pattern=r"^[A-Za-z0-9+/=\s]{40,400}$")
     """The Event Webhook's verification key as SendGrid shows it (base64 DER
     SubjectPublicKeyInfo, ECDSA P-256), used to check ``POST /webhooks/sendgrid/{client_id}``."""
@@ -66,8 +133,8 @@ class TwilioSettings(_Settings):
     auth_token: SecretStr
     from_number: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
     messaging_service_sid: str | None = Field(default=None, pattern=r"^MG[0-9a-zA-Z]{1,64}$")
-    status_callback_url: str | None = Field(default=None, pattern=_URL)
-    base_url: str = Field(default="https://api.twilio.com", pattern=_URL)
+    status_callback_url: HttpUrl | None = Field(default=None, pattern=_URL)
+    base_url: HttpUrl = Field(default="https://api.twilio.com", pattern=_URL)
 
     @model_validator(mode="after")
     def _sender(self) -> TwilioSettings:
@@ -84,7 +151,7 @@ class WebPushSettings(_Settings):
 
 
 class WebhookSettings(_Settings):
-    url: str = Field(pattern=_URL, max_length=255)
+    url: HttpUrl = Field(pattern=_URL, max_length=255)
     secret: SecretStr
     """``whsec_`` + base64 of 24 to 64 random bytes (Standard Webhooks)."""
 

@@ -1,13 +1,16 @@
 """A lead as submitted (API or CSV), validated and normalised; and how duplicates are keyed.
 
 Both entry points go through :func:`parse_lead`, so an address accepted over HTTP is
-accepted from a CSV file and normalised the same way.
+accepted from a CSV file and normalised the same way, and text PostgreSQL cannot store
+(NUL, lone surrogates, non-finite numbers, custom fields nested too deeply) is refused the
+same way, naming the field (:func:`unstorable_values`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
@@ -34,6 +37,13 @@ from lqs.domain.vocabulary import ConsentStatus
 MAX_CUSTOM_FIELDS = 50
 MAX_CUSTOM_BYTES = 16_384
 MAX_CUSTOM_KEY = 64
+MAX_CUSTOM_NESTING = 3
+"""How deep a custom field's value may nest: ``{"a": [{"b": 1}]}`` is 3 levels. Scoring
+reads custom fields by key and matches only ``exists`` on containers, so deeper data is
+never used; the bound keeps every later walk over it (JSON encoding, jsonb) shallow."""
+MAX_NUMBER_DIGITS = 100
+"""The longest integer kept: jsonb stores far more, but Python refuses to print more than
+4,300 digits and converting long digit strings costs quadratic time."""
 
 _Text = Annotated[str, StringConstraints(strip_whitespace=True)]
 
@@ -86,7 +96,7 @@ class LeadSubmission(BaseModel):
     @field_validator("consent_status", mode="before")
     @classmethod
     def _consent_default(cls, value: object) -> object:
-        if value is None:
+        if value is None or (isinstance(value, str) and not value.strip()):
             return ConsentStatus.UNKNOWN
         return value.lower() if isinstance(value, str) else value
 
@@ -161,6 +171,7 @@ class NewLead:
 
 CONTACT_FIELDS = ("email", "phone")
 LEAD_FIELDS: tuple[str, ...] = tuple(n for n in LeadSubmission.model_fields if n != "custom")
+_LEAD_FIELD_NAMES = frozenset(LeadSubmission.model_fields)
 
 
 # Plain ASCII addresses, by far the most common, take a fast path that validates each
@@ -224,12 +235,172 @@ def normalise_phone(raw: str, default_region: str) -> str:
     return phonenumbers.format_number(number, phonenumbers.PhoneNumberFormat.E164)
 
 
+# ------------------------------------------------------------------ storable text
+
+_NUMBER_BOUND = 10**MAX_NUMBER_DIGITS
+
+
+def escaped(text: str, limit: int = 200) -> str:
+    """``text`` safe to show anywhere: NUL, other control characters and lone surrogates
+    become ``\\uXXXX`` escapes (so the result always encodes as UTF-8); cut at ``limit``."""
+    head = text[:limit]
+    if not head.isprintable():
+        head = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in head)
+    return head + ("…" if len(text) > limit else "")
+
+
+def unstorable_text(text: str) -> str | None:
+    """Why PostgreSQL cannot store ``text`` in a ``text`` or ``jsonb`` column, or None.
+
+    A text value cannot hold NUL (jsonb refuses ``\\u0000`` too), and a lone surrogate
+    (``"\\ud800"`` in JSON) is not Unicode: it has no UTF-8 form to send at all.
+    """
+    if "\x00" in text:
+        return "contains the NUL character (\\u0000), which cannot be stored"
+    if not text.isascii():
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            return (
+                f"contains a lone surrogate (\\u{ord(text[exc.start]):04x}), "
+                "which is not valid Unicode"
+            )
+    return None
+
+
+def unstorable_values(value: object, path: str, *, max_nesting: int) -> list[FieldError]:
+    """Every part of a JSON-like ``value`` that PostgreSQL's ``jsonb`` cannot hold, each
+    named by its path from ``path`` (``custom.tags[2]``, ``data.subject``).
+
+    Refused: strings (values and keys) :func:`unstorable_text` refuses, non-finite floats
+    (NaN, infinities), integers over :data:`MAX_NUMBER_DIGITS` digits, and containers
+    nested more than ``max_nesting`` levels (``[[1]]`` is 2; a scalar 0). Walks without
+    recursion, so any depth is safe. Keys in the paths are shown :func:`escaped`.
+    """
+    return _walk(path, [((), value, None)], max_nesting, 0)
+
+
+def _walk(
+    path: str,
+    stack: list[tuple[tuple[str | int, ...], object, str | None]],
+    max_nesting: int,
+    offset: int,
+) -> list[FieldError]:
+    """:func:`unstorable_values` from ``stack``: (path as keys and indices, value, why its
+    key cannot be stored); a value's nesting is its path's length less ``offset``. Paths
+    are only spelled out for a problem, and problems come in document order."""
+    problems: list[FieldError] = []
+    while stack:
+        parts, item, bad_key = stack.pop()
+        problem: str | None = None
+        if bad_key is not None:
+            problems.append(FieldError(_spelled(path, parts), f"the field name {bad_key}"))
+        if isinstance(item, str):
+            problem = unstorable_text(item)
+        elif isinstance(item, float):
+            problem = None if math.isfinite(item) else "must be a finite number"
+        elif isinstance(item, int) and not isinstance(item, bool):
+            if abs(item) >= _NUMBER_BOUND:
+                problem = f"numbers have at most {MAX_NUMBER_DIGITS} digits"
+        elif isinstance(item, Mapping | list | tuple):
+            if len(parts) - offset >= max_nesting:
+                problem = f"nests deeper than {max_nesting} levels"
+            elif isinstance(item, Mapping):
+                stack.extend(
+                    reversed(
+                        [
+                            (
+                                (*parts, str(k)),
+                                v,
+                                unstorable_text(k) if isinstance(k, str) else None,
+                            )
+                            for k, v in item.items()
+                        ]
+                    )
+                )
+            else:
+                stack.extend(reversed([((*parts, i), v, None) for i, v in enumerate(item)]))
+        if problem is not None:
+            problems.append(FieldError(_spelled(path, parts), problem))
+    return problems
+
+
+def _spelled(path: str, parts: tuple[str | int, ...]) -> str:
+    return path + "".join(
+        f"[{p}]" if isinstance(p, int) else f".{escaped(p, MAX_CUSTOM_KEY)}" for p in parts
+    )
+
+
 def _pydantic_errors(exc: ValidationError) -> list[FieldError]:
     errors = []
     for err in exc.errors():
         location = ".".join(str(p) for p in err["loc"]) or "body"
         errors.append(FieldError(location, err["msg"].removeprefix("Value error, ")))
     return errors
+
+
+def _storable_part(data: Mapping[str, object]) -> tuple[dict[str, object], list[FieldError]]:
+    """``data`` without the fields (and custom fields) PostgreSQL cannot store, and the
+    problems, named as the API reports them (``first_name``, ``custom.<key>``)."""
+    if _plainly_storable(data):
+        return dict(data), []
+    kept: dict[str, object] = {}
+    problems: list[FieldError] = []
+    for key, value in data.items():
+        if key == "custom" and isinstance(value, Mapping):
+            custom: dict[object, object] = {}
+            for name, item in value.items():
+                found = _custom_field_problems(name, item)
+                problems += found
+                if not found:
+                    custom[name] = item
+            kept[key] = custom
+            continue
+        if key in _LEAD_FIELD_NAMES:
+            # A lead field holds one value; anything else is the model's to refuse.
+            reason = unstorable_text(value) if isinstance(value, str) else None
+            found = [FieldError(key, reason)] if reason is not None else []
+        else:  # an unknown field, kept in custom
+            found = _custom_field_problems(key, value)
+        problems += found
+        if not found:
+            kept[key] = value
+    return kept, problems
+
+
+def _plainly_storable(data: Mapping[str, object]) -> bool:
+    """The common case, quickly: True when :func:`_storable_part` would find nothing.
+
+    Keys and text values are checked joined, in one pass; only containers are walked.
+    """
+    texts: list[str] = []
+    custom = data.get("custom")
+    fields = (data.items(), custom.items() if isinstance(custom, Mapping) else ())
+    for top_level, items in zip((True, False), fields, strict=True):
+        for key, value in items:
+            if type(key) is not str:
+                return False
+            texts.append(key)
+            if type(value) is str:
+                texts.append(value)
+            elif top_level and key in _LEAD_FIELD_NAMES:
+                continue  # the model refuses what is not its type; custom is walked here
+            elif value is None or type(value) is bool:
+                continue
+            elif type(value) is int:
+                if not -_NUMBER_BOUND < value < _NUMBER_BOUND:
+                    return False
+            elif type(value) is list and all(type(v) is str for v in value):
+                texts += value  # a list of tags
+            elif _custom_field_problems(key, value):
+                return False
+    joined = "".join(texts)
+    return "\x00" not in joined and (joined.isascii() or unstorable_text(joined) is None)
+
+
+def _custom_field_problems(name: object, value: object) -> list[FieldError]:
+    bad_name = unstorable_text(name) if isinstance(name, str) else None
+    return _walk("custom", [((str(name),), value, bad_name)], MAX_CUSTOM_NESTING, 1)
 
 
 def _check_custom(custom: Mapping[str, object]) -> list[FieldError]:
@@ -267,12 +438,14 @@ def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> New
     Raises:
         LeadValidationError: listing every bad field (nothing is partially accepted).
     """
-    errors: list[FieldError] = []
+    # Text PostgreSQL cannot store is refused first, and the fields holding it are left out
+    # of the checks below: their messages (email-validator's) could quote the bad text.
+    data, errors = _storable_part(data)
     try:
         submission: LeadSubmission | None = LeadSubmission.model_validate(data)
     except ValidationError as exc:
         submission = None
-        errors = _pydantic_errors(exc)
+        errors += _pydantic_errors(exc)
     # Check the contact fields even when others failed, so one response names every problem.
     raw_email = submission.email if submission else _text_or_none(data.get("email"))
     raw_phone = submission.phone if submission else _text_or_none(data.get("phone"))
@@ -299,8 +472,13 @@ def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> New
         raise LeadValidationError(_dedupe(errors))
 
     consent_at = submission.consent_at
-    if consent_at is not None and consent_at.tzinfo is None:
-        consent_at = consent_at.replace(tzinfo=UTC)
+    if consent_at is not None:
+        # PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows: store UTC.
+        consent_at = (
+            consent_at.replace(tzinfo=UTC)
+            if consent_at.tzinfo is None
+            else consent_at.astimezone(UTC)
+        )
     return NewLead(
         email=email,
         phone=phone,

@@ -6,6 +6,10 @@ private address. The guard resolves the host once with :func:`resolve`, refuses 
 answer :func:`refusal_reason` names, and connects to the checked address itself with
 :func:`pinned`: httpx never resolves the name again, so a DNS answer that changes between
 the check and the connection (DNS rebinding) cannot slip through.
+
+A host no resolver could look up (an empty or over-long label: ``http://..../``) is
+refused before any lookup, permanently: Python's resolver raises ``UnicodeError`` for
+it, and retrying cannot help.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from typing import Any
 
 import httpx
 
+from lqs.domain.delivery import host_problem
 from lqs.providers.base import SendResult, refused, transport_failure
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -85,6 +90,8 @@ async def resolve(host: str, port: int) -> tuple[IPAddress, ...]:
 
     Raises:
         OSError: the name does not resolve (``socket.gaierror``) or has no address.
+        ValueError: the name cannot even be looked up (``UnicodeError`` from the IDNA
+            codec for an empty or over-long label; see :func:`host_problem`).
     """
     answers = await asyncio.get_running_loop().getaddrinfo(host, port, type=socket.SOCK_STREAM)
     addresses = dict.fromkeys(
@@ -154,13 +161,19 @@ async def post_pinned(
     (``ssrf_refused``, naming the address and ``what`` must reach) without connecting. The
     request then goes to a checked address itself (:func:`pinned`), the next one if it
     cannot be reached, never following redirects and never sending cookies. Returns the
-    response (unread if ``stream``), or the result that says why there is none.
+    response (unread if ``stream``), or the result that says why there is none. A host
+    that can never resolve (:func:`~lqs.domain.delivery.host_problem`) is ``invalid_url``.
     """
-    host = url.raw_host.decode("ascii")
+    host = url.raw_host.decode("ascii", "replace")
+    problem = host_problem(host)
+    if problem is not None:
+        return refused("invalid_url", f"{what} must name a host that can exist: {problem}")
     try:
         addresses = await resolve(host, url.port or (443 if url.scheme == "https" else 80))
     except OSError as exc:
         return transport_failure(httpx.ConnectError(f"cannot resolve {host}: {exc}"))
+    except ValueError as exc:  # UnicodeError: a name the resolver cannot even encode
+        return refused("invalid_url", f"cannot look up {host!r}: {exc}")
     if not allow_private and host.lower().rstrip(".") not in allowed_hosts:
         for address in addresses:
             reason = refusal_reason(address)
