@@ -155,7 +155,7 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
     return leads, invalid
 
 
-async def _setup_clients(
+async def setup_clients(
     conn: AsyncConnection, clients: Sequence[DemoClient], api_base: str, sim_base: str
 ) -> dict[str, Any]:
     """Create the demo clients afresh; return the simulator's configuration for them."""
@@ -251,9 +251,7 @@ async def _setup_clients(
     }
 
 
-async def _wait_ready(
-    http: httpx.AsyncClient, url: str, procs: ProcessGroup, within: float
-) -> None:
+async def wait_ready(http: httpx.AsyncClient, url: str, procs: ProcessGroup, within: float) -> None:
     deadline = time.monotonic() + within
     while True:
         procs.check()
@@ -480,7 +478,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
         DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid"),
     ]
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
-        sim_config = await _setup_clients(conn, clients, api_base, sim_base)
+        sim_config = await setup_clients(conn, clients, api_base, sim_base)
     (logs / "simulator.json").write_text(json.dumps(sim_config))
     env = {
         **os.environ,
@@ -509,8 +507,8 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
         procs.start("api", "serve", "--port", str(api_port))
         procs.start("worker", "worker")
         async with httpx.AsyncClient(timeout=10) as http:
-            await _wait_ready(http, f"{sim_base}/_sim/messages", procs, 30)
-            await _wait_ready(http, f"{api_base}/healthz", procs, 30)
+            await wait_ready(http, f"{sim_base}/_sim/messages", procs, 30)
+            await wait_ready(http, f"{api_base}/healthz", procs, 30)
             console.print(
                 f"simulator {sim_base}, API {api_base}, worker running "
                 f"(started in {time.monotonic() - started:.1f} s; logs in {logs})"

@@ -24,11 +24,12 @@ class ProcessGroup:
         self.procs: list[tuple[str, subprocess.Popen[bytes]]] = []
         self.group: int | None = None
 
-    def start(self, name: str, *args: str) -> None:
+    def start(self, name: str, *args: str, env: Mapping[str, str] | None = None) -> None:
+        """Start ``lqs ARGS`` as ``name``, with the group's environment or ``env``."""
         with (self.logs / f"{name}.log").open("wb") as log:
             proc = subprocess.Popen(
                 [sys.executable, "-m", "lqs", *args],
-                env=self.env,
+                env=dict(env) if env is not None else self.env,
                 # Not the repository: a developer's .env there must not change the settings.
                 cwd=self.logs,
                 stdout=log,

@@ -28,7 +28,7 @@ import random
 import socket
 import time
 import uuid
-from collections.abc import Awaitable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
@@ -334,6 +334,7 @@ class Dispatcher:
         *,
         settle: float = 0.0,
         wake: asyncio.Event | None = None,
+        progress: Callable[[], None] | None = None,
     ) -> DispatchStats:
         """Send everything that is due, and whatever falls due within ``settle`` seconds
         of the queue otherwise running dry (retries with short backoffs, expired leases).
@@ -341,6 +342,8 @@ class Dispatcher:
         ``wake`` is set by the daemon when new communications are announced (NOTIFY):
         while requests are in flight, the drain then claims at once instead of waiting for
         one of them to finish, so a new message never waits for a slow provider's answer.
+
+        ``progress`` is called at every turn of the loop (a claim, an answer, a wake-up).
 
         Returns when nothing more is due (or ``stop`` is set), after recording every
         outcome.
@@ -371,6 +374,8 @@ class Dispatcher:
         await acks.flush()
         try:
             while stop is None or not stop.is_set():
+                if progress is not None:
+                    progress()
                 if len(tasks) >= self.options.concurrency:
                     await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
                     continue

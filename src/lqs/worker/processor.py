@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -252,9 +252,11 @@ class LeadProcessor:
                 )
         return BatchResult(len(rows), len(communications), queued, failed=len(failures))
 
-    async def drain(self, stop: asyncio.Event | None = None) -> int:
+    async def drain(
+        self, stop: asyncio.Event | None = None, *, progress: Callable[[], None] | None = None
+    ) -> int:
         """Process batches until no queued lead is left (or ``stop`` is set after a batch);
-        return how many leads were processed.
+        return how many leads were processed. ``progress`` is called after each batch.
 
         Raises:
             Exception: a transient database error (the batches in progress roll back).
@@ -265,6 +267,8 @@ class LeadProcessor:
             while stop is None or not stop.is_set():
                 result = await self.process_batch()
                 processed += result.leads
+                if progress is not None:
+                    progress()
                 if result.leads < self.batch_size:
                     break
             return processed

@@ -12,7 +12,8 @@ The daemon heals: each loop runs under a supervisor that, when the database goes
 (exponentially, with jitter, capped), reconnects and resumes. Nothing is lost meanwhile:
 a batch of leads rolls back and is claimed again, and the dispatcher keeps the outcomes it
 could not record until it can. Only ``stop`` ends the daemon. Every few seconds it also
-writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads.
+writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads, but only while
+each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats.
 """
 
 from __future__ import annotations
@@ -50,6 +51,26 @@ HEARTBEAT_INTERVAL = 5.0
 SHUTDOWN_GRACE = 30.0
 """Seconds a stopping worker keeps trying to record the outcomes it holds."""
 
+STALL_AFTER = 120.0
+"""Seconds a loop may go without a turn before the worker stops beating: longer than any
+bounded step (a provider timeout, a render's deadline, a backoff)."""
+
+
+class Progress:
+    """When each loop last turned: the heartbeat is only written while every loop does,
+    so a process whose loop is stuck looks dead to ``/readyz`` and its orchestrator."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, float] = {}
+
+    def touch(self, loop: str) -> None:
+        self._last[loop] = time.monotonic()
+
+    def stalled(self, limit: float) -> list[str]:
+        """The loops that have not turned for ``limit`` seconds."""
+        now = time.monotonic()
+        return sorted(name for name, at in self._last.items() if now - at > limit)
+
 
 class Backoff:
     """Delays between reconnection attempts: exponential from ``base`` up to ``cap``
@@ -81,6 +102,7 @@ async def supervise(
     *,
     backoff: Backoff | None = None,
     healthy_after: float = 30.0,
+    progress: Progress | None = None,
 ) -> int:
     """Run ``body`` until ``stop`` is set, running it again after it fails.
 
@@ -90,9 +112,11 @@ async def supervise(
     backoff. Returns how many times ``body`` failed.
     """
     backoff = backoff or Backoff()
+    progress = progress or Progress()
     failures = 0
     while not stop.is_set():
         started = time.monotonic()
+        progress.touch(name)
         try:
             await body()
         except Exception as exc:
@@ -109,6 +133,7 @@ async def supervise(
                 )
             else:
                 log.exception("worker_loop_failed", loop=name, retry_in=round(delay, 2))
+            progress.touch(name)  # waiting on purpose is not a stall
             await _sleep_or_stop(delay, stop)
             continue
         if not stop.is_set():
@@ -171,12 +196,17 @@ async def _process_forever(
     poll_interval: float,
     stop: asyncio.Event,
     totals: list[int],
+    progress: Progress,
 ) -> None:
+    def turned() -> None:
+        progress.touch("processor")
+
     # LISTEN first, then drain: a lead queued while the listener was down is found by
     # the drain, and one queued after it by the notification.
     async with await _listener(database_url, LEADS_QUEUED_CHANNEL) as listener:
         while not stop.is_set():
-            totals[0] += await processor.drain(stop)
+            turned()
+            totals[0] += await processor.drain(stop, progress=turned)
             if not stop.is_set():
                 await _wait_for_work(listener, poll_interval, stop)
 
@@ -193,6 +223,7 @@ async def _dispatch_forever(
     poll_interval: float,
     stop: asyncio.Event,
     totals: DispatchStats,
+    progress: Progress,
 ) -> None:
     # Notifications are read all the time, not only between drains: a drain with requests
     # in flight claims new messages as soon as they are announced.
@@ -206,7 +237,13 @@ async def _dispatch_forever(
         listening = asyncio.create_task(listen(listener))
         try:
             while not stop.is_set():
-                _add_stats(totals, await dispatcher.drain(stop, wake=wake))
+                progress.touch("dispatcher")
+                _add_stats(
+                    totals,
+                    await dispatcher.drain(
+                        stop, wake=wake, progress=lambda: progress.touch("dispatcher")
+                    ),
+                )
                 if stop.is_set():
                     break
                 if listening.done():
@@ -240,11 +277,22 @@ async def _woken_or_stopped(
 
 
 async def _heartbeat_forever(
-    pool: AsyncConnectionPool, owner: str, stop: asyncio.Event, interval: float
+    pool: AsyncConnectionPool,
+    owner: str,
+    stop: asyncio.Event,
+    interval: float,
+    progress: Progress,
+    stall_after: float,
 ) -> None:
     started_at = datetime.now(UTC)
     host, pid = socket.gethostname(), os.getpid()
     while not stop.is_set():
+        stalled = progress.stalled(stall_after)
+        if stalled:
+            # No beat: /readyz and whoever watches the heartbeats see this worker as gone.
+            log.error("worker_loop_stalled", loops=stalled, seconds=stall_after)
+            await _sleep_or_stop(interval, stop)
+            continue
         try:
             async with pool.connection() as conn:
                 await record_heartbeat(conn, owner=owner, host=host, pid=pid, started_at=started_at)
@@ -306,6 +354,7 @@ async def run_worker(
     park_after: int = 3,
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
     shutdown_grace: float = SHUTDOWN_GRACE,
+    stall_after: float = STALL_AFTER,
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
@@ -352,15 +401,17 @@ async def run_worker(
             )
             processed = [0]
             totals = DispatchStats()
+            progress = Progress()
             loops = []
             if process:
                 loops.append(
                     supervise(
                         "processor",
                         lambda: _process_forever(
-                            database_url, processor, poll_interval, stop, processed
+                            database_url, processor, poll_interval, stop, processed, progress
                         ),
                         stop,
+                        progress=progress,
                     )
                 )
             if dispatch:
@@ -368,13 +419,16 @@ async def run_worker(
                     supervise(
                         "dispatcher",
                         lambda: _dispatch_forever(
-                            database_url, pool, dispatcher, poll_interval, stop, totals
+                            database_url, pool, dispatcher, poll_interval, stop, totals, progress
                         ),
                         stop,
+                        progress=progress,
                     )
                 )
             beating = asyncio.create_task(
-                _heartbeat_forever(pool, dispatcher.owner, stop, heartbeat_interval)
+                _heartbeat_forever(
+                    pool, dispatcher.owner, stop, heartbeat_interval, progress, stall_after
+                )
             )
             try:
                 interruptions = sum(await asyncio.gather(*loops))
