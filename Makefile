@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean bench bench-quick
+.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean bench bench-quick chaos
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LQS needs Python 3.11 or newer")'
@@ -41,6 +41,13 @@ bench: $(INSTALLED)
 bench-quick: $(INSTALLED)
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
 	$(BIN)/python -m bench --quick
+
+## The full fault harness (tests/chaos): leads under worker kills, terminated sessions,
+## PostgreSQL restarts and statement timeouts; prints its table and writes it to
+## CHAOS_REPORT (the short version runs in make test).
+CHAOS_REPORT ?= .lqs/chaos-report.md
+chaos: $(INSTALLED)
+	$(BIN)/python -m tests.chaos --report $(CHAOS_REPORT)
 
 ## Regenerate src/lqs/db/schema.json from a freshly migrated scratch database.
 schema-snapshot: $(INSTALLED)
