@@ -25,13 +25,15 @@ PROVIDERS = ("resend", "sendgrid", "twilio")
 SENT_STATUSES = ("sent", "delivered", "bounced")
 FINAL_STATUSES = ("delivered", "bounced", "failed", "rejected")
 
-DUPLICATE_BOUND: Mapping[str, int | None] = {"sendgrid": None, "twilio": None}
+DUPLICATE_BOUND: Mapping[str, int | None] = {"sendgrid": 0, "twilio": 0}
 """Messages a provider without idempotency keys may accept twice, at most (None: not decided).
 
-SendGrid and Twilio have no idempotency key: a crash (or a lost answer) between the
-provider's acceptance and our record makes the retry send again (docs/ARCHITECTURE.md,
-"What 'once' means per provider"). The harness reports the number; the bound it is held to
-is decided once the resilience work has settled; until then nothing fails on it.
+SendGrid and Twilio have no idempotency key. In this harness every client has delivery
+webhooks, whose events carry our communication id (SendGrid ``custom_args``, Twilio's
+``?lqs_id=`` in the status callback URL): a crash between the provider's acceptance and
+our record is settled by the event long before the lease expires, and the retry sends
+nothing (docs/RELIABILITY.md). The window that remains (no webhooks configured, a request
+accepted but timed out, events slower than the lease) is not produced by these faults.
 """
 
 
