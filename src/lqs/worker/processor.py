@@ -178,7 +178,11 @@ class LeadProcessor:
 
     async def _record_failures(self, failures: list[LeadFailure]) -> None:
         async with self._pool.connection() as conn, conn.transaction():
-            parked = await record_lead_failures(conn, failures, park_after=self.park_after)
+            await self._count_failures(conn, failures)
+
+    async def _count_failures(self, conn: AsyncConnection, failures: list[LeadFailure]) -> None:
+        """Count each failure in ``conn``'s transaction (parking at the limit), and log it."""
+        parked = await record_lead_failures(conn, failures, park_after=self.park_after)
         for failure in failures:
             log.warning(
                 "lead_processing_failed",
@@ -242,14 +246,7 @@ class LeadProcessor:
         await record_lead_outcomes(conn, outcomes)
         queued = await record_communications(conn, communications)
         if failures:
-            parked = await record_lead_failures(conn, failures, park_after=self.park_after)
-            for failure in failures:
-                log.warning(
-                    "lead_processing_failed",
-                    lead_id=str(failure.lead_id),
-                    reason=failure.reason,
-                    parked=failure.lead_id in parked,
-                )
+            await self._count_failures(conn, failures)
         return BatchResult(len(rows), len(communications), queued, failed=len(failures))
 
     async def drain(
