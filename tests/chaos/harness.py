@@ -33,7 +33,6 @@ import contextlib
 import json
 import os
 import random
-import secrets
 import shutil
 import subprocess
 import sys
@@ -49,7 +48,7 @@ import httpx
 import psycopg
 from psycopg import AsyncConnection
 
-from lqs.cli.demo import DemoClient, setup_clients, wait_ready
+from lqs.cli.demo import DemoClient, local_run_settings, setup_clients, wait_ready
 from tests.chaos.checks import Communication, audit_callbacks, audit_messages
 from tests.chaos.fleet import Fleet, Marker
 from tests.chaos.intake import (
@@ -126,14 +125,7 @@ def process_environment(api_base: str) -> dict[str, str]:
     env.update(
         {
             "PYTHONUNBUFFERED": "1",  # log lines are progress: they must reach the file at once
-            "LQS_PUBLIC_BASE_URL": api_base,
-            "LQS_UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
-            "LQS_ALLOW_PRIVATE_WEBHOOKS": "true",
-            "LQS_DISPATCH_RETRY_BASE_DELAY": "0.2",
-            "LQS_DISPATCH_RETRY_MAX_DELAY": "1",
-            "LQS_WORKER_POLL_INTERVAL": "0.5",
-            "LQS_DISPATCH_LEASE_SECONDS": "10",
-            "LQS_DISPATCH_TIMEOUT": "5",
+            **local_run_settings(api_base),
             "LQS_CONNECT_TIMEOUT": "5",
         }
     )

@@ -16,6 +16,7 @@ import pytest
 
 from lqs.db.connection import connect
 from lqs.db.migrate import migrate
+from lqs.simulator import SimulatorConfig, SimulatorControl, running_simulator
 
 
 def lqs_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -85,3 +86,17 @@ def api_server(pipeline_db: str) -> Iterator[Server]:
     yield Server(base_url, process)
     process.terminate()
     process.communicate(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def simulator() -> Iterator[str]:
+    with running_simulator(SimulatorConfig(seed=7)) as base_url:
+        yield base_url
+
+
+@pytest.fixture
+def control(simulator: str) -> Iterator[SimulatorControl]:
+    with SimulatorControl(simulator) as ctl:
+        ctl.configure(SimulatorConfig(seed=7))
+        ctl.reset()
+        yield ctl

@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import psycopg
@@ -23,27 +22,13 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.domain.delivery import RetryPolicy
-from lqs.simulator import Faults, SimulatorConfig, SimulatorControl, running_simulator
+from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
 from lqs.simulator.config import PushConfig, ResendConfig, SinkConfig, TwilioConfig
 from lqs.worker.dispatcher import DispatcherOptions
 from lqs.worker.run import run_worker
 from tests.e2e.conftest import lqs_env, run_lqs
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, horizon=3600)
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(SimulatorConfig(seed=7)) as base_url:
-        yield base_url
-
-
-@pytest.fixture
-def control(simulator: str) -> Iterator[SimulatorControl]:
-    with SimulatorControl(simulator) as ctl:
-        ctl.configure(SimulatorConfig(seed=7))
-        ctl.reset()
-        yield ctl
 
 
 def _delivery(simulator: str, **overrides: Any) -> dict[str, Any]:

@@ -19,7 +19,7 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
-from lqs.simulator import Faults, SimulatorConfig, SimulatorControl, running_simulator
+from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
 from lqs.simulator.config import Latency, ResendConfig
 from tests.e2e.conftest import lqs_env, run_lqs
 from tests.e2e.test_sending import (
@@ -30,20 +30,6 @@ from tests.e2e.test_sending import (
     _leads,
     _rows,
 )
-
-
-@pytest.fixture(scope="module")
-def simulator() -> Iterator[str]:
-    with running_simulator(SimulatorConfig(seed=11)) as base_url:
-        yield base_url
-
-
-@pytest.fixture
-def control(simulator: str) -> Iterator[SimulatorControl]:
-    with SimulatorControl(simulator) as ctl:
-        ctl.configure(SimulatorConfig(seed=11))
-        ctl.reset()
-        yield ctl
 
 
 class Worker:

@@ -155,6 +155,22 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
     return leads, invalid
 
 
+def local_run_settings(api_base: str) -> dict[str, str]:
+    """The settings of a whole flow run on one machine against the simulator: the API's
+    public URL, a fresh unsubscribe secret, private webhook addresses allowed, and short
+    retries, polls, leases and timeouts so that everything settles in seconds."""
+    return {
+        "LQS_PUBLIC_BASE_URL": api_base,
+        "LQS_UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
+        "LQS_ALLOW_PRIVATE_WEBHOOKS": "true",
+        "LQS_DISPATCH_RETRY_BASE_DELAY": "0.2",
+        "LQS_DISPATCH_RETRY_MAX_DELAY": "1",
+        "LQS_WORKER_POLL_INTERVAL": "0.5",
+        "LQS_DISPATCH_LEASE_SECONDS": "10",
+        "LQS_DISPATCH_TIMEOUT": "5",
+    }
+
+
 async def setup_clients(
     conn: AsyncConnection, clients: Sequence[DemoClient], api_base: str, sim_base: str
 ) -> dict[str, Any]:
@@ -480,18 +496,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
     async with await AsyncConnection.connect(url, autocommit=True) as conn:
         sim_config = await setup_clients(conn, clients, api_base, sim_base)
     (logs / "simulator.json").write_text(json.dumps(sim_config))
-    env = {
-        **os.environ,
-        "LQS_DATABASE_URL": url,
-        "LQS_PUBLIC_BASE_URL": api_base,
-        "LQS_UNSUBSCRIBE_SECRET": secrets.token_urlsafe(32),
-        "LQS_ALLOW_PRIVATE_WEBHOOKS": "true",
-        "LQS_DISPATCH_RETRY_BASE_DELAY": "0.2",
-        "LQS_DISPATCH_RETRY_MAX_DELAY": "1",
-        "LQS_WORKER_POLL_INTERVAL": "0.5",
-        "LQS_DISPATCH_LEASE_SECONDS": "10",
-        "LQS_DISPATCH_TIMEOUT": "5",
-    }
+    env = {**os.environ, "LQS_DATABASE_URL": url, **local_run_settings(api_base)}
     procs = ProcessGroup(logs, env)
     problems: list[str] = []
     started = time.monotonic()

@@ -32,6 +32,7 @@ from pydantic import (
     model_validator,
 )
 
+from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import ConsentStatus
 
 MAX_CUSTOM_FIELDS = 50
@@ -255,17 +256,13 @@ def unstorable_text(text: str) -> str | None:
     A text value cannot hold NUL (jsonb refuses ``\\u0000`` too), and a lone surrogate
     (``"\\ud800"`` in JSON) is not Unicode: it has no UTF-8 form to send at all.
     """
-    if "\x00" in text:
+    found = first_unstorable(text)
+    if found is None:
+        return None
+    char = found[1]
+    if char == "\x00":
         return "contains the NUL character (\\u0000), which cannot be stored"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return (
-                f"contains a lone surrogate (\\u{ord(text[exc.start]):04x}), "
-                "which is not valid Unicode"
-            )
-    return None
+    return f"contains a lone surrogate (\\u{ord(char):04x}), which is not valid Unicode"
 
 
 def unstorable_values(value: object, path: str, *, max_nesting: int) -> list[FieldError]:

@@ -20,6 +20,7 @@ from typing import Any, Literal, NamedTuple, TypeAlias, TypeGuard
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from lqs.domain.email_domains import EMAIL_DOMAIN_TYPES, EmailDomainType, classify_email_domain
+from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import LeadStatus
 
 SCORABLE_FIELDS: tuple[str, ...] = (
@@ -346,21 +347,18 @@ def parse_rules(data: object) -> RuleSet:
     return RuleSet(rules, qualified_at, nurture_at, grades)
 
 
-# What PostgreSQL cannot store in text or jsonb: NUL, and lone surrogates (no UTF-8 form).
-# The rule set is stored as given, so such text anywhere in it would fail at the write.
-_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
-
-
+# The rule set is stored as given, so text PostgreSQL cannot store anywhere in it would
+# fail at the write.
 def _unstorable_text(data: object, where: str) -> Iterator[str]:
     if isinstance(data, str):
-        found = _UNSTORABLE.search(data)
+        found = first_unstorable(data)
         if found is not None:
-            char = found.group()
+            char = found[1]
             what = "NUL (U+0000)" if char == "\x00" else f"a lone surrogate (U+{ord(char):04X})"
             yield f"{where or 'the rule set'}: text contains {what}, which cannot be stored"
     elif isinstance(data, Mapping):
         for key, value in data.items():
-            label = str(key) if _UNSTORABLE.search(str(key)) is None else ascii(str(key))
+            label = str(key) if first_unstorable(str(key)) is None else ascii(str(key))
             path = f"{where}.{label}" if where else label
             yield from _unstorable_text(key, f"{path} (the key)")
             yield from _unstorable_text(value, path)

@@ -56,6 +56,7 @@ from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment
 from jinja2.utils import pass_context
 from jinja2.visitor import NodeTransformer
 
+from lqs.domain.text import storable, unstorable_text
 from lqs.domain.vocabulary import CommunicationType
 
 MAX_SUBJECT_CHARS = 998
@@ -127,27 +128,7 @@ class TemplateError(Exception):
     """
 
     def __init__(self, message: str) -> None:
-        if unstorable_text(message) is not None:
-            message = message.replace("\x00", "\\x00").encode("utf-8", "backslashreplace").decode()
-        super().__init__(message)
-
-
-def unstorable_text(text: str) -> str | None:
-    """Describe the first character of ``text`` that PostgreSQL cannot store, or None.
-
-    PostgreSQL's text and jsonb refuse NUL (U+0000), and a lone surrogate (U+D800 to
-    U+DFFF) has no UTF-8 form. The answer names the character and its 1-based position,
-    e.g. ``NUL (U+0000) at character 12``. One pass over the text (two if it is not ASCII).
-    """
-    position = text.find("\x00")
-    if position >= 0:
-        return f"NUL (U+0000) at character {position + 1}"
-    if not text.isascii():
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            return f"a lone surrogate (U+{ord(text[exc.start]):04X}) at character {exc.start + 1}"
-    return None
+        super().__init__(storable(message))
 
 
 class TemplateRenderer:
