@@ -243,7 +243,7 @@ _NUMBER_BOUND = 10**MAX_NUMBER_DIGITS
 
 def escaped(text: str, limit: int = 200) -> str:
     """``text`` safe to show anywhere: NUL, other control characters and lone surrogates
-    become ``\\uXXXX`` escapes (so the result always encodes as UTF-8); cut at ``limit``."""
+    become ``\\u0001``-style escapes (so the result always encodes as UTF-8); cut at ``limit``."""
     head = text[:limit]
     if not head.isprintable():
         head = "".join(c if c.isprintable() else f"\\u{ord(c):04x}" for c in head)

@@ -35,7 +35,7 @@ def unstorable_text(text: str) -> str | None:
 
 
 def storable(text: str) -> str:
-    """``text`` with NUL written as ``\\x00`` and lone surrogates as ``\\udXXX`` escapes,
+    """``text`` with NUL written as ``\\x00`` and lone surrogates as ``\\ud800``-style escapes,
     so that a ``text`` column accepts it; other characters are kept."""
     if first_unstorable(text) is None:
         return text
