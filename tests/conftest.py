@@ -71,6 +71,58 @@ def empty_db(make_database: DatabaseFactory) -> str:
     return make_database()
 
 
+# What a new Supabase project has before anything of LQS's runs (supabase/postgres's init
+# scripts): its API roles, the auth service's admin role and the default privileges that
+# hand every new table, sequence and function in ``public`` to all three API roles.
+SUPABASE_DEFAULTS = """
+DO $defaults$
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
+        CREATE ROLE anon NOLOGIN NOINHERIT;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'authenticated') THEN
+        CREATE ROLE authenticated NOLOGIN NOINHERIT;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'service_role') THEN
+        CREATE ROLE service_role NOLOGIN NOINHERIT BYPASSRLS;
+    END IF;
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
+        CREATE ROLE supabase_auth_admin NOLOGIN NOINHERIT CREATEROLE;
+    END IF;
+END
+$defaults$;
+GRANT USAGE ON SCHEMA public TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON TABLES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON SEQUENCES TO anon, authenticated, service_role;
+ALTER DEFAULT PRIVILEGES IN SCHEMA public GRANT ALL ON FUNCTIONS TO anon, authenticated, service_role;
+"""
+
+
+def apply_supabase_defaults(url: str) -> None:
+    """Give a fresh database Supabase's roles and default privileges (before migrating)."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(SUPABASE_DEFAULTS.encode())
+
+
+@pytest.fixture
+def supabase_empty_db(make_database: DatabaseFactory) -> str:
+    """A fresh database set up as a new Supabase project is, not yet migrated."""
+    url = make_database()
+    apply_supabase_defaults(url)
+    return url
+
+
+@pytest.fixture(scope="module")
+def supabase_migrated_db(admin_url: str) -> Iterator[str]:
+    """A Supabase-shaped database (default privileges applied first), migrated once."""
+    name, url = _create_database(admin_url)
+    apply_supabase_defaults(url)
+    with connect(url) as conn:
+        migrate(conn)
+    yield url
+    _drop_database(admin_url, name)
+
+
 @pytest.fixture(scope="module")
 def migrated_db(admin_url: str) -> Iterator[str]:
     """The URL of a database migrated once for the whole module (treat its schema as read-only)."""

@@ -78,6 +78,26 @@ def test_verify_exits_non_zero_naming_the_dropped_index(empty_db: str) -> None:
     assert "drift: profiles: row level security is disabled" in result.stderr
 
 
+def test_verify_fails_on_a_privilege_granted_back_on_a_supabase_database(
+    supabase_empty_db: str,
+) -> None:
+    env = {"LQS_DATABASE_URL": supabase_empty_db}
+    assert run_lqs("db", "migrate", env=env).returncode == 0
+    assert run_lqs("db", "verify", env=env).returncode == 0
+    with psycopg.connect(supabase_empty_db, autocommit=True) as conn:
+        conn.execute("GRANT ALL ON public.communications TO anon")
+
+    result = run_lqs("db", "verify", env=env)
+
+    assert result.returncode == 1
+    assert "Traceback" not in result.stderr
+    assert (
+        "drift: table public.communications: anon holds DELETE, INSERT, REFERENCES, SELECT, "
+        "TRIGGER, TRUNCATE, UPDATE, which LQS does not grant" in result.stderr
+    )
+    assert "Schema verified" not in result.stdout
+
+
 def test_unreachable_database_is_one_line_and_non_zero() -> None:
     result = run_lqs("db", "migrate", env={"LQS_DATABASE_URL": "postgresql://lqs@127.0.0.1:1/lqs"})
     assert_one_line_error(result, "cannot connect to PostgreSQL at lqs@127.0.0.1:1/lqs")

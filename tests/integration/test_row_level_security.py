@@ -5,6 +5,11 @@ B; a user with no profile; and ``service_role``. Each attempt runs in ``tenant_s
 is rolled back, so attempts never see each other's effects. A denial is either no rows or
 SQLSTATE 42501; every denial is asserted next to the same statement succeeding for an actor
 allowed to run it, so no test passes merely because the data is missing.
+
+The whole module runs twice: on a database migrated on plain PostgreSQL, and on one set up as
+a new Supabase project is (its ``ALTER DEFAULT PRIVILEGES ... GRANT ALL ... TO anon,
+authenticated, service_role`` in ``public`` applied before migrating), where every LQS object
+is born with ALL for every role and only the migrations' REVOKEs keep these answers true.
 """
 
 from __future__ import annotations
@@ -19,7 +24,10 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.db.connection import connect
+from lqs.db.migrate import migrate
 from lqs.db.pool import DatabaseRole, tenant_session
+from tests.conftest import _create_database, _drop_database, apply_supabase_defaults
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -146,6 +154,18 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
                   push_subscription, batch_key, event[0], consent[0], reject[0],
                   worker)  # fmt: skip
+
+
+@pytest.fixture(scope="module", params=["plain", "supabase-defaults"])
+def migrated_db(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]:
+    """This module's database: plain, or with Supabase's default privileges before migrating."""
+    name, url = _create_database(admin_url)
+    if request.param == "supabase-defaults":
+        apply_supabase_defaults(url)
+    with connect(url) as conn:
+        migrate(conn)
+    yield url
+    _drop_database(admin_url, name)
 
 
 @pytest.fixture(scope="module")
@@ -481,3 +501,77 @@ async def test_a_session_cannot_claim_a_role_it_does_not_run_as(
     with pytest.raises(ValueError, match="may not set 'role'"):
         async with tenant_session(pool, world.a.admin, extra_claims={"role": "service_role"}):
             pass
+
+
+ROLES: list[tuple[DatabaseRole, str]] = [
+    ("anon", "anon"), ("authenticated", "admin"), ("authenticated", "member"),
+    ("service_role", "service"),
+]  # fmt: skip
+
+
+def _actor(world: World, who: str) -> tuple[DatabaseRole, UUID | None]:
+    if who == "anon":
+        return anon()
+    if who == "service":
+        return service()
+    return user(getattr(world.a, who))
+
+
+@pytest.mark.parametrize(("table", "key", "attr"), TABLES)
+@pytest.mark.parametrize(("role", "who"), ROLES)
+async def test_truncate_is_refused_for_every_role(
+    pool: AsyncConnectionPool,
+    world: World,
+    table: str,
+    key: str,
+    attr: str,
+    role: DatabaseRole,
+    who: str,
+) -> None:
+    # TRUNCATE ignores row-level security: holding it would empty every tenant's rows.
+    assert await attempt(pool, _actor(world, who), f"TRUNCATE public.{table} CASCADE") == DENIED
+    # The rows are still there, so the refusal is not an empty table's.
+    sql = f"SELECT 1 FROM public.{table} WHERE {key} = %s"
+    assert await attempt(pool, service(), sql, getattr(world.a, attr)) >= 1
+
+
+@pytest.mark.parametrize(
+    "assignment", ["slug = 'taken-over'", "id = gen_random_uuid()", "created_at = now()"]
+)
+async def test_admins_cannot_change_their_clients_identity(
+    pool: AsyncConnectionPool, world: World, assignment: str
+) -> None:
+    sql = f"UPDATE public.clients SET {assignment} WHERE id = %s"
+    assert await attempt(pool, user(world.a.admin), sql, world.a.client) == DENIED
+    allowed = "UPDATE public.clients SET name = 'Renamed' WHERE id = %s"
+    assert await attempt(pool, user(world.a.admin), allowed, world.a.client) == 1
+
+
+@pytest.mark.parametrize(("role", "who"), ROLES)
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT nextval('public.provider_events_id_seq')",
+        "SELECT setval('public.consent_history_id_seq', 1)",
+        "SELECT last_value FROM public.delivery_attempts_id_seq",
+        "SELECT public.lqs_set_updated_at()",
+        "SELECT public.update_communications_updated_at()",
+        "SELECT public.consent_history_append_only()",
+    ],
+)
+async def test_no_role_touches_lqs_sequences_or_functions(
+    pool: AsyncConnectionPool, world: World, sql: str, role: DatabaseRole, who: str
+) -> None:
+    assert await attempt(pool, _actor(world, who), sql) == DENIED
+
+
+@pytest.mark.parametrize(("role", "who"), ROLES)
+async def test_consent_history_stays_append_only_by_privilege(
+    pool: AsyncConnectionPool, world: World, role: DatabaseRole, who: str
+) -> None:
+    # Refused by privileges before the append-only trigger is even reached.
+    for sql in (
+        "UPDATE public.consent_history SET source = source WHERE id = %s",
+        "DELETE FROM public.consent_history WHERE id = %s",
+    ):
+        assert await attempt(pool, _actor(world, who), sql, world.a.consent_entry) == DENIED

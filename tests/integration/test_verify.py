@@ -121,7 +121,10 @@ def test_migrated_database_verifies_with_the_seeds_24_rows(migrated_copy: Migrat
             "communications.status: comment changed",
         ),
         ("DROP TABLE public.communications CASCADE", "communications: table is missing"),
-        ("DROP FUNCTION auth.jwt()", "function auth.jwt() is missing"),
+        (
+            "DROP FUNCTION public.lqs_set_updated_at() CASCADE",
+            "function public.lqs_set_updated_at() is missing",
+        ),
         (
             "DELETE FROM lqs.schema_migrations WHERE version = 3",
             "migration 0003_communications.sql is not applied",
@@ -137,6 +140,72 @@ def test_verify_names_the_drift(
 ) -> None:
     problems = _problems_after(migrated_copy(), sabotage)
     assert any(p.startswith(expected) for p in problems), problems
+
+
+# Each grant is one a Supabase project's defaults (or a hurried operator) would hand out.
+EXTRA_GRANTS = [
+    (
+        "GRANT TRUNCATE ON public.communications TO anon",
+        "table public.communications: anon holds TRUNCATE, which LQS does not grant "
+        "(to take it back: REVOKE TRUNCATE ON TABLE public.communications FROM anon)",
+    ),
+    (
+        "GRANT UPDATE (status, score) ON public.leads TO authenticated",
+        "column public.leads.score: authenticated holds UPDATE",
+    ),
+    (
+        "GRANT UPDATE ON public.clients TO authenticated",
+        "table public.clients: authenticated holds UPDATE",
+    ),
+    (
+        "GRANT UPDATE, DELETE ON public.consent_history TO service_role",
+        "table public.consent_history: service_role holds DELETE, UPDATE",
+    ),
+    (
+        "GRANT SELECT ON public.worker_heartbeats TO authenticated",
+        "table public.worker_heartbeats: authenticated holds SELECT",
+    ),
+    (
+        "GRANT USAGE ON SEQUENCE public.provider_events_id_seq TO anon",
+        "sequence public.provider_events_id_seq: anon holds USAGE",
+    ),
+    (
+        "GRANT EXECUTE ON FUNCTION public.lqs_set_updated_at() TO PUBLIC",
+        "function public.lqs_set_updated_at(): PUBLIC holds EXECUTE",
+    ),
+    (
+        "GRANT SELECT ON lqs.schema_migrations TO service_role",
+        "table lqs.schema_migrations: service_role holds SELECT",
+    ),
+    (
+        "GRANT SELECT ON public.templates TO anon WITH GRANT OPTION",
+        "table public.templates: anon holds SELECT WITH GRANT OPTION",
+    ),
+    (
+        "REVOKE INSERT ON public.leads FROM service_role",
+        "table public.leads: service_role lacks INSERT",
+    ),
+]
+
+
+@pytest.mark.parametrize(("grant", "expected"), EXTRA_GRANTS)
+def test_verify_names_every_privilege_the_migrations_do_not_grant(
+    supabase_migrated_db: str, grant: str, expected: str
+) -> None:
+    with connect(supabase_migrated_db, autocommit=False) as conn:
+        assert verify(conn).ok
+        conn.execute(grant.encode())
+        problems = verify(conn).problems
+        conn.rollback()
+    assert any(p.startswith(expected) for p in problems), problems
+
+
+def test_supabase_defaults_leave_no_extra_privilege_after_migrating(
+    supabase_migrated_db: str,
+) -> None:
+    with connect(supabase_migrated_db) as conn:
+        report = verify(conn)
+    assert report.ok, report.problems
 
 
 def test_never_migrated_database_fails_verification(empty_db: str) -> None:

@@ -75,7 +75,8 @@ def db_verify() -> None:
     print_seed_table(report)
     fail_on_drift(report)
     console.print(
-        "[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies."
+        "[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies, "
+        "privileges."
     )
 
 

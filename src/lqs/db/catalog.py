@@ -2,7 +2,9 @@
 
 ``read_schema`` describes every table in ``public``: columns (in order, with types,
 defaults, NOT NULL and comments), constraints, indexes, row-level security, policies and
-triggers, each in PostgreSQL's own canonical text (``pg_get_indexdef`` and friends).
+triggers, each in PostgreSQL's own canonical text (``pg_get_indexdef`` and friends), and
+what ``anon``, ``authenticated``, ``service_role`` and ``PUBLIC`` may do to each table,
+column, sequence and function (from the objects' ACLs, so an extra grant is drift too).
 ``lqs db verify`` compares that with ``schema.json``, the same description taken from a
 freshly migrated database and shipped with the package.
 """
@@ -67,6 +69,51 @@ WHERE n.nspname IN ('public', 'auth') AND p.prokind = 'f'
 ORDER BY 1
 """
 
+# Privileges of the three API roles and PUBLIC on the tables and sequences in ``public``
+# and ``lqs``, and on the functions in ``public``; a NULL ACL means the kind's default.
+_RELATION_PRIVILEGES = """
+SELECT CASE c.relkind WHEN 'S' THEN 'sequence' ELSE 'table' END || ' ' || n.nspname || '.'
+       || c.relname,
+       g.grantee, g.privilege_type, g.is_grantable
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee,
+           a.privilege_type, a.is_grantable
+    FROM aclexplode(coalesce(
+        c.relacl, acldefault((CASE WHEN c.relkind = 'S' THEN 's' ELSE 'r' END)::"char", c.relowner)
+    )) a
+    WHERE a.grantee = 0 OR pg_get_userbyid(a.grantee) IN ('anon', 'authenticated', 'service_role')
+) g ON true
+WHERE n.nspname IN ('public', 'lqs') AND c.relkind IN ('r', 'p', 'S')
+"""
+
+_COLUMN_PRIVILEGES = """
+SELECT 'column ' || n.nspname || '.' || c.relname || '.' || a.attname,
+       CASE WHEN g.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(g.grantee) END,
+       g.privilege_type, g.is_grantable
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+CROSS JOIN LATERAL aclexplode(a.attacl) g
+WHERE n.nspname IN ('public', 'lqs') AND c.relkind IN ('r', 'p')
+  AND a.attnum > 0 AND NOT a.attisdropped AND a.attacl IS NOT NULL
+  AND (g.grantee = 0 OR pg_get_userbyid(g.grantee) IN ('anon', 'authenticated', 'service_role'))
+"""
+
+_FUNCTION_PRIVILEGES = """
+SELECT 'function ' || n.nspname || '.' || p.proname || '('
+       || pg_get_function_identity_arguments(p.oid) || ')',
+       g.grantee, g.privilege_type, g.is_grantable
+FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+LEFT JOIN LATERAL (
+    SELECT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE pg_get_userbyid(a.grantee) END AS grantee,
+           a.privilege_type, a.is_grantable
+    FROM aclexplode(coalesce(p.proacl, acldefault('f'::"char", p.proowner))) a
+    WHERE a.grantee = 0 OR pg_get_userbyid(a.grantee) IN ('anon', 'authenticated', 'service_role')
+) g ON true
+WHERE n.nspname = 'public' AND p.prokind = 'f'
+"""
+
 _ROLES = """
 SELECT rolname, rolbypassrls FROM pg_roles
 WHERE rolname IN ('anon', 'authenticated', 'service_role') ORDER BY rolname
@@ -110,7 +157,73 @@ def read_schema(conn: psycopg.Connection) -> SchemaDescription:
             }
         functions = [row[0] for row in cur.execute(_FUNCTIONS).fetchall()]
         roles: dict[str, bool] = dict(cur.execute(_ROLES).fetchall())
-    return {"tables": tables, "functions": functions, "roles": roles}
+        privileges = _read_privileges(cur)
+    return {"tables": tables, "functions": functions, "roles": roles, "privileges": privileges}
+
+
+def _read_privileges(cur: psycopg.Cursor[Any]) -> dict[str, dict[str, list[str]]]:
+    """Object -> grantee -> privileges, e.g. ``{"table public.leads": {"authenticated":
+    ["SELECT"]}}``; every table, sequence and function appears, with ``{}`` when none of
+    the API roles holds anything on it; columns appear only where a column grant exists."""
+    found: dict[str, dict[str, set[str]]] = {}
+    for query in (_RELATION_PRIVILEGES, _COLUMN_PRIVILEGES, _FUNCTION_PRIVILEGES):
+        for name, grantee, privilege, grantable in cur.execute(query).fetchall():
+            held = found.setdefault(name, {})
+            if grantee is not None:
+                suffix = " WITH GRANT OPTION" if grantable else ""
+                held.setdefault(grantee, set()).add(privilege + suffix)
+    return {
+        name: {grantee: sorted(privs) for grantee, privs in sorted(held.items())}
+        for name, held in sorted(found.items())
+    }
+
+
+def _lqs_object(name: str, expected: SchemaDescription) -> bool:
+    """Whether a privilege-bearing object (``table public.x``, ``column public.x.c``...)
+    belongs to LQS: one the expected description lists, or a column of one of its tables."""
+    if name in expected["privileges"]:
+        return True
+    kind, _, qualified = name.partition(" ")
+    if kind != "column":
+        return False
+    schema, table, _column = qualified.split(".", 2)
+    return f"table {schema}.{table}" in expected["privileges"]
+
+
+def compare_privileges(expected: SchemaDescription, actual: SchemaDescription) -> list[str]:
+    """Name every privilege an API role holds on an LQS object beyond what the migrations
+    grant, and every one they grant that is missing (pure)."""
+    problems: list[str] = []
+    wanted: dict[str, dict[str, list[str]]] = expected.get("privileges", {})
+    live: dict[str, dict[str, list[str]]] = actual.get("privileges", {})
+    if not wanted:
+        return problems
+    names = sorted(set(wanted) | {n for n in live if _lqs_object(n, expected)})
+    for name in names:
+        if not name.startswith("column ") and name not in live:
+            continue  # a missing object is reported with the schema's other problems
+        want, have = wanted.get(name, {}), live.get(name, {})
+        for grantee in sorted(set(want) | set(have)):
+            extra = sorted(set(have.get(grantee, [])) - set(want.get(grantee, [])))
+            missing = sorted(set(want.get(grantee, [])) - set(have.get(grantee, [])))
+            if extra:
+                problems.append(
+                    f"{name}: {grantee} holds {', '.join(extra)}, which LQS does not grant "
+                    f"(to take it back: {_revoke_statement(name, extra, grantee)})"
+                )
+            if missing:
+                problems.append(f"{name}: {grantee} lacks {', '.join(missing)}")
+    return problems
+
+
+def _revoke_statement(name: str, privileges: list[str], grantee: str) -> str:
+    kind, _, qualified = name.partition(" ")
+    privs = sorted({p.split()[0] for p in privileges})
+    if kind == "column":
+        schema, table, column = qualified.split(".", 2)
+        listed = ", ".join(f'{p} ("{column}")' for p in privs)
+        return f"REVOKE {listed} ON {schema}.{table} FROM {grantee}"
+    return f"REVOKE {', '.join(privs)} ON {kind.upper()} {qualified} FROM {grantee}"
 
 
 def load_expected_schema() -> SchemaDescription:
@@ -202,4 +315,4 @@ def compare_schemas(expected: SchemaDescription, actual: SchemaDescription) -> l
             problems.append(f"role {role} is missing")
         elif bypass and not actual["roles"][role]:
             problems.append(f"role {role} lost BYPASSRLS")
-    return problems
+    return problems + compare_privileges(expected, actual)
