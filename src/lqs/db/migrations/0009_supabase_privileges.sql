@@ -7,7 +7,8 @@
 -- takes everything back and grants exactly what the policies need. Every later migration
 -- does the same for what it creates: REVOKE ALL first, then the grants it means.
 -- On plain PostgreSQL the revokes find nothing extra and the grants are those of
--- migrations 0002-0008, restated here in one place.
+-- migrations 0002-0008, restated here in one place. Nothing here may assume LQS's own
+-- runner applied it: exported with `lqs db export-supabase`, it runs under `supabase db push`.
 -- The seed's own statements (0003) are untouched; only privileges on its table change.
 
 -- ---------------------------------------------------------------- take everything back
@@ -16,9 +17,10 @@ REVOKE ALL ON TABLE
     public.api_keys, public.idempotency_keys, public.lead_import_rows, public.templates,
     public.suppressions, public.delivery_queue, public.delivery_attempts,
     public.provider_batches, public.push_subscriptions, public.provider_events,
-    public.consent_history, public.worker_heartbeats, public.webhook_rejects,
-    lqs.schema_migrations
+    public.consent_history, public.worker_heartbeats, public.webhook_rejects
     FROM PUBLIC, anon, authenticated, service_role;
+-- lqs.schema_migrations is not here: a project migrated with `supabase db push` has no
+-- such table. The runner's bookkeeping locks it down wherever it creates it.
 
 -- Identity columns draw from these without any privilege on them: nobody needs one.
 REVOKE ALL ON SEQUENCE
