@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest schema-snapshot lock clean bench bench-quick chaos
+.PHONY: demo test lint typecheck imports pytest pgbouncer schema-snapshot lock clean bench bench-quick chaos
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LQS needs Python 3.11 or newer")'
@@ -30,8 +30,18 @@ typecheck: $(INSTALLED)
 imports: $(INSTALLED)
 	$(BIN)/lint-imports
 
-pytest: $(INSTALLED)
+pytest: $(INSTALLED) pgbouncer
 	$(BIN)/pytest
+
+## The transaction pooler tests need Debian's pgbouncer: installed here when missing and
+## root can (otherwise those tests skip, saying how to install it).
+pgbouncer:
+	@command -v pgbouncer >/dev/null || test -x /usr/sbin/pgbouncer || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    echo "installing pgbouncer (apt-get)" && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }; }; } || \
+	  echo "pgbouncer is not installed and cannot be here: the pooler tests will skip"
 
 ## Benchmarks (writes docs/BENCHMARKS.md); bench-quick stays under two minutes.
 bench: $(INSTALLED)

@@ -2,11 +2,19 @@
 
 Each test module (or test, where it needs one) gets a database of its own, created
 fresh and dropped afterwards, so tests never see each other's rows or schema changes.
+
+Through a transaction pooler (CI's third pass: LQS_TEST_DATABASE_URL is PgBouncer's URL,
+LQS_TEST_DIRECT_DATABASE_URL the server's own, LQS_DATABASE_POOLER=transaction), tests get
+pooled URLs, while databases are created, dropped and migrated on the direct URL, as a
+deployment migrates with LQS_DIRECT_DATABASE_URL; :func:`direct_url` gives a test the
+same database reached directly when it needs a session (a backend to follow, LISTEN).
 """
 
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from pathlib import Path
@@ -20,8 +28,43 @@ from lqs.db.connection import connect
 from lqs.db.embedded import start_embedded
 from lqs.db.migrate import migrate
 from lqs.db.pool import open_pool
+from tests.pgbouncer import INSTALL_HINT, PgBouncer, pgbouncer_binary, start_pgbouncer
 
 DatabaseFactory = Callable[[], str]
+
+DIRECT_URL_VARIABLE = "LQS_TEST_DIRECT_DATABASE_URL"
+
+
+def _through_test_pooler(url: str) -> bool:
+    """Whether ``url`` goes to LQS_TEST_DATABASE_URL's pooler (with a direct URL beside it)."""
+    pooled = os.environ.get("LQS_TEST_DATABASE_URL")
+    if not pooled or not os.environ.get(DIRECT_URL_VARIABLE):
+        return False
+    try:
+        ours, theirs = conninfo.conninfo_to_dict(url), conninfo.conninfo_to_dict(pooled)
+    except psycopg.ProgrammingError:
+        return False
+    return (ours.get("host"), ours.get("port")) == (theirs.get("host"), theirs.get("port"))
+
+
+def direct_url(url: str) -> str:
+    """``url``'s database on LQS_TEST_DIRECT_DATABASE_URL's server (not through the
+    pooler); ``url`` itself when it does not go through the tests' pooler."""
+    if not _through_test_pooler(url):
+        return url
+    dbname = conninfo.conninfo_to_dict(url).get("dbname")
+    return conninfo.make_conninfo(os.environ[DIRECT_URL_VARIABLE], dbname=dbname)
+
+
+def pooler_env(database_url: str | None) -> dict[str, str]:
+    """What an ``lqs`` process given ``database_url`` must be told of the tests' pooler, as a
+    deployment on Supabase's pooled URL is: its mode and the direct URL. Empty otherwise."""
+    if database_url is None or not _through_test_pooler(database_url):
+        return {}
+    return {
+        "LQS_DATABASE_POOLER": os.environ.get("LQS_DATABASE_POOLER") or "transaction",
+        "LQS_DIRECT_DATABASE_URL": direct_url(database_url),
+    }
 
 
 @pytest.fixture(scope="session")
@@ -38,15 +81,27 @@ def admin_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         server.stop()
 
 
+@pytest.fixture(scope="session")
+def direct_admin_url(admin_url: str) -> str:
+    """``admin_url`` without the pooler (the same URL when the tests do not use one)."""
+    return direct_url(admin_url)
+
+
 def _create_database(admin: str) -> tuple[str, str]:
     name = f"lqs_test_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(direct_url(admin), autocommit=True) as conn:
         conn.execute(f'CREATE DATABASE "{name}"'.encode())
     return name, conninfo.make_conninfo(admin, dbname=name)
 
 
+def migrate_directly(url: str) -> None:
+    """Migrate ``url``'s database on its direct URL (migrations need a session)."""
+    with connect(direct_url(url)) as conn:
+        migrate(conn)
+
+
 def _drop_database(admin: str, name: str) -> None:
-    with psycopg.connect(admin, autocommit=True) as conn:
+    with psycopg.connect(direct_url(admin), autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 
@@ -117,8 +172,7 @@ def supabase_migrated_db(admin_url: str) -> Iterator[str]:
     """A Supabase-shaped database (default privileges applied first), migrated once."""
     name, url = _create_database(admin_url)
     apply_supabase_defaults(url)
-    with connect(url) as conn:
-        migrate(conn)
+    migrate_directly(url)
     yield url
     _drop_database(admin_url, name)
 
@@ -127,8 +181,7 @@ def supabase_migrated_db(admin_url: str) -> Iterator[str]:
 def migrated_db(admin_url: str) -> Iterator[str]:
     """The URL of a database migrated once for the whole module (treat its schema as read-only)."""
     name, url = _create_database(admin_url)
-    with connect(url) as conn:
-        migrate(conn)
+    migrate_directly(url)
     yield url
     _drop_database(admin_url, name)
 
@@ -144,3 +197,19 @@ async def pool(migrated_db: str) -> AsyncIterator[AsyncConnectionPool]:
 @pytest.fixture
 def repo_root() -> Path:
     return Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def pgbouncer(direct_admin_url: str) -> Iterator[PgBouncer]:
+    """PgBouncer in transaction mode (two server connections per database) in front of the
+    server under test; skipped, saying how to install it, when the binary is missing."""
+    binary = pgbouncer_binary()
+    if binary is None:
+        pytest.skip(INSTALL_HINT)
+    # Not under pytest's temporary directory: as root, pgbouncer runs as another user, who
+    # must reach its files, and pytest's directories are private to root.
+    workdir = Path(tempfile.mkdtemp(prefix="lqs-pgbouncer-"))
+    bouncer = start_pgbouncer(binary, direct_admin_url, workdir)
+    yield bouncer
+    bouncer.stop()
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -30,12 +31,33 @@ class Settings(BaseSettings):
     database_url: str | None = Field(
         default=None, description="PostgreSQL URL; unset starts the embedded server"
     )
+    database_pooler: Literal["transaction", "session", "none"] | None = Field(
+        default=None,
+        description="How LQS_DATABASE_URL reaches the server: 'transaction' (PgBouncer or "
+        "Supavisor in transaction mode: no prepared statements, only transaction-local "
+        "settings, and migrations and LISTEN need LQS_DIRECT_DATABASE_URL), 'session' (a "
+        "session-mode pooler) or 'none' (direct). Unset: detected from the URL, where port "
+        "6543, or a host ending in pooler.supabase.com on a port other than 5432, means "
+        "'transaction'",
+    )
+    direct_database_url: str | None = Field(
+        default=None,
+        description="A URL with sessions of its own (Supabase's direct or session-mode URL) "
+        "for what a transaction pooler cannot carry: migrations (their advisory lock) and "
+        "the worker's LISTEN; only read with LQS_DATABASE_URL",
+    )
     data_dir: Path = Field(
         default=Path(".lqs"), description="Where the embedded server keeps its data"
     )
     pool_min_size: int = Field(default=1, ge=0)
     pool_max_size: int = Field(default=10, ge=1)
     connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a connection")
+    migration_lock_timeout: float = Field(
+        default=60.0,
+        gt=0,
+        description="Seconds `lqs db migrate` waits for another run's migration lock before "
+        "failing with the holding session's pid, application, client and state",
+    )
     webhook_pool_max_size: int = Field(
         default=5,
         ge=1,

@@ -14,14 +14,14 @@ from pathlib import Path
 import httpx
 import pytest
 
-from lqs.db.connection import connect
-from lqs.db.migrate import migrate
 from lqs.simulator import SimulatorConfig, SimulatorControl, running_simulator
+from tests.conftest import migrate_directly, pooler_env
 
 
 def lqs_env(database_url: str, **extra: str) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
     env["LQS_DATABASE_URL"] = database_url
+    env.update(pooler_env(database_url))  # CI's third pass: through PgBouncer
     env.update(extra)
     return env
 
@@ -55,8 +55,7 @@ class Server:
 @pytest.fixture
 def pipeline_db(make_database: object) -> str:
     url: str = make_database()  # type: ignore[operator]
-    with connect(url) as conn:
-        migrate(conn)
+    migrate_directly(url)
     return url
 
 

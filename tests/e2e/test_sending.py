@@ -21,6 +21,7 @@ import pytest
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from lqs.db.connection import connect
 from lqs.domain.delivery import RetryPolicy
 from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
 from lqs.simulator.config import PushConfig, ResendConfig, SinkConfig, TwilioConfig
@@ -59,7 +60,8 @@ def _client(url: str, delivery: dict[str, Any], **settings: Any) -> str:
 
 
 def _leads(url: str, client_id: str, n: int, **fields: Any) -> None:
-    with psycopg.connect(url) as conn:
+    # LQS's connect: through a transaction pooler it prepares nothing (n inserts would).
+    with connect(url, autocommit=False) as conn:
         for i in range(n):
             email = f"lead{i}.{uuid.uuid4().hex[:6]}@bigco.example"
             conn.execute(

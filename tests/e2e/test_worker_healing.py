@@ -19,8 +19,10 @@ import psycopg
 import pytest
 from psycopg import conninfo
 
+from lqs.db.connection import transaction_pooled
 from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
 from lqs.simulator.config import Latency, ResendConfig
+from tests.conftest import direct_url
 from tests.e2e.conftest import lqs_env, run_lqs
 from tests.e2e.test_sending import (
     _accepted_per_communication,
@@ -78,7 +80,10 @@ def worker_factory(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 
 
 def _admin(url: str) -> psycopg.Connection:
-    return psycopg.connect(conninfo.make_conninfo(url, dbname="postgres"), autocommit=True)
+    """A session on the server itself (not through a pooler): it follows server backends."""
+    return psycopg.connect(
+        conninfo.make_conninfo(direct_url(url), dbname="postgres"), autocommit=True
+    )
 
 
 def _dbname(url: str) -> str:
@@ -97,9 +102,18 @@ def _terminate_backends(url: str) -> int:
 
 def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
-    while not condition():
+    while not _holds(condition):
         assert time.monotonic() < deadline, f"timed out waiting for {what}"
         time.sleep(0.2)
+
+
+def _holds(condition: Callable[[], bool]) -> bool:
+    try:
+        return condition()
+    except psycopg.OperationalError:
+        # The database is still coming back (a pooler refuses clients for a moment after
+        # refused server logins): not yet.
+        return False
 
 
 def _settled(url: str, client_id: str, leads: int) -> Callable[[], bool]:
@@ -165,8 +179,12 @@ def test_cancelled_statements_and_refused_connections_are_waited_out(
         # Every statement of every new connection is cancelled at once.
         admin.execute(f'ALTER DATABASE "{name}" SET statement_timeout = 1'.encode())
         _terminate_backends(pipeline_db)
-        # The test's own session opts out of the timeout its database now imposes.
-        _leads(conninfo.make_conninfo(pipeline_db, options="-c statement_timeout=0"), client_id, 5)
+        # The test's own session opts out of the timeout its database now imposes (on the
+        # server itself: a pooler ignores startup options).
+        opted_out = conninfo.make_conninfo(
+            direct_url(pipeline_db), options="-c statement_timeout=0"
+        )
+        _leads(opted_out, client_id, 5)
         time.sleep(2)
         worker.assert_alive()
         admin.execute(f'ALTER DATABASE "{name}" RESET statement_timeout'.encode())
@@ -179,7 +197,8 @@ def test_cancelled_statements_and_refused_connections_are_waited_out(
         time.sleep(3)
         worker.assert_alive()
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
-    _leads(pipeline_db, client_id, 5)
+    # Directly: a pooler may refuse clients for a moment after the refused logins.
+    _leads(direct_url(pipeline_db), client_id, 5)
     _wait_until(_settled(pipeline_db, client_id, 10), 60, "the leads after the outage")
     worker.assert_alive()
     assert worker.stop() == 0
@@ -223,7 +242,14 @@ def test_a_worker_started_before_its_database_waits_for_it(
             worker = worker_factory(pipeline_db)
             time.sleep(2)
             worker.assert_alive()
-            assert "worker_waiting_for_database" in worker.output()
+            # Through a transaction pooler the worker's connections (to the pooler) open,
+            # and its loops wait out the refused server connections instead.
+            waiting = (
+                "worker_loop_interrupted"
+                if transaction_pooled(pipeline_db)
+                else "worker_waiting_for_database"
+            )
+            assert waiting in worker.output()
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
     _leads(pipeline_db, client_id, 3)
@@ -251,10 +277,14 @@ def test_worker_heartbeats_are_written_and_marked_stopped(
 def test_a_one_shot_command_that_loses_the_database_says_so_in_one_line(
     pipeline_db: str,
 ) -> None:
-    cancelled = conninfo.make_conninfo(pipeline_db, options="-c statement_timeout=1")
     client_id = _client(pipeline_db, {})
     _leads(pipeline_db, client_id, 50)
-    result = run_lqs(cancelled, "worker", "--once")
+    # Every statement of every new server connection is cancelled (a database setting, not
+    # a startup option: a pooler ignores those).
+    with _admin(pipeline_db) as admin:
+        admin.execute(f'ALTER DATABASE "{_dbname(pipeline_db)}" SET statement_timeout = 1'.encode())
+    _terminate_backends(pipeline_db)
+    result = run_lqs(pipeline_db, "worker", "--once")
     assert result.returncode == 1
     assert "Traceback" not in result.stderr
     [line] = result.stderr.strip().splitlines()

@@ -33,8 +33,8 @@ from lqs.api.app import create_app
 from lqs.api.health import ReadinessOptions
 from lqs.api.webhooks import WebhookConfig
 from lqs.db.clients import create_api_key, create_client
-from lqs.db.connection import connect
-from lqs.db.migrate import load_migrations, migrate
+from lqs.db.migrate import load_migrations
+from tests.conftest import direct_url, migrate_directly
 
 PUBLIC = "https://lqs.example"
 """The public base URL Twilio signs; the test client calls http://test instead."""
@@ -51,7 +51,7 @@ def _terminate_backends(admin_url: str, url: str) -> None:
     """Terminate every backend of ``url``'s database and wait until they are gone."""
     name = _dbname(url)
     others = "FROM pg_stat_activity WHERE datname = %s AND pid <> pg_backend_pid()"
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    with psycopg.connect(direct_url(admin_url), autocommit=True) as conn:
         conn.execute(f"SELECT pg_terminate_backend(pid) {others}", (name,))
         while True:
             row = conn.execute(f"SELECT count(*) {others}", (name,)).fetchone()
@@ -63,13 +63,13 @@ def _terminate_backends(admin_url: str, url: str) -> None:
 @contextmanager
 def _unreachable(admin_url: str, url: str) -> Iterator[None]:
     """The database refuses every connection (existing ones are terminated) inside the block."""
-    with psycopg.connect(admin_url, autocommit=True) as conn:
+    with psycopg.connect(direct_url(admin_url), autocommit=True) as conn:
         conn.execute(f'ALTER DATABASE "{_dbname(url)}" ALLOW_CONNECTIONS false'.encode())
     try:
         _terminate_backends(admin_url, url)
         yield
     finally:
-        with psycopg.connect(admin_url, autocommit=True) as conn:
+        with psycopg.connect(direct_url(admin_url), autocommit=True) as conn:
             conn.execute(f'ALTER DATABASE "{_dbname(url)}" ALLOW_CONNECTIONS true'.encode())
 
 
@@ -89,8 +89,7 @@ async def _lock_waiters(url: str, at_least: int) -> None:
 
 
 def _migrated(url: str) -> str:
-    with connect(url) as conn:
-        migrate(conn)
+    migrate_directly(url)
     return url
 
 
@@ -276,7 +275,8 @@ async def test_under_connection_churn_no_request_gets_a_500(
 
     async def churn() -> None:
         nonlocal churning
-        async with await psycopg.AsyncConnection.connect(admin_url, autocommit=True) as admin:
+        admin_direct = direct_url(admin_url)
+        async with await psycopg.AsyncConnection.connect(admin_direct, autocommit=True) as admin:
             for _ in range(30):
                 await admin.execute(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"

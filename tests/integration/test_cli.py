@@ -13,9 +13,8 @@ from psycopg import conninfo
 
 from lqs.db.connection import connect
 from lqs.db.migrate import load_migrations
-from lqs.db.supabase_cli import supabase_version
 from lqs.db.verify import verify
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, pooler_env
 
 
 def run_lqs(
@@ -23,6 +22,7 @@ def run_lqs(
 ) -> subprocess.CompletedProcess[str]:
     merged = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
     merged.update(env or {})
+    merged.update(pooler_env(merged.get("LQS_DATABASE_URL")))  # CI's third pass: PgBouncer
     return subprocess.run(
         [sys.executable, "-m", "lqs", *args],
         env=merged,
@@ -157,8 +157,8 @@ def test_export_supabase_writes_cli_migrations_that_build_a_verified_schema(
     result = run_lqs("db", "export-supabase", str(tmp_path))
     assert result.returncode == 0, result.stderr
     files = sorted((tmp_path / "supabase" / "migrations").iterdir())
-    assert [f.name for f in files] == [
-        f"{supabase_version(m)}_{m.name}.sql" for m in load_migrations()
+    assert [f.name[14:] for f in files] == [
+        f"_lqs_{m.version:04d}_{m.name}.sql" for m in load_migrations()
     ]
     assert all(re.fullmatch(r"\d{14}_[a-z0-9_]+\.sql", f.name) for f in files)
 

@@ -22,6 +22,7 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
+from lqs.db.connection import transaction_pooled
 from lqs.db.dispatch import Ack, Attempt, record_acks
 from lqs.db.events import IngestOutcome, communication_timeline, ingest_events
 from lqs.db.pool import open_pool
@@ -401,11 +402,18 @@ async def test_a_waiting_hard_bounce_applied_by_the_ack_keeps_its_reason_and_sup
 
 
 async def _blocked_on_a_lock(pool: AsyncConnectionPool, pid: int) -> None:
-    """Wait (with a deadline) until backend ``pid`` waits for a lock."""
+    """Wait (with a deadline) until backend ``pid`` waits for a lock; through a transaction
+    pooler ``pid`` is the pooler's, not a server backend's: then any backend of this test's
+    database (only the racing connection can be waiting)."""
+    pooled = transaction_pooled(pool.conninfo)
     deadline = asyncio.get_running_loop().time() + 10
     while asyncio.get_running_loop().time() < deadline:
         rows = await _rows(
-            pool, "SELECT 1 FROM pg_stat_activity WHERE pid = %s AND wait_event_type = 'Lock'", pid
+            pool,
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock'"
+            " AND datname = current_database() AND (pid = %s OR %s)",
+            pid,
+            pooled,
         )
         if rows:
             return

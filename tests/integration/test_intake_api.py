@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from lqs.api.app import create_app
 from lqs.db.clients import create_api_key, create_client, revoke_api_key
+from tests.conftest import direct_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -367,7 +368,9 @@ async def test_insert_notifies_waiting_processors(
     client_api: httpx.AsyncClient, tenant: tuple[UUID, str], migrated_db: str
 ) -> None:
     _, key = tenant
-    async with await psycopg.AsyncConnection.connect(migrated_db, autocommit=True) as listener:
+    # LISTEN on the direct URL: through a transaction pooler it would hear nothing.
+    listening = direct_url(migrated_db)
+    async with await psycopg.AsyncConnection.connect(listening, autocommit=True) as listener:
         await listener.execute("LISTEN lqs_leads_queued")
         await client_api.post("/v1/leads", headers=_auth(key), json={"email": "n@c.example"})
         received = [n async for n in listener.notifies(timeout=5, stop_after=1)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import psycopg
@@ -12,9 +13,9 @@ import pytest
 
 from lqs.db.connection import connect
 from lqs.db.errors import MigrationDrift, MigrationError
-from lqs.db.migrate import Migration, load_migrations, migrate, read_applied
+from lqs.db.migrate import MIGRATION_LOCK_KEY, Migration, load_migrations, migrate, read_applied
 from lqs.db.verify import verify
-from tests.conftest import DatabaseFactory
+from tests.conftest import DatabaseFactory, direct_url
 
 
 def _write(folder: Path, filename: str, sql: str) -> None:
@@ -46,8 +47,17 @@ def test_second_migrate_is_a_no_op(empty_db: str) -> None:
     assert after == before
 
 
+def _lqs_env(url: str) -> dict[str, str]:
+    """The environment of an ``lqs`` process using ``url`` (and its direct URL for migrations)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
+    env.update(LQS_DATABASE_URL=url, LQS_DIRECT_DATABASE_URL=direct_url(url))
+    if pooler := os.environ.get("LQS_DATABASE_POOLER"):
+        env["LQS_DATABASE_POOLER"] = pooler
+    return env
+
+
 def test_concurrent_migrate_processes_apply_each_migration_once(empty_db: str) -> None:
-    env = {**os.environ, "LQS_DATABASE_URL": empty_db}
+    env = _lqs_env(empty_db)
     processes = [
         subprocess.Popen(
             [sys.executable, "-m", "lqs", "db", "migrate"],
@@ -185,6 +195,64 @@ def test_existing_supabase_auth_objects_and_roles_are_left_untouched(
     assert roles_after == roles_before
     assert users_kept == (True,)
     assert report.ok, report.problems
+
+
+def test_migrate_waits_a_bounded_time_for_the_lock_and_names_its_holder(empty_db: str) -> None:
+    url = direct_url(empty_db)
+    with psycopg.connect(url, autocommit=True, application_name="deploy-7") as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        started = time.monotonic()
+        with connect(url) as conn, pytest.raises(MigrationError) as refused:
+            migrate(conn, lock_timeout=0.5)
+        waited = time.monotonic() - started
+        pid = holder.info.backend_pid
+
+    message = str(refused.value)
+    assert "\n" not in message
+    assert message.startswith(
+        "another migration has held the migration lock for over 0.5 s "
+        f"(LQS_MIGRATION_LOCK_TIMEOUT); it is held by backend pid {pid} "
+        "(application 'deploy-7', client "
+    )
+    assert ", state idle since " in message
+    assert f"SELECT pg_terminate_backend({pid})" in message
+    assert 0.5 <= waited < 5
+    with connect(url) as conn:
+        assert read_applied(conn) == []
+        assert migrate(conn, lock_timeout=0.5)  # released with the holder's session
+
+
+def _lqs(url: str, *args: str, **settings: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "lqs", *args],
+        env={**_lqs_env(url), **settings},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+
+
+def test_lqs_db_migrate_gives_up_after_the_lock_timeout_setting(empty_db: str) -> None:
+    with psycopg.connect(direct_url(empty_db), autocommit=True) as holder:
+        holder.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+        result = _lqs(empty_db, "db", "migrate", LQS_MIGRATION_LOCK_TIMEOUT="1")
+        pid = holder.info.backend_pid
+
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: another migration has held the migration lock for over 1 s")
+    assert f"backend pid {pid}" in lines[0]
+
+
+@pytest.mark.parametrize("value", ["0", "-1", "soon"])
+def test_a_bad_lock_timeout_setting_is_named(empty_db: str, value: str) -> None:
+    result = _lqs(empty_db, "db", "migrate", LQS_MIGRATION_LOCK_TIMEOUT=value)
+    lines = result.stderr.strip().splitlines()
+    assert result.returncode == 1
+    assert len(lines) == 1, result.stderr
+    assert lines[0].startswith("error: LQS_MIGRATION_LOCK_TIMEOUT: ")
 
 
 def test_migrate_needs_an_autocommit_connection(empty_db: str) -> None:

@@ -18,6 +18,7 @@ from lqs.db.leads import insert_or_merge_leads
 from lqs.db.outbox import store_template
 from lqs.domain.leads import parse_lead
 from lqs.worker.processor import LeadProcessor
+from tests.conftest import direct_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -294,7 +295,9 @@ async def test_processing_notifies_the_dispatcher(
 ) -> None:
     client_id = await _client(worker_pool)
     await _queue(worker_pool, client_id, QUALIFYING)
-    async with await psycopg.AsyncConnection.connect(migrated_db, autocommit=True) as listener:
+    # LISTEN on the direct URL: through a transaction pooler it would hear nothing.
+    listening = direct_url(migrated_db)
+    async with await psycopg.AsyncConnection.connect(listening, autocommit=True) as listener:
         await listener.execute("LISTEN lqs_communications_pending")
         await _drain(worker_pool)
         received = [n async for n in listener.notifies(timeout=5, stop_after=1)]

@@ -22,15 +22,15 @@ MigratedFactory = Callable[[], str]
 
 
 @pytest.fixture(scope="module")
-def migrated_template(admin_url: str) -> Iterator[str]:
+def migrated_template(direct_admin_url: str) -> Iterator[str]:
     """A migrated database used as a template: copies are cheap, and each test may break one."""
     name = f"lqs_tmpl_{uuid.uuid4().hex[:12]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    with psycopg.connect(direct_admin_url, autocommit=True) as admin:
         admin.execute(f'CREATE DATABASE "{name}"'.encode())
-    with connect(conninfo.make_conninfo(admin_url, dbname=name)) as conn:
+    with connect(conninfo.make_conninfo(direct_admin_url, dbname=name)) as conn:
         migrate(conn)
     yield name
-    with psycopg.connect(admin_url, autocommit=True) as admin:
+    with psycopg.connect(direct_admin_url, autocommit=True) as admin:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'.encode())
 
 

@@ -66,12 +66,15 @@ def create_app(
     webhook_config: WebhookConfig | None = None,
     unsubscribe_links: UnsubscribeLinks | None = None,
     readiness: ReadinessOptions | None = None,
+    pooled: bool | None = None,
 ) -> FastAPI:
     """The API with its two pools, opened at start-up and closed at shutdown.
 
     ``pool_timeout``: seconds a request waits for a pooled connection before a 503.
     ``statement_timeout``: seconds any one statement may run (None or 0: the server's
-    setting) before it is cancelled and the request answered 503.
+    setting) before it is cancelled and the request answered 503. ``pooled``: whether
+    ``database_url`` goes through a transaction pooler (None: detected, see
+    :func:`lqs.db.pool.open_pool`).
 
     Start-up fails (DatabaseUnavailable, UnsupportedServer) when the database cannot be
     reached; once running, the pools reconnect on their own.
@@ -87,6 +90,7 @@ def create_app(
                 checkout_timeout=pool_timeout,
                 statement_timeout=statement_timeout,
                 name="api",
+                pooled=pooled,
             )
             stack.push_async_callback(app.state.pool.close)
             app.state.webhook_pool = await open_pool(
@@ -96,6 +100,7 @@ def create_app(
                 checkout_timeout=pool_timeout,
                 statement_timeout=statement_timeout,
                 name="api-webhooks",
+                pooled=pooled,
             )
             stack.push_async_callback(app.state.webhook_pool.close)
             app.state.readiness = Readiness(app.state.pool, readiness or ReadinessOptions())

@@ -13,7 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from lqs.config import Settings, load_settings
-from lqs.db.connection import connect_async
+from lqs.db.connection import connect_async, declare_pooler, detect_pooler, transaction_pooled
 from lqs.db.embedded import start_embedded
 
 console = Console()
@@ -38,16 +38,55 @@ def settings() -> Settings:
 
 
 @contextmanager
-def database_url(config: Settings) -> Iterator[str]:
-    """The configured URL, or the embedded server's (started now, stopped after)."""
+def database_url(config: Settings, *, session: bool = False) -> Iterator[str]:
+    """The configured URL, or the embedded server's (started now, stopped after).
+
+    The configured URL's pooler mode (LQS_DATABASE_POOLER, or detected from the URL) is
+    declared for the whole process, so every connection opened to it knows whether it may
+    prepare statements and keep session settings. ``session=True`` asks for a URL whose
+    connections are sessions of their own, as migrations need for their advisory lock
+    (see :func:`session_url`). Exits with one line when the settings cannot give one.
+    """
     if config.database_url:
-        yield config.database_url
+        url = config.database_url
+        declare_pooler(url, detect_pooler(url, config.database_pooler))
+        if config.direct_database_url and config.direct_database_url != url:
+            declare_pooler(config.direct_database_url, "none")
+        yield session_url(config, url) if session else url
         return
+    if config.direct_database_url:
+        fail(
+            "LQS_DIRECT_DATABASE_URL is set but LQS_DATABASE_URL is not: set both (the pooled "
+            "and the direct URL of one database), or neither for the embedded server"
+        )
     server = start_embedded(config.data_dir)
+    declare_pooler(server.url, "none")  # LQS_DATABASE_POOLER is about LQS_DATABASE_URL
     try:
         yield server.url
     finally:
         server.stop()
+
+
+def session_url(config: Settings, url: str) -> str:
+    """Where work that needs a session of its own goes (migrations: a session advisory lock
+    held across transactions): LQS_DIRECT_DATABASE_URL when set, else ``url`` itself unless
+    it goes through a transaction pooler, where the lock would stay behind on a server
+    connection other clients share; then exit with one line naming the setting."""
+    if config.database_url and config.direct_database_url:
+        return config.direct_database_url
+    if config.database_url and transaction_pooled(url):
+        fail(
+            "LQS_DATABASE_URL goes through a transaction pooler, where migrations cannot hold "
+            "their session advisory lock: set LQS_DIRECT_DATABASE_URL to the database's direct "
+            "or session-mode URL (Supabase: port 5432)"
+        )
+    return url
+
+
+def direct_url(config: Settings) -> str | None:
+    """LQS_DIRECT_DATABASE_URL, with a configured LQS_DATABASE_URL (the embedded server
+    needs none)."""
+    return config.direct_database_url if config.database_url else None
 
 
 def run_in_transaction(url: str, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:

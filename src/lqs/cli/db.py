@@ -12,8 +12,8 @@ from rich.table import Table
 from lqs.cli._common import console, database_url, fail, settings
 from lqs.db.catalog import dump_schema, read_schema
 from lqs.db.connection import connect
-from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_applied
-from lqs.db.supabase_cli import export_supabase
+from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_history
+from lqs.db.supabase_cli import export_supabase, parse_after
 from lqs.db.verify import VerifyReport, verify
 
 app = typer.Typer(help="Migrations and schema checks.", no_args_is_help=True)
@@ -41,8 +41,11 @@ def fail_on_drift(report: VerifyReport) -> None:
 def db_migrate() -> None:
     """Apply pending migrations, each in its own transaction, under an advisory lock."""
     config = settings()
-    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
-        applied = migrate(conn)
+    with (
+        database_url(config, session=True) as url,
+        connect(url, connect_timeout=config.connect_timeout) as conn,
+    ):
+        applied = migrate(conn, lock_timeout=config.migration_lock_timeout)
     if not applied:
         console.print("Database is up to date.")
     for migration in applied:
@@ -51,10 +54,13 @@ def db_migrate() -> None:
 
 @app.command("status")
 def db_status() -> None:
-    """List migrations and whether each is applied; exit 1 if any was edited or is missing."""
+    """List migrations and whether each is applied; exit 1 if any was edited or is missing.
+
+    Applied means recorded by `lqs db migrate` or by `supabase db push` of exported files.
+    """
     config = settings()
     with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
-        statuses = migration_status(load_migrations(), read_applied(conn))
+        statuses = migration_status(load_migrations(), read_history(conn))
     table = Table(title="Migrations")
     for heading in ("version", "name", "state", "applied at"):
         table.add_column(heading)
@@ -85,9 +91,25 @@ def db_export_supabase(
     directory: Annotated[
         Path, typer.Argument(help="Project folder; files go to supabase/migrations")
     ],
+    after: Annotated[
+        str | None,
+        typer.Option(
+            "--after",
+            metavar="YYYYMMDDHHMMSS",
+            help="Version new files after this one too (default: after the folder's newest)",
+        ),
+    ] = None,
 ) -> None:
-    """Write the migrations as Supabase CLI migrations (supabase/migrations/<ts>_<name>.sql)."""
-    for path in export_supabase(directory):
+    """Write the migrations as Supabase CLI migrations (<version>_lqs_NNNN_<name>.sql).
+
+    New files are versioned after the newest migration in supabase/migrations, so that
+    `supabase db push` applies them in order; files exported before keep their versions.
+    """
+    try:
+        after_time = parse_after(after) if after is not None else None
+    except ValueError as exc:
+        fail(str(exc))
+    for path in export_supabase(directory, load_migrations(), after=after_time):
         console.print(f"wrote {path}")
 
 

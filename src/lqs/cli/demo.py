@@ -35,11 +35,11 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client
-from lqs.db.connection import connect
+from lqs.db.connection import connect, connect_async
 from lqs.db.events import communication_timeline
 from lqs.db.migrate import migrate
 from lqs.db.verify import VerifyReport, verify
@@ -493,7 +493,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
         DemoClient("demo-acme", "Acme Realty (demo)", "resend"),
         DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid"),
     ]
-    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+    async with await connect_async(url, autocommit=True) as conn:
         sim_config = await setup_clients(conn, clients, api_base, sim_base)
     (logs / "simulator.json").write_text(json.dumps(sim_config))
     env = {**os.environ, "LQS_DATABASE_URL": url, **local_run_settings(api_base)}
@@ -529,7 +529,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
             problems += intake.failed
             client_ids = [c.id for c in clients if c.id is not None]
             deadline = time.monotonic() + settle_within
-            async with await AsyncConnection.connect(url, autocommit=True) as conn:
+            async with await connect_async(url, autocommit=True) as conn:
                 queued, open_ = await _unsettled(conn, client_ids)
                 unsubscribed = None
                 while queued or open_:
@@ -574,9 +574,10 @@ def demo(
     started = time.monotonic()
     config = settings()
     with database_url(config) as url:
-        with connect(url, connect_timeout=config.connect_timeout) as conn:
+        with connect(session_url(config, url), connect_timeout=config.connect_timeout) as conn:
             for migration in migrate(conn):
                 console.print(f"applied {migration.filename}")
+        with connect(url, connect_timeout=config.connect_timeout) as conn:
             report: VerifyReport = verify(conn)
         fail_on_drift(report)
         if not report.seed_rows:

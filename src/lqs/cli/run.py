@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli._common import console, database_url, direct_url, fail, settings
 from lqs.config import Settings
 from lqs.domain.unsubscribe import UnsubscribeLinks
 
@@ -136,6 +136,7 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         return await run_worker(
             url,
+            direct_url=direct_url(config),
             batch_size=batch_size or config.worker_batch_size,
             in_flight=in_flight or config.worker_in_flight,
             poll_interval=poll_interval or config.worker_poll_interval,

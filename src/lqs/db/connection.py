@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+from typing import Literal, get_args
 
 import orjson
 import psycopg
@@ -42,6 +44,82 @@ def describe_url(url: str) -> str | None:
     return f"{user + '@' if user else ''}{where}/{dbname}"
 
 
+PoolerMode = Literal["transaction", "session", "none"]
+"""How LQS reaches the server: through a transaction pooler (PgBouncer or Supavisor in
+transaction mode, Supabase's port 6543), a session pooler, or directly."""
+
+POOLER_SETTING = "LQS_DATABASE_POOLER"
+
+TRANSACTION_POOLER_PORT = "6543"
+"""Supabase's pooled port: Supavisor (and PgBouncer, where a project has it) in transaction mode."""
+
+SUPABASE_POOLER_DOMAIN = "pooler.supabase.com"
+
+
+def detect_pooler(url: str, setting: str | None = None) -> PoolerMode:
+    """How ``url`` reaches its server: ``setting`` (LQS_DATABASE_POOLER) when given, else
+    guessed from the URL.
+
+    Port 6543 means a transaction pooler, and so does a host ending in
+    ``pooler.supabase.com`` on any port but 5432 (Supavisor's session mode there); anything
+    else is taken as direct. A URL that cannot be parsed is taken as direct: connecting
+    reports it.
+
+    Raises:
+        ValueError: ``setting`` is not ``transaction``, ``session`` or ``none``.
+    """
+    if setting:
+        if setting not in get_args(PoolerMode):
+            raise ValueError(
+                f"{POOLER_SETTING} must be transaction, session or none, not {setting!r}"
+            )
+        return setting  # type: ignore[return-value]
+    try:
+        parts = conninfo.conninfo_to_dict(url)
+    except psycopg.ProgrammingError:
+        return "none"
+    hosts = str(parts.get("host") or "").split(",")
+    ports = str(parts.get("port") or "").split(",")
+    if TRANSACTION_POOLER_PORT in ports:
+        return "transaction"
+    for i, host in enumerate(hosts):
+        port = ports[i] if i < len(ports) else ports[-1]
+        if host.lower().rstrip(".").endswith(SUPABASE_POOLER_DOMAIN):
+            return "session" if port in ("", "5432") else "transaction"
+    return "none"
+
+
+_declared_poolers: dict[str, PoolerMode] = {}
+
+
+def declare_pooler(url: str, mode: PoolerMode) -> None:
+    """Record how ``url`` reaches its server, for every connection this process opens to it.
+
+    The CLI declares LQS_DATABASE_URL's mode from its settings (``.env`` included), so code
+    that only has the URL (pools, the API, the worker, admin commands) learns it without a
+    flag passed through every call.
+    """
+    _declared_poolers[url] = mode
+
+
+def transaction_pooled(url: str, pooled: bool | None = None) -> bool:
+    """Whether connections to ``url`` go through a transaction pooler.
+
+    ``pooled`` decides when given; then a mode declared for this URL
+    (:func:`declare_pooler`); then LQS_DATABASE_POOLER from the environment; then the URL
+    itself (:func:`detect_pooler`). Connections through a transaction pooler must not use
+    prepared statements or session settings: the next transaction may run on another
+    server connection, and the next client may get this one.
+
+    Raises:
+        ValueError: LQS_DATABASE_POOLER holds something else than the three modes.
+    """
+    if pooled is not None:
+        return pooled
+    mode = _declared_poolers.get(url) or detect_pooler(url, os.environ.get(POOLER_SETTING) or None)
+    return mode == "transaction"
+
+
 def check_server_version(version_num: int) -> None:
     """Refuse servers older than PostgreSQL 15.
 
@@ -67,9 +145,9 @@ def unavailable(url: str, exc: psycopg.Error) -> DatabaseUnavailable:
         )
     detail = " ".join(str(exc).split()) or type(exc).__name__
     lowered = detail.lower()
-    if "password authentication failed" in lowered or (
-        "role" in lowered and "does not exist" in lowered
-    ):
+    # "authentication failed": the server's "password authentication failed", and a
+    # pooler's own refusal (PgBouncer: '"trust" authentication failed' for a user it lacks).
+    if "authentication failed" in lowered or ("role" in lowered and "does not exist" in lowered):
         hint = "check the user and password in LQS_DATABASE_URL"
     elif "database" in lowered and "does not exist" in lowered:
         hint = "create the database or fix its name in LQS_DATABASE_URL"
@@ -80,15 +158,34 @@ def unavailable(url: str, exc: psycopg.Error) -> DatabaseUnavailable:
     return DatabaseUnavailable(f"cannot connect to PostgreSQL at {where}: {detail} ({hint})")
 
 
-def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> psycopg.Connection:
+def prepare_options(url: str, pooled: bool | None = None) -> dict[str, None]:
+    """Connection keywords for ``url``: ``prepare_threshold=None`` (no prepared statements)
+    through a transaction pooler, where a statement prepared on one server connection is
+    missing on the next, or worse, another client's statement of the same name runs instead.
+    Direct connections keep psycopg's default (prepare after five runs): the hot queries
+    depend on it."""
+    return {"prepare_threshold": None} if transaction_pooled(url, pooled) else {}
+
+
+def connect(
+    url: str, *, autocommit: bool = True, connect_timeout: int = 10, pooled: bool | None = None
+) -> psycopg.Connection:
     """Open a synchronous connection for administrative commands (migrations, verify).
+
+    Through a transaction pooler (``pooled``, or :func:`transaction_pooled`) the connection
+    never prepares statements.
 
     Raises:
         DatabaseUnavailable: the server is unreachable or refuses us.
         UnsupportedServer: the server is older than PostgreSQL 15.
     """
     try:
-        conn = psycopg.connect(url, autocommit=autocommit, connect_timeout=connect_timeout)
+        conn = psycopg.connect(
+            url,
+            autocommit=autocommit,
+            connect_timeout=connect_timeout,
+            **prepare_options(url, pooled),
+        )
     except psycopg.Error as exc:
         raise unavailable(url, exc) from exc
     try:
@@ -100,9 +197,10 @@ def connect(url: str, *, autocommit: bool = True, connect_timeout: int = 10) -> 
 
 
 async def connect_async(
-    url: str, *, autocommit: bool = False, connect_timeout: int = 10
+    url: str, *, autocommit: bool = False, connect_timeout: int = 10, pooled: bool | None = None
 ) -> psycopg.AsyncConnection:
-    """Open an asynchronous connection, with the same errors as :func:`connect`.
+    """Open an asynchronous connection, as :func:`connect` does (prepared statements
+    included), with the same errors.
 
     Raises:
         DatabaseUnavailable: the server is unreachable or refuses us.
@@ -110,7 +208,10 @@ async def connect_async(
     """
     try:
         conn = await psycopg.AsyncConnection.connect(
-            url, autocommit=autocommit, connect_timeout=connect_timeout
+            url,
+            autocommit=autocommit,
+            connect_timeout=connect_timeout,
+            **prepare_options(url, pooled),
         )
     except psycopg.Error as exc:
         raise unavailable(url, exc) from exc
@@ -122,11 +223,13 @@ async def connect_async(
     return conn
 
 
-async def check_async_connect(url: str, *, connect_timeout: int = 10) -> None:
+async def check_async_connect(
+    url: str, *, connect_timeout: int = 10, pooled: bool | None = None
+) -> None:
     """Connect once, asynchronously, so pool start-up fails with a clear reason.
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: as for :func:`connect`.
     """
-    conn = await connect_async(url, connect_timeout=connect_timeout)
+    conn = await connect_async(url, connect_timeout=connect_timeout, pooled=pooled)
     await conn.close()

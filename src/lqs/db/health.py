@@ -1,8 +1,8 @@
 """Readiness SQL: are this database's migrations current, and is some worker alive?
 
 The API's ``/readyz`` runs :func:`readiness_problems` on a pooled connection. Both checks
-read only: the migration record (LQS's own, or the Supabase CLI's for a database migrated
-from exported files, as ``lqs db verify`` does) and ``worker_heartbeats``, which each
+read only: the migration record (LQS's own and the Supabase CLI's for a database migrated
+from exported files, merged as ``lqs db verify`` does) and ``worker_heartbeats``, which each
 worker process updates every few seconds.
 """
 
@@ -13,19 +13,18 @@ from functools import cache
 from psycopg import AsyncConnection
 
 from lqs.db.migrate import (
+    HISTORY_TABLES,
+    LQS_HISTORY,
     AppliedMigration,
     Migration,
     MigrationState,
     load_migrations,
+    merge_history,
     migration_status,
+    supabase_history_query,
 )
-from lqs.db.supabase_cli import supabase_version
 
-_TABLES = """
-SELECT to_regclass('lqs.schema_migrations') IS NOT NULL,
-       to_regclass('supabase_migrations.schema_migrations') IS NOT NULL,
-       to_regclass('public.worker_heartbeats') IS NOT NULL
-"""
+_HEARTBEATS = "SELECT to_regclass('public.worker_heartbeats') IS NOT NULL"
 
 _LIVE_WORKERS = """
 SELECT count(*) FILTER (WHERE beat_at > now() - make_interval(secs => %s)),
@@ -42,25 +41,22 @@ def _shipped() -> tuple[Migration, ...]:
     return tuple(load_migrations())
 
 
-async def _applied(
-    conn: AsyncConnection, *, lqs_record: bool, supabase_record: bool
-) -> list[AppliedMigration]:
-    if lqs_record:
-        cur = await conn.execute(
-            "SELECT version, name, checksum, applied_at FROM lqs.schema_migrations ORDER BY version"
-        )
-        applied = [AppliedMigration(*row) for row in await cur.fetchall()]
-        if applied:
-            return applied
-    if supabase_record:
-        cur = await conn.execute("SELECT version FROM supabase_migrations.schema_migrations")
-        recorded = {str(version) for (version,) in await cur.fetchall()}
-        return [
-            AppliedMigration(m.version, m.name, m.checksum, applied_at=None)
-            for m in _shipped()
-            if supabase_version(m) in recorded
-        ]
-    return []
+async def _applied(conn: AsyncConnection) -> list[AppliedMigration]:
+    # lqs.db.migrate.read_history, on an async connection: the same queries and merge.
+    cur = await conn.execute(HISTORY_TABLES)
+    row = await cur.fetchone()
+    lqs_table, cli_table, has_name, has_statements = row if row else (False,) * 4
+    lqs_rows = await (await conn.execute(LQS_HISTORY)).fetchall() if lqs_table else []
+    cli_rows = (
+        await (
+            await conn.execute(
+                supabase_history_query(has_name=has_name, has_statements=has_statements)
+            )
+        ).fetchall()
+        if cli_table
+        else []
+    )
+    return merge_history(_shipped(), lqs_rows, cli_rows)
 
 
 def _migration_problem(applied: list[AppliedMigration]) -> str | None:
@@ -107,10 +103,10 @@ async def readiness_problems(
     Raises:
         psycopg.Error: the database could not answer.
     """
-    cur = await conn.execute(_TABLES)
+    applied = await _applied(conn)
+    cur = await conn.execute(_HEARTBEATS)
     row = await cur.fetchone()
-    lqs_record, supabase_record, heartbeats = row if row else (False, False, False)
-    applied = await _applied(conn, lqs_record=lqs_record, supabase_record=supabase_record)
+    heartbeats = bool(row and row[0])
     problems: dict[str, str | None] = {"migrations": _migration_problem(applied)}
     if worker_max_age is not None:
         problems["worker"] = (

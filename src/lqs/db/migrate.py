@@ -1,8 +1,14 @@
 """The migration runner: ordered ``.sql`` files, each applied once, in its own transaction.
 
 Applied migrations are recorded in ``lqs.schema_migrations`` with a SHA-256 of the file.
+A database may also have had them applied by the Supabase CLI from ``lqs db
+export-supabase`` files, recorded in ``supabase_migrations.schema_migrations``:
+``read_history`` merges both records, and is what ``lqs db status``, ``migrate`` and
+``verify`` read. ``migrate`` applies only what neither records.
+
 Every run holds a PostgreSQL advisory lock, so two deploys started together apply each
-migration exactly once: the second waits, then finds nothing pending.
+migration exactly once: the second waits, then finds nothing pending. It waits a bounded
+time (``lock_timeout``), then names the session holding the lock.
 """
 
 from __future__ import annotations
@@ -10,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import re
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -18,11 +24,28 @@ from importlib import resources
 from importlib.resources.abc import Traversable
 
 import psycopg
+from psycopg import sql
 
 from lqs.db.errors import MigrationDrift, MigrationError
+from lqs.db.supabase_cli import recognise_export
 
 # Arbitrary but fixed: "LQS" in ASCII, so other tools' advisory locks do not collide.
 MIGRATION_LOCK_KEY = 0x4C5153
+
+# Seconds a run waits for another run's lock (LQS_MIGRATION_LOCK_TIMEOUT, same default).
+DEFAULT_LOCK_TIMEOUT = 60.0
+
+# Applied migrations are immutable, with these exceptions: an earlier text of a shipped
+# file that a later release replaced on purpose, because what it did on some databases
+# was wrong and the replacement does the same everywhere else. A database that applied an
+# earlier text is not "edited"; a migration after it repairs what needs repairing.
+# version -> SHA-256 of each superseded text.
+SUPERSEDED_CHECKSUMS: dict[int, frozenset[str]] = {
+    # 0001 created auth.jwt(), which LQS never uses, owned by the migrating role; on a
+    # Supabase project whose auth service had not run yet, the service's own migration
+    # then failed ("must be owner of function jwt"). 0009 hands such objects over.
+    1: frozenset({"b9f4bba0725d9b1a494f13d303b425c6868e609f71434d93048baa28a3892d6a"}),
+}
 
 _FILENAME = re.compile(r"^(?P<version>\d{4})_(?P<name>[a-z0-9_]+)\.sql$")
 
@@ -105,8 +128,20 @@ CREATE TABLE IF NOT EXISTS lqs.schema_migrations (
     applied_at timestamptz NOT NULL DEFAULT now(),
     duration_ms integer NOT NULL
 );
--- No policies: only the owner (the migrating role) reads or writes it.
+-- Only the owner (the migrating role) reads or writes it: no grants, RLS on, and one
+-- policy that refuses every other role (so Supabase's advisor does not take the table
+-- for one whose policies were forgotten).
 ALTER TABLE lqs.schema_migrations ENABLE ROW LEVEL SECURITY;
+DO $bookkeeping$
+BEGIN
+    IF NOT EXISTS (
+        SELECT 1 FROM pg_policy WHERE polrelid = 'lqs.schema_migrations'::regclass
+    ) THEN
+        CREATE POLICY "Only the migrating role reads the history" ON lqs.schema_migrations
+            AS RESTRICTIVE FOR ALL TO PUBLIC USING (false) WITH CHECK (false);
+    END IF;
+END
+$bookkeeping$;
 """
 
 
@@ -115,27 +150,111 @@ def _bookkeeping_exists(conn: psycopg.Connection) -> bool:
     return bool(row and row[0])
 
 
+# Which history tables exist, and which columns the Supabase CLI's has (its first
+# releases recorded only ``version``).
+HISTORY_TABLES = """
+SELECT to_regclass('lqs.schema_migrations') IS NOT NULL,
+       to_regclass('supabase_migrations.schema_migrations') IS NOT NULL,
+       EXISTS (SELECT FROM pg_attribute
+               WHERE attrelid = to_regclass('supabase_migrations.schema_migrations')
+                 AND attname = 'name' AND NOT attisdropped),
+       EXISTS (SELECT FROM pg_attribute
+               WHERE attrelid = to_regclass('supabase_migrations.schema_migrations')
+                 AND attname = 'statements' AND NOT attisdropped)
+"""
+
+LQS_HISTORY = (
+    "SELECT version, name, checksum, applied_at FROM lqs.schema_migrations ORDER BY version"
+)
+
+
 def read_applied(conn: psycopg.Connection) -> list[AppliedMigration]:
-    """The migrations recorded as applied in this database (none if never migrated)."""
+    """The migrations LQS's own record holds (none if never migrated by LQS).
+
+    Only ``lqs.schema_migrations``: ``read_history`` adds the Supabase CLI's record.
+    """
     if not _bookkeeping_exists(conn):
         return []
-    rows = conn.execute(
-        "SELECT version, name, checksum, applied_at FROM lqs.schema_migrations ORDER BY version"
-    ).fetchall()
-    return [AppliedMigration(*row) for row in rows]
+    return [AppliedMigration(*row) for row in conn.execute(LQS_HISTORY).fetchall()]
+
+
+def supabase_history_query(*, has_name: bool, has_statements: bool) -> sql.Composed:
+    """The query for the CLI's rows: version, name, the start of the first statement."""
+    # The export header is the first statement's first line: no need for the whole text.
+    return sql.SQL(
+        "SELECT version::text, {}, {} FROM supabase_migrations.schema_migrations ORDER BY version"
+    ).format(
+        sql.SQL("name" if has_name else "NULL::text"),
+        sql.SQL("left(statements[1], 300)" if has_statements else "NULL::text"),
+    )
+
+
+def merge_history(
+    known: Sequence[Migration],
+    lqs_rows: Iterable[tuple[int, str, str, datetime | None]],
+    supabase_rows: Iterable[tuple[str, str | None, str | None]],
+) -> list[AppliedMigration]:
+    """Every LQS migration either history records, by version (pure).
+
+    ``lqs_rows`` are ``lqs.schema_migrations`` rows; they win where both record a version.
+    ``supabase_rows`` are (version, name, start of first statement) rows of the CLI's table;
+    the project's own migrations among them are ignored. A CLI row without the export
+    header is taken as the shipped file (the CLI keeps no checksum).
+    """
+    shipped = {m.version: m for m in known}
+    names = {v: m.name for v, m in shipped.items()}
+    merged: dict[int, AppliedMigration] = {}
+    for cli_version, name, head in supabase_rows:
+        found = recognise_export(cli_version, name, head, names)
+        if found is None or found.version in merged:
+            continue
+        checksum = found.checksum
+        if checksum is None:
+            # No checksum recorded: the file is the one shipped, or unknown to this release.
+            checksum = shipped[found.version].checksum if found.version in shipped else ""
+        merged[found.version] = AppliedMigration(found.version, found.name, checksum, None)
+    for row in lqs_rows:
+        applied = AppliedMigration(*row)
+        merged[applied.version] = applied
+    return [merged[v] for v in sorted(merged)]
+
+
+def read_history(
+    conn: psycopg.Connection, known: Sequence[Migration] | None = None
+) -> list[AppliedMigration]:
+    """The migrations this database records as applied, in LQS's table or the Supabase CLI's.
+
+    ``known`` defaults to the shipped migrations (used to recognise the CLI's rows).
+    """
+    row = conn.execute(HISTORY_TABLES).fetchone()
+    lqs_table, cli_table, has_name, has_statements = row if row else (False, False, False, False)
+    lqs_rows = conn.execute(LQS_HISTORY).fetchall() if lqs_table else []
+    cli_rows = (
+        conn.execute(
+            supabase_history_query(has_name=has_name, has_statements=has_statements)
+        ).fetchall()
+        if cli_table
+        else []
+    )
+    return merge_history(known if known is not None else load_migrations(), lqs_rows, cli_rows)
 
 
 def migration_status(
-    known: Sequence[Migration], applied: Iterable[AppliedMigration]
+    known: Sequence[Migration],
+    applied: Iterable[AppliedMigration],
+    superseded: Mapping[int, frozenset[str]] = SUPERSEDED_CHECKSUMS,
 ) -> list[MigrationStatus]:
-    """Compare shipped files with what a database recorded (pure)."""
+    """Compare shipped files with what a database recorded (pure).
+
+    An applied checksum listed in ``superseded`` for its version counts as applied.
+    """
     by_version = {a.version: a for a in applied}
     statuses: list[MigrationStatus] = []
     for m in known:
         a = by_version.pop(m.version, None)
         if a is None:
             statuses.append(MigrationStatus(m.version, m.name, MigrationState.PENDING, None))
-        elif a.checksum != m.checksum:
+        elif a.checksum != m.checksum and a.checksum not in superseded.get(m.version, ()):
             statuses.append(MigrationStatus(m.version, m.name, MigrationState.EDITED, a.applied_at))
         else:
             statuses.append(
@@ -188,25 +307,80 @@ def _apply_one(conn: psycopg.Connection, migration: Migration) -> None:
         ) from exc
 
 
+# Who holds the lock: a bigint key is classid (high half) and objid (low half), objsubid 1.
+_LOCK_HOLDER = """
+SELECT l.pid, a.application_name, host(a.client_addr), a.state, a.state_change, a.backend_start
+FROM pg_locks l LEFT JOIN pg_stat_activity a ON a.pid = l.pid
+WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1
+  AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
+  AND l.classid::bigint = %s AND l.objid::bigint = %s
+"""
+
+
+def _when(moment: datetime | None) -> str:
+    return moment.isoformat(timespec="seconds") if moment else "unknown"
+
+
+def _lock_holder(conn: psycopg.Connection) -> str:
+    """One phrase naming the session that holds the migration lock."""
+    row = conn.execute(
+        _LOCK_HOLDER, (MIGRATION_LOCK_KEY >> 32, MIGRATION_LOCK_KEY & 0xFFFFFFFF)
+    ).fetchone()
+    if row is None:
+        return "a session that has just released it (run the command again)"
+    pid, application, client, state, state_since, connected = row
+    return (
+        f"backend pid {pid} (application {application or 'unnamed'!r}, "
+        f"client {client or 'local socket'}, state {state or 'unknown'} since "
+        f"{_when(state_since)}, connected since {_when(connected)}): wait for its migration "
+        f"to finish, or end a stuck session with SELECT pg_terminate_backend({pid})"
+    )
+
+
+def _take_lock(conn: psycopg.Connection, timeout: float) -> None:
+    """Take the session advisory lock, waiting at most ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    pause = 0.05
+    while True:
+        row = conn.execute("SELECT pg_try_advisory_lock(%s)", (MIGRATION_LOCK_KEY,)).fetchone()
+        if row and row[0]:
+            return
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise MigrationError(
+                f"another migration has held the migration lock for over {timeout:g} s "
+                f"(LQS_MIGRATION_LOCK_TIMEOUT); it is held by {_lock_holder(conn)}"
+            )
+        time.sleep(min(pause, left))
+        pause = min(pause * 2, 1.0)
+
+
 def migrate(
-    conn: psycopg.Connection, migrations: Sequence[Migration] | None = None
+    conn: psycopg.Connection,
+    migrations: Sequence[Migration] | None = None,
+    *,
+    lock_timeout: float = DEFAULT_LOCK_TIMEOUT,
 ) -> list[Migration]:
     """Apply every pending migration, in order; return those applied by this call.
 
     ``conn`` must be in autocommit mode: each migration gets its own transaction, and a
-    failing one is rolled back whole while those before it stay applied.
+    failing one is rolled back whole while those before it stay applied. A migration is
+    pending when neither LQS's record nor the Supabase CLI's has it (``read_history``);
+    what this call applies is recorded in LQS's. The run waits at most ``lock_timeout``
+    seconds for another run's lock.
 
     Raises:
         MigrationDrift: an applied migration was edited or its file is missing (nothing applied).
-        MigrationError: a migration failed (it was rolled back; later ones were not tried).
+        MigrationError: a migration failed (it was rolled back; later ones were not tried),
+            or the lock stayed held for ``lock_timeout`` seconds (the message names its holder).
     """
     known = list(migrations) if migrations is not None else load_migrations()
     if not conn.autocommit:
         raise ValueError("migrate() needs an autocommit connection")
-    conn.execute("SELECT pg_advisory_lock(%s)", (MIGRATION_LOCK_KEY,))
+    _take_lock(conn, lock_timeout)
     try:
         conn.execute(_BOOKKEEPING)
-        statuses = migration_status(known, read_applied(conn))
+        statuses = migration_status(known, read_history(conn, known))
         problems = drift_problems(statuses)
         if problems:
             raise MigrationDrift("; ".join(problems))

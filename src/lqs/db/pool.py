@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -21,7 +21,7 @@ import structlog
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
-from lqs.db.connection import check_async_connect
+from lqs.db.connection import check_async_connect, prepare_options, transaction_pooled
 from lqs.db.errors import is_transient
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
@@ -64,28 +64,82 @@ class _CheckAndPurge:
             raise
 
 
-def _configure(
-    *, worker: bool, statement_timeout: float | None
-) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+def _connection_settings(
+    *, worker: bool, statement_timeout: float | None, pooled: bool
+) -> dict[str, str]:
     settings: dict[str, str] = {}
-    if worker:
+    if worker and not pooled:
         # A generic plan cached for the claim query after an idle stretch ignores the
         # partial index once the queue fills: measured as a 1,000-row claim taking 36 s.
+        # Through a transaction pooler nothing is prepared, and an unnamed statement is
+        # always planned for its parameters: the setting would change nothing.
         settings["plan_cache_mode"] = "force_custom_plan"
     if statement_timeout:
-        # Session settings rather than a libpq ``options`` parameter: PgBouncer and
-        # Supavisor refuse startup options they do not know.
         settings["statement_timeout"] = f"{max(1, round(statement_timeout * 1000))}ms"
+    return settings
+
+
+def _set_config(settings: Mapping[str, str], *, local: bool) -> tuple[str, list[str]]:
+    flag = "true" if local else "false"
+    query = "SELECT " + ", ".join(f"set_config(%s, %s, {flag})" for _ in settings)
+    return query, [value for pair in settings.items() for value in pair]
+
+
+def _configure(settings: Mapping[str, str]) -> Callable[[AsyncConnection], Awaitable[None]] | None:
+    """Session settings, made once per new connection (direct connections only).
+
+    Settings rather than a libpq ``options`` parameter: PgBouncer and Supavisor refuse
+    startup options they do not know.
+    """
     if not settings:
         return None
-    query = "SELECT " + ", ".join("set_config(%s, %s, false)" for _ in settings)
-    params = [value for pair in settings.items() for value in pair]
+    query, params = _set_config(settings, local=False)
 
     async def configure(conn: AsyncConnection) -> None:
         await conn.execute(query, params)
         await conn.commit()
 
     return configure
+
+
+class _TransactionPoolerPool(AsyncConnectionPool):
+    """A pool whose connections go through a transaction pooler (PgBouncer, Supavisor).
+
+    A session setting would stay on a server connection that other clients get next, and
+    be missing from this client's next transaction, run on another server connection. So
+    when the pool has ``transaction_settings``, every checkout opens its transaction with
+    them made transaction-local (``set_config(..., true)``, which is ``SET LOCAL``). A
+    checkout is then one transaction: a ``conn.transaction()`` block inside it is a
+    savepoint, and the whole commits when the connection goes back to the pool.
+
+    When the server connection behind a client dies (terminated, restarted), PgBouncer
+    relays the server's error and then its own, so a ``BEGIN``, ``SAVEPOINT`` or ``COMMIT``
+    gets two results and psycopg raises ``InternalError`` on a connection it marks broken.
+    The pool raises the lost connection it is (``OperationalError``), so that
+    :func:`run_transaction` retries it and the API answers 503, as on a direct connection.
+    """
+
+    def __init__(self, *args: Any, transaction_settings: Mapping[str, str], **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self._settings = (
+            _set_config(transaction_settings, local=True) if transaction_settings else None
+        )
+
+    @asynccontextmanager
+    async def connection(
+        self,
+        timeout: float | None = None,  # noqa: ASYNC109 - psycopg_pool's signature
+    ) -> AsyncIterator[AsyncConnection]:
+        conn: AsyncConnection | None = None
+        try:
+            async with super().connection(timeout) as conn:
+                if self._settings:
+                    await conn.execute(*self._settings)
+                yield conn
+        except psycopg.InternalError as exc:
+            if conn is None or not conn.broken:
+                raise
+            raise psycopg.OperationalError(f"the connection was lost: {exc}") from exc
 
 
 def _reconnect_failed(pool: AsyncConnectionPool) -> None:
@@ -108,6 +162,7 @@ async def open_pool(
     statement_timeout: float | None = None,
     reconnect_timeout: float = RECONNECT_TIMEOUT,
     name: str | None = None,
+    pooled: bool | None = None,
 ) -> AsyncConnectionPool:
     """Open a pool after one probing connection, so a bad URL fails with a clear message.
 
@@ -119,23 +174,36 @@ async def open_pool(
     bounds every statement, lock waits included. ``worker=True`` configures each
     connection with ``plan_cache_mode = force_custom_plan``.
 
+    ``pooled`` says whether ``url`` goes through a transaction pooler (None: as
+    :func:`lqs.db.connection.transaction_pooled` decides, from LQS_DATABASE_POOLER or the
+    URL). Then nothing is prepared (``prepare_threshold=None``), nothing is set for the
+    session, and ``statement_timeout`` is set transaction-locally at each checkout (see
+    :class:`_TransactionPoolerPool`); ``plan_cache_mode`` is not needed there.
+
     Raises:
         DatabaseUnavailable, UnsupportedServer: from the probing connection.
     """
-    await check_async_connect(url, connect_timeout=connect_timeout)
+    pooled = transaction_pooled(url, pooled)
+    await check_async_connect(url, connect_timeout=connect_timeout, pooled=pooled)
+    settings = _connection_settings(
+        worker=worker, statement_timeout=statement_timeout, pooled=pooled
+    )
     check = _CheckAndPurge()
-    pool = AsyncConnectionPool(
-        url,
-        min_size=min_size,
-        max_size=max_size,
-        kwargs={"connect_timeout": connect_timeout},
-        configure=_configure(worker=worker, statement_timeout=statement_timeout),
-        check=check,
-        timeout=checkout_timeout,
-        reconnect_timeout=reconnect_timeout,
-        reconnect_failed=_reconnect_failed,
-        name=name,
-        open=False,
+    options: dict[str, Any] = {
+        "min_size": min_size,
+        "max_size": max_size,
+        "kwargs": {"connect_timeout": connect_timeout, **prepare_options(url, pooled)},
+        "check": check,
+        "timeout": checkout_timeout,
+        "reconnect_timeout": reconnect_timeout,
+        "reconnect_failed": _reconnect_failed,
+        "name": name,
+        "open": False,
+    }
+    pool = (
+        _TransactionPoolerPool(url, transaction_settings=settings, **options)
+        if pooled
+        else AsyncConnectionPool(url, configure=_configure(settings), **options)
     )
     check.pool = pool
     await pool.open(wait=True, timeout=float(connect_timeout))

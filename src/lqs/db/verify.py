@@ -12,9 +12,8 @@ from lqs.db.migrate import (
     drift_problems,
     load_migrations,
     migration_status,
-    read_applied,
+    read_history,
 )
-from lqs.db.supabase_cli import read_supabase_applied
 
 # The seed's own verification query (shared/seed), verbatim.
 SEED_VERIFICATION_QUERY = """
@@ -97,9 +96,8 @@ def seed_problems(rows: list[SeedRow]) -> list[str]:
 
 def verify(conn: psycopg.Connection) -> VerifyReport:
     """Check migrations (none pending, none edited or missing), the seed query and the schema."""
-    # A database migrated by the Supabase CLI from `lqs db export-supabase` files has its
-    # history there rather than in LQS's table.
-    applied = read_applied(conn) or read_supabase_applied(conn)
+    # LQS's record and the Supabase CLI's (`lqs db export-supabase` files pushed), merged.
+    applied = read_history(conn)
     statuses = migration_status(load_migrations(), applied)
     problems = drift_problems(statuses)
     problems += [

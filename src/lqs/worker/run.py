@@ -24,7 +24,7 @@ import os
 import random
 import socket
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, fields
 from datetime import UTC, datetime
 
@@ -33,7 +33,7 @@ import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.db.connection import connect_async
+from lqs.db.connection import connect_async, transaction_pooled
 from lqs.db.dispatch import next_due_in
 from lqs.db.errors import DatabaseUnavailable, is_transient
 from lqs.db.heartbeats import record_heartbeat, record_stopped
@@ -180,18 +180,23 @@ class WorkerTotals:
     """Times a loop lost the database (or failed) and resumed after a backoff."""
 
 
-async def _listener(database_url: str, channel: str) -> psycopg.AsyncConnection:
-    listener = await connect_async(database_url, autocommit=True)
-    try:
+@contextlib.asynccontextmanager
+async def _listening(
+    listen_url: str | None, channel: str
+) -> AsyncIterator[psycopg.AsyncConnection | None]:
+    """A connection LISTENing on ``channel``; None without a URL to listen on (polling)."""
+    if listen_url is None:
+        yield None
+        return
+    # Never through a transaction pooler (see run_worker): prepared statements are fine.
+    listener = await connect_async(listen_url, autocommit=True, pooled=False)
+    async with listener:
         await listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
-    except BaseException:
-        await listener.close()
-        raise
-    return listener
+        yield listener
 
 
 async def _process_forever(
-    database_url: str,
+    listen_url: str | None,
     processor: LeadProcessor,
     poll_interval: float,
     stop: asyncio.Event,
@@ -203,11 +208,15 @@ async def _process_forever(
 
     # LISTEN first, then drain: a lead queued while the listener was down is found by
     # the drain, and one queued after it by the notification.
-    async with await _listener(database_url, LEADS_QUEUED_CHANNEL) as listener:
+    async with _listening(listen_url, LEADS_QUEUED_CHANNEL) as listener:
         while not stop.is_set():
             turned()
             totals[0] += await processor.drain(stop, progress=turned)
-            if not stop.is_set():
+            if stop.is_set():
+                break
+            if listener is None:
+                await _sleep_or_stop(poll_interval, stop)
+            else:
                 await _wait_for_work(listener, poll_interval, stop)
 
 
@@ -217,7 +226,7 @@ def _add_stats(totals: DispatchStats, stats: DispatchStats) -> None:
 
 
 async def _dispatch_forever(
-    database_url: str,
+    listen_url: str | None,
     pool: AsyncConnectionPool,
     dispatcher: Dispatcher,
     poll_interval: float,
@@ -229,11 +238,14 @@ async def _dispatch_forever(
     # in flight claims new messages as soon as they are announced.
     wake = asyncio.Event()
 
-    async def listen(listener: psycopg.AsyncConnection) -> None:
-        async for _ in listener.notifies():
-            wake.set()
+    async def listen(listener: psycopg.AsyncConnection | None) -> None:
+        if listener is None:  # polling: nothing to hear, wait for the end
+            await asyncio.Event().wait()
+        else:
+            async for _ in listener.notifies():
+                wake.set()
 
-    async with await _listener(database_url, COMMUNICATIONS_PENDING_CHANNEL) as listener:
+    async with _listening(listen_url, COMMUNICATIONS_PENDING_CHANNEL) as listener:
         listening = asyncio.create_task(listen(listener))
         try:
             while not stop.is_set():
@@ -339,9 +351,19 @@ async def _open_pool_patiently(
     return None
 
 
+def listen_url(database_url: str, direct_url: str | None) -> str | None:
+    """Where the worker LISTENs: the direct URL when given, else the database URL unless it
+    goes through a transaction pooler, where LISTEN silently hears nothing (the server
+    connection that ran it goes back to the pooler's pool); None then: poll."""
+    if direct_url:
+        return direct_url
+    return None if transaction_pooled(database_url) else database_url
+
+
 async def run_worker(
     database_url: str,
     *,
+    direct_url: str | None = None,
     batch_size: int = 100,
     in_flight: int = 2,
     poll_interval: float = 5.0,
@@ -364,7 +386,10 @@ async def run_worker(
     loops wake on NOTIFY and poll every ``poll_interval`` seconds as a fallback, and the
     dispatcher also wakes when the next retry is due. ``process`` / ``dispatch`` run
     only one half. ``in_flight``: batches processed at once (see :class:`LeadProcessor`);
-    ``park_after``: failed attempts after which a lead is parked.
+    ``park_after``: failed attempts after which a lead is parked. ``direct_url``
+    (LQS_DIRECT_DATABASE_URL) is where the daemon LISTENs; without it, a ``database_url``
+    that goes through a transaction pooler cannot carry LISTEN, and the daemon says once
+    that it polls (see :func:`listen_url`).
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: with ``once``, the database cannot be
@@ -399,6 +424,14 @@ async def run_worker(
                 dispatch=dispatch,
                 owner=dispatcher.owner,
             )
+            listen_on = listen_url(database_url, direct_url)
+            if listen_on is None:
+                log.warning(
+                    "worker_polling",
+                    every_s=poll_interval,
+                    reason="LQS_DATABASE_URL goes through a transaction pooler, where LISTEN "
+                    "hears nothing; set LQS_DIRECT_DATABASE_URL to wake at once on new work",
+                )
             processed = [0]
             totals = DispatchStats()
             progress = Progress()
@@ -408,7 +441,7 @@ async def run_worker(
                     supervise(
                         "processor",
                         lambda: _process_forever(
-                            database_url, processor, poll_interval, stop, processed, progress
+                            listen_on, processor, poll_interval, stop, processed, progress
                         ),
                         stop,
                         progress=progress,
@@ -419,7 +452,7 @@ async def run_worker(
                     supervise(
                         "dispatcher",
                         lambda: _dispatch_forever(
-                            database_url, pool, dispatcher, poll_interval, stop, totals, progress
+                            listen_on, pool, dispatcher, poll_interval, stop, totals, progress
                         ),
                         stop,
                         progress=progress,

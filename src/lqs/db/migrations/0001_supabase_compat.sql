@@ -1,7 +1,12 @@
--- Supabase compatibility: what a Supabase project already provides, created only where
--- missing. On Supabase every object below exists and nothing here touches it.
+-- Supabase compatibility: what a Supabase project already provides and LQS uses, created
+-- only where missing. On Supabase every object below exists and nothing here touches it.
+-- The auth service (Supabase Auth, as supabase_auth_admin) later replaces and comments on
+-- auth.uid() and auth.role() and creates the rest of `auth`, so where its role exists,
+-- what this creates in `auth` is handed to it, as its own setup would have made it.
 
 DO $migration$
+DECLARE
+    auth_admin boolean := EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin');
 BEGIN
     -- Roles are cluster-wide: another database on the same server may have made them.
     IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'anon') THEN
@@ -29,6 +34,9 @@ BEGIN
     IF NOT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth') THEN
         CREATE SCHEMA auth;
         GRANT USAGE ON SCHEMA auth TO anon, authenticated, service_role;
+        IF auth_admin THEN
+            ALTER SCHEMA auth OWNER TO supabase_auth_admin;
+        END IF;
     END IF;
 
     -- Supabase's exact definitions (supabase/auth migrations).
@@ -43,6 +51,9 @@ BEGIN
             )::uuid
         $fn$;
         COMMENT ON FUNCTION auth.uid() IS 'Deprecated. Use auth.jwt() -> ''sub'' instead.';
+        IF auth_admin THEN
+            ALTER FUNCTION auth.uid() OWNER TO supabase_auth_admin;
+        END IF;
     END IF;
     IF to_regprocedure('auth.role()') IS NULL THEN
         CREATE FUNCTION auth.role() RETURNS text
@@ -55,17 +66,9 @@ BEGIN
             )::text
         $fn$;
         COMMENT ON FUNCTION auth.role() IS 'Deprecated. Use auth.jwt() -> ''role'' instead.';
-    END IF;
-    IF to_regprocedure('auth.jwt()') IS NULL THEN
-        CREATE FUNCTION auth.jwt() RETURNS jsonb
-            LANGUAGE sql STABLE
-            SET search_path = ''
-        AS $fn$
-            SELECT coalesce(
-                nullif(current_setting('request.jwt.claim', true), ''),
-                nullif(current_setting('request.jwt.claims', true), '')
-            )::jsonb
-        $fn$;
+        IF auth_admin THEN
+            ALTER FUNCTION auth.role() OWNER TO supabase_auth_admin;
+        END IF;
     END IF;
 END
 $migration$;

@@ -124,3 +124,39 @@ ALTER POLICY "Service role can manage all webhook rejects" ON public.webhook_rej
 -- earlier on the caller's path (the advisor's function_search_path_mutable).
 -- update_communications_updated_at() is the seed's and stays as written.
 ALTER FUNCTION public.lqs_set_updated_at() SET search_path = '';
+
+-- ---------------------------------------------------------------- auth belongs to Supabase Auth
+-- An earlier 0001 created auth.jwt() (which LQS never used) and, where missing,
+-- auth.uid(), auth.role() and the schema, owned by the migrating role. Supabase Auth's own
+-- migrations replace and comment on them as supabase_auth_admin, which fails ("must be
+-- owner of function jwt") while LQS owns them. Where that role exists, hand over what the
+-- migrating role owns; nothing is dropped or replaced. A migrating role that may not give
+-- them away gets a warning naming the statement to run, rather than a failed migration.
+DO $handover$
+DECLARE
+    fn regprocedure;
+    me oid := (SELECT oid FROM pg_roles WHERE rolname = current_user);
+BEGIN
+    IF NOT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = 'supabase_auth_admin') THEN
+        RETURN;
+    END IF;
+    BEGIN
+        IF EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = 'auth' AND nspowner = me) THEN
+            ALTER SCHEMA auth OWNER TO supabase_auth_admin;
+        END IF;
+        FOREACH fn IN ARRAY ARRAY[
+            to_regprocedure('auth.jwt()'), to_regprocedure('auth.uid()'),
+            to_regprocedure('auth.role()')
+        ] LOOP
+            IF fn IS NOT NULL AND (SELECT proowner FROM pg_proc WHERE oid = fn) = me THEN
+                EXECUTE format('ALTER FUNCTION %s OWNER TO supabase_auth_admin', fn);
+            END IF;
+        END LOOP;
+    EXCEPTION WHEN insufficient_privilege THEN
+        RAISE WARNING 'LQS created objects in schema auth that Supabase Auth must own, and % '
+            'may not hand them over: as a superuser, run ALTER FUNCTION auth.jwt() OWNER TO '
+            'supabase_auth_admin (and the same for auth.uid(), auth.role() and SCHEMA auth '
+            'where % owns them)', current_user, current_user;
+    END;
+END
+$handover$;
