@@ -316,7 +316,9 @@ def test_accept_then_timeout_and_drop_never_send_twice_through_resend(
     _work(pipeline_db, timeout=0.5, resend_batches=False)
 
     comms = _comms(pipeline_db, client_id)
-    assert {c["status"] for c in comms} == {"sent"}
+    assert {c["status"] for c in comms} == {"sent"}, [
+        (c["status"], c["retry_count"], c["error_message"]) for c in comms if c["status"] != "sent"
+    ]
     accepted = _accepted_per_communication(control, "resend")
     assert [accepted.get(str(c["id"])) for c in comms] == [1] * 60
     assert len(control.messages("resend")) == 60
