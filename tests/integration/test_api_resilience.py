@@ -30,7 +30,7 @@ from psycopg import conninfo
 from structlog.testing import capture_logs
 
 from lqs.api.app import create_app
-from lqs.api.health import ReadinessOptions
+from lqs.api.readiness import ReadinessOptions
 from lqs.api.webhooks import WebhookConfig
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.migrate import load_migrations

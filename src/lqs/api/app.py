@@ -6,9 +6,12 @@ webhooks hold on ``communications``; lead intake and everything else use
 ``app.state.pool``. API connections carry a ``statement_timeout``, so a handler stuck
 behind a lock gives its connection back.
 
-One exception handler turns what escapes a route into the JSON error shape: a transient
-database failure (connection lost, server unreachable or restarting, pool or statement
-timeout) is a 503 with ``Retry-After``; anything else a logged 500 without a traceback.
+Handlers and their dependencies (:mod:`lqs.api.deps`, which read what the lifespan puts
+on ``app.state``) refuse a request by raising :class:`~lqs.api.errors.ApiError`, answered
+by :func:`~lqs.api.errors.render_api_error`. One more exception handler turns what else
+escapes a route into the JSON error shape: a transient database failure (connection lost,
+server unreachable or restarting, pool or statement timeout) is a 503 with
+``Retry-After``; anything else a logged 500 without a traceback.
 """
 
 from __future__ import annotations
@@ -22,9 +25,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
-from lqs.api.errors import error_response
-from lqs.api.health import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
+from lqs.api.errors import ApiError, error_response, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
+from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.api.webhooks import WebhookConfig
 from lqs.db.errors import DatabaseError, is_transient
 from lqs.db.pool import open_pool
@@ -114,6 +117,7 @@ def create_app(
     # One handler. Registered for the database's exception classes too, not only for
     # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
     # after answering, so the server would log every 503 of an outage as a crash.
+    app.add_exception_handler(ApiError, render_api_error)
     for kind in (psycopg.Error, DatabaseError, Exception):
         app.add_exception_handler(kind, _unhandled)
     app.include_router(intake.router)

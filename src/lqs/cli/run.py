@@ -29,7 +29,7 @@ def serve(
     import uvicorn
 
     from lqs.api.app import create_app
-    from lqs.api.health import ReadinessOptions
+    from lqs.api.readiness import ReadinessOptions
     from lqs.api.webhooks import WebhookConfig
 
     config = settings()

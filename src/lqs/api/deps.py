@@ -1,0 +1,234 @@
+"""What handlers need, as FastAPI dependencies: ``Annotated`` aliases to declare parameters.
+
+The objects :func:`lqs.api.app.create_app` opens at start-up live on ``app.state``; only
+this module reads them there. A dependency that refuses the request raises
+:class:`~lqs.api.errors.ApiError`. FastAPI resolves a handler's dependencies in the order
+of its parameters, so a handler declares :data:`Principal` first: an unauthenticated
+request is refused before its body is read.
+
+The body's JSON (:data:`JsonBody`) is refused with 400 when it is not plain JSON a
+database can keep: nested more than :data:`MAX_JSON_DEPTH` levels, an integer over
+``MAX_NUMBER_DIGITS`` digits, a number too large for a float, or ``NaN``/``Infinity``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Annotated, Any
+
+from fastapi import Depends, Request
+from psycopg_pool import AsyncConnectionPool
+
+from lqs.api.errors import ApiError
+from lqs.api.limits import RateLimiter, retry_after_header
+from lqs.api.metrics import UNSUBSCRIBES
+from lqs.api.readiness import Readiness
+from lqs.db.clients import ApiPrincipal, authenticate_api_key
+from lqs.db.pool import run_transaction
+from lqs.domain.leads import MAX_NUMBER_DIGITS, FieldError
+from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
+
+MAX_JSON_DEPTH = 32
+"""The deepest body accepted: a batch of leads with nested custom fields needs 7 levels."""
+_CONTAINERS = (dict, list)
+
+
+async def _pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool = request.app.state.pool
+    return pool
+
+
+async def _webhook_pool(request: Request) -> AsyncConnectionPool:
+    pool: AsyncConnectionPool = request.app.state.webhook_pool
+    return pool
+
+
+async def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+async def _links(request: Request) -> UnsubscribeLinks | None:
+    links: UnsubscribeLinks | None = request.app.state.unsubscribe_links
+    return links
+
+
+async def _readiness(request: Request) -> Readiness:
+    readiness: Readiness = request.app.state.readiness
+    return readiness
+
+
+Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
+"""The pool for lead intake and everything but delivery webhooks and unsubscribes."""
+WebhookPool = Annotated[AsyncConnectionPool, Depends(_webhook_pool)]
+"""The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
+Limiter = Annotated[RateLimiter, Depends(_limiter)]
+Links = Annotated[UnsubscribeLinks | None, Depends(_links)]
+"""The unsubscribe links' signer, or None when they are not configured."""
+ReadinessChecker = Annotated[Readiness, Depends(_readiness)]
+
+
+async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrincipal:
+    """Who the request's API key speaks for, after taking a token of its rate limit.
+
+    Raises:
+        ApiError: 401 for a missing, unknown or revoked key; 429 over the key's rate limit.
+    """
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise ApiError(
+            401,
+            "missing_api_key",
+            "send the client's API key as `Authorization: Bearer lqs_...`",
+            fields=[FieldError("Authorization", "missing")],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    principal = await run_transaction(
+        pool, lambda conn: authenticate_api_key(conn, token.strip()), retry_at_commit=True
+    )
+    if principal is None:
+        raise ApiError(
+            401,
+            "invalid_api_key",
+            "the API key is unknown or has been revoked",
+            fields=[FieldError("Authorization", "unknown or revoked key")],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    wait = limiter.acquire(principal.key_id, principal.rate_limit_per_minute)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {principal.rate_limit_per_minute} requests a minute for this key",
+            headers=retry_after_header(wait),
+        )
+    return principal
+
+
+Principal = Annotated[ApiPrincipal, Depends(_principal)]
+"""The authenticated client (``Authorization: Bearer lqs_...``), within its rate limit."""
+
+
+async def _idempotency_key(request: Request) -> str | None:
+    """The ``Idempotency-Key`` header, if sent.
+
+    Raises:
+        ApiError: 400, the key is empty, longer than 255 characters or not printable.
+    """
+    key = request.headers.get("idempotency-key")
+    if key is None:
+        return None
+    if not 1 <= len(key) <= 255 or not key.isprintable():
+        raise ApiError(
+            400,
+            "invalid_idempotency_key",
+            "Idempotency-Key must be 1 to 255 printable characters",
+            fields=[FieldError("Idempotency-Key", "1 to 255 printable characters")],
+        )
+    return key
+
+
+IdempotencyKey = Annotated[str | None, Depends(_idempotency_key)]
+
+
+class _NotPlainJson(ValueError):
+    """A number or constant in the body that JSON or jsonb cannot carry."""
+
+
+def _bounded_int(text: str) -> int:
+    # Checked before conversion: Python's own limit (4,300 digits) can be lifted by the
+    # environment, and converting a long digit string costs quadratic time.
+    if len(text.lstrip("-")) > MAX_NUMBER_DIGITS:
+        raise _NotPlainJson(f"an integer has more than {MAX_NUMBER_DIGITS} digits")
+    return int(text)
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise _NotPlainJson(f"the number {text[:40]} is too large")
+    return value
+
+
+def _no_constant(name: str) -> Any:
+    raise _NotPlainJson(f"{name} is not a JSON value")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    """Whether ``value`` nests more than ``limit`` arrays/objects: one level at a time,
+    so without recursion, and stopping at the first level past the limit."""
+    level = [value]
+    for _ in range(limit):
+        deeper: list[Any] = []
+        for item in level:
+            children = item.values() if type(item) is dict else item
+            deeper += [child for child in children if type(child) in _CONTAINERS]
+        if not deeper:
+            return False
+        level = deeper
+    return True
+
+
+def _malformed(message: str) -> ApiError:
+    return ApiError(
+        400,
+        "invalid_json",
+        f"the body is not valid JSON: {message}",
+        fields=[FieldError("body", "not valid JSON")],
+    )
+
+
+async def _json_body(request: Request) -> Any:
+    """The body's JSON value.
+
+    Raises:
+        ApiError: 400, the body is not plain JSON (see the module's docstring).
+    """
+    raw = await request.body()
+    try:
+        payload = json.loads(
+            raw,
+            parse_int=_bounded_int,
+            parse_float=_finite_float,
+            parse_constant=_no_constant,
+        )
+    except RecursionError:
+        raise _malformed(f"it nests more than {MAX_JSON_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, _NotPlainJson
+        raise _malformed(str(exc)) from exc
+    # A body with no more brackets than the limit cannot nest deeper (bytes over-count in
+    # UTF-16/32, which only means walking it).
+    brackets = raw.count(b"[") + raw.count(b"{")
+    if brackets > MAX_JSON_DEPTH and _deeper_than(payload, MAX_JSON_DEPTH):
+        raise _malformed(f"it nests more than {MAX_JSON_DEPTH} levels")
+    return payload
+
+
+JsonBody = Annotated[Any, Depends(_json_body)]
+
+
+async def _unsubscribe_token(token: str, links: Links) -> Unsubscribe:
+    """Who the path's unsubscribe token names.
+
+    Raises:
+        ApiError: 503 when unsubscribe links are not configured; 400 for a malformed,
+            forged or expired token.
+    """
+    if links is None:
+        UNSUBSCRIBES.labels(outcome="not_configured").inc()
+        raise ApiError(
+            503, "unsubscribe_not_configured", "unsubscribe links are not configured here"
+        )
+    try:
+        return links.read(token)
+    except InvalidUnsubscribeToken as exc:
+        UNSUBSCRIBES.labels(outcome="invalid_token").inc()
+        raise ApiError(
+            400, "invalid_unsubscribe_token", str(exc), fields=[FieldError("token", str(exc))]
+        ) from None
+
+
+UnsubscribeToken = Annotated[Unsubscribe, Depends(_unsubscribe_token)]
+"""The recipient a valid ``/u/{token}`` path names."""
