@@ -219,6 +219,37 @@ async def test_each_kind_of_bad_field_is_named(
     assert response.json()["error"]["field"] == field
 
 
+async def test_checks_run_in_order_key_then_json_then_lead_then_idempotency_key(
+    client_api: httpx.AsyncClient, tenant: tuple[UUID, str]
+) -> None:
+    _, key = tenant
+    bad_key = {"Idempotency-Key": ""}
+    bad_json = {"content": b"{nope", "headers": {**_auth(key, **bad_key),
+                                                 "Content-Type": "application/json"}}  # fmt: skip
+
+    unauthenticated = await client_api.post("/v1/leads", content=b"{nope", headers=bad_key)
+    malformed = await client_api.post("/v1/leads", **bad_json)
+    invalid = await client_api.post("/v1/leads", headers=_auth(key, **bad_key), json={})
+    invalid_batch = await client_api.post(
+        "/v1/leads/batch", headers=_auth(key, **bad_key), json={"leads": [{}]}
+    )
+    valid = await client_api.post(
+        "/v1/leads", headers=_auth(key, **bad_key), json={"email": "i@corp.example"}
+    )
+
+    codes = [
+        r.json()["error"]["code"]
+        for r in (unauthenticated, malformed, invalid, invalid_batch, valid)
+    ]
+    assert codes == [
+        "missing_api_key",
+        "invalid_json",
+        "invalid_lead",
+        "invalid_leads",
+        "invalid_idempotency_key",
+    ]
+
+
 async def test_malformed_json_is_400(
     client_api: httpx.AsyncClient, tenant: tuple[UUID, str]
 ) -> None:

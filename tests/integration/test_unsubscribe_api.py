@@ -18,7 +18,10 @@ from fastapi import FastAPI
 from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
+from lqs.db import consent
 from lqs.db.clients import create_client
+from lqs.db.consent import UnsubscribeOutcome
+from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks
 
 LINKS = UnsubscribeLinks(
@@ -274,3 +277,32 @@ async def test_deleting_the_lead_still_cascades_to_its_consent_history(
 
     history = "SELECT 1 FROM public.consent_history WHERE lead_id = %s"
     assert await _rows(migrated_db, history, recipient.lead_id) == []
+
+
+async def test_unsubscribe_in_the_database_answers_what_it_did(
+    recipient: Recipient, migrated_db: str
+) -> None:
+    found = LINKS.read(recipient.token())
+    gone = LINKS.read(
+        LINKS.token(
+            client_id=uuid.uuid4(),
+            lead_id=recipient.lead_id,
+            communication_id=recipient.comm_id,
+            channel="email",
+            recipient=recipient.email,
+            created_at=datetime.now(UTC),
+        )
+    )
+    pool = await open_pool(migrated_db, min_size=1, max_size=1)
+    try:
+        outcomes = [await consent.unsubscribe(pool, who) for who in (found, found, gone)]
+    finally:
+        await pool.close()
+
+    assert outcomes == [
+        UnsubscribeOutcome.UNSUBSCRIBED,
+        UnsubscribeOutcome.ALREADY,
+        UnsubscribeOutcome.UNKNOWN_CLIENT,
+    ]
+    consent_status, history, suppressions = await _state(migrated_db, recipient)
+    assert (consent_status, len(history), len(suppressions)) == ("withdrawn", 1, 1)

@@ -1,1 +1,2 @@
-"""The HTTP API: lead intake now; provider webhooks and the tenant API later."""
+"""The HTTP API: lead intake, provider delivery webhooks, one-click unsubscribe, probes and
+metrics; :mod:`lqs.api.app` builds it."""
