@@ -39,8 +39,8 @@ from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client
+from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
-from lqs.db.events import communication_timeline
 from lqs.db.migrate import migrate
 from lqs.db.verify import VerifyReport, verify
 

@@ -21,7 +21,6 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
-from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
 
 
 @dataclass(frozen=True)
@@ -356,81 +355,6 @@ async def next_due_in(conn: AsyncConnection) -> float | None:
     )
     row = await cur.fetchone()
     return None if row is None or row[0] is None else float(row[0])
-
-
-@dataclass(frozen=True)
-class CommunicationSummary:
-    id: UUID
-    client_slug: str
-    channel: str
-    recipient: str
-    status: str
-    provider: str | None
-    retry_count: int
-    error_message: str | None
-    created_at: datetime
-
-
-async def list_communications(
-    conn: AsyncConnection, *, status: str | None, client_slug: str | None, limit: int
-) -> list[CommunicationSummary]:
-    """The newest communications, optionally of one status and one client."""
-    cur = await conn.execute(
-        "SELECT c.id, k.slug, c.type, c.recipient, c.status, c.provider,"
-        " coalesce(c.retry_count, 0), c.error_message, c.created_at"
-        " FROM public.communications AS c JOIN public.clients AS k ON k.id = c.client_id"
-        " WHERE (%(status)s::text IS NULL OR c.status = %(status)s::text)"
-        "   AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)"
-        " ORDER BY c.created_at DESC, c.id LIMIT %(limit)s",
-        {"status": status, "slug": client_slug, "limit": limit},
-    )
-    return [CommunicationSummary(*row) for row in await cur.fetchall()]
-
-
-async def redrive_failed(
-    conn: AsyncConnection, ids: Iterable[UUID] | None, client_slug: str | None
-) -> list[UUID]:
-    """Put failed communications back in the queue (all of a client's, or the given ids).
-
-    Each gets ``status = 'pending'``, ``retry_count = 0`` and a queue row due now whose
-    attempt numbers continue after the attempts already made. Communications that are not
-    ``failed`` are left alone, and so are failed ones without content (their template
-    failed: sent as they are, they would only fail again, losing the template's error;
-    ``lqs.worker.rerender`` renders them first). Must run inside the caller's transaction.
-    Returns the ids queued again.
-    """
-    id_list = None if ids is None else list(ids)
-    cur = await conn.execute(
-        """
-        WITH picked AS (
-            SELECT c.id FROM public.communications AS c
-            JOIN public.clients AS k ON k.id = c.client_id
-            WHERE c.status = 'failed' AND c.content IS NOT NULL
-              AND (%(ids)s::uuid[] IS NULL OR c.id = ANY(%(ids)s::uuid[]))
-              AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)
-            FOR UPDATE OF c
-        ), reset AS (
-            UPDATE public.communications AS c
-            SET status = 'pending', retry_count = 0, error_message = NULL
-            FROM picked WHERE c.id = picked.id
-            RETURNING c.id, c.client_id, coalesce(c.priority, 5) AS priority, c.type, c.recipient,
-                      c.lead_id
-        )
-        INSERT INTO public.delivery_queue (communication_id, client_id, priority, attempts, to_lead)
-        SELECT r.id, r.client_id, r.priority,
-               coalesce((SELECT max(a.attempt) FROM public.delivery_attempts AS a
-                         WHERE a.communication_id = r.id), 0),
-               EXISTS (SELECT 1 FROM public.leads AS l WHERE l.id = r.lead_id
-                       AND r.recipient IN (l.email, l.phone))
-        FROM reset AS r
-        RETURNING communication_id
-        """,
-        {"ids": id_list, "slug": client_slug},
-    )
-    redriven = [row[0] for row in await cur.fetchall()]
-    if redriven:
-        await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
-    return redriven
 
 
 @dataclass(frozen=True)
