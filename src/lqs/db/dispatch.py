@@ -21,6 +21,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
+from lqs.db.suppressions import suppressed_recipients
+from lqs.domain.notifications import normalise_recipient
 
 
 @dataclass(frozen=True)
@@ -79,12 +81,6 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
        coalesce(c.retry_count, 0) AS retry_count, coalesce(c.max_retries, 3) AS max_retries,
        extract(epoch FROM now() - c.created_at)::float8 AS age_seconds,
        claimed.to_lead, l.consent_status AS lead_consent, c.campaign_id,
-       EXISTS (
-           SELECT 1 FROM public.suppressions AS s
-           WHERE s.client_id = c.client_id AND s.channel = c.type
-             AND s.recipient = CASE WHEN c.type = 'email' THEN lower(btrim(c.recipient))
-                                    ELSE btrim(c.recipient) END
-       ) AS suppressed,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
        c.status, c.created_at,
@@ -115,11 +111,24 @@ async def claim_due_in(
     conn: AsyncConnection, owner: str, limit: int, lease_seconds: float
 ) -> list[ClaimedMessage]:
     """:func:`claim_due` inside the caller's transaction: the claim holds when it commits
-    (the dispatcher stores its batch requests in the same transaction)."""
+    (the dispatcher stores its batch requests in the same transaction).
+
+    Each message's ``suppressed`` compares its recipient as
+    :func:`~lqs.domain.notifications.normalise_recipient` normalises it, the one form the
+    suppression list is stored in.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_CLAIM, {"limit": limit, "owner": owner, "lease": lease_seconds})
         rows = await cur.fetchall()
-    return [ClaimedMessage(**row) for row in rows]
+    addresses = [
+        (row["client_id"], row["channel"], normalise_recipient(row["channel"], row["recipient"]))
+        for row in rows
+    ]
+    suppressed = await suppressed_recipients(conn, addresses)
+    return [
+        ClaimedMessage(**row, suppressed=address in suppressed)
+        for row, address in zip(rows, addresses, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
