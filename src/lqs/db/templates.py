@@ -1,4 +1,9 @@
-"""SQL for a client's versioned message templates (``public.templates``)."""
+"""SQL for a client's versioned message templates (``public.templates``).
+
+A template is known by its **name** (``lead_qualified``) and a version; the highest version
+of a name is the one in use. ``communications.template_id`` (the seed's column) records
+the exact template a message used as ``name@vN``.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +17,7 @@ from psycopg import AsyncConnection
 @dataclass(frozen=True)
 class StoredTemplate:
     client_id: UUID
-    template_id: str
+    name: str
     version: int
     channel: str
     subject: str | None
@@ -23,12 +28,12 @@ class StoredTemplate:
 async def latest_templates(
     conn: AsyncConnection, client_ids: Iterable[UUID]
 ) -> dict[tuple[UUID, str], StoredTemplate]:
-    """Each client's highest version of every template id it has stored."""
+    """Each client's highest version of every template it has stored, by (client, name)."""
     cur = await conn.execute(
-        "SELECT DISTINCT ON (client_id, template_id)"
-        " client_id, template_id, version, channel, subject, body, body_format"
+        "SELECT DISTINCT ON (client_id, name)"
+        " client_id, name, version, channel, subject, body, body_format"
         " FROM public.templates WHERE client_id = ANY(%s)"
-        " ORDER BY client_id, template_id, version DESC",
+        " ORDER BY client_id, name, version DESC",
         (list(client_ids),),
     )
     return {(row[0], row[1]): StoredTemplate(*row) for row in await cur.fetchall()}
@@ -37,7 +42,7 @@ async def latest_templates(
 async def store_template(
     conn: AsyncConnection,
     client_id: UUID,
-    template_id: str,
+    name: str,
     channel: str,
     subject: str | None,
     body: str,
@@ -46,14 +51,14 @@ async def store_template(
     """Store a new version of a client's template; return its version number."""
     cur = await conn.execute(
         "INSERT INTO public.templates"
-        " (client_id, template_id, version, channel, subject, body, body_format)"
-        " SELECT %(client)s::uuid, %(id)s::text, coalesce(max(version), 0) + 1,"
+        " (client_id, name, version, channel, subject, body, body_format)"
+        " SELECT %(client)s::uuid, %(name)s::text, coalesce(max(version), 0) + 1,"
         " %(channel)s, %(subject)s, %(body)s, %(format)s FROM public.templates"
-        " WHERE client_id = %(client)s::uuid AND template_id = %(id)s::text"
+        " WHERE client_id = %(client)s::uuid AND name = %(name)s::text"
         " RETURNING version",
         {
             "client": client_id,
-            "id": template_id,
+            "name": name,
             "channel": channel,
             "subject": subject,
             "body": body,

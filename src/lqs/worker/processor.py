@@ -404,7 +404,7 @@ def template_for(
     if own is not None:
         return (
             MessageTemplate(
-                template_id=own.template_id,
+                template_id=own.name,
                 version=own.version,
                 channel=CommunicationType(own.channel),
                 subject=own.subject,
