@@ -16,8 +16,10 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.errors import error_response
 from lqs.api.metrics import UNSUBSCRIBES
-from lqs.db.events import normalise_recipient, suppress, withdraw_consent
+from lqs.db.consent import withdraw_consent
+from lqs.db.suppressions import suppress
 from lqs.domain.leads import FieldError
+from lqs.domain.notifications import normalise_recipient
 from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
 
 router = APIRouter()
