@@ -18,7 +18,8 @@ import pytest
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
-from lqs.db.events import communication_timeline, ingest_events
+from lqs.db.communications import communication_timeline
+from lqs.db.events import ingest_events
 from lqs.db.leads import insert_or_merge_leads
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.leads import parse_lead

@@ -243,7 +243,7 @@ def test_set_delivery_refuses_a_webhook_url_that_can_never_resolve(
 def _templates(url: str, slug: str) -> list[tuple[Any, ...]]:
     with psycopg.connect(url) as conn:
         return conn.execute(
-            "SELECT t.template_id, t.version, t.body FROM public.templates AS t"
+            "SELECT t.name, t.version, t.body FROM public.templates AS t"
             " JOIN public.clients AS c ON c.id = t.client_id WHERE c.slug = %s ORDER BY version",
             (slug,),
         ).fetchall()

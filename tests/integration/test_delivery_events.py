@@ -22,9 +22,10 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
+from lqs.db.communications import communication_timeline
 from lqs.db.connection import transaction_pooled
 from lqs.db.dispatch import Ack, Attempt, record_acks
-from lqs.db.events import IngestOutcome, communication_timeline, ingest_events
+from lqs.db.events import IngestOutcome, ingest_events
 from lqs.db.pool import open_pool
 from lqs.domain.delivery import RetryPolicy
 from lqs.domain.events import DeliveryEvent, EventKind

@@ -20,7 +20,8 @@ from psycopg.rows import dict_row
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
-from lqs.db.dispatch import Ack, claim_due, record_acks, redrive_failed
+from lqs.db.communications import redrive_failed
+from lqs.db.dispatch import Ack, claim_due, record_acks
 from lqs.db.leads import insert_or_merge_leads
 from lqs.domain.delivery import RetryPolicy
 from lqs.domain.leads import parse_lead

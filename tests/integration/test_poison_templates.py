@@ -20,7 +20,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
 from lqs.db.leads import insert_or_merge_leads
-from lqs.db.outbox import store_template
+from lqs.db.templates import store_template
 from lqs.domain.leads import parse_lead
 from lqs.worker.processor import LeadProcessor
 

@@ -21,9 +21,9 @@ from typer.testing import CliRunner
 
 from lqs.cli import app
 from lqs.db.clients import create_client
-from lqs.db.dispatch import redrive_failed
+from lqs.db.communications import redrive_failed
 from lqs.db.leads import insert_or_merge_leads
-from lqs.db.outbox import store_template
+from lqs.db.templates import store_template
 from lqs.domain.leads import parse_lead
 from lqs.worker.processor import LeadProcessor
 from lqs.worker.rerender import rerender_failed

@@ -124,7 +124,7 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         client, uuid4().bytes * 2,
     )  # fmt: skip
     template = one(
-        "INSERT INTO public.templates (client_id, template_id, version, channel, body, body_format)"
+        "INSERT INTO public.templates (client_id, name, version, channel, body, body_format)"
         " VALUES (%s, 'welcome', 1, 'email', 'hi', 'text') RETURNING id",
         client,
     )
@@ -333,7 +333,7 @@ INSERTS = {
     " SELECT id, client_id, 'sms', '+1' FROM public.leads WHERE client_id = %s LIMIT 1",
     "api_keys": "INSERT INTO public.api_keys (client_id, name, prefix, key_hash)"
     " VALUES (%s, 'k', 'p', decode(repeat('ab', 32), 'hex'))",
-    "templates": "INSERT INTO public.templates (client_id, template_id, version, channel, body,"
+    "templates": "INSERT INTO public.templates (client_id, name, version, channel, body,"
     " body_format) VALUES (%s, 'other', 1, 'email', 'b', 'text')",
     "suppressions": "INSERT INTO public.suppressions (client_id, channel, recipient, reason)"
     " VALUES (%s, 'sms', '+1555', 'manual')",

@@ -24,7 +24,7 @@ from lqs.db.clients import (
     revoke_api_key,
     update_client_settings,
 )
-from lqs.db.outbox import store_template
+from lqs.db.templates import store_template
 from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
 from lqs.domain.vocabulary import CommunicationType

@@ -10,8 +10,13 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
-from lqs.db.dispatch import CommunicationSummary, list_communications, redrive_failed
-from lqs.db.events import TimelineEntry, communication_timeline
+from lqs.db.communications import (
+    CommunicationSummary,
+    TimelineEntry,
+    communication_timeline,
+    list_communications,
+    redrive_failed,
+)
 from lqs.domain.vocabulary import CommunicationStatus
 
 app = typer.Typer(help="List communications and re-drive failed ones.", no_args_is_help=True)

@@ -32,16 +32,25 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import AsyncConnection
-from psycopg.types.json import Jsonb
 from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.processes import ProcessGroup
-from lqs.db.clients import create_api_key, create_client
+from lqs.db.clients import create_api_key, create_client, delete_clients, update_client_settings
+from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
-from lqs.db.events import communication_timeline
 from lqs.db.migrate import migrate
+from lqs.db.reports import (
+    communications_by_status,
+    consent_history_by_source,
+    delivery_events_by_provider,
+    latencies,
+    leads_by_status,
+    sample_delivered_lead,
+    suppressions_by_reason,
+    unsettled,
+)
 from lqs.db.verify import VerifyReport, verify
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
@@ -175,7 +184,7 @@ async def setup_clients(
     conn: AsyncConnection, clients: Sequence[DemoClient], api_base: str, sim_base: str
 ) -> dict[str, Any]:
     """Create the demo clients afresh; return the simulator's configuration for them."""
-    await conn.execute("DELETE FROM public.clients WHERE slug = ANY(%s)", (list(DEMO_SLUGS),))
+    await delete_clients(conn, DEMO_SLUGS)
     sid = "AC" + secrets.token_hex(16)
     token = secrets.token_hex(16)
     sg_private, sg_public = _sendgrid_keys()
@@ -228,18 +237,15 @@ async def setup_clients(
                     "private_key": sg_private,
                 }
             )
-        await conn.execute(
-            "UPDATE public.clients SET settings = %s WHERE id = %s",
-            (
-                Jsonb(
-                    {
-                        "notification_email": f"sales@{client.slug}.example",
-                        "notifications": _notifications(),
-                        "delivery": delivery,
-                    }
-                ),
-                found.id,
-            ),
+        # Created with no settings: the patch is the whole of them.
+        await update_client_settings(
+            conn,
+            found.id,
+            {
+                "notification_email": f"sales@{client.slug}.example",
+                "notifications": _notifications(),
+                "delivery": delivery,
+            },
         )
     return {
         "seed": 7,
@@ -323,20 +329,6 @@ async def _post_leads(
     return intake
 
 
-async def _unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> tuple[int, int]:
-    """(leads still queued, communications still pending or sent) of the demo clients."""
-    cur = await conn.execute(
-        "SELECT (SELECT count(*) FROM public.leads WHERE client_id = ANY(%(c)s)"
-        "        AND status = 'queued'),"
-        "       (SELECT count(*) FROM public.communications WHERE client_id = ANY(%(c)s)"
-        "        AND status IN ('pending', 'sent'))",
-        {"c": list(client_ids)},
-    )
-    row = await cur.fetchone()
-    assert row is not None
-    return int(row[0]), int(row[1])
-
-
 async def _unsubscribe_one(http: httpx.AsyncClient, sim_base: str) -> str | None:
     """Click one-click unsubscribe in one email to a lead, as a mail client does (RFC 8058:
     a POST of ``List-Unsubscribe=One-Click`` to the header's URL)."""
@@ -362,78 +354,65 @@ def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) ->
 
 
 async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str, int]:
-    ids = {"c": list(client_ids)}
-    cur = await conn.execute(
-        "SELECT k.slug, l.status, count(*) FROM public.leads l"
-        " JOIN public.clients k ON k.id = l.client_id WHERE l.client_id = ANY(%(c)s)"
-        " GROUP BY 1, 2 ORDER BY 1, 2",
-        ids,
+    leads = await leads_by_status(conn, client_ids)
+    console.print(
+        _table(
+            "Leads by outcome",
+            ("client", "status", "leads"),
+            [(n.client_slug, n.status, n.leads) for n in leads],
+        )
     )
-    console.print(_table("Leads by outcome", ("client", "status", "leads"), await cur.fetchall()))
-    cur = await conn.execute(
-        "SELECT c.type, coalesce(c.provider, '-'), c.status, count(*),"
-        " sum(coalesce(c.retry_count, 0)) FROM public.communications c"
-        " WHERE c.client_id = ANY(%(c)s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        ids,
-    )
-    rows = await cur.fetchall()
+    communications = await communications_by_status(conn, client_ids)
     console.print(
         _table(
             "Communications by status and provider",
             ("channel", "provider", "status", "count", "retries"),
-            rows,
+            [
+                (n.channel, n.provider, n.status, n.communications, n.retries)
+                for n in communications
+            ],
         )
     )
     totals: dict[str, int] = {}
-    for _, _, status, count, _ in rows:
-        totals[status] = totals.get(status, 0) + int(count)
-    cur = await conn.execute(
-        "WITH d AS ("
-        "  SELECT extract(epoch FROM c.sent_at - l.created_at) * 1000 AS to_sent,"
-        "         extract(epoch FROM c.delivered_at - c.sent_at) * 1000 AS to_delivered"
-        "  FROM public.communications c JOIN public.leads l ON l.id = c.lead_id"
-        "  WHERE c.client_id = ANY(%(c)s) AND c.sent_at IS NOT NULL)"
-        " SELECT 'intake → provider accepted', count(to_sent),"
-        "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_sent),"
-        "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_sent),"
-        "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_sent) FROM d"
-        " UNION ALL SELECT 'sent → delivered (webhook)', count(to_delivered),"
-        "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_delivered),"
-        "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_delivered),"
-        "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_delivered) FROM d",
-        ids,
-    )
+    for n in communications:
+        totals[n.status] = totals.get(n.status, 0) + n.communications
     latency = [
-        (name, n, *(f"{v:.0f} ms" if v is not None else "-" for v in values))
-        for name, n, *values in await cur.fetchall()
+        (
+            stretch.path,
+            stretch.messages,
+            *(
+                f"{v:.0f} ms" if v is not None else "-"
+                for v in (stretch.p50_ms, stretch.p95_ms, stretch.p99_ms)
+            ),
+        )
+        for stretch in await latencies(conn, client_ids)
     ]
     console.print(_table("Latency", ("path", "messages", "p50", "p95", "p99"), latency))
-    cur = await conn.execute(
-        "SELECT provider, count(*), count(*) FILTER (WHERE communication_id IS NULL)"
-        " FROM public.provider_events WHERE client_id = ANY(%(c)s) GROUP BY 1 ORDER BY 1",
-        ids,
-    )
     console.print(
         _table(
             "Delivery events stored (each once; re-deliveries had no effect)",
             ("provider", "events", "unmatched"),
-            await cur.fetchall(),
+            [
+                (n.provider, n.events, n.unmatched)
+                for n in await delivery_events_by_provider(conn, client_ids)
+            ],
         )
-    )
-    cur = await conn.execute(
-        "SELECT reason, count(*) FROM public.suppressions WHERE client_id = ANY(%(c)s)"
-        " GROUP BY 1 ORDER BY 1",
-        ids,
-    )
-    console.print(_table("Suppressions", ("reason", "recipients"), await cur.fetchall()))
-    cur = await conn.execute(
-        "SELECT source, consent_status, count(*) FROM public.consent_history"
-        " WHERE client_id = ANY(%(c)s) GROUP BY 1, 2 ORDER BY 1",
-        ids,
     )
     console.print(
         _table(
-            "Consent history (append-only)", ("source", "status", "entries"), await cur.fetchall()
+            "Suppressions",
+            ("reason", "recipients"),
+            [(n.reason, n.recipients) for n in await suppressions_by_reason(conn, client_ids)],
+        )
+    )
+    console.print(
+        _table(
+            "Consent history (append-only)",
+            ("source", "status", "entries"),
+            [
+                (n.source, n.consent_status, n.entries)
+                for n in await consent_history_by_source(conn, client_ids)
+            ],
         )
     )
     await _sample(conn, client_ids)
@@ -441,44 +420,31 @@ async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str
 
 
 async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
-    cur = await conn.execute(
-        "SELECT l.id, l.email, l.score, l.grade, l.status, l.score_breakdown"
-        " FROM public.leads l WHERE l.client_id = ANY(%s) AND l.status = 'qualified'"
-        " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
-        "             AND c.status = 'delivered' AND c.type = 'email' AND c.recipient = l.email)"
-        " ORDER BY l.score DESC, l.created_at LIMIT 1",
-        (list(client_ids),),
-    )
-    row = await cur.fetchone()
-    if row is None:
+    lead = await sample_delivered_lead(conn, client_ids)
+    if lead is None:
         return
-    lead_id, email, score, grade, status, breakdown = row
-    console.print(f"\n[bold]Sample lead[/bold] {email}: {status}, score {score}, grade {grade}")
+    console.print(
+        f"\n[bold]Sample lead[/bold] {lead.email}: {lead.status}, score {lead.score},"
+        f" grade {lead.grade}"
+    )
     console.print(
         _table(
             "Score breakdown",
             ("rule", "points", "reason"),
             [
                 (item.get("rule_id") or item.get("id"), item.get("points"), item.get("reason"))
-                for item in breakdown or []
+                for item in lead.score_breakdown
             ],
         )
     )
-    cur = await conn.execute(
-        "SELECT id FROM public.communications WHERE lead_id = %s AND type = 'email'"
-        " AND recipient = %s ORDER BY created_at LIMIT 1",
-        (lead_id, email),
-    )
-    comm = await cur.fetchone()
-    if comm is None:
-        return
-    found = await communication_timeline(conn, comm[0])
+    found = await communication_timeline(conn, lead.communication_id)
     if found is None:
         return
     fields, entries = found
     console.print(
         _table(
-            f"Timeline of communication {comm[0]} ({fields['status']}; lqs comms show ID)",
+            f"Timeline of communication {lead.communication_id} ({fields['status']};"
+            " lqs comms show ID)",
             ("time", "what", "detail"),
             [(f"{e.at:%H:%M:%S.%f}"[:-3], e.kind, e.summary) for e in entries],
         )
@@ -530,19 +496,19 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
             client_ids = [c.id for c in clients if c.id is not None]
             deadline = time.monotonic() + settle_within
             async with await connect_async(url, autocommit=True) as conn:
-                queued, open_ = await _unsettled(conn, client_ids)
+                left = await unsettled(conn, client_ids)
                 unsubscribed = None
-                while queued or open_:
+                while left.queued_leads or left.open_communications:
                     procs.check()
                     if time.monotonic() > deadline:
                         problems.append(
-                            f"not settled after {settle_within:g} s: {queued} lead(s) queued, "
-                            f"{open_} communication(s) pending or sent"
+                            f"not settled after {settle_within:g} s: {left.queued_leads} lead(s)"
+                            f" queued, {left.open_communications} communication(s) pending or sent"
                         )
                         break
                     await asyncio.sleep(0.25)
-                    queued, open_ = await _unsettled(conn, client_ids)
-                    if unsubscribed is None and not queued:
+                    left = await unsettled(conn, client_ids)
+                    if unsubscribed is None and not left.queued_leads:
                         unsubscribed = await _unsubscribe_one(http, sim_base)
                 console.print(f"settled {time.monotonic() - posted:.1f} s after the first lead")
                 if unsubscribed:

@@ -11,7 +11,8 @@ from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
 from lqs.db.clients import get_client
-from lqs.db.events import Suppression, list_suppressions, normalise_recipient, suppress, unsuppress
+from lqs.db.suppressions import Suppression, list_suppressions, suppress, unsuppress
+from lqs.domain.notifications import normalise_recipient
 
 app = typer.Typer(help="List, add and remove suppressed recipients.", no_args_is_help=True)
 

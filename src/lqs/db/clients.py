@@ -97,6 +97,12 @@ async def get_client(conn: AsyncConnection, slug: str) -> Client:
     return Client(*row)
 
 
+async def delete_clients(conn: AsyncConnection, slugs: Iterable[str]) -> int:
+    """Delete the clients with these slugs and everything of theirs; return how many."""
+    cur = await conn.execute("DELETE FROM public.clients WHERE slug = ANY(%s)", (list(slugs),))
+    return cur.rowcount
+
+
 async def list_clients(conn: AsyncConnection) -> list[Client]:
     cur = await conn.execute("SELECT id, name, slug, settings FROM public.clients ORDER BY slug")
     return [Client(*row) for row in await cur.fetchall()]

@@ -1,14 +1,46 @@
-"""SQL for consent: a one-click unsubscribe withdraws it and suppresses the address."""
+"""SQL for consent: a lead's withdrawal, the append-only consent history, and the one-click
+unsubscribe that withdraws consent and suppresses the address in one transaction."""
 
 from __future__ import annotations
 
 from enum import StrEnum
+from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.db.events import normalise_recipient, suppress, withdraw_consent
+from lqs.db.suppressions import suppress
+from lqs.domain.notifications import normalise_recipient
 from lqs.domain.unsubscribe import Unsubscribe
+
+
+async def withdraw_consent(
+    conn: AsyncConnection,
+    client_id: UUID,
+    lead_id: UUID | None,
+    channel: str,
+    recipient: str,
+    *,
+    source: str,
+    communication_id: UUID | None = None,
+) -> None:
+    """Record a withdrawal in the consent history and on the lead (when it is the lead's
+    own address)."""
+    address = normalise_recipient(channel, recipient)
+    if lead_id is not None:
+        await conn.execute(
+            "UPDATE public.leads SET consent_status = 'withdrawn', consent_source = %s,"
+            " consent_at = now()"
+            " WHERE id = %s AND client_id = %s AND consent_status <> 'withdrawn'"
+            "   AND (lower(email) = %s OR phone = %s)",
+            (source[:255], lead_id, client_id, address, address),
+        )
+    await conn.execute(
+        "INSERT INTO public.consent_history"
+        " (client_id, lead_id, channel, recipient, consent_status, source, communication_id)"
+        " VALUES (%s, %s, %s, %s, 'withdrawn', %s, %s)",
+        (client_id, lead_id, channel, address, source[:100], communication_id),
+    )
 
 
 class UnsubscribeOutcome(StrEnum):

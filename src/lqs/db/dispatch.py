@@ -21,7 +21,8 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
-from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
+from lqs.db.suppressions import suppressed_recipients
+from lqs.domain.notifications import normalise_recipient
 
 
 @dataclass(frozen=True)
@@ -80,12 +81,6 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
        coalesce(c.retry_count, 0) AS retry_count, coalesce(c.max_retries, 3) AS max_retries,
        extract(epoch FROM now() - c.created_at)::float8 AS age_seconds,
        claimed.to_lead, l.consent_status AS lead_consent, c.campaign_id,
-       EXISTS (
-           SELECT 1 FROM public.suppressions AS s
-           WHERE s.client_id = c.client_id AND s.channel = c.type
-             AND s.recipient = CASE WHEN c.type = 'email' THEN lower(btrim(c.recipient))
-                                    ELSE btrim(c.recipient) END
-       ) AS suppressed,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
        c.status, c.created_at,
@@ -116,11 +111,24 @@ async def claim_due_in(
     conn: AsyncConnection, owner: str, limit: int, lease_seconds: float
 ) -> list[ClaimedMessage]:
     """:func:`claim_due` inside the caller's transaction: the claim holds when it commits
-    (the dispatcher stores its batch requests in the same transaction)."""
+    (the dispatcher stores its batch requests in the same transaction).
+
+    Each message's ``suppressed`` compares its recipient as
+    :func:`~lqs.domain.notifications.normalise_recipient` normalises it, the one form the
+    suppression list is stored in.
+    """
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_CLAIM, {"limit": limit, "owner": owner, "lease": lease_seconds})
         rows = await cur.fetchall()
-    return [ClaimedMessage(**row) for row in rows]
+    addresses = [
+        (row["client_id"], row["channel"], normalise_recipient(row["channel"], row["recipient"]))
+        for row in rows
+    ]
+    suppressed = await suppressed_recipients(conn, addresses)
+    return [
+        ClaimedMessage(**row, suppressed=address in suppressed)
+        for row, address in zip(rows, addresses, strict=True)
+    ]
 
 
 @dataclass(frozen=True)
@@ -356,81 +364,6 @@ async def next_due_in(conn: AsyncConnection) -> float | None:
     )
     row = await cur.fetchone()
     return None if row is None or row[0] is None else float(row[0])
-
-
-@dataclass(frozen=True)
-class CommunicationSummary:
-    id: UUID
-    client_slug: str
-    channel: str
-    recipient: str
-    status: str
-    provider: str | None
-    retry_count: int
-    error_message: str | None
-    created_at: datetime
-
-
-async def list_communications(
-    conn: AsyncConnection, *, status: str | None, client_slug: str | None, limit: int
-) -> list[CommunicationSummary]:
-    """The newest communications, optionally of one status and one client."""
-    cur = await conn.execute(
-        "SELECT c.id, k.slug, c.type, c.recipient, c.status, c.provider,"
-        " coalesce(c.retry_count, 0), c.error_message, c.created_at"
-        " FROM public.communications AS c JOIN public.clients AS k ON k.id = c.client_id"
-        " WHERE (%(status)s::text IS NULL OR c.status = %(status)s::text)"
-        "   AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)"
-        " ORDER BY c.created_at DESC, c.id LIMIT %(limit)s",
-        {"status": status, "slug": client_slug, "limit": limit},
-    )
-    return [CommunicationSummary(*row) for row in await cur.fetchall()]
-
-
-async def redrive_failed(
-    conn: AsyncConnection, ids: Iterable[UUID] | None, client_slug: str | None
-) -> list[UUID]:
-    """Put failed communications back in the queue (all of a client's, or the given ids).
-
-    Each gets ``status = 'pending'``, ``retry_count = 0`` and a queue row due now whose
-    attempt numbers continue after the attempts already made. Communications that are not
-    ``failed`` are left alone, and so are failed ones without content (their template
-    failed: sent as they are, they would only fail again, losing the template's error;
-    ``lqs.worker.rerender`` renders them first). Must run inside the caller's transaction.
-    Returns the ids queued again.
-    """
-    id_list = None if ids is None else list(ids)
-    cur = await conn.execute(
-        """
-        WITH picked AS (
-            SELECT c.id FROM public.communications AS c
-            JOIN public.clients AS k ON k.id = c.client_id
-            WHERE c.status = 'failed' AND c.content IS NOT NULL
-              AND (%(ids)s::uuid[] IS NULL OR c.id = ANY(%(ids)s::uuid[]))
-              AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)
-            FOR UPDATE OF c
-        ), reset AS (
-            UPDATE public.communications AS c
-            SET status = 'pending', retry_count = 0, error_message = NULL
-            FROM picked WHERE c.id = picked.id
-            RETURNING c.id, c.client_id, coalesce(c.priority, 5) AS priority, c.type, c.recipient,
-                      c.lead_id
-        )
-        INSERT INTO public.delivery_queue (communication_id, client_id, priority, attempts, to_lead)
-        SELECT r.id, r.client_id, r.priority,
-               coalesce((SELECT max(a.attempt) FROM public.delivery_attempts AS a
-                         WHERE a.communication_id = r.id), 0),
-               EXISTS (SELECT 1 FROM public.leads AS l WHERE l.id = r.lead_id
-                       AND r.recipient IN (l.email, l.phone))
-        FROM reset AS r
-        RETURNING communication_id
-        """,
-        {"ids": id_list, "slug": client_slug},
-    )
-    redriven = [row[0] for row in await cur.fetchall()]
-    if redriven:
-        await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
-    return redriven
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,13 @@
-"""SQL for delivery events: store each verified event once, apply it, suppress, unsubscribe.
+"""SQL for delivery events: store each verified event once and apply it.
 
 An event is stored in ``provider_events`` under the provider's own event id (unique per
 client and provider): a re-delivered event inserts nothing and has no second effect, even
 when the copies arrive at the same time (the unique index makes the second insert wait
 for the first to commit, then do nothing). The event is then matched to one of *this
 client's* communications (by our id when the provider echoes it, else by the provider's
-message id) and applied as :func:`lqs.domain.events.transition` says.
+message id) and applied as :func:`lqs.domain.events.transition` says; an event that
+suppresses the recipient does so through :mod:`lqs.db.suppressions` and, for an
+unsubscribe or a complaint, withdraws consent through :mod:`lqs.db.consent`.
 
 An event can arrive before our own record of the send (the provider answered, our
 acknowledgement is not committed yet). It is then kept unmatched, and the acknowledgement
@@ -18,7 +20,6 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -26,6 +27,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from lqs.db.consent import withdraw_consent
+from lqs.db.suppressions import suppress
 from lqs.domain.events import DeliveryEvent, EventKind, Transition, transition
 from lqs.domain.vocabulary import CommunicationStatus
 
@@ -46,12 +49,6 @@ async def lock_messages(conn: AsyncConnection, keys: Iterable[str]) -> None:
             " FROM unnest(%s::text[]) AS k",
             (ordered,),
         )
-
-
-def normalise_recipient(channel: str, recipient: str) -> str:
-    """As ``suppressions.recipient`` stores it: lower-case email, trimmed otherwise."""
-    value = recipient.strip()
-    return value.lower() if channel == "email" else value
 
 
 @dataclass
@@ -288,149 +285,3 @@ def _reason(payload: Any) -> str | None:
         if isinstance(value, str | int):
             return str(value)
     return None
-
-
-async def suppress(
-    conn: AsyncConnection,
-    client_id: UUID,
-    channel: str,
-    recipient: str,
-    reason: str,
-    source: str | None,
-) -> bool:
-    """Add a recipient to the client's suppression list; False if it was there already."""
-    cur = await conn.execute(
-        "INSERT INTO public.suppressions (client_id, channel, recipient, reason, source)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, channel, recipient) DO NOTHING",
-        (client_id, channel, normalise_recipient(channel, recipient), reason, source),
-    )
-    return cur.rowcount == 1
-
-
-async def unsuppress(conn: AsyncConnection, client_id: UUID, channel: str, recipient: str) -> bool:
-    """Remove a recipient from the client's suppression list; False if it was not there."""
-    cur = await conn.execute(
-        "DELETE FROM public.suppressions WHERE client_id = %s AND channel = %s AND recipient = %s",
-        (client_id, channel, normalise_recipient(channel, recipient)),
-    )
-    return cur.rowcount > 0
-
-
-@dataclass(frozen=True)
-class Suppression:
-    channel: str
-    recipient: str
-    reason: str
-    source: str | None
-    created_at: datetime
-
-
-async def list_suppressions(
-    conn: AsyncConnection, client_id: UUID, *, channel: str | None = None, limit: int = 1000
-) -> list[Suppression]:
-    cur = await conn.execute(
-        "SELECT channel, recipient, reason, source, created_at FROM public.suppressions"
-        " WHERE client_id = %(client)s AND (%(channel)s::text IS NULL OR channel = %(channel)s)"
-        " ORDER BY created_at DESC, recipient LIMIT %(limit)s",
-        {"client": client_id, "channel": channel, "limit": limit},
-    )
-    return [Suppression(*row) for row in await cur.fetchall()]
-
-
-async def withdraw_consent(
-    conn: AsyncConnection,
-    client_id: UUID,
-    lead_id: UUID | None,
-    channel: str,
-    recipient: str,
-    *,
-    source: str,
-    communication_id: UUID | None = None,
-) -> None:
-    """Record a withdrawal in the consent history and on the lead (when it is the lead's
-    own address)."""
-    address = normalise_recipient(channel, recipient)
-    if lead_id is not None:
-        await conn.execute(
-            "UPDATE public.leads SET consent_status = 'withdrawn', consent_source = %s,"
-            " consent_at = now()"
-            " WHERE id = %s AND client_id = %s AND consent_status <> 'withdrawn'"
-            "   AND (lower(email) = %s OR phone = %s)",
-            (source[:255], lead_id, client_id, address, address),
-        )
-    await conn.execute(
-        "INSERT INTO public.consent_history"
-        " (client_id, lead_id, channel, recipient, consent_status, source, communication_id)"
-        " VALUES (%s, %s, %s, %s, 'withdrawn', %s, %s)",
-        (client_id, lead_id, channel, address, source[:100], communication_id),
-    )
-
-
-@dataclass(frozen=True)
-class TimelineEntry:
-    at: datetime
-    kind: str
-    """``created``, ``attempt`` or ``event``."""
-    summary: str
-
-
-async def communication_timeline(
-    conn: AsyncConnection, communication_id: UUID
-) -> tuple[dict[str, Any], list[TimelineEntry]] | None:
-    """One communication and everything that happened to it, oldest first."""
-    async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(
-            "SELECT c.*, k.slug AS client_slug FROM public.communications AS c"
-            " JOIN public.clients AS k ON k.id = c.client_id WHERE c.id = %s",
-            (communication_id,),
-        )
-        row = await cur.fetchone()
-        if row is None:
-            return None
-        entries = [TimelineEntry(row["created_at"], "created", f"created ({row['type']})")]
-        await cur.execute(
-            "SELECT attempt, provider, started_at, http_status, error_code, error_message,"
-            " latency_ms, outcome, recorded FROM public.delivery_attempts"
-            " WHERE communication_id = %s ORDER BY attempt",
-            (communication_id,),
-        )
-        for a in await cur.fetchall():
-            if a["outcome"] == "started":
-                # Written before the request; its answer never came back to be recorded
-                # (in flight now, or the worker stopped): the provider may have it.
-                entries.append(
-                    TimelineEntry(
-                        a["started_at"],
-                        "attempt",
-                        f"attempt {a['attempt']} via {a['provider']}: started, no answer"
-                        " recorded (the provider may have accepted it)",
-                    )
-                )
-                continue
-            text = f"attempt {a['attempt']} via {a['provider']}: {a['outcome']}"
-            if a["http_status"] is not None:
-                text += f" (HTTP {a['http_status']})"
-            detail = " ".join(part for part in (a["error_code"], a["error_message"]) if part)
-            if detail:
-                text += f" {detail}"
-            text += f", {a['latency_ms']:.0f} ms"
-            if not a["recorded"]:
-                text += " [lease lost: not applied]"
-            entries.append(TimelineEntry(a["started_at"], "attempt", text))
-        await cur.execute(
-            "SELECT provider, event_type, event_id, occurred_at, received_at, effect"
-            " FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
-            (communication_id,),
-        )
-        for e in await cur.fetchall():
-            when = e["occurred_at"] or e["received_at"]
-            entries.append(
-                TimelineEntry(
-                    when,
-                    "event",
-                    f"{e['provider']} {e['event_type']} → {e['effect'] or 'waiting'}"
-                    f" (event {e['event_id']})",
-                )
-            )
-    entries.sort(key=lambda entry: entry.at)
-    return row, entries

@@ -1,15 +1,17 @@
-"""Idempotency-Key records: the first response to a key is replayed for 24 hours."""
+"""Idempotency-Key records: a key's first response is replayed for :data:`IDEMPOTENCY_WINDOW`."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 from uuid import UUID
 
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-IDEMPOTENCY_WINDOW_HOURS = 24
+IDEMPOTENCY_WINDOW = timedelta(hours=24)
+"""How long a key's first response is replayed; after it, the key may be used afresh."""
 
 
 class IdempotencyConflict(Exception):
@@ -38,8 +40,8 @@ async def claim_idempotency_key(
     )
     cur = await conn.execute(
         "SELECT request_hash, status_code, response FROM public.idempotency_keys"
-        " WHERE client_id = %s AND key = %s AND created_at > now() - interval '24 hours'",
-        (client_id, key),
+        " WHERE client_id = %s AND key = %s AND created_at > now() - %s",
+        (client_id, key, IDEMPOTENCY_WINDOW),
     )
     row = await cur.fetchone()
     if row is None:
@@ -72,6 +74,7 @@ async def remember_response(
 async def purge_expired_idempotency_keys(conn: AsyncConnection) -> int:
     """Delete records past their window; return how many."""
     cur = await conn.execute(
-        "DELETE FROM public.idempotency_keys WHERE created_at <= now() - interval '24 hours'"
+        "DELETE FROM public.idempotency_keys WHERE created_at <= now() - %s",
+        (IDEMPOTENCY_WINDOW,),
     )
     return cur.rowcount

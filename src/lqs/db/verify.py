@@ -15,7 +15,7 @@ from lqs.db.migrate import (
     read_history,
 )
 
-# The seed's own verification query (shared/seed), verbatim.
+# The verification query of the hand-off note that defined the communications table, verbatim.
 SEED_VERIFICATION_QUERY = """
 SELECT
     table_name,

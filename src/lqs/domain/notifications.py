@@ -99,6 +99,12 @@ def plan_messages(
     return planned
 
 
-def normalise_recipient(channel: CommunicationType, recipient: str) -> str:
-    """The form suppressions are stored and matched in (emails compare case-insensitively)."""
-    return recipient.strip().lower() if channel is CommunicationType.EMAIL else recipient.strip()
+def normalise_recipient(channel: str, recipient: str) -> str:
+    """The form suppressions are stored and matched in: trimmed of any whitespace (Python's
+    :meth:`str.strip`: tabs, newlines and no-break spaces too), and lower-case for email.
+
+    The only definition: the database stores what this returns and compares with it.
+    ``channel`` is a :class:`CommunicationType` or its value (the ``type`` column's text).
+    """
+    value = recipient.strip()
+    return value.lower() if channel == CommunicationType.EMAIL else value

@@ -41,6 +41,4 @@ class LeadStatus(StrEnum):
     ERROR = "error"
 
 
-HIGHEST_PRIORITY = 1
-LOWEST_PRIORITY = 10
 DEFAULT_PRIORITY = 5

@@ -27,6 +27,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import Client, get_clients_by_id
+from lqs.db.communications import NewCommunication, record_communications
 from lqs.db.errors import is_transient
 from lqs.db.leads import (
     LeadFailure,
@@ -36,14 +37,9 @@ from lqs.db.leads import (
     record_lead_failures,
     record_lead_outcomes,
 )
-from lqs.db.outbox import (
-    NewCommunication,
-    StoredTemplate,
-    latest_templates,
-    record_communications,
-    suppressed_recipients,
-)
 from lqs.db.push import live_push_subscriptions
+from lqs.db.suppressions import suppressed_recipients
+from lqs.db.templates import StoredTemplate, latest_templates
 from lqs.domain.clients import ClientSettings, parse_client_settings
 from lqs.domain.default_rules import default_rules
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
@@ -408,7 +404,7 @@ def template_for(
     if own is not None:
         return (
             MessageTemplate(
-                template_id=own.template_id,
+                template_id=own.name,
                 version=own.version,
                 channel=CommunicationType(own.channel),
                 subject=own.subject,

@@ -19,9 +19,8 @@ from uuid import UUID
 from psycopg import AsyncConnection
 
 from lqs.db.clients import Client, get_clients_by_id
-from lqs.db.dispatch import redrive_failed
+from lqs.db.communications import redrive_failed
 from lqs.db.leads import LeadOutcome
-from lqs.db.outbox import StoredTemplate, latest_templates
 from lqs.db.rerender import (
     FailedCommunication,
     Rerendered,
@@ -30,6 +29,7 @@ from lqs.db.rerender import (
     record_rerender_failures,
     store_rerendered,
 )
+from lqs.db.templates import StoredTemplate, latest_templates
 from lqs.domain.templates import TemplateError, TemplateRenderer
 from lqs.worker.processor import template_for, template_variables
 

@@ -33,12 +33,12 @@ import structlog
 from psycopg import sql
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.db.communications import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.connection import connect_async, transaction_pooled
 from lqs.db.dispatch import next_due_in
 from lqs.db.errors import DatabaseUnavailable, is_transient
 from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
-from lqs.db.outbox import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.pool import open_pool
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor

@@ -1,0 +1,79 @@
+"""SQL for a client's suppression list: the recipients it must not contact again.
+
+Recipients are stored and compared in the form
+:func:`lqs.domain.notifications.normalise_recipient` gives them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
+from uuid import UUID
+
+from psycopg import AsyncConnection
+
+from lqs.domain.notifications import normalise_recipient
+
+
+async def suppressed_recipients(
+    conn: AsyncConnection, candidates: Iterable[tuple[UUID, str, str]]
+) -> set[tuple[UUID, str, str]]:
+    """Which of the (client, channel, normalised recipient) triples are suppressed."""
+    triples = list(set(candidates))
+    if not triples:
+        return set()
+    cur = await conn.execute(
+        "SELECT s.client_id, s.channel, s.recipient FROM public.suppressions s"
+        " JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS c(client_id, channel, recipient)"
+        " USING (client_id, channel, recipient)",
+        ([t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]),
+    )
+    return {(row[0], row[1], row[2]) for row in await cur.fetchall()}
+
+
+async def suppress(
+    conn: AsyncConnection,
+    client_id: UUID,
+    channel: str,
+    recipient: str,
+    reason: str,
+    source: str | None,
+) -> bool:
+    """Add a recipient to the client's suppression list; False if it was there already."""
+    cur = await conn.execute(
+        "INSERT INTO public.suppressions (client_id, channel, recipient, reason, source)"
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, channel, recipient) DO NOTHING",
+        (client_id, channel, normalise_recipient(channel, recipient), reason, source),
+    )
+    return cur.rowcount == 1
+
+
+async def unsuppress(conn: AsyncConnection, client_id: UUID, channel: str, recipient: str) -> bool:
+    """Remove a recipient from the client's suppression list; False if it was not there."""
+    cur = await conn.execute(
+        "DELETE FROM public.suppressions WHERE client_id = %s AND channel = %s AND recipient = %s",
+        (client_id, channel, normalise_recipient(channel, recipient)),
+    )
+    return cur.rowcount > 0
+
+
+@dataclass(frozen=True)
+class Suppression:
+    channel: str
+    recipient: str
+    reason: str
+    source: str | None
+    created_at: datetime
+
+
+async def list_suppressions(
+    conn: AsyncConnection, client_id: UUID, *, channel: str | None = None, limit: int = 1000
+) -> list[Suppression]:
+    cur = await conn.execute(
+        "SELECT channel, recipient, reason, source, created_at FROM public.suppressions"
+        " WHERE client_id = %(client)s AND (%(channel)s::text IS NULL OR channel = %(channel)s)"
+        " ORDER BY created_at DESC, recipient LIMIT %(limit)s",
+        {"client": client_id, "channel": channel, "limit": limit},
+    )
+    return [Suppression(*row) for row in await cur.fetchall()]
