@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 import httpx
 import pytest
 
-from lqs.domain.delivery import ResendSettings, SendGridSettings, TwilioSettings
-from lqs.providers.base import OutboundMessage, ProviderConfigError, SendResult, Verdict
+from lqs.domain.delivery import ResendSettings, SendGridSettings, TwilioSettings, Verdict
+from lqs.providers.base import OutboundMessage, ProviderConfigError, SendResult
 from lqs.providers.resend import ResendProvider
 from lqs.providers.sendgrid import SendGridProvider
 from lqs.providers.twilio import TwilioProvider

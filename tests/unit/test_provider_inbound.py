@@ -261,7 +261,7 @@ def test_resend_event_fields() -> None:
 
     assert event.provider == "resend"
     assert event.event_id == "msg_abc"
-    assert event.message_id == "56761188-7520-42d8-8898-ff6fc54ce618"
+    assert event.external_id == "56761188-7520-42d8-8898-ff6fc54ce618"
     assert event.occurred_at == datetime(2026, 2, 22, 23, 41, 12, 126000, tzinfo=UTC)
     assert event.recipient == "delivered@resend.dev"
     assert event.communication_id is None
@@ -349,7 +349,7 @@ def test_resend_unknown_type_of_any_shape_is_other() -> None:
 
     assert event.kind is EventKind.OTHER
     assert event.raw_type == "contact.created"
-    assert event.message_id is None
+    assert event.external_id is None
     assert event.payload == payload
 
 
@@ -561,7 +561,7 @@ def test_sendgrid_vector_parses() -> None:
     assert event.event_id == "ZHJvcC0xMDk5NDkxOS1MUnpYbF9OSFN0T0doUTRrb2ZTbV9BLTA"
     assert event.kind is EventKind.DROPPED
     assert event.raw_type == "dropped"
-    assert event.message_id == "LRzXl_NHStOGhQ4kofSm_A"
+    assert event.external_id == "LRzXl_NHStOGhQ4kofSm_A"
     assert event.occurred_at == datetime(2020, 9, 14, 19, 41, 32, tzinfo=UTC)
     assert event.recipient == "hello@world.com"
     assert event.reason == "Bounced Address"
@@ -664,7 +664,7 @@ def test_sendgrid_ignores_a_communication_id_that_is_not_a_uuid(value: Any) -> N
 def test_sendgrid_message_id_is_the_prefix(sg_message_id: str | None, expected: str | None) -> None:
     [event] = parse_sendgrid(sg_event("delivered", sg_message_id=sg_message_id))
 
-    assert event.message_id == expected
+    assert event.external_id == expected
 
 
 def test_sendgrid_keeps_every_event_in_order() -> None:
@@ -898,7 +898,7 @@ def test_twilio_event_fields() -> None:
 
     assert event.provider == "twilio"
     assert event.event_id == "SM5ef8732a3c49700934481addd5ce1659:delivered"
-    assert event.message_id == "SM5ef8732a3c49700934481addd5ce1659"
+    assert event.external_id == "SM5ef8732a3c49700934481addd5ce1659"
     assert event.recipient == "+14155552671"
     assert event.occurred_at is None
     assert event.communication_id is None
@@ -927,7 +927,7 @@ def test_twilio_each_status_is_its_own_event() -> None:
     [delivered] = twilio.parse_webhook(status_callback("delivered"))
 
     assert sent.event_id != delivered.event_id
-    assert sent.message_id == delivered.message_id
+    assert sent.external_id == delivered.external_id
 
 
 @pytest.mark.parametrize("missing", ["MessageSid", "MessageStatus"])

@@ -221,6 +221,17 @@ def provider_for(
     return name
 
 
+class Verdict(StrEnum):
+    """A provider's answer to one message, classified (see :mod:`lqs.providers.base`)."""
+
+    ACCEPTED = "accepted"
+    """The provider took the message."""
+    TRANSIENT = "transient"
+    """Worth retrying with the same idempotency key (timeouts, 408, 429, 5xx)."""
+    PERMANENT = "permanent"
+    """Retrying cannot help: the communication fails at once."""
+
+
 class NextStep(StrEnum):
     SENT = "sent"
     RETRY = "retry"
@@ -265,7 +276,7 @@ class AttemptDecision:
 
 
 def after_attempt(
-    verdict: str,
+    verdict: Verdict,
     *,
     retry_count: int,
     max_retries: int,
@@ -277,16 +288,16 @@ def after_attempt(
 ) -> AttemptDecision:
     """The next state of a communication after one attempt.
 
-    ``verdict`` is ``accepted``, ``transient`` or ``permanent``; ``retry_count`` the
+    ``verdict`` is the provider's classified answer; ``retry_count`` the
     retries already made; ``age`` seconds since the communication was created. A transient
     failure counts one retry (``retry_count + 1``) and is retried unless that reaches past
     ``max_retries`` or the next attempt would fall past the policy's horizon; then, as for
     a permanent failure, the communication fails with the provider's message.
     """
-    if verdict == "accepted":
+    if verdict is Verdict.ACCEPTED:
         return AttemptDecision(NextStep.SENT, retry_count)
     message = error_message or "provider refused the message"
-    if verdict == "permanent":
+    if verdict is Verdict.PERMANENT:
         return AttemptDecision(NextStep.FAILED, retry_count, error_message=message)
     retries = retry_count + 1
     if retries > max_retries:
