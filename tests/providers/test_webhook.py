@@ -36,7 +36,7 @@ from lqs.domain.delivery import Verdict, WebhookSettings
 from lqs.providers.base import OutboundMessage, ProviderConfigError
 from lqs.providers.ssrf import refusal_reason
 from lqs.providers.webhook import WebhookProvider, signature_headers, signing_key
-from tests.provider_fakes import (
+from tests.providers.fakes import (
     FakeDns,
     LocalServer,
     RecordingApp,
