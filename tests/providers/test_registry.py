@@ -8,7 +8,13 @@ from typing import Any
 import httpx
 import pytest
 
-from lqs.domain.delivery import DeliverySettings, parse_delivery_settings, provider_for
+from lqs.domain.delivery import (
+    DeliverySettings,
+    DeliverySettingsError,
+    parse_delivery_settings,
+    provider_for,
+    provider_settings,
+)
 from lqs.providers.base import AdapterOptions, BatchProvider, InboundRequest
 from lqs.providers.registry import INBOUND, PROVIDERS, idempotent
 
@@ -23,7 +29,17 @@ CONFIGURED: dict[str, Any] = {
 
 def test_every_provider_has_a_delivery_settings_key_and_every_key_a_provider() -> None:
     keys = set(DeliverySettings.model_fields) - {"email"}
-    assert set(PROVIDERS) == keys == set(CONFIGURED)
+    assert set(PROVIDERS) == keys == set(provider_settings()) == set(CONFIGURED)
+
+
+@pytest.mark.parametrize("name", sorted(PROVIDERS))
+def test_a_provider_carries_the_channel_its_settings_say(name: str) -> None:
+    assert PROVIDERS[name].channel == provider_settings()[name].channel
+
+
+def test_email_can_be_routed_to_email_providers_only() -> None:
+    with pytest.raises(DeliverySettingsError, match="must be one of resend, sendgrid"):
+        parse_delivery_settings({"email": {"primary": "twilio"}})
 
 
 @pytest.mark.parametrize("name", sorted(PROVIDERS))

@@ -84,7 +84,7 @@ class ResendProvider:
     """Sends email through Resend's REST API (or anything speaking it, like the simulator)."""
 
     name: ClassVar[str] = "resend"
-    channel: ClassVar[str] = "email"
+    channel: ClassVar[str] = ResendSettings.channel
     idempotent: ClassVar[bool] = True
     max_batch: ClassVar[int] = MAX_BATCH
 

@@ -61,7 +61,7 @@ class SendGridProvider:
     """Sends email through SendGrid's v3 Mail Send API (or the simulator)."""
 
     name: ClassVar[str] = "sendgrid"
-    channel: ClassVar[str] = "email"
+    channel: ClassVar[str] = SendGridSettings.channel
     idempotent: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient) -> None:

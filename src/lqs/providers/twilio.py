@@ -58,7 +58,7 @@ class TwilioProvider:
     """Sends SMS through Twilio's Messages API (or the simulator)."""
 
     name: ClassVar[str] = "twilio"
-    channel: ClassVar[str] = "sms"
+    channel: ClassVar[str] = TwilioSettings.channel
     idempotent: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient) -> None:

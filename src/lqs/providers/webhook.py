@@ -55,7 +55,7 @@ class WebhookProvider:
     """
 
     name: ClassVar[str] = "webhook"
-    channel: ClassVar[str] = "webhook"
+    channel: ClassVar[str] = WebhookSettings.channel
     idempotent: ClassVar[bool] = False
 
     @staticmethod

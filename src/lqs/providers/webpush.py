@@ -67,7 +67,7 @@ class WebPushProvider:
     """
 
     name: ClassVar[str] = "webpush"
-    channel: ClassVar[str] = "push"
+    channel: ClassVar[str] = WebPushSettings.channel
     idempotent: ClassVar[bool] = False
 
     @staticmethod
