@@ -96,9 +96,9 @@ def test_only_resend_sends_batches() -> None:
     assert batching == ["resend"]
 
 
-def test_inbound_providers_are_registered_providers() -> None:
-    assert set(INBOUND) == {"resend", "sendgrid", "twilio"}
+def test_inbound_providers_are_registered_providers_with_verify_and_parse() -> None:
     assert set(INBOUND) <= set(PROVIDERS)
+    assert all(callable(i.verify) and callable(i.parse) for i in INBOUND.values())
 
 
 def test_an_inbound_request_knows_the_public_url_the_provider_called() -> None:

@@ -1,9 +1,10 @@
-"""Delivery webhooks: ``POST /webhooks/{resend|sendgrid|twilio}[/{client_id}]``.
+"""Delivery webhooks: ``POST /webhooks/{provider}[/{client_id}]``.
 
-Each request is checked on its raw bytes with the client's own secret or key (Resend:
-Svix signature and timestamp; SendGrid: ECDSA P-256 over timestamp + body; Twilio:
-HMAC-SHA1 over the public URL and the sorted form). A bad or missing signature gets 401
-and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
+Each request is checked on its raw bytes with the client's own secret or key by the
+provider's ``verify`` and read by its ``parse`` (:data:`lqs.providers.registry.INBOUND`;
+Resend: Svix signature and timestamp; SendGrid: ECDSA P-256 over timestamp + body;
+Twilio: HMAC-SHA1 over the public URL and the sorted form). A bad or missing signature
+gets 401 and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
 shape, or holding what jsonb cannot store: NUL, lone surrogates, NaN) gets 400 and is kept
 raw in ``webhook_rejects`` (:mod:`lqs.db.webhook_rejects`) for inspection. Verified events are
 stored once and applied (:mod:`lqs.db.events`); a repeated event is acknowledged with 200

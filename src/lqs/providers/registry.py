@@ -11,29 +11,24 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from lqs.providers import resend, sendgrid, twilio
+from lqs.providers import resend, sendgrid, twilio, webhook, webpush
 from lqs.providers.base import InboundProvider, ProviderType
-from lqs.providers.resend import ResendProvider
-from lqs.providers.sendgrid import SendGridProvider
-from lqs.providers.twilio import TwilioProvider
-from lqs.providers.webhook import WebhookProvider
-from lqs.providers.webpush import WebPushProvider
 
 PROVIDERS: Mapping[str, type[ProviderType]] = {
-    ResendProvider.name: ResendProvider,
-    SendGridProvider.name: SendGridProvider,
-    TwilioProvider.name: TwilioProvider,
-    WebPushProvider.name: WebPushProvider,
-    WebhookProvider.name: WebhookProvider,
+    "resend": resend.ResendProvider,
+    "sendgrid": sendgrid.SendGridProvider,
+    "twilio": twilio.TwilioProvider,
+    "webpush": webpush.WebPushProvider,
+    "webhook": webhook.WebhookProvider,
 }
-"""Every provider, by name."""
+"""Every provider, by name (each key is its provider's ``name``)."""
 
 INBOUND: Mapping[str, InboundProvider] = {
-    ResendProvider.name: resend,
-    SendGridProvider.name: sendgrid,
-    TwilioProvider.name: twilio,
+    "resend": resend,
+    "sendgrid": sendgrid,
+    "twilio": twilio,
 }
-"""The providers that report delivery by webhook (``POST /webhooks/{name}``)."""
+"""The providers that report delivery by webhook (``POST /webhooks/{name}``), by name."""
 
 
 def idempotent(name: str) -> bool:
