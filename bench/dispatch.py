@@ -238,7 +238,7 @@ def run(url: str, n: int, n_latency: int, repeats: int, *, unbatched: bool = Tru
                 concurrency=CONCURRENCY,
                 batch_size=BATCH_SIZE,
                 timeout=TIMEOUT,
-                resend_batches=batches,
+                batches=batches,
             )
             rate = asyncio.run(_lqs(url, count, options))
             _check_all_sent(url, count)

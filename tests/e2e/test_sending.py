@@ -188,7 +188,7 @@ def test_30_percent_server_errors_end_sent_or_failed_with_exact_retry_counts(
     client_id = _client(pipeline_db, _delivery(simulator))
     _leads(pipeline_db, client_id, 40)
 
-    _work(pipeline_db, resend_batches=batches, batch_size=2 if batches else 100)
+    _work(pipeline_db, batches=batches, batch_size=2 if batches else 100)
 
     comms = _comms(pipeline_db, client_id)
     assert len(comms) == 40
@@ -313,7 +313,7 @@ def test_accept_then_timeout_and_drop_never_send_twice_through_resend(
     _leads(pipeline_db, client_id, 60)
 
     # One request per message, so that 5% of calls means several faults (batches: below).
-    _work(pipeline_db, timeout=0.5, resend_batches=False)
+    _work(pipeline_db, timeout=0.5, batches=False)
 
     comms = _comms(pipeline_db, client_id)
     assert {c["status"] for c in comms} == {"sent"}, [

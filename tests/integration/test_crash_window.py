@@ -62,7 +62,7 @@ class Hanging(Scripted):
 
 
 def _options() -> DispatcherOptions:
-    return DispatcherOptions(resend_batches=False, policy=FAST, lease_seconds=0.3, batch_size=10)
+    return DispatcherOptions(batches=False, policy=FAST, lease_seconds=0.3, batch_size=10)
 
 
 async def _die_after_the_provider_accepted(
@@ -105,7 +105,7 @@ async def test_a_sendgrid_event_settles_an_unrecorded_send_and_the_retry_sends_n
     # SendGrid's event carries our id (custom_args) and its own message id.
     delivered = DeliveryEvent(
         provider="sendgrid", event_id="sg-ev-1", kind=EventKind.DELIVERED, raw_type="delivered",
-        message_id="sg-msg-1", communication_id=comm_id, payload={"event": "delivered"},
+        external_id="sg-msg-1", communication_id=comm_id, payload={"event": "delivered"},
     )  # fmt: skip
     async with pool.connection() as conn:
         await ingest_events(conn, client_id, "sendgrid", [delivered])
@@ -258,7 +258,7 @@ async def test_an_adapter_that_raises_fails_its_message_instead_of_leasing_it_fo
 ) -> None:
     _, [comm_id] = await _pending(pool, delivery=SENDGRID_FIRST)
     broken = Raising("sendgrid", UnicodeError("label empty or too long\x00"))
-    options = DispatcherOptions(resend_batches=False, policy=FAST, lease_seconds=30)
+    options = DispatcherOptions(batches=False, policy=FAST, lease_seconds=30)
     async with Dispatcher(pool, options, providers={"sendgrid": broken}) as dispatcher:
         stats = await dispatcher.drain()
     assert stats.failed >= 1

@@ -178,7 +178,7 @@ def _communication_with_history(url: str, slug: str) -> UUID:
             )
         conn.execute(
             "INSERT INTO public.provider_events (client_id, provider, event_id, communication_id,"
-            " message_id, event_type, kind, occurred_at, payload, applied_at, effect)"
+            " external_id, event_type, kind, occurred_at, payload, applied_at, effect)"
             " VALUES (%s, 'resend', 'msg_shown', %s, 're_shown', 'email.delivered', 'delivered',"
             "  %s, %s, now(), 'delivered')",
             (client_id, comm_id, CREATED + timedelta(seconds=9), Jsonb({"type": "x"})),

@@ -27,10 +27,10 @@ from lqs.db.connection import transaction_pooled
 from lqs.db.dispatch import Ack, Attempt, record_acks
 from lqs.db.events import IngestOutcome, ingest_events
 from lqs.db.pool import open_pool
-from lqs.domain.delivery import RetryPolicy
+from lqs.domain.delivery import RetryPolicy, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.unsubscribe import UnsubscribeLinks
-from lqs.providers.base import OutboundMessage, SendResult, Verdict
+from lqs.providers.base import OutboundMessage, SendResult
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, horizon=3600)
@@ -137,7 +137,7 @@ def _event(
         event_id=event_id or f"evt_{uuid.uuid4().hex}",
         kind=kind,
         raw_type=raw_type,
-        message_id=message_id,
+        external_id=message_id,
         occurred_at=occurred_at,
         communication_id=communication_id,
         reason=reason,
@@ -286,7 +286,7 @@ async def test_an_event_for_an_unknown_message_is_stored_unmatched(
     [row] = await _events_of(pool, client_id)
     assert row["communication_id"] is None
     assert row["applied_at"] is None
-    assert (row["message_id"], row["kind"], row["event_type"]) == (
+    assert (row["external_id"], row["kind"], row["event_type"]) == (
         "re_nobody_knows", "delivered", "email.delivered",
     )  # fmt: skip
 
@@ -666,7 +666,7 @@ async def dispatcher(
     """One dispatcher for the module (building its HTTP clients takes a while)."""
     made = Dispatcher(
         pool,
-        DispatcherOptions(resend_batches=False, policy=FAST, unsubscribe=LINKS),
+        DispatcherOptions(batches=False, policy=FAST, unsubscribe=LINKS),
         owner=f"events-{uuid.uuid4().hex[:8]}",
         providers={"resend": resend},
     )

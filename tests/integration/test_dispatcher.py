@@ -23,9 +23,9 @@ from lqs.db.clients import create_client
 from lqs.db.communications import redrive_failed
 from lqs.db.dispatch import Ack, claim_due, record_acks
 from lqs.db.leads import insert_or_merge_leads
-from lqs.domain.delivery import RetryPolicy
+from lqs.domain.delivery import RetryPolicy, Verdict
 from lqs.domain.leads import parse_lead
-from lqs.providers.base import OutboundMessage, SendResult, Verdict
+from lqs.providers.base import OutboundMessage, SendResult
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
 from lqs.worker.processor import LeadProcessor
 
@@ -137,7 +137,7 @@ async def _queued(pool: AsyncConnectionPool, comm_id: UUID) -> dict[str, Any] | 
 def _dispatcher(pool: AsyncConnectionPool, **providers: Scripted) -> Dispatcher:
     return Dispatcher(
         pool,
-        DispatcherOptions(resend_batches=False, policy=FAST, concurrency=8, batch_size=10),
+        DispatcherOptions(batches=False, policy=FAST, concurrency=8, batch_size=10),
         providers={"resend": providers.get("resend", Scripted("resend")),
                    "sendgrid": providers.get("sendgrid", Scripted("sendgrid"))},
     )  # fmt: skip
@@ -197,7 +197,7 @@ async def test_transient_failures_stop_at_max_retries_with_an_exact_count(
     resend = Scripted("resend", lambda m, n: transient())
     dispatcher = Dispatcher(
         pool,
-        DispatcherOptions(resend_batches=False, policy=FAST),
+        DispatcherOptions(batches=False, policy=FAST),
         providers={"resend": resend, "sendgrid": resend},
     )
     # No failover here: both "providers" fail the same way.
@@ -251,7 +251,7 @@ async def test_email_fails_over_to_the_secondary_after_consecutive_transient_fai
     sendgrid = Scripted("sendgrid")
     dispatcher = Dispatcher(
         pool,
-        DispatcherOptions(resend_batches=False, policy=FAST, concurrency=1, batch_size=1),
+        DispatcherOptions(batches=False, policy=FAST, concurrency=1, batch_size=1),
         providers={"resend": resend, "sendgrid": sendgrid},
     )
 

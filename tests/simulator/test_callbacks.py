@@ -30,6 +30,7 @@ from lqs.simulator import (
     running_simulator,
 )
 from lqs.simulator.callbacks import Callback, CallbackDispatcher
+from lqs.simulator.records import CallbackEvent
 from tests.simulator.conftest import (
     RESEND_KEY,
     SENDGRID_KEY,
@@ -1264,12 +1265,14 @@ def test_shutdown_cancels_callbacks_still_due(receiver: Receiver, receiver_url: 
 
 def _callback(url: str, sign: Any = None, due: float = 0.0) -> Callback:
     return Callback(
-        provider="twilio",
-        url=url,
-        event_type="sent",
-        event_id="SM1:sent",
-        message_id="SM1",
-        recipient="+14155550100",
+        event=CallbackEvent(
+            provider="twilio",
+            url=url,
+            event_type="sent",
+            event_id="SM1:sent",
+            message_id="SM1",
+            recipient="+14155550100",
+        ),
         due=due,
         body=b"MessageStatus=sent",
         headers={"content-type": "application/x-www-form-urlencoded"},

@@ -17,6 +17,7 @@ from lqs.domain.delivery import (
     DeliverySettingsError,
     NextStep,
     RetryPolicy,
+    Verdict,
     after_attempt,
     parse_delivery_settings,
     provider_for,
@@ -34,7 +35,7 @@ def _decide(verdict: str, retry_count: int = 0, **kwargs: Any) -> AttemptDecisio
         "rng": random.Random(1),
     }  # fmt: skip
     arguments.update(kwargs)
-    return after_attempt(verdict, **arguments)
+    return after_attempt(Verdict(verdict), **arguments)
 
 
 def test_accepted_is_sent_and_keeps_the_retry_count() -> None:

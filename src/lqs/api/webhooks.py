@@ -1,9 +1,10 @@
-"""Delivery webhooks: ``POST /webhooks/{resend|sendgrid|twilio}[/{client_id}]``.
+"""Delivery webhooks: ``POST /webhooks/{provider}[/{client_id}]``.
 
-Each request is checked on its raw bytes with the client's own secret or key (Resend:
-Svix signature and timestamp; SendGrid: ECDSA P-256 over timestamp + body; Twilio:
-HMAC-SHA1 over the public URL and the sorted form). A bad or missing signature gets 401
-and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
+Each request is checked on its raw bytes with the client's own secret or key by the
+provider's ``verify`` and read by its ``parse`` (:data:`lqs.providers.registry.INBOUND`;
+Resend: Svix signature and timestamp; SendGrid: ECDSA P-256 over timestamp + body;
+Twilio: HMAC-SHA1 over the public URL and the sorted form). A bad or missing signature
+gets 401 and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
 shape, or holding what jsonb cannot store: NUL, lone surrogates, NaN) gets 400 and is kept
 raw in ``webhook_rejects`` (:mod:`lqs.db.webhook_rejects`) for inspection. Verified events are
 stored once and applied (:mod:`lqs.db.events`); a repeated event is acknowledged with 200
@@ -18,31 +19,33 @@ that costs one signature check per such client.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
-from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.errors import error_response
 from lqs.api.metrics import WEBHOOK_EVENTS, WEBHOOK_REQUESTS
+from lqs.db.clients import WebhookCandidate, webhook_candidates
 from lqs.db.events import ingest_events
 from lqs.db.pool import run_transaction
 from lqs.db.webhook_rejects import store_webhook_reject
-from lqs.domain.delivery import DeliverySettings, DeliverySettingsError, parse_delivery_settings
 from lqs.domain.events import DeliveryEvent
 from lqs.domain.leads import FieldError, escaped, unstorable_text, unstorable_values
-from lqs.providers import resend, sendgrid, twilio
-from lqs.providers.base import ProviderConfigError, WebhookMalformed, WebhookRejected
+from lqs.providers.base import (
+    InboundRequest,
+    ProviderConfigError,
+    WebhookMalformed,
+    WebhookRejected,
+)
+from lqs.providers.registry import INBOUND
 
 router = APIRouter()
 
-PROVIDERS = ("resend", "sendgrid", "twilio")
 MAX_EVENT_ID = 255
 """``provider_events.event_id``'s limit."""
 MAX_PAYLOAD_NESTING = 32
@@ -67,93 +70,6 @@ class WebhookConfig:
     tolerance: float = 300.0
 
 
-@dataclass(frozen=True)
-class _Candidate:
-    client_id: UUID
-    delivery: DeliverySettings
-
-
-async def _candidates(
-    pool: AsyncConnectionPool, provider: str, client_id: UUID | None
-) -> list[_Candidate]:
-    async def read(conn: AsyncConnection) -> list[tuple[Any, ...]]:
-        cur = await conn.execute(
-            "SELECT id, settings -> 'delivery' FROM public.clients"
-            " WHERE (%(id)s::uuid IS NULL OR id = %(id)s::uuid)"
-            "   AND settings -> 'delivery' -> %(provider)s IS NOT NULL"
-            " ORDER BY created_at, id",
-            {"id": client_id, "provider": provider},
-        )
-        return await cur.fetchall()
-
-    rows = await run_transaction(pool, read, retry_at_commit=True)
-    found = []
-    for cid, data in rows:
-        try:
-            found.append(_Candidate(cid, parse_delivery_settings(data)))
-        except DeliverySettingsError:
-            continue
-    return found
-
-
-def _verifier(
-    provider: str, request: Request, body: bytes, config: WebhookConfig
-) -> tuple[Callable[[DeliverySettings], None], Callable[[], list[DeliveryEvent]]]:
-    """How to check this request against one client's settings, and how to parse it."""
-    headers: Mapping[str, str] = request.headers
-    if provider == "resend":
-
-        def check_resend(d: DeliverySettings) -> None:
-            if d.resend is None or d.resend.webhook_secret is None:
-                raise WebhookRejected("no Resend webhook secret is configured for this client")
-            resend.verify_webhook(
-                body,
-                headers,
-                d.resend.webhook_secret.get_secret_value(),
-                tolerance=config.tolerance,
-            )
-
-        return check_resend, lambda: resend.parse_webhook(body, headers)
-    if provider == "sendgrid":
-
-        def check_sendgrid(d: DeliverySettings) -> None:
-            if d.sendgrid is None or d.sendgrid.webhook_public_key is None:
-                raise WebhookRejected("no SendGrid verification key is configured for this client")
-            sendgrid.verify_webhook(
-                body, headers, d.sendgrid.webhook_public_key, tolerance=config.tolerance
-            )
-
-        return check_sendgrid, lambda: sendgrid.parse_webhook(body)
-    params = _form(body)
-    url = config.public_base_url.rstrip("/") + request.url.path
-    if request.url.query:
-        url += "?" + request.url.query
-    account = dict(params).get("AccountSid")
-
-    def check_twilio(d: DeliverySettings) -> None:
-        if d.twilio is None:
-            raise WebhookRejected("Twilio is not configured for this client")
-        if account is not None and account != d.twilio.account_sid:
-            raise WebhookRejected("AccountSid does not match this client's account")
-        twilio.verify_webhook(
-            url,
-            params,
-            headers.get(twilio.SIGNATURE_HEADER),
-            d.twilio.auth_token.get_secret_value(),
-        )
-
-    # Our id in the callback URL's query is covered by the signature checked first.
-    communication_id = twilio.communication_id_in_query(request.query_params)
-    return check_twilio, lambda: twilio.parse_webhook(dict(params), communication_id)
-
-
-def _form(body: bytes) -> Sequence[tuple[str, str]]:
-    try:
-        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
-    except UnicodeDecodeError:
-        return []
-
-
 def _refused(provider: str, status: int, code: str, message: str) -> JSONResponse:
     WEBHOOK_REQUESTS.labels(provider=provider, outcome=code).inc()
     return error_response(status, code, message, fields=[FieldError("body", message)])
@@ -176,7 +92,7 @@ def _usable_events(body: bytes, parse: Callable[[], list[DeliveryEvent]]) -> lis
             raise WebhookMalformed(f"event {index}: id over {MAX_EVENT_ID} characters")
         # The payload first, for the exact path; then what came from elsewhere (svix-id).
         problems = unstorable_values(event.payload, "", max_nesting=MAX_PAYLOAD_NESTING)
-        texts = {"id": event.event_id, "type": event.raw_type, "message id": event.message_id,
+        texts = {"id": event.event_id, "type": event.raw_type, "external id": event.external_id,
                  "recipient": event.recipient, "reason": event.reason,
                  "error code": event.error_code}  # fmt: skip
         problems += [
@@ -215,14 +131,25 @@ async def _rejected(
 async def _receive(request: Request, provider: str, client_id: UUID | None) -> JSONResponse:
     config: WebhookConfig = request.app.state.webhook_config
     pool: AsyncConnectionPool = request.app.state.webhook_pool
-    body = await request.body()
-    check, parse = _verifier(provider, request, body, config)
-    candidates = await _candidates(pool, provider, client_id)
+    inbound = INBOUND[provider]
+    url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+    received = InboundRequest(
+        body=await request.body(),
+        headers=request.headers,
+        query=request.query_params,
+        url=url,
+        public_base_url=config.public_base_url,
+        tolerance=config.tolerance,
+    )
+    body = received.body
+    candidates = await run_transaction(
+        pool, lambda conn: webhook_candidates(conn, provider, client_id), retry_at_commit=True
+    )
     reason = "no client has webhook credentials for this provider"
-    matched: _Candidate | None = None
+    matched: WebhookCandidate | None = None
     for candidate in candidates:
         try:
-            check(candidate.delivery)
+            inbound.verify(received, candidate.delivery)
         except WebhookRejected as exc:
             reason = exc.reason
             continue
@@ -234,7 +161,7 @@ async def _receive(request: Request, provider: str, client_id: UUID | None) -> J
     if matched is None:
         return _refused(provider, 401, "invalid_signature", reason)
     try:
-        events = _usable_events(body, parse)
+        events = _usable_events(body, lambda: inbound.parse(received))
     except WebhookMalformed as exc:
         return await _rejected(pool, request, provider, matched.client_id, body, exc.reason)
     # Events are stored once per provider event id and applied in one transaction, so
@@ -265,7 +192,7 @@ def _unknown(provider: str) -> JSONResponse:
     return error_response(
         404,
         "unknown_provider",
-        f"no webhook receiver for {provider!r}: use one of {', '.join(PROVIDERS)}",
+        f"no webhook receiver for {provider!r}: use one of {', '.join(INBOUND)}",
         fields=[FieldError("provider", "unknown")],
     )
 
@@ -273,7 +200,7 @@ def _unknown(provider: str) -> JSONResponse:
 @router.post("/webhooks/{provider}/{client_id}", include_in_schema=True)
 async def client_webhook(request: Request, provider: str, client_id: str) -> JSONResponse:
     """A provider's delivery events for one client (the URL to register)."""
-    if provider not in PROVIDERS:
+    if provider not in INBOUND:
         return _unknown(provider)
     try:
         cid = UUID(client_id)
@@ -290,6 +217,6 @@ async def client_webhook(request: Request, provider: str, client_id: str) -> JSO
 @router.post("/webhooks/{provider}")
 async def shared_webhook(request: Request, provider: str) -> JSONResponse:
     """A provider's delivery events, the client found by whose secret signed them."""
-    if provider not in PROVIDERS:
+    if provider not in INBOUND:
         return _unknown(provider)
     return await _receive(request, provider, None)

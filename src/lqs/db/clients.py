@@ -14,6 +14,7 @@ from psycopg import AsyncConnection, errors
 from psycopg.types.json import Jsonb
 
 from lqs.db.errors import DatabaseError
+from lqs.domain.delivery import DeliverySettings, DeliverySettingsError, parse_delivery_settings
 
 API_KEY_PREFIX = "lqs_"
 
@@ -180,3 +181,32 @@ async def authenticate_api_key(conn: AsyncConnection, key: str) -> ApiPrincipal 
     )
     row = await cur.fetchone()
     return ApiPrincipal(*row) if row else None
+
+
+@dataclass(frozen=True)
+class WebhookCandidate:
+    """A client whose delivery settings configure a provider, as a webhook may be its."""
+
+    client_id: UUID
+    delivery: DeliverySettings
+
+
+async def webhook_candidates(
+    conn: AsyncConnection, provider: str, client_id: UUID | None
+) -> list[WebhookCandidate]:
+    """The clients that configure ``provider`` (only ``client_id`` if given), oldest first;
+    a client whose delivery settings do not validate is left out."""
+    cur = await conn.execute(
+        "SELECT id, settings -> 'delivery' FROM public.clients"
+        " WHERE (%(id)s::uuid IS NULL OR id = %(id)s::uuid)"
+        "   AND settings -> 'delivery' -> %(provider)s IS NOT NULL"
+        " ORDER BY created_at, id",
+        {"id": client_id, "provider": provider},
+    )
+    found = []
+    for cid, data in await cur.fetchall():
+        try:
+            found.append(WebhookCandidate(cid, parse_delivery_settings(data)))
+        except DeliverySettingsError:
+            continue
+    return found

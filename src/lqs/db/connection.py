@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Literal, get_args
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any, Literal, get_args
 
 import orjson
 import psycopg
@@ -167,6 +169,26 @@ def prepare_options(url: str, pooled: bool | None = None) -> dict[str, None]:
     return {"prepare_threshold": None} if transaction_pooled(url, pooled) else {}
 
 
+def _connect_options(
+    url: str, autocommit: bool, connect_timeout: int, pooled: bool | None
+) -> dict[str, Any]:
+    """The keywords :func:`connect` and :func:`connect_async` both pass to psycopg."""
+    return {
+        "autocommit": autocommit,
+        "connect_timeout": connect_timeout,
+        **prepare_options(url, pooled),
+    }
+
+
+@contextmanager
+def _reported_as_unavailable(url: str) -> Iterator[None]:
+    """Turn a driver error raised while connecting into :func:`unavailable`'s one line."""
+    try:
+        yield
+    except psycopg.Error as exc:
+        raise unavailable(url, exc) from exc
+
+
 def connect(
     url: str, *, autocommit: bool = True, connect_timeout: int = 10, pooled: bool | None = None
 ) -> psycopg.Connection:
@@ -179,15 +201,9 @@ def connect(
         DatabaseUnavailable: the server is unreachable or refuses us.
         UnsupportedServer: the server is older than PostgreSQL 15.
     """
-    try:
-        conn = psycopg.connect(
-            url,
-            autocommit=autocommit,
-            connect_timeout=connect_timeout,
-            **prepare_options(url, pooled),
-        )
-    except psycopg.Error as exc:
-        raise unavailable(url, exc) from exc
+    options = _connect_options(url, autocommit, connect_timeout, pooled)
+    with _reported_as_unavailable(url):
+        conn = psycopg.connect(url, **options)
     try:
         check_server_version(conn.info.server_version)
     except UnsupportedServer:
@@ -200,21 +216,14 @@ async def connect_async(
     url: str, *, autocommit: bool = False, connect_timeout: int = 10, pooled: bool | None = None
 ) -> psycopg.AsyncConnection:
     """Open an asynchronous connection, as :func:`connect` does (prepared statements
-    included), with the same errors.
+    included).
 
     Raises:
-        DatabaseUnavailable: the server is unreachable or refuses us.
-        UnsupportedServer: the server is older than PostgreSQL 15.
+        DatabaseUnavailable, UnsupportedServer: as for :func:`connect`.
     """
-    try:
-        conn = await psycopg.AsyncConnection.connect(
-            url,
-            autocommit=autocommit,
-            connect_timeout=connect_timeout,
-            **prepare_options(url, pooled),
-        )
-    except psycopg.Error as exc:
-        raise unavailable(url, exc) from exc
+    options = _connect_options(url, autocommit, connect_timeout, pooled)
+    with _reported_as_unavailable(url):
+        conn = await psycopg.AsyncConnection.connect(url, **options)
     try:
         check_server_version(conn.info.server_version)
     except UnsupportedServer:

@@ -32,12 +32,13 @@ from lqs.db.suppressions import suppress
 from lqs.domain.events import DeliveryEvent, EventKind, Transition, transition
 from lqs.domain.vocabulary import CommunicationStatus
 
-PROVIDER_CHANNEL = {"resend": "email", "sendgrid": "email", "twilio": "sms"}
+MAX_REASON = 2000
+"""``provider_events.reason``'s limit: a longer reason is stored cut to it."""
 
 
-def message_lock_key(client_id: UUID, provider: str, message_id: str) -> str:
+def message_lock_key(client_id: UUID, provider: str, external_id: str) -> str:
     """The advisory-lock key shared by event ingestion and the send's acknowledgement."""
-    return f"{client_id}:{provider}:{message_id}"
+    return f"{client_id}:{provider}:{external_id}"
 
 
 async def lock_messages(conn: AsyncConnection, keys: Iterable[str]) -> None:
@@ -93,23 +94,24 @@ async def ingest_events(
     async with conn.transaction():
         await lock_messages(
             conn,
-            (message_lock_key(client_id, provider, e.message_id) for e in events if e.message_id),
+            (message_lock_key(client_id, provider, e.external_id) for e in events if e.external_id),
         )
         for event in events:
             cur = await conn.execute(
-                "INSERT INTO public.provider_events (client_id, provider, event_id, message_id,"
-                " event_type, kind, recipient, occurred_at, payload)"
-                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s)"
+                "INSERT INTO public.provider_events (client_id, provider, event_id, external_id,"
+                " event_type, kind, recipient, occurred_at, reason, payload)"
+                " VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s)"
                 " ON CONFLICT (client_id, provider, event_id) DO NOTHING RETURNING id",
                 (
                     client_id,
                     provider,
                     event.event_id,
-                    event.message_id,
+                    event.external_id,
                     event.raw_type,
                     event.kind.value,
                     event.recipient,
                     event.occurred_at,
+                    None if event.reason is None else event.reason[:MAX_REASON],
                     Jsonb(event.payload),
                 ),
             )
@@ -136,9 +138,9 @@ async def _match(
             found = await cur.fetchone()
             if found is not None:
                 return _Target(**found)
-        if event.message_id is None:
+        if event.external_id is None:
             return None
-        await cur.execute(_TARGET_BY_MESSAGE, (client_id, provider, event.message_id))
+        await cur.execute(_TARGET_BY_MESSAGE, (client_id, provider, event.external_id))
         found = await cur.fetchone()
     return None if found is None else _Target(**found)
 
@@ -165,12 +167,12 @@ async def _apply(
     provider, its message id and the send time, which the event proves.
     """
     change = transition(CommunicationStatus(target.status), event)
-    if target.external_id is None and event.message_id is not None:
+    if target.external_id is None and event.external_id is not None:
         await conn.execute(
             "UPDATE public.communications SET external_id = %s,"
             " provider = coalesce(provider, %s), sent_at = coalesce(sent_at, %s, now())"
             " WHERE id = %s",
-            (event.message_id, provider, event.occurred_at, target.id),
+            (event.external_id, provider, event.occurred_at, target.id),
         )
     if change.status is not None:
         await conn.execute(
@@ -224,12 +226,12 @@ async def apply_waiting_events(
     applied = 0
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
-            "SELECT e.id, e.client_id, e.provider, e.event_id, e.message_id, e.event_type,"
-            " e.kind, e.recipient, e.occurred_at, e.payload, s.communication_id"
+            "SELECT e.id, e.client_id, e.provider, e.event_id, e.external_id, e.event_type,"
+            " e.kind, e.recipient, e.occurred_at, e.reason, e.payload, s.communication_id"
             " FROM unnest(%s::uuid[], %s::text[], %s::text[], %s::uuid[])"
-            "   AS s(client_id, provider, message_id, communication_id)"
+            "   AS s(client_id, provider, external_id, communication_id)"
             " JOIN public.provider_events AS e ON e.client_id = s.client_id"
-            "   AND e.provider = s.provider AND e.message_id = s.message_id"
+            "   AND e.provider = s.provider AND e.external_id = s.external_id"
             "   AND e.communication_id IS NULL"
             " ORDER BY e.occurred_at NULLS LAST, e.id FOR UPDATE OF e",
             (
@@ -260,28 +262,9 @@ def stored_event(row: dict[str, Any]) -> DeliveryEvent:
         event_id=row["event_id"],
         kind=EventKind(row["kind"]),
         raw_type=row["event_type"],
-        message_id=row["message_id"],
+        external_id=row["external_id"],
         occurred_at=row["occurred_at"],
         recipient=row["recipient"],
-        reason=_reason(row["payload"]),
+        reason=row["reason"],
         payload=row["payload"],
     )
-
-
-def _reason(payload: Any) -> str | None:
-    """The reason text a provider put in an event (for events applied late)."""
-    if not isinstance(payload, dict):
-        return None
-    data = payload.get("data")
-    if isinstance(data, dict):
-        for key in ("bounce", "failed"):
-            inner = data.get(key)
-            if isinstance(inner, dict):
-                text = inner.get("message") or inner.get("reason")
-                if isinstance(text, str):
-                    return text
-    for key in ("reason", "ErrorCode"):
-        value = payload.get(key)
-        if isinstance(value, str | int):
-            return str(value)
-    return None

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from types import MappingProxyType
+from typing import Literal
 
 from lqs.domain.templates import MessageTemplate
 from lqs.domain.vocabulary import CommunicationType
@@ -36,13 +37,13 @@ _NAME = (
     " | select | join(' ') -%}"
 )
 
-_LEAD_QUALIFIED_SUBJECT = (
+_QUALIFIED_SUBJECT = (
     _NAME + "New qualified lead: {{ name or lead.email | default('no name given', true) }}"
     "{% if lead.company_name | default('', true) %}, {{ lead.company_name }}{% endif %}"
     " ({{ score }} points)"
 )
 
-_LEAD_QUALIFIED_BODY = (
+_QUALIFIED_BODY = (
     _NAME
     + """
 <h1>New qualified lead for {{ client.name }}</h1>
@@ -83,7 +84,9 @@ _LEAD_QUALIFIED_BODY = (
 """
 )
 
-_ACKNOWLEDGEMENT_BODY = """\
+_ACK_SUBJECT = "Thanks for your interest, {{ lead.first_name | default('there', true) }}"
+
+_ACK_BODY = """\
 <p>Hello {{ lead.first_name | default('there', true) }},</p>
 <p>Thank you for your interest in {{ client.name }}. We have received your details, and
 someone from our team will be in touch soon.</p>
@@ -93,7 +96,7 @@ someone from our team will be in touch soon.</p>
 # One SMS segment: at most 16 + 30 + 2 + 25 + 2 + 6 + 12 + 2 + 3 + 50 = 148 characters
 # for a grade of up to 2 characters and a score of up to 6, and "..." rather than "…",
 # which is not in the GSM 7-bit alphabet and would cut the segment to 70 characters.
-_LEAD_QUALIFIED_SMS = (
+_QUALIFIED_SMS = (
     _NAME + "Qualified lead: {{ (name or 'no name') | truncate(30, true, '...', 0) }}"
     "{% if lead.company_name | default('', true) %}"
     ", {{ lead.company_name | truncate(25, true, '...', 0) }}{% endif %}"
@@ -103,8 +106,8 @@ _LEAD_QUALIFIED_SMS = (
 )
 
 # A push notification: a short title and a line of text (push payloads are ~4 KB at most).
-_LEAD_QUALIFIED_PUSH_TITLE = "New {{ outcome }} lead ({{ score }} points)"
-_LEAD_QUALIFIED_PUSH = (
+_QUALIFIED_PUSH_TITLE = "New {{ outcome }} lead ({{ score }} points)"
+_QUALIFIED_PUSH = (
     _NAME
     + "{{ (name or lead.email | default('no name given', true)) | truncate(60, true, '...', 0) }}"
     "{% if lead.company_name | default('', true) %}"
@@ -112,40 +115,25 @@ _LEAD_QUALIFIED_PUSH = (
     " (grade {{ grade }})"
 )
 
+_SHIPPED: tuple[tuple[str, CommunicationType, str | None, str, Literal["html", "text"]], ...] = (
+    # template id, channel, subject (None for SMS), body, body format
+    ("lead_qualified", CommunicationType.EMAIL, _QUALIFIED_SUBJECT, _QUALIFIED_BODY, "html"),
+    ("lead_acknowledgement", CommunicationType.EMAIL, _ACK_SUBJECT, _ACK_BODY, "html"),
+    ("lead_qualified_push", CommunicationType.PUSH, _QUALIFIED_PUSH_TITLE, _QUALIFIED_PUSH, "text"),
+    ("lead_qualified_sms", CommunicationType.SMS, None, _QUALIFIED_SMS, "text"),
+)  # fmt: skip
+
 DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(
     {
-        "lead_qualified": MessageTemplate(
-            template_id="lead_qualified",
+        template_id: MessageTemplate(
+            template_id=template_id,
             version=1,
-            channel=CommunicationType.EMAIL,
-            subject=_LEAD_QUALIFIED_SUBJECT,
-            body=_LEAD_QUALIFIED_BODY,
-            body_format="html",
-        ),
-        "lead_acknowledgement": MessageTemplate(
-            template_id="lead_acknowledgement",
-            version=1,
-            channel=CommunicationType.EMAIL,
-            subject="Thanks for your interest, {{ lead.first_name | default('there', true) }}",
-            body=_ACKNOWLEDGEMENT_BODY,
-            body_format="html",
-        ),
-        "lead_qualified_push": MessageTemplate(
-            template_id="lead_qualified_push",
-            version=1,
-            channel=CommunicationType.PUSH,
-            subject=_LEAD_QUALIFIED_PUSH_TITLE,
-            body=_LEAD_QUALIFIED_PUSH,
-            body_format="text",
-        ),
-        "lead_qualified_sms": MessageTemplate(
-            template_id="lead_qualified_sms",
-            version=1,
-            channel=CommunicationType.SMS,
-            subject=None,
-            body=_LEAD_QUALIFIED_SMS,
-            body_format="text",
-        ),
+            channel=channel,
+            subject=subject,
+            body=body,
+            body_format=body_format,
+        )
+        for template_id, channel, subject, body, body_format in _SHIPPED
     }
 )
-"""The shipped templates by id; the processor falls back to these."""
+"""The shipped templates (each at version 1) by id; the processor falls back to these."""

@@ -15,7 +15,8 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Literal
+from functools import cache
+from typing import Annotated, ClassVar, get_args
 
 from pydantic import (
     AfterValidator,
@@ -27,8 +28,6 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-
-EmailProvider = Literal["resend", "sendgrid"]
 
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
 _MAX_HOST_NAME = 253
@@ -103,7 +102,15 @@ class _Settings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-class ResendSettings(_Settings):
+class ProviderSettings(_Settings):
+    """One provider's settings: a :class:`DeliverySettings` key of the provider's name."""
+
+    channel: ClassVar[str]
+    """The channel the provider carries (``email``, ``sms``, ``push``, ``webhook``)."""
+
+
+class ResendSettings(ProviderSettings):
+    channel: ClassVar[str] = "email"
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
     base_url: HttpUrl = Field(default="https://api.resend.com", pattern=_URL)
@@ -119,7 +126,8 @@ class ResendSettings(_Settings):
         return value
 
 
-class SendGridSettings(_Settings):
+class SendGridSettings(ProviderSettings):
+    channel: ClassVar[str] = "email"
     api_key: SecretStr
     from_address: str = Field(min_length=3, max_length=320)
     base_url: HttpUrl = Field(default="https://api.sendgrid.com", pattern=_URL)
@@ -128,7 +136,8 @@ class SendGridSettings(_Settings):
     SubjectPublicKeyInfo, ECDSA P-256), used to check ``POST /webhooks/sendgrid/{client_id}``."""
 
 
-class TwilioSettings(_Settings):
+class TwilioSettings(ProviderSettings):
+    channel: ClassVar[str] = "sms"
     account_sid: str = Field(pattern=r"^AC[0-9a-zA-Z]{1,64}$")
     auth_token: SecretStr
     from_number: str | None = Field(default=None, pattern=r"^\+[1-9][0-9]{1,14}$")
@@ -143,25 +152,35 @@ class TwilioSettings(_Settings):
         return self
 
 
-class WebPushSettings(_Settings):
+class WebPushSettings(ProviderSettings):
+    channel: ClassVar[str] = "push"
     vapid_private_key: SecretStr
     """The VAPID private key: PEM, or the base64url raw key ``py_vapid`` accepts."""
     vapid_subject: str = Field(pattern=r"^(mailto:|https://)\S+$")
     ttl: int = Field(default=86_400, ge=0, le=2_419_200)
 
 
-class WebhookSettings(_Settings):
+class WebhookSettings(ProviderSettings):
+    channel: ClassVar[str] = "webhook"
     url: HttpUrl = Field(pattern=_URL, max_length=255)
     secret: SecretStr
     """``whsec_`` + base64 of 24 to 64 random bytes (Standard Webhooks)."""
 
 
 class EmailRouting(_Settings):
-    primary: EmailProvider = "resend"
-    secondary: EmailProvider | None = None
+    primary: str = "resend"
+    secondary: str | None = None
     failover_after: int = Field(default=3, ge=1, le=100)
     """Consecutive transient failures of the primary after which email goes to the
     secondary (per worker process)."""
+
+    @field_validator("primary", "secondary")
+    @classmethod
+    def _email_provider(cls, value: str | None) -> str | None:
+        names = sorted(n for n, kind in provider_settings().items() if kind.channel == "email")
+        if value is not None and value not in names:
+            raise ValueError(f"must be one of {', '.join(names)}")
+        return value
 
     @model_validator(mode="after")
     def _distinct(self) -> EmailRouting:
@@ -179,6 +198,17 @@ class DeliverySettings(_Settings):
     twilio: TwilioSettings | None = None
     webpush: WebPushSettings | None = None
     webhook: WebhookSettings | None = None
+
+
+@cache
+def provider_settings() -> dict[str, type[ProviderSettings]]:
+    """Each provider's settings model, by its :class:`DeliverySettings` key."""
+    found: dict[str, type[ProviderSettings]] = {}
+    for name, info in DeliverySettings.model_fields.items():
+        for kind in get_args(info.annotation):
+            if isinstance(kind, type) and issubclass(kind, ProviderSettings):
+                found[name] = kind
+    return found
 
 
 class DeliverySettingsError(ValueError):
@@ -215,10 +245,21 @@ def provider_for(
         if primary_failing and routing.secondary is not None:
             chosen = routing.secondary
         return chosen if getattr(settings, chosen) is not None else None
-    name = {"sms": "twilio", "push": "webpush", "webhook": "webhook"}.get(channel)
-    if name is None or getattr(settings, name) is None:
-        return None
-    return name
+    for name, kind in provider_settings().items():
+        if kind.channel == channel and getattr(settings, name) is not None:
+            return name
+    return None
+
+
+class Verdict(StrEnum):
+    """A provider's answer to one message, classified (see :mod:`lqs.providers.base`)."""
+
+    ACCEPTED = "accepted"
+    """The provider took the message."""
+    TRANSIENT = "transient"
+    """Worth retrying with the same idempotency key (timeouts, 408, 429, 5xx)."""
+    PERMANENT = "permanent"
+    """Retrying cannot help: the communication fails at once."""
 
 
 class NextStep(StrEnum):
@@ -265,7 +306,7 @@ class AttemptDecision:
 
 
 def after_attempt(
-    verdict: str,
+    verdict: Verdict,
     *,
     retry_count: int,
     max_retries: int,
@@ -277,16 +318,16 @@ def after_attempt(
 ) -> AttemptDecision:
     """The next state of a communication after one attempt.
 
-    ``verdict`` is ``accepted``, ``transient`` or ``permanent``; ``retry_count`` the
+    ``verdict`` is the provider's classified answer; ``retry_count`` the
     retries already made; ``age`` seconds since the communication was created. A transient
     failure counts one retry (``retry_count + 1``) and is retried unless that reaches past
     ``max_retries`` or the next attempt would fall past the policy's horizon; then, as for
     a permanent failure, the communication fails with the provider's message.
     """
-    if verdict == "accepted":
+    if verdict is Verdict.ACCEPTED:
         return AttemptDecision(NextStep.SENT, retry_count)
     message = error_message or "provider refused the message"
-    if verdict == "permanent":
+    if verdict is Verdict.PERMANENT:
         return AttemptDecision(NextStep.FAILED, retry_count, error_message=message)
     retries = retry_count + 1
     if retries > max_retries:

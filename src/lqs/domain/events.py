@@ -67,7 +67,7 @@ class DeliveryEvent:
     kind: EventKind
     raw_type: str
     """The provider's own name for the event (``email.bounced``, ``bounce``, ``undelivered``)."""
-    message_id: str | None
+    external_id: str | None
     """The provider's message id as returned by the send: Resend ``email_id``, SendGrid
     ``X-Message-Id`` (the part of ``sg_message_id`` before the first dot), Twilio
     ``MessageSid``."""

@@ -12,10 +12,16 @@ on the pooled :class:`httpx.AsyncClient` it was given, and classifies the answer
 Adapters never raise for anything the network or the provider does; they raise
 :class:`ProviderConfigError` only when the client's settings cannot be used at all.
 
-The inbound half is pure too: each provider module's ``verify_webhook`` checks a delivery
-webhook's signature (raising :class:`WebhookRejected`), and its ``parse_webhook`` turns the
+The inbound half is pure too: a provider that receives delivery webhooks exports
+``verify(request, settings)``, which checks an :class:`InboundRequest`'s signature with one
+client's settings (raising :class:`WebhookRejected`), and ``parse(request)``, which turns the
 verified request into :class:`~lqs.domain.events.DeliveryEvent` values (raising
 :class:`WebhookMalformed`); the helpers below keep their checks identical.
+
+The protocols say what :mod:`lqs.providers.registry` holds: a :class:`ProviderType` per
+provider name (its channel, whether it is idempotent, where its settings are, how to build
+its :class:`Provider`), and an :class:`InboundProvider` per provider that has webhooks. A
+provider with a batch API is also a :class:`BatchProvider`.
 """
 
 from __future__ import annotations
@@ -25,22 +31,18 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from enum import StrEnum
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol, runtime_checkable
 from uuid import UUID
 
 import httpx
+
+from lqs.domain.delivery import DeliverySettings, Verdict
+from lqs.domain.events import DeliveryEvent
 
 SECRET_KEYS = frozenset(
     {"api_key", "apikey", "auth_token", "authorization", "password", "secret", "token"}
 )
 """Keys whose values are replaced by ``"[redacted]"`` before a response body is stored."""
-
-
-class Verdict(StrEnum):
-    ACCEPTED = "accepted"
-    TRANSIENT = "transient"
-    PERMANENT = "permanent"
 
 
 @dataclass(frozen=True)
@@ -114,15 +116,125 @@ class WebhookMalformed(Exception):
         self.reason = reason
 
 
+@dataclass(frozen=True)
+class InboundRequest:
+    """A delivery webhook as received, before anything in it is trusted.
+
+    ``url`` is the path and query as received (``/webhooks/twilio?lqs_id=…``);
+    ``public_base_url`` the service's public address, which the provider called
+    (:attr:`public_url` is the two joined). ``tolerance`` is how far a signed timestamp may
+    be from the clock, in seconds.
+    """
+
+    body: bytes
+    headers: Mapping[str, str]
+    query: Mapping[str, str]
+    url: str
+    public_base_url: str
+    tolerance: float = 300.0
+
+    @property
+    def public_url(self) -> str:
+        """The URL the provider called, as it signed it."""
+        return self.public_base_url.rstrip("/") + self.url
+
+
+@dataclass(frozen=True)
+class AdapterOptions:
+    """What the dispatcher's settings say about every provider adapter."""
+
+    timeout: float = 15.0
+    allow_private: bool = False
+    """Let tenant-given URLs (webhooks, push endpoints) reach loopback and private addresses
+    (the local simulator)."""
+
+
+class ClientFactory(Protocol):
+    """Makes the pooled HTTP client a provider sends on (one per provider).
+
+    ``trust_env=False``: no proxy from the environment (for providers that connect to an
+    address they checked, which a proxy would check the certificate against instead).
+    """
+
+    def __call__(self, *, trust_env: bool = True) -> httpx.AsyncClient: ...
+
+
 class Provider(Protocol):
     """A provider adapter: one instance per provider per process, shared by all clients."""
 
-    name: str
-    channel: str
+    name: ClassVar[str]
+    channel: ClassVar[str]
 
     async def send(self, settings: Any, message: OutboundMessage) -> SendResult:
         """Send ``message`` with the client's ``settings`` for this provider; never raises
         for network or provider failures."""
+        ...
+
+
+@runtime_checkable
+class BatchProvider(Protocol):
+    """A provider with a batch API: several messages of one client in one request.
+
+    The request is built once (:meth:`batch_body`) and stored before it is sent, so that
+    every retry sends the same bytes under the same key (see
+    :func:`lqs.db.dispatch.store_claimed_batches`).
+    """
+
+    max_batch: ClassVar[int]
+
+    def batch_body(self, settings: Any, messages: list[OutboundMessage]) -> str:
+        """The batch request's body for ``messages`` (2 to :attr:`max_batch`).
+
+        Raises:
+            ProviderConfigError: a message or the settings cannot be used.
+        """
+        ...
+
+    async def send_batch(self, settings: Any, body: str, count: int, key: str) -> list[SendResult]:
+        """POST ``body`` (``count`` messages) under the idempotency key ``key``; one result
+        per message, in order. Never raises for network or provider failures."""
+        ...
+
+
+class ProviderType(Protocol):
+    """What the registry knows of a provider before any client is built."""
+
+    name: ClassVar[str]
+    channel: ClassVar[str]
+    idempotent: ClassVar[bool]
+    """A repeated request (same key) has no second effect. Attempts of providers without
+    it are recorded as started before the request is made."""
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> Any | None:
+        """This provider's settings in a client's delivery settings, None if not set."""
+        ...
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> Provider:
+        """The adapter the dispatcher sends with."""
+        ...
+
+
+class InboundProvider(Protocol):
+    """A provider's delivery webhooks: the same two functions for every provider."""
+
+    def verify(self, request: InboundRequest, settings: DeliverySettings) -> None:
+        """Check ``request``'s signature with one client's delivery settings.
+
+        Raises:
+            WebhookRejected: not signed by the provider for this client (or the client has
+                no webhook credentials for it).
+            ProviderConfigError: the client's credentials cannot be used at all.
+        """
+        ...
+
+    def parse(self, request: InboundRequest) -> list[DeliveryEvent]:
+        """The events of a verified request.
+
+        Raises:
+            WebhookMalformed: the body is not the provider's documented shape.
+        """
         ...
 
 

@@ -7,9 +7,14 @@ retry horizon ends at 23 h). 409 ``concurrent_idempotent_requests`` (the first r
 with the key is still in flight) is transient; 409 ``invalid_idempotent_request`` (same
 key, different payload) is permanent.
 
-Delivery webhooks are signed by Svix: :func:`verify_webhook` checks the ``svix-*`` headers
-against the endpoint's ``whsec_`` secret, and :func:`parse_webhook` turns the event into a
-:class:`DeliveryEvent` whose ``event_id`` is ``svix-id`` (stable across Svix's retries).
+Several emails of one client go out in one ``POST /emails/batch``
+(:meth:`ResendProvider.send_batch`, at most :data:`MAX_BATCH`), under a key derived from
+the members, replayed verbatim by their retries.
+
+Delivery webhooks are signed by Svix: :func:`verify` checks the ``svix-*`` headers against
+the endpoint's ``whsec_`` secret (:func:`verify_webhook`), and :func:`parse` turns the event
+into a :class:`DeliveryEvent` whose ``event_id`` is ``svix-id`` (stable across Svix's
+retries).
 """
 
 from __future__ import annotations
@@ -23,18 +28,20 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, ClassVar
 from uuid import UUID
 
 import httpx
 
-from lqs.domain.delivery import ResendSettings
+from lqs.domain.delivery import DeliverySettings, ResendSettings, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
+    InboundRequest,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
-    Verdict,
     WebhookMalformed,
     WebhookRejected,
     answer_fields,
@@ -76,11 +83,21 @@ MAX_BATCH = 100
 class ResendProvider:
     """Sends email through Resend's REST API (or anything speaking it, like the simulator)."""
 
-    name = "resend"
-    channel = "email"
+    name: ClassVar[str] = "resend"
+    channel: ClassVar[str] = ResendSettings.channel
+    idempotent: ClassVar[bool] = True
+    max_batch: ClassVar[int] = MAX_BATCH
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> ResendSettings | None:
+        return delivery.resend
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> ResendProvider:
+        return cls(clients())
 
     def request_body(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
         """The JSON Resend receives for ``message``."""
@@ -145,11 +162,16 @@ class ResendProvider:
             )
         return result
 
-    @staticmethod
-    def batch_body(bodies: list[dict[str, Any]]) -> str:
-        """The JSON text of a batch of request bodies (see :meth:`request_body`)."""
-        if not 1 <= len(bodies) <= MAX_BATCH:
+    def batch_body(self, settings: ResendSettings, messages: list[OutboundMessage]) -> str:
+        """The JSON text of a batch request: one :meth:`request_body` per message.
+
+        Raises:
+            ProviderConfigError: a message has no subject or content, or the batch holds
+                more than :data:`MAX_BATCH` (or no) emails.
+        """
+        if not 1 <= len(messages) <= MAX_BATCH:
             raise ProviderConfigError(f"a batch holds 1 to {MAX_BATCH} emails")
+        bodies = [self.request_body(settings, message) for message in messages]
         return json.dumps(bodies, separators=(",", ":"), ensure_ascii=False)
 
     async def send_batch(
@@ -245,6 +267,28 @@ _KINDS = {
 """The documented email events; any other type is parsed leniently as ``OTHER``."""
 
 
+def verify(request: InboundRequest, settings: DeliverySettings) -> None:
+    """Check a webhook with the client's Resend signing secret (:func:`verify_webhook`).
+
+    Raises:
+        WebhookRejected: the client has no secret, or the signature does not match it.
+        ProviderConfigError: the secret cannot be used.
+    """
+    if settings.resend is None or settings.resend.webhook_secret is None:
+        raise WebhookRejected("no Resend webhook secret is configured for this client")
+    verify_webhook(
+        request.body,
+        request.headers,
+        settings.resend.webhook_secret.get_secret_value(),
+        tolerance=request.tolerance,
+    )
+
+
+def parse(request: InboundRequest) -> list[DeliveryEvent]:
+    """The event of a verified webhook (:func:`parse_webhook`)."""
+    return parse_webhook(request.body, request.headers)
+
+
 def verify_webhook(
     body: bytes,
     headers: Mapping[str, str],
@@ -290,7 +334,7 @@ def verify_webhook(
 def parse_webhook(body: bytes, headers: Mapping[str, str]) -> list[DeliveryEvent]:
     """The event of a verified Resend webhook (see :func:`verify_webhook`), as a list of one.
 
-    ``event_id`` is ``svix-id``, ``message_id`` ``data.email_id`` (the id the send returned),
+    ``event_id`` is ``svix-id``, ``external_id`` ``data.email_id`` (the id the send returned),
     ``occurred_at`` the event's ``created_at``, ``recipient`` the first of ``data.to`` and
     ``communication_id`` our tag if the event carries it. A bounce is ``BOUNCED`` when
     ``data.bounce.type`` is ``Permanent``, else ``SOFT_BOUNCED``. A type this module does
@@ -325,8 +369,8 @@ def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEv
     data = envelope.get("data")
     if not isinstance(data, dict):
         raise WebhookMalformed("data is missing or not an object")
-    message_id = optional_text(data, "email_id", "data.") or None
-    if message_id is None and raw_type in _KINDS:
+    external_id = optional_text(data, "email_id", "data.") or None
+    if external_id is None and raw_type in _KINDS:
         raise WebhookMalformed("data.email_id is missing")
     reason = error_code = None
     if raw_type == "email.bounced":
@@ -342,7 +386,7 @@ def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEv
         event_id=event_id,
         kind=kind,
         raw_type=raw_type,
-        message_id=message_id,
+        external_id=external_id,
         occurred_at=_instant(envelope.get("created_at")),
         communication_id=_tagged_communication_id(data.get("tags")),
         recipient=_first_recipient(data.get("to")),

@@ -4,8 +4,8 @@ SendGrid has no idempotency key. The communication id travels in ``custom_args``
 into every delivery event), but a crash between SendGrid's 202 and our record can send a
 message twice: the window is one HTTP answer long, and ``docs/ARCHITECTURE.md`` says so.
 
-Event webhooks are signed with ECDSA P-256: :func:`verify_webhook` checks the signature
-with the endpoint's public key, and :func:`parse_webhook` turns the JSON array into
+Event webhooks are signed with ECDSA P-256: :func:`verify` checks the signature with the
+endpoint's public key (:func:`verify_webhook`), and :func:`parse` turns the JSON array into
 :class:`DeliveryEvent` values (``event_id`` = ``sg_event_id``; SendGrid repeats events).
 """
 
@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
@@ -26,9 +26,12 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.serialization import load_der_public_key
 
-from lqs.domain.delivery import SendGridSettings
+from lqs.domain.delivery import DeliverySettings, SendGridSettings
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
+    InboundRequest,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
@@ -57,11 +60,20 @@ TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 class SendGridProvider:
     """Sends email through SendGrid's v3 Mail Send API (or the simulator)."""
 
-    name = "sendgrid"
-    channel = "email"
+    name: ClassVar[str] = "sendgrid"
+    channel: ClassVar[str] = SendGridSettings.channel
+    idempotent: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> SendGridSettings | None:
+        return delivery.sendgrid
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> SendGridProvider:
+        return cls(clients())
 
     def request_body(self, settings: SendGridSettings, message: OutboundMessage) -> dict[str, Any]:
         """The JSON SendGrid receives for ``message``."""
@@ -164,6 +176,28 @@ _KINDS = {
 _REASON_KEYS = {"bounce": "reason", "dropped": "reason", "deferred": "response"}
 
 
+def verify(request: InboundRequest, settings: DeliverySettings) -> None:
+    """Check a webhook with the client's SendGrid verification key (:func:`verify_webhook`).
+
+    Raises:
+        WebhookRejected: the client has no key, or the signature does not match it.
+        ProviderConfigError: the key cannot be used.
+    """
+    if settings.sendgrid is None or settings.sendgrid.webhook_public_key is None:
+        raise WebhookRejected("no SendGrid verification key is configured for this client")
+    verify_webhook(
+        request.body,
+        request.headers,
+        settings.sendgrid.webhook_public_key,
+        tolerance=request.tolerance,
+    )
+
+
+def parse(request: InboundRequest) -> list[DeliveryEvent]:
+    """The events of a verified webhook (:func:`parse_webhook`)."""
+    return parse_webhook(request.body)
+
+
 def verify_webhook(
     body: bytes,
     headers: Mapping[str, str],
@@ -204,7 +238,7 @@ def verify_webhook(
 def parse_webhook(body: bytes) -> list[DeliveryEvent]:
     """The events of a verified SendGrid webhook (see :func:`verify_webhook`), in order.
 
-    ``event_id`` is ``sg_event_id``, ``message_id`` the ``X-Message-Id`` the send returned
+    ``event_id`` is ``sg_event_id``, ``external_id`` the ``X-Message-Id`` the send returned
     (``sg_message_id`` up to its first dot), ``communication_id`` our custom arg if it is
     there and a UUID, ``occurred_at`` the event's ``timestamp`` (UTC), ``recipient`` its
     ``email``. A ``bounce`` of type ``blocked`` is ``SOFT_BOUNCED``, any other ``BOUNCED``.
@@ -238,7 +272,7 @@ def parse_webhook(body: bytes) -> list[DeliveryEvent]:
                     event_id=item["sg_event_id"],
                     kind=EventKind.OTHER,
                     raw_type=item["event"],
-                    message_id=None,
+                    external_id=None,
                     payload=item,
                 )
             )
@@ -258,7 +292,7 @@ def _event(item: dict[str, Any], where: str) -> DeliveryEvent:
         event_id=item["sg_event_id"],
         kind=kind,
         raw_type=raw_type,
-        message_id=sg_message_id.split(".", 1)[0] or None,
+        external_id=sg_message_id.split(".", 1)[0] or None,
         occurred_at=_instant(item.get("timestamp"), where),
         communication_id=communication_id_in(item.get(COMMUNICATION_ID_ARG)),
         recipient=optional_text(item, "email", where) or None,

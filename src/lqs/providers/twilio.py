@@ -7,8 +7,8 @@ carries our communication id (``?lqs_id=…``, covered by Twilio's signature), s
 callback for a send we did not get to record still finds its communication, and the
 retry after the crash finds it settled and sends nothing.
 
-Status callbacks are signed with the account's auth token: :func:`verify_webhook` checks
-``X-Twilio-Signature``, and :func:`parse_webhook` turns the form into a
+Status callbacks are signed with the account's auth token: :func:`verify` checks
+``X-Twilio-Signature`` (:func:`verify_webhook`), and :func:`parse` turns the form into a
 :class:`DeliveryEvent`. Nothing in the signature is a time, so a replay cannot be told from
 a retry: the event id ``MessageSid:MessageStatus`` makes both harmless.
 """
@@ -19,14 +19,18 @@ import base64
 import hashlib
 import hmac
 from collections.abc import Mapping, Sequence
+from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
 import httpx
 
-from lqs.domain.delivery import TwilioSettings
+from lqs.domain.delivery import DeliverySettings, TwilioSettings
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
+    InboundRequest,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
@@ -53,11 +57,20 @@ _TRANSIENT_CODES = frozenset({"20429", "14107", "30001"})
 class TwilioProvider:
     """Sends SMS through Twilio's Messages API (or the simulator)."""
 
-    name = "twilio"
-    channel = "sms"
+    name: ClassVar[str] = "twilio"
+    channel: ClassVar[str] = TwilioSettings.channel
+    idempotent: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> TwilioSettings | None:
+        return delivery.twilio
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> TwilioProvider:
+        return cls(clients())
 
     def form(self, settings: TwilioSettings, message: OutboundMessage) -> dict[str, str]:
         """The form fields Twilio receives for ``message``."""
@@ -116,6 +129,43 @@ _KINDS = {
 _DEFAULT_PORTS = {"https": 443, "http": 80}
 
 
+def verify(request: InboundRequest, settings: DeliverySettings) -> None:
+    """Check a status callback with the client's auth token (:func:`verify_webhook`), over
+    the public URL Twilio called; its ``AccountSid``, if any, must be the client's.
+
+    Raises:
+        WebhookRejected: Twilio is not configured for the client, the account differs, or
+            the signature does not match.
+        ProviderConfigError: the auth token is empty.
+    """
+    if settings.twilio is None:
+        raise WebhookRejected("Twilio is not configured for this client")
+    params = form_fields(request.body)
+    account = dict(params).get("AccountSid")
+    if account is not None and account != settings.twilio.account_sid:
+        raise WebhookRejected("AccountSid does not match this client's account")
+    verify_webhook(
+        request.public_url,
+        params,
+        request.headers.get(SIGNATURE_HEADER),
+        settings.twilio.auth_token.get_secret_value(),
+    )
+
+
+def parse(request: InboundRequest) -> list[DeliveryEvent]:
+    """The event of a verified status callback (:func:`parse_webhook`); our communication
+    id comes from the callback URL's query, which the signature covers."""
+    return parse_webhook(dict(form_fields(request.body)), communication_id_in_query(request.query))
+
+
+def form_fields(body: bytes) -> list[tuple[str, str]]:
+    """The fields of a form-encoded body, in order (none if it is not UTF-8)."""
+    try:
+        return parse_qsl(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
+    except UnicodeDecodeError:
+        return []
+
+
 def verify_webhook(
     url: str, params: Sequence[tuple[str, str]], signature: str | None, auth_token: str
 ) -> None:
@@ -150,7 +200,7 @@ def parse_webhook(
     params: Mapping[str, str], communication_id: UUID | None = None
 ) -> list[DeliveryEvent]:
     """The event of a verified status callback (see :func:`verify_webhook`), as a list of
-    one: ``event_id`` ``MessageSid:MessageStatus``, ``message_id`` ``MessageSid``,
+    one: ``event_id`` ``MessageSid:MessageStatus``, ``external_id`` ``MessageSid``,
     ``recipient`` ``To``, ``communication_id`` the one the callback URL carried
     (:func:`communication_id_in_query`). ``undelivered`` and ``failed`` carry
     ``ErrorCode``. Twilio sends no event time, so ``occurred_at`` is None. A status this
@@ -174,7 +224,7 @@ def parse_webhook(
             event_id=f"{sid}:{status}",
             kind=kind,
             raw_type=status,
-            message_id=sid,
+            external_id=sid,
             recipient=to if isinstance(to, str) and to else None,
             reason=reason,
             error_code=error_code,

@@ -6,7 +6,7 @@ communication id, so a retry carries the same id and the receiver can drop dupli
 ``{id}.{timestamp}.{body}``, the algorithm Svix uses).
 
 The URL is the tenant's, so it is treated as hostile: the host is resolved once, every
-address it resolves to must be public (:mod:`lqs.providers.net`), and the request goes to
+address it resolves to must be public (:mod:`lqs.providers.ssrf`), and the request goes to
 the checked address itself. Redirects are never followed (a 3xx fails the message), the
 answer's status must arrive within the timeout, and no more of its body than
 :data:`MAX_RESPONSE_BYTES` is read.
@@ -21,12 +21,15 @@ import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import ClassVar
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from lqs.domain.delivery import WebhookSettings
+from lqs.domain.delivery import DeliverySettings, WebhookSettings
 from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
@@ -34,7 +37,7 @@ from lqs.providers.base import (
     refused,
     transport_failure,
 )
-from lqs.providers.net import post_pinned
+from lqs.providers.ssrf import post_pinned
 
 MAX_RESPONSE_BYTES = 64 * 1024
 """How much of a receiver's answer is read; the rest is dropped unread."""
@@ -51,8 +54,23 @@ class WebhookProvider:
     ``allowed_hosts`` exempts the named hosts from the address check only.
     """
 
-    name = "webhook"
-    channel = "webhook"
+    name: ClassVar[str] = "webhook"
+    channel: ClassVar[str] = WebhookSettings.channel
+    idempotent: ClassVar[bool] = False
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> WebhookSettings | None:
+        return delivery.webhook
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> WebhookProvider:
+        # Webhooks connect to the address they checked: a proxy from the environment
+        # would check the certificate against that address instead of the host name.
+        return cls(
+            clients(trust_env=False),
+            timeout=options.timeout,
+            allow_private=options.allow_private,
+        )
 
     def __init__(
         self,

@@ -7,7 +7,7 @@ is ours, on the shared httpx client. The push service answers 201 with the messa
 ``Location``; 404 and 410 mean the subscription is gone and must not be used again.
 
 The endpoint comes from whoever registered the subscription, so it is guarded like a
-webhook URL (:mod:`lqs.providers.net`): the host is resolved once, every address must be
+webhook URL (:mod:`lqs.providers.ssrf`): the host is resolved once, every address must be
 public, and the request goes to the checked address itself, never following a redirect.
 """
 
@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from functools import lru_cache
-from typing import Any
+from typing import Any, ClassVar
 
 import httpx
 from cryptography.exceptions import UnsupportedAlgorithm
@@ -30,15 +30,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPusher
 
-from lqs.domain.delivery import WebPushSettings
+from lqs.domain.delivery import DeliverySettings, WebPushSettings
 from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
     classify_status,
     refused,
 )
-from lqs.providers.net import post_pinned
+from lqs.providers.ssrf import post_pinned
 
 MAX_PAYLOAD_BYTES = 4096
 """The most an encrypted push message may weigh (RFC 8291 §4: push services must accept
@@ -64,8 +66,17 @@ class WebPushProvider:
     request names the checked address, and a proxy would check the certificate against it.
     """
 
-    name = "webpush"
-    channel = "push"
+    name: ClassVar[str] = "webpush"
+    channel: ClassVar[str] = WebPushSettings.channel
+    idempotent: ClassVar[bool] = False
+
+    @staticmethod
+    def settings_of(delivery: DeliverySettings) -> WebPushSettings | None:
+        return delivery.webpush
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> WebPushProvider:
+        return cls(clients(trust_env=False), allow_private=options.allow_private)
 
     def __init__(
         self,

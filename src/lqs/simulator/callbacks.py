@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 import httpx
 
 from lqs.simulator.config import CallbacksConfig
-from lqs.simulator.records import CallbackAttempt
+from lqs.simulator.records import CallbackAttempt, CallbackEvent
 
 _log = logging.getLogger(__name__)
 
@@ -32,15 +32,11 @@ Signer = Callable[[int], dict[str, str]]
 class Callback:
     """One delivery event, ready to POST: fixed body bytes, headers signed per attempt.
 
-    ``due`` is when the event happens, in seconds after its message was accepted.
+    ``event`` says which event it is and where it goes; ``due`` is when the event happens,
+    in seconds after its message was accepted.
     """
 
-    provider: str
-    url: str
-    event_type: str
-    event_id: str
-    message_id: str
-    recipient: str
+    event: CallbackEvent
     due: float
     body: bytes
     headers: dict[str, str]
@@ -165,7 +161,7 @@ class CallbackDispatcher:
             headers = callback.headers_at(int(sent_at.timestamp()))
             try:
                 response = await self._http().post(
-                    callback.url,
+                    callback.event.url,
                     content=callback.body,
                     headers=headers,
                     timeout=config.timeout_seconds,
@@ -175,13 +171,8 @@ class CallbackDispatcher:
                 error = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
         self.attempts.append(
             CallbackAttempt(
+                **callback.event.model_dump(),
                 id=self._next_id("cb"),
-                provider=callback.provider,
-                url=callback.url,
-                event_type=callback.event_type,
-                event_id=callback.event_id,
-                message_id=callback.message_id,
-                recipient=callback.recipient,
                 attempt=attempt,
                 duplicate=duplicate,
                 status=status,

@@ -383,20 +383,27 @@ class SimulatorConfig(_Model):
     sink: SinkConfig = Field(default_factory=SinkConfig)
     callbacks: CallbacksConfig = Field(default_factory=CallbacksConfig)
 
+    @classmethod
+    def served(cls) -> tuple[str, ...]:
+        """The sections of the providers the simulator serves: those with ``faults``."""
+        return tuple(
+            name
+            for name, field in cls.model_fields.items()
+            if isinstance(field.annotation, type)
+            and issubclass(field.annotation, BaseModel)
+            and "faults" in field.annotation.model_fields
+        )
+
     def faults_for(self, provider: str) -> Faults:
         """The fault settings of ``provider`` (``resend``, ``sendgrid``, ``twilio``, …).
 
         Raises:
             KeyError: ``provider`` is not one the simulator serves.
         """
-        sections: dict[str, Faults] = {
-            "resend": self.resend.faults,
-            "sendgrid": self.sendgrid.faults,
-            "twilio": self.twilio.faults,
-            "push": self.push.faults,
-            "sink": self.sink.faults,
-        }
-        return sections[provider]
+        if provider not in self.served():
+            raise KeyError(provider)
+        faults: Faults = getattr(self, provider).faults
+        return faults
 
 
 def load_config(path: Path) -> SimulatorConfig:

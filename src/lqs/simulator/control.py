@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 from types import TracebackType
+from typing import TypeVar
 
 import httpx
+from pydantic import BaseModel
 
 from lqs.simulator.config import SimulatorConfig
 from lqs.simulator.records import (
@@ -14,6 +16,8 @@ from lqs.simulator.records import (
     RegisteredWebhook,
     RequestRecord,
 )
+
+_Record = TypeVar("_Record", bound=BaseModel)
 
 
 class SimulatorControl:
@@ -54,18 +58,14 @@ class SimulatorControl:
     ) -> list[MessageRecord]:
         """Accepted messages, optionally of one provider or one idempotency key."""
         params = {"provider": provider, "idempotency_key": idempotency_key}
-        response = self._client.get("/_sim/messages", params=_present(params))
-        response.raise_for_status()
-        return [MessageRecord.model_validate(item) for item in response.json()["messages"]]
+        return self._listed(MessageRecord, "/_sim/messages", "messages", params)
 
     def requests(
         self, provider: str | None = None, *, outcome: str | None = None
     ) -> list[RequestRecord]:
         """Every request the providers received, with the status answered."""
         params = {"provider": provider, "outcome": outcome}
-        response = self._client.get("/_sim/requests", params=_present(params))
-        response.raise_for_status()
-        return [RequestRecord.model_validate(item) for item in response.json()["requests"]]
+        return self._listed(RequestRecord, "/_sim/requests", "requests", params)
 
     def idempotency_counts(self) -> dict[str, int]:
         """How many accepted messages each idempotency key produced."""
@@ -76,9 +76,7 @@ class SimulatorControl:
 
     def hook_deliveries(self, name: str | None = None) -> list[HookDelivery]:
         """Webhook deliveries the sink answered, optionally for one hook."""
-        response = self._client.get("/_sim/hooks", params=_present({"name": name}))
-        response.raise_for_status()
-        return [HookDelivery.model_validate(item) for item in response.json()["deliveries"]]
+        return self._listed(HookDelivery, "/_sim/hooks", "deliveries", {"name": name})
 
     def register_webhook(
         self,
@@ -103,9 +101,7 @@ class SimulatorControl:
 
     def webhooks(self) -> list[RegisteredWebhook]:
         """The registered webhooks (secrets left out, SendGrid public keys shown)."""
-        response = self._client.get("/_sim/webhooks")
-        response.raise_for_status()
-        return [RegisteredWebhook.model_validate(item) for item in response.json()["webhooks"]]
+        return self._listed(RegisteredWebhook, "/_sim/webhooks", "webhooks", {})
 
     def clear_webhooks(self) -> None:
         """Forget every registered webhook, configured ones included."""
@@ -120,9 +116,7 @@ class SimulatorControl:
     ) -> list[CallbackAttempt]:
         """Every callback attempt so far, in the order they were answered."""
         params = {"provider": provider, "message_id": message_id, "event_type": event_type}
-        response = self._client.get("/_sim/callbacks", params=_present(params))
-        response.raise_for_status()
-        return [CallbackAttempt.model_validate(item) for item in response.json()["callbacks"]]
+        return self._listed(CallbackAttempt, "/_sim/callbacks", "callbacks", params)
 
     def wait_for_callbacks(
         self, timeout: float = 5.0, *, provider: str | None = None
@@ -149,6 +143,15 @@ class SimulatorControl:
     def clear_callbacks(self) -> None:
         """Forget the callback attempts recorded so far (callbacks still due go out)."""
         self._client.delete("/_sim/callbacks").raise_for_status()
+
+    def _listed(
+        self, record: type[_Record], path: str, key: str, params: dict[str, str | None]
+    ) -> list[_Record]:
+        """GET ``path`` (the parameters that are not None in the query) and parse each item
+        of the answer's ``key`` list as ``record``."""
+        response = self._client.get(path, params=_present(params))
+        response.raise_for_status()
+        return [record.model_validate(item) for item in response.json()[key]]
 
 
 def _present(params: dict[str, str | None]) -> dict[str, str]:

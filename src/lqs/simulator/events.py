@@ -27,7 +27,7 @@ from urllib.parse import urlencode
 
 from lqs.simulator.callbacks import Callback, Signer
 from lqs.simulator.config import CallbacksConfig, EmailOutcome, SmsOutcome
-from lqs.simulator.records import MessageRecord
+from lqs.simulator.records import CallbackEvent, MessageRecord
 from lqs.simulator.registrations import Webhook
 from lqs.simulator.signing import sendgrid_signature, svix_signature, twilio_signature
 from lqs.simulator.state import SimulatorState
@@ -181,12 +181,14 @@ def _resend(
         event_id = "msg_" + "".join(secrets.choice(_SVIX_ID_ALPHABET) for _ in range(27))
         callbacks.append(
             Callback(
-                provider="resend",
-                url=webhook.url,
-                event_type=event_type,
-                event_id=event_id,
-                message_id=message.provider_message_id,
-                recipient=", ".join(message.recipients),
+                event=CallbackEvent(
+                    provider="resend",
+                    url=webhook.url,
+                    event_type=event_type,
+                    event_id=event_id,
+                    message_id=message.provider_message_id,
+                    recipient=", ".join(message.recipients),
+                ),
                 due=due,
                 body=body,
                 headers={
@@ -259,12 +261,14 @@ def _sendgrid(
         body = json.dumps([payload], separators=(",", ":"), sort_keys=True).encode() + b"\r\n"
         callbacks.append(
             Callback(
-                provider="sendgrid",
-                url=webhook.url,
-                event_type=event,
-                event_id=event_id,
-                message_id=x_message_id,
-                recipient=recipient,
+                event=CallbackEvent(
+                    provider="sendgrid",
+                    url=webhook.url,
+                    event_type=event,
+                    event_id=event_id,
+                    message_id=x_message_id,
+                    recipient=recipient,
+                ),
                 due=due,
                 body=body,
                 headers={"content-type": "application/json", "user-agent": "SendGrid Event API"},
@@ -295,12 +299,14 @@ def _twilio(
         signature = twilio_signature(auth_token, url, params)
         callbacks.append(
             Callback(
-                provider="twilio",
-                url=url,
-                event_type=status,
-                event_id=f"{sid}:{status}",
-                message_id=sid,
-                recipient=message.recipients[0],
+                event=CallbackEvent(
+                    provider="twilio",
+                    url=url,
+                    event_type=status,
+                    event_id=f"{sid}:{status}",
+                    message_id=sid,
+                    recipient=message.recipients[0],
+                ),
                 due=due,
                 body=urlencode(params).encode("ascii"),
                 headers={

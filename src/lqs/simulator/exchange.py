@@ -3,8 +3,8 @@
 Every provider endpoint is built with :func:`provider_endpoint`: it reads the body, logs the
 request, draws the fault plan, runs the provider's handler with an :class:`Exchange`, applies
 the latency if the handler did not, and records the status it answered. Handlers call
-:meth:`Exchange.injected_fault` before accepting anything and :meth:`Exchange.deliver` on the
-response that accepts a message.
+:meth:`Exchange.injected_fault` (which waits the latency) before accepting anything and
+:meth:`Exchange.deliver` on the response that accepts a message.
 """
 
 from __future__ import annotations
@@ -51,12 +51,14 @@ class Exchange:
             await asyncio.sleep(self.plan.latency)
 
     async def injected_fault(self, error: ErrorBuilder) -> Response | None:
-        """The injected error or timeout answer, or ``None`` when the request may proceed.
+        """The injected error or timeout answer, or ``None`` when the request may proceed,
+        after the planned latency (:meth:`apply_latency`).
 
         An error status is answered at once with the provider's body (a 429 carries
         ``Retry-After``); a timeout hangs ``hang_seconds`` and then answers 504, like a
         gateway whose upstream never replied. Nothing is recorded as accepted either way.
         """
+        await self.apply_latency()
         status = self.plan.error_status
         if status is not None:
             self.record.outcome = "fault"

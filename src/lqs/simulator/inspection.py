@@ -22,9 +22,9 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
@@ -33,6 +33,8 @@ from lqs.simulator.config import SimulatorConfig, WebhookRegistration
 from lqs.simulator.state import simulator_state
 
 MAX_WAIT_SECONDS = 60.0
+
+_Body = TypeVar("_Body", bound=BaseModel)
 
 
 def _error(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
@@ -96,25 +98,29 @@ async def read_config(request: Request) -> Response:
     return JSONResponse(simulator_state(request).config.model_dump(mode="json"))
 
 
-async def replace_config(request: Request) -> Response:
-    """Replace the configuration (400 on bad JSON, 422 naming the bad setting)."""
+async def _read_body(request: Request, model: type[_Body], code: str) -> _Body | JSONResponse:
+    """The request's JSON body as ``model``, or the answer refusing it: 400 when it is not
+    JSON, 422 (error ``code``) naming the first bad field, with every error in ``details``."""
     try:
         raw = json.loads(await request.body())
     except ValueError:
         return _error(400, "invalid_json", "The body must be a JSON object.")
     try:
-        config = SimulatorConfig.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
-        return _invalid("invalid_config", exc)
+        first = exc.errors()[0]
+        where = ".".join(str(part) for part in first["loc"]) or "(root)"
+        details = json.loads(exc.json(include_url=False))
+        return _error(422, code, f"{where}: {first['msg']}", details)
+
+
+async def replace_config(request: Request) -> Response:
+    """Replace the configuration (400 on bad JSON, 422 naming the bad setting)."""
+    config = await _read_body(request, SimulatorConfig, "invalid_config")
+    if isinstance(config, JSONResponse):
+        return config
     simulator_state(request).configure(config)
     return JSONResponse(config.model_dump(mode="json"))
-
-
-def _invalid(code: str, exc: ValidationError) -> JSONResponse:
-    """422 naming the first bad setting, with every error in ``details``."""
-    first = exc.errors()[0]
-    where = ".".join(str(part) for part in first["loc"]) or "(root)"
-    return _error(422, code, f"{where}: {first['msg']}", json.loads(exc.json(include_url=False)))
 
 
 async def reset(request: Request) -> Response:
@@ -125,14 +131,9 @@ async def reset(request: Request) -> Response:
 
 async def register_webhook(request: Request) -> Response:
     """Register a webhook (400 on bad JSON, 422 naming the bad field); 201 with its key."""
-    try:
-        raw = json.loads(await request.body())
-    except ValueError:
-        return _error(400, "invalid_json", "The body must be a JSON object.")
-    try:
-        spec = WebhookRegistration.model_validate(raw)
-    except ValidationError as exc:
-        return _invalid("invalid_webhook", exc)
+    spec = await _read_body(request, WebhookRegistration, "invalid_webhook")
+    if isinstance(spec, JSONResponse):
+        return spec
     webhook = simulator_state(request).webhooks.register(spec)
     return JSONResponse(webhook.shown(with_secret=True).model_dump(exclude_none=True), 201)
 

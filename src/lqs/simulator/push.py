@@ -178,7 +178,6 @@ async def push_message(exchange: Exchange) -> Response:
     except VapidError as exc:
         return error_response(401, 109, str(exc))
 
-    await exchange.apply_latency()
     fault = await exchange.injected_fault(fault_error)
     if fault is not None:
         return fault

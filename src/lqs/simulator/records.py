@@ -108,12 +108,25 @@ class RegisteredWebhook(BaseModel):
     public_key: str | None = None
 
 
-class CallbackAttempt(BaseModel):
-    """One POST of a delivery event to its webhook or ``StatusCallback``, and its answer.
+class CallbackEvent(BaseModel):
+    """Which delivery event a callback carries, and where it goes.
 
     ``message_id`` is the provider's id of the message (Resend's email id, SendGrid's
     ``X-Message-Id``, Twilio's ``SM…`` sid); ``event_id`` is the event's own (``svix-id``,
     ``sg_event_id``, or ``{MessageSid}:{MessageStatus}`` for Twilio, which has none).
+    """
+
+    provider: str
+    url: str
+    event_type: str
+    event_id: str
+    message_id: str
+    recipient: str
+
+
+class CallbackAttempt(CallbackEvent):
+    """One POST of a delivery event to its webhook or ``StatusCallback``, and its answer.
+
     ``attempt`` counts the tries of one delivery from 1; ``duplicate`` is 0 for the event's
     first delivery and n for its n-th deliberate re-delivery. ``status`` is the HTTP status
     answered, or ``None`` when ``error`` says why no answer came. ``headers`` and ``body``
@@ -121,12 +134,6 @@ class CallbackAttempt(BaseModel):
     """
 
     id: str
-    provider: str
-    url: str
-    event_type: str
-    event_id: str
-    message_id: str
-    recipient: str
     attempt: int
     duplicate: int
     status: int | None = None

@@ -208,7 +208,6 @@ async def _accept(
     batch: bool,
     mode: str,
 ) -> Response:
-    await exchange.apply_latency()
     fault = await exchange.injected_fault(fault_error)
     if fault is not None:
         return fault

@@ -75,7 +75,6 @@ async def send_mail(exchange: Exchange) -> Response:
     except ValueError:
         return error_response(400, [_item("Bad Request")])
 
-    await exchange.apply_latency()
     fault = await exchange.injected_fault(fault_error)
     if fault is not None:
         return fault

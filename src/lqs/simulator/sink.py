@@ -66,7 +66,6 @@ async def receive_hook(exchange: Exchange) -> Response:
     config = exchange.state.config.sink
     name = exchange.request.path_params["name"]
     hook = config.hook(name)
-    await exchange.apply_latency()
     fault = await exchange.injected_fault(fault_error)
     if fault is not None:
         return fault

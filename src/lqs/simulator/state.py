@@ -30,7 +30,7 @@ from lqs.simulator.records import (
 )
 from lqs.simulator.registrations import WebhookRegistry
 
-PROVIDERS = ("resend", "sendgrid", "twilio", "push", "sink")
+PROVIDERS = SimulatorConfig.served()
 
 
 @dataclass(frozen=True)

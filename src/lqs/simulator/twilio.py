@@ -88,7 +88,6 @@ async def create_message(exchange: Exchange) -> Response:
             exchange.body.decode("utf-8", errors="replace"), keep_blank_values=True
         ).items()
     }
-    await exchange.apply_latency()
     fault = await exchange.injected_fault(fault_error)
     if fault is not None:
         return fault

@@ -59,6 +59,7 @@ from lqs.domain.delivery import (
     DeliverySettingsError,
     NextStep,
     RetryPolicy,
+    Verdict,
     after_attempt,
     parse_delivery_settings,
     provider_for,
@@ -66,27 +67,18 @@ from lqs.domain.delivery import (
 from lqs.domain.text import describe_error
 from lqs.domain.unsubscribe import UnsubscribeLinks
 from lqs.providers.base import (
+    AdapterOptions,
+    BatchProvider,
     OutboundMessage,
     Provider,
     ProviderConfigError,
     SendResult,
-    Verdict,
 )
-from lqs.providers.http import ShardedAsyncClient
-from lqs.providers.resend import MAX_BATCH, ResendProvider
-from lqs.providers.sendgrid import SendGridProvider
-from lqs.providers.twilio import TwilioProvider
-from lqs.providers.webhook import WebhookProvider
-from lqs.providers.webpush import WebPushProvider
+from lqs.providers.registry import PROVIDERS, idempotent
+from lqs.providers.sharded_client import ShardedAsyncClient
 from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
 
 log = structlog.get_logger(__name__)
-
-PROVIDER_NAMES = ("resend", "sendgrid", "twilio", "webpush", "webhook")
-
-_WITHOUT_IDEMPOTENCY = frozenset({"sendgrid", "twilio", "webpush", "webhook"})
-"""Providers that would act on a repeated request again: their attempts are recorded as
-started before the request is made."""
 
 
 @dataclass
@@ -129,8 +121,9 @@ class DispatcherOptions:
     ack_batch: int = 100
     ack_interval: float = 0.05
     settings_ttl: float = 10.0
-    resend_batches: bool = True
-    """Send several first-attempt emails of one client through Resend's batch endpoint."""
+    batches: bool = True
+    """Send several first-attempt messages of one client in one request to providers with
+    a batch API (:class:`~lqs.providers.base.BatchProvider`)."""
     unsubscribe: UnsubscribeLinks | None = None
     """Signs the List-Unsubscribe links of emails to leads; None: no such headers."""
 
@@ -299,20 +292,13 @@ class Dispatcher:
             self._clients.append(made)
             return made
 
-        built: dict[str, Provider] = {
-            "resend": ResendProvider(client()),
-            "sendgrid": SendGridProvider(client()),
-            "twilio": TwilioProvider(client()),
-            "webpush": WebPushProvider(
-                client(trust_env=False), allow_private=self.options.allow_private_webhooks
-            ),
-            # Webhooks connect to the address they checked: a proxy from the environment
-            # would check the certificate against that address instead of the host name.
-            "webhook": WebhookProvider(
-                client(trust_env=False),
-                timeout=self.options.timeout,
-                allow_private=self.options.allow_private_webhooks,
-            ),
+        adapter_options = AdapterOptions(
+            timeout=self.options.timeout, allow_private=self.options.allow_private_webhooks
+        )
+        built = {
+            name: kind.build(client, adapter_options)
+            for name, kind in PROVIDERS.items()
+            if name not in self._given_providers
         }
         self._providers = {**built, **self._given_providers}
         for name in self._providers:
@@ -466,7 +452,7 @@ class Dispatcher:
             return self._failed(message, reason or "no delivery settings")
         settings = delivery.settings
         primary = settings.email.primary
-        primary_settings = getattr(settings, primary)
+        primary_settings = PROVIDERS[primary].settings_of(settings)
         primary_key = (primary, str(getattr(primary_settings, "base_url", "")))
         failing = message.channel == "email" and self._failover.failing(
             primary_key, settings.email.failover_after
@@ -479,7 +465,7 @@ class Dispatcher:
                 return self._failed(message, "push subscription not found")
             if message.push_gone:
                 return self._failed(message, "push subscription is gone (the service said 404/410)")
-        return _Route(name, getattr(settings, name))
+        return _Route(name, PROVIDERS[name].settings_of(settings))
 
     async def _attempt_one(self, message: ClaimedMessage, route: Ack | _Route) -> list[Ack]:
         return [await self._attempt(message, route)]
@@ -522,7 +508,7 @@ class Dispatcher:
             key = (route.provider, str(getattr(route.settings, "base_url", "")))
             self._failover.record(key, result.verdict is Verdict.TRANSIENT)
         decision = after_attempt(
-            result.verdict.value,
+            result.verdict,
             retry_count=message.retry_count,
             max_retries=message.max_retries,
             age=message.age_seconds + (finished - started).total_seconds(),
@@ -533,39 +519,47 @@ class Dispatcher:
         )
         return _ack(message, route.provider, result, decision, started, finished)
 
-    # ------------------------------------------------------------------ Resend batches
+    # ------------------------------------------------------------------ batches
+
+    def _batch_provider(self, name: str) -> BatchProvider | None:
+        provider = self._providers.get(name)
+        return provider if isinstance(provider, BatchProvider) else None
 
     def _plan(self, claimed: list[ClaimedMessage]) -> _Plan:
-        """Route a claim: single sends, new Resend batches, and batch replays.
+        """Route a claim: single sends, new batches, and batch replays.
 
         Each message is routed once (routing consults the failover state). A batch holds
         first attempts only (a message tried alone before may already have been accepted
-        under its own key), of one client, to Resend, at least two and at most 100.
+        under its own key), with a subject and content, of one client, to one provider
+        with a batch API, at least two and at most the provider's ``max_batch``.
         """
         plan = _Plan()
-        batchable: dict[UUID, list[tuple[ClaimedMessage, _Route]]] = {}
+        batchable: dict[tuple[UUID, str], list[tuple[ClaimedMessage, _Route]]] = {}
         for message in claimed:
             if message.batch_key is not None:
                 plan.replays.setdefault(message.batch_key, []).append(message)
                 continue
             route = self._route(message)
             if (
-                self.options.resend_batches
+                self.options.batches
                 and isinstance(route, _Route)
-                and route.provider == "resend"
+                and self._batch_provider(route.provider) is not None
                 and message.attempt == 1
                 and message.subject is not None
                 and message.content is not None
             ):
-                batchable.setdefault(message.client_id, []).append((message, route))
+                key = (message.client_id, route.provider)
+                batchable.setdefault(key, []).append((message, route))
             else:
                 plan.singles.append((message, route))
-        for group in batchable.values():
+        for (_, name), group in batchable.items():
             if len(group) < 2:
                 plan.singles.extend(group)
                 continue
-            for i in range(0, len(group), MAX_BATCH):
-                chunk = group[i : i + MAX_BATCH]
+            provider = self._batch_provider(name)
+            assert provider is not None
+            for i in range(0, len(group), provider.max_batch):
+                chunk = group[i : i + provider.max_batch]
                 plan.batches.append(([m for m, _ in chunk], chunk[0][1]))
         return plan
 
@@ -599,7 +593,7 @@ class Dispatcher:
                 [
                     (m.communication_id, m.client_id, m.attempt, route.provider)
                     for m, route in plan.singles
-                    if isinstance(route, _Route) and route.provider in _WITHOUT_IDEMPOTENCY
+                    if isinstance(route, _Route) and not idempotent(route.provider)
                 ],
             )
         return claimed, plan, batches
@@ -611,19 +605,16 @@ class Dispatcher:
 
     def _batch(self, members: list[ClaimedMessage], route: _Route) -> StoredBatch | list[Ack]:
         """The batch request for ``members`` (keyed by their ids), or their failure acks."""
-        provider = self._resend()
+        provider = self._batch_provider(route.provider)
+        assert provider is not None
+        outbound = [_outbound(m, self.options.unsubscribe) for m in members]
         try:
-            body = provider.batch_body(
-                [
-                    provider.request_body(route.settings, _outbound(m, self.options.unsubscribe))
-                    for m in members
-                ]
-            )
+            body = provider.batch_body(route.settings, outbound)
         except ProviderConfigError as exc:
-            return [self._failed(m, f"resend: {exc}") for m in members]
+            return [self._failed(m, f"{route.provider}: {exc}") for m in members]
         ids = sorted(str(m.communication_id) for m in members)
         key = "batch-" + hashlib.sha256(",".join(ids).encode()).hexdigest()[:48]
-        return StoredBatch(key, "resend", body, [m.communication_id for m in members])
+        return StoredBatch(key, route.provider, body, [m.communication_id for m in members])
 
     async def _replay(self, key: str, members: list[ClaimedMessage]) -> list[Ack]:
         """Send a stored batch again, verbatim, for the members claimed now.
@@ -636,32 +627,36 @@ class Dispatcher:
             stored = (await load_batches(conn, [key])).get(key)
         delivery = self._settings.get(members[0].client_id)
         settings = delivery.settings if delivery else None
-        if stored is None or settings is None or settings.resend is None:
+        kind = PROVIDERS.get(stored.provider) if stored is not None else None
+        provider_settings = (
+            kind.settings_of(settings) if kind is not None and settings is not None else None
+        )
+        if stored is None or provider_settings is None:
             reason = "the batch this message was sent in cannot be replayed: " + (
-                "it is not stored" if stored is None else "Resend is no longer configured"
+                "it is not stored"
+                if stored is None
+                else f"{stored.provider} is no longer configured"
             )
             return [self._failed(m, reason) for m in members]
-        return await self._post_batch(stored, members, _Route("resend", settings.resend))
+        return await self._post_batch(stored, members, _Route(stored.provider, provider_settings))
 
     async def _post_batch(
         self, batch: StoredBatch, members: list[ClaimedMessage], route: _Route
     ) -> list[Ack]:
-        provider = self._resend()
+        provider = self._batch_provider(route.provider)
+        if provider is None:
+            reason = f"{route.provider} cannot send the batch this message was sent in"
+            return [self._failed(m, reason) for m in members]
         started = datetime.now(UTC)
         try:
-            async with self._limiters["resend"].slot():
+            async with self._limiters[route.provider].slot():
                 results = await provider.send_batch(
                     route.settings, batch.body, len(batch.members), batch.batch_key
                 )
         except ProviderConfigError as exc:
-            return [self._failed(m, f"resend: {exc}") for m in members]
+            return [self._failed(m, f"{route.provider}: {exc}") for m in members]
         by_id = dict(zip(batch.members, results, strict=True))
         return [self._after(m, route, by_id[m.communication_id], started) for m in members]
-
-    def _resend(self) -> ResendProvider:
-        provider = self._providers["resend"]
-        assert isinstance(provider, ResendProvider)
-        return provider
 
     @staticmethod
     def _failed(message: ClaimedMessage, reason: str) -> Ack:

@@ -6,7 +6,7 @@ import asyncio
 
 import httpx
 
-from lqs.providers.http import ShardedAsyncClient
+from lqs.providers.sharded_client import ShardedAsyncClient
 
 
 async def test_requests_go_to_the_least_busy_shard_and_all_shards_close() -> None:

@@ -32,11 +32,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from standardwebhooks.webhooks import Webhook
 
-from lqs.domain.delivery import WebhookSettings
-from lqs.providers.base import OutboundMessage, ProviderConfigError, Verdict
-from lqs.providers.net import refusal_reason
+from lqs.domain.delivery import Verdict, WebhookSettings
+from lqs.providers.base import OutboundMessage, ProviderConfigError
+from lqs.providers.ssrf import refusal_reason
 from lqs.providers.webhook import WebhookProvider, signature_headers, signing_key
-from tests.provider_fakes import (
+from tests.providers.fakes import (
     FakeDns,
     LocalServer,
     RecordingApp,

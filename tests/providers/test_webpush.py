@@ -25,10 +25,10 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519
 
-from lqs.domain.delivery import WebPushSettings
-from lqs.providers.base import OutboundMessage, ProviderConfigError, Verdict
+from lqs.domain.delivery import Verdict, WebPushSettings
+from lqs.providers.base import OutboundMessage, ProviderConfigError
 from lqs.providers.webpush import MAX_PAYLOAD_BYTES, WebPushProvider
-from tests.provider_fakes import FakeDns, LocalServer, RecordingApp, was_connected
+from tests.providers.fakes import FakeDns, LocalServer, RecordingApp, was_connected
 
 # --- the push service: the shared receiver, answering 201 Created ----------------------
 

@@ -2,9 +2,8 @@
 
 A recording ASGI app served by uvicorn on 127.0.0.1, a resolver the test controls, a
 transport that only records, and sockets that never answer or are not listening. The
-fixtures reach the tests through ``tests/unit/conftest.py`` and
-``tests/integration/conftest.py``; a module changes what the receiver answers by default
-by overriding ``receiver_status``.
+fixtures reach the tests through ``tests/providers/conftest.py``; a module changes what
+the receiver answers by default by overriding ``receiver_status``.
 """
 
 from __future__ import annotations
