@@ -21,7 +21,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.api.app import create_app
-from lqs.api.webhooks import WebhookConfig
+from lqs.api.deps import WebhookConfig
 from lqs.domain.delivery import RetryPolicy
 from lqs.simulator import SimulatorConfig, SimulatorControl, running_simulator
 from lqs.simulator.config import (

@@ -30,8 +30,8 @@ from psycopg import conninfo
 from structlog.testing import capture_logs
 
 from lqs.api.app import create_app
+from lqs.api.deps import WebhookConfig
 from lqs.api.readiness import ReadinessOptions
-from lqs.api.webhooks import WebhookConfig
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.migrate import load_migrations
 from tests.conftest import direct_url, migrate_directly

@@ -24,8 +24,7 @@ from hypothesis import strategies as st
 from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
-from lqs.api.deps import MAX_JSON_DEPTH
-from lqs.api.webhooks import WebhookConfig
+from lqs.api.deps import MAX_JSON_DEPTH, WebhookConfig
 from lqs.domain.leads import LEAD_FIELDS, MAX_NUMBER_DIGITS
 from tests.integration.test_intake_api import _auth, _lead_rows, _new_client
 from tests.integration.webhook_signing import (

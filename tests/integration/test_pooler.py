@@ -26,7 +26,7 @@ from psycopg_pool import AsyncConnectionPool
 from structlog.testing import capture_logs
 
 from lqs.api.app import create_app
-from lqs.api.webhooks import WebhookConfig
+from lqs.api.deps import WebhookConfig
 from lqs.db.clients import create_client
 from lqs.db.connection import connect
 from lqs.db.leads import insert_or_merge_leads

@@ -22,7 +22,7 @@ from fastapi import FastAPI
 from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
-from lqs.api.webhooks import WebhookConfig
+from lqs.api.deps import WebhookConfig
 from tests.integration.webhook_signing import (
     PUBLIC,
     SENDGRID_SIGNATURE,

@@ -25,10 +25,10 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, error_response, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
-from lqs.api.webhooks import WebhookConfig
 from lqs.db.errors import DatabaseError, is_transient
 from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -28,6 +29,15 @@ from lqs.db.clients import ApiPrincipal, authenticate_api_key
 from lqs.db.pool import run_transaction
 from lqs.domain.leads import MAX_NUMBER_DIGITS, FieldError
 from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
+
+
+@dataclass(frozen=True)
+class WebhookConfig:
+    """What the delivery webhook receivers need from the settings."""
+
+    public_base_url: str
+    tolerance: float = 300.0
+
 
 MAX_JSON_DEPTH = 32
 """The deepest body accepted: a batch of leads with nested custom fields needs 7 levels."""
@@ -54,6 +64,11 @@ async def _links(request: Request) -> UnsubscribeLinks | None:
     return links
 
 
+async def _webhook_config(request: Request) -> WebhookConfig:
+    config: WebhookConfig = request.app.state.webhook_config
+    return config
+
+
 async def _readiness(request: Request) -> Readiness:
     readiness: Readiness = request.app.state.readiness
     return readiness
@@ -63,6 +78,7 @@ Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
 """The pool for lead intake and everything but delivery webhooks and unsubscribes."""
 WebhookPool = Annotated[AsyncConnectionPool, Depends(_webhook_pool)]
 """The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
+WebhookSettings = Annotated[WebhookConfig, Depends(_webhook_config)]
 Limiter = Annotated[RateLimiter, Depends(_limiter)]
 Links = Annotated[UnsubscribeLinks | None, Depends(_links)]
 """The unsubscribe links' signer, or None when they are not configured."""

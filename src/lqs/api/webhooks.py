@@ -20,15 +20,15 @@ that costs one signature check per such client.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 from uuid import UUID
 
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api.errors import error_response
+from lqs.api.deps import WebhookPool, WebhookSettings
+from lqs.api.errors import ApiError
 from lqs.api.metrics import WEBHOOK_EVENTS, WEBHOOK_REQUESTS
 from lqs.db.clients import WebhookCandidate, webhook_candidates
 from lqs.db.events import ingest_events
@@ -62,17 +62,10 @@ KEPT_HEADERS = (
 """What a refused webhook keeps of its headers: never a signature or a credential."""
 
 
-@dataclass(frozen=True)
-class WebhookConfig:
-    """What the receivers need from the settings."""
-
-    public_base_url: str
-    tolerance: float = 300.0
-
-
-def _refused(provider: str, status: int, code: str, message: str) -> JSONResponse:
+def _refused(provider: str, status: int, code: str, message: str) -> ApiError:
+    """The refusal to raise, counted by provider and code."""
     WEBHOOK_REQUESTS.labels(provider=provider, outcome=code).inc()
-    return error_response(status, code, message, fields=[FieldError("body", message)])
+    return ApiError(status, code, message, fields=[FieldError("body", message)])
 
 
 def _usable_events(body: bytes, parse: Callable[[], list[DeliveryEvent]]) -> list[DeliveryEvent]:
@@ -106,15 +99,19 @@ def _usable_events(body: bytes, parse: Callable[[], list[DeliveryEvent]]) -> lis
     return events
 
 
-async def _rejected(
+async def _reject(
     pool: AsyncConnectionPool,
     request: Request,
     provider: str,
     client_id: UUID,
     body: bytes,
     reason: str,
-) -> JSONResponse:
-    """Keep a verified body we cannot use, and answer 400."""
+) -> NoReturn:
+    """Keep a verified body we cannot use, and answer 400.
+
+    Raises:
+        ApiError: 400 ``malformed_webhook``, always.
+    """
     reason = escaped(reason, 500)
     headers = {name: request.headers[name] for name in KEPT_HEADERS if name in request.headers}
     # A COMMIT whose answer was lost and is repeated keeps the body twice: harmless.
@@ -125,12 +122,16 @@ async def _rejected(
         ),
         retry_at_commit=True,
     )
-    return _refused(provider, 400, "malformed_webhook", reason)
+    raise _refused(provider, 400, "malformed_webhook", reason)
 
 
-async def _receive(request: Request, provider: str, client_id: UUID | None) -> JSONResponse:
-    config: WebhookConfig = request.app.state.webhook_config
-    pool: AsyncConnectionPool = request.app.state.webhook_pool
+async def _receive(
+    request: Request,
+    provider: str,
+    client_id: UUID | None,
+    config: WebhookSettings,
+    pool: WebhookPool,
+) -> JSONResponse:
     inbound = INBOUND[provider]
     url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
     received = InboundRequest(
@@ -159,11 +160,11 @@ async def _receive(request: Request, provider: str, client_id: UUID | None) -> J
         matched = candidate
         break
     if matched is None:
-        return _refused(provider, 401, "invalid_signature", reason)
+        raise _refused(provider, 401, "invalid_signature", reason)
     try:
         events = _usable_events(body, lambda: inbound.parse(received))
     except WebhookMalformed as exc:
-        return await _rejected(pool, request, provider, matched.client_id, body, exc.reason)
+        await _reject(pool, request, provider, matched.client_id, body, exc.reason)
     # Events are stored once per provider event id and applied in one transaction, so
     # repeating it, even after a COMMIT whose answer was lost, has no second effect.
     outcome = await run_transaction(
@@ -188,8 +189,8 @@ async def _receive(request: Request, provider: str, client_id: UUID | None) -> J
     return JSONResponse(answer)
 
 
-def _unknown(provider: str) -> JSONResponse:
-    return error_response(
+def _unknown(provider: str) -> ApiError:
+    return ApiError(
         404,
         "unknown_provider",
         f"no webhook receiver for {provider!r}: use one of {', '.join(INBOUND)}",
@@ -198,25 +199,33 @@ def _unknown(provider: str) -> JSONResponse:
 
 
 @router.post("/webhooks/{provider}/{client_id}", include_in_schema=True)
-async def client_webhook(request: Request, provider: str, client_id: str) -> JSONResponse:
+async def client_webhook(
+    request: Request,
+    provider: str,
+    client_id: str,
+    config: WebhookSettings,
+    pool: WebhookPool,
+) -> JSONResponse:
     """A provider's delivery events for one client (the URL to register)."""
     if provider not in INBOUND:
-        return _unknown(provider)
+        raise _unknown(provider)
     try:
         cid = UUID(client_id)
     except ValueError:
-        return error_response(
+        raise ApiError(
             404,
             "unknown_client",
             "the path's client id is not a UUID",
             fields=[FieldError("client_id", "not a UUID")],
-        )
-    return await _receive(request, provider, cid)
+        ) from None
+    return await _receive(request, provider, cid, config, pool)
 
 
 @router.post("/webhooks/{provider}")
-async def shared_webhook(request: Request, provider: str) -> JSONResponse:
+async def shared_webhook(
+    request: Request, provider: str, config: WebhookSettings, pool: WebhookPool
+) -> JSONResponse:
     """A provider's delivery events, the client found by whose secret signed them."""
     if provider not in INBOUND:
-        return _unknown(provider)
-    return await _receive(request, provider, None)
+        raise _unknown(provider)
+    return await _receive(request, provider, None, config, pool)

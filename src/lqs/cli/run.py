@@ -29,8 +29,8 @@ def serve(
     import uvicorn
 
     from lqs.api.app import create_app
+    from lqs.api.deps import WebhookConfig
     from lqs.api.readiness import ReadinessOptions
-    from lqs.api.webhooks import WebhookConfig
 
     config = settings()
     with database_url(config) as url:
