@@ -22,7 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.db.clients import create_client
 from lqs.db.dispatch import Ack, claim_due, record_acks, redrive_failed
 from lqs.db.leads import insert_or_merge_leads
-from lqs.domain.delivery import RetryPolicy
+from lqs.domain.delivery import NextStep, RetryPolicy
 from lqs.domain.leads import parse_lead
 from lqs.providers.base import OutboundMessage, SendResult, Verdict
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
@@ -374,10 +374,12 @@ async def test_an_expired_lease_cannot_overwrite_a_newer_attempt(
         ]
         assert (old.attempt, new.attempt) == (1, 2)
         late = await record_acks(
-            conn, "old-worker", [Ack(comm_id, old.attempt, "failed", 0, error_message="late")]
+            conn,
+            "old-worker",
+            [Ack(comm_id, old.attempt, NextStep.FAILED, 0, error_message="late")],
         )
         fresh = await record_acks(
-            conn, "new-worker", [Ack(comm_id, new.attempt, "sent", 0, provider="resend",
+            conn, "new-worker", [Ack(comm_id, new.attempt, NextStep.SENT, 0, provider="resend",
                                      external_id="re-2", sent_at=datetime.now(UTC))]
         )  # fmt: skip
 
