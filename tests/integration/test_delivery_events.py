@@ -27,7 +27,7 @@ from lqs.db.connection import transaction_pooled
 from lqs.db.dispatch import Ack, Attempt, record_acks
 from lqs.db.events import IngestOutcome, ingest_events
 from lqs.db.pool import open_pool
-from lqs.domain.delivery import RetryPolicy, Verdict
+from lqs.domain.delivery import NextStep, RetryPolicy, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.unsubscribe import UnsubscribeLinks
 from lqs.providers.base import OutboundMessage, SendResult
@@ -198,7 +198,7 @@ def _sent_ack(comm_id: UUID, client_id: UUID, external_id: str, **fields: Any) -
     return Ack(
         comm_id,
         1,
-        "sent",
+        NextStep.SENT,
         0,
         provider="resend",
         external_id=external_id,
@@ -524,8 +524,8 @@ async def test_a_failed_or_rejected_ack_does_not_undo_what_an_event_set(
 
     await _record(
         pool,
-        Ack(bounced, 1, "failed", 0, error_message="gave up after 1 attempt"),
-        Ack(delivered, 1, "rejected", 0, compliance_notes="not sent: consent withdrawn"),
+        Ack(bounced, 1, NextStep.FAILED, 0, error_message="gave up after 1 attempt"),
+        Ack(delivered, 1, NextStep.REJECTED, 0, compliance_notes="not sent: consent withdrawn"),
     )
 
     b, d = await _comm(pool, bounced), await _comm(pool, delivered)

@@ -23,7 +23,7 @@ from lqs.db.clients import create_client
 from lqs.db.communications import redrive_failed
 from lqs.db.dispatch import Ack, claim_due, record_acks
 from lqs.db.leads import insert_or_merge_leads
-from lqs.domain.delivery import RetryPolicy, Verdict
+from lqs.domain.delivery import NextStep, RetryPolicy, Verdict
 from lqs.domain.leads import parse_lead
 from lqs.providers.base import OutboundMessage, SendResult
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
@@ -375,10 +375,12 @@ async def test_an_expired_lease_cannot_overwrite_a_newer_attempt(
         ]
         assert (old.attempt, new.attempt) == (1, 2)
         late = await record_acks(
-            conn, "old-worker", [Ack(comm_id, old.attempt, "failed", 0, error_message="late")]
+            conn,
+            "old-worker",
+            [Ack(comm_id, old.attempt, NextStep.FAILED, 0, error_message="late")],
         )
         fresh = await record_acks(
-            conn, "new-worker", [Ack(comm_id, new.attempt, "sent", 0, provider="resend",
+            conn, "new-worker", [Ack(comm_id, new.attempt, NextStep.SENT, 0, provider="resend",
                                      external_id="re-2", sent_at=datetime.now(UTC))]
         )  # fmt: skip
 

@@ -52,7 +52,7 @@ def test_permanent_fails_at_once_with_the_providers_message() -> None:
 
 def test_transient_counts_a_retry_and_schedules_it() -> None:
     decision = _decide("transient", retry_count=1)
-    assert decision.step is NextStep.RETRY
+    assert decision.step is NextStep.RETRIED
     assert decision.retry_count == 2
     assert 0 <= decision.delay <= 20
 

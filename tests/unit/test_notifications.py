@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from lqs.domain.clients import parse_client_settings
-from lqs.domain.notifications import plan_messages
+from lqs.domain.notifications import plan_messages, reject_suppressed
 from lqs.domain.vocabulary import CommunicationType, ConsentStatus, LeadStatus
 
 LEAD: dict[str, Any] = {
@@ -81,6 +81,30 @@ def test_suppression_matches_emails_case_insensitively() -> None:
         frozenset({("email", "sales@client.example")}),
     )
     assert messages[0].rejection is not None
+
+
+@pytest.mark.parametrize("consent", ["granted", "denied"])
+def test_suppressions_applied_after_planning_reject_what_planning_with_them_rejects(
+    consent: str,
+) -> None:
+    lead = {**LEAD, "consent_status": consent}
+    settings = _settings(
+        notifications={
+            "qualified": [
+                {"channel": "email", "to": "lead", "template": "lead_acknowledgement"},
+                {"channel": "sms", "to": "lead", "template": "lead_qualified_sms"},
+                {"channel": "email", "to": "client", "template": "lead_qualified"},
+            ]
+        }
+    )
+    suppressed = frozenset({("email", "ann@corp.example"), ("email", "sales@client.example")})
+
+    planned = plan_messages(LeadStatus.QUALIFIED, settings, lead)
+    rejected = reject_suppressed(planned, suppressed)
+
+    assert rejected == plan_messages(LeadStatus.QUALIFIED, settings, lead, suppressed)
+    assert [m.rejection is None for m in rejected] == [False, consent == "granted", False]
+    assert reject_suppressed(planned, frozenset()) == planned
 
 
 @pytest.mark.parametrize(

@@ -317,7 +317,8 @@ def templates_put(
 def _sample_variables(client: Client) -> dict[str, Any]:
     """What the processor would pass a template for a plausible qualified lead of ``client``:
     every lead field set (no custom field: many leads have none)."""
-    from lqs.db.leads import LeadOutcome
+    from lqs.db.leads import ClaimedLead, LeadOutcome
+    from lqs.domain.vocabulary import LeadStatus
     from lqs.worker.processor import template_variables
 
     lead_id = UUID("00000000-0000-4000-8000-00000000a1a1")
@@ -328,7 +329,8 @@ def _sample_variables(client: Client) -> dict[str, Any]:
         "company_domain": "analytical.example", "company_size": 250, "industry": "Software",
         "country": "GB", "source": "website", "utm_source": "newsletter", "utm_medium": "email",
         "utm_campaign": "spring_launch", "utm_term": "lead scoring", "utm_content": "header_link",
-        "custom": {}, "consent_status": "granted",
+        "custom": {}, "consent_status": "granted", "consent_source": "website form",
+        "consent_at": datetime(2026, 3, 2, 9, 58, tzinfo=UTC),
         "received_at": datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
     }  # fmt: skip
     breakdown = [
@@ -339,5 +341,5 @@ def _sample_variables(client: Client) -> dict[str, Any]:
         {"rule_id": "company-size", "rule_version": 1, "field": "company_size",
          "value": row["company_size"], "points": 20, "reason": "Company of 50 to 10,000 people"},
     ]  # fmt: skip
-    outcome = LeadOutcome(lead_id, "qualified", 65, "B", breakdown, None)
-    return template_variables(row, outcome, client)
+    outcome = LeadOutcome(lead_id, LeadStatus.QUALIFIED, 65, "B", breakdown, None)
+    return template_variables(ClaimedLead.from_row(row), outcome, client)

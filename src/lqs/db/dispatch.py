@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
 from lqs.db.suppressions import suppressed_recipients
+from lqs.domain.delivery import NextStep
 from lqs.domain.notifications import normalise_recipient
 
 
@@ -149,13 +150,13 @@ class Attempt:
 class Ack:
     """What to record for one claimed communication.
 
-    ``step`` is ``sent``, ``retry``, ``failed`` or ``rejected``. ``attempt`` is None when
-    no provider was called (rejected at the consent check, no provider configured).
+    ``attempt`` is None when no provider was called (rejected at the consent check, no
+    provider configured, settled by a delivery event).
     """
 
     communication_id: UUID
     claim: int
-    step: str
+    step: NextStep
     retry_count: int
     provider: str | None = None
     external_id: str | None = None
@@ -213,7 +214,7 @@ WITH acks AS (
 ), finished AS (
     DELETE FROM public.delivery_queue AS q
     USING acks AS a
-    WHERE q.communication_id = a.communication_id AND a.step <> 'retry'
+    WHERE q.communication_id = a.communication_id AND a.step <> 'retried'
       AND q.communication_id IN (SELECT communication_id FROM held)
     RETURNING q.communication_id
 ), rescheduled AS (
@@ -221,7 +222,7 @@ WITH acks AS (
     SET next_attempt_at = now() + make_interval(secs => a.delay),
         lease_owner = NULL, lease_expires_at = NULL, last_error = a.error_message
     FROM acks AS a
-    WHERE q.communication_id = a.communication_id AND a.step = 'retry'
+    WHERE q.communication_id = a.communication_id AND a.step = 'retried'
       AND q.communication_id IN (SELECT communication_id FROM held)
     RETURNING q.communication_id
 )
@@ -298,7 +299,7 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
         {
             "communication_id": str(a.communication_id),
             "claim": a.claim,
-            "step": a.step,
+            "step": a.step.value,
             "retry_count": a.retry_count,
             "provider": a.provider,
             "external_id": a.external_id,
@@ -329,7 +330,7 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
     sends = [
         (a.client_id, a.provider, a.external_id, a.communication_id)
         for a in acks
-        if a.step == "sent" and a.client_id and a.provider and a.external_id
+        if a.step is NextStep.SENT and a.client_id and a.provider and a.external_id
     ]
     async with conn.transaction():
         # Before recording the sends: a delivery event for one of them either committed

@@ -5,16 +5,18 @@ Every statement is set-based: a batch of leads is one statement, not one per lea
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, fields
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection, DataError, errors
+from psycopg import AsyncConnection, DataError, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
-from lqs.domain.leads import NewLead
+from lqs.domain.leads import CONSENT_FIELDS, LEAD_FIELDS, NewLead
+from lqs.domain.vocabulary import ConsentStatus, LeadStatus
 
 LEADS_QUEUED_CHANNEL = "lqs_leads_queued"
 """NOTIFY channel: a lead was queued; processors waiting on it wake at once."""
@@ -63,64 +65,62 @@ def merge_within_batch(leads: Sequence[NewLead]) -> tuple[list[NewLead], list[in
         merged = {k: (later[k] if later[k] is not None else earlier[k]) for k in earlier}
         merged["custom"] = {**earlier["custom"], **later["custom"]}
         if lead.consent_status == "unknown":
-            merged["consent_status"] = distinct[index].consent_status
+            # As the database merges: an unknown status keeps the earlier consent whole.
+            merged.update({name: earlier[name] for name in CONSENT_FIELDS})
         distinct[index] = NewLead(**merged)
         positions.append(index)
     return distinct, positions
 
 
-_LEAD_COLUMNS = """
-    email, phone, first_name, last_name, job_title, company_name, company_domain,
-    company_size, industry, country, source, utm_source, utm_medium, utm_campaign,
-    utm_term, utm_content, custom, consent_status, consent_source, consent_at, dedupe_key
-"""
+_COLUMNS: tuple[str, ...] = (*LEAD_FIELDS, "custom", "dedupe_key")
+"""The leads columns intake writes, in the order of the staging table and its COPY."""
 
-_INSERT_FROM = (
-    "INSERT INTO public.leads AS l (client_id, "
-    + _LEAD_COLUMNS
-    + """)
-SELECT %(client_id)s, r.email, r.phone, r.first_name, r.last_name, r.job_title,
-       r.company_name, r.company_domain, r.company_size, r.industry, r.country, r.source,
-       r.utm_source, r.utm_medium, r.utm_campaign, r.utm_term, r.utm_content,
-       coalesce(r.custom, '{}'::jsonb), r.consent_status, r.consent_source, r.consent_at,
-       r.dedupe_key
+
+def _column_list() -> sql.Composable:
+    return sql.SQL(", ").join(sql.Identifier(c) for c in _COLUMNS)
+
+
+def _merged(column: str) -> sql.Composable:
+    """``column``'s value when a submission merges into a stored lead."""
+    name = sql.Identifier(column)
+    if column == "custom":
+        return sql.SQL("l.custom || EXCLUDED.custom")
+    if column in CONSENT_FIELDS:
+        # Consent moves as a whole: an ``unknown`` status says nothing about source or time.
+        return sql.SQL(
+            "CASE WHEN EXCLUDED.consent_status = 'unknown' THEN l.{0} ELSE EXCLUDED.{0} END"
+        ).format(name)
+    # A submitted value replaces the stored one; an absent one keeps it.
+    return sql.SQL("coalesce(EXCLUDED.{0}, l.{0})").format(name)
+
+
+_INSERT_FROM = sql.SQL(
+    """
+INSERT INTO public.leads AS l (client_id, {columns})
+SELECT %(client_id)s, {values}
 """
+).format(
+    columns=_column_list(),
+    values=sql.SQL(", ").join(
+        sql.SQL("coalesce(r.custom, '{}'::jsonb)")
+        if c == "custom"
+        else sql.SQL("r.{}").format(sql.Identifier(c))
+        for c in _COLUMNS
+    ),
 )
 
-# Merged fields: a submitted value replaces the stored one; an absent one keeps it.
-_MERGE_ON_CONFLICT = """
+_MERGE_ON_CONFLICT = sql.SQL(
+    """
 ON CONFLICT (client_id, dedupe_key)
     WHERE dedupe_key IS NOT NULL AND status IN ('queued', 'qualified', 'nurture')
 DO UPDATE SET
-    email = coalesce(EXCLUDED.email, l.email),
-    phone = coalesce(EXCLUDED.phone, l.phone),
-    first_name = coalesce(EXCLUDED.first_name, l.first_name),
-    last_name = coalesce(EXCLUDED.last_name, l.last_name),
-    job_title = coalesce(EXCLUDED.job_title, l.job_title),
-    company_name = coalesce(EXCLUDED.company_name, l.company_name),
-    company_domain = coalesce(EXCLUDED.company_domain, l.company_domain),
-    company_size = coalesce(EXCLUDED.company_size, l.company_size),
-    industry = coalesce(EXCLUDED.industry, l.industry),
-    country = coalesce(EXCLUDED.country, l.country),
-    source = coalesce(EXCLUDED.source, l.source),
-    utm_source = coalesce(EXCLUDED.utm_source, l.utm_source),
-    utm_medium = coalesce(EXCLUDED.utm_medium, l.utm_medium),
-    utm_campaign = coalesce(EXCLUDED.utm_campaign, l.utm_campaign),
-    utm_term = coalesce(EXCLUDED.utm_term, l.utm_term),
-    utm_content = coalesce(EXCLUDED.utm_content, l.utm_content),
-    custom = l.custom || EXCLUDED.custom,
-    consent_status = CASE WHEN EXCLUDED.consent_status = 'unknown'
-                          THEN l.consent_status ELSE EXCLUDED.consent_status END,
-    consent_source = CASE WHEN EXCLUDED.consent_status = 'unknown'
-                          THEN l.consent_source ELSE EXCLUDED.consent_source END,
-    consent_at = CASE WHEN EXCLUDED.consent_status = 'unknown'
-                      THEN l.consent_at ELSE EXCLUDED.consent_at END,
+    {merged},
     -- The trail: when, and the stored values this submission replaced.
     history = l.history || jsonb_build_array(jsonb_build_object(
         'merged_at', now(),
         'source', EXCLUDED.source,
         'previous', (
-            SELECT coalesce(jsonb_object_agg(old.key, old.value), '{}'::jsonb)
+            SELECT coalesce(jsonb_object_agg(old.key, old.value), '{{}}'::jsonb)
             FROM jsonb_each(to_jsonb(l)) AS old
             JOIN jsonb_each(jsonb_strip_nulls(to_jsonb(EXCLUDED))) AS new USING (key)
             WHERE old.key <> ALL (ARRAY['id', 'client_id', 'dedupe_key', 'status',
@@ -132,23 +132,32 @@ DO UPDATE SET
     ))
 RETURNING l.dedupe_key, l.id, l.status, (l.xmax = 0) AS inserted
 """
-
-_INSERT_OR_MERGE_JSON = (
-    _INSERT_FROM
-    + "FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r"
-    + _MERGE_ON_CONFLICT
+).format(
+    merged=sql.SQL(",\n    ").join(
+        sql.SQL("{} = {}").format(sql.Identifier(c), _merged(c))
+        for c in _COLUMNS
+        if c != "dedupe_key"
+    )
 )
-_INSERT_OR_MERGE_STAGED = _INSERT_FROM + "FROM lqs_lead_staging AS r" + _MERGE_ON_CONFLICT
 
-_CREATE_STAGING = """
-CREATE TEMP TABLE IF NOT EXISTS lqs_lead_staging (
-    email text, phone text, first_name text, last_name text, job_title text,
-    company_name text, company_domain text, company_size integer, industry text,
-    country text, source text, utm_source text, utm_medium text, utm_campaign text,
-    utm_term text, utm_content text, custom jsonb, consent_status text,
-    consent_source text, consent_at timestamptz, dedupe_key text
-) ON COMMIT DELETE ROWS
-"""
+_INSERT_OR_MERGE_JSON = sql.Composed(
+    [
+        _INSERT_FROM,
+        sql.SQL("FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r"),
+        _MERGE_ON_CONFLICT,
+    ]
+)
+_INSERT_OR_MERGE_STAGED = sql.Composed(
+    [_INSERT_FROM, sql.SQL("FROM lqs_lead_staging AS r"), _MERGE_ON_CONFLICT]
+)
+
+# The staging table takes its column types from public.leads itself.
+_CREATE_STAGING = sql.SQL(
+    "CREATE TEMP TABLE IF NOT EXISTS lqs_lead_staging ON COMMIT DELETE ROWS"
+    " AS SELECT {} FROM public.leads WITH NO DATA"
+).format(_column_list())
+
+_COPY_STAGING = sql.SQL("COPY lqs_lead_staging ({}) FROM STDIN").format(_column_list())
 
 
 async def insert_or_merge_leads(
@@ -279,13 +288,11 @@ async def _import_batch(
 
     await conn.execute(_CREATE_STAGING)
     async with conn.cursor() as copy_cur:
-        async with copy_cur.copy(
-            "COPY lqs_lead_staging (" + _LEAD_COLUMNS + ") FROM STDIN"
-        ) as copy:
+        async with copy_cur.copy(_COPY_STAGING) as copy:
             for lead in distinct:
                 row = _row(lead)
                 row["custom"] = Jsonb(row["custom"])
-                await copy.write_row([row[c.strip()] for c in _LEAD_COLUMNS.split(",")])
+                await copy.write_row([row[c] for c in _COLUMNS])
         await copy_cur.execute(_INSERT_OR_MERGE_STAGED, {"client_id": client_id})
         returned = await copy_cur.fetchall()
     # ON COMMIT DELETE ROWS empties the staging table only at commit: a split batch stores
@@ -304,6 +311,35 @@ async def _import_batch(
     )
 
 
+@dataclass(frozen=True)
+class ClaimedLead:
+    """A stored lead as the processor reads it: claimed for processing, or read back to
+    render its messages again."""
+
+    id: UUID
+    client_id: UUID
+    received_at: datetime
+    submitted: NewLead
+    """The lead's fields (merged submissions): what rules score and templates show."""
+
+    @classmethod
+    def from_row(cls, row: Mapping[str, Any]) -> ClaimedLead:
+        """From a ``public.leads`` row read with ``dict_row`` (every column)."""
+        values = {name: row[name] for name in _NEW_LEAD_FIELDS}
+        values["consent_status"] = ConsentStatus(row["consent_status"])
+        return cls(row["id"], row["client_id"], row["received_at"], NewLead(**values))
+
+    def as_mapping(self) -> dict[str, object]:
+        """The lead's fields by name, custom fields under ``custom``: what
+        :func:`~lqs.domain.scoring.score_lead` and
+        :func:`~lqs.domain.notifications.plan_messages` read."""
+        lead = self.submitted
+        found: dict[str, object] = {name: getattr(lead, name) for name in LEAD_FIELDS}
+        found["consent_status"] = lead.consent_status.value
+        found["custom"] = lead.custom
+        return found
+
+
 _CLAIM_QUEUED = """
 SELECT l.*
 FROM public.leads AS l
@@ -315,14 +351,14 @@ FOR UPDATE SKIP LOCKED
 """
 
 
-async def claim_queued_leads(conn: AsyncConnection, limit: int) -> list[dict[str, Any]]:
+async def claim_queued_leads(conn: AsyncConnection, limit: int) -> list[ClaimedLead]:
     """Lock up to ``limit`` queued leads, oldest first, for this transaction."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(_CLAIM_QUEUED, {"limit": limit})
-        return await cur.fetchall()
+        return [ClaimedLead.from_row(row) for row in await cur.fetchall()]
 
 
-async def claim_queued_lead(conn: AsyncConnection, lead_id: UUID) -> dict[str, Any] | None:
+async def claim_queued_lead(conn: AsyncConnection, lead_id: UUID) -> ClaimedLead | None:
     """Lock one lead for this transaction if it is still queued and nobody holds it."""
     async with conn.cursor(row_factory=dict_row) as cur:
         await cur.execute(
@@ -330,7 +366,8 @@ async def claim_queued_lead(conn: AsyncConnection, lead_id: UUID) -> dict[str, A
             " FOR UPDATE SKIP LOCKED",
             (lead_id,),
         )
-        return await cur.fetchone()
+        row = await cur.fetchone()
+    return None if row is None else ClaimedLead.from_row(row)
 
 
 @dataclass(frozen=True)
@@ -376,7 +413,7 @@ class LeadOutcome:
     """The processor's verdict on one lead."""
 
     lead_id: UUID
-    status: str
+    status: LeadStatus
     score: int | None
     grade: str | None
     score_breakdown: list[dict[str, Any]] | None
@@ -403,7 +440,7 @@ async def record_lead_outcomes(conn: AsyncConnection, outcomes: Sequence[LeadOut
     payload = [
         {
             "lead_id": str(o.lead_id),
-            "status": o.status,
+            "status": o.status.value,
             "score": o.score,
             "grade": o.grade,
             "score_breakdown": o.score_breakdown,

@@ -263,9 +263,17 @@ class Verdict(StrEnum):
 
 
 class NextStep(StrEnum):
+    """What happens to a claimed communication next: :func:`after_attempt` decides
+    ``sent``, ``retried`` or ``failed``; the dispatcher ends a message it does not send
+    as ``rejected`` or ``settled``."""
+
     SENT = "sent"
-    RETRY = "retry"
+    RETRIED = "retried"
     FAILED = "failed"
+    REJECTED = "rejected"
+    """Not sent: no longer allowed (consent withdrawn, recipient suppressed)."""
+    SETTLED = "settled"
+    """Not sent: a delivery event had already moved the communication on."""
 
 
 @dataclass(frozen=True)
@@ -301,7 +309,7 @@ class AttemptDecision:
     step: NextStep
     retry_count: int
     delay: float | None = None
-    """Seconds until the next attempt (RETRY only)."""
+    """Seconds until the next attempt (RETRIED only)."""
     error_message: str | None = None
 
 
@@ -346,4 +354,4 @@ def after_attempt(
                 f"retry horizon: {message}"
             ),
         )
-    return AttemptDecision(NextStep.RETRY, retries, delay=wait, error_message=message)
+    return AttemptDecision(NextStep.RETRIED, retries, delay=wait, error_message=message)

@@ -170,8 +170,21 @@ class NewLead:
         return f"phone:{self.phone}"
 
 
-CONTACT_FIELDS = ("email", "phone")
+# The lead's fields are defined once, by LeadSubmission; every other list derives from it
+# (NewLead's fields, db/leads.py's columns, scoring's fields, the template variables;
+# tests/unit/test_lead_fields.py pins them together).
 LEAD_FIELDS: tuple[str, ...] = tuple(n for n in LeadSubmission.model_fields if n != "custom")
+"""Every named field of a lead, in declaration order; custom fields are kept apart."""
+CONTACT_FIELDS = ("email", "phone")
+"""How the lead is reached: a lead needs one of them, and the first given keys duplicates."""
+CONSENT_FIELDS = ("consent_status", "consent_source", "consent_at")
+"""The lead's consent, replaced together: a submission whose status is ``unknown`` keeps
+the stored status, source and time."""
+PROFILE_FIELDS: tuple[str, ...] = tuple(
+    n for n in LEAD_FIELDS if n not in ("consent_source", "consent_at")
+)
+"""What describes the lead, the fields rules may score and templates may show: every lead
+field but where and when consent was recorded (kept for audits only)."""
 _LEAD_FIELD_NAMES = frozenset(LeadSubmission.model_fields)
 
 
@@ -476,25 +489,11 @@ def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> New
             if consent_at.tzinfo is None
             else consent_at.astimezone(UTC)
         )
-    return NewLead(
+    values: dict[str, Any] = {name: getattr(submission, name) for name in LEAD_FIELDS}
+    values.update(
         email=email,
         phone=phone,
-        first_name=submission.first_name,
-        last_name=submission.last_name,
-        job_title=submission.job_title,
-        company_name=submission.company_name,
-        company_domain=submission.company_domain.lower() if submission.company_domain else None,
-        company_size=submission.company_size,
-        industry=submission.industry,
-        country=submission.country,
-        source=submission.source,
-        utm_source=submission.utm_source,
-        utm_medium=submission.utm_medium,
-        utm_campaign=submission.utm_campaign,
-        utm_term=submission.utm_term,
-        utm_content=submission.utm_content,
-        consent_status=submission.consent_status,
-        consent_source=submission.consent_source,
+        company_domain=values["company_domain"].lower() if values["company_domain"] else None,
         consent_at=consent_at,
-        custom=dict(submission.custom),
     )
+    return NewLead(**values, custom=dict(submission.custom))

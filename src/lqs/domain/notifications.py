@@ -8,7 +8,7 @@ compliance note. Rendering and storage happen elsewhere.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from lqs.domain.clients import ClientSettings, NotificationRule
 from lqs.domain.vocabulary import CommunicationType, ConsentStatus, LeadStatus
@@ -82,8 +82,6 @@ def plan_messages(
                 rejection = (
                     f"lead consent is {consent.value}: messages to the lead need granted consent"
                 )
-            elif (rule.channel.value, normalise_recipient(rule.channel, recipient)) in suppressed:
-                rejection = f"recipient is on the client's {rule.channel.value} suppression list"
             planned.append(
                 PlannedMessage(
                     channel=rule.channel,
@@ -96,7 +94,29 @@ def plan_messages(
                     rejection=rejection,
                 )
             )
-    return planned
+    return reject_suppressed(planned, suppressed)
+
+
+def reject_suppressed(
+    planned: list[PlannedMessage], suppressed: frozenset[tuple[str, str]]
+) -> list[PlannedMessage]:
+    """``planned`` with every message still allowed whose recipient is in ``suppressed``
+    (``(channel, normalised recipient)`` pairs) rejected: the suppression check of
+    :func:`plan_messages`, for messages planned before the suppressions were known."""
+    if not suppressed:
+        return planned
+    return [
+        replace(
+            message,
+            rejection=f"recipient is on the client's {message.channel.value} suppression list",
+        )
+        if message.rejection is None
+        and message.recipient is not None
+        and (message.channel.value, normalise_recipient(message.channel, message.recipient))
+        in suppressed
+        else message
+        for message in planned
+    ]
 
 
 def normalise_recipient(channel: str, recipient: str) -> str:

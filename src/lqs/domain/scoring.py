@@ -20,14 +20,12 @@ from typing import Any, Literal, NamedTuple, TypeAlias, TypeGuard
 import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 
 from lqs.domain.email_domains import EMAIL_DOMAIN_TYPES, EmailDomainType, classify_email_domain
+from lqs.domain.leads import PROFILE_FIELDS
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import LeadStatus
 
-SCORABLE_FIELDS: tuple[str, ...] = (
-    "email", "phone", "first_name", "last_name", "job_title", "company_name",
-    "company_domain", "company_size", "industry", "country", "source", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "consent_status",
-)  # fmt: skip
+SCORABLE_FIELDS: tuple[str, ...] = PROFILE_FIELDS
+"""The lead fields a rule may name (custom fields are named ``custom.<key>``)."""
 CUSTOM_FIELD_PREFIX = "custom."
 RULE_ID_PATTERN = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
 CONDITION_NAMES: tuple[str, ...] = (

@@ -95,15 +95,8 @@ class DispatchStats:
     settled: int = 0
     """Claimed but no longer pending: a delivery event had settled it (nothing sent)."""
 
-    def add(self, step: str) -> None:
-        name = {
-            "sent": "sent",
-            "retry": "retried",
-            "failed": "failed",
-            "rejected": "rejected",
-            "settled": "settled",
-        }
-        setattr(self, name[step], getattr(self, name[step]) + 1)
+    def add(self, step: NextStep) -> None:
+        setattr(self, step.value, getattr(self, step.value) + 1)
 
 
 @dataclass(frozen=True)
@@ -436,13 +429,15 @@ class Dispatcher:
         """Where ``message`` goes now, or the ack that ends it without a request."""
         if message.status != "pending":
             # A delivery event settled it while a retry was waiting: nothing to send.
-            return Ack(message.communication_id, message.attempt, "settled", message.retry_count)
+            return Ack(
+                message.communication_id, message.attempt, NextStep.SETTLED, message.retry_count
+            )
         rejection = _still_allowed(message)
         if rejection is not None:
             return Ack(
                 message.communication_id,
                 message.attempt,
-                "rejected",
+                NextStep.REJECTED,
                 message.retry_count,
                 compliance_notes=rejection,
             )
@@ -663,7 +658,7 @@ class Dispatcher:
         return Ack(
             message.communication_id,
             message.attempt,
-            "failed",
+            NextStep.FAILED,
             message.retry_count,
             error_message=reason,
         )
@@ -749,20 +744,18 @@ def _ack(
         error_message=result.error_message,
         outcome=result.verdict.value,
     )
-    step = {NextStep.SENT: "sent", NextStep.RETRY: "retry", NextStep.FAILED: "failed"}[
-        decision.step
-    ]
+    step = decision.step
     return Ack(
         message.communication_id,
         message.attempt,
         step,
         decision.retry_count,
         provider=provider,
-        external_id=result.external_id if step == "sent" else None,
-        external_reference=_reference(result) if step == "sent" else None,
+        external_id=result.external_id if step is NextStep.SENT else None,
+        external_reference=_reference(result) if step is NextStep.SENT else None,
         error_message=decision.error_message,
         delay=decision.delay,
-        sent_at=finished if step == "sent" else None,
+        sent_at=finished if step is NextStep.SENT else None,
         attempt=attempt,
         push_gone=result.recipient_gone and message.channel == "push",
         client_id=message.client_id,

@@ -30,6 +30,7 @@ from lqs.db.clients import Client, get_clients_by_id
 from lqs.db.communications import NewCommunication, record_communications
 from lqs.db.errors import is_transient
 from lqs.db.leads import (
+    ClaimedLead,
     LeadFailure,
     LeadOutcome,
     claim_queued_lead,
@@ -43,7 +44,13 @@ from lqs.db.templates import StoredTemplate, latest_templates
 from lqs.domain.clients import ClientSettings, parse_client_settings
 from lqs.domain.default_rules import default_rules
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
-from lqs.domain.notifications import PlannedMessage, normalise_recipient, plan_messages
+from lqs.domain.leads import PROFILE_FIELDS
+from lqs.domain.notifications import (
+    PlannedMessage,
+    normalise_recipient,
+    plan_messages,
+    reject_suppressed,
+)
 from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.text import describe_error
@@ -52,12 +59,7 @@ from lqs.domain.vocabulary import CommunicationStatus, CommunicationType, LeadSt
 log = structlog.get_logger(__name__)
 
 # Lead columns a template may use; bookkeeping columns stay out of template variables.
-_TEMPLATE_LEAD_FIELDS = (
-    "id", "email", "phone", "first_name", "last_name", "job_title", "company_name",
-    "company_domain", "company_size", "industry", "country", "source", "utm_source",
-    "utm_medium", "utm_campaign", "utm_term", "utm_content", "custom", "consent_status",
-    "received_at",
-)  # fmt: skip
+_TEMPLATE_LEAD_FIELDS = ("id", *PROFILE_FIELDS, "custom", "received_at")
 
 
 @dataclass(frozen=True)
@@ -128,9 +130,9 @@ class LeadProcessor:
         claimed: list[UUID] = []
         try:
             async with self._pool.connection() as conn, conn.transaction():
-                rows = await claim_queued_leads(conn, self.batch_size)
-                claimed = [row["id"] for row in rows]
-                result = await self._process_rows(conn, rows)
+                leads = await claim_queued_leads(conn, self.batch_size)
+                claimed = [lead.id for lead in leads]
+                result = await self._process_leads(conn, leads)
         except Exception as exc:
             if is_transient(exc) or not claimed:
                 raise
@@ -157,8 +159,8 @@ class LeadProcessor:
         for lead_id in lead_ids:
             try:
                 async with self._pool.connection() as conn, conn.transaction():
-                    row = await claim_queued_lead(conn, lead_id)
-                    result = await self._process_rows(conn, [row] if row else [])
+                    lead = await claim_queued_lead(conn, lead_id)
+                    result = await self._process_leads(conn, [lead] if lead else [])
             except Exception as exc:
                 if is_transient(exc):
                     raise
@@ -187,10 +189,10 @@ class LeadProcessor:
                 parked=failure.lead_id in parked,
             )
 
-    async def _process_rows(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> BatchResult:
-        if not rows:
+    async def _process_leads(self, conn: AsyncConnection, leads: list[ClaimedLead]) -> BatchResult:
+        if not leads:
             return BatchResult(0, 0, 0)
-        client_ids = {row["client_id"] for row in rows}
+        client_ids = {lead.client_id for lead in leads}
         contexts = {
             cid: self._context(client)
             for cid, client in (await get_clients_by_id(conn, client_ids)).items()
@@ -200,23 +202,31 @@ class LeadProcessor:
         push = await live_push_subscriptions(conn, pushing) if pushing else {}
 
         failures: list[LeadFailure] = []
-        scored: list[tuple[dict[str, Any], LeadOutcome, list[PlannedMessage]]] = []
-        for row in rows:
+        scored: list[tuple[ClaimedLead, LeadOutcome, list[PlannedMessage]]] = []
+        for lead in leads:
             try:
-                outcome = self._score(row, contexts[row["client_id"]])
-                planned = self._plan(row, outcome, contexts[row["client_id"]], frozenset(), push)
+                fields = lead.as_mapping()
+                outcome = self._score(lead.id, fields, contexts[lead.client_id])
+                # Planned once, before the suppressions are known; they are applied below.
+                planned = plan_messages(
+                    outcome.status,
+                    contexts[lead.client_id].settings,
+                    fields,
+                    frozenset(),
+                    push.get(lead.client_id, ()),
+                )
             except Exception as exc:  # one lead's data or its client's rules: that lead only
-                failures.append(LeadFailure(row["id"], describe_error(exc)))
+                failures.append(LeadFailure(lead.id, describe_error(exc)))
                 continue
-            scored.append((row, outcome, planned))
+            scored.append((lead, outcome, planned))
 
         candidates = {
             (
-                row["client_id"],
+                lead.client_id,
                 message.channel.value,
                 normalise_recipient(message.channel, message.recipient),
             )
-            for row, _, planned in scored
+            for lead, _, planned in scored
             for message in planned
             if message.recipient is not None
         }
@@ -226,16 +236,16 @@ class LeadProcessor:
 
         outcomes: list[LeadOutcome] = []
         communications: list[NewCommunication] = []
-        for row, outcome, _ in scored:
-            context = contexts[row["client_id"]]
-            client_suppressed = frozenset(suppressed[row["client_id"]])
+        for lead, outcome, planned in scored:
+            context = contexts[lead.client_id]
+            client_suppressed = frozenset(suppressed[lead.client_id])
             try:
                 lead_messages = [
-                    self._communication(row, outcome, message, context, templates)
-                    for message in self._plan(row, outcome, context, client_suppressed, push)
+                    self._communication(lead, outcome, message, context, templates)
+                    for message in reject_suppressed(planned, client_suppressed)
                 ]
             except Exception as exc:
-                failures.append(LeadFailure(row["id"], describe_error(exc)))
+                failures.append(LeadFailure(lead.id, describe_error(exc)))
                 continue
             outcomes.append(outcome)
             communications.extend(lead_messages)
@@ -243,7 +253,7 @@ class LeadProcessor:
         queued = await record_communications(conn, communications)
         if failures:
             await self._count_failures(conn, failures)
-        return BatchResult(len(rows), len(communications), queued, failed=len(failures))
+        return BatchResult(len(leads), len(communications), queued, failed=len(failures))
 
     async def drain(
         self, stop: asyncio.Event | None = None, *, progress: Callable[[], None] | None = None
@@ -297,38 +307,23 @@ class LeadProcessor:
             self._rules_cache[key] = rules
         return _ClientContext(client, settings, rules, None)
 
-    def _score(self, row: Mapping[str, Any], context: _ClientContext) -> LeadOutcome:
+    @staticmethod
+    def _score(lead_id: UUID, fields: Mapping[str, object], context: _ClientContext) -> LeadOutcome:
         if context.rules is None:
-            return LeadOutcome(row["id"], LeadStatus.ERROR, None, None, None, context.rules_error)
-        result = score_lead(row, context.rules)
+            return LeadOutcome(lead_id, LeadStatus.ERROR, None, None, None, context.rules_error)
+        result = score_lead(fields, context.rules)
         return LeadOutcome(
-            row["id"],
-            result.outcome.value,
+            lead_id,
+            result.outcome,
             result.score,
             result.grade,
             breakdown_to_json(result.breakdown),
             None,
         )
 
-    @staticmethod
-    def _plan(
-        row: Mapping[str, Any],
-        outcome: LeadOutcome,
-        context: _ClientContext,
-        suppressed: frozenset[tuple[str, str]],
-        push: Mapping[UUID, list[str]],
-    ) -> list[PlannedMessage]:
-        return plan_messages(
-            LeadStatus(outcome.status),
-            context.settings,
-            row,
-            suppressed,
-            push.get(row["client_id"], ()),
-        )
-
     def _communication(
         self,
-        row: Mapping[str, Any],
+        lead: ClaimedLead,
         outcome: LeadOutcome,
         message: PlannedMessage,
         context: _ClientContext,
@@ -336,10 +331,10 @@ class LeadProcessor:
     ) -> NewCommunication:
         assert message.recipient is not None
         template, template_ref = template_for(context.client.id, message.template_id, templates)
-        variables = template_variables(row, outcome, context.client)
-        base = {
-            "lead_id": row["id"],
-            "client_id": row["client_id"],
+        variables = template_variables(lead, outcome, context.client)
+        base: dict[str, Any] = {
+            "lead_id": lead.id,
+            "client_id": lead.client_id,
             "type": message.channel.value,
             "recipient": message.recipient,
             "template_id": template_ref,
@@ -417,15 +412,15 @@ def template_for(
     return default, f"{template_id}@default"
 
 
-def template_variables(
-    row: Mapping[str, Any], outcome: LeadOutcome, client: Client
-) -> dict[str, Any]:
-    lead = {k: _json_safe(row.get(k)) for k in _TEMPLATE_LEAD_FIELDS}
+def template_variables(lead: ClaimedLead, outcome: LeadOutcome, client: Client) -> dict[str, Any]:
+    fields = lead.as_mapping()
+    fields["id"] = lead.id
+    fields["received_at"] = lead.received_at
     return {
-        "lead": lead,
+        "lead": {k: _json_safe(fields[k]) for k in _TEMPLATE_LEAD_FIELDS},
         "client": {"name": client.name, "slug": client.slug},
         "score": outcome.score,
         "grade": outcome.grade,
-        "outcome": outcome.status,
+        "outcome": outcome.status.value,
         "breakdown": outcome.score_breakdown or [],
     }

@@ -20,7 +20,7 @@ from psycopg import AsyncConnection
 
 from lqs.db.clients import Client, get_clients_by_id
 from lqs.db.communications import redrive_failed
-from lqs.db.leads import LeadOutcome
+from lqs.db.leads import ClaimedLead, LeadOutcome
 from lqs.db.rerender import (
     FailedCommunication,
     Rerendered,
@@ -31,6 +31,7 @@ from lqs.db.rerender import (
 )
 from lqs.db.templates import StoredTemplate, latest_templates
 from lqs.domain.templates import TemplateError, TemplateRenderer
+from lqs.domain.vocabulary import LeadStatus
 from lqs.worker.processor import template_for, template_variables
 
 
@@ -66,7 +67,12 @@ async def rerender_failed(
         return RerenderReport([], [])
     clients = await get_clients_by_id(conn, {c.client_id for c in failed})
     templates = await latest_templates(conn, clients)
-    leads = await leads_by_id(conn, {c.lead_id for c in failed if c.lead_id is not None})
+    leads = {
+        lead_id: (ClaimedLead.from_row(row), _outcome(row))
+        for lead_id, row in (
+            await leads_by_id(conn, {c.lead_id for c in failed if c.lead_id is not None})
+        ).items()
+    }
 
     rendered: list[Rerendered] = []
     still_failed: list[tuple[UUID, str]] = []
@@ -86,7 +92,7 @@ def _render(
     communication: FailedCommunication,
     clients: Mapping[UUID, Client],
     templates: Mapping[tuple[UUID, str], StoredTemplate],
-    leads: Mapping[UUID, Mapping[str, Any]],
+    leads: Mapping[UUID, tuple[ClaimedLead, LeadOutcome]],
     renderer: TemplateRenderer,
 ) -> Rerendered | str:
     """The communication rendered again, or why it cannot be."""
@@ -94,14 +100,15 @@ def _render(
     name = recorded.split("@", 1)[0] if recorded else ""
     if not name:
         return "cannot re-render: no template was recorded for this communication"
-    lead = leads.get(communication.lead_id) if communication.lead_id is not None else None
-    if lead is None:
+    found = leads.get(communication.lead_id) if communication.lead_id is not None else None
+    if found is None:
         return "cannot re-render: the lead no longer exists"
     client = clients[communication.client_id]
     template, template_ref = template_for(communication.client_id, name, templates)
     if template is None:
         return f"no template {name!r} for this client"
-    variables = template_variables(lead, _outcome(lead), client)
+    lead, outcome = found
+    variables = template_variables(lead, outcome, client)
     try:
         message = renderer.render(template, variables)
     except TemplateError as exc:
@@ -114,7 +121,7 @@ def _outcome(lead: Mapping[str, Any]) -> LeadOutcome:
     outcome and breakdown."""
     return LeadOutcome(
         lead["id"],
-        lead["status"],
+        LeadStatus(lead["status"]),
         lead["score"],
         lead["grade"],
         lead["score_breakdown"],
