@@ -52,7 +52,7 @@ def _event(step: NextStep) -> DeliveryEvent:
         event_id=f"evt_{uuid.uuid4().hex}",
         kind=SAME_AS[step],
         raw_type=SAME_AS[step].value,
-        message_id="re_matrix",
+        external_id="re_matrix",
         occurred_at=datetime(2026, 5, 4, 9, 30, tzinfo=UTC),
         reason="why",
     )
