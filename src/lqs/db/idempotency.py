@@ -9,10 +9,12 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from lqs.errors import InputError
+
 IDEMPOTENCY_WINDOW_HOURS = 24
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(InputError):
     """Raised when a key is reused within its window with a different request body."""
 
 

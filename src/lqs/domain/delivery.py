@@ -28,6 +28,8 @@ from pydantic import (
     model_validator,
 )
 
+from lqs.errors import ConfigurationError
+
 EmailProvider = Literal["resend", "sendgrid"]
 
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
@@ -181,7 +183,7 @@ class DeliverySettings(_Settings):
     webhook: WebhookSettings | None = None
 
 
-class DeliverySettingsError(ValueError):
+class DeliverySettingsError(ConfigurationError, ValueError):
     """A client's delivery settings are invalid; the message names each bad key."""
 
 

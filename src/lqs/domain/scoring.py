@@ -22,6 +22,7 @@ import re2  # type: ignore[import-untyped]  # google-re2 ships no type hints
 from lqs.domain.email_domains import EMAIL_DOMAIN_TYPES, EmailDomainType, classify_email_domain
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import LeadStatus
+from lqs.errors import ConfigurationError
 
 SCORABLE_FIELDS: tuple[str, ...] = (
     "email", "phone", "first_name", "last_name", "job_title", "company_name",
@@ -59,7 +60,7 @@ Operand: TypeAlias = str | int | float | bool
 Number: TypeAlias = int | float | Decimal
 
 
-class RulesError(ValueError):
+class RulesError(ConfigurationError, ValueError):
     """Raised by :func:`parse_rules` when a rule set is invalid.
 
     ``problems`` lists every problem found, one line each, naming the rule it concerns
