@@ -39,6 +39,7 @@ import httpx
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.config import ProviderLimits
 from lqs.db.clients import get_clients_by_id
 from lqs.db.dispatch import (
     Ack,
@@ -78,7 +79,7 @@ from lqs.providers.sendgrid import SendGridProvider
 from lqs.providers.twilio import TwilioProvider
 from lqs.providers.webhook import WebhookProvider
 from lqs.providers.webpush import WebPushProvider
-from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
+from lqs.worker.limits import Failover, ProviderLimiter
 
 log = structlog.get_logger(__name__)
 
