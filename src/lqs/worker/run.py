@@ -322,7 +322,8 @@ async def _woken_or_stopped(
 
 async def _purge_expired_keys(pool: AsyncConnectionPool) -> None:
     try:
-        async with pool.connection() as conn:
+        # A short wait for a connection: the heartbeat that follows must not be late.
+        async with pool.connection(timeout=2.0) as conn:
             purged = await purge_expired_idempotency_keys(conn)
     except Exception as exc:
         # Housekeeping: the next turn tries again; the loops report an outage.
