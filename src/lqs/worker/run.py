@@ -14,8 +14,8 @@ a batch of leads rolls back and is claimed again, and the dispatcher keeps the o
 could not record until it can. Only ``stop`` ends the daemon. Every few seconds it also
 writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads, but only while
 each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats. The
-same housekeeping loop deletes expired Idempotency-Key records every ``purge_interval``
-seconds (from the first beat on).
+same housekeeping loop deletes expired Idempotency-Key records after its first beat and
+every ``purge_interval`` seconds after that.
 
 Everything the worker takes from the settings arrives in one :class:`WorkerConfig`, built
 by :func:`lqs.cli.compose.worker_config`.
@@ -346,9 +346,6 @@ async def _heartbeat_forever(
     host, pid = socket.gethostname(), os.getpid()
     purge_due = time.monotonic()
     while not stop.is_set():
-        if time.monotonic() >= purge_due:
-            purge_due = time.monotonic() + purge_interval
-            await _purge_expired_keys(pool)
         stalled = progress.stalled(stall_after)
         if stalled:
             # No beat: /readyz and whoever watches the heartbeats see this worker as gone.
@@ -361,6 +358,9 @@ async def _heartbeat_forever(
         except Exception as exc:
             # The loops report the outage; a missed beat is what /readyz should see.
             log.debug("worker_heartbeat_failed", error=str(exc))
+        if time.monotonic() >= purge_due:  # after the beat: housekeeping never delays it
+            purge_due = time.monotonic() + purge_interval
+            await _purge_expired_keys(pool)
         await _sleep_or_stop(interval, stop)
 
 
