@@ -3,7 +3,7 @@ the API and the worker run with.
 
 Below this module nothing falls back on a default of its own: ``create_app`` takes an
 :class:`~lqs.api.app.ApiConfig` and ``run_worker`` a :class:`~lqs.worker.run.WorkerConfig`,
-every field of them set here from a setting (``tests/test_settings_reach.py`` holds each
+every field of them set here from a setting (``tests/unit/test_settings_reach.py`` holds each
 ``LQS_*`` variable to it).
 """
 
