@@ -87,7 +87,7 @@ def _prepare(url: str, n: int) -> str:
 
 
 async def _drain_lqs(pool: AsyncConnectionPool, batch_size: int, in_flight: int = 1) -> int:
-    processor = LeadProcessor(pool, batch_size=batch_size, in_flight=in_flight)
+    processor = LeadProcessor(pool, batch_size=batch_size, in_flight=in_flight, park_after=3)
     return await processor.drain()
 
 

@@ -5,17 +5,29 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
-class ProviderLimitSetting(BaseModel):
-    """Requests per second (None: unlimited) and requests at once, for one provider."""
+class ProviderLimits(BaseModel):
+    """Per-process send limits for one provider: ``rate``, requests per second (None:
+    unlimited), and ``concurrency``, requests at once. The dispatcher's
+    :class:`lqs.worker.limits.ProviderLimiter` enforces them.
 
-    model_config = ConfigDict(extra="forbid")
+    Raises ValueError (pydantic's ValidationError) for a rate not above 0 or a
+    concurrency below 1.
+    """
 
-    rate: float | None = Field(default=None, gt=0)
-    concurrency: int = Field(default=16, ge=1, le=1_000)
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    rate: float | None = None
+    concurrency: int = Field(default=16, le=1_000)
+
+    @model_validator(mode="after")
+    def _sensible(self) -> ProviderLimits:
+        if (self.rate is not None and self.rate <= 0) or self.concurrency < 1:
+            raise ValueError("rate must be positive (or None) and concurrency at least 1")
+        return self
 
 
 class Settings(BaseSettings):
@@ -49,9 +61,18 @@ class Settings(BaseSettings):
     data_dir: Path = Field(
         default=Path(".lqs"), description="Where the embedded server keeps its data"
     )
-    pool_min_size: int = Field(default=1, ge=0)
-    pool_max_size: int = Field(default=10, ge=1)
-    connect_timeout: int = Field(default=10, ge=1, description="Seconds to wait for a connection")
+    pool_min_size: int = Field(
+        default=1, ge=0, description="Connections each pool (the API's, the worker's) keeps open"
+    )
+    pool_max_size: int = Field(
+        default=10,
+        ge=1,
+        description="Connections the API's main pool and the worker's pool may open; the "
+        "worker's holds at least LQS_WORKER_IN_FLIGHT + 3 whatever this says",
+    )
+    connect_timeout: int = Field(
+        default=10, ge=1, description="Seconds to wait for a new database connection"
+    )
     migration_lock_timeout: float = Field(
         default=60.0,
         gt=0,
@@ -123,7 +144,7 @@ class Settings(BaseSettings):
         ge=0,
         description="With --once, also wait for retries falling due within this many seconds",
     )
-    provider_limits: dict[str, ProviderLimitSetting] = Field(
+    provider_limits: dict[str, ProviderLimits] = Field(
         default_factory=dict,
         description='Per provider, per process, e.g. {"resend": {"rate": 5, "concurrency": 4}}',
     )

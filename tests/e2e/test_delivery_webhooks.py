@@ -33,6 +33,7 @@ from lqs.simulator.config import (
 )
 from lqs.worker.dispatcher import DispatcherOptions
 from lqs.worker.run import run_worker
+from tests.configs import api_config, worker_config
 from tests.e2e.conftest import free_port
 
 CALLBACKS = CallbacksConfig(
@@ -57,7 +58,7 @@ def api(pipeline_db: str) -> Iterator[str]:
     base = f"http://127.0.0.1:{port}"
     server = uvicorn.Server(
         uvicorn.Config(
-            create_app(pipeline_db, webhook_config=WebhookConfig(base)),
+            create_app(pipeline_db, api_config(webhook=WebhookConfig(base))),
             host="127.0.0.1",
             port=port,
             log_level="warning",
@@ -170,7 +171,8 @@ def test_out_of_order_repeated_callbacks_settle_every_communication_once(
             addresses += [("gone@bounce.example", "+12025550190"), ("angry@complain.example", None)]
             _leads(pipeline_db, client_id, addresses)
             options = DispatcherOptions(policy=RetryPolicy(0.01, 0.05, 3600))
-            asyncio.run(run_worker(pipeline_db, once=True, dispatcher_options=options, settle=2))
+            config = worker_config(dispatcher=options, settle=2)
+            asyncio.run(run_worker(pipeline_db, config, once=True))
             control.wait_for_callbacks(timeout=30)
             callbacks = control.callbacks()
 

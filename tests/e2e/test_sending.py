@@ -27,6 +27,7 @@ from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
 from lqs.simulator.config import PushConfig, ResendConfig, SinkConfig, TwilioConfig
 from lqs.worker.dispatcher import DispatcherOptions
 from lqs.worker.run import run_worker
+from tests.configs import worker_config
 from tests.e2e.conftest import lqs_env, run_lqs
 
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, horizon=3600)
@@ -84,7 +85,7 @@ def _comms(url: str, client_id: str) -> list[dict[str, Any]]:
 
 def _work(url: str, settle: float = 5.0, **options: Any) -> Any:
     opts = DispatcherOptions(policy=options.pop("policy", FAST), **options)
-    return asyncio.run(run_worker(url, once=True, dispatcher_options=opts, settle=settle))
+    return asyncio.run(run_worker(url, worker_config(dispatcher=opts, settle=settle), once=True))
 
 
 def _requests_per_communication(control: SimulatorControl, provider: str) -> dict[str, int]:

@@ -34,6 +34,7 @@ from lqs.api.deps import WebhookConfig
 from lqs.api.readiness import ReadinessOptions
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.migrate import load_migrations
+from tests.configs import api_config
 from tests.conftest import direct_url, migrate_directly
 
 PUBLIC = "https://lqs.example"
@@ -204,10 +205,10 @@ async def _serve(
             yield http
 
 
-def _app(url: str, **options: Any) -> FastAPI:
-    options.setdefault("webhook_config", WebhookConfig(PUBLIC))
-    options.setdefault("readiness", ReadinessOptions(cache_seconds=0))
-    return create_app(url, **options)
+def _app(url: str, **fields: Any) -> FastAPI:
+    fields.setdefault("webhook", WebhookConfig(PUBLIC))
+    fields.setdefault("readiness", ReadinessOptions(cache_seconds=0))
+    return create_app(url, api_config(**fields))
 
 
 @pytest.fixture(scope="module")

@@ -161,7 +161,7 @@ async def _sms_to_lead(pool: AsyncConnectionPool) -> tuple[UUID, UUID]:
         await insert_or_merge_leads(
             conn, client.id, [parse_lead({**LEAD, "phone": "+12015550123"})]
         )
-    await LeadProcessor(pool, batch_size=1000).drain()
+    await LeadProcessor(pool, batch_size=1000, in_flight=1, park_after=3).drain()
     [row] = await _rows(
         pool, "SELECT id FROM public.communications WHERE client_id = %s", client.id
     )

@@ -100,7 +100,7 @@ async def _pending(
             client.id,
             [parse_lead({**LEAD, "email": f"ceo{i}@{slug}.example"}) for i in range(n)],
         )
-    await LeadProcessor(pool, batch_size=1000).drain()
+    await LeadProcessor(pool, batch_size=1000, in_flight=1, park_after=3).drain()
     comms = await _rows(
         pool, "SELECT id FROM public.communications WHERE client_id = %s", client.id
     )

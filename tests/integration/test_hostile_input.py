@@ -26,6 +26,7 @@ from psycopg.rows import dict_row
 from lqs.api.app import create_app
 from lqs.api.deps import MAX_JSON_DEPTH, WebhookConfig
 from lqs.domain.leads import LEAD_FIELDS, MAX_NUMBER_DIGITS
+from tests.configs import api_config
 from tests.integration.test_intake_api import _auth, _lead_rows, _new_client
 from tests.integration.webhook_signing import (
     PUBLIC,
@@ -49,7 +50,7 @@ SURROGATE = "\ud800"
 @pytest.fixture(scope="module")
 async def app(migrated_db: str) -> AsyncIterator[FastAPI]:
     application = create_app(
-        migrated_db, pool_max_size=4, webhook_config=WebhookConfig(PUBLIC, tolerance=300.0)
+        migrated_db, api_config(pool_max_size=4, webhook=WebhookConfig(PUBLIC, tolerance=300.0))
     )
     async with application.router.lifespan_context(application):
         yield application

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from lqs.api.app import create_app
 from lqs.db.clients import create_api_key, create_client, revoke_api_key
+from tests.configs import api_config
 from tests.conftest import direct_url
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -23,7 +24,7 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 @pytest.fixture(scope="module")
 async def app(migrated_db: str) -> AsyncIterator[FastAPI]:
-    application = create_app(migrated_db, pool_max_size=4)
+    application = create_app(migrated_db, api_config(pool_max_size=4))
     async with application.router.lifespan_context(application):
         yield application
 

@@ -73,7 +73,7 @@ async def _comms(pool: AsyncConnectionPool, client_id: UUID) -> list[dict[str, A
 
 async def _drain_everything(pool: AsyncConnectionPool) -> int:
     # One batch large enough for both tenants' leads: they share its transaction.
-    return await LeadProcessor(pool, batch_size=1000).drain()
+    return await LeadProcessor(pool, batch_size=1000, in_flight=1, park_after=3).drain()
 
 
 POISONED_BODIES = {

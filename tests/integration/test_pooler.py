@@ -34,6 +34,7 @@ from lqs.db.migrate import load_migrations
 from lqs.db.pool import open_pool
 from lqs.domain.leads import parse_lead
 from lqs.worker.run import run_worker
+from tests.configs import api_config, worker_config
 from tests.conftest import DatabaseFactory, direct_url
 from tests.integration.webhook_signing import PUBLIC, new_tenant, resend_request
 from tests.pgbouncer import PgBouncer
@@ -280,7 +281,7 @@ async def test_the_worker_wakes_at_once_listening_on_the_direct_url(
     client_id = await _client(pooled)
     stop = asyncio.Event()
     worker = asyncio.create_task(
-        run_worker(pooled, direct_url=direct, poll_interval=5.0, stop=stop)
+        run_worker(pooled, worker_config(direct_url=direct, poll_interval=5.0), stop=stop)
     )
     try:
         await _processed_within(app_pool, await _queue_lead(app_pool, client_id), 10)
@@ -299,7 +300,9 @@ async def test_the_worker_without_a_direct_url_says_once_that_it_polls(
     client_id = await _client(pooled)
     stop = asyncio.Event()
     with capture_logs() as logs:
-        worker = asyncio.create_task(run_worker(pooled, poll_interval=0.2, stop=stop))
+        worker = asyncio.create_task(
+            run_worker(pooled, worker_config(poll_interval=0.2), stop=stop)
+        )
         try:
             for _ in range(3):
                 await _processed_within(app_pool, await _queue_lead(app_pool, client_id), 10)
@@ -319,9 +322,10 @@ async def test_the_worker_without_a_direct_url_says_once_that_it_polls(
 async def test_delivery_webhooks_are_answered_through_the_pooler(pooled: str, direct: str) -> None:
     tenant = await new_tenant(direct)
     app = create_app(
-        pooled, pool_max_size=4, webhook_pool_max_size=4,
-        webhook_config=WebhookConfig(PUBLIC, 300.0), pooled=True,
-    )  # fmt: skip
+        pooled,
+        api_config(pool_max_size=4, webhook_pool_max_size=4, webhook=WebhookConfig(PUBLIC, 300.0)),
+        pooled=True,
+    )
     statuses: list[int] = []
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)

@@ -55,7 +55,7 @@ async def _fetch(pool: AsyncConnectionPool, sql: str, *params: Any) -> list[dict
 
 
 async def _drain(pool: AsyncConnectionPool, batch_size: int = 100) -> int:
-    return await LeadProcessor(pool, batch_size=batch_size).drain()
+    return await LeadProcessor(pool, batch_size=batch_size, in_flight=1, park_after=3).drain()
 
 
 async def _comms(pool: AsyncConnectionPool, client_id: UUID) -> list[dict[str, Any]]:
@@ -190,7 +190,7 @@ async def test_batches_in_flight_process_each_lead_exactly_once(
         *({**QUALIFYING, "email": f"lane{i}@bigco.example"} for i in range(230)),
     )
 
-    processed = await LeadProcessor(worker_pool, batch_size=20, in_flight=3).drain()
+    processed = await LeadProcessor(worker_pool, batch_size=20, in_flight=3, park_after=3).drain()
 
     assert processed == 230
     comms = await _comms(worker_pool, client_id)
@@ -213,7 +213,7 @@ async def test_drain_stops_after_the_current_batch_when_asked(
         client_id,
         *({**QUALIFYING, "email": f"stop{i}@bigco.example"} for i in range(50)),
     )
-    processor = LeadProcessor(worker_pool, batch_size=10)
+    processor = LeadProcessor(worker_pool, batch_size=10, in_flight=1, park_after=3)
     stop = asyncio.Event()
     original = processor.process_batch
 
@@ -238,7 +238,9 @@ async def test_processor_refuses_empty_batches_or_lanes(
     worker_pool: AsyncConnectionPool, arguments: dict[str, int]
 ) -> None:
     with pytest.raises(ValueError, match="must be 1 or more"):
-        LeadProcessor(worker_pool, **arguments)
+        LeadProcessor(
+            worker_pool, **{"batch_size": 1, "in_flight": 1, "park_after": 3, **arguments}
+        )
 
 
 async def test_a_failed_batch_rolls_back_and_the_leads_are_claimed_again(
@@ -254,7 +256,9 @@ async def test_a_failed_batch_rolls_back_and_the_leads_are_claimed_again(
             " ADD CONSTRAINT lqs_test_block CHECK (priority < 0) NOT VALID"
         )
         try:
-            await LeadProcessor(worker_pool, batch_size=100).process_batch()
+            await LeadProcessor(
+                worker_pool, batch_size=100, in_flight=1, park_after=3
+            ).process_batch()
         finally:
             await admin.execute("ALTER TABLE public.delivery_queue DROP CONSTRAINT lqs_test_block")
 

@@ -57,7 +57,7 @@ async def test_a_lead_that_raises_fails_alone_and_is_parked_after_three_attempts
         return real_score(lead, rules)
 
     monkeypatch.setattr(processor_module, "score_lead", score)
-    processor = LeadProcessor(worker_pool, batch_size=100, park_after=3)
+    processor = LeadProcessor(worker_pool, batch_size=100, park_after=3, in_flight=1)
 
     first = await processor.process_batch()
     assert first.failed == 1
@@ -97,7 +97,9 @@ async def test_a_lead_the_database_refuses_fails_alone_after_the_batch_rolls_bac
             " (status IN ('queued', 'error') OR first_name IS DISTINCT FROM 'Poison') NOT VALID"
         )
         try:
-            result = await LeadProcessor(worker_pool, batch_size=100).process_batch()
+            result = await LeadProcessor(
+                worker_pool, batch_size=100, in_flight=1, park_after=3
+            ).process_batch()
         finally:
             await admin.execute("ALTER TABLE public.leads DROP CONSTRAINT lqs_test_poison")
 
@@ -129,12 +131,12 @@ async def test_a_cancelled_statement_is_not_the_leads_fault(
             async with slow.connection() as conn:
                 await conn.execute("SET statement_timeout = 100")
             with pytest.raises(psycopg.errors.QueryCanceled):
-                await LeadProcessor(slow, batch_size=100).drain()
+                await LeadProcessor(slow, batch_size=100, in_flight=1, park_after=3).drain()
         finally:
             await admin.execute("ALTER TABLE public.leads DROP CONSTRAINT lqs_test_slow")
             await slow.close()
 
     row = await _lead(worker_pool, lead_id)
     assert (row["status"], row["processing_failures"]) == ("queued", 0)
-    await LeadProcessor(worker_pool, batch_size=100).drain()
+    await LeadProcessor(worker_pool, batch_size=100, in_flight=1, park_after=3).drain()
     assert (await _lead(worker_pool, lead_id))["status"] == "qualified"

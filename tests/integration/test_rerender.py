@@ -53,7 +53,7 @@ async def _processed_lead(pool: AsyncConnectionPool, client_id: UUID) -> UUID:
     """Queue a qualifying lead and process it; return its one communication's id."""
     async with pool.connection() as conn:
         await insert_or_merge_leads(conn, client_id, [parse_lead(QUALIFYING)])
-    await LeadProcessor(pool, batch_size=1000).drain()
+    await LeadProcessor(pool, batch_size=1000, in_flight=1, park_after=3).drain()
     [comm] = await _rows(
         pool, "SELECT id FROM public.communications WHERE client_id = %s", client_id
     )

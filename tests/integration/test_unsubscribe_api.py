@@ -23,6 +23,7 @@ from lqs.db.clients import create_client
 from lqs.db.consent import UnsubscribeOutcome
 from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks
+from tests.configs import api_config
 
 LINKS = UnsubscribeLinks(
     "fake-unsubscribe-secret-for-api-tests-000001", "https://lqs.example", timedelta(days=60)
@@ -40,13 +41,15 @@ async def _serve(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
 
 @pytest.fixture(scope="module")
 async def api(migrated_db: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in _serve(create_app(migrated_db, pool_max_size=2, unsubscribe_links=LINKS)):
+    async for http in _serve(
+        create_app(migrated_db, api_config(pool_max_size=2, unsubscribe_links=LINKS))
+    ):
         yield http
 
 
 @pytest.fixture(scope="module")
 async def unconfigured_api(migrated_db: str) -> AsyncIterator[httpx.AsyncClient]:
-    async for http in _serve(create_app(migrated_db, pool_max_size=2)):
+    async for http in _serve(create_app(migrated_db, api_config(pool_max_size=2))):
         yield http
 
 

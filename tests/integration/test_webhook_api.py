@@ -23,6 +23,7 @@ from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
 from lqs.api.deps import WebhookConfig
+from tests.configs import api_config
 from tests.integration.webhook_signing import (
     PUBLIC,
     SENDGRID_SIGNATURE,
@@ -103,7 +104,7 @@ async def _stored(url: str, client_id: UUID | None = None) -> list[dict[str, Any
 @pytest.fixture(scope="module")
 async def app(migrated_db: str) -> AsyncIterator[FastAPI]:
     application = create_app(
-        migrated_db, pool_max_size=4, webhook_config=WebhookConfig(PUBLIC, tolerance=300.0)
+        migrated_db, api_config(pool_max_size=4, webhook=WebhookConfig(PUBLIC, tolerance=300.0))
     )
     async with application.router.lifespan_context(application):
         yield application

@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 
 from lqs.worker import run as run_module
 from lqs.worker.run import Backoff, Progress, run_worker, supervise
+from tests.configs import worker_config
 
 
 def test_backoff_doubles_with_jitter_in_the_upper_half_and_is_capped() -> None:
@@ -79,7 +80,13 @@ async def test_a_stuck_loop_stops_the_heartbeat(
     with psycopg.connect(migrated_db, autocommit=True) as conn:
         conn.execute("DELETE FROM public.worker_heartbeats")
     worker = asyncio.create_task(
-        run_worker(migrated_db, dispatch=False, heartbeat_interval=0.05, stall_after=0.5)
+        run_worker(
+            migrated_db,
+            worker_config(),
+            dispatch=False,
+            heartbeat_interval=0.05,
+            stall_after=0.5,
+        )
     )
     try:
         await asyncio.sleep(1.5)  # beats at first, then the processor loop counts as stuck

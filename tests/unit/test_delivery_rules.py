@@ -12,6 +12,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from lqs.config import ProviderLimits
 from lqs.domain.delivery import (
     AttemptDecision,
     DeliverySettingsError,
@@ -23,7 +24,7 @@ from lqs.domain.delivery import (
     provider_for,
 )
 from lqs.providers.base import parse_retry_after, redact, transport_failure
-from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
+from lqs.worker.limits import Failover, ProviderLimiter
 
 POLICY = RetryPolicy(base_delay=10, max_delay=100, horizon=1000)
 

@@ -1,4 +1,4 @@
-"""The ASGI application: ``create_app(url)`` wires the pools, limits, routers and errors.
+"""The ASGI application: ``create_app(url, config)`` wires the pools, limits, routers and errors.
 
 Two pools, so that one kind of traffic cannot starve the other: delivery webhooks and
 unsubscribe clicks (``app.state.webhook_pool``) wait on locks the dispatcher and other
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
+from dataclasses import dataclass
 
 import psycopg
 import structlog
@@ -57,27 +58,36 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
     return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
 
 
+@dataclass(frozen=True)
+class ApiConfig:
+    """Everything the API takes from the settings; built in one place,
+    :func:`lqs.cli.compose.api_config` (tests: ``tests/configs.py``)."""
+
+    pool_min_size: int
+    pool_max_size: int
+    webhook_pool_max_size: int
+    connect_timeout: int
+    pool_timeout: float
+    """Seconds a request waits for a pooled connection before a 503."""
+    statement_timeout: float | None
+    """Seconds any one statement may run (None or 0: the server's setting) before it is
+    cancelled and the request answered 503."""
+    webhook: WebhookConfig
+    unsubscribe_links: UnsubscribeLinks | None
+    readiness: ReadinessOptions
+
+
 def create_app(
     database_url: str,
+    config: ApiConfig,
     *,
-    pool_min_size: int = 1,
-    pool_max_size: int = 10,
-    webhook_pool_max_size: int = 5,
-    pool_timeout: float = 5.0,
-    statement_timeout: float | None = 5.0,
     max_body_bytes: int = MAX_BODY_BYTES,
-    webhook_config: WebhookConfig | None = None,
-    unsubscribe_links: UnsubscribeLinks | None = None,
-    readiness: ReadinessOptions | None = None,
     pooled: bool | None = None,
 ) -> FastAPI:
     """The API with its two pools, opened at start-up and closed at shutdown.
 
-    ``pool_timeout``: seconds a request waits for a pooled connection before a 503.
-    ``statement_timeout``: seconds any one statement may run (None or 0: the server's
-    setting) before it is cancelled and the request answered 503. ``pooled``: whether
-    ``database_url`` goes through a transaction pooler (None: detected, see
-    :func:`lqs.db.pool.open_pool`).
+    ``pooled``: whether ``database_url`` goes through a transaction pooler (None:
+    detected, see :func:`lqs.db.pool.open_pool`).
 
     Start-up fails (DatabaseUnavailable, UnsupportedServer) when the database cannot be
     reached; once running, the pools reconnect on their own.
@@ -88,28 +98,30 @@ def create_app(
         async with AsyncExitStack() as stack:
             app.state.pool = await open_pool(
                 database_url,
-                min_size=pool_min_size,
-                max_size=pool_max_size,
-                checkout_timeout=pool_timeout,
-                statement_timeout=statement_timeout,
+                min_size=config.pool_min_size,
+                max_size=config.pool_max_size,
+                connect_timeout=config.connect_timeout,
+                checkout_timeout=config.pool_timeout,
+                statement_timeout=config.statement_timeout,
                 name="api",
                 pooled=pooled,
             )
             stack.push_async_callback(app.state.pool.close)
             app.state.webhook_pool = await open_pool(
                 database_url,
-                min_size=min(pool_min_size, webhook_pool_max_size),
-                max_size=webhook_pool_max_size,
-                checkout_timeout=pool_timeout,
-                statement_timeout=statement_timeout,
+                min_size=min(config.pool_min_size, config.webhook_pool_max_size),
+                max_size=config.webhook_pool_max_size,
+                connect_timeout=config.connect_timeout,
+                checkout_timeout=config.pool_timeout,
+                statement_timeout=config.statement_timeout,
                 name="api-webhooks",
                 pooled=pooled,
             )
             stack.push_async_callback(app.state.webhook_pool.close)
-            app.state.readiness = Readiness(app.state.pool, readiness or ReadinessOptions())
+            app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
-            app.state.webhook_config = webhook_config or WebhookConfig("http://127.0.0.1:8000")
-            app.state.unsubscribe_links = unsubscribe_links
+            app.state.webhook_config = config.webhook
+            app.state.unsubscribe_links = config.unsubscribe_links
             yield
 
     app = FastAPI(title="LQS", version="0.1.0", lifespan=lifespan)

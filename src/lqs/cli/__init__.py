@@ -7,7 +7,8 @@ import sys
 import typer
 
 from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
-from lqs.db.errors import DatabaseError, is_transient
+from lqs.db.errors import is_transient
+from lqs.errors import LqsError
 
 app = typer.Typer(
     name="lqs", help="Lead qualification and outbound communications.", no_args_is_help=True
@@ -40,12 +41,14 @@ def _configure_logging() -> None:
 
 
 def main() -> None:
-    """Entry point: run the app; database problems become one line on stderr and exit 1."""
+    """Entry point: run the app. Any LQS error (:class:`lqs.errors.LqsError`) becomes one
+    line on stderr, ``error: <message>; <action>``, and exit 1, as does the database
+    going away mid-command; anything else is a bug and keeps its traceback."""
     _configure_logging()
     try:
         app()
-    except DatabaseError as exc:
-        typer.echo(f"error: {exc}", err=True)
+    except LqsError as exc:
+        typer.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(1)
     except Exception as exc:
         if not is_transient(exc):

@@ -83,12 +83,6 @@ def session_url(config: Settings, url: str) -> str:
     return url
 
 
-def direct_url(config: Settings) -> str | None:
-    """LQS_DIRECT_DATABASE_URL, with a configured LQS_DATABASE_URL (the embedded server
-    needs none)."""
-    return config.direct_database_url if config.database_url else None
-
-
 def run_in_transaction(url: str, work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
     """Run ``work`` on one async connection, in one transaction, and return its result."""
 

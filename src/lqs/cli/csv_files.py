@@ -23,6 +23,7 @@ from lqs.domain.csv_text import (
     looks_binary,
     utf16_without_bom,
 )
+from lqs.errors import InputError
 
 HEAD_BYTES = 64 * 1024
 """How much of the file the byte-order mark, signature and control-character checks read."""
@@ -30,7 +31,7 @@ HEAD_BYTES = 64 * 1024
 _CHUNK = 1024 * 1024
 
 
-class CsvFileError(Exception):
+class CsvFileError(InputError):
     """The file cannot be read as CSV text; ``str()`` is one line saying why and what to do."""
 
 

@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli.compose import admin_config
 from lqs.db.catalog import dump_schema, read_schema
 from lqs.db.connection import connect
 from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_history
@@ -43,9 +44,9 @@ def db_migrate() -> None:
     config = settings()
     with (
         database_url(config, session=True) as url,
-        connect(url, connect_timeout=config.connect_timeout) as conn,
+        connect(url, connect_timeout=admin_config(config).connect_timeout) as conn,
     ):
-        applied = migrate(conn, lock_timeout=config.migration_lock_timeout)
+        applied = migrate(conn, lock_timeout=admin_config(config).migration_lock_timeout)
     if not applied:
         console.print("Database is up to date.")
     for migration in applied:
@@ -59,7 +60,10 @@ def db_status() -> None:
     Applied means recorded by `lqs db migrate` or by `supabase db push` of exported files.
     """
     config = settings()
-    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+    with (
+        database_url(config) as url,
+        connect(url, connect_timeout=admin_config(config).connect_timeout) as conn,
+    ):
         statuses = migration_status(load_migrations(), read_history(conn))
     table = Table(title="Migrations")
     for heading in ("version", "name", "state", "applied at"):
@@ -76,7 +80,10 @@ def db_status() -> None:
 def db_verify() -> None:
     """Check the live schema against the migrations and run the seed's verification query."""
     config = settings()
-    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+    with (
+        database_url(config) as url,
+        connect(url, connect_timeout=admin_config(config).connect_timeout) as conn,
+    ):
         report = verify(conn)
     print_seed_table(report)
     fail_on_drift(report)
@@ -117,5 +124,8 @@ def db_export_supabase(
 def db_snapshot() -> None:
     """Print the live schema description (how src/lqs/db/schema.json is made)."""
     config = settings()
-    with database_url(config) as url, connect(url, connect_timeout=config.connect_timeout) as conn:
+    with (
+        database_url(config) as url,
+        connect(url, connect_timeout=admin_config(config).connect_timeout) as conn,
+    ):
         sys.stdout.write(dump_schema(read_schema(conn)))

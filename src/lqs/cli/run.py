@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import asyncio
 import signal
-from datetime import timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lqs.cli._common import console, database_url, direct_url, fail, settings
-from lqs.config import Settings
-from lqs.domain.unsubscribe import UnsubscribeLinks
+from lqs.cli._common import console, database_url, settings
+from lqs.cli.compose import api_config, worker_config
 
 if TYPE_CHECKING:
-    from lqs.worker.dispatcher import DispatcherOptions
     from lqs.worker.run import WorkerTotals
 
 
@@ -29,74 +26,18 @@ def serve(
     import uvicorn
 
     from lqs.api.app import create_app
-    from lqs.api.deps import WebhookConfig
-    from lqs.api.readiness import ReadinessOptions
 
     config = settings()
+    api = api_config(config)
     with database_url(config) as url:
-        app = create_app(
-            url,
-            pool_min_size=config.pool_min_size,
-            pool_max_size=config.pool_max_size,
-            webhook_pool_max_size=config.webhook_pool_max_size,
-            pool_timeout=config.api_pool_timeout,
-            statement_timeout=config.api_statement_timeout or None,
-            webhook_config=WebhookConfig(config.public_base_url, config.webhook_tolerance),
-            unsubscribe_links=unsubscribe_links(config),
-            readiness=ReadinessOptions(
-                require_worker=config.readyz_require_worker,
-                worker_max_age=config.readyz_worker_max_age,
-            ),
-        )
         uvicorn.run(
-            app,
+            create_app(url, api),
             host=host,
             port=port,
             log_level="warning",
             access_log=False,
             timeout_graceful_shutdown=5,
         )
-
-
-def unsubscribe_links(config: Settings) -> UnsubscribeLinks | None:
-    """The unsubscribe link signer, if a secret is configured."""
-    if config.unsubscribe_secret is None:
-        return None
-    try:
-        return UnsubscribeLinks(
-            config.unsubscribe_secret.get_secret_value(),
-            config.public_base_url,
-            timedelta(days=config.unsubscribe_ttl_days),
-        )
-    except ValueError as exc:
-        fail(f"LQS_UNSUBSCRIBE_SECRET: {exc}")
-
-
-def dispatcher_options(config: Settings) -> DispatcherOptions:
-    """The dispatcher's options from the settings."""
-    # Imported here: the providers pull in HTTP and crypto libraries other commands skip.
-    from lqs.domain.delivery import RetryPolicy
-    from lqs.worker.dispatcher import DispatcherOptions
-    from lqs.worker.limits import ProviderLimits
-
-    return DispatcherOptions(
-        batch_size=config.dispatch_batch_size,
-        concurrency=config.dispatch_concurrency,
-        lease_seconds=config.dispatch_lease_seconds,
-        timeout=config.dispatch_timeout,
-        policy=RetryPolicy(
-            base_delay=config.dispatch_retry_base_delay,
-            max_delay=max(config.dispatch_retry_max_delay, config.dispatch_retry_base_delay),
-            horizon=config.dispatch_retry_horizon,
-        ),
-        limits={
-            name: ProviderLimits(rate=limit.rate, concurrency=limit.concurrency)
-            for name, limit in config.provider_limits.items()
-        },
-        failover_cooldown=config.dispatch_failover_cooldown,
-        allow_private_webhooks=config.allow_private_webhooks,
-        unsubscribe=unsubscribe_links(config),
-    )
 
 
 class WorkerPart(StrEnum):
@@ -128,6 +69,16 @@ def worker(
     from lqs.worker.run import run_worker
 
     config = settings()
+    # The command's options override their settings, then the one composition root.
+    overrides = {
+        "worker_batch_size": batch_size,
+        "worker_in_flight": in_flight,
+        "worker_poll_interval": poll_interval,
+        "dispatch_settle": settle,
+    }
+    work = worker_config(
+        config.model_copy(update={k: v for k, v in overrides.items() if v is not None})
+    )
 
     async def main(url: str) -> WorkerTotals:
         stop = asyncio.Event()
@@ -136,18 +87,11 @@ def worker(
             loop.add_signal_handler(signum, stop.set)
         return await run_worker(
             url,
-            direct_url=direct_url(config),
-            batch_size=batch_size or config.worker_batch_size,
-            in_flight=in_flight or config.worker_in_flight,
-            poll_interval=poll_interval or config.worker_poll_interval,
+            work,
             once=once,
             stop=stop,
             process=only in (None, WorkerPart.PROCESS),
             dispatch=only in (None, WorkerPart.DISPATCH),
-            dispatcher_options=dispatcher_options(config),
-            settle=config.dispatch_settle if settle is None else settle,
-            park_after=config.worker_park_after,
-            shutdown_grace=config.worker_shutdown_grace,
         )
 
     with database_url(config) as url:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+from lqs.errors import LqsError
 
-class DatabaseError(Exception):
+
+class DatabaseError(LqsError):
     """Base class: a database problem with a message that names it and what to do."""
 
 

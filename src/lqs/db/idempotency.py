@@ -10,11 +10,13 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
+from lqs.errors import InputError
+
 IDEMPOTENCY_WINDOW = timedelta(hours=24)
 """How long a key's first response is replayed; after it, the key may be used afresh."""
 
 
-class IdempotencyConflict(Exception):
+class IdempotencyConflict(InputError):
     """Raised when a key is reused within its window with a different request body."""
 
 

@@ -29,6 +29,8 @@ from pydantic import (
     model_validator,
 )
 
+from lqs.errors import ConfigurationError
+
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
 _MAX_HOST_NAME = 253
 _MAX_LABEL = 63
@@ -211,7 +213,7 @@ def provider_settings() -> dict[str, type[ProviderSettings]]:
     return found
 
 
-class DeliverySettingsError(ValueError):
+class DeliverySettingsError(ConfigurationError, ValueError):
     """A client's delivery settings are invalid; the message names each bad key."""
 
 

@@ -34,6 +34,7 @@ from pydantic import (
 
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import ConsentStatus
+from lqs.errors import InputError
 
 MAX_CUSTOM_FIELDS = 50
 MAX_CUSTOM_BYTES = 16_384
@@ -123,7 +124,7 @@ class FieldError:
     message: str
 
 
-class LeadValidationError(ValueError):
+class LeadValidationError(InputError, ValueError):
     """Raised when a submission is not a valid lead; ``errors`` names every bad field."""
 
     def __init__(self, errors: list[FieldError]) -> None:

@@ -23,6 +23,7 @@ from lqs.domain.email_domains import EMAIL_DOMAIN_TYPES, EmailDomainType, classi
 from lqs.domain.leads import PROFILE_FIELDS
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import LeadStatus
+from lqs.errors import ConfigurationError
 
 SCORABLE_FIELDS: tuple[str, ...] = PROFILE_FIELDS
 """The lead fields a rule may name (custom fields are named ``custom.<key>``)."""
@@ -57,7 +58,7 @@ Operand: TypeAlias = str | int | float | bool
 Number: TypeAlias = int | float | Decimal
 
 
-class RulesError(ValueError):
+class RulesError(ConfigurationError, ValueError):
     """Raised by :func:`parse_rules` when a rule set is invalid.
 
     ``problems`` lists every problem found, one line each, naming the rule it concerns

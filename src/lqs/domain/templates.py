@@ -58,6 +58,7 @@ from jinja2.visitor import NodeTransformer
 
 from lqs.domain.text import storable, unstorable_text
 from lqs.domain.vocabulary import CommunicationType
+from lqs.errors import InputError
 
 MAX_SUBJECT_CHARS = 998
 """RFC 5322's line limit; longer subjects are cut."""
@@ -119,7 +120,7 @@ class RenderedMessage:
     content: str
 
 
-class TemplateError(Exception):
+class TemplateError(InputError):
     """Raised when a template does not compile or fails to render; says which and why.
 
     The message is always storable text: a NUL or a lone surrogate in it (quoted from a

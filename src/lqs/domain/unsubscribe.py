@@ -16,11 +16,13 @@ from uuid import UUID
 
 import jwt
 
+from lqs.errors import InputError
+
 AUDIENCE = "lqs-unsubscribe"
 MIN_SECRET_LENGTH = 32
 
 
-class InvalidUnsubscribeToken(ValueError):
+class InvalidUnsubscribeToken(InputError, ValueError):
     """The token is malformed, forged or expired; the message says which."""
 
 

@@ -38,6 +38,7 @@ import httpx
 
 from lqs.domain.delivery import DeliverySettings, Verdict
 from lqs.domain.events import DeliveryEvent
+from lqs.errors import ConfigurationError, InputError
 
 SECRET_KEYS = frozenset(
     {"api_key", "apikey", "auth_token", "authorization", "password", "secret", "token"}
@@ -89,11 +90,11 @@ class SendResult:
         return self.verdict is Verdict.ACCEPTED
 
 
-class ProviderConfigError(ValueError):
+class ProviderConfigError(ConfigurationError, ValueError):
     """The client's settings for this provider are missing or unusable."""
 
 
-class WebhookRejected(Exception):
+class WebhookRejected(InputError):
     """The request is not a genuine webhook from this provider: answer 401, change nothing.
 
     ``reason`` is short text safe to return to the caller (``"no signature matched"``,
@@ -105,7 +106,7 @@ class WebhookRejected(Exception):
         self.reason = reason
 
 
-class WebhookMalformed(Exception):
+class WebhookMalformed(InputError):
     """Signed correctly but not the documented shape: answer 400.
 
     ``reason`` says what is wrong (``"event 2 has no sg_event_id"``), safe to return.

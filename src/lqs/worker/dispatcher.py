@@ -39,6 +39,7 @@ import httpx
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.config import ProviderLimits
 from lqs.db.clients import get_clients_by_id
 from lqs.db.dispatch import (
     Ack,
@@ -76,7 +77,7 @@ from lqs.providers.base import (
 )
 from lqs.providers.registry import PROVIDERS, idempotent
 from lqs.providers.sharded_client import ShardedAsyncClient
-from lqs.worker.limits import Failover, ProviderLimiter, ProviderLimits
+from lqs.worker.limits import Failover, ProviderLimiter
 
 log = structlog.get_logger(__name__)
 

@@ -10,19 +10,8 @@ import asyncio
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
 
-
-@dataclass(frozen=True)
-class ProviderLimits:
-    """``rate``: requests per second (None: unlimited); ``concurrency``: requests at once."""
-
-    rate: float | None = None
-    concurrency: int = 16
-
-    def __post_init__(self) -> None:
-        if (self.rate is not None and self.rate <= 0) or self.concurrency < 1:
-            raise ValueError("rate must be positive (or None) and concurrency at least 1")
+from lqs.config import ProviderLimits
 
 
 class ProviderLimiter:

@@ -96,10 +96,10 @@ class LeadProcessor:
         self,
         pool: AsyncConnectionPool,
         *,
-        batch_size: int = 100,
-        in_flight: int = 1,
+        batch_size: int,
+        in_flight: int,
+        park_after: int,
         renderer: TemplateRenderer | None = None,
-        park_after: int = 3,
     ) -> None:
         """``in_flight`` batches are processed at once, each in its own transaction on its
         own pooled connection: while one batch's statements run on the server, the next

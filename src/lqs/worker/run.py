@@ -13,7 +13,12 @@ The daemon heals: each loop runs under a supervisor that, when the database goes
 a batch of leads rolls back and is claimed again, and the dispatcher keeps the outcomes it
 could not record until it can. Only ``stop`` ends the daemon. Every few seconds it also
 writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads, but only while
-each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats.
+each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats. The
+same housekeeping loop deletes expired Idempotency-Key records after its first beat and
+every ``purge_interval`` seconds after that.
+
+Everything the worker takes from the settings arrives in one :class:`WorkerConfig`, built
+by :func:`lqs.cli.compose.worker_config`.
 """
 
 from __future__ import annotations
@@ -38,6 +43,7 @@ from lqs.db.connection import connect_async, transaction_pooled
 from lqs.db.dispatch import next_due_in
 from lqs.db.errors import DatabaseUnavailable, is_transient
 from lqs.db.heartbeats import record_heartbeat, record_stopped
+from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
@@ -48,12 +54,38 @@ log = structlog.get_logger(__name__)
 HEARTBEAT_INTERVAL = 5.0
 """Seconds between a worker's heartbeats."""
 
-SHUTDOWN_GRACE = 30.0
-"""Seconds a stopping worker keeps trying to record the outcomes it holds."""
+PURGE_INTERVAL = 3_600.0
+"""Seconds between two purges of expired Idempotency-Key records."""
 
 STALL_AFTER = 120.0
 """Seconds a loop may go without a turn before the worker stops beating: longer than any
 bounded step (a provider timeout, a render's deadline, a backoff)."""
+
+
+@dataclass(frozen=True)
+class WorkerConfig:
+    """Everything the worker takes from the settings; built in one place,
+    :func:`lqs.cli.compose.worker_config` (tests: ``tests/configs.py``)."""
+
+    batch_size: int
+    """Leads per processor batch (LQS_WORKER_BATCH_SIZE)."""
+    in_flight: int
+    """Batches processed at once, each in its own transaction (LQS_WORKER_IN_FLIGHT)."""
+    park_after: int
+    """Failed processing attempts after which a lead is parked (LQS_WORKER_PARK_AFTER)."""
+    poll_interval: float
+    """Seconds between polls when no NOTIFY arrives (LQS_WORKER_POLL_INTERVAL)."""
+    settle: float
+    """With ``once``: also wait for retries due within this many seconds."""
+    shutdown_grace: float
+    """Seconds a stopping worker keeps trying to record the outcomes it holds."""
+    pool_min_size: int
+    pool_max_size: int
+    """At least ``in_flight`` + 3: the processor's batches, the dispatcher, the beat."""
+    connect_timeout: int
+    direct_url: str | None
+    """Where the daemon LISTENs (LQS_DIRECT_DATABASE_URL); see :func:`listen_url`."""
+    dispatcher: DispatcherOptions
 
 
 class Progress:
@@ -288,6 +320,19 @@ async def _woken_or_stopped(
         listening.result()  # the listener's error, if it failed
 
 
+async def _purge_expired_keys(pool: AsyncConnectionPool) -> None:
+    try:
+        # A short wait for a connection: the heartbeat that follows must not be late.
+        async with pool.connection(timeout=2.0) as conn:
+            purged = await purge_expired_idempotency_keys(conn)
+    except Exception as exc:
+        # Housekeeping: the next turn tries again; the loops report an outage.
+        log.debug("worker_purge_failed", error=str(exc))
+        return
+    if purged:
+        log.info("idempotency_keys_purged", count=purged)
+
+
 async def _heartbeat_forever(
     pool: AsyncConnectionPool,
     owner: str,
@@ -295,9 +340,11 @@ async def _heartbeat_forever(
     interval: float,
     progress: Progress,
     stall_after: float,
+    purge_interval: float,
 ) -> None:
     started_at = datetime.now(UTC)
     host, pid = socket.gethostname(), os.getpid()
+    purge_due = time.monotonic()
     while not stop.is_set():
         stalled = progress.stalled(stall_after)
         if stalled:
@@ -311,6 +358,9 @@ async def _heartbeat_forever(
         except Exception as exc:
             # The loops report the outage; a missed beat is what /readyz should see.
             log.debug("worker_heartbeat_failed", error=str(exc))
+        if time.monotonic() >= purge_due:  # after the beat: housekeeping never delays it
+            purge_due = time.monotonic() + purge_interval
+            await _purge_expired_keys(pool)
         await _sleep_or_stop(interval, stop)
 
 
@@ -335,15 +385,25 @@ async def _record_before_exit(dispatcher: Dispatcher, grace: float) -> None:
             await asyncio.sleep(min(backoff.next_delay(), left))
 
 
+async def _open_pool(database_url: str, config: WorkerConfig) -> AsyncConnectionPool:
+    return await open_pool(
+        database_url,
+        min_size=min(config.pool_min_size, config.pool_max_size),
+        max_size=config.pool_max_size,
+        connect_timeout=config.connect_timeout,
+        worker=True,
+    )
+
+
 async def _open_pool_patiently(
-    database_url: str, max_size: int, stop: asyncio.Event
+    database_url: str, config: WorkerConfig, stop: asyncio.Event
 ) -> AsyncConnectionPool | None:
     """The worker's pool; while the database is unreachable, wait and try again (a worker
     started before its database is not a configuration error). None if stopped first."""
     backoff = Backoff()
     while not stop.is_set():
         try:
-            return await open_pool(database_url, min_size=1, max_size=max_size, worker=True)
+            return await _open_pool(database_url, config)
         except DatabaseUnavailable as exc:
             delay = backoff.next_delay()
             log.warning("worker_waiting_for_database", error=str(exc), retry_in=round(delay, 2))
@@ -362,69 +422,69 @@ def listen_url(database_url: str, direct_url: str | None) -> str | None:
 
 async def run_worker(
     database_url: str,
+    config: WorkerConfig,
     *,
-    direct_url: str | None = None,
-    batch_size: int = 100,
-    in_flight: int = 2,
-    poll_interval: float = 5.0,
     once: bool = False,
     stop: asyncio.Event | None = None,
     process: bool = True,
     dispatch: bool = True,
-    dispatcher_options: DispatcherOptions | None = None,
-    settle: float = 0.0,
-    park_after: int = 3,
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
-    shutdown_grace: float = SHUTDOWN_GRACE,
     stall_after: float = STALL_AFTER,
+    purge_interval: float = PURGE_INTERVAL,
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
     ``once``: drain both queues and return (the dispatcher also waits for retries that
-    fall due within ``settle`` seconds); a database error ends the run. Otherwise run
-    until ``stop`` is set, healing from database outages (see the module docstring); both
-    loops wake on NOTIFY and poll every ``poll_interval`` seconds as a fallback, and the
-    dispatcher also wakes when the next retry is due. ``process`` / ``dispatch`` run
-    only one half. ``in_flight``: batches processed at once (see :class:`LeadProcessor`);
-    ``park_after``: failed attempts after which a lead is parked. ``direct_url``
-    (LQS_DIRECT_DATABASE_URL) is where the daemon LISTENs; without it, a ``database_url``
-    that goes through a transaction pooler cannot carry LISTEN, and the daemon says once
-    that it polls (see :func:`listen_url`).
+    fall due within ``config.settle`` seconds); a database error ends the run. Otherwise
+    run until ``stop`` is set, healing from database outages (see the module docstring);
+    both loops wake on NOTIFY and poll every ``config.poll_interval`` seconds as a
+    fallback, and the dispatcher also wakes when the next retry is due. ``process`` /
+    ``dispatch`` run only one half. ``config.direct_url`` (LQS_DIRECT_DATABASE_URL) is
+    where the daemon LISTENs; without it, a ``database_url`` that goes through a
+    transaction pooler cannot carry LISTEN, and the daemon says once that it polls (see
+    :func:`listen_url`).
 
     Raises:
         DatabaseUnavailable, UnsupportedServer: with ``once``, the database cannot be
             used; UnsupportedServer also for the daemon.
     """
     stop = stop or asyncio.Event()
-    options = dispatcher_options or DispatcherOptions()
-    pool_size = in_flight + 3
     opened = (
-        await open_pool(database_url, min_size=1, max_size=pool_size, worker=True)
+        await _open_pool(database_url, config)
         if once
-        else await _open_pool_patiently(database_url, pool_size, stop)
+        else await _open_pool_patiently(database_url, config, stop)
     )
     if opened is None:
         return WorkerTotals(0, DispatchStats())
     pool = opened
     processor = LeadProcessor(
-        pool, batch_size=batch_size, in_flight=in_flight, park_after=park_after
+        pool,
+        batch_size=config.batch_size,
+        in_flight=config.in_flight,
+        park_after=config.park_after,
     )
+    poll_interval = config.poll_interval
     try:
-        async with Dispatcher(pool, options) as dispatcher:
+        async with Dispatcher(pool, config.dispatcher) as dispatcher:
             if once:
                 leads = await processor.drain(stop) if process else 0
-                stats = await dispatcher.drain(stop, settle=settle) if dispatch else DispatchStats()
+                stats = (
+                    await dispatcher.drain(stop, settle=config.settle)
+                    if dispatch
+                    else DispatchStats()
+                )
                 return WorkerTotals(leads, stats)
             log.info(
                 "worker_started",
-                batch_size=batch_size,
-                in_flight=in_flight,
+                batch_size=config.batch_size,
+                in_flight=config.in_flight,
                 poll_interval=poll_interval,
+                pool_max_size=config.pool_max_size,
                 process=process,
                 dispatch=dispatch,
                 owner=dispatcher.owner,
             )
-            listen_on = listen_url(database_url, direct_url)
+            listen_on = listen_url(database_url, config.direct_url)
             if listen_on is None:
                 log.warning(
                     "worker_polling",
@@ -460,12 +520,18 @@ async def run_worker(
                 )
             beating = asyncio.create_task(
                 _heartbeat_forever(
-                    pool, dispatcher.owner, stop, heartbeat_interval, progress, stall_after
+                    pool,
+                    dispatcher.owner,
+                    stop,
+                    heartbeat_interval,
+                    progress,
+                    stall_after,
+                    purge_interval,
                 )
             )
             try:
                 interruptions = sum(await asyncio.gather(*loops))
-                await _record_before_exit(dispatcher, shutdown_grace)
+                await _record_before_exit(dispatcher, config.shutdown_grace)
             finally:
                 stop.set()
                 await beating
