@@ -19,8 +19,8 @@ from lqs.db.connection import transaction_pooled
 from lqs.db.errors import DatabaseUnavailable
 from lqs.db.pool import open_pool, run_transaction
 from lqs.domain.vocabulary import (
+    Channel,
     CommunicationStatus,
-    CommunicationType,
     ConsentStatus,
     LeadStatus,
 )
@@ -71,7 +71,7 @@ def _check_values(url: str, table: str, constraint: str) -> set[str]:
 @pytest.mark.parametrize(
     ("table", "constraint", "enum"),
     [
-        ("public.communications", "communications_type_check", CommunicationType),
+        ("public.communications", "communications_type_check", Channel),
         ("public.communications", "communications_status_check", CommunicationStatus),
         ("public.communications", "communications_consent_status_check", ConsentStatus),
         ("public.leads", "leads_consent_status_check", ConsentStatus),

@@ -22,7 +22,7 @@ from lqs.db.leads import insert_or_merge_leads
 from lqs.db.suppressions import list_suppressions, suppress, suppressed_recipients, unsuppress
 from lqs.domain.leads import parse_lead
 from lqs.domain.notifications import normalise_recipient
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 
 ODD_WHITESPACE = {
     "tab": "\t",
@@ -109,7 +109,7 @@ async def test_processor_and_claim_agree_on_what_is_suppressed(
         await suppress(conn, client_id, "email", "sales@example.com", "bounce", "test")
         # What the processor asks before planning a message.
         processor_view = await suppressed_recipients(
-            conn, [(client_id, "email", normalise_recipient(CommunicationType.EMAIL, odd))]
+            conn, [(client_id, "email", normalise_recipient(Channel.EMAIL, odd))]
         )
     await _queue(pool, client_id, lead_id, "email", [odd])
 

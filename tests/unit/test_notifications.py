@@ -9,7 +9,7 @@ from pydantic import ValidationError
 
 from lqs.domain.clients import parse_client_settings
 from lqs.domain.notifications import plan_messages, reject_suppressed
-from lqs.domain.vocabulary import CommunicationType, ConsentStatus, LeadStatus
+from lqs.domain.vocabulary import Channel, ConsentStatus, LeadStatus
 
 LEAD: dict[str, Any] = {
     "email": "ann@corp.example",
@@ -60,8 +60,8 @@ def test_messages_to_a_lead_without_granted_consent_are_rejected(consent: str) -
 def test_messages_to_a_consenting_lead_go_to_their_address_and_phone() -> None:
     messages = plan_messages(LeadStatus.QUALIFIED, _ack_settings(), LEAD)
     assert [(m.channel, m.recipient, m.rejection) for m in messages] == [
-        (CommunicationType.EMAIL, "ann@corp.example", None),
-        (CommunicationType.SMS, "+12015550123", None),
+        (Channel.EMAIL, "ann@corp.example", None),
+        (Channel.SMS, "+12015550123", None),
     ]
 
 

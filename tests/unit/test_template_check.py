@@ -15,7 +15,7 @@ from lqs.cli.clients import _sample_variables
 from lqs.db.clients import Client
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 from lqs.worker.processor import _TEMPLATE_LEAD_FIELDS
 
 CLIENT = Client(uuid.UUID(int=1), "Acme Ltd", "acme", {})
@@ -25,7 +25,7 @@ SAMPLE = _sample_variables(CLIENT)
 def _template(
     body: str, subject: str | None = None, body_format: Literal["html", "text"] = "html"
 ) -> MessageTemplate:
-    return MessageTemplate("t", 1, CommunicationType.EMAIL, subject, body, body_format)
+    return MessageTemplate("t", 1, Channel.EMAIL, subject, body, body_format)
 
 
 def _unknown(body: str, subject: str | None = None) -> list[str]:

@@ -18,7 +18,7 @@ from lqs.domain.templates import (
     TemplateRenderer,
     unstorable_text,
 )
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 
 LEAD_FIELDS = ("id", "email", "phone", "first_name", "last_name", "job_title", "company_name",
                "company_domain", "company_size", "industry", "country", "source", "utm_source",
@@ -32,7 +32,7 @@ def _template(
     body_format: Literal["html", "text"] = "html",
     version: int = 1,
 ) -> MessageTemplate:
-    return MessageTemplate("t", version, CommunicationType.EMAIL, subject, body, body_format)
+    return MessageTemplate("t", version, Channel.EMAIL, subject, body, body_format)
 
 
 def _variables(breakdown: list[dict[str, Any]] | None = None, **lead: Any) -> dict[str, Any]:
@@ -432,12 +432,12 @@ def test_the_cache_is_bounded_and_drops_the_least_recently_used() -> None:
 @pytest.mark.parametrize("template_id", ["", "Lead", "lead-qualified", "x" * 101, "lead qualified"])
 def test_a_template_id_is_lowercase_letters_digits_and_underscores(template_id: str) -> None:
     with pytest.raises(ValueError, match="template id"):
-        MessageTemplate(template_id, 1, CommunicationType.EMAIL, None, "x", "text")
+        MessageTemplate(template_id, 1, Channel.EMAIL, None, "x", "text")
 
 
 def test_a_template_version_starts_at_one() -> None:
     with pytest.raises(ValueError, match="version must be 1 or more"):
-        MessageTemplate("t", 0, CommunicationType.EMAIL, None, "x", "text")
+        MessageTemplate("t", 0, Channel.EMAIL, None, "x", "text")
 
 
 @pytest.mark.parametrize("limits", [{"max_output_chars": 0}, {"time_limit": 0}, {"cache_size": 0}])
@@ -493,7 +493,7 @@ def test_the_shipped_templates_render_for_minimal_and_full_leads(
     assert rendered.content.strip()
     assert "None" not in rendered.content
     assert "None" not in (rendered.subject or "")
-    if template.channel is CommunicationType.SMS:
+    if template.channel is Channel.SMS:
         assert rendered.subject is None
         assert len(rendered.content) <= 160
     else:

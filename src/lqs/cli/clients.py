@@ -27,7 +27,7 @@ from lqs.db.clients import (
 from lqs.db.templates import store_template
 from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke a client's API keys.", no_args_is_help=True)
@@ -185,7 +185,7 @@ def clients_configure(
             if acknowledge_leads:
                 qualified.append(
                     NotificationRule(
-                        channel=CommunicationType.EMAIL,
+                        channel=Channel.EMAIL,
                         to="lead",
                         template="lead_acknowledgement",
                     )
@@ -269,7 +269,7 @@ def templates_put(
     client: Annotated[str, typer.Option("--client", help="The client's slug")],
     template_id: Annotated[str, typer.Option("--id", help="e.g. lead_qualified")],
     body_file: Annotated[Path, typer.Option(help="The body (Jinja2)")],
-    channel: Annotated[CommunicationType, typer.Option()] = CommunicationType.EMAIL,
+    channel: Annotated[Channel, typer.Option()] = Channel.EMAIL,
     subject: Annotated[str | None, typer.Option(help="The subject (Jinja2)")] = None,
     body_format: Annotated[str, typer.Option("--format", help="html or text")] = "html",
 ) -> None:

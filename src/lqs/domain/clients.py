@@ -12,7 +12,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from lqs.domain.vocabulary import DEFAULT_PRIORITY, CommunicationType, LeadStatus
+from lqs.domain.vocabulary import DEFAULT_PRIORITY, Channel, LeadStatus
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
@@ -24,7 +24,7 @@ class NotificationRule(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    channel: CommunicationType
+    channel: Channel
     to: Literal["client", "lead"]
     template: str = Field(pattern=r"^[a-z0-9_]{1,100}$")
     priority: int = Field(default=DEFAULT_PRIORITY, ge=1, le=10)
@@ -35,7 +35,7 @@ def _default_notifications() -> dict[Outcome, list[NotificationRule]]:
     return {
         "qualified": [
             NotificationRule(
-                channel=CommunicationType.EMAIL, to="client", template="lead_qualified", priority=2
+                channel=Channel.EMAIL, to="client", template="lead_qualified", priority=2
             )
         ],
         "nurture": [],

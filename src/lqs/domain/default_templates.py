@@ -29,7 +29,7 @@ from types import MappingProxyType
 from typing import Literal
 
 from lqs.domain.templates import MessageTemplate
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 
 # "Ann Lee", or "" if the lead gave no name.
 _NAME = (
@@ -115,12 +115,12 @@ _QUALIFIED_PUSH = (
     " (grade {{ grade }})"
 )
 
-_SHIPPED: tuple[tuple[str, CommunicationType, str | None, str, Literal["html", "text"]], ...] = (
+_SHIPPED: tuple[tuple[str, Channel, str | None, str, Literal["html", "text"]], ...] = (
     # template id, channel, subject (None for SMS), body, body format
-    ("lead_qualified", CommunicationType.EMAIL, _QUALIFIED_SUBJECT, _QUALIFIED_BODY, "html"),
-    ("lead_acknowledgement", CommunicationType.EMAIL, _ACK_SUBJECT, _ACK_BODY, "html"),
-    ("lead_qualified_push", CommunicationType.PUSH, _QUALIFIED_PUSH_TITLE, _QUALIFIED_PUSH, "text"),
-    ("lead_qualified_sms", CommunicationType.SMS, None, _QUALIFIED_SMS, "text"),
+    ("lead_qualified", Channel.EMAIL, _QUALIFIED_SUBJECT, _QUALIFIED_BODY, "html"),
+    ("lead_acknowledgement", Channel.EMAIL, _ACK_SUBJECT, _ACK_BODY, "html"),
+    ("lead_qualified_push", Channel.PUSH, _QUALIFIED_PUSH_TITLE, _QUALIFIED_PUSH, "text"),
+    ("lead_qualified_sms", Channel.SMS, None, _QUALIFIED_SMS, "text"),
 )  # fmt: skip
 
 DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(

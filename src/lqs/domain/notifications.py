@@ -11,14 +11,14 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
 from lqs.domain.clients import ClientSettings, NotificationRule
-from lqs.domain.vocabulary import CommunicationType, ConsentStatus, LeadStatus
+from lqs.domain.vocabulary import Channel, ConsentStatus, LeadStatus
 
 
 @dataclass(frozen=True)
 class PlannedMessage:
     """A message to record: to whom, how, with which template, and whether it may go."""
 
-    channel: CommunicationType
+    channel: Channel
     recipient: str | None
     template_id: str
     priority: int
@@ -36,18 +36,18 @@ def _recipients(
     push_subscriptions: Sequence[str],
 ) -> list[str]:
     if rule.to == "client":
-        if rule.channel is CommunicationType.EMAIL:
+        if rule.channel is Channel.EMAIL:
             found = settings.notification_email
-        elif rule.channel is CommunicationType.SMS:
+        elif rule.channel is Channel.SMS:
             found = settings.notification_phone
-        elif rule.channel is CommunicationType.WEBHOOK:
+        elif rule.channel is Channel.WEBHOOK:
             found = settings.webhook_url
         else:  # push: every live subscription of the client's staff
             return list(push_subscriptions)
         return [found] if found else []
-    if rule.channel is CommunicationType.EMAIL:
+    if rule.channel is Channel.EMAIL:
         value = lead.get("email")
-    elif rule.channel is CommunicationType.SMS:
+    elif rule.channel is Channel.SMS:
         value = lead.get("phone")
     else:
         value = None
@@ -124,7 +124,7 @@ def normalise_recipient(channel: str, recipient: str) -> str:
     :meth:`str.strip`: tabs, newlines and no-break spaces too), and lower-case for email.
 
     The only definition: the database stores what this returns and compares with it.
-    ``channel`` is a :class:`CommunicationType` or its value (the ``type`` column's text).
+    ``channel`` is a :class:`Channel` or its value (the ``type`` column's text).
     """
     value = recipient.strip()
-    return value.lower() if channel == CommunicationType.EMAIL else value
+    return value.lower() if channel == Channel.EMAIL else value

@@ -57,7 +57,7 @@ from jinja2.utils import pass_context
 from jinja2.visitor import NodeTransformer
 
 from lqs.domain.text import storable, unstorable_text
-from lqs.domain.vocabulary import CommunicationType
+from lqs.domain.vocabulary import Channel
 from lqs.errors import InputError
 
 MAX_SUBJECT_CHARS = 998
@@ -93,7 +93,7 @@ class MessageTemplate:
 
     template_id: str
     version: int
-    channel: CommunicationType
+    channel: Channel
     subject: str | None
     body: str
     body_format: Literal["html", "text"]

@@ -10,7 +10,10 @@ from __future__ import annotations
 from enum import StrEnum
 
 
-class CommunicationType(StrEnum):
+class Channel(StrEnum):
+    """How a message travels. The seed's ``communications`` table calls this column
+    ``type``; every other table, and the code, says ``channel``."""
+
     EMAIL = "email"
     SMS = "sms"
     PUSH = "push"

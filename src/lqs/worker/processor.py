@@ -54,7 +54,7 @@ from lqs.domain.notifications import (
 from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.text import describe_error
-from lqs.domain.vocabulary import CommunicationStatus, CommunicationType, LeadStatus
+from lqs.domain.vocabulary import Channel, CommunicationStatus, LeadStatus
 
 log = structlog.get_logger(__name__)
 
@@ -83,7 +83,7 @@ class _ClientContext:
     @property
     def sends_push(self) -> bool:
         return any(
-            rule.channel is CommunicationType.PUSH
+            rule.channel is Channel.PUSH
             for rules in self.settings.notifications.values()
             for rule in rules
         )
@@ -401,7 +401,7 @@ def template_for(
             MessageTemplate(
                 template_id=own.name,
                 version=own.version,
-                channel=CommunicationType(own.channel),
+                channel=Channel(own.channel),
                 subject=own.subject,
                 body=own.body,
                 body_format="html" if own.body_format == "html" else "text",
