@@ -23,10 +23,12 @@ Our exception hierarchy:
       · MigrationDrift
     - ClientNotFound
     - ClientExists
+  + ApiError
 
 A name in parentheses is a second base kept for callers that catch it. Each class lives
 with the code that raises it (``lqs.db.errors``, ``lqs.domain.scoring``, ...); only the
-root and two of the groups live here (``DatabaseError`` is ``lqs.db.errors``'s). This
+root and two of the groups live here (``DatabaseError`` is ``lqs.db.errors``'s; ``ApiError``,
+an HTTP request refused with a status and a code, is ``lqs.api.errors``'s). This
 module sits outside the layers, as ``lqs.config`` does: any layer may import it, the
 simulator may not.
 

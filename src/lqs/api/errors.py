@@ -12,9 +12,10 @@ from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from lqs.domain.leads import FieldError
+from lqs.errors import LqsError
 
 
-class ApiError(Exception):
+class ApiError(LqsError):
     """Raised to answer the request with an error: ``status``, a machine-readable ``code``
     (``invalid_api_key``, ``invalid_signature``, ...), a message a person can act on, the
     fields at fault (``field`` names the first, ``fields`` lists them all) and any headers
