@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from lqs.config import Settings, load_settings
+from lqs.db.clients import Client, get_client
 from lqs.db.connection import connect_async, declare_pooler, detect_pooler, transaction_pooled
 from lqs.db.embedded import start_embedded
 
@@ -91,3 +92,24 @@ def run_in_transaction(url: str, work: Callable[[psycopg.AsyncConnection], Await
             return await work(conn)
 
     return asyncio.run(main())
+
+
+def in_transaction(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on the configured database (see :func:`database_url`)
+    and return its result."""
+    with database_url(settings()) as url:
+        return run_in_transaction(url, work)
+
+
+def for_client(slug: str, work: Callable[[psycopg.AsyncConnection, Client], Awaitable[T]]) -> T:
+    """Find the client with this slug, then run ``work`` on it, in one transaction on the
+    configured database, and return its result.
+
+    Raises:
+        ClientNotFound: no client has this slug (``lqs`` prints its message as one line).
+    """
+
+    async def found_then_work(conn: psycopg.AsyncConnection) -> T:
+        return await work(conn, await get_client(conn, slug))
+
+    return in_transaction(found_then_work)

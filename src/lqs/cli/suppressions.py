@@ -4,14 +4,12 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 from email_validator import EmailNotValidError, validate_email
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
-from lqs.db.clients import get_client
-from lqs.db.suppressions import Suppression, list_suppressions, suppress, unsuppress
+from lqs.cli._common import console, fail, for_client
+from lqs.db.suppressions import list_suppressions, suppress, unsuppress
 from lqs.domain.notifications import normalise_recipient
 
 app = typer.Typer(help="List, add and remove suppressed recipients.", no_args_is_help=True)
@@ -45,13 +43,10 @@ def suppressions_list(
 ) -> None:
     """The client's suppression list, newest first."""
     wanted = None if channel is None else _channel(channel)
-
-    async def fetch(conn: psycopg.AsyncConnection) -> list[Suppression]:
-        found = await get_client(conn, client)
-        return await list_suppressions(conn, found.id, channel=wanted, limit=limit)
-
-    with database_url(settings()) as url:
-        rows = run_in_transaction(url, fetch)
+    rows = for_client(
+        client,
+        lambda conn, found: list_suppressions(conn, found.id, channel=wanted, limit=limit),
+    )
     table = Table("channel", "recipient", "reason", "since", "source")
     for row in rows:
         table.add_row(
@@ -72,15 +67,12 @@ def suppressions_add(
     """Suppress a recipient by hand (reason ``manual``)."""
     chosen = _channel(channel)
     address = _recipient(chosen, recipient)
-
-    async def add(conn: psycopg.AsyncConnection) -> bool:
-        found = await get_client(conn, client)
-        return await suppress(
+    added = for_client(
+        client,
+        lambda conn, found: suppress(
             conn, found.id, chosen, address, "manual", note or "lqs suppressions add"
-        )
-
-    with database_url(settings()) as url:
-        added = run_in_transaction(url, add)
+        ),
+    )
     console.print(f"{'suppressed' if added else 'already suppressed'}: {chosen} {address}")
 
 
@@ -93,13 +85,7 @@ def suppressions_remove(
     """Take a recipient off the list (their consent history is kept)."""
     chosen = _channel(channel)
     address = _recipient(chosen, recipient)
-
-    async def remove(conn: psycopg.AsyncConnection) -> bool:
-        found = await get_client(conn, client)
-        return await unsuppress(conn, found.id, chosen, address)
-
-    with database_url(settings()) as url:
-        removed = run_in_transaction(url, remove)
+    removed = for_client(client, lambda conn, found: unsuppress(conn, found.id, chosen, address))
     if not removed:
         fail(f"{chosen} {address} is not on {client}'s suppression list")
     console.print(f"removed: {chosen} {address}")
