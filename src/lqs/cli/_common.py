@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
 
 import psycopg
 import typer
@@ -19,6 +19,11 @@ from lqs.db.embedded import start_embedded
 
 console = Console()
 T = TypeVar("T")
+
+ClientSlugOption = Annotated[str, typer.Option("--client", help="The client's slug")]
+"""``--client SLUG``: the client a command acts on (see :func:`for_client`)."""
+ClientSlugArgument = Annotated[str, typer.Argument(help="The client's slug")]
+"""``SLUG``: the client a ``lqs clients ...`` command acts on."""
 
 
 def fail(message: str) -> NoReturn:

@@ -13,7 +13,14 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
-from lqs.cli._common import console, fail, for_client, in_transaction
+from lqs.cli._common import (
+    ClientSlugArgument,
+    ClientSlugOption,
+    console,
+    fail,
+    for_client,
+    in_transaction,
+)
 from lqs.db.clients import (
     Client,
     create_api_key,
@@ -97,7 +104,7 @@ def _load_yaml(path: Path) -> Any:
 
 @clients_app.command("set-rules")
 def clients_set_rules(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     rules_file: Annotated[Path, typer.Argument(help="A YAML rule set (docs/SCORING.md)")],
 ) -> None:
     """Validate a scoring rule set and store it for the client; a bad file stores nothing."""
@@ -118,7 +125,7 @@ def clients_set_rules(
 
 @clients_app.command("set-delivery")
 def clients_set_delivery(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     delivery_file: Annotated[
         Path, typer.Argument(help="YAML: providers, credentials, base URLs, email failover")
     ],
@@ -143,7 +150,7 @@ def clients_set_delivery(
 
 @clients_app.command("configure")
 def clients_configure(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     notification_email: Annotated[str | None, typer.Option()] = None,
     notification_phone: Annotated[str | None, typer.Option()] = None,
     region: Annotated[str | None, typer.Option(help="Default phone region")] = None,
@@ -190,7 +197,7 @@ def clients_configure(
 
 @keys_app.command("create")
 def keys_create(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
     rate_limit: Annotated[int, typer.Option(help="Requests per minute", min=1)] = 600,
 ) -> None:
@@ -206,7 +213,7 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(client: Annotated[str, typer.Option("--client", help="The client's slug")]) -> None:
+def keys_list(client: ClientSlugOption) -> None:
     """List a client's keys (prefixes only)."""
     keys = for_client(client, lambda conn, found: list_api_keys(conn, found.id))
     table = Table(title=f"API keys of {client}")
@@ -226,7 +233,7 @@ def keys_list(client: Annotated[str, typer.Option("--client", help="The client's
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key, or its first 12 characters")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
     count = for_client(client, lambda conn, found: revoke_api_key(conn, found.id, key))
@@ -237,7 +244,7 @@ def keys_revoke(
 
 @templates_app.command("put")
 def templates_put(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     template_id: Annotated[str, typer.Option("--id", help="e.g. lead_qualified")],
     body_file: Annotated[Path, typer.Option(help="The body (Jinja2)")],
     channel: Annotated[Channel, typer.Option()] = Channel.EMAIL,

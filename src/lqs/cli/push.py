@@ -11,7 +11,7 @@ from uuid import UUID
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, fail, for_client, in_transaction
+from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction
 from lqs.db.push import (
     add_push_subscription,
     list_push_subscriptions,
@@ -32,7 +32,7 @@ def _key_bytes(value: str, name: str) -> bytes:
 
 @app.command("add")
 def push_add(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     endpoint: Annotated[str, typer.Option(help="The subscription's endpoint URL")],
     p256dh: Annotated[str, typer.Option(help="The subscription's p256dh key (base64url)")],
     auth: Annotated[str, typer.Option(help="The subscription's auth secret (base64url)")],
@@ -55,7 +55,7 @@ def push_add(
 
 
 @app.command("list")
-def push_list(client: Annotated[str, typer.Option("--client", help="The client's slug")]) -> None:
+def push_list(client: ClientSlugOption) -> None:
     """A client's push subscriptions; gone ones are those the push service refused."""
     rows = for_client(client, lambda conn, found: list_push_subscriptions(conn, found.id))
     table = Table("id", "label", "endpoint", "created", "gone")

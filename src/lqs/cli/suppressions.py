@@ -8,13 +8,16 @@ import typer
 from email_validator import EmailNotValidError, validate_email
 from rich.table import Table
 
-from lqs.cli._common import console, fail, for_client
+from lqs.cli._common import ClientSlugOption, console, fail, for_client
 from lqs.db.suppressions import list_suppressions, suppress, unsuppress
 from lqs.domain.notifications import normalise_recipient
 
 app = typer.Typer(help="List, add and remove suppressed recipients.", no_args_is_help=True)
 
 CHANNELS = ("email", "sms", "push", "webhook")
+
+_RecipientArgument = Annotated[str, typer.Argument(help="Email address, E.164 number, ...")]
+_ChannelOption = Annotated[str, typer.Option(help="email, sms, push or webhook")]
 
 
 def _channel(value: str) -> str:
@@ -37,7 +40,7 @@ def _recipient(channel: str, value: str) -> str:
 
 @app.command("list")
 def suppressions_list(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
 ) -> None:
@@ -59,9 +62,9 @@ def suppressions_list(
 
 @app.command("add")
 def suppressions_add(
-    recipient: Annotated[str, typer.Argument(help="Email address, E.164 number, ...")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
-    channel: Annotated[str, typer.Option(help="email, sms, push or webhook")] = "email",
+    recipient: _RecipientArgument,
+    client: ClientSlugOption,
+    channel: _ChannelOption = "email",
     note: Annotated[str | None, typer.Option(help="Why (kept as the source)")] = None,
 ) -> None:
     """Suppress a recipient by hand (reason ``manual``)."""
@@ -78,9 +81,9 @@ def suppressions_add(
 
 @app.command("remove")
 def suppressions_remove(
-    recipient: Annotated[str, typer.Argument(help="Email address, E.164 number, ...")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
-    channel: Annotated[str, typer.Option(help="email, sms, push or webhook")] = "email",
+    recipient: _RecipientArgument,
+    client: ClientSlugOption,
+    channel: _ChannelOption = "email",
 ) -> None:
     """Take a recipient off the list (their consent history is kept)."""
     chosen = _channel(channel)
