@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
 from typing import Annotated, NoReturn, TypeVar
+from uuid import UUID
 
 import psycopg
 import typer
@@ -31,6 +32,14 @@ def fail(message: str) -> NoReturn:
     # typer.echo, not Rich: Rich wraps long lines, and an error is one line.
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def parse_id(value: str, name: str) -> UUID:
+    """``value`` as a UUID, or exit with one line: "<name> must be a UUID"."""
+    try:
+        return UUID(value)
+    except ValueError:
+        fail(f"{name} must be a UUID")
 
 
 def settings() -> Settings:

@@ -9,7 +9,7 @@ import psycopg
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, fail, in_transaction
+from lqs.cli._common import console, fail, in_transaction, parse_id
 from lqs.db.communications import (
     communication_timeline,
     list_communications,
@@ -55,10 +55,7 @@ def comms_show(
     communication_id: Annotated[str, typer.Argument(help="The communication's id")],
 ) -> None:
     """One communication: its fields, then its timeline (attempts and provider events)."""
-    try:
-        wanted = UUID(communication_id)
-    except ValueError:
-        fail("the communication id must be a UUID")
+    wanted = parse_id(communication_id, "the communication id")
     found = in_transaction(lambda conn: communication_timeline(conn, wanted))
     if found is None:
         fail(f"no communication {wanted}")

@@ -6,12 +6,11 @@ import base64
 import binascii
 import re
 from typing import Annotated
-from uuid import UUID
 
 import typer
 from rich.table import Table
 
-from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction
+from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction, parse_id
 from lqs.db.push import (
     add_push_subscription,
     list_push_subscriptions,
@@ -72,10 +71,7 @@ def push_remove(
     subscription_id: Annotated[str, typer.Argument(help="The subscription id")],
 ) -> None:
     """Delete a push subscription."""
-    try:
-        wanted = UUID(subscription_id)
-    except ValueError:
-        fail("the subscription id must be a UUID")
+    wanted = parse_id(subscription_id, "the subscription id")
     if not in_transaction(lambda conn: remove_push_subscription(conn, wanted)):
         fail(f"no push subscription {wanted}")
     console.print(f"removed push subscription {wanted}")
