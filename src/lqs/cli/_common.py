@@ -1,4 +1,5 @@
-"""What every command shares: settings, the database URL, one-line errors, async access."""
+"""What every command shares: settings, the database URL, one-line errors, its transaction
+(on the client ``--client SLUG`` names), the options several commands take."""
 
 from __future__ import annotations
 
