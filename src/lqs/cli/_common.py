@@ -1,11 +1,13 @@
-"""What every command shares: settings, the database URL, one-line errors, async access."""
+"""What every command shares: settings, the database URL, one-line errors, its transaction
+(on the client ``--client SLUG`` names), the options several commands take."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import contextmanager
-from typing import NoReturn, TypeVar
+from typing import Annotated, NoReturn, TypeVar
+from uuid import UUID
 
 import psycopg
 import typer
@@ -13,11 +15,17 @@ from pydantic import ValidationError
 from rich.console import Console
 
 from lqs.config import Settings, load_settings
+from lqs.db.clients import Client, get_client
 from lqs.db.connection import connect_async, declare_pooler, detect_pooler, transaction_pooled
 from lqs.db.embedded import start_embedded
 
 console = Console()
 T = TypeVar("T")
+
+ClientSlugOption = Annotated[str, typer.Option("--client", help="The client's slug")]
+"""``--client SLUG``: the client a command acts on (see :func:`for_client`)."""
+ClientSlugArgument = Annotated[str, typer.Argument(help="The client's slug")]
+"""``SLUG``: the client a ``lqs clients ...`` command acts on."""
 
 
 def fail(message: str) -> NoReturn:
@@ -25,6 +33,14 @@ def fail(message: str) -> NoReturn:
     # typer.echo, not Rich: Rich wraps long lines, and an error is one line.
     typer.echo(f"error: {message}", err=True)
     raise typer.Exit(code=1)
+
+
+def parse_id(value: str, name: str) -> UUID:
+    """``value`` as a UUID, or exit with one line: "<name> must be a UUID"."""
+    try:
+        return UUID(value)
+    except ValueError:
+        fail(f"{name} must be a UUID")
 
 
 def settings() -> Settings:
@@ -91,3 +107,24 @@ def run_in_transaction(url: str, work: Callable[[psycopg.AsyncConnection], Await
             return await work(conn)
 
     return asyncio.run(main())
+
+
+def in_transaction(work: Callable[[psycopg.AsyncConnection], Awaitable[T]]) -> T:
+    """Run ``work`` in one transaction on the configured database (see :func:`database_url`)
+    and return its result."""
+    with database_url(settings()) as url:
+        return run_in_transaction(url, work)
+
+
+def for_client(slug: str, work: Callable[[psycopg.AsyncConnection, Client], Awaitable[T]]) -> T:
+    """Find the client with this slug, then run ``work`` on it, in one transaction on the
+    configured database, and return its result.
+
+    Raises:
+        ClientNotFound: no client has this slug (``lqs`` prints its message as one line).
+    """
+
+    async def found_then_work(conn: psycopg.AsyncConnection) -> T:
+        return await work(conn, await get_client(conn, slug))
+
+    return in_transaction(found_then_work)

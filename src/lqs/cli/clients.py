@@ -13,12 +13,18 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
+from lqs.cli._common import (
+    ClientSlugArgument,
+    ClientSlugOption,
+    console,
+    fail,
+    for_client,
+    in_transaction,
+)
 from lqs.db.clients import (
     Client,
     create_api_key,
     create_client,
-    get_client,
     list_api_keys,
     list_clients,
     revoke_api_key,
@@ -62,16 +68,14 @@ def clients_create(
     if notification_email:
         initial["notification_email"] = notification_email
     _validated_settings({}, initial)
-    with database_url(settings()) as url:
-        client = run_in_transaction(url, lambda c: create_client(c, name.strip(), slug, initial))
+    client = in_transaction(lambda conn: create_client(conn, name.strip(), slug, initial))
     console.print(f"created client {client.slug} ({client.id})")
 
 
 @clients_app.command("list")
 def clients_list() -> None:
     """List clients."""
-    with database_url(settings()) as url:
-        clients = run_in_transaction(url, list_clients)
+    clients = in_transaction(list_clients)
     table = Table(title="Clients")
     for heading in ("slug", "name", "id", "notification email"):
         table.add_column(heading)
@@ -100,7 +104,7 @@ def _load_yaml(path: Path) -> Any:
 
 @clients_app.command("set-rules")
 def clients_set_rules(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     rules_file: Annotated[Path, typer.Argument(help="A YAML rule set (docs/SCORING.md)")],
 ) -> None:
     """Validate a scoring rule set and store it for the client; a bad file stores nothing."""
@@ -113,19 +117,15 @@ def clients_set_rules(
         for problem in exc.problems:
             typer.echo(f"rules: {problem}", err=True)
         fail(f"{rules_file}: {len(exc.problems)} problem(s) listed above; nothing was stored")
-
-    async def store(conn: psycopg.AsyncConnection) -> None:
-        client = await get_client(conn, slug)
-        await update_client_settings(conn, client.id, {"scoring_rules": spec})
-
-    with database_url(settings()) as url:
-        run_in_transaction(url, store)
+    for_client(
+        slug, lambda conn, found: update_client_settings(conn, found.id, {"scoring_rules": spec})
+    )
     console.print(f"stored {len(rules.rules)} scoring rules for {slug}")
 
 
 @clients_app.command("set-delivery")
 def clients_set_delivery(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     delivery_file: Annotated[
         Path, typer.Argument(help="YAML: providers, credentials, base URLs, email failover")
     ],
@@ -139,13 +139,7 @@ def clients_set_delivery(
         delivery = parse_delivery_settings(spec)
     except DeliverySettingsError as exc:
         fail(f"{delivery_file}: {exc}; nothing was stored")
-
-    async def store(conn: psycopg.AsyncConnection) -> None:
-        client = await get_client(conn, slug)
-        await update_client_settings(conn, client.id, {"delivery": spec})
-
-    with database_url(settings()) as url:
-        run_in_transaction(url, store)
+    for_client(slug, lambda conn, found: update_client_settings(conn, found.id, {"delivery": spec}))
     channels = [
         channel
         for channel in ("email", "sms", "push", "webhook")
@@ -156,7 +150,7 @@ def clients_set_delivery(
 
 @clients_app.command("configure")
 def clients_configure(
-    slug: Annotated[str, typer.Argument(help="The client's slug")],
+    slug: ClientSlugArgument,
     notification_email: Annotated[str | None, typer.Option()] = None,
     notification_phone: Annotated[str | None, typer.Option()] = None,
     region: Annotated[str | None, typer.Option(help="Default phone region")] = None,
@@ -177,8 +171,7 @@ def clients_configure(
     if time_zone is not None:
         patch["time_zone"] = time_zone
 
-    async def store(conn: psycopg.AsyncConnection) -> None:
-        client = await get_client(conn, slug)
+    async def store(conn: psycopg.AsyncConnection, client: Client) -> None:
         current = parse_client_settings(client.settings)
         if acknowledge_leads is not None:
             qualified = [r for r in current.notifications.get("qualified", []) if r.to != "lead"]
@@ -198,40 +191,31 @@ def clients_configure(
         _validated_settings(client.settings, patch)
         await update_client_settings(conn, client.id, patch)
 
-    with database_url(settings()) as url:
-        run_in_transaction(url, store)
+    for_client(slug, store)
     console.print(f"updated {slug}")
 
 
 @keys_app.command("create")
 def keys_create(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
     rate_limit: Annotated[int, typer.Option(help="Requests per minute", min=1)] = 600,
 ) -> None:
     """Create an API key and print it once: only its hash is stored."""
 
-    async def create(conn: psycopg.AsyncConnection) -> str:
-        found = await get_client(conn, client)
+    async def create(conn: psycopg.AsyncConnection, found: Client) -> str:
         _, plaintext = await create_api_key(conn, found.id, name, rate_limit)
         return plaintext
 
-    with database_url(settings()) as url:
-        plaintext = run_in_transaction(url, create)
+    plaintext = for_client(client, create)
     typer.echo(plaintext)
     typer.echo("Store this key now: it cannot be shown again.", err=True)
 
 
 @keys_app.command("list")
-def keys_list(client: Annotated[str, typer.Option("--client", help="The client's slug")]) -> None:
+def keys_list(client: ClientSlugOption) -> None:
     """List a client's keys (prefixes only)."""
-
-    async def fetch(conn: psycopg.AsyncConnection) -> list[Any]:
-        found = await get_client(conn, client)
-        return await list_api_keys(conn, found.id)
-
-    with database_url(settings()) as url:
-        keys = run_in_transaction(url, fetch)
+    keys = for_client(client, lambda conn, found: list_api_keys(conn, found.id))
     table = Table(title=f"API keys of {client}")
     for heading in ("prefix", "name", "rate/min", "created", "revoked"):
         table.add_column(heading)
@@ -249,16 +233,10 @@ def keys_list(client: Annotated[str, typer.Option("--client", help="The client's
 @keys_app.command("revoke")
 def keys_revoke(
     key: Annotated[str, typer.Argument(help="The key, or its first 12 characters")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
 ) -> None:
     """Revoke a key: requests with it get 401 from then on."""
-
-    async def revoke(conn: psycopg.AsyncConnection) -> int:
-        found = await get_client(conn, client)
-        return await revoke_api_key(conn, found.id, key)
-
-    with database_url(settings()) as url:
-        count = run_in_transaction(url, revoke)
+    count = for_client(client, lambda conn, found: revoke_api_key(conn, found.id, key))
     if count == 0:
         fail(f"no live key of {client} starts with {key[:12]!r}")
     console.print(f"revoked {count} key(s)")
@@ -266,7 +244,7 @@ def keys_revoke(
 
 @templates_app.command("put")
 def templates_put(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     template_id: Annotated[str, typer.Option("--id", help="e.g. lead_qualified")],
     body_file: Annotated[Path, typer.Option(help="The body (Jinja2)")],
     channel: Annotated[Channel, typer.Option()] = Channel.EMAIL,
@@ -299,16 +277,14 @@ def templates_put(
     except (TemplateError, ValueError) as exc:
         fail(f"{exc}; nothing was stored")
 
-    async def store(conn: psycopg.AsyncConnection) -> int | str:
-        found = await get_client(conn, client)
+    async def store(conn: psycopg.AsyncConnection, found: Client) -> int | str:
         try:
             renderer.vet(template, _sample_variables(found))
         except TemplateError as exc:
             return str(exc)  # the transaction stores nothing
         return await store_template(conn, found.id, template_id, channel.value, subject, body, fmt)
 
-    with database_url(settings()) as url:
-        outcome = run_in_transaction(url, store)
+    outcome = for_client(client, store)
     if isinstance(outcome, str):
         fail(f"{outcome}; nothing was stored")
     console.print(f"stored {template_id} version {outcome} for {client}")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 from uuid import UUID
 
 import psycopg
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
+from lqs.cli._common import console, fail, in_transaction, parse_id
 from lqs.db.communications import (
-    CommunicationSummary,
-    TimelineEntry,
     communication_timeline,
     list_communications,
     redrive_failed,
@@ -39,12 +37,9 @@ def comms_list(
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
     wanted = _status(status)
-
-    async def fetch(conn: psycopg.AsyncConnection) -> list[CommunicationSummary]:
-        return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
-
-    with database_url(settings()) as url:
-        rows = run_in_transaction(url, fetch)
+    rows = in_transaction(
+        lambda conn: list_communications(conn, status=wanted, client_slug=client, limit=limit)
+    )
     table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "error")
     for row in rows:
         table.add_row(
@@ -60,18 +55,8 @@ def comms_show(
     communication_id: Annotated[str, typer.Argument(help="The communication's id")],
 ) -> None:
     """One communication: its fields, then its timeline (attempts and provider events)."""
-    try:
-        wanted = UUID(communication_id)
-    except ValueError:
-        fail("the communication id must be a UUID")
-
-    async def fetch(
-        conn: psycopg.AsyncConnection,
-    ) -> tuple[dict[str, Any], list[TimelineEntry]] | None:
-        return await communication_timeline(conn, wanted)
-
-    with database_url(settings()) as url:
-        found = run_in_transaction(url, fetch)
+    wanted = parse_id(communication_id, "the communication id")
+    found = in_transaction(lambda conn: communication_timeline(conn, wanted))
     if found is None:
         fail(f"no communication {wanted}")
     row, entries = found
@@ -134,8 +119,7 @@ def comms_retry(
         unrendered = await unrendered_failed(conn, parsed, client)
         return await redrive_failed(conn, parsed, client), unrendered
 
-    with database_url(settings()) as url:
-        redriven, unrendered = run_in_transaction(url, redrive)
+    redriven, unrendered = in_transaction(redrive)
     if unrendered:
         typer.echo(
             f"left alone {len(unrendered)} failed communication(s) that were never rendered"
@@ -151,13 +135,9 @@ def comms_retry(
 
 def _retry_rerendered(parsed: list[UUID] | None, client: str | None) -> None:
     # Jinja2, the sandbox and the processor: only this option needs them.
-    from lqs.worker.rerender import RerenderReport, rerender_failed
+    from lqs.worker.rerender import rerender_failed
 
-    async def rerender(conn: psycopg.AsyncConnection) -> RerenderReport:
-        return await rerender_failed(conn, parsed, client)
-
-    with database_url(settings()) as url:
-        report = run_in_transaction(url, rerender)
+    report = in_transaction(lambda conn: rerender_failed(conn, parsed, client))
     done = {*report.requeued, *(i for i, _ in report.still_failed)}
     if parsed is not None and len(done) < len(parsed):
         missing = sorted(str(i) for i in set(parsed) - done)

@@ -22,7 +22,7 @@ import typer
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli._common import ClientSlugOption, console, database_url, fail, settings
 from lqs.cli.csv_files import CsvFileError, choose_encoding, open_text, text_codec
 from lqs.db.clients import get_client
 from lqs.db.connection import connect_async
@@ -108,7 +108,7 @@ class _Counts:
 @app.command("import")
 def leads_import(
     file: Annotated[Path, typer.Argument(help="CSV file with a header row")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     map_: Annotated[
         list[str] | None,
         typer.Option("--map", help="COLUMN=FIELD, repeatable; FIELD may be custom.<key>"),

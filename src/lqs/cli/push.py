@@ -6,16 +6,12 @@ import base64
 import binascii
 import re
 from typing import Annotated
-from uuid import UUID
 
-import psycopg
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
-from lqs.db.clients import get_client
+from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction, parse_id
 from lqs.db.push import (
-    PushSubscription,
     add_push_subscription,
     list_push_subscriptions,
     remove_push_subscription,
@@ -35,7 +31,7 @@ def _key_bytes(value: str, name: str) -> bytes:
 
 @app.command("add")
 def push_add(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     endpoint: Annotated[str, typer.Option(help="The subscription's endpoint URL")],
     p256dh: Annotated[str, typer.Option(help="The subscription's p256dh key (base64url)")],
     auth: Annotated[str, typer.Option(help="The subscription's auth secret (base64url)")],
@@ -50,26 +46,17 @@ def push_add(
         fail("--auth must be a 16-byte secret")
     if label is not None and len(label) > 100:
         fail("--label is at most 100 characters")
-
-    async def store(conn: psycopg.AsyncConnection) -> PushSubscription:
-        found = await get_client(conn, client)
-        return await add_push_subscription(conn, found.id, endpoint, p256dh, auth, label)
-
-    with database_url(settings()) as url:
-        subscription = run_in_transaction(url, store)
+    subscription = for_client(
+        client,
+        lambda conn, found: add_push_subscription(conn, found.id, endpoint, p256dh, auth, label),
+    )
     console.print(f"push subscription {subscription.id} for {client}")
 
 
 @app.command("list")
-def push_list(client: Annotated[str, typer.Option("--client", help="The client's slug")]) -> None:
+def push_list(client: ClientSlugOption) -> None:
     """A client's push subscriptions; gone ones are those the push service refused."""
-
-    async def fetch(conn: psycopg.AsyncConnection) -> list[PushSubscription]:
-        found = await get_client(conn, client)
-        return await list_push_subscriptions(conn, found.id)
-
-    with database_url(settings()) as url:
-        rows = run_in_transaction(url, fetch)
+    rows = for_client(client, lambda conn, found: list_push_subscriptions(conn, found.id))
     table = Table("id", "label", "endpoint", "created", "gone")
     for row in rows:
         table.add_row(
@@ -84,15 +71,7 @@ def push_remove(
     subscription_id: Annotated[str, typer.Argument(help="The subscription id")],
 ) -> None:
     """Delete a push subscription."""
-    try:
-        wanted = UUID(subscription_id)
-    except ValueError:
-        fail("the subscription id must be a UUID")
-
-    async def remove(conn: psycopg.AsyncConnection) -> bool:
-        return await remove_push_subscription(conn, wanted)
-
-    with database_url(settings()) as url:
-        if not run_in_transaction(url, remove):
-            fail(f"no push subscription {wanted}")
+    wanted = parse_id(subscription_id, "the subscription id")
+    if not in_transaction(lambda conn: remove_push_subscription(conn, wanted)):
+        fail(f"no push subscription {wanted}")
     console.print(f"removed push subscription {wanted}")

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import psycopg
 import typer
 from email_validator import EmailNotValidError, validate_email
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, run_in_transaction, settings
-from lqs.db.clients import get_client
-from lqs.db.suppressions import Suppression, list_suppressions, suppress, unsuppress
+from lqs.cli._common import ClientSlugOption, console, fail, for_client
+from lqs.db.suppressions import list_suppressions, suppress, unsuppress
 from lqs.domain.notifications import normalise_recipient
 
 app = typer.Typer(help="List, add and remove suppressed recipients.", no_args_is_help=True)
 
 CHANNELS = ("email", "sms", "push", "webhook")
+
+_RecipientArgument = Annotated[str, typer.Argument(help="Email address, E.164 number, ...")]
+_ChannelOption = Annotated[str, typer.Option(help="email, sms, push or webhook")]
 
 
 def _channel(value: str) -> str:
@@ -39,19 +40,16 @@ def _recipient(channel: str, value: str) -> str:
 
 @app.command("list")
 def suppressions_list(
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
+    client: ClientSlugOption,
     channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
 ) -> None:
     """The client's suppression list, newest first."""
     wanted = None if channel is None else _channel(channel)
-
-    async def fetch(conn: psycopg.AsyncConnection) -> list[Suppression]:
-        found = await get_client(conn, client)
-        return await list_suppressions(conn, found.id, channel=wanted, limit=limit)
-
-    with database_url(settings()) as url:
-        rows = run_in_transaction(url, fetch)
+    rows = for_client(
+        client,
+        lambda conn, found: list_suppressions(conn, found.id, channel=wanted, limit=limit),
+    )
     table = Table("channel", "recipient", "reason", "since", "source")
     for row in rows:
         table.add_row(
@@ -64,42 +62,33 @@ def suppressions_list(
 
 @app.command("add")
 def suppressions_add(
-    recipient: Annotated[str, typer.Argument(help="Email address, E.164 number, ...")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
-    channel: Annotated[str, typer.Option(help="email, sms, push or webhook")] = "email",
+    recipient: _RecipientArgument,
+    client: ClientSlugOption,
+    channel: _ChannelOption = "email",
     note: Annotated[str | None, typer.Option(help="Why (kept as the source)")] = None,
 ) -> None:
     """Suppress a recipient by hand (reason ``manual``)."""
     chosen = _channel(channel)
     address = _recipient(chosen, recipient)
-
-    async def add(conn: psycopg.AsyncConnection) -> bool:
-        found = await get_client(conn, client)
-        return await suppress(
+    added = for_client(
+        client,
+        lambda conn, found: suppress(
             conn, found.id, chosen, address, "manual", note or "lqs suppressions add"
-        )
-
-    with database_url(settings()) as url:
-        added = run_in_transaction(url, add)
+        ),
+    )
     console.print(f"{'suppressed' if added else 'already suppressed'}: {chosen} {address}")
 
 
 @app.command("remove")
 def suppressions_remove(
-    recipient: Annotated[str, typer.Argument(help="Email address, E.164 number, ...")],
-    client: Annotated[str, typer.Option("--client", help="The client's slug")],
-    channel: Annotated[str, typer.Option(help="email, sms, push or webhook")] = "email",
+    recipient: _RecipientArgument,
+    client: ClientSlugOption,
+    channel: _ChannelOption = "email",
 ) -> None:
     """Take a recipient off the list (their consent history is kept)."""
     chosen = _channel(channel)
     address = _recipient(chosen, recipient)
-
-    async def remove(conn: psycopg.AsyncConnection) -> bool:
-        found = await get_client(conn, client)
-        return await unsuppress(conn, found.id, chosen, address)
-
-    with database_url(settings()) as url:
-        removed = run_in_transaction(url, remove)
+    removed = for_client(client, lambda conn, found: unsuppress(conn, found.id, chosen, address))
     if not removed:
         fail(f"{chosen} {address} is not on {client}'s suppression list")
     console.print(f"removed: {chosen} {address}")
