@@ -31,7 +31,7 @@ import json
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from uuid import UUID
 
 import httpx
@@ -237,6 +237,50 @@ class InboundProvider(Protocol):
             WebhookMalformed: the body is not the provider's documented shape.
         """
         ...
+
+
+class HttpProvider:
+    """What every adapter class does alike: it sends on the one pooled client it is built
+    with, and finds its settings under its own name in a client's delivery settings (the
+    registry's key). Subclasses declare ``name``, ``channel`` and ``idempotent``
+    (:class:`ProviderType`) and ``send`` (:class:`Provider`)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def settings_of(cls, delivery: DeliverySettings) -> Any | None:
+        return getattr(delivery, cls.name)
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> Self:
+        return cls(clients())
+
+    async def _post(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> httpx.Response | SendResult:
+        """POST on the pooled client: the answer, or the result of a request that got none
+        (:func:`transport_failure`)."""
+        try:
+            return await self._http.post(
+                url,
+                headers=headers,
+                json=json,
+                content=content,
+                data=data,
+                auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
+            )
+        except httpx.HTTPError as exc:
+            return transport_failure(exc)
 
 
 def redact(value: Any) -> Any:

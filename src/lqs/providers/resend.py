@@ -31,13 +31,10 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
-import httpx
-
 from lqs.domain.delivery import DeliverySettings, ResendSettings, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
+    HttpProvider,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
@@ -54,7 +51,6 @@ from lqs.providers.base import (
     parse_retry_after,
     refused,
     required_header,
-    transport_failure,
     webhook_json,
 )
 
@@ -80,24 +76,13 @@ MAX_BATCH = 100
 """The most emails one ``POST /emails/batch`` may carry."""
 
 
-class ResendProvider:
+class ResendProvider(HttpProvider):
     """Sends email through Resend's REST API (or anything speaking it, like the simulator)."""
 
     name: ClassVar[str] = "resend"
     channel: ClassVar[str] = ResendSettings.channel
     idempotent: ClassVar[bool] = True
     max_batch: ClassVar[int] = MAX_BATCH
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> ResendSettings | None:
-        return delivery.resend
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> ResendProvider:
-        return cls(clients())
 
     def request_body(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
         """The JSON Resend receives for ``message``."""
@@ -135,17 +120,16 @@ class ResendProvider:
             body = self.request_body(settings, message)
         except ProviderConfigError as exc:
             return refused("invalid_message", str(exc))
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/emails",
-                json=body,
-                headers={
-                    "Authorization": authorization,
-                    "Idempotency-Key": str(message.communication_id),
-                },
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+        response = await self._post(
+            settings.base_url.rstrip("/") + "/emails",
+            json=body,
+            headers={
+                "Authorization": authorization,
+                "Idempotency-Key": str(message.communication_id),
+            },
+        )
+        if isinstance(response, SendResult):
+            return response
         code, text, email_id = answer_fields(response, "resend", id_key="id", code_key="name")
         result = classify_status(
             response,
@@ -188,19 +172,18 @@ class ResendProvider:
             ProviderConfigError: the API key cannot be used.
         """
         authorization = bearer(settings.api_key.get_secret_value(), "resend.api_key")
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/emails/batch",
-                content=body.encode(),
-                headers={
-                    "Authorization": authorization,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": key,
-                    "x-batch-validation": "permissive",
-                },
-            )
-        except httpx.HTTPError as exc:
-            return [transport_failure(exc)] * count
+        response = await self._post(
+            settings.base_url.rstrip("/") + "/emails/batch",
+            content=body.encode(),
+            headers={
+                "Authorization": authorization,
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+                "x-batch-validation": "permissive",
+            },
+        )
+        if isinstance(response, SendResult):
+            return [response] * count
         code, text, _ = answer_fields(response, "resend", id_key="id", code_key="name")
         overall = classify_status(
             response, error_code=code, error_message=text, transient_codes=_TRANSIENT_CODES

@@ -29,8 +29,7 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from lqs.domain.delivery import DeliverySettings, SendGridSettings
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
+    HttpProvider,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
@@ -45,7 +44,6 @@ from lqs.providers.base import (
     optional_text,
     refused,
     required_header,
-    transport_failure,
     webhook_json,
 )
 
@@ -57,23 +55,12 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
-class SendGridProvider:
+class SendGridProvider(HttpProvider):
     """Sends email through SendGrid's v3 Mail Send API (or the simulator)."""
 
     name: ClassVar[str] = "sendgrid"
     channel: ClassVar[str] = SendGridSettings.channel
     idempotent: ClassVar[bool] = False
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> SendGridSettings | None:
-        return delivery.sendgrid
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> SendGridProvider:
-        return cls(clients())
 
     def request_body(self, settings: SendGridSettings, message: OutboundMessage) -> dict[str, Any]:
         """The JSON SendGrid receives for ``message``."""
@@ -106,14 +93,13 @@ class SendGridProvider:
             body = self.request_body(settings, message)
         except ProviderConfigError as exc:
             return refused("invalid_message", str(exc))
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/v3/mail/send",
-                json=body,
-                headers={"Authorization": authorization},
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+        response = await self._post(
+            settings.base_url.rstrip("/") + "/v3/mail/send",
+            json=body,
+            headers={"Authorization": authorization},
+        )
+        if isinstance(response, SendResult):
+            return response
         result = classify_status(
             response,
             error_code=None if response.is_success else f"http_{response.status_code}",
