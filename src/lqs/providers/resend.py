@@ -31,10 +31,11 @@ from datetime import UTC, datetime
 from typing import Any, ClassVar
 from uuid import UUID
 
+import httpx
+
 from lqs.domain.delivery import DeliverySettings, ResendSettings, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    HttpProvider,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
@@ -49,10 +50,10 @@ from lqs.providers.base import (
     lowercase_headers,
     optional_text,
     parse_retry_after,
-    refused,
     required_header,
     webhook_json,
 )
+from lqs.providers.email_api import EmailProvider
 
 COMMUNICATION_ID_TAG = "communication_id"
 """The tag that carries our communication id on every email (and back in its events)."""
@@ -76,19 +77,17 @@ MAX_BATCH = 100
 """The most emails one ``POST /emails/batch`` may carry."""
 
 
-class ResendProvider(HttpProvider):
+class ResendProvider(EmailProvider[ResendSettings]):
     """Sends email through Resend's REST API (or anything speaking it, like the simulator)."""
 
     name: ClassVar[str] = "resend"
     channel: ClassVar[str] = ResendSettings.channel
     idempotent: ClassVar[bool] = True
     max_batch: ClassVar[int] = MAX_BATCH
+    send_path: ClassVar[str] = "/emails"
 
-    def request_body(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
-        """The JSON Resend receives for ``message``."""
-        if message.content is None or message.subject is None:
-            raise ProviderConfigError("an email needs a subject and content")
-        body: dict[str, Any] = {
+    def fields(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
+        return {
             "from": settings.from_address,
             "to": [message.recipient],
             "subject": message.subject,
@@ -102,34 +101,13 @@ class ResendProvider(HttpProvider):
                 ),
             ],
         }
-        if message.headers:
-            body["headers"] = dict(message.headers)
-        return body
 
-    async def send(self, settings: ResendSettings, message: OutboundMessage) -> SendResult:
-        """POST the email; the communication id is the idempotency key.
+    def message_headers(self, message: OutboundMessage) -> dict[str, str]:
+        """The communication id is the idempotency key."""
+        return {"Idempotency-Key": str(message.communication_id)}
 
-        Raises:
-            ProviderConfigError: the API key cannot be used.
-        """
-        authorization = bearer(settings.api_key.get_secret_value(), "resend.api_key")
-        if not message.subject or not message.content:
-            # Resend refuses an empty subject or body with a 422 anyway.
-            return refused("invalid_message", "an email needs a subject and content")
-        try:
-            body = self.request_body(settings, message)
-        except ProviderConfigError as exc:
-            return refused("invalid_message", str(exc))
-        response = await self._post(
-            settings.base_url.rstrip("/") + "/emails",
-            json=body,
-            headers={
-                "Authorization": authorization,
-                "Idempotency-Key": str(message.communication_id),
-            },
-        )
-        if isinstance(response, SendResult):
-            return response
+    def classify(self, response: httpx.Response) -> SendResult:
+        """The external id is the answer's ``id``."""
         code, text, email_id = answer_fields(response, "resend", id_key="id", code_key="name")
         result = classify_status(
             response,
