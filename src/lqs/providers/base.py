@@ -29,7 +29,7 @@ from __future__ import annotations
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from uuid import UUID
@@ -37,7 +37,7 @@ from uuid import UUID
 import httpx
 
 from lqs.domain.delivery import DeliverySettings, Verdict
-from lqs.domain.events import DeliveryEvent
+from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.errors import ConfigurationError, InputError
 
 SECRET_KEYS = frozenset(
@@ -493,3 +493,27 @@ def communication_id_in(value: Any) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def lenient_event(
+    parse: Callable[[], DeliveryEvent],
+    *,
+    provider: str,
+    event_id: str,
+    raw_type: str,
+    payload: dict[str, Any],
+    known: Container[str],
+) -> DeliveryEvent:
+    """The event ``parse()`` makes; or, if it finds the event malformed and ``raw_type`` is
+    not one of the ``known`` types (a type added after the provider's module was written),
+    an ``OTHER`` event that keeps ``payload`` whatever its shape.
+
+    Raises:
+        WebhookMalformed: an event of a known type is malformed.
+    """
+    try:
+        return parse()
+    except WebhookMalformed:
+        if raw_type in known:
+            raise
+        return DeliveryEvent(provider, event_id, EventKind.OTHER, raw_type, None, payload=payload)

@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -47,6 +48,7 @@ from lqs.providers.base import (
     check_timestamp,
     classify_status,
     communication_id_in,
+    lenient_event,
     lowercase_headers,
     optional_text,
     parse_retry_after,
@@ -314,15 +316,15 @@ def parse_webhook(body: bytes, headers: Mapping[str, str]) -> list[DeliveryEvent
     raw_type = envelope.get("type")
     if not isinstance(raw_type, str) or not raw_type:
         raise WebhookMalformed("type is missing or not a string")
-    try:
-        return [_event(event_id, raw_type, envelope)]
-    except WebhookMalformed:
-        if raw_type in _KINDS:
-            raise
-        # A type added after this module was written: keep it, whatever its shape.
-        return [
-            DeliveryEvent("resend", event_id, EventKind.OTHER, raw_type, None, payload=envelope)
-        ]
+    event = lenient_event(
+        partial(_event, event_id, raw_type, envelope),
+        provider="resend",
+        event_id=event_id,
+        raw_type=raw_type,
+        payload=envelope,
+        known=_KINDS,
+    )
+    return [event]
 
 
 def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEvent:

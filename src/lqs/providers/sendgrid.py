@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, ClassVar
 
 import httpx
@@ -38,6 +38,7 @@ from lqs.providers.base import (
     check_timestamp,
     classify_status,
     communication_id_in,
+    lenient_event,
     lowercase_headers,
     optional_text,
     required_header,
@@ -220,22 +221,15 @@ def parse_webhook(body: bytes) -> list[DeliveryEvent]:
             value = item.get(key)
             if not isinstance(value, str) or not value:
                 raise WebhookMalformed(f"event {index} has no {key}")
-        try:
-            parsed.append(_event(item, where))
-        except WebhookMalformed:
-            if item["event"] in _KINDS:
-                raise
-            # An event added after this module was written: keep it, whatever its shape.
-            parsed.append(
-                DeliveryEvent(
-                    provider="sendgrid",
-                    event_id=item["sg_event_id"],
-                    kind=EventKind.OTHER,
-                    raw_type=item["event"],
-                    external_id=None,
-                    payload=item,
-                )
-            )
+        event = lenient_event(
+            partial(_event, item, where),
+            provider="sendgrid",
+            event_id=item["sg_event_id"],
+            raw_type=item["event"],
+            payload=item,
+            known=_KINDS,
+        )
+        parsed.append(event)
     return parsed
 
 
