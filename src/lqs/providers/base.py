@@ -26,6 +26,8 @@ provider with a batch API is also a :class:`BatchProvider`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import json
 import time
@@ -493,6 +495,15 @@ def communication_id_in(value: Any) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def unpadded_base64(text: str) -> bytes:
+    """The bytes of standard base64 ``text`` whose ``=`` padding may be left out (webhook
+    secrets are copied without it); empty if ``text`` is not base64."""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
 
 
 def lenient_event(

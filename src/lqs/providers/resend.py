@@ -53,6 +53,7 @@ from lqs.providers.base import (
     optional_text,
     parse_retry_after,
     required_header,
+    unpadded_base64,
     webhook_json,
 )
 from lqs.providers.email_api import EmailProvider
@@ -360,11 +361,7 @@ def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEv
 
 
 def _signing_key(secret: str) -> bytes:
-    encoded = "".join(secret.strip().removeprefix("whsec_").split())
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
+    key = unpadded_base64("".join(secret.strip().removeprefix("whsec_").split()))
     if not key:
         raise ProviderConfigError(
             "resend.webhook_secret: expected whsec_ followed by base64 (copy it from the "

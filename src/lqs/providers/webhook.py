@@ -15,8 +15,6 @@ answer's status must arrive within the timeout, and no more of its body than
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import Iterable
 from dataclasses import replace
@@ -36,6 +34,7 @@ from lqs.providers.base import (
     classify_status,
     refused,
     transport_failure,
+    unpadded_base64,
 )
 from lqs.providers.ssrf import PinnedProvider
 
@@ -151,11 +150,7 @@ def signing_key(secret: str) -> bytes:
     Raises:
         ProviderConfigError: the rest is not base64 of 24 to 64 bytes.
     """
-    encoded = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
+    key = unpadded_base64(secret.removeprefix("whsec_"))
     if len(key) not in _SECRET_BYTES:
         raise ProviderConfigError(
             "webhook.secret: expected whsec_ followed by the base64 of 24 to 64 random bytes"
