@@ -21,7 +21,9 @@ verified request into :class:`~lqs.domain.events.DeliveryEvent` values (raising
 The protocols say what :mod:`lqs.providers.registry` holds: a :class:`ProviderType` per
 provider name (its channel, whether it is idempotent, where its settings are, how to build
 its :class:`Provider`), and an :class:`InboundProvider` per provider that has webhooks. A
-provider with a batch API is also a :class:`BatchProvider`.
+provider with a batch API is also a :class:`BatchProvider`. Every adapter class is an
+:class:`HttpProvider`, which gives it what they all did alike (the pooled client, its
+settings by name, ``build``, a POST whose failures are a :class:`SendResult`).
 """
 
 from __future__ import annotations
