@@ -11,10 +11,13 @@ import httpx
 import pytest
 
 from lqs.domain.delivery import Verdict
+from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
     ProviderConfigError,
     WebhookMalformed,
     WebhookRejected,
+    lenient_event,
+    unpadded_base64,
 )
 from lqs.providers.resend import ResendProvider
 from lqs.providers.sendgrid import SendGridProvider
@@ -140,3 +143,64 @@ def test_rejections_and_malformations_carry_a_reason() -> None:
 
     assert rejected.reason == str(rejected) == "no signature matched"
     assert malformed.reason == str(malformed) == "the body is not JSON"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [("AAEC", b"\x00\x01\x02"), ("AAE", b"\x00\x01"), ("AA==", b"\x00"), ("AA", b"\x00")],
+)
+def test_base64_decodes_with_or_without_its_padding(text: str, expected: bytes) -> None:
+    assert unpadded_base64(text) == expected
+
+
+@pytest.mark.parametrize("text", ["AA_B", "AA B", "whsec_AAAA", "A"])
+def test_text_that_is_not_base64_decodes_to_nothing(text: str) -> None:
+    assert unpadded_base64(text) == b""
+
+
+def _malformed() -> DeliveryEvent:
+    raise WebhookMalformed("data is missing or not an object")
+
+
+def test_an_unknown_event_that_does_not_parse_is_kept_as_other() -> None:
+    payload = {"type": "email.something_new", "data": 3}
+
+    event = lenient_event(
+        _malformed,
+        provider="resend",
+        event_id="msg_1",
+        raw_type="email.something_new",
+        payload=payload,
+        known={"email.sent"},
+    )
+
+    assert event == DeliveryEvent(
+        "resend", "msg_1", EventKind.OTHER, "email.something_new", None, payload=payload
+    )
+
+
+def test_a_known_event_that_does_not_parse_is_malformed() -> None:
+    with pytest.raises(WebhookMalformed, match="data is missing"):
+        lenient_event(
+            _malformed,
+            provider="resend",
+            event_id="msg_1",
+            raw_type="email.sent",
+            payload={},
+            known={"email.sent"},
+        )
+
+
+def test_an_event_that_parses_is_returned_as_parsed() -> None:
+    parsed = DeliveryEvent("sendgrid", "sg_1", EventKind.DELIVERED, "delivered", "m1")
+
+    event = lenient_event(
+        lambda: parsed,
+        provider="sendgrid",
+        event_id="sg_1",
+        raw_type="delivered",
+        payload={},
+        known=set(),
+    )
+
+    assert event is parsed

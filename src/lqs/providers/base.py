@@ -21,23 +21,27 @@ verified request into :class:`~lqs.domain.events.DeliveryEvent` values (raising
 The protocols say what :mod:`lqs.providers.registry` holds: a :class:`ProviderType` per
 provider name (its channel, whether it is idempotent, where its settings are, how to build
 its :class:`Provider`), and an :class:`InboundProvider` per provider that has webhooks. A
-provider with a batch API is also a :class:`BatchProvider`.
+provider with a batch API is also a :class:`BatchProvider`. Every adapter class is an
+:class:`HttpProvider`, which gives it what they all did alike (the pooled client, its
+settings by name, ``build``, a POST whose failures are a :class:`SendResult`).
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import email.utils
 import json
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Container, Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Protocol, Self, runtime_checkable
 from uuid import UUID
 
 import httpx
 
 from lqs.domain.delivery import DeliverySettings, Verdict
-from lqs.domain.events import DeliveryEvent
+from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.errors import ConfigurationError, InputError
 
 SECRET_KEYS = frozenset(
@@ -237,6 +241,50 @@ class InboundProvider(Protocol):
             WebhookMalformed: the body is not the provider's documented shape.
         """
         ...
+
+
+class HttpProvider:
+    """What every adapter class does alike: it sends on the one pooled client it is built
+    with, and finds its settings under its own name in a client's delivery settings (the
+    registry's key). Subclasses declare ``name``, ``channel`` and ``idempotent``
+    (:class:`ProviderType`) and ``send`` (:class:`Provider`)."""
+
+    name: ClassVar[str]
+
+    def __init__(self, http: httpx.AsyncClient) -> None:
+        self._http = http
+
+    @classmethod
+    def settings_of(cls, delivery: DeliverySettings) -> Any | None:
+        return getattr(delivery, cls.name)
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> Self:
+        return cls(clients())
+
+    async def _post(
+        self,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        json: Any = None,
+        content: bytes | None = None,
+        data: Mapping[str, str] | None = None,
+        auth: tuple[str, str] | None = None,
+    ) -> httpx.Response | SendResult:
+        """POST on the pooled client: the answer, or the result of a request that got none
+        (:func:`transport_failure`)."""
+        try:
+            return await self._http.post(
+                url,
+                headers=headers,
+                json=json,
+                content=content,
+                data=data,
+                auth=httpx.USE_CLIENT_DEFAULT if auth is None else auth,
+            )
+        except httpx.HTTPError as exc:
+            return transport_failure(exc)
 
 
 def redact(value: Any) -> Any:
@@ -449,3 +497,36 @@ def communication_id_in(value: Any) -> UUID | None:
         return UUID(value)
     except ValueError:
         return None
+
+
+def unpadded_base64(text: str) -> bytes:
+    """The bytes of standard base64 ``text`` whose ``=`` padding may be left out (webhook
+    secrets are copied without it); empty if ``text`` is not base64."""
+    try:
+        return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
+    except (binascii.Error, ValueError):
+        return b""
+
+
+def lenient_event(
+    parse: Callable[[], DeliveryEvent],
+    *,
+    provider: str,
+    event_id: str,
+    raw_type: str,
+    payload: dict[str, Any],
+    known: Container[str],
+) -> DeliveryEvent:
+    """The event ``parse()`` makes; or, if it finds the event malformed and ``raw_type`` is
+    not one of the ``known`` types (a type added after the provider's module was written),
+    an ``OTHER`` event that keeps ``payload`` whatever its shape.
+
+    Raises:
+        WebhookMalformed: an event of a known type is malformed.
+    """
+    try:
+        return parse()
+    except WebhookMalformed:
+        if raw_type in known:
+            raise
+        return DeliveryEvent(provider, event_id, EventKind.OTHER, raw_type, None, payload=payload)

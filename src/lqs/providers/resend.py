@@ -28,6 +28,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
+from functools import partial
 from typing import Any, ClassVar
 from uuid import UUID
 
@@ -36,8 +37,6 @@ import httpx
 from lqs.domain.delivery import DeliverySettings, ResendSettings, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
@@ -49,14 +48,15 @@ from lqs.providers.base import (
     check_timestamp,
     classify_status,
     communication_id_in,
+    lenient_event,
     lowercase_headers,
     optional_text,
     parse_retry_after,
-    refused,
     required_header,
-    transport_failure,
+    unpadded_base64,
     webhook_json,
 )
+from lqs.providers.email_api import EmailProvider
 
 COMMUNICATION_ID_TAG = "communication_id"
 """The tag that carries our communication id on every email (and back in its events)."""
@@ -80,30 +80,17 @@ MAX_BATCH = 100
 """The most emails one ``POST /emails/batch`` may carry."""
 
 
-class ResendProvider:
+class ResendProvider(EmailProvider[ResendSettings]):
     """Sends email through Resend's REST API (or anything speaking it, like the simulator)."""
 
     name: ClassVar[str] = "resend"
     channel: ClassVar[str] = ResendSettings.channel
     idempotent: ClassVar[bool] = True
     max_batch: ClassVar[int] = MAX_BATCH
+    send_path: ClassVar[str] = "/emails"
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> ResendSettings | None:
-        return delivery.resend
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> ResendProvider:
-        return cls(clients())
-
-    def request_body(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
-        """The JSON Resend receives for ``message``."""
-        if message.content is None or message.subject is None:
-            raise ProviderConfigError("an email needs a subject and content")
-        body: dict[str, Any] = {
+    def fields(self, settings: ResendSettings, message: OutboundMessage) -> dict[str, Any]:
+        return {
             "from": settings.from_address,
             "to": [message.recipient],
             "subject": message.subject,
@@ -117,35 +104,13 @@ class ResendProvider:
                 ),
             ],
         }
-        if message.headers:
-            body["headers"] = dict(message.headers)
-        return body
 
-    async def send(self, settings: ResendSettings, message: OutboundMessage) -> SendResult:
-        """POST the email; the communication id is the idempotency key.
+    def message_headers(self, message: OutboundMessage) -> dict[str, str]:
+        """The communication id is the idempotency key."""
+        return {"Idempotency-Key": str(message.communication_id)}
 
-        Raises:
-            ProviderConfigError: the API key cannot be used.
-        """
-        authorization = bearer(settings.api_key.get_secret_value(), "resend.api_key")
-        if not message.subject or not message.content:
-            # Resend refuses an empty subject or body with a 422 anyway.
-            return refused("invalid_message", "an email needs a subject and content")
-        try:
-            body = self.request_body(settings, message)
-        except ProviderConfigError as exc:
-            return refused("invalid_message", str(exc))
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/emails",
-                json=body,
-                headers={
-                    "Authorization": authorization,
-                    "Idempotency-Key": str(message.communication_id),
-                },
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+    def classify(self, response: httpx.Response) -> SendResult:
+        """The external id is the answer's ``id``."""
         code, text, email_id = answer_fields(response, "resend", id_key="id", code_key="name")
         result = classify_status(
             response,
@@ -188,19 +153,18 @@ class ResendProvider:
             ProviderConfigError: the API key cannot be used.
         """
         authorization = bearer(settings.api_key.get_secret_value(), "resend.api_key")
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/emails/batch",
-                content=body.encode(),
-                headers={
-                    "Authorization": authorization,
-                    "Content-Type": "application/json",
-                    "Idempotency-Key": key,
-                    "x-batch-validation": "permissive",
-                },
-            )
-        except httpx.HTTPError as exc:
-            return [transport_failure(exc)] * count
+        response = await self._post(
+            settings.base_url.rstrip("/") + "/emails/batch",
+            content=body.encode(),
+            headers={
+                "Authorization": authorization,
+                "Content-Type": "application/json",
+                "Idempotency-Key": key,
+                "x-batch-validation": "permissive",
+            },
+        )
+        if isinstance(response, SendResult):
+            return [response] * count
         code, text, _ = answer_fields(response, "resend", id_key="id", code_key="name")
         overall = classify_status(
             response, error_code=code, error_message=text, transient_codes=_TRANSIENT_CODES
@@ -353,15 +317,15 @@ def parse_webhook(body: bytes, headers: Mapping[str, str]) -> list[DeliveryEvent
     raw_type = envelope.get("type")
     if not isinstance(raw_type, str) or not raw_type:
         raise WebhookMalformed("type is missing or not a string")
-    try:
-        return [_event(event_id, raw_type, envelope)]
-    except WebhookMalformed:
-        if raw_type in _KINDS:
-            raise
-        # A type added after this module was written: keep it, whatever its shape.
-        return [
-            DeliveryEvent("resend", event_id, EventKind.OTHER, raw_type, None, payload=envelope)
-        ]
+    event = lenient_event(
+        partial(_event, event_id, raw_type, envelope),
+        provider="resend",
+        event_id=event_id,
+        raw_type=raw_type,
+        payload=envelope,
+        known=_KINDS,
+    )
+    return [event]
 
 
 def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEvent:
@@ -397,11 +361,7 @@ def _event(event_id: str, raw_type: str, envelope: dict[str, Any]) -> DeliveryEv
 
 
 def _signing_key(secret: str) -> bytes:
-    encoded = "".join(secret.strip().removeprefix("whsec_").split())
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
+    key = unpadded_base64("".join(secret.strip().removeprefix("whsec_").split()))
     if not key:
         raise ProviderConfigError(
             "resend.webhook_secret: expected whsec_ followed by base64 (copy it from the "

@@ -17,7 +17,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import replace
 from datetime import UTC, datetime
-from functools import lru_cache
+from functools import lru_cache, partial
 from typing import Any, ClassVar
 
 import httpx
@@ -29,25 +29,22 @@ from cryptography.hazmat.primitives.serialization import load_der_public_key
 from lqs.domain.delivery import DeliverySettings, SendGridSettings
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
     WebhookMalformed,
     WebhookRejected,
-    bearer,
     check_timestamp,
     classify_status,
     communication_id_in,
+    lenient_event,
     lowercase_headers,
     optional_text,
-    refused,
     required_header,
-    transport_failure,
     webhook_json,
 )
+from lqs.providers.email_api import EmailProvider
 
 COMMUNICATION_ID_ARG = "communication_id"
 """The ``custom_args`` key that carries our communication id (SendGrid copies it into
@@ -57,63 +54,27 @@ SIGNATURE_HEADER = "X-Twilio-Email-Event-Webhook-Signature"
 TIMESTAMP_HEADER = "X-Twilio-Email-Event-Webhook-Timestamp"
 
 
-class SendGridProvider:
+class SendGridProvider(EmailProvider[SendGridSettings]):
     """Sends email through SendGrid's v3 Mail Send API (or the simulator)."""
 
     name: ClassVar[str] = "sendgrid"
     channel: ClassVar[str] = SendGridSettings.channel
     idempotent: ClassVar[bool] = False
+    send_path: ClassVar[str] = "/v3/mail/send"
 
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> SendGridSettings | None:
-        return delivery.sendgrid
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> SendGridProvider:
-        return cls(clients())
-
-    def request_body(self, settings: SendGridSettings, message: OutboundMessage) -> dict[str, Any]:
-        """The JSON SendGrid receives for ``message``."""
-        if message.content is None or message.subject is None:
-            raise ProviderConfigError("an email needs a subject and content")
+    def fields(self, settings: SendGridSettings, message: OutboundMessage) -> dict[str, Any]:
         # The communication id is what delivery events are matched by: nothing overrides it.
         custom_args = {**message.metadata, COMMUNICATION_ID_ARG: str(message.communication_id)}
-        body: dict[str, Any] = {
+        return {
             "personalizations": [{"to": [{"email": message.recipient}]}],
             "from": {"email": settings.from_address},
             "subject": message.subject,
             "content": [{"type": "text/html", "value": message.content}],
             "custom_args": custom_args,
         }
-        if message.headers:
-            body["headers"] = dict(message.headers)
-        return body
 
-    async def send(self, settings: SendGridSettings, message: OutboundMessage) -> SendResult:
-        """POST the email; the external id is the ``X-Message-Id`` header.
-
-        Raises:
-            ProviderConfigError: the API key cannot be used.
-        """
-        authorization = bearer(settings.api_key.get_secret_value(), "sendgrid.api_key")
-        if not message.subject or not message.content:
-            # SendGrid refuses an empty subject or content value with a 400 anyway.
-            return refused("invalid_message", "an email needs a subject and content")
-        try:
-            body = self.request_body(settings, message)
-        except ProviderConfigError as exc:
-            return refused("invalid_message", str(exc))
-        try:
-            response = await self._http.post(
-                settings.base_url.rstrip("/") + "/v3/mail/send",
-                json=body,
-                headers={"Authorization": authorization},
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+    def classify(self, response: httpx.Response) -> SendResult:
+        """The external id is the ``X-Message-Id`` header."""
         result = classify_status(
             response,
             error_code=None if response.is_success else f"http_{response.status_code}",
@@ -260,22 +221,15 @@ def parse_webhook(body: bytes) -> list[DeliveryEvent]:
             value = item.get(key)
             if not isinstance(value, str) or not value:
                 raise WebhookMalformed(f"event {index} has no {key}")
-        try:
-            parsed.append(_event(item, where))
-        except WebhookMalformed:
-            if item["event"] in _KINDS:
-                raise
-            # An event added after this module was written: keep it, whatever its shape.
-            parsed.append(
-                DeliveryEvent(
-                    provider="sendgrid",
-                    event_id=item["sg_event_id"],
-                    kind=EventKind.OTHER,
-                    raw_type=item["event"],
-                    external_id=None,
-                    payload=item,
-                )
-            )
+        event = lenient_event(
+            partial(_event, item, where),
+            provider="sendgrid",
+            event_id=item["sg_event_id"],
+            raw_type=item["event"],
+            payload=item,
+            known=_KINDS,
+        )
+        parsed.append(event)
     return parsed
 
 

@@ -17,12 +17,20 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import socket
-from typing import Any
+from collections.abc import Iterable
+from typing import Any, ClassVar, Self
 
 import httpx
 
 from lqs.domain.delivery import host_problem
-from lqs.providers.base import SendResult, refused, transport_failure
+from lqs.providers.base import (
+    AdapterOptions,
+    ClientFactory,
+    HttpProvider,
+    SendResult,
+    refused,
+    transport_failure,
+)
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -206,3 +214,54 @@ async def post_pinned(
             return transport_failure(exc)
     assert failure is not None  # resolve() returns at least one address
     return transport_failure(failure)
+
+
+class PinnedProvider(HttpProvider):
+    """An adapter whose destinations its tenants choose (webhook URLs, push endpoints): it
+    posts only through :func:`post_pinned`.
+
+    ``allow_private`` lets destinations reach loopback and private addresses (the local
+    simulator); ``allowed_hosts`` exempts the named hosts from the address check only.
+    """
+
+    destinations: ClassVar[str]
+    """What the destinations are called in a refusal (``"webhook URLs"``)."""
+
+    def __init__(
+        self,
+        http: httpx.AsyncClient,
+        *,
+        allow_private: bool = False,
+        allowed_hosts: Iterable[str] = (),
+    ) -> None:
+        super().__init__(http)
+        self._allow_private = allow_private
+        self._allowed_hosts = frozenset(host.lower().rstrip(".") for host in allowed_hosts)
+
+    @classmethod
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> Self:
+        # The request goes to the address that was checked: a proxy from the environment
+        # would check the certificate against that address instead of the host name.
+        return cls(clients(trust_env=False), allow_private=options.allow_private)
+
+    async def _post_pinned(
+        self,
+        url: httpx.URL,
+        body: bytes,
+        headers: dict[str, str],
+        *,
+        request_timeout: float | None = None,
+        stream: bool = False,
+    ) -> SendResult | httpx.Response:
+        """The destination's answer (unread if ``stream``); or why there is none."""
+        return await post_pinned(
+            self._http,
+            url,
+            body,
+            headers,
+            allow_private=self._allow_private,
+            allowed_hosts=self._allowed_hosts,
+            what=self.destinations,
+            request_timeout=request_timeout,
+            stream=stream,
+        )

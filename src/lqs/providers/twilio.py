@@ -23,13 +23,10 @@ from typing import ClassVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from uuid import UUID
 
-import httpx
-
 from lqs.domain.delivery import DeliverySettings, TwilioSettings
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
+    HttpProvider,
     InboundRequest,
     OutboundMessage,
     ProviderConfigError,
@@ -39,7 +36,6 @@ from lqs.providers.base import (
     answer_fields,
     classify_status,
     refused,
-    transport_failure,
 )
 
 SIGNATURE_HEADER = "X-Twilio-Signature"
@@ -54,23 +50,12 @@ MAX_BODY = 1600
 _TRANSIENT_CODES = frozenset({"20429", "14107", "30001"})
 
 
-class TwilioProvider:
+class TwilioProvider(HttpProvider):
     """Sends SMS through Twilio's Messages API (or the simulator)."""
 
     name: ClassVar[str] = "twilio"
     channel: ClassVar[str] = TwilioSettings.channel
     idempotent: ClassVar[bool] = False
-
-    def __init__(self, http: httpx.AsyncClient) -> None:
-        self._http = http
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> TwilioSettings | None:
-        return delivery.twilio
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> TwilioProvider:
-        return cls(clients())
 
     def form(self, settings: TwilioSettings, message: OutboundMessage) -> dict[str, str]:
         """The form fields Twilio receives for ``message``."""
@@ -96,14 +81,13 @@ class TwilioProvider:
             f"{settings.base_url.rstrip('/')}/2010-04-01/Accounts/"
             f"{settings.account_sid}/Messages.json"
         )
-        try:
-            response = await self._http.post(
-                url,
-                data=self.form(settings, message),
-                auth=(settings.account_sid, settings.auth_token.get_secret_value()),
-            )
-        except httpx.HTTPError as exc:
-            return transport_failure(exc)
+        response = await self._post(
+            url,
+            data=self.form(settings, message),
+            auth=(settings.account_sid, settings.auth_token.get_secret_value()),
+        )
+        if isinstance(response, SendResult):
+            return response
         code, text, sid = answer_fields(response, "twilio", id_key="sid", code_key="code")
         return classify_status(
             response,

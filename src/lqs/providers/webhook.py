@@ -15,18 +15,16 @@ answer's status must arrive within the timeout, and no more of its body than
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import json
 from collections.abc import Iterable
 from dataclasses import replace
 from datetime import UTC, datetime
-from typing import ClassVar
+from typing import ClassVar, Self
 
 import httpx
 from standardwebhooks.webhooks import Webhook
 
-from lqs.domain.delivery import DeliverySettings, WebhookSettings
+from lqs.domain.delivery import WebhookSettings
 from lqs.providers.base import (
     AdapterOptions,
     ClientFactory,
@@ -36,8 +34,9 @@ from lqs.providers.base import (
     classify_status,
     refused,
     transport_failure,
+    unpadded_base64,
 )
-from lqs.providers.ssrf import post_pinned
+from lqs.providers.ssrf import PinnedProvider
 
 MAX_RESPONSE_BYTES = 64 * 1024
 """How much of a receiver's answer is read; the rest is dropped unread."""
@@ -47,30 +46,19 @@ _SECRET_BYTES = range(24, 65)
 _BODY_FRAMING = frozenset({"content-encoding", "content-length", "transfer-encoding"})
 
 
-class WebhookProvider:
-    """Posts signed events to tenants' webhook URLs.
-
-    ``allow_private`` lets URLs reach loopback and private addresses (the local simulator);
-    ``allowed_hosts`` exempts the named hosts from the address check only.
-    """
+class WebhookProvider(PinnedProvider):
+    """Posts signed events to tenants' webhook URLs (``timeout`` bounds each whole answer)."""
 
     name: ClassVar[str] = "webhook"
     channel: ClassVar[str] = WebhookSettings.channel
     idempotent: ClassVar[bool] = False
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> WebhookSettings | None:
-        return delivery.webhook
+    destinations: ClassVar[str] = "webhook URLs"
 
     @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> WebhookProvider:
-        # Webhooks connect to the address they checked: a proxy from the environment
-        # would check the certificate against that address instead of the host name.
-        return cls(
-            clients(trust_env=False),
-            timeout=options.timeout,
-            allow_private=options.allow_private,
-        )
+    def build(cls, clients: ClientFactory, options: AdapterOptions) -> Self:
+        built = super().build(clients, options)
+        built._timeout = options.timeout
+        return built
 
     def __init__(
         self,
@@ -80,10 +68,8 @@ class WebhookProvider:
         allow_private: bool = False,
         allowed_hosts: Iterable[str] = (),
     ) -> None:
-        self._http = http
+        super().__init__(http, allow_private=allow_private, allowed_hosts=allowed_hosts)
         self._timeout = timeout
-        self._allow_private = allow_private
-        self._allowed_hosts = frozenset(host.lower().rstrip(".") for host in allowed_hosts)
 
     def request_body(self, message: OutboundMessage, when: datetime) -> str:
         """The JSON event for ``message``: its type is ``metadata["event_type"]``
@@ -129,7 +115,9 @@ class WebhookProvider:
         received = bytearray()
         try:
             async with asyncio.timeout(self._timeout):
-                opened = await self._open(url, body.encode(), headers)
+                opened = await self._post_pinned(
+                    url, body.encode(), headers, request_timeout=self._timeout, stream=True
+                )
                 if isinstance(opened, SendResult):
                     return opened
                 response = opened
@@ -155,22 +143,6 @@ class WebhookProvider:
         assert response is not None
         return _classify(_cut(response, bytes(received[:MAX_RESPONSE_BYTES])))
 
-    async def _open(
-        self, url: httpx.URL, body: bytes, headers: dict[str, str]
-    ) -> SendResult | httpx.Response:
-        """The receiver's answer, its body still unread; or why there is none."""
-        return await post_pinned(
-            self._http,
-            url,
-            body,
-            headers,
-            allow_private=self._allow_private,
-            allowed_hosts=self._allowed_hosts,
-            what="webhook URLs",
-            request_timeout=self._timeout,
-            stream=True,
-        )
-
 
 def signing_key(secret: str) -> bytes:
     """The HMAC key of a ``whsec_`` secret (the prefix is optional).
@@ -178,11 +150,7 @@ def signing_key(secret: str) -> bytes:
     Raises:
         ProviderConfigError: the rest is not base64 of 24 to 64 bytes.
     """
-    encoded = secret.removeprefix("whsec_")
-    try:
-        key = base64.b64decode(encoded + "=" * (-len(encoded) % 4), validate=True)
-    except (binascii.Error, ValueError):
-        key = b""
+    key = unpadded_base64(secret.removeprefix("whsec_"))
     if len(key) not in _SECRET_BYTES:
         raise ProviderConfigError(
             "webhook.secret: expected whsec_ followed by the base64 of 24 to 64 random bytes"

@@ -18,7 +18,7 @@ import binascii
 import json
 import re
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
 from functools import lru_cache
 from typing import Any, ClassVar
@@ -30,17 +30,15 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid, VapidException
 from pywebpush import WebPusher
 
-from lqs.domain.delivery import DeliverySettings, WebPushSettings
+from lqs.domain.delivery import WebPushSettings
 from lqs.providers.base import (
-    AdapterOptions,
-    ClientFactory,
     OutboundMessage,
     ProviderConfigError,
     SendResult,
     classify_status,
     refused,
 )
-from lqs.providers.ssrf import post_pinned
+from lqs.providers.ssrf import PinnedProvider
 
 MAX_PAYLOAD_BYTES = 4096
 """The most an encrypted push message may weigh (RFC 8291 §4: push services must accept
@@ -55,39 +53,18 @@ _VAPID_LIFETIME = 12 * 3600  # pywebpush's choice; RFC 8292 allows at most 24 h
 _AUDIENCE = re.compile(r"^https?://[^/:]+(:\d+)?$", re.IGNORECASE)
 
 
-class WebPushProvider:
+class WebPushProvider(PinnedProvider):
     """Sends web push messages to browsers' push services (or the simulator).
 
     ``message.recipient`` is the subscription's endpoint; ``message.metadata`` carries
     its keys ``p256dh`` and ``auth`` (base64url) and, optionally, ``urgency``.
-    ``allow_private`` lets endpoints reach loopback and private addresses (the local
-    simulator); ``allowed_hosts`` exempts the named hosts from the address check only.
-    The client should not take a proxy from the environment (``trust_env=False``): the
-    request names the checked address, and a proxy would check the certificate against it.
+    Each request is bounded by the client's own timeout.
     """
 
     name: ClassVar[str] = "webpush"
     channel: ClassVar[str] = WebPushSettings.channel
     idempotent: ClassVar[bool] = False
-
-    @staticmethod
-    def settings_of(delivery: DeliverySettings) -> WebPushSettings | None:
-        return delivery.webpush
-
-    @classmethod
-    def build(cls, clients: ClientFactory, options: AdapterOptions) -> WebPushProvider:
-        return cls(clients(trust_env=False), allow_private=options.allow_private)
-
-    def __init__(
-        self,
-        http: httpx.AsyncClient,
-        *,
-        allow_private: bool = False,
-        allowed_hosts: Iterable[str] = (),
-    ) -> None:
-        self._http = http
-        self._allow_private = allow_private
-        self._allowed_hosts = frozenset(host.lower().rstrip(".") for host in allowed_hosts)
+    destinations: ClassVar[str] = "push endpoints"
 
     def payload(self, message: OutboundMessage) -> bytes:
         """The JSON the service worker receives, before encryption."""
@@ -144,23 +121,8 @@ class WebPushProvider:
         }
         if urgency is not None:
             headers["Urgency"] = urgency
-        answer = await self._post(endpoint, body, headers)
+        answer = await self._post_pinned(endpoint, body, headers)
         return answer if isinstance(answer, SendResult) else _classify(answer)
-
-    async def _post(
-        self, url: httpx.URL, body: bytes, headers: dict[str, str]
-    ) -> SendResult | httpx.Response:
-        """The push service's answer; or why there is none (the endpoint's address is
-        refused, does not resolve, or cannot be reached)."""
-        return await post_pinned(
-            self._http,
-            url,
-            body,
-            headers,
-            allow_private=self._allow_private,
-            allowed_hosts=self._allowed_hosts,
-            what="push endpoints",
-        )
 
 
 @lru_cache(maxsize=64)
