@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -44,45 +45,24 @@ MAX_JSON_DEPTH = 32
 _CONTAINERS = (dict, list)
 
 
-async def _pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.pool
-    return pool
+def _from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency that answers ``app.state.<name>``, set by the lifespan."""
+
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return read
 
 
-async def _webhook_pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.webhook_pool
-    return pool
-
-
-async def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
-async def _links(request: Request) -> UnsubscribeLinks | None:
-    links: UnsubscribeLinks | None = request.app.state.unsubscribe_links
-    return links
-
-
-async def _webhook_config(request: Request) -> WebhookConfig:
-    config: WebhookConfig = request.app.state.webhook_config
-    return config
-
-
-async def _readiness(request: Request) -> Readiness:
-    readiness: Readiness = request.app.state.readiness
-    return readiness
-
-
-Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
+Pool = Annotated[AsyncConnectionPool, Depends(_from_app_state("pool"))]
 """The pool for lead intake and everything but delivery webhooks and unsubscribes."""
-WebhookPool = Annotated[AsyncConnectionPool, Depends(_webhook_pool)]
+WebhookPool = Annotated[AsyncConnectionPool, Depends(_from_app_state("webhook_pool"))]
 """The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
-WebhookSettings = Annotated[WebhookConfig, Depends(_webhook_config)]
-Limiter = Annotated[RateLimiter, Depends(_limiter)]
-Links = Annotated[UnsubscribeLinks | None, Depends(_links)]
+WebhookSettings = Annotated[WebhookConfig, Depends(_from_app_state("webhook_config"))]
+Limiter = Annotated[RateLimiter, Depends(_from_app_state("rate_limiter"))]
+Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_links"))]
 """The unsubscribe links' signer, or None when they are not configured."""
-ReadinessChecker = Annotated[Readiness, Depends(_readiness)]
+ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
 
 
 async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrincipal:
