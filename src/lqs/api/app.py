@@ -28,7 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
 from lqs.api.deps import WebhookConfig
-from lqs.api.errors import ApiError, error_response, render_api_error
+from lqs.api.errors import ApiError, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.db.errors import DatabaseError, is_transient, log_fields
@@ -48,14 +48,14 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
             route=route,
             **log_fields(exc),
         )
-        return error_response(
+        return ApiError(
             503,
             "database_unavailable",
             "the database is unavailable for a moment; retry after Retry-After seconds",
             headers=retry_after_header(DATABASE_RETRY_AFTER),
-        )
+        ).response()
     log.error("unhandled_exception", method=request.method, route=route, exc_info=exc)
-    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+    return ApiError(500, "internal_error", "an unexpected error occurred; it was logged").response()
 
 
 @dataclass(frozen=True)
