@@ -65,6 +65,17 @@ Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_
 ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
 
 
+def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
+    """401 with the ``Bearer`` challenge, the ``Authorization`` header at fault for ``problem``."""
+    return ApiError(
+        401,
+        code,
+        message,
+        fields=[FieldError("Authorization", problem)],
+        headers={"WWW-Authenticate": "Bearer"},
+    )
+
+
 async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrincipal:
     """Who the request's API key speaks for, after taking a token of its rate limit.
 
@@ -74,23 +85,19 @@ async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrinc
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
+        raise _unauthenticated(
             "missing_api_key",
             "send the client's API key as `Authorization: Bearer lqs_...`",
-            fields=[FieldError("Authorization", "missing")],
-            headers={"WWW-Authenticate": "Bearer"},
+            "missing",
         )
     principal = await run_transaction(
         pool, lambda conn: authenticate_api_key(conn, token.strip()), retry_at_commit=True
     )
     if principal is None:
-        raise ApiError(
-            401,
+        raise _unauthenticated(
             "invalid_api_key",
             "the API key is unknown or has been revoked",
-            fields=[FieldError("Authorization", "unknown or revoked key")],
-            headers={"WWW-Authenticate": "Bearer"},
+            "unknown or revoked key",
         )
     wait = limiter.acquire(principal.key_id, principal.rate_limit_per_minute)
     if wait > 0:
