@@ -24,13 +24,14 @@ import psycopg
 import structlog
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from psycopg_pool import AsyncConnectionPool
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
 from lqs.api.deps import WebhookConfig
-from lqs.api.errors import ApiError, error_response, render_api_error
+from lqs.api.errors import ApiError, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
-from lqs.db.errors import DatabaseError, is_transient
+from lqs.db.errors import DatabaseError, is_transient, log_fields
 from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks
 
@@ -45,17 +46,16 @@ async def _unhandled(request: Request, exc: Exception) -> JSONResponse:
             "database_unavailable",
             method=request.method,
             route=route,
-            error=type(exc).__name__,
-            detail=" ".join(str(exc).split()),
+            **log_fields(exc),
         )
-        return error_response(
+        return ApiError(
             503,
             "database_unavailable",
             "the database is unavailable for a moment; retry after Retry-After seconds",
             headers=retry_after_header(DATABASE_RETRY_AFTER),
-        )
+        ).response()
     log.error("unhandled_exception", method=request.method, route=route, exc_info=exc)
-    return error_response(500, "internal_error", "an unexpected error occurred; it was logged")
+    return ApiError(500, "internal_error", "an unexpected error occurred; it was logged").response()
 
 
 @dataclass(frozen=True)
@@ -96,28 +96,27 @@ def create_app(
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         async with AsyncExitStack() as stack:
-            app.state.pool = await open_pool(
-                database_url,
-                min_size=config.pool_min_size,
-                max_size=config.pool_max_size,
-                connect_timeout=config.connect_timeout,
-                checkout_timeout=config.pool_timeout,
-                statement_timeout=config.statement_timeout,
-                name="api",
-                pooled=pooled,
+            # Both pools share the connection settings; each closes at shutdown.
+            async def pool(name: str, min_size: int, max_size: int) -> AsyncConnectionPool:
+                opened = await open_pool(
+                    database_url,
+                    min_size=min_size,
+                    max_size=max_size,
+                    connect_timeout=config.connect_timeout,
+                    checkout_timeout=config.pool_timeout,
+                    statement_timeout=config.statement_timeout,
+                    name=name,
+                    pooled=pooled,
+                )
+                stack.push_async_callback(opened.close)
+                return opened
+
+            app.state.pool = await pool("api", config.pool_min_size, config.pool_max_size)
+            app.state.webhook_pool = await pool(
+                "api-webhooks",
+                min(config.pool_min_size, config.webhook_pool_max_size),
+                config.webhook_pool_max_size,
             )
-            stack.push_async_callback(app.state.pool.close)
-            app.state.webhook_pool = await open_pool(
-                database_url,
-                min_size=min(config.pool_min_size, config.webhook_pool_max_size),
-                max_size=config.webhook_pool_max_size,
-                connect_timeout=config.connect_timeout,
-                checkout_timeout=config.pool_timeout,
-                statement_timeout=config.statement_timeout,
-                name="api-webhooks",
-                pooled=pooled,
-            )
-            stack.push_async_callback(app.state.webhook_pool.close)
             app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
             app.state.webhook_config = config.webhook

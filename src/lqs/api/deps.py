@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 import math
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -44,45 +45,35 @@ MAX_JSON_DEPTH = 32
 _CONTAINERS = (dict, list)
 
 
-async def _pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.pool
-    return pool
+def _from_app_state(name: str) -> Callable[[Request], Awaitable[Any]]:
+    """A dependency that answers ``app.state.<name>``, set by the lifespan."""
+
+    async def read(request: Request) -> Any:
+        return getattr(request.app.state, name)
+
+    return read
 
 
-async def _webhook_pool(request: Request) -> AsyncConnectionPool:
-    pool: AsyncConnectionPool = request.app.state.webhook_pool
-    return pool
-
-
-async def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
-    return limiter
-
-
-async def _links(request: Request) -> UnsubscribeLinks | None:
-    links: UnsubscribeLinks | None = request.app.state.unsubscribe_links
-    return links
-
-
-async def _webhook_config(request: Request) -> WebhookConfig:
-    config: WebhookConfig = request.app.state.webhook_config
-    return config
-
-
-async def _readiness(request: Request) -> Readiness:
-    readiness: Readiness = request.app.state.readiness
-    return readiness
-
-
-Pool = Annotated[AsyncConnectionPool, Depends(_pool)]
+Pool = Annotated[AsyncConnectionPool, Depends(_from_app_state("pool"))]
 """The pool for lead intake and everything but delivery webhooks and unsubscribes."""
-WebhookPool = Annotated[AsyncConnectionPool, Depends(_webhook_pool)]
+WebhookPool = Annotated[AsyncConnectionPool, Depends(_from_app_state("webhook_pool"))]
 """The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
-WebhookSettings = Annotated[WebhookConfig, Depends(_webhook_config)]
-Limiter = Annotated[RateLimiter, Depends(_limiter)]
-Links = Annotated[UnsubscribeLinks | None, Depends(_links)]
+WebhookSettings = Annotated[WebhookConfig, Depends(_from_app_state("webhook_config"))]
+Limiter = Annotated[RateLimiter, Depends(_from_app_state("rate_limiter"))]
+Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_links"))]
 """The unsubscribe links' signer, or None when they are not configured."""
-ReadinessChecker = Annotated[Readiness, Depends(_readiness)]
+ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
+
+
+def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
+    """401 with the ``Bearer`` challenge, the ``Authorization`` header at fault for ``problem``."""
+    return ApiError(
+        401,
+        code,
+        message,
+        fields=[FieldError("Authorization", problem)],
+        headers={"WWW-Authenticate": "Bearer"},
+    )
 
 
 async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrincipal:
@@ -94,23 +85,19 @@ async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrinc
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     if scheme.lower() != "bearer" or not token.strip():
-        raise ApiError(
-            401,
+        raise _unauthenticated(
             "missing_api_key",
             "send the client's API key as `Authorization: Bearer lqs_...`",
-            fields=[FieldError("Authorization", "missing")],
-            headers={"WWW-Authenticate": "Bearer"},
+            "missing",
         )
     principal = await run_transaction(
         pool, lambda conn: authenticate_api_key(conn, token.strip()), retry_at_commit=True
     )
     if principal is None:
-        raise ApiError(
-            401,
+        raise _unauthenticated(
             "invalid_api_key",
             "the API key is unknown or has been revoked",
-            fields=[FieldError("Authorization", "unknown or revoked key")],
-            headers={"WWW-Authenticate": "Bearer"},
+            "unknown or revoked key",
         )
     wait = limiter.acquire(principal.key_id, principal.rate_limit_per_minute)
     if wait > 0:

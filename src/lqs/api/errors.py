@@ -37,25 +37,17 @@ class ApiError(LqsError):
         self.fields = tuple(fields)
         self.headers = dict(headers) if headers else None
 
-
-def error_response(
-    status_code: int,
-    code: str,
-    message: str,
-    *,
-    fields: Sequence[FieldError] = (),
-    headers: dict[str, str] | None = None,
-) -> JSONResponse:
-    """A JSON error; with ``fields``, ``field`` names the first and ``fields`` lists them all."""
-    error: dict[str, object] = {"code": code, "message": message}
-    if fields:
-        error["field"] = fields[0].field
-        error["fields"] = [{"field": f.field, "message": f.message} for f in fields]
-    return JSONResponse({"error": error}, status_code=status_code, headers=headers)
+    def response(self) -> JSONResponse:
+        """This error as the API answers it, in the module's one shape."""
+        error: dict[str, object] = {"code": self.code, "message": self.message}
+        if self.fields:
+            error["field"] = self.fields[0].field
+            error["fields"] = [{"field": f.field, "message": f.message} for f in self.fields]
+        return JSONResponse({"error": error}, status_code=self.status, headers=self.headers)
 
 
 async def render_api_error(request: Request, exc: Exception) -> JSONResponse:
     """The exception handler for :class:`ApiError`."""
     if not isinstance(exc, ApiError):  # registered for ApiError only
         raise exc
-    return error_response(exc.status, exc.code, exc.message, fields=exc.fields, headers=exc.headers)
+    return exc.response()

@@ -16,7 +16,7 @@ import psycopg
 import structlog
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.db.errors import is_transient
+from lqs.db.errors import is_transient, log_fields
 from lqs.db.health import readiness_problems
 
 log = structlog.get_logger(__name__)
@@ -85,8 +85,7 @@ class Readiness:
             what = "unreachable" if is_transient(exc) else "cannot be read"
             log.warning(
                 "readiness_database",
-                error=type(exc).__name__,
-                detail=" ".join(str(exc).split()),
+                **log_fields(exc),
             )
             problem = f"{what} ({type(exc).__name__})"
             return ReadinessReport(

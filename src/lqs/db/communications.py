@@ -16,6 +16,8 @@ from psycopg import AsyncConnection
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from lqs.db.connection import notify
+
 COMMUNICATIONS_PENDING_CHANNEL = "lqs_communications_pending"
 """NOTIFY channel: communications were queued for delivery; the dispatcher wakes."""
 
@@ -87,7 +89,7 @@ async def record_communications(
                 for row in queue:
                     await copy.write_row(row)
     if queue:
-        await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
+        await notify(conn, COMMUNICATIONS_PENDING_CHANNEL)
     return len(queue)
 
 
@@ -162,7 +164,7 @@ async def redrive_failed(
     )
     redriven = [row[0] for row in await cur.fetchall()]
     if redriven:
-        await conn.execute("SELECT pg_notify(%s, '')", (COMMUNICATIONS_PENDING_CHANNEL,))
+        await notify(conn, COMMUNICATIONS_PENDING_CHANNEL)
     return redriven
 
 

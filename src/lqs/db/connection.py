@@ -242,3 +242,11 @@ async def check_async_connect(
     """
     conn = await connect_async(url, connect_timeout=connect_timeout, pooled=pooled)
     await conn.close()
+
+
+async def notify(conn: psycopg.AsyncConnection[Any], channel: str) -> None:
+    """Wake whoever LISTENs on ``channel`` (the worker's loops) once the transaction commits.
+
+    The payload is empty: a listener only learns there is work, and drains its queue.
+    """
+    await conn.execute("SELECT pg_notify(%s, '')", (channel,))

@@ -53,3 +53,8 @@ def is_transient(exc: BaseException) -> bool:
         | TooManyRequests
         | DatabaseUnavailable,
     )
+
+
+def log_fields(exc: BaseException) -> dict[str, str]:
+    """How a log line names a database failure: its class, and its message on one line."""
+    return {"error": type(exc).__name__, "detail": " ".join(str(exc).split())}

@@ -15,6 +15,7 @@ from psycopg import AsyncConnection, DataError, errors, sql
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
+from lqs.db.connection import notify
 from lqs.domain.leads import CONSENT_FIELDS, LEAD_FIELDS, NewLead
 from lqs.domain.vocabulary import ConsentStatus, LeadStatus
 
@@ -195,7 +196,7 @@ async def _stored_in_order(
         lead_id, status, inserted = by_key[lead.dedupe_key]
         stored.append(StoredLead(lead_id, status, duplicate=not inserted))
     if any(not s.duplicate for s in stored):
-        await conn.execute("SELECT pg_notify(%s, '')", (LEADS_QUEUED_CHANNEL,))
+        await notify(conn, LEADS_QUEUED_CHANNEL)
     return stored
 
 

@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
 
 from lqs.db.connection import check_async_connect, prepare_options, transaction_pooled
-from lqs.db.errors import is_transient
+from lqs.db.errors import is_transient, log_fields
 
 DatabaseRole = Literal["anon", "authenticated", "service_role"]
 
@@ -260,8 +260,7 @@ async def run_transaction(
                 "database_retry",
                 pool=pool.name,
                 at_commit=committing,
-                error=type(exc).__name__,
-                detail=" ".join(str(exc).split()),
+                **log_fields(exc),
             )
             attempt += 1
 

@@ -6,12 +6,24 @@ statement over the clients given.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
 from psycopg import AsyncConnection
+from psycopg.rows import args_row
+
+_Row = TypeVar("_Row")
+
+
+async def _rows(
+    conn: AsyncConnection, query: str, client_ids: Sequence[UUID], row: Callable[..., _Row]
+) -> list[_Row]:
+    """``query`` run over the clients (its one ``%s``), each row made by ``row(*columns)``."""
+    async with conn.cursor(row_factory=args_row(row)) as cur:
+        await cur.execute(query, (list(client_ids),))
+        return await cur.fetchall()
 
 
 @dataclass(frozen=True)
@@ -46,13 +58,14 @@ class LeadCount:
 
 async def leads_by_status(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[LeadCount]:
     """Leads per client and status, by client slug then status."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "SELECT k.slug, l.status, count(*) FROM public.leads l"
         " JOIN public.clients k ON k.id = l.client_id WHERE l.client_id = ANY(%s)"
         " GROUP BY 1, 2 ORDER BY 1, 2",
-        (list(client_ids),),
+        client_ids,
+        LeadCount,
     )
-    return [LeadCount(slug, status, int(n)) for slug, status, n in await cur.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -69,16 +82,14 @@ async def communications_by_status(
     conn: AsyncConnection, client_ids: Sequence[UUID]
 ) -> list[CommunicationCount]:
     """Communications and their retries per channel, provider and status."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "SELECT c.type, coalesce(c.provider, '-'), c.status, count(*),"
         " sum(coalesce(c.retry_count, 0)) FROM public.communications c"
         " WHERE c.client_id = ANY(%s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
-        (list(client_ids),),
+        client_ids,
+        CommunicationCount,
     )
-    return [
-        CommunicationCount(channel, provider, status, int(n), int(retries))
-        for channel, provider, status, n, retries in await cur.fetchall()
-    ]
 
 
 @dataclass(frozen=True)
@@ -94,12 +105,13 @@ class Latency:
 
 async def latencies(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[Latency]:
     """Intake to the provider's acceptance, then acceptance to the delivery webhook."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "WITH d AS ("
         "  SELECT extract(epoch FROM c.sent_at - l.created_at) * 1000 AS to_sent,"
         "         extract(epoch FROM c.delivered_at - c.sent_at) * 1000 AS to_delivered"
         "  FROM public.communications c JOIN public.leads l ON l.id = c.lead_id"
-        "  WHERE c.client_id = ANY(%(c)s) AND c.sent_at IS NOT NULL)"
+        "  WHERE c.client_id = ANY(%s) AND c.sent_at IS NOT NULL)"
         " SELECT 'intake → provider accepted', count(to_sent),"
         "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_sent),"
         "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_sent),"
@@ -108,9 +120,9 @@ async def latencies(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[L
         "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_delivered),"
         "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_delivered),"
         "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_delivered) FROM d",
-        {"c": list(client_ids)},
+        client_ids,
+        Latency,
     )
-    return [Latency(path, int(n), *values) for path, n, *values in await cur.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -125,12 +137,13 @@ async def delivery_events_by_provider(
     conn: AsyncConnection, client_ids: Sequence[UUID]
 ) -> list[EventCount]:
     """Stored delivery events per provider (each event once: re-deliveries are not stored)."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "SELECT provider, count(*), count(*) FILTER (WHERE communication_id IS NULL)"
         " FROM public.provider_events WHERE client_id = ANY(%s) GROUP BY 1 ORDER BY 1",
-        (list(client_ids),),
+        client_ids,
+        EventCount,
     )
-    return [EventCount(p, int(n), int(unmatched)) for p, n, unmatched in await cur.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -143,12 +156,13 @@ async def suppressions_by_reason(
     conn: AsyncConnection, client_ids: Sequence[UUID]
 ) -> list[SuppressionCount]:
     """Suppressed recipients per reason."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "SELECT reason, count(*) FROM public.suppressions WHERE client_id = ANY(%s)"
         " GROUP BY 1 ORDER BY 1",
-        (list(client_ids),),
+        client_ids,
+        SuppressionCount,
     )
-    return [SuppressionCount(reason, int(n)) for reason, n in await cur.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -162,12 +176,13 @@ async def consent_history_by_source(
     conn: AsyncConnection, client_ids: Sequence[UUID]
 ) -> list[ConsentCount]:
     """Consent history entries per source and status."""
-    cur = await conn.execute(
+    return await _rows(
+        conn,
         "SELECT source, consent_status, count(*) FROM public.consent_history"
         " WHERE client_id = ANY(%s) GROUP BY 1, 2 ORDER BY 1",
-        (list(client_ids),),
+        client_ids,
+        ConsentCount,
     )
-    return [ConsentCount(source, status, int(n)) for source, status, n in await cur.fetchall()]
 
 
 @dataclass(frozen=True)
@@ -189,7 +204,8 @@ async def sample_delivered_lead(
 ) -> SampleLead | None:
     """The highest-scoring qualified lead (oldest first on ties) that was emailed and
     delivered to; None when there is none."""
-    cur = await conn.execute(
+    found = await _rows(
+        conn,
         "SELECT l.id, l.email, l.score, l.grade, l.status, coalesce(l.score_breakdown, '[]'),"
         " (SELECT c.id FROM public.communications c WHERE c.lead_id = l.id"
         "  AND c.type = 'email' AND c.recipient = l.email ORDER BY c.created_at LIMIT 1)"
@@ -197,7 +213,7 @@ async def sample_delivered_lead(
         " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
         "             AND c.status = 'delivered' AND c.type = 'email' AND c.recipient = l.email)"
         " ORDER BY l.score DESC, l.created_at LIMIT 1",
-        (list(client_ids),),
+        client_ids,
+        SampleLead,
     )
-    row = await cur.fetchone()
-    return None if row is None else SampleLead(*row)
+    return found[0] if found else None

@@ -332,54 +332,42 @@ class LeadProcessor:
         assert message.recipient is not None
         template, template_ref = template_for(context.client.id, message.template_id, templates)
         variables = template_variables(lead, outcome, context.client)
-        base: dict[str, Any] = {
-            "lead_id": lead.id,
-            "client_id": lead.client_id,
-            "type": message.channel.value,
-            "recipient": message.recipient,
-            "template_id": template_ref,
-            "template_variables": variables,
-            "priority": message.priority,
-            "campaign_id": message.campaign_id,
-            "consent_status": message.consent_status.value,
-            "to_lead": message.to_lead,
-        }
+        subject: str | None = None
+        content: str | None = None
+        compliance_notes: str | None = None
+        error_message: str | None = None
         if message.rejection is not None:
-            return NewCommunication(
-                **base,
-                subject=None,
-                content=None,
-                status=CommunicationStatus.REJECTED,
-                compliance_notes=message.rejection,
-                error_message=None,
-            )
-        if template is None:
-            return NewCommunication(
-                **base,
-                subject=None,
-                content=None,
-                status=CommunicationStatus.FAILED,
-                compliance_notes=None,
-                error_message=f"no template {message.template_id!r} for this client",
-            )
-        try:
-            rendered = self._renderer.render(template, variables)
-        except TemplateError as exc:
-            return NewCommunication(
-                **base,
-                subject=None,
-                content=None,
-                status=CommunicationStatus.FAILED,
-                compliance_notes=None,
-                error_message=str(exc),
-            )
+            status, compliance_notes = CommunicationStatus.REJECTED, message.rejection
+        elif template is None:
+            status = CommunicationStatus.FAILED
+            error_message = f"no template {message.template_id!r} for this client"
+        else:
+            try:
+                rendered = self._renderer.render(template, variables)
+            except TemplateError as exc:
+                status, error_message = CommunicationStatus.FAILED, str(exc)
+            else:
+                status, subject, content = (
+                    CommunicationStatus.PENDING,
+                    rendered.subject,
+                    rendered.content,
+                )
         return NewCommunication(
-            **base,
-            subject=rendered.subject,
-            content=rendered.content,
-            status=CommunicationStatus.PENDING,
-            compliance_notes=None,
-            error_message=None,
+            lead_id=lead.id,
+            client_id=lead.client_id,
+            type=message.channel.value,
+            recipient=message.recipient,
+            subject=subject,
+            content=content,
+            status=status,
+            template_id=template_ref,
+            template_variables=variables,
+            priority=message.priority,
+            campaign_id=message.campaign_id,
+            consent_status=message.consent_status.value,
+            compliance_notes=compliance_notes,
+            error_message=error_message,
+            to_lead=message.to_lead,
         )
 
 
