@@ -243,6 +243,35 @@ class InboundProvider(Protocol):
         ...
 
 
+class SignatureCheck(Protocol):
+    """A provider's ``verify_webhook``: body and headers signed, with a timestamp, by one key."""
+
+    def __call__(
+        self, body: bytes, headers: Mapping[str, str], key: str, /, *, tolerance: float
+    ) -> None: ...
+
+
+def key_verifier(
+    key_of: Callable[[DeliverySettings], str | None], missing: str, check: SignatureCheck
+) -> Callable[[InboundRequest, DeliverySettings], None]:
+    """``verify`` for a provider that signs each webhook's body and timestamp with one key
+    per client (Resend, SendGrid): the key ``key_of`` finds in the client's settings, or
+    :class:`WebhookRejected` saying ``missing`` when the client has none.
+
+    Raises:
+        WebhookRejected: the client has no key, or the signature does not match it.
+        ProviderConfigError: the key cannot be used.
+    """
+
+    def verify(request: InboundRequest, settings: DeliverySettings) -> None:
+        key = key_of(settings)
+        if key is None:
+            raise WebhookRejected(missing)
+        check(request.body, request.headers, key, tolerance=request.tolerance)
+
+    return verify
+
+
 class HttpProvider:
     """What every adapter class does alike: it sends on the one pooled client it is built
     with, and finds its settings under its own name in a client's delivery settings (the

@@ -48,6 +48,7 @@ from lqs.providers.base import (
     check_timestamp,
     classify_status,
     communication_id_in,
+    key_verifier,
     lenient_event,
     lowercase_headers,
     optional_text,
@@ -231,23 +232,6 @@ _KINDS = {
 """The documented email events; any other type is parsed leniently as ``OTHER``."""
 
 
-def verify(request: InboundRequest, settings: DeliverySettings) -> None:
-    """Check a webhook with the client's Resend signing secret (:func:`verify_webhook`).
-
-    Raises:
-        WebhookRejected: the client has no secret, or the signature does not match it.
-        ProviderConfigError: the secret cannot be used.
-    """
-    if settings.resend is None or settings.resend.webhook_secret is None:
-        raise WebhookRejected("no Resend webhook secret is configured for this client")
-    verify_webhook(
-        request.body,
-        request.headers,
-        settings.resend.webhook_secret.get_secret_value(),
-        tolerance=request.tolerance,
-    )
-
-
 def parse(request: InboundRequest) -> list[DeliveryEvent]:
     """The event of a verified webhook (:func:`parse_webhook`)."""
     return parse_webhook(request.body, request.headers)
@@ -411,3 +395,14 @@ def _tagged_communication_id(tags: Any) -> UUID | None:
             if isinstance(tag, dict) and tag.get("name") == COMMUNICATION_ID_TAG:
                 return communication_id_in(tag.get("value"))
     return None
+
+
+def _webhook_secret(settings: DeliverySettings) -> str | None:
+    found = settings.resend.webhook_secret if settings.resend is not None else None
+    return found.get_secret_value() if found is not None else None
+
+
+verify = key_verifier(
+    _webhook_secret, "no Resend webhook secret is configured for this client", verify_webhook
+)
+"""Check a webhook with the client's Resend signing secret (:func:`verify_webhook`)."""

@@ -38,6 +38,7 @@ from lqs.providers.base import (
     check_timestamp,
     classify_status,
     communication_id_in,
+    key_verifier,
     lenient_event,
     lowercase_headers,
     optional_text,
@@ -135,23 +136,6 @@ _KINDS = {
 # The field that says why, per event: "reason" for bounces and drops, "response" (the
 # receiving server's answer) for deferrals.
 _REASON_KEYS = {"bounce": "reason", "dropped": "reason", "deferred": "response"}
-
-
-def verify(request: InboundRequest, settings: DeliverySettings) -> None:
-    """Check a webhook with the client's SendGrid verification key (:func:`verify_webhook`).
-
-    Raises:
-        WebhookRejected: the client has no key, or the signature does not match it.
-        ProviderConfigError: the key cannot be used.
-    """
-    if settings.sendgrid is None or settings.sendgrid.webhook_public_key is None:
-        raise WebhookRejected("no SendGrid verification key is configured for this client")
-    verify_webhook(
-        request.body,
-        request.headers,
-        settings.sendgrid.webhook_public_key,
-        tolerance=request.tolerance,
-    )
 
 
 def parse(request: InboundRequest) -> list[DeliveryEvent]:
@@ -282,3 +266,15 @@ def _verification_key(compact: str) -> ec.EllipticCurvePublicKey:
     if not isinstance(key, ec.EllipticCurvePublicKey) or not isinstance(key.curve, ec.SECP256R1):
         raise ProviderConfigError(problem)
     return key
+
+
+def _public_key(settings: DeliverySettings) -> str | None:
+    return settings.sendgrid.webhook_public_key if settings.sendgrid is not None else None
+
+
+verify = key_verifier(
+    _public_key,
+    "no SendGrid verification key is configured for this client",
+    verify_webhook,
+)
+"""Check a webhook with the client's SendGrid verification key (:func:`verify_webhook`)."""
