@@ -64,14 +64,19 @@ QUICK = Sizes(
 )
 
 
-def _stage(name: str, sizes: Sizes, repeats: int, url: str) -> Section:
+def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> Section:
     if name == "intake":
         rows = intake.run(url, sizes.intake, repeats)
         http = http_intake.run(url, requests=sizes.http_requests, concurrency=32, repeats=repeats)
         return Section("Intake", rows + http.rows, http.markdown)
     if name == "processor":
         return processor.run(
-            url, sizes.processor, repeats, sizes.batch_sizes, processes=sizes.processes
+            url,
+            sizes.processor,
+            repeats,
+            sizes.batch_sizes,
+            processes=sizes.processes,
+            plot=processor.PLOT if write else None,
         )
     if name == "dispatch":
         rows = dispatch.run(
@@ -157,6 +162,7 @@ def main() -> None:
     sizes = QUICK if args.quick else FULL
     wanted = args.only or list(STAGES)
     started = time.monotonic()
+    write = not args.no_write and not args.only
     sections: list[tuple[Section, float]] = []
     with server_url() as admin_url:
         machine = ""
@@ -165,7 +171,7 @@ def main() -> None:
             began = time.monotonic()
             with scratch_database(admin_url) as url:
                 machine = machine or machine_line(url)
-                section = _stage(name, sizes, args.repeats, url)
+                section = _stage(name, sizes, args.repeats, url, write=write)
             sections.append((section, time.monotonic() - began))
     command = "make bench-quick" if args.quick else "make bench"
     if args.only:
@@ -173,7 +179,7 @@ def main() -> None:
     text = _report(command, machine, sections)
     print(text)
     print(f"(all stages: {time.monotonic() - started:.0f} s)")
-    if not args.no_write and not args.only:
+    if write:
         (ROOT / "docs" / "BENCHMARKS.md").write_text(text, encoding="utf-8")
 
 
