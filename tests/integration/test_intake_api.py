@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 from uuid import UUID
 
@@ -13,6 +13,7 @@ import httpx
 import psycopg
 import pytest
 from fastapi import FastAPI
+from openapi_spec_validator import validate
 
 from lqs.api.app import create_app
 from lqs.db.clients import create_api_key, create_client, revoke_api_key
@@ -409,7 +410,62 @@ async def test_insert_notifies_waiting_processors(
     assert [n.channel for n in received] == ["lqs_leads_queued"]
 
 
+def _resolve(spec: dict[str, Any], node: dict[str, Any]) -> dict[str, Any]:
+    while "$ref" in node:
+        ref = node["$ref"]
+        assert ref.startswith("#/"), ref
+        found: Any = spec
+        for part in ref[2:].split("/"):
+            found = found[part]
+        node = found
+    return node
+
+
+def _refs(node: Any) -> Iterator[str]:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key == "$ref" and isinstance(value, str):
+                yield value
+            else:
+                yield from _refs(value)
+    elif isinstance(node, list):
+        for item in node:
+            yield from _refs(item)
+
+
 async def test_openapi_documents_the_lead_body(client_api: httpx.AsyncClient) -> None:
     spec = (await client_api.get("/openapi.json")).json()
     body = spec["paths"]["/v1/leads"]["post"]["requestBody"]["content"]["application/json"]
-    assert "email" in body["schema"]["properties"]
+    lead = _resolve(spec, body["schema"])
+    assert "email" in lead["properties"]
+    assert _resolve(spec, lead["properties"]["consent_status"])["enum"] == [
+        "granted",
+        "denied",
+        "unknown",
+        "withdrawn",
+    ]
+    batch = spec["paths"]["/v1/leads/batch"]["post"]["requestBody"]["content"]
+    items = batch["application/json"]["schema"]["properties"]["leads"]["items"]
+    assert _resolve(spec, items) == lead
+
+
+async def test_openapi_document_is_valid_and_every_ref_resolves(
+    client_api: httpx.AsyncClient,
+) -> None:
+    spec = (await client_api.get("/openapi.json")).json()
+    validate(spec)  # raises on any departure from the OpenAPI 3.1 specification
+    refs = set(_refs(spec))
+    assert refs, "the document refers to its components"
+    for ref in refs:
+        _resolve(spec, {"$ref": ref})  # KeyError names a reference that does not resolve
+
+
+async def test_openapi_names_the_api_key_scheme_on_intake(client_api: httpx.AsyncClient) -> None:
+    spec = (await client_api.get("/openapi.json")).json()
+    assert spec["components"]["securitySchemes"]["apiKey"] == {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A client's API key (`lqs_...`, from `lqs keys create`).",
+    }
+    for path in ("/v1/leads", "/v1/leads/batch"):
+        assert spec["paths"][path]["post"]["security"] == [{"apiKey": []}]

@@ -19,10 +19,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
@@ -136,4 +138,16 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+
+    def openapi() -> dict[str, Any]:
+        # FastAPI's document, plus what the request bodies refer to and the API-key scheme.
+        if app.openapi_schema is None:
+            document = get_openapi(title=app.title, version=app.version, routes=app.routes)
+            components = document.setdefault("components", {})
+            components.setdefault("schemas", {}).update(intake.SCHEMAS)
+            components["securitySchemes"] = intake.SECURITY_SCHEMES
+            app.openapi_schema = document
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

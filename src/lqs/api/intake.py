@@ -40,7 +40,23 @@ MAX_BATCH = 1000
 
 router = APIRouter()
 
-_LEAD_SCHEMA = LeadSubmission.model_json_schema()
+_COMPONENTS = "#/components/schemas/{model}"
+_LEAD_DOCUMENT = LeadSubmission.model_json_schema(ref_template=_COMPONENTS)
+SCHEMAS: dict[str, Any] = {
+    "LeadSubmission": {k: v for k, v in _LEAD_DOCUMENT.items() if k != "$defs"},
+    **_LEAD_DOCUMENT.get("$defs", {}),
+}
+"""The schemas the request bodies refer to, for the OpenAPI document's components (the
+lead's own ``$defs``, such as ``ConsentStatus``, would not resolve inside a path)."""
+_LEAD_SCHEMA = {"$ref": _COMPONENTS.format(model="LeadSubmission")}
+SECURITY_SCHEMES: dict[str, Any] = {
+    "apiKey": {
+        "type": "http",
+        "scheme": "bearer",
+        "description": "A client's API key (`lqs_...`, from `lqs keys create`).",
+    }
+}
+_SECURED: dict[str, Any] = {"security": [{"apiKey": []}]}
 _ERROR_SCHEMA = {
     "type": "object",
     "properties": {
@@ -192,7 +208,11 @@ LeadBatch = Annotated[list[NewLead], Depends(_lead_batch)]
     status_code=201,
     responses=_ERRORS,
     openapi_extra={
-        "requestBody": {"required": True, "content": {"application/json": {"schema": _LEAD_SCHEMA}}}
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": _LEAD_SCHEMA}},
+        },
+        **_SECURED,
     },
 )
 async def create_lead(
@@ -227,7 +247,8 @@ async def create_lead(
                     }
                 }
             },
-        }
+        },
+        **_SECURED,
     },
 )
 async def create_leads_batch(
