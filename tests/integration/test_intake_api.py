@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -469,3 +470,21 @@ async def test_openapi_names_the_api_key_scheme_on_intake(client_api: httpx.Asyn
     }
     for path in ("/v1/leads", "/v1/leads/batch"):
         assert spec["paths"][path]["post"]["security"] == [{"apiKey": []}]
+
+
+@pytest.mark.parametrize("page", ["/docs", "/redoc"])
+async def test_api_docs_load_every_asset_from_the_server(
+    client_api: httpx.AsyncClient, page: str
+) -> None:
+    # No CDN: every script, stylesheet and icon the page names is served by LQS itself,
+    # so the page renders on a machine with no internet access.
+    response = await client_api.get(page)
+    assert response.status_code == 200
+    assets = re.findall(r'(?:src|href)="([^"]+)"', response.text)
+    assets += re.findall(r"url: '([^']+)'", response.text)  # Swagger UI's openapi URL
+    assert assets
+    for asset in assets:
+        assert asset.startswith("/"), f"{page} loads {asset} from elsewhere"
+        loaded = await client_api.get(asset)
+        assert loaded.status_code == 200, asset
+        assert loaded.content, asset

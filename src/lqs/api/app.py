@@ -26,6 +26,7 @@ import structlog
 from fastapi import FastAPI, Request
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
@@ -125,7 +126,9 @@ def create_app(
             app.state.unsubscribe_links = config.unsubscribe_links
             yield
 
-    app = FastAPI(title="LQS", version="0.1.0", lifespan=lifespan)
+    # FastAPIOffline: /docs (Swagger UI) and /redoc load their assets from this package,
+    # so they work with no internet access.
+    app = FastAPIOffline(title="LQS", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
     # One handler. Registered for the database's exception classes too, not only for
     # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
