@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -13,6 +15,7 @@ from lqs.cli._common import console, database_url, fail, settings
 from lqs.cli.compose import admin_config
 from lqs.db.catalog import dump_schema, read_schema
 from lqs.db.connection import connect
+from lqs.db.embedded import bundled_binary
 from lqs.db.migrate import MigrationState, load_migrations, migrate, migration_status, read_history
 from lqs.db.supabase_cli import export_supabase, parse_after
 from lqs.db.verify import VerifyReport, verify
@@ -36,6 +39,35 @@ def fail_on_drift(report: VerifyReport) -> None:
     for problem in report.problems:
         typer.echo(f"drift: {problem}", err=True)
     fail(f"schema verification failed: {len(report.problems)} problem(s) listed above")
+
+
+def find_psql(bundled: Path | None = None) -> str:
+    """The psql to run: the one shipped with the embedded server (``pgserver``), else the
+    one on PATH; exits with one line when there is none."""
+    bundled = bundled_binary("psql") if bundled is None else bundled
+    if bundled.is_file():
+        return str(bundled)
+    found = shutil.which("psql")
+    if found is None:
+        fail(
+            "psql was not found (neither with the embedded server nor on PATH): install "
+            "PostgreSQL's client (Debian: apt-get install postgresql-client)"
+        )
+    return found
+
+
+@app.command("shell")
+def db_shell() -> None:
+    """Open psql on LQS's database (the embedded one is started first, and stopped after).
+
+    With no terminal, psql reads its commands from standard input:
+    `echo 'SELECT count(*) FROM leads' | lqs db shell`.
+    """
+    psql = find_psql()
+    with database_url(settings()) as url:
+        # Inherits this terminal; psql's own exit code is the command's.
+        code = subprocess.run([psql, url], check=False).returncode
+    raise typer.Exit(code)
 
 
 @app.command("migrate")

@@ -25,6 +25,14 @@ class EmbeddedServer:
         self._handle.cleanup()
 
 
+def bundled_binary(name: str) -> Path:
+    """Where the embedded server's package keeps one of PostgreSQL's programs (``psql``);
+    the file may be missing on platforms it has no build for."""
+    import pgserver
+
+    return Path(pgserver.__file__).parent / "pginstall" / "bin" / name
+
+
 def _prepare_data_dir(data_dir: Path) -> Path:
     try:
         data_dir.mkdir(parents=True, exist_ok=True)
