@@ -27,6 +27,7 @@ from lqs.db.templates import store_template
 from lqs.domain.leads import parse_lead
 from lqs.worker.processor import LeadProcessor
 from lqs.worker.rerender import rerender_failed
+from tests.integration.test_cli import run_lqs
 
 QUALIFYING = {"email": "ceo@bigco.example", "job_title": "CEO", "company_size": 500,
               "company_domain": "bigco.example", "phone": "+12015550123",
@@ -299,7 +300,7 @@ def test_retry_without_rerender_says_a_never_rendered_one_needs_it(migrated_db: 
             "left alone 1 failed communication(s) that were never rendered (their template"
             f" failed): fix the template, then retry them with --rerender: {comm_id}"
         ) in result.stderr
-    assert "not failed or not found" not in by_id.stderr
+    assert "not failed" not in by_id.stderr
     assert _status(migrated_db, comm_id)[0] == "failed"
 
 
@@ -315,15 +316,13 @@ def test_retry_with_rerender_queues_the_fixed_message(migrated_db: str) -> None:
 
 def test_retry_with_rerender_lists_what_still_fails_and_exits_1(migrated_db: str) -> None:
     _, comm_id = _setup(migrated_db, "{{ '\\ud800' }}")
-    missing = uuid.UUID(int=9)
 
-    result = lqs(migrated_db, "comms", "retry", str(comm_id), str(missing), "--rerender")
+    result = lqs(migrated_db, "comms", "retry", str(comm_id), "--rerender")
 
     assert result.exit_code == 1, result.output
     assert "re-rendered and queued 0 communication(s) again" in result.stdout
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"not failed or not found, left alone: {missing}",
         f"still failed: {comm_id}: template lead_qualified v2 body: the output contains a lone"
         " surrogate (U+D800) at character 1, which PostgreSQL cannot store",
         "error: 1 communication(s) could not be re-rendered: still failed",
@@ -348,3 +347,40 @@ def test_retry_with_rerender_refuses_bad_input(
 
     assert result.exit_code == 1
     assert message in result.stderr
+
+
+@pytest.mark.parametrize("rerender", [[], ["--rerender"]])
+def test_retry_refuses_an_unknown_id_or_slug_before_queueing_anything(
+    migrated_db: str, rerender: list[str]
+) -> None:
+    _, comm_id = _setup(migrated_db, FIXED)
+    missing = uuid.UUID(int=9)
+
+    # Through the real entry point: it prints an LqsError as one line.
+    by_id = run_lqs(
+        "comms",
+        "retry",
+        str(comm_id),
+        str(missing),
+        *rerender,
+        env={"LQS_DATABASE_URL": migrated_db},
+    )
+    by_slug = run_lqs(
+        "comms",
+        "retry",
+        "--client",
+        "no-such-client",
+        *rerender,
+        env={"LQS_DATABASE_URL": migrated_db},
+    )
+
+    assert by_id.returncode == 1, by_id.stderr
+    assert by_id.stderr.strip().splitlines() == [
+        f"error: no communication with id {missing}; nothing was queued"
+    ]
+    assert by_slug.returncode == 1, by_slug.stderr
+    assert by_slug.stderr.strip().splitlines() == [
+        "error: no client with slug 'no-such-client'; create it with `lqs clients create`"
+        " or list clients with `lqs clients list`"
+    ]
+    assert _status(migrated_db, comm_id)[0] == "failed"  # the real one was not touched

@@ -10,10 +10,12 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import console, fail, in_transaction, parse_id
+from lqs.db.clients import get_client
 from lqs.db.communications import (
     communication_timeline,
     list_communications,
     redrive_failed,
+    unknown_communications,
 )
 from lqs.domain.vocabulary import CommunicationStatus
 
@@ -109,6 +111,7 @@ def comms_retry(
             parsed = [UUID(value) for value in ids]
         except ValueError:
             fail("communication ids must be UUIDs")
+    in_transaction(lambda conn: _known(conn, parsed, client))
     if rerender:
         _retry_rerendered(parsed, client)
         return
@@ -129,8 +132,21 @@ def comms_retry(
         )
     if parsed is not None and len(redriven) + len(unrendered) < len(parsed):
         missing = sorted(str(i) for i in set(parsed) - set(redriven) - set(unrendered))
-        typer.echo(f"not failed or not found, left alone: {', '.join(missing)}", err=True)
+        typer.echo(f"not failed, left alone: {', '.join(missing)}", err=True)
     console.print(f"queued {len(redriven)} communication(s) again")
+
+
+async def _known(conn: psycopg.AsyncConnection, ids: list[UUID] | None, slug: str | None) -> None:
+    """Refuse, before anything is queued, a client slug or an id that names nothing.
+
+    Raises:
+        ClientNotFound: no client has the slug (printed as one line, exit 1).
+    """
+    if slug is not None:
+        await get_client(conn, slug)
+    unknown = await unknown_communications(conn, ids or [])
+    if unknown:
+        fail(f"no communication with id {_ids(unknown)}; nothing was queued")
 
 
 def _retry_rerendered(parsed: list[UUID] | None, client: str | None) -> None:
@@ -141,7 +157,7 @@ def _retry_rerendered(parsed: list[UUID] | None, client: str | None) -> None:
     done = {*report.requeued, *(i for i, _ in report.still_failed)}
     if parsed is not None and len(done) < len(parsed):
         missing = sorted(str(i) for i in set(parsed) - done)
-        typer.echo(f"not failed or not found, left alone: {', '.join(missing)}", err=True)
+        typer.echo(f"not failed, left alone: {', '.join(missing)}", err=True)
     for communication_id, reason in report.still_failed[:_SHOWN]:
         typer.echo(f"still failed: {communication_id}: {reason}", err=True)
     if len(report.still_failed) > _SHOWN:

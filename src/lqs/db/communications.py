@@ -236,3 +236,11 @@ async def communication_timeline(
             )
     entries.sort(key=lambda entry: entry.at)
     return row, entries
+
+
+async def unknown_communications(conn: AsyncConnection, ids: Iterable[UUID]) -> list[UUID]:
+    """Those of ``ids`` that name no communication at all, in the order given."""
+    wanted = list(dict.fromkeys(ids))
+    cur = await conn.execute("SELECT id FROM public.communications WHERE id = ANY(%s)", (wanted,))
+    found = {row[0] for row in await cur.fetchall()}
+    return [i for i in wanted if i not in found]
