@@ -384,3 +384,11 @@ def test_retry_refuses_an_unknown_id_or_slug_before_queueing_anything(
         " or list clients with `lqs clients list`"
     ]
     assert _status(migrated_db, comm_id)[0] == "failed"  # the real one was not touched
+
+
+def test_comms_list_refuses_an_unknown_client_slug(migrated_db: str) -> None:
+    result = run_lqs(
+        "comms", "list", "--client", "no-such-client", env={"LQS_DATABASE_URL": migrated_db}
+    )
+    assert result.returncode == 1, result.stdout
+    assert result.stderr.strip().startswith("error: no client with slug 'no-such-client'")

@@ -12,6 +12,7 @@ from rich.table import Table
 from lqs.cli._common import console, fail, in_transaction, parse_id
 from lqs.db.clients import get_client
 from lqs.db.communications import (
+    CommunicationSummary,
     communication_timeline,
     list_communications,
     redrive_failed,
@@ -39,9 +40,12 @@ def comms_list(
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
     wanted = _status(status)
-    rows = in_transaction(
-        lambda conn: list_communications(conn, status=wanted, client_slug=client, limit=limit)
-    )
+
+    async def listed(conn: psycopg.AsyncConnection) -> list[CommunicationSummary]:
+        await _known(conn, None, client)  # an unknown slug is an error, not an empty list
+        return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
+
+    rows = in_transaction(listed)
     table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "error")
     for row in rows:
         table.add_row(
