@@ -21,6 +21,7 @@ from lqs.cli._common import (
     for_client,
     in_transaction,
 )
+from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.clients import (
     Client,
     create_api_key,
@@ -73,9 +74,21 @@ def clients_create(
 
 
 @clients_app.command("list")
-def clients_list() -> None:
+def clients_list(as_json: JsonOption = False) -> None:
     """List clients."""
     clients = in_transaction(list_clients)
+    if as_json:
+        # Never the settings whole: they hold the delivery credentials.
+        print_json_lines(
+            {
+                "slug": c.slug,
+                "name": c.name,
+                "id": c.id,
+                "notification_email": c.settings.get("notification_email"),
+            }
+            for c in clients
+        )
+        return
     table = Table(title="Clients")
     for heading in ("slug", "name", "id", "notification email"):
         table.add_column(heading)
@@ -213,9 +226,12 @@ def keys_create(
 
 
 @keys_app.command("list")
-def keys_list(client: ClientSlugOption) -> None:
+def keys_list(client: ClientSlugOption, as_json: JsonOption = False) -> None:
     """List a client's keys (prefixes only)."""
     keys = for_client(client, lambda conn, found: list_api_keys(conn, found.id))
+    if as_json:
+        print_json_lines(keys)
+        return
     table = Table(title=f"API keys of {client}")
     for heading in ("prefix", "name", "rate/min", "created", "revoked"):
         table.add_column(heading)

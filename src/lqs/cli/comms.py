@@ -10,6 +10,7 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import console, fail, in_transaction, parse_id
+from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.clients import get_client
 from lqs.db.communications import (
     CommunicationSummary,
@@ -37,6 +38,7 @@ def comms_list(
     status: Annotated[str | None, typer.Option(help="Only this status, e.g. failed")] = None,
     client: Annotated[str | None, typer.Option("--client", help="Only this client's")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
+    as_json: JsonOption = False,
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
     wanted = _status(status)
@@ -46,6 +48,9 @@ def comms_list(
         return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
 
     rows = in_transaction(listed)
+    if as_json:
+        print_json_lines(rows)
+        return
     table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "error")
     for row in rows:
         table.add_row(

@@ -11,6 +11,7 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction, parse_id
+from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.push import (
     add_push_subscription,
     list_push_subscriptions,
@@ -54,9 +55,12 @@ def push_add(
 
 
 @app.command("list")
-def push_list(client: ClientSlugOption) -> None:
+def push_list(client: ClientSlugOption, as_json: JsonOption = False) -> None:
     """A client's push subscriptions; gone ones are those the push service refused."""
     rows = for_client(client, lambda conn, found: list_push_subscriptions(conn, found.id))
+    if as_json:
+        print_json_lines(rows)
+        return
     table = Table("id", "label", "endpoint", "created", "gone")
     for row in rows:
         table.add_row(

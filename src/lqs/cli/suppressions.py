@@ -9,6 +9,7 @@ from email_validator import EmailNotValidError, validate_email
 from rich.table import Table
 
 from lqs.cli._common import ClientSlugOption, console, fail, for_client
+from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.suppressions import list_suppressions, suppress, unsuppress
 from lqs.domain.notifications import normalise_recipient
 
@@ -43,6 +44,7 @@ def suppressions_list(
     client: ClientSlugOption,
     channel: Annotated[str | None, typer.Option(help="Only this channel")] = None,
     limit: Annotated[int, typer.Option(min=1, max=100_000)] = 1000,
+    as_json: JsonOption = False,
 ) -> None:
     """The client's suppression list, newest first."""
     wanted = None if channel is None else _channel(channel)
@@ -50,6 +52,9 @@ def suppressions_list(
         client,
         lambda conn, found: list_suppressions(conn, found.id, channel=wanted, limit=limit),
     )
+    if as_json:
+        print_json_lines(rows)
+        return
     table = Table("channel", "recipient", "reason", "since", "source")
     for row in rows:
         table.add_row(
