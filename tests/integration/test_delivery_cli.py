@@ -219,6 +219,47 @@ def test_show_refuses_what_is_not_a_communication(
     assert_refused(lqs(migrated_db, "comms", "show", value), fragment)
 
 
+def test_show_accepts_a_unique_prefix_and_prints_lead_template_subject_and_content(
+    migrated_db: str, slug: str
+) -> None:
+    comm_id = _communication_with_history(migrated_db, slug)
+    with psycopg.connect(migrated_db) as conn:
+        conn.execute(
+            "UPDATE public.communications SET template_id = 'lead_qualified@v3',"
+            " subject = 'New lead: Cy', content = '<p>Hello Cy</p>' WHERE id = %s",
+            (comm_id,),
+        )
+        lead_id = _one(conn, "SELECT lead_id FROM public.communications WHERE id = %s", comm_id)
+
+    result = lqs(migrated_db, "comms", "show", str(comm_id)[:13])
+
+    assert result.exit_code == 0, result.output
+    for text in (str(comm_id), str(lead_id), "lead_qualified@v3", "New lead: Cy",
+                 "<p>Hello Cy</p>"):  # fmt: skip
+        assert text in result.stdout
+
+
+def test_show_refuses_an_ambiguous_or_unknown_prefix(migrated_db: str, slug: str) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        client_id = _one(conn, "SELECT id FROM public.clients WHERE slug = %s", slug)
+        lead_id = _one(
+            conn,
+            "INSERT INTO public.leads (client_id, email) VALUES (%s, 'ab@buyer.example')"
+            " RETURNING id",
+            client_id,
+        )
+        for tail in ("0000-4000-8000-000000000001", "0000-4000-8000-000000000002"):
+            conn.execute(
+                "INSERT INTO public.communications (id, client_id, lead_id, type, recipient,"
+                " status) VALUES (%s, %s, %s, 'email', 'ab@buyer.example', 'pending')",
+                (f"abcdef01-{tail}", client_id, lead_id),
+            )
+
+    assert_refused(lqs(migrated_db, "comms", "show", "abcdef01"), "'abcdef01' starts")
+    assert_refused(lqs(migrated_db, "comms", "show", "fedc"), "no communication id starts")
+    assert_refused(lqs(migrated_db, "comms", "show", "abc"), "at least 4")
+
+
 # ---------------------------------------------------------------------------- set-delivery
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Annotated
 from uuid import UUID
 
@@ -9,12 +10,13 @@ import psycopg
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, fail, in_transaction, parse_id
+from lqs.cli._common import console, fail, in_transaction
 from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.clients import get_client
 from lqs.db.communications import (
     CommunicationSummary,
     communication_timeline,
+    communications_with_prefix,
     list_communications,
     redrive_failed,
     unknown_communications,
@@ -65,25 +67,52 @@ def comms_list(
 def comms_show(
     communication_id: Annotated[str, typer.Argument(help="The communication's id")],
 ) -> None:
-    """One communication: its fields, then its timeline (attempts and provider events)."""
-    wanted = parse_id(communication_id, "the communication id")
+    """One communication: its fields, then its timeline (attempts and provider events).
+
+    The id may be shortened to any unique prefix (at least 4 characters), as `lqs comms
+    list` shows it.
+    """
+    wanted = _communication_id(communication_id)
     found = in_transaction(lambda conn: communication_timeline(conn, wanted))
     if found is None:
         fail(f"no communication {wanted}")
     row, entries = found
     fields = Table("field", "value", show_header=False)
-    for name in (
-        "id", "client_slug", "type", "recipient", "status", "provider", "external_id",
-        "retry_count", "max_retries", "error_message", "compliance_notes", "created_at",
-        "sent_at", "delivered_at",
+    for label, name in (
+        ("id", "id"), ("client", "client_slug"), ("lead", "lead_id"), ("channel", "type"),
+        ("recipient", "recipient"), ("status", "status"), ("provider", "provider"),
+        ("external_id", "external_id"), ("template", "template_id"), ("subject", "subject"),
+        ("retry_count", "retry_count"), ("max_retries", "max_retries"),
+        ("error_message", "error_message"), ("compliance_notes", "compliance_notes"),
+        ("created_at", "created_at"), ("sent_at", "sent_at"), ("delivered_at", "delivered_at"),
+        ("content", "content"),
     ):  # fmt: skip
         value = row.get(name)
-        fields.add_row(name, "" if value is None else str(value))
+        fields.add_row(label, "" if value is None else str(value))
     console.print(fields)
     timeline = Table("time", "what", "detail", title="timeline")
     for entry in entries:
         timeline.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S.%f}"[:-3], entry.kind, entry.summary)
     console.print(timeline)
+
+
+_PREFIX = re.compile(r"[0-9a-fA-F-]{4,36}")
+
+
+def _communication_id(value: str) -> UUID:
+    """A full id, or the one communication whose id starts with ``value``."""
+    try:
+        return UUID(value)
+    except ValueError:
+        pass
+    if not _PREFIX.fullmatch(value):
+        fail("the communication id must be a UUID or its first characters (at least 4)")
+    found = in_transaction(lambda conn: communications_with_prefix(conn, value))
+    if not found:
+        fail(f"no communication id starts with {value!r}")
+    if len(found) > 1:
+        fail(f"{value!r} starts {_ids(found)}{' and more' if len(found) == 5 else ''}: give more")
+    return found[0]
 
 
 @app.command("retry")

@@ -244,3 +244,14 @@ async def unknown_communications(conn: AsyncConnection, ids: Iterable[UUID]) -> 
     cur = await conn.execute("SELECT id FROM public.communications WHERE id = ANY(%s)", (wanted,))
     found = {row[0] for row in await cur.fetchall()}
     return [i for i in wanted if i not in found]
+
+
+async def communications_with_prefix(
+    conn: AsyncConnection, prefix: str, *, limit: int = 5
+) -> list[UUID]:
+    """Up to ``limit`` communication ids that start with ``prefix`` (as text, lower case)."""
+    cur = await conn.execute(
+        "SELECT id FROM public.communications WHERE id::text LIKE %s ORDER BY id LIMIT %s",
+        (prefix.lower().replace("%", "").replace("_", "") + "%", limit),
+    )
+    return [row[0] for row in await cur.fetchall()]
