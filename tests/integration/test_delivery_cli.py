@@ -7,6 +7,7 @@ the entry point turns into one line, run as real ``lqs`` processes.
 
 from __future__ import annotations
 
+import json
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
@@ -258,6 +259,32 @@ def test_show_refuses_an_ambiguous_or_unknown_prefix(migrated_db: str, slug: str
     assert_refused(lqs(migrated_db, "comms", "show", "abcdef01"), "'abcdef01' starts")
     assert_refused(lqs(migrated_db, "comms", "show", "fedc"), "no communication id starts")
     assert_refused(lqs(migrated_db, "comms", "show", "abc"), "at least 4")
+
+
+def test_list_gives_the_reason_a_message_failed_or_was_rejected(
+    migrated_db: str, slug: str
+) -> None:
+    with psycopg.connect(migrated_db) as conn:
+        client_id = _one(conn, "SELECT id FROM public.clients WHERE slug = %s", slug)
+        lead_id = _one(
+            conn,
+            "INSERT INTO public.leads (client_id, email) VALUES (%s, 'rj@buyer.example')"
+            " RETURNING id",
+            client_id,
+        )
+        for status, column, why in (("rejected", "compliance_notes", "consent withdrawn"),
+                                    ("failed", "error_message", "mailbox full")):  # fmt: skip
+            conn.execute(
+                f"INSERT INTO public.communications (client_id, lead_id, type, recipient,"
+                f" status, {column}) VALUES (%s, %s, 'email', 'rj@buyer.example', %s, %s)".encode(),
+                (client_id, lead_id, status, why),
+            )
+
+    result = lqs(migrated_db, "comms", "list", "--client", slug, "--json")
+
+    assert result.exit_code == 0, result.output
+    reasons = {row["status"]: row["reason"] for row in map(json.loads, result.stdout.splitlines())}
+    assert reasons == {"rejected": "consent withdrawn", "failed": "mailbox full"}
 
 
 # ---------------------------------------------------------------------------- set-delivery

@@ -53,11 +53,11 @@ def comms_list(
     if as_json:
         print_json_lines(rows)
         return
-    table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "error")
+    table = Table("id", "client", "channel", "recipient", "status", "provider", "retries", "reason")
     for row in rows:
         table.add_row(
             str(row.id), row.client_slug, row.channel, row.recipient, row.status,
-            row.provider or "", str(row.retry_count), (row.error_message or "")[:80],
+            row.provider or "", str(row.retry_count), (row.reason or "")[:80],
         )  # fmt: skip
     console.print(table)
     console.print(f"{len(rows)} communication(s)")

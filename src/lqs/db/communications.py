@@ -102,7 +102,8 @@ class CommunicationSummary:
     status: str
     provider: str | None
     retry_count: int
-    error_message: str | None
+    reason: str | None
+    """Why it failed (the error) or was rejected (the compliance note)."""
     created_at: datetime
 
 
@@ -112,7 +113,8 @@ async def list_communications(
     """The newest communications, optionally of one status and one client."""
     cur = await conn.execute(
         "SELECT c.id, k.slug, c.type, c.recipient, c.status, c.provider,"
-        " coalesce(c.retry_count, 0), c.error_message, c.created_at"
+        " coalesce(c.retry_count, 0), coalesce(c.error_message, c.compliance_notes),"
+        " c.created_at"
         " FROM public.communications AS c JOIN public.clients AS k ON k.id = c.client_id"
         " WHERE (%(status)s::text IS NULL OR c.status = %(status)s::text)"
         "   AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)"
