@@ -60,8 +60,7 @@ def find_psql(bundled: Path | None = None) -> str:
 def db_shell() -> None:
     """Open psql on LQS's database (the embedded one is started first, and stopped after).
 
-    With no terminal, psql reads its commands from standard input:
-    `echo 'SELECT count(*) FROM leads' | lqs db shell`.
+    With no terminal, psql reads its commands from standard input (a pipe or a file).
     """
     psql = find_psql()
     with database_url(settings()) as url:
