@@ -417,3 +417,32 @@ def test_text_postgresql_cannot_store_is_a_problem_with_the_others() -> None:
         "delivery.webhook: the key 'bad\\x00key' contains NUL (U+0000) at character 4,"
         " which cannot be stored",
     ]
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from(["email", "resend", "sendgrid", "twilio", "webpush", "webhook"])
+_FIELDS = st.sampled_from(
+    ["primary", "secondary", "failover_after", "api_key", "from_address", "base_url",
+     "account_sid", "auth_token", "from_number", "url", "secret", "vapid_subject", "x\n"]
+)  # fmt: skip
+
+
+@given(st.dictionaries(_KEYS | st.text(max_size=8), st.dictionaries(_FIELDS, _VALUES) | _VALUES))
+def test_any_settings_parse_or_give_one_line_per_problem(settings: dict[str, Any]) -> None:
+    problems: list[str] | None = None
+    try:
+        parse_delivery_settings(settings)
+    except DeliverySettingsError as exc:
+        problems = exc.problems
+
+    assert problems is None or problems
+    for problem in problems or []:
+        assert problem.startswith("delivery")
+        assert ": " in problem
+        assert len(problem.splitlines()) == 1, problem
