@@ -168,9 +168,9 @@ class TwilioSettings(ProviderSettings):
         except ValidationError as exc:
             if not unclear:
                 raise
-            also: InitErrorDetails = {"type": problem, "loc": (), "input": data}
+            missing_sender: InitErrorDetails = {"type": problem, "loc": (), "input": data}
             raise ValidationError.from_exception_data(
-                exc.title, [*_init_errors(exc), also]
+                exc.title, [*_init_errors(exc), missing_sender]
             ) from None
         if unclear:
             raise problem
@@ -249,7 +249,7 @@ class DeliverySettingsError(ConfigurationError, ValueError):
     invalid.
 
     ``problems`` lists every problem found, one line each, naming its key
-    (``delivery.twilio.account_sid: must match ...``); ``str()`` joins them.
+    (``delivery.twilio.auth_token: required``); ``str()`` joins them.
     """
 
     def __init__(self, problems: list[str]) -> None:
