@@ -168,9 +168,9 @@ class TwilioSettings(ProviderSettings):
         except ValidationError as exc:
             if not unclear:
                 raise
-            missing_sender: InitErrorDetails = {"type": problem, "loc": (), "input": data}
+            unclear_sender: InitErrorDetails = {"type": problem, "loc": (), "input": data}
             raise ValidationError.from_exception_data(
-                exc.title, [*_init_errors(exc), missing_sender]
+                exc.title, [*_init_errors(exc), unclear_sender]
             ) from None
         if unclear:
             raise problem
