@@ -14,22 +14,25 @@ import subprocess
 import sys
 import time
 import uuid
+from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
+import yaml
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.connection import connect
 from lqs.domain.delivery import RetryPolicy
 from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
-from lqs.simulator.config import PushConfig, ResendConfig, SinkConfig, TwilioConfig
+from lqs.simulator.config import HookConfig, PushConfig, ResendConfig, SinkConfig, TwilioConfig
 from lqs.worker.dispatcher import DispatcherOptions
 from lqs.worker.run import run_worker
 from tests.configs import worker_config
 from tests.e2e.conftest import lqs_env, run_lqs
 
+ROOT = Path(__file__).parents[2]
 FAST = RetryPolicy(base_delay=0.01, max_delay=0.05, horizon=3600)
 
 
@@ -565,6 +568,50 @@ def test_push_reaches_the_clients_subscriptions_and_a_410_marks_one_gone(
     _leads(pipeline_db, client_id, 1)
     _work(pipeline_db, allow_private_webhooks=True)
     assert len(_comms(pipeline_db, client_id)) == 3
+
+
+def test_the_documented_delivery_example_sends_on_every_channel(
+    pipeline_db: str, simulator: str, control: SimulatorControl, tmp_path: Any
+) -> None:
+    # The README's file, with only the simulator's address changed.
+    shipped = (ROOT / "docs" / "examples" / "delivery.yaml").read_text(encoding="utf-8")
+    assert "http://127.0.0.1:8025" in shipped
+    example = tmp_path / "delivery.yaml"
+    example.write_text(shipped.replace("http://127.0.0.1:8025", simulator))
+    assert run_lqs(pipeline_db, "clients", "create", "Acme", "--slug", "acme").returncode == 0
+    stored = run_lqs(pipeline_db, "clients", "set-delivery", "acme", str(example))
+    assert stored.returncode == 0, stored.stderr
+    rules = [{"channel": "email", "to": "client", "template": "lead_qualified"},
+             {"channel": "sms", "to": "client", "template": "lead_qualified_sms"},
+             {"channel": "push", "to": "client", "template": "lead_qualified_push"},
+             {"channel": "webhook", "to": "client", "template": "lead_qualified"}]  # fmt: skip
+    with psycopg.connect(pipeline_db) as conn:
+        conn.execute(
+            "UPDATE public.clients SET settings = settings || %s WHERE slug = 'acme'",
+            (Jsonb({"notification_email": "sales@acme.example",
+                    "notification_phone": "+12015550123",
+                    "notifications": {"qualified": rules, "nurture": rules,
+                                      "disqualified": rules}}),),
+        )  # fmt: skip
+    _, p256dh, auth = _push_keys()
+    added = run_lqs(pipeline_db, "push", "add", "--client", "acme", "--endpoint",
+                    f"{simulator}/push/browser-1", "--p256dh", p256dh, "--auth", auth)  # fmt: skip
+    assert added.returncode == 0, added.stderr
+    secret = yaml.safe_load(shipped)["webhook"]["secret"]
+    hooks = {"acme": HookConfig(secret=secret)}
+    control.configure(SimulatorConfig(seed=1, sink=SinkConfig(hooks=hooks)))
+    [client] = _rows(pipeline_db, "SELECT id FROM public.clients WHERE slug = 'acme'")
+    _leads(pipeline_db, str(client["id"]), 1)
+
+    _work(pipeline_db, allow_private_webhooks=True)
+
+    comms = _comms(pipeline_db, str(client["id"]))
+    assert sorted((c["type"], c["provider"], c["status"]) for c in comms) == [
+        ("email", "resend", "sent"), ("push", "webpush", "sent"),
+        ("sms", "twilio", "sent"), ("webhook", "webhook", "sent"),
+    ]  # fmt: skip
+    [hook] = control.hook_deliveries()
+    assert (hook.name, hook.signature_valid) == ("acme", True)
 
 
 @pytest.mark.parametrize(

@@ -299,10 +299,106 @@ def test_set_delivery_refuses_a_webhook_url_that_can_never_resolve(
 
     result = lqs(migrated_db, "clients", "set-delivery", slug, str(spec))
 
-    assert_refused(result, "delivery.webhook.url: the host name")
-    with psycopg.connect(migrated_db) as conn:
+    assert result.exit_code == 1, result.output
+    assert result.stderr.startswith("delivery.webhook.url: the host name")
+    assert _settings(migrated_db, slug) == {}
+
+
+def _settings(url: str, slug: str) -> Any:
+    with psycopg.connect(url) as conn:
         row = conn.execute("SELECT settings FROM public.clients WHERE slug = %s", (slug,))
-        assert row.fetchone() == ({},)
+        return row.fetchone()[0]  # type: ignore[index]
+
+
+def test_set_delivery_lists_every_problem_one_line_each_and_stores_nothing(
+    migrated_db: str, slug: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "delivery.yaml"
+    spec.write_text(
+        "email: {primary: mailgun}\n"
+        "resend: {api_key: re_x, from_adress: leads@acme.example}\n"
+        "twilio: {account_sid: AC..., auth_token: t}\n"
+        "webhook: https://hooks.acme.example/lqs\n"
+        "twillio: {}\n"
+    )
+
+    result = lqs(migrated_db, "clients", "set-delivery", slug, str(spec))
+
+    assert result.exit_code == 1, result.output
+    assert "Traceback" not in result.output
+    assert result.stderr.splitlines() == [
+        "delivery.email.primary: must be one of resend, sendgrid",
+        "delivery.resend.from_address: required",
+        "delivery.resend.from_adress: unknown key; expected one of api_key, from_address,"
+        " base_url, webhook_secret",
+        "delivery.twilio.account_sid: 'AC...' does not match the pattern ^AC[0-9a-zA-Z]{1,64}$",
+        "delivery.twilio: set exactly one of from_number and messaging_service_sid",
+        "delivery.webhook: expected a mapping of settings",
+        "delivery.twillio: unknown key; expected one of email, resend, sendgrid, twilio,"
+        " webpush, webhook",
+        f"error: {spec}: 7 problem(s) listed above; nothing was stored",
+    ]
+    assert _settings(migrated_db, slug) == {}
+
+
+def test_set_delivery_keeps_the_stored_settings_when_the_new_file_is_bad(
+    migrated_db: str, slug: str, tmp_path: Path
+) -> None:
+    good = tmp_path / "good.yaml"
+    good.write_text("resend: {api_key: re_x, from_address: leads@acme.example}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("resend: {api_key: re_y}\n")
+
+    stored = lqs(migrated_db, "clients", "set-delivery", slug, str(good))
+    refused = lqs(migrated_db, "clients", "set-delivery", slug, str(bad))
+
+    assert stored.exit_code == 0, stored.output
+    assert refused.exit_code == 1, refused.output
+    assert refused.stderr.splitlines()[0] == "delivery.resend.from_address: required"
+    assert _settings(migrated_db, slug)["delivery"]["resend"]["api_key"] == "re_x"
+
+
+def test_set_delivery_refuses_text_postgresql_cannot_store(
+    migrated_db: str, slug: str, tmp_path: Path
+) -> None:
+    spec = tmp_path / "delivery.yaml"
+    spec.write_text('resend: {api_key: re_x, from_address: "a\\0b@acme.example"}\n')
+
+    result = lqs(migrated_db, "clients", "set-delivery", slug, str(spec))
+
+    assert result.exit_code == 1, result.output
+    assert result.stderr.splitlines()[0] == (
+        "delivery.resend.from_address: text contains NUL (U+0000) at character 2,"
+        " which cannot be stored"
+    )
+    assert _settings(migrated_db, slug) == {}
+
+
+@pytest.mark.parametrize(
+    "text", ["", "- resend\n", "just words\n"], ids=["empty", "list", "scalar"]
+)
+def test_set_delivery_refuses_a_file_that_is_not_a_mapping(
+    migrated_db: str, slug: str, tmp_path: Path, text: str
+) -> None:
+    spec = tmp_path / "delivery.yaml"
+    spec.write_text(text)
+
+    assert_refused(
+        lqs(migrated_db, "clients", "set-delivery", slug, str(spec)),
+        "expected a mapping of delivery settings",
+    )
+    assert _settings(migrated_db, slug) == {}
+
+
+def test_the_documented_example_is_stored_with_every_channel(migrated_db: str, slug: str) -> None:
+    example = Path(__file__).parents[2] / "docs" / "examples" / "delivery.yaml"
+
+    result = lqs(migrated_db, "clients", "set-delivery", slug, str(example))
+
+    assert result.exit_code == 0, result.output
+    assert f"stored delivery settings for {slug}: email, sms, push, webhook" in result.stdout
+    delivery = _settings(migrated_db, slug)["delivery"]
+    assert sorted(delivery) == ["email", "resend", "sendgrid", "twilio", "webhook", "webpush"]
 
 
 # ---------------------------------------------------------------- templates put: the check

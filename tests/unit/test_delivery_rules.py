@@ -319,3 +319,130 @@ def test_transport_failures_are_classified(error: httpx.HTTPError, verdict: str,
     result = transport_failure(error)
     assert (result.verdict.value, result.error_code) == (verdict, code)
     assert result.http_status is None
+
+
+def test_every_problem_is_listed_at_once_one_per_key() -> None:
+    settings = {
+        "email": {"primary": "mailgun", "failover_after": 0},
+        "sendgrid": {"api_key": "SG.x", "from_address": "a@b.example", "colour": "blue"},
+        "twilio": {"account_sid": "XX1", "from_number": "2015550100"},
+        "webpush": ["not", "a", "mapping"],
+    }
+
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings(settings)
+
+    assert caught.value.problems == [
+        "delivery.email.primary: must be one of resend, sendgrid",
+        "delivery.email.failover_after: Input should be greater than or equal to 1",
+        "delivery.sendgrid.colour: unknown key; expected one of api_key, from_address,"
+        " base_url, webhook_public_key",
+        "delivery.twilio.account_sid: 'XX1' does not match the pattern ^AC[0-9a-zA-Z]{1,64}$",
+        "delivery.twilio.auth_token: required",
+        "delivery.twilio.from_number: '2015550100' does not match the pattern"
+        " ^\\+[1-9][0-9]{1,14}$",
+        "delivery.webpush: expected a mapping of settings",
+    ]
+    assert str(caught.value) == "; ".join(caught.value.problems)
+
+
+def test_a_missing_twilio_sender_is_listed_with_the_field_problems() -> None:
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings({"twilio": {"account_sid": "XX1"}})
+
+    assert caught.value.problems == [
+        "delivery.twilio.account_sid: 'XX1' does not match the pattern ^AC[0-9a-zA-Z]{1,64}$",
+        "delivery.twilio.auth_token: required",
+        "delivery.twilio: set exactly one of from_number and messaging_service_sid",
+    ]
+
+
+def test_two_twilio_senders_are_one_problem() -> None:
+    twilio = {"account_sid": "AC1", "auth_token": "t", "from_number": "+12015550100",
+              "messaging_service_sid": "MG1"}  # fmt: skip
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings({"twilio": twilio})
+
+    assert caught.value.problems == [
+        "delivery.twilio: set exactly one of from_number and messaging_service_sid"
+    ]
+
+
+def test_an_unknown_top_level_key_names_the_known_ones() -> None:
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings({"twillio": {}})
+
+    assert caught.value.problems == [
+        "delivery.twillio: unknown key; expected one of email, resend, sendgrid, twilio,"
+        " webpush, webhook"
+    ]
+
+
+def test_a_long_value_is_shortened_in_its_problem() -> None:
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings(
+            {"twilio": {"account_sid": "X" * 500, "auth_token": "t", "from_number": "+12015550100"}}
+        )
+
+    [problem] = caught.value.problems
+    assert problem.startswith("delivery.twilio.account_sid: 'XXX")
+    assert "X" * 58 not in problem
+    assert "...' does not match the pattern" in problem
+
+
+def test_secrets_never_show_in_problems() -> None:
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings({"resend": {"api_key": "re_very_secret", "from_address": "x"}})
+
+    assert "re_very_secret" not in str(caught.value)
+    assert caught.value.problems == [
+        "delivery.resend.from_address: String should have at least 3 characters"
+    ]
+
+
+def test_text_postgresql_cannot_store_is_a_problem_with_the_others() -> None:
+    settings = {"resend": {"api_key": "re_x", "from_address": "a\x00b@acme.example"},
+                "webhook": {"url": "https://hooks.example.com/", "secret": "s\ud800",
+                            "bad\x00key": 1}}  # fmt: skip
+
+    with pytest.raises(DeliverySettingsError) as caught:
+        parse_delivery_settings(settings)
+
+    assert caught.value.problems == [
+        "delivery.webhook.'bad\\x00key': unknown key; expected one of url, secret",
+        "delivery.resend.from_address: text contains NUL (U+0000) at character 2,"
+        " which cannot be stored",
+        "delivery.webhook.secret: text contains a lone surrogate (U+D800) at character 2,"
+        " which cannot be stored",
+        "delivery.webhook: the key 'bad\\x00key' contains NUL (U+0000) at character 4,"
+        " which cannot be stored",
+    ]
+
+
+_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=12), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+_KEYS = st.sampled_from(["email", "resend", "sendgrid", "twilio", "webpush", "webhook"])
+_FIELDS = st.sampled_from(
+    ["primary", "secondary", "failover_after", "api_key", "from_address", "base_url",
+     "account_sid", "auth_token", "from_number", "url", "secret", "vapid_subject", "x\n"]
+)  # fmt: skip
+
+
+@given(st.dictionaries(_KEYS | st.text(max_size=8), st.dictionaries(_FIELDS, _VALUES) | _VALUES))
+def test_any_settings_parse_or_give_one_line_per_problem(settings: dict[str, Any]) -> None:
+    problems: list[str] | None = None
+    try:
+        parse_delivery_settings(settings)
+    except DeliverySettingsError as exc:
+        problems = exc.problems
+
+    assert problems is None or problems
+    for problem in problems or []:
+        assert problem.startswith("delivery")
+        assert ": " in problem
+        assert len(problem.splitlines()) == 1, problem

@@ -151,7 +151,9 @@ def clients_set_delivery(
     try:
         delivery = parse_delivery_settings(spec)
     except DeliverySettingsError as exc:
-        fail(f"{delivery_file}: {exc}; nothing was stored")
+        for problem in exc.problems:
+            typer.echo(problem, err=True)
+        fail(f"{delivery_file}: {len(exc.problems)} problem(s) listed above; nothing was stored")
     for_client(slug, lambda conn, found: update_client_settings(conn, found.id, {"delivery": spec}))
     channels = [
         channel

@@ -12,23 +12,26 @@ from __future__ import annotations
 import ipaddress
 import random
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from functools import cache
-from typing import Annotated, ClassVar, get_args
+from typing import Annotated, Any, ClassVar, get_args
 
 from pydantic import (
     AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
+    ModelWrapValidatorHandler,
     SecretStr,
     ValidationError,
     field_validator,
     model_validator,
 )
+from pydantic_core import ErrorDetails, InitErrorDetails, PydanticCustomError
 
+from lqs.domain.text import unstorable_text
 from lqs.errors import ConfigurationError
 
 _URL = r"^https?://[^\s/?#]+(/[^\s]*)?$"
@@ -147,11 +150,39 @@ class TwilioSettings(ProviderSettings):
     status_callback_url: HttpUrl | None = Field(default=None, pattern=_URL)
     base_url: HttpUrl = Field(default="https://api.twilio.com", pattern=_URL)
 
-    @model_validator(mode="after")
-    def _sender(self) -> TwilioSettings:
-        if (self.from_number is None) == (self.messaging_service_sid is None):
-            raise ValueError("set exactly one of from_number and messaging_service_sid")
-        return self
+    @model_validator(mode="wrap")
+    @classmethod
+    def _sender(
+        cls, data: Any, handler: ModelWrapValidatorHandler[TwilioSettings]
+    ) -> TwilioSettings:
+        # A wrap validator, not an "after" one: an "after" check runs only once every field
+        # is valid, so a file with a bad account_sid and no sender would take two rounds.
+        unclear = isinstance(data, Mapping) and (data.get("from_number") is None) == (
+            data.get("messaging_service_sid") is None
+        )
+        problem = PydanticCustomError(
+            "sender", "set exactly one of from_number and messaging_service_sid"
+        )
+        try:
+            settings = handler(data)
+        except ValidationError as exc:
+            if not unclear:
+                raise
+            unclear_sender: InitErrorDetails = {"type": problem, "loc": (), "input": data}
+            raise ValidationError.from_exception_data(
+                exc.title, [*_init_errors(exc), unclear_sender]
+            ) from None
+        if unclear:
+            raise problem
+        return settings
+
+
+def _init_errors(exc: ValidationError) -> list[InitErrorDetails]:
+    """``exc``'s errors in the form :meth:`ValidationError.from_exception_data` takes."""
+    return [
+        {"type": err["type"], "loc": err["loc"], "input": err["input"], "ctx": err.get("ctx", {})}
+        for err in exc.errors()
+    ]
 
 
 class WebPushSettings(ProviderSettings):
@@ -214,24 +245,103 @@ def provider_settings() -> dict[str, type[ProviderSettings]]:
 
 
 class DeliverySettingsError(ConfigurationError, ValueError):
-    """A client's delivery settings are invalid; the message names each bad key."""
+    """Raised by :func:`parse_delivery_settings` when a client's delivery settings are
+    invalid.
+
+    ``problems`` lists every problem found, one line each, naming its key
+    (``delivery.twilio.auth_token: required``); ``str()`` joins them.
+    """
+
+    def __init__(self, problems: list[str]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(problems))
 
 
 def parse_delivery_settings(data: Mapping[str, object] | None) -> DeliverySettings:
     """Validate the ``delivery`` settings of a client (None or absent: the defaults).
 
     Raises:
-        DeliverySettingsError: naming each bad key, e.g. ``delivery.resend.api_key``.
+        DeliverySettingsError: listing every problem, each naming its key, e.g.
+            ``delivery.resend.api_key: required``.
     """
+    problems = list(_unstorable(data or {}, ("delivery",)))
     try:
-        return DeliverySettings.model_validate(data or {})
+        settings = DeliverySettings.model_validate(data or {})
     except ValidationError as exc:
-        problems = "; ".join(
-            f"delivery.{'.'.join(str(p) for p in err['loc'])}: "
-            f"{err['msg'].removeprefix('Value error, ')}"
-            for err in exc.errors()
+        problems = [_problem(err) for err in exc.errors()] + problems
+    if problems:
+        raise DeliverySettingsError(problems)
+    return settings
+
+
+def _key_text(part: object) -> str:
+    """A key as a problem shows it: as is, or quoted when it holds unprintable characters."""
+    text = str(part)
+    return text if text.isprintable() else repr(text)
+
+
+def _unstorable(value: object, loc: tuple[str, ...]) -> Iterator[str]:
+    """A problem for each key or text in ``value`` that PostgreSQL's jsonb cannot store."""
+    if isinstance(value, str):
+        why = unstorable_text(value)
+        if why is not None:
+            yield f"{'.'.join(loc)}: text contains {why}, which cannot be stored"
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            why = unstorable_text(key) if isinstance(key, str) else None
+            if why is not None:
+                yield f"{'.'.join(loc)}: the key {key!r} contains {why}, which cannot be stored"
+            yield from _unstorable(item, (*loc, _key_text(key)))
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable(item, (*loc, str(index)))
+
+
+def _problem(err: ErrorDetails) -> str:
+    """One line for one validation error: the key, then what is wrong with it in words an
+    operator editing a YAML file can act on."""
+    loc = err["loc"]
+    key = ".".join(("delivery", *(_key_text(part) for part in loc)))
+    kind = err["type"]
+    if kind == "missing":
+        why = "required"
+    elif kind == "extra_forbidden":
+        known = _model_at(loc[:-1])
+        why = "unknown key" + (
+            f"; expected one of {', '.join(known.model_fields)}" if known else ""
         )
-        raise DeliverySettingsError(problems) from None
+    elif kind == "string_pattern_mismatch":
+        # Patterns guard identifiers, numbers and URLs, never secrets: the value may show.
+        shown = str(err["input"])
+        shown = shown if len(shown) <= _SHOWN else shown[: _SHOWN - 3] + "..."
+        why = f"{shown!r} does not match the pattern {err.get('ctx', {}).get('pattern')}"
+    elif kind in ("model_type", "dict_type"):
+        why = "expected a mapping of settings"
+    else:
+        why = err["msg"].removeprefix("Value error, ")
+    return f"{key}: {why}"
+
+
+_SHOWN = 60
+"""The longest value a problem quotes."""
+
+
+def _model_at(loc: tuple[int | str, ...]) -> type[BaseModel] | None:
+    """The settings model found at ``loc`` inside :class:`DeliverySettings`, if any."""
+    model: type[BaseModel] = DeliverySettings
+    for part in loc:
+        info = model.model_fields.get(str(part))
+        if info is None:
+            return None
+        found = [
+            kind
+            for kind in (info.annotation, *get_args(info.annotation))
+            if isinstance(kind, type) and issubclass(kind, BaseModel)
+        ]
+        if not found:
+            return None
+        model = found[0]
+    return model
 
 
 def provider_for(
