@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lqs.cli._common import console, database_url, settings
+from lqs.cli._common import console, database_url, require_migrated, settings
 from lqs.cli.compose import api_config, worker_config
 
 if TYPE_CHECKING:
@@ -30,6 +30,7 @@ def serve(
     config = settings()
     api = api_config(config)
     with database_url(config) as url:
+        require_migrated(url, config)
         uvicorn.run(
             create_app(url, api),
             host=host,
@@ -95,6 +96,7 @@ def worker(
         )
 
     with database_url(config) as url:
+        require_migrated(url, config)
         totals = asyncio.run(main(url))
     console.print(f"processed {totals.leads} lead(s)")
     d = totals.dispatch
