@@ -30,6 +30,7 @@ _COMMANDS = [
     ("worker", "--once"),
     ("worker",),
     ("serve", "--port", "0"),
+    ("db", "verify"),
 ]  # fmt: skip
 
 
