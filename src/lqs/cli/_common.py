@@ -25,7 +25,7 @@ from lqs.db.connection import (
     transaction_pooled,
 )
 from lqs.db.embedded import start_embedded
-from lqs.db.errors import DatabaseNotMigrated
+from lqs.db.errors import DatabaseNotMigrated, is_transient
 from lqs.db.migrate import MigrationState, load_migrations, migration_status, read_history
 
 console = Console()
@@ -126,10 +126,19 @@ def require_migrated(url: str, config: Settings) -> None:
     the worker) on a database no LQS migration was ever applied to. A database with only
     some pending (an upgrade rolling out) is served: ``/readyz`` reports it until migrated.
 
+    A database that cannot answer now (down, refusing connections, cancelling statements)
+    is not judged: the worker waits for it, the API answers 503 until it is back.
+
     Raises:
         DatabaseNotMigrated: no migration is recorded as applied.
     """
-    if _migration_states(url) <= {MigrationState.PENDING}:
+    try:
+        states = _migration_states(url)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return
+    if states <= {MigrationState.PENDING}:
         raise DatabaseNotMigrated(describe_database(config))
 
 
