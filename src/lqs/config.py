@@ -39,8 +39,8 @@ def find_data_dir(start: Path | None = None) -> Path:
     """The data directory for a command run in ``start`` (default: the current folder): the
     first ``.lqs`` directory in ``start`` or a folder above it, as git finds ``.git``, so a
     command run from a subfolder uses the project's database rather than creating a
-    second, empty one. None found: ``.lqs`` relative to the current folder (created on
-    first use), as when the current folder itself cannot be read."""
+    second, empty one. None found, or the current folder no longer exists: ``.lqs``
+    relative to the current folder (created on first use)."""
     try:
         folder = (start or Path.cwd()).absolute()
     except OSError:  # the current folder was removed
@@ -80,7 +80,7 @@ class Settings(BaseSettings):
         "the worker's LISTEN; only read with LQS_DATABASE_URL",
     )
     data_dir: Path = Field(
-        default_factory=lambda: find_data_dir(),
+        default_factory=find_data_dir,
         description="Where the embedded server keeps its data. Unset: the first `.lqs` "
         "directory found in the current folder or one above it (as git finds `.git`), "
         "else `./.lqs`",

@@ -11,6 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
+import psycopg
 from psycopg import conninfo
 
 from lqs.db.connection import describe_url
@@ -61,4 +62,18 @@ def test_serve_names_the_embedded_database_by_its_data_directory(tmp_path: Path)
 
     with _serving(env) as line:
         assert line.endswith(f"(database: embedded at {(tmp_path / 'data').resolve()})")
+        assert _answers(line)
+
+
+def test_serve_starts_on_a_database_an_upgrade_has_not_migrated_yet(empty_db: str) -> None:
+    env = {"LQS_DATABASE_URL": empty_db}
+    assert run_lqs("db", "migrate", env=env).returncode == 0
+    with psycopg.connect(empty_db, autocommit=True) as conn:
+        conn.execute(
+            "DELETE FROM lqs.schema_migrations"
+            " WHERE version = (SELECT max(version) FROM lqs.schema_migrations)"
+        )
+
+    with _serving(env) as line:
+        assert line.startswith("listening on http://127.0.0.1:")
         assert _answers(line)
