@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,26 @@ class ProviderLimits(BaseModel):
         if (self.rate is not None and self.rate <= 0) or self.concurrency < 1:
             raise ValueError("rate must be positive (or None) and concurrency at least 1")
         return self
+
+
+DATA_DIR_NAME = ".lqs"
+"""The embedded server's data directory, when LQS_DATA_DIR does not name one."""
+
+
+def find_data_dir(start: Path | None = None) -> Path:
+    """The data directory for a command run in ``start`` (default: the current folder): the
+    first ``.lqs`` directory in ``start`` or a folder above it, as git finds ``.git``, so a
+    command run from a subfolder uses the project's database rather than creating a
+    second, empty one. None found, or the current folder no longer exists: ``.lqs``
+    relative to the current folder (created on first use)."""
+    try:
+        folder = (start or Path.cwd()).absolute()
+    except OSError:  # the current folder was removed
+        return Path(DATA_DIR_NAME)
+    for candidate in (f / DATA_DIR_NAME for f in (folder, *folder.parents)):
+        if os.path.isdir(candidate):  # never raises, unlike Path.is_dir on older Pythons
+            return candidate
+    return Path(DATA_DIR_NAME)
 
 
 class Settings(BaseSettings):
@@ -59,7 +80,10 @@ class Settings(BaseSettings):
         "the worker's LISTEN; only read with LQS_DATABASE_URL",
     )
     data_dir: Path = Field(
-        default=Path(".lqs"), description="Where the embedded server keeps its data"
+        default_factory=find_data_dir,
+        description="Where the embedded server keeps its data. Unset: the first `.lqs` "
+        "directory found in the current folder or one above it (as git finds `.git`), "
+        "else `./.lqs`",
     )
     pool_min_size: int = Field(
         default=1, ge=0, description="Connections each pool (the API's, the worker's) keeps open"

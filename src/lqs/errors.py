@@ -19,6 +19,7 @@ Our exception hierarchy:
     - DatabaseUnavailable
     - UnsupportedServer
     - EmbeddedServerError
+    - DatabaseNotMigrated
     - MigrationError
       · MigrationDrift
     - ClientNotFound

@@ -226,3 +226,17 @@ def test_demo_against_a_configured_server(empty_db: str) -> None:
 def test_demo_refuses_a_bad_option() -> None:
     result = run_lqs("demo", "--leads", "1")
     assert result.returncode != 0
+
+
+def test_a_subfolder_uses_the_data_directory_found_above(tmp_path: Path) -> None:
+    project = tmp_path / "project"
+    subfolder = project / "imports" / "2026"
+    subfolder.mkdir(parents=True)
+    assert run_lqs("db", "migrate", cwd=project).returncode == 0
+
+    status = run_lqs("db", "status", cwd=subfolder)
+
+    assert status.returncode == 0, status.stderr
+    assert status.stdout.count("│ applied ") == len(load_migrations())
+    assert not (subfolder / ".lqs").exists()
+    assert not (project / "imports" / ".lqs").exists()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from lqs.config import Settings
+from lqs.config import Settings, find_data_dir
 from lqs.db.connection import check_server_version, describe_url
 from lqs.db.errors import UnsupportedServer
 from lqs.db.pool import jwt_claims
@@ -48,12 +48,70 @@ def test_settings_come_from_lqs_variables(monkeypatch: pytest.MonkeyPatch) -> No
     assert settings.data_dir == Path("/srv/lqs")
 
 
-def test_settings_default_to_the_embedded_server(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_settings_default_to_the_embedded_server(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.delenv("LQS_DATABASE_URL", raising=False)
     monkeypatch.delenv("LQS_DATA_DIR", raising=False)
+    monkeypatch.chdir(tmp_path)
     settings = Settings(_env_file=None)  # type: ignore[call-arg]
     assert settings.database_url is None
     assert settings.data_dir == Path(".lqs")
+
+
+def test_the_data_directory_is_found_in_a_folder_above(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("LQS_DATA_DIR", raising=False)
+    (tmp_path / ".lqs").mkdir()
+    deeper = tmp_path / "imports" / "2026"
+    deeper.mkdir(parents=True)
+    monkeypatch.chdir(deeper)
+
+    assert Settings(_env_file=None).data_dir == tmp_path / ".lqs"  # type: ignore[call-arg]
+
+
+def test_the_nearest_data_directory_wins(tmp_path: Path) -> None:
+    (tmp_path / ".lqs").mkdir()
+    (tmp_path / "inner" / ".lqs").mkdir(parents=True)
+    (tmp_path / "inner" / "sub").mkdir()
+
+    assert find_data_dir(tmp_path / "inner" / "sub") == tmp_path / "inner" / ".lqs"
+    assert find_data_dir(tmp_path / "inner") == tmp_path / "inner" / ".lqs"
+
+
+def test_a_file_named_like_the_data_directory_is_not_one(tmp_path: Path) -> None:
+    (tmp_path / ".lqs").write_text("not a directory")
+    (tmp_path / "sub").mkdir()
+
+    assert find_data_dir(tmp_path / "sub") == Path(".lqs")
+
+
+def test_without_a_data_directory_above_it_is_created_in_the_current_folder(
+    tmp_path: Path,
+) -> None:
+    assert find_data_dir(tmp_path) == Path(".lqs")
+
+
+def test_a_removed_current_folder_falls_back_to_the_relative_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    gone = tmp_path / "gone"
+    gone.mkdir()
+    monkeypatch.chdir(gone)
+    gone.rmdir()
+
+    assert find_data_dir() == Path(".lqs")
+
+
+def test_lqs_data_dir_wins_over_a_data_directory_found_above(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (tmp_path / ".lqs").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("LQS_DATA_DIR", "/srv/lqs")
+
+    assert Settings(_env_file=None).data_dir == Path("/srv/lqs")  # type: ignore[call-arg]
 
 
 def test_settings_read_a_dotenv_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -16,8 +16,17 @@ from rich.console import Console
 
 from lqs.config import Settings, load_settings
 from lqs.db.clients import Client, get_client
-from lqs.db.connection import connect_async, declare_pooler, detect_pooler, transaction_pooled
+from lqs.db.connection import (
+    connect,
+    connect_async,
+    declare_pooler,
+    describe_url,
+    detect_pooler,
+    transaction_pooled,
+)
 from lqs.db.embedded import start_embedded
+from lqs.db.errors import DatabaseNotMigrated, is_transient
+from lqs.db.migrate import MigrationState, load_migrations, migration_status, read_history
 
 console = Console()
 T = TypeVar("T")
@@ -68,7 +77,9 @@ def database_url(config: Settings, *, session: bool = False) -> Iterator[str]:
         declare_pooler(url, detect_pooler(url, config.database_pooler))
         if config.direct_database_url and config.direct_database_url != url:
             declare_pooler(config.direct_database_url, "none")
-        yield session_url(config, url) if session else url
+        used = session_url(config, url) if session else url
+        with _missing_tables_explained(used, describe_database(config)):
+            yield used
         return
     if config.direct_database_url:
         fail(
@@ -78,9 +89,57 @@ def database_url(config: Settings, *, session: bool = False) -> Iterator[str]:
     server = start_embedded(config.data_dir)
     declare_pooler(server.url, "none")  # LQS_DATABASE_POOLER is about LQS_DATABASE_URL
     try:
-        yield server.url
+        with _missing_tables_explained(server.url, describe_database(config)):
+            yield server.url
     finally:
         server.stop()
+
+
+def describe_database(config: Settings) -> str:
+    """The database the settings name, as messages show it: ``embedded at PATH`` (the data
+    directory) or LQS_DATABASE_URL without its password."""
+    if not config.database_url:
+        return f"embedded at {config.data_dir.resolve()}"
+    return describe_url(config.database_url) or "LQS_DATABASE_URL (not a valid PostgreSQL URL)"
+
+
+def _migration_states(url: str) -> set[MigrationState]:
+    with connect(url) as conn:
+        return {s.state for s in migration_status(load_migrations(), read_history(conn))}
+
+
+@contextmanager
+def _missing_tables_explained(url: str, database: str) -> Iterator[None]:
+    """A table missing because migrations are pending becomes :class:`DatabaseNotMigrated`
+    (one line naming ``lqs db migrate``); on a database with every migration applied it
+    stays what it is, a bug."""
+    try:
+        yield
+    except psycopg.errors.UndefinedTable as exc:
+        if MigrationState.PENDING in _migration_states(url):
+            raise DatabaseNotMigrated(database) from exc
+        raise
+
+
+def require_migrated(url: str, config: Settings) -> None:
+    """Refuse, with one line naming ``lqs db migrate``, to run a long-lived process (the API,
+    the worker) on a database no LQS migration was ever applied to. A database with only
+    some pending (an upgrade rolling out) is served: ``/readyz`` reports it until migrated.
+
+    A database that cannot answer now (down, refusing connections, cancelling statements)
+    is not judged: the worker waits for it, the API answers 503 until it is back.
+
+    Raises:
+        DatabaseNotMigrated: no migration is recorded as applied.
+    """
+    try:
+        states = _migration_states(url)
+    except Exception as exc:
+        if not is_transient(exc):
+            raise
+        return
+    if states <= {MigrationState.PENDING}:
+        raise DatabaseNotMigrated(describe_database(config))
 
 
 def session_url(config: Settings, url: str) -> str:

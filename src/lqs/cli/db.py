@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, database_url, fail, settings
+from lqs.cli._common import console, database_url, fail, require_migrated, settings
 from lqs.cli.compose import admin_config
 from lqs.db.catalog import dump_schema, read_schema
 from lqs.db.connection import connect
@@ -115,6 +115,8 @@ def db_verify() -> None:
         database_url(config) as url,
         connect(url, connect_timeout=admin_config(config).connect_timeout) as conn,
     ):
+        # Never migrated: one line naming `lqs db migrate`, not every object listed missing.
+        require_migrated(url, config)
         report = verify(conn)
     print_seed_table(report)
     fail_on_drift(report)

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import signal
+import socket
+from collections.abc import Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from lqs.cli._common import console, database_url, settings
+from lqs.cli._common import (
+    console,
+    database_url,
+    describe_database,
+    require_migrated,
+    settings,
+)
 from lqs.cli.compose import api_config, worker_config
 
 if TYPE_CHECKING:
@@ -24,20 +32,44 @@ def serve(
     # Imported here: the web stack is most of the CLI's start-up time, and other commands
     # (a CSV import, say) need none of it.
     import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
 
     from lqs.api.app import create_app
 
+    class AnnouncingServer(uvicorn.Server):
+        """Says where it listens, and on which database, once it accepts connections."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # exits the process if the app cannot start
+            bound = [s for server in self.servers for s in server.sockets]
+            typer.echo(f"listening on {listening_url(host, bound)} (database: {database})")
+
     config = settings()
     api = api_config(config)
+    database = describe_database(config)
     with database_url(config) as url:
-        uvicorn.run(
-            create_app(url, api),
-            host=host,
-            port=port,
-            log_level="warning",
-            access_log=False,
-            timeout_graceful_shutdown=5,
+        require_migrated(url, config)
+        server = AnnouncingServer(
+            uvicorn.Config(
+                create_app(url, api),
+                host=host,
+                port=port,
+                log_level="warning",
+                access_log=False,
+                timeout_graceful_shutdown=5,
+            )
         )
+        server.run()
+    if not server.started:
+        # As uvicorn.run: asked to stop before it could start.
+        raise typer.Exit(code=STARTUP_FAILURE)
+
+
+def listening_url(host: str, sockets: Sequence[socket.socket]) -> str:
+    """The URL a server bound to ``host`` answers on: the port is the first socket's, which
+    is the one the system chose when ``--port 0`` asked for any."""
+    port = sockets[0].getsockname()[1]
+    return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
 
 
 class WorkerPart(StrEnum):
@@ -95,6 +127,7 @@ def worker(
         )
 
     with database_url(config) as url:
+        require_migrated(url, config)
         totals = asyncio.run(main(url))
     console.print(f"processed {totals.leads} lead(s)")
     d = totals.dispatch

@@ -21,6 +21,18 @@ class EmbeddedServerError(DatabaseError):
     """Raised when the embedded PostgreSQL cannot be initialised or started."""
 
 
+class DatabaseNotMigrated(DatabaseError):
+    """Raised when LQS's tables are missing because migrations are pending: a fresh database,
+    or one not migrated since an upgrade. ``database`` names it as the user would recognise
+    it (``embedded at PATH`` or the URL without its password)."""
+
+    def __init__(self, database: str) -> None:
+        super().__init__(
+            f"this database is not migrated: run `lqs db migrate` (database: {database})"
+        )
+        self.database = database
+
+
 class MigrationError(DatabaseError):
     """Raised when a migration cannot be loaded or fails to apply (it is rolled back)."""
 
