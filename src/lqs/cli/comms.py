@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import console, fail, in_transaction
-from lqs.cli.output import JsonOption, print_json_lines
+from lqs.cli.output import JsonOption, QuietOption, print_json_lines
 from lqs.db.clients import get_client
 from lqs.db.communications import (
     CommunicationSummary,
@@ -41,6 +41,7 @@ def comms_list(
     client: Annotated[str | None, typer.Option("--client", help="Only this client's")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: JsonOption = False,
+    quiet: QuietOption = False,
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
     wanted = _status(status)
@@ -50,6 +51,10 @@ def comms_list(
         return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
 
     rows = in_transaction(listed)
+    if quiet:
+        for row in rows:
+            typer.echo(str(row.id))
+        return
     if as_json:
         print_json_lines(rows)
         return

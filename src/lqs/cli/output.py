@@ -15,6 +15,13 @@ JsonOption = Annotated[
     bool, typer.Option("--json", help="One JSON object per line (for scripts), not a table")
 ]
 
+QuietOption = Annotated[
+    bool,
+    typer.Option(
+        "--quiet", "-q", help="Only the id, one a line (for scripts: id=$(lqs ... --quiet))"
+    ),
+]
+
 
 def _value(value: Any) -> Any:
     if isinstance(value, UUID):

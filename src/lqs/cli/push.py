@@ -11,7 +11,7 @@ import typer
 from rich.table import Table
 
 from lqs.cli._common import ClientSlugOption, console, fail, for_client, in_transaction, parse_id
-from lqs.cli.output import JsonOption, print_json_lines
+from lqs.cli.output import JsonOption, QuietOption, print_json_lines
 from lqs.db.push import (
     add_push_subscription,
     list_push_subscriptions,
@@ -37,6 +37,7 @@ def push_add(
     p256dh: Annotated[str, typer.Option(help="The subscription's p256dh key (base64url)")],
     auth: Annotated[str, typer.Option(help="The subscription's auth secret (base64url)")],
     label: Annotated[str | None, typer.Option(help="Whose browser this is")] = None,
+    quiet: QuietOption = False,
 ) -> None:
     """Register a browser subscription (from ``PushSubscription.toJSON()``) for a client."""
     if not _ENDPOINT.fullmatch(endpoint) or len(endpoint) > 2048:
@@ -51,6 +52,9 @@ def push_add(
         client,
         lambda conn, found: add_push_subscription(conn, found.id, endpoint, p256dh, auth, label),
     )
+    if quiet:
+        typer.echo(str(subscription.id))
+        return
     console.print(f"push subscription {subscription.id} for {client}")
 
 
