@@ -1,147 +1,39 @@
 """The README as a newcomer follows it: its shell blocks, run top to bottom, as written.
 
-Every fenced ``sh`` block of README.md runs, in order, in ONE bash session
-(``set -euo pipefail``) in a scratch copy of the repository's folder (``docs/`` copied, and
-``.venv`` the virtualenv these tests run in), against a fresh, never-migrated database.
-Only the ports change: ``:8000`` and ``--port 8000`` (the API), ``:8025`` and
-``--port 8025`` (the simulator) become free ports, in the blocks and in the copied
-``docs/examples`` files they read. Nothing else is set for the blocks: an environment
-variable a command needs is one the README itself exports.
-
-A block is left out only by a marker on the line before its fence, visible in the README's
-source:
-
-- ``<!-- readme-test: skip (why) -->``: never run (``make demo``, a Supabase project);
-- ``<!-- readme-test: skip until PATH exists -->``: run once ``PATH`` (relative to the
-  repository) exists; until then skipped. Once the file is there the marker is stale
-  and the test fails, saying to remove it.
-
-Background jobs (``lqs serve ... &``) are stopped when the session ends. A failure names
-the README line of the command that failed (the script keeps the README's line numbers)
-and shows the session's output.
+The blocks (:mod:`tests.readme_blocks`: which run, which a marker skips) run in ONE bash
+session (``set -euo pipefail``) in a scratch copy of the repository's folder: ``docs/``
+copied, ``.venv`` the virtualenv these tests run in. The database is a fresh, never
+migrated one (``LQS_DATABASE_URL``). Only the ports change: the API's 8000 and the
+simulator's 8025 become free ports, in the blocks and in the ``docs/examples`` files they
+read. Nothing else is set for the blocks: a variable a command needs is one the README
+exports. Background jobs (``lqs serve ... &``) are stopped when the session ends; a failure
+names the README line of the command that failed and shows the session's output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
-import re
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import DatabaseFactory, pooler_env
 from tests.e2e.conftest import free_port
+from tests.readme_blocks import session_script, shell_blocks, with_ports
 
 ROOT = Path(__file__).resolve().parents[2]
-README = ROOT / "README.md"
-
-_FENCE = re.compile(r"^```(\S*)\s*$")
-_MARKER = re.compile(r"^<!--\s*readme-test:(.*?)-->\s*$")
-_SKIP = re.compile(r"^\s*skip\s+\((?P<why>[^)]+)\)\s*$")
-_SKIP_UNTIL = re.compile(r"^\s*skip until (?P<path>\S+) exists\s*$")
-_RUNS_IN_SHELL = {"sh", "bash", "shell"}
+TIMEOUT = 180  # seconds; the session takes about 20
 
 
-class ReadmeError(Exception):
-    """The README's markers or fences are malformed."""
-
-
-@dataclass(frozen=True)
-class Block:
-    first_line: int  # the README line (1-based) of the block's first command line
-    lines: list[str]
-    skip: str | None  # why the block does not run, None when it runs
-
-
-def shell_blocks(markdown: str, root: Path = ROOT) -> list[Block]:
-    """The ``sh`` blocks of ``markdown`` in order, each with its marker's verdict.
-
-    Raises:
-        ReadmeError: a marker that is not on the line before an ``sh`` fence, one this
-            test does not know, a stale ``skip until``, or a fence left open.
-    """
-    blocks: list[Block] = []
-    pending: tuple[int, str] | None = None  # a marker waiting for its fence
-    lines = markdown.splitlines()
-    i = 0
-    while i < len(lines):
-        line = lines[i]
-        marker = _MARKER.match(line)
-        fence = _FENCE.match(line)
-        if pending is not None and not (fence and fence.group(1) in _RUNS_IN_SHELL):
-            raise ReadmeError(f"README line {pending[0]}: a readme-test marker must be on the "
-                              "line just before a ```sh fence")  # fmt: skip
-        if marker:
-            pending = (i + 1, marker.group(1))
-            i += 1
-            continue
-        if not fence or not fence.group(1):
-            i += 1
-            continue
-        end = next((j for j in range(i + 1, len(lines)) if lines[j].startswith("```")), None)
-        if end is None:
-            raise ReadmeError(f"README line {i + 1}: the fence is never closed")
-        if fence.group(1) in _RUNS_IN_SHELL:
-            skip = _verdict(pending, root) if pending else None
-            blocks.append(Block(i + 2, lines[i + 1 : end], skip))
-        pending = None
-        i = end + 1
-    if pending is not None:
-        raise ReadmeError(f"README line {pending[0]}: a marker at the end, before no block")
-    return blocks
-
-
-def _verdict(marker: tuple[int, str], root: Path) -> str | None:
-    line, text = marker
-    if skip := _SKIP.match(text):
-        return skip.group("why")
-    if until := _SKIP_UNTIL.match(text):
-        path = until.group("path")
-        if (root / path).exists():
-            raise ReadmeError(f"README line {line}: {path} exists now: remove the marker "
-                              "'skip until ... exists' so that the block runs")  # fmt: skip
-        return f"until {path} exists"
-    raise ReadmeError(f"README line {line}: unknown readme-test marker {text.strip()!r}: "
-                      "use 'skip (why)' or 'skip until PATH exists'")  # fmt: skip
-
-
-def with_ports(text: str, api_port: int, simulator_port: int) -> str:
-    """``text`` with the README's ports (8000: the API, 8025: the simulator) replaced; the
-    hosts (``localhost``, ``127.0.0.1``) are kept."""
-    for readme_port, port in ((8000, api_port), (8025, simulator_port)):
-        text = re.sub(rf"(?<=:){readme_port}\b|(?<=--port ){readme_port}\b", str(port), text)
-    return text
-
-
-def session_script(markdown: str, blocks: list[Block]) -> str:
-    """One bash script of the blocks that run, each line at its README line number, so
-    that ``$LINENO`` is the README's line. Line 1 (the title, never a command) holds the
-    preamble: strict mode, a note naming a failing command, background jobs stopped."""
-    script = [""] * len(markdown.splitlines())
-    for block in blocks:
-        if block.skip is None:
-            for offset, line in enumerate(block.lines):
-                script[block.first_line - 1 + offset] = line
-    assert not script[0], "README line 1 is in a block: the preamble needs it"
-    script[0] = (
-        "set -euo pipefail; "
-        """trap 'code=$?; echo "README.md line $LINENO failed (exit $code): $BASH_COMMAND" >&2' ERR; """
-        "trap 'kill $(jobs -p) 2>/dev/null || true; wait || true' EXIT"
-    )
-    return "\n".join(script) + "\n"
-
-
-def _scratch_repository(
-    tmp_path: Path, api_port: int, simulator_port: int
-) -> Path:
-    """A copy of the repository's folder as the README's commands see it: ``docs/`` (the
-    examples with their ports replaced) and ``.venv``, the virtualenv running these tests."""
+def _scratch_repository(tmp_path: Path, api_port: int, simulator_port: int) -> Path:
+    """The repository's folder as the README's commands see it: ``docs/`` (the examples
+    with their ports replaced) and ``.venv``, the virtualenv running these tests."""
     repo = tmp_path / "repo"
     shutil.copytree(ROOT / "docs", repo / "docs")
     for path in (repo / "docs" / "examples").rglob("*"):
@@ -150,7 +42,7 @@ def _scratch_repository(
     venv = Path(sys.executable).parent.parent  # not resolved: .venv/bin/python is a link
     if (venv / "bin" / "activate").is_file():
         (repo / ".venv").symlink_to(venv, target_is_directory=True)
-    else:  # no virtualenv around this interpreter: an activate that puts it first on PATH
+    else:  # an interpreter outside a virtualenv: an activate that puts it first on PATH
         (repo / ".venv" / "bin").mkdir(parents=True)
         (repo / ".venv" / "bin" / "activate").write_text(
             f'export PATH="{Path(sys.executable).parent}:$PATH"\n'
@@ -161,13 +53,15 @@ def _scratch_repository(
 def test_every_shell_block_of_the_readme_runs_as_written(
     make_database: DatabaseFactory, tmp_path: Path
 ) -> None:
-    markdown = README.read_text(encoding="utf-8")
-    blocks = shell_blocks(markdown)
-    api_port, simulator_port = free_port(), free_port()
+    markdown = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = shell_blocks(markdown, ROOT)
+    assert any(b.skip is None for b in blocks), "every shell block of the README is skipped"
+    api_port = free_port()
+    simulator_port = free_port()
     while simulator_port == api_port:
         simulator_port = free_port()
     repo = _scratch_repository(tmp_path, api_port, simulator_port)
-    script = repo.parent / "readme.sh"
+    script = tmp_path / "readme.sh"
     script.write_text(with_ports(session_script(markdown, blocks), api_port, simulator_port))
     database_url = make_database()
     env = {k: v for k, v in os.environ.items() if not k.startswith(("LQS_", "VIRTUAL_ENV"))}
@@ -184,23 +78,21 @@ def test_every_shell_block_of_the_readme_runs_as_written(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        start_new_session=True,  # its own process group: killed whole below
+        start_new_session=True,  # a process group of its own: killed whole below
     )
     try:
-        output, _ = process.communicate(timeout=180)
+        output, _ = process.communicate(timeout=TIMEOUT)
     except subprocess.TimeoutExpired:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        pytest.fail(f"the README's commands did not finish in 180 s; output:\n{output}")
+        pytest.fail(f"the README's commands did not finish in {TIMEOUT} s:\n{output[-20_000:]}")
     finally:
-        try:  # anything a block left running in the background
+        # Whatever a block left running that the session's trap did not stop.
+        with contextlib.suppress(ProcessLookupError):
             os.killpg(process.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
     elapsed = time.monotonic() - started
 
     assert process.returncode == 0, f"the README's commands failed:\n{output[-20_000:]}"
-    print(output)
-    skipped = [f"line {b.first_line}: {b.skip}" for b in blocks if b.skip]
-    print(f"README: {len(blocks) - len(skipped)} blocks ran in {elapsed:.1f} s; "
-          f"skipped: {'; '.join(skipped)}")  # fmt: skip
+    skipped = "; ".join(f"line {b.first_line - 1}: {b.skip}" for b in blocks if b.skip)
+    print(f"README: {sum(b.skip is None for b in blocks)} shell blocks ran in {elapsed:.1f} s;"
+          f" skipped: {skipped}")  # fmt: skip
