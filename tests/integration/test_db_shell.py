@@ -42,6 +42,16 @@ def test_db_shell_runs_psql_on_the_configured_database(migrated_db: str) -> None
     assert result.returncode == 0
 
 
+def test_db_shell_on_a_url_prints_no_warning_without_xdg_runtime_dir(
+    migrated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("XDG_RUNTIME_DIR", raising=False)
+    result = _shell("SELECT 'quiet';\n", {"LQS_DATABASE_URL": migrated_db})
+    assert result.returncode == 0, result.stderr
+    assert "quiet" in result.stdout
+    assert result.stderr == ""  # platformdirs' RuntimeDirWarning came through pgserver's import
+
+
 def test_db_shell_starts_the_embedded_server_when_no_url_is_set(tmp_path: Path) -> None:
     result = _shell("SELECT 'embedded ' || current_user;\n", {"LQS_DATA_DIR": str(tmp_path)})
     assert result.returncode == 0, result.stderr

@@ -28,7 +28,11 @@ class EmbeddedServer:
 def bundled_binary(name: str) -> Path:
     """Where the embedded server's package keeps one of PostgreSQL's programs (``psql``);
     the file may be missing on platforms it has no build for."""
-    import pgserver
+    with warnings.catch_warnings():
+        # Importing it asks platformdirs for a runtime directory, which warns when
+        # XDG_RUNTIME_DIR is unset (containers, CI); nothing here uses that directory.
+        warnings.simplefilter("ignore")
+        import pgserver
 
     return Path(pgserver.__file__).parent / "pginstall" / "bin" / name
 
