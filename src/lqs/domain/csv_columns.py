@@ -31,7 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from lqs.domain.leads import CONTACT_FIELDS, LEAD_FIELDS
+from lqs.domain.leads import CONTACT_FIELDS, LEAD_FIELDS, LeadValidationError
 from lqs.domain.vocabulary import ConsentStatus
 from lqs.errors import InputError
 
@@ -69,14 +69,18 @@ those with ``--map``.
 """
 
 CONSENT_WORDS: Mapping[str, ConsentStatus] = {
-    **{word: ConsentStatus.GRANTED for word in ("yes", "y", "true", "1", "optin", "optedin")},
-    **{word: ConsentStatus.DENIED for word in ("no", "n", "false", "0", "optout", "optedout")},
+    **dict.fromkeys(("yes", "y", "true", "1", "optin", "optedin"), ConsentStatus.GRANTED),
+    **dict.fromkeys(("no", "n", "false", "0", "optout", "optedout"), ConsentStatus.DENIED),
     **{status.value: status for status in ConsentStatus},
 }
 """A consent cell's words, compared as :func:`match_key` compares names (``Opt-In``,
 ``opt in`` and ``OPTIN`` are one word), and the status each means. Other words go to
 :func:`~lqs.domain.leads.parse_lead` as written, which rejects the row naming the
 statuses it accepts."""
+
+_CONSENT_HINT = (
+    "expected yes/no, y/n, true/false, 1/0, opt-in/opt-out, or granted, denied, unknown, withdrawn"
+)
 
 _NOT_ALNUM = re.compile(r"[\W_]+")
 
@@ -355,3 +359,12 @@ def website_domain(value: str) -> str:
     if host.lower().startswith("www.") and host.count(".") >= 2:
         host = host[4:]
     return host or value
+
+
+def rejection_reason(error: LeadValidationError) -> str:
+    """Why a row's lead is invalid, in a spreadsheet's words: a consent cell's problem lists
+    the words a cell may hold (:data:`CONSENT_WORDS`), not only the statuses."""
+    return "; ".join(
+        f"{e.field}: {_CONSENT_HINT if e.field == 'consent_status' else e.message}"
+        for e in error.errors
+    )
