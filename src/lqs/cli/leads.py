@@ -438,7 +438,7 @@ def _print_parsed(shown: list[tuple[int, NewLead | str]], mapping: ColumnMapping
     custom = [c.target.removeprefix("custom.") for c in mapping.columns if c.how != "name"]
     custom = [key for key in custom if any(key in lead.custom for lead in leads)]
     table = Table(title=f"The first {len(shown)} rows, parsed")
-    table.add_column("field")
+    table.add_column("field", no_wrap=True)
     for line, _ in shown:
         table.add_column(f"line {line}", overflow="fold")
     rejected = [v if isinstance(v, str) else "" for _, v in shown]
