@@ -353,21 +353,30 @@ async def _read_all(
         shown: list[tuple[int, NewLead | str]] = []
 
         async def flush() -> None:
-            if batch.leads and not dry_run:
-                async with conn.transaction():
+            if dry_run:
+                for line, reason, _ in batch.rejected:
+                    counts.reject(line, reason)
+                batch.clear()
+                return
+            # The rejected rows are written before the batch commits: a rejects file that
+            # cannot be written stops the import with this batch not stored.
+            outcome = None
+            async with conn.transaction():
+                if batch.leads:
                     outcome = await import_leads(conn, found.id, batch.leads)
+                    for refused in outcome.refused:
+                        line, cells = batch.sources[refused.index]
+                        batch.rejected.append((line, refused.reason, cells))
+                for line, reason, cells in sorted(batch.rejected, key=lambda r: r[0]):
+                    rejects.add(line, reason, cells)
+            if outcome is not None:
                 counts.created += outcome.created
                 counts.merged += outcome.merged
                 counts.already += outcome.already_imported
-                for refused in outcome.refused:
-                    line, cells = batch.sources[refused.index]
-                    batch.rejected.append((line, refused.reason, cells))
-            for line, reason, cells in sorted(batch.rejected, key=lambda r: r[0]):
+            for line, reason, _ in batch.rejected:
                 counts.reject(line, reason)
-                if not dry_run:
-                    rejects.add(line, reason, cells)
             batch.clear()
-            counts.committed_through = 0 if dry_run else counts.line
+            counts.committed_through = counts.line
 
         size = max(rows.size, 1)
         with _progress(dry_run) as progress:
