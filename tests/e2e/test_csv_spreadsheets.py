@@ -472,3 +472,35 @@ def test_the_summary_tells_new_merged_and_already_imported_rows_apart(
         ("b@corp.example", "CEO"),
         ("c@corp.example", "Finance"),
     ]
+
+
+def test_a_dry_run_of_a_file_whose_every_row_is_rejected_fails(
+    pipeline_db: str, tmp_path: Path
+) -> None:
+    _client(pipeline_db)
+    source = tmp_path / "leads.csv"
+    _write(source, [["E-mail", "Consent"], ["a@corp.example", "perhaps"], ["not-an-email", ""]])
+
+    code, out, err = _import(pipeline_db, source, "--dry-run")
+
+    assert code == 1
+    assert err == f"error: every row of {source} would be rejected\n"
+    assert _summary(out) == {"read": 2, "would be imported": 0, "rejected": 2}
+    assert list(tmp_path.iterdir()) == [source]
+
+
+def test_a_map_option_naming_a_column_the_file_lacks_is_refused(
+    pipeline_db: str, tmp_path: Path
+) -> None:
+    _client(pipeline_db)
+    source = tmp_path / "leads.csv"
+    _write(source, [["Email", "Notes"], ["a@corp.example", "x"]])
+
+    code, _, err = _import(pipeline_db, source, "--map", "Mobile=phone")
+
+    assert code == 1
+    assert err == (
+        f"error: {source}: --map Mobile=phone: the file has no column 'Mobile' "
+        "(its columns: 'Email', 'Notes')\n"
+    )
+    assert _count(pipeline_db, "leads") == 0
