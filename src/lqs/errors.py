@@ -10,6 +10,7 @@ Our exception hierarchy:
   + InputError
     - LeadValidationError (ValueError)
     - CsvFileError
+    - CsvHeaderError
     - TemplateError
     - InvalidUnsubscribeToken (ValueError)
     - IdempotencyConflict

@@ -11,10 +11,12 @@ from lqs.domain.csv_text import (
     FORMULA_TRIGGERS,
     TextEncoding,
     binary_format,
+    delimiter_named,
     detect_delimiter,
     encoding_from_bom,
     looks_binary,
     neutralise_formula,
+    separator_line,
     utf16_without_bom,
 )
 
@@ -89,6 +91,62 @@ def test_random_bytes_look_binary_and_a_stray_nul_does_not() -> None:
 )
 def test_the_header_row_decides_the_delimiter(header: str, delimiter: str) -> None:
     assert detect_delimiter(header) == delimiter
+
+
+@pytest.mark.parametrize(
+    ("sample", "delimiter"),
+    [
+        # Excel's semicolon export: a quoted name holds a comma, a quoted cell holds commas.
+        (
+            '"Name, First";E-Mail;Firma\r\nAnn;ann@corp.example;"Acme, Inc, Berlin"\r\n',
+            ";",
+        ),
+        # Comma-separated, with semicolons and a line break inside quoted cells.
+        (
+            'email,company,notes\r\na@corp.example,"Acme; Inc","one; two\r\nthree"\r\n'
+            'b@corp.example,Beta,"x;y;z"\r\n',
+            ",",
+        ),
+        # A header as ambiguous as "a;b,c": the rows decide.
+        ("a;b,c\n1;x,y,z\n2;p,q,r\n", ";"),
+        ("email\tname,first\nann@corp.example\tLee, Ann, Jr\n", "\t"),
+        # A sample cut inside its last row: that row does not count.
+        ("a;b\n1;2\n3,4,5", ";"),
+    ],
+    ids=["semicolon-quoted-commas", "comma-quoted-semicolons", "rows-decide", "tab", "cut"],
+)
+def test_the_first_rows_decide_the_delimiter_as_the_csv_module_reads_them(
+    sample: str, delimiter: str
+) -> None:
+    assert detect_delimiter(sample) == delimiter
+
+
+@pytest.mark.parametrize(
+    ("value", "delimiter"),
+    [
+        (",", ","),
+        (";", ";"),
+        ("|", "|"),
+        ("\t", "\t"),
+        ("\\t", "\t"),
+        ("tab", "\t"),
+        ("TAB", "\t"),
+        ("semicolon", ";"),
+        ("x", None),
+        ("", None),
+        (",,", None),
+    ],
+)
+def test_delimiter_option_values(value: str, delimiter: str | None) -> None:
+    assert delimiter_named(value) == delimiter
+
+
+@pytest.mark.parametrize(
+    ("line", "delimiter"),
+    [("sep=;\r\n", ";"), ("sep=,\n", ","), ("SEP=\t", "\t"), ("sep=:\n", None), ("email\n", None)],
+)
+def test_excel_separator_lines_name_the_delimiter(line: str, delimiter: str | None) -> None:
+    assert separator_line(line) == delimiter
 
 
 @pytest.mark.parametrize("trigger", FORMULA_TRIGGERS)

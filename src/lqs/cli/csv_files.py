@@ -1,17 +1,19 @@
 """Opening a CSV file as text: its encoding detected (or the one forced) and checked over
-the whole file before any row is imported, binary files refused.
+the whole file before any row is imported, binary files refused; and writing the rows an
+import rejects to a file of their own.
 
-The rules are :mod:`lqs.domain.csv_text`'s; this module reads the bytes.
+The rules are :mod:`lqs.domain.csv_text`'s; this module reads and writes the bytes.
 """
 
 from __future__ import annotations
 
 import codecs
 import contextlib
+import csv
 import io
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO, TextIO
+from typing import IO, Any, BinaryIO, TextIO
 
 from lqs.domain.csv_text import (
     CP1252,
@@ -21,6 +23,7 @@ from lqs.domain.csv_text import (
     control_characters,
     encoding_from_bom,
     looks_binary,
+    neutralise_formula,
     utf16_without_bom,
 )
 from lqs.errors import InputError
@@ -224,3 +227,76 @@ def _first_undecodable(path: Path, encoding: TextEncoding) -> _Undecodable | Non
             if not chunk:
                 return None
             fed += len(chunk)
+
+
+MAX_REJECTS_FILES = 1000
+"""How many numbered rejects files (``FILE.rejects-2.csv`` ...) one input may have."""
+
+
+class RejectsFile:
+    """``FILE.rejects.csv``, created on the first rejected row: line, reason, original cells.
+
+    An earlier import's rejects file is kept: the next free ``FILE.rejects-N.csv`` is
+    written instead (created exclusively, so two imports never share one), unless
+    ``overwrite``. Written for a spreadsheet: UTF-8 with a byte-order mark (so Excel does
+    not read it as its ANSI code page), the input's delimiter, every text field quoted and,
+    following OWASP's CSV-injection advice, a cell that starts like a formula prefixed with
+    ``'``. The leads themselves are stored as submitted.
+    """
+
+    def __init__(self, source: Path, header: list[str], delimiter: str, *, overwrite: bool) -> None:
+        self.first_choice = source.with_name(source.name + ".rejects.csv")
+        self.path: Path | None = None
+        """The file written, once a row was rejected."""
+        self._source = source
+        self._header = header
+        self._delimiter = delimiter
+        self._overwrite = overwrite
+        self._handle: IO[str] | None = None
+        self._writer: Any = None
+
+    def add(self, line: int, reason: str, cells: list[str]) -> None:
+        """Write one rejected row.
+
+        Raises:
+            CsvFileError: the file cannot be created or written.
+        """
+        if self._writer is None:
+            self._handle = self._create()
+            self._writer = csv.writer(
+                self._handle, delimiter=self._delimiter, quoting=csv.QUOTE_NONNUMERIC
+            )
+            self._write(["line", "reason", *map(neutralise_formula, self._header)])
+        self._write([line, neutralise_formula(reason), *map(neutralise_formula, cells)])
+
+    def _write(self, row: list[Any]) -> None:
+        try:
+            self._writer.writerow(row)
+        except OSError as exc:
+            raise CsvFileError(
+                f"cannot write rejected rows to {self.path}: {exc.strerror or exc}"
+            ) from None
+
+    def _create(self) -> IO[str]:
+        candidates = [self.first_choice] + [
+            self._source.with_name(f"{self._source.name}.rejects-{n}.csv")
+            for n in range(2, MAX_REJECTS_FILES + 1)
+        ]
+        for path in candidates[:1] if self._overwrite else candidates:
+            self.path = path
+            try:
+                return path.open("w" if self._overwrite else "x", newline="", encoding="utf-8-sig")
+            except FileExistsError:
+                continue
+            except OSError as exc:
+                raise CsvFileError(
+                    f"cannot write rejected rows to {path}: {exc.strerror or exc}"
+                ) from None
+        raise CsvFileError(
+            f"{self._source} already has {MAX_REJECTS_FILES} rejects files; delete the old ones "
+            "or pass --overwrite-rejects"
+        )
+
+    def close(self) -> None:
+        if self._handle is not None:
+            self._handle.close()

@@ -2,9 +2,12 @@
 
 Before any row is read the file's encoding is detected (or ``--encoding`` is checked) over
 the whole file and binary files are refused (:mod:`lqs.cli.csv_files`); the delimiter is
-the one the header row uses. Each row goes through ``parse_lead``; batches are stored by
-``import_leads``, which isolates the rows the database refuses. Rejected rows, with their
-line and reason, go to ``FILE.rejects.csv`` with formula cells neutralised.
+detected from the first rows (or forced with ``--delimiter``), and the header's columns
+are matched to lead fields (:mod:`lqs.domain.csv_columns`). Each row goes through
+``parse_lead``; batches are stored by ``import_leads``, which isolates the rows the
+database refuses. Rejected rows, with their line and reason, go to a rejects file next to
+the input (:class:`~lqs.cli.csv_files.RejectsFile`). ``--dry-run`` reads and checks the
+whole file the same way and stores nothing.
 """
 
 from __future__ import annotations
@@ -13,87 +16,79 @@ import asyncio
 import csv
 import itertools
 import time
+from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Annotated, Any, TextIO
+from typing import TYPE_CHECKING, Annotated, TextIO
 
 import psycopg
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import (
+    BarColumn,
+    Progress,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
 from rich.table import Table
 
 from lqs.cli._common import ClientSlugOption, console, database_url, fail, settings
-from lqs.cli.csv_files import CsvFileError, choose_encoding, open_text, text_codec
+from lqs.cli.csv_files import CsvFileError, RejectsFile, choose_encoding, open_text, text_codec
 from lqs.db.clients import get_client
 from lqs.db.connection import connect_async
 from lqs.db.leads import import_leads
-from lqs.domain.csv_text import control_characters, detect_delimiter, neutralise_formula
+from lqs.domain.csv_columns import (
+    ColumnMapping,
+    CsvHeaderError,
+    is_blank_row,
+    lead_data,
+    map_columns,
+    parse_override,
+    rejection_reason,
+    row_shape_problem,
+)
+from lqs.domain.csv_text import (
+    DELIMITER_NAMES,
+    control_characters,
+    delimiter_named,
+    detect_delimiter,
+    separator_line,
+)
 from lqs.domain.leads import LEAD_FIELDS, LeadValidationError, NewLead, parse_lead
+
+if TYPE_CHECKING:
+    import _csv
 
 app = typer.Typer(help="Work with leads.", no_args_is_help=True)
 
-_EXTRA = "\0extra"  # DictReader's key for cells beyond the header's width
-_DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab"}
 _INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
-
-
-def _column_key(name: str) -> str:
-    return "_".join(name.strip().lower().replace("-", " ").split())
-
-
-def _mapping(header: list[str], overrides: list[str]) -> dict[str, str]:
-    """CSV column -> lead field. Columns named like a field map to it; others go to custom."""
-    explicit: dict[str, str] = {}
-    for item in overrides:
-        column, sep, target = item.partition("=")
-        if not sep or not column or not target:
-            fail(f"--map {item!r}: expected COLUMN=FIELD, e.g. --map 'E-mail=email'")
-        if target not in LEAD_FIELDS and not target.startswith("custom."):
-            fail(f"--map {item!r}: {target!r} is not a lead field ({', '.join(LEAD_FIELDS)})")
-        if column not in header:
-            fail(f"--map {item!r}: the file has no column {column!r}")
-        explicit[column] = target
-    mapping: dict[str, str] = {}
-    first_for: dict[str, str] = {}
-    for column in header:
-        key = _column_key(column)
-        target = explicit.get(column) or (key if key in LEAD_FIELDS else f"custom.{key}")
-        # csv.DictReader keeps one cell per name: a second column would silently win.
-        earlier = first_for.get(target) if key else None
-        if earlier == column:
-            fail(f"the header names the column {column!r} twice; rename one of them")
-        if earlier is not None:
-            fail(
-                f"the header's columns {earlier!r} and {column!r} both map to {target}; "
-                "rename one, or send one elsewhere with --map COLUMN=custom.<key>"
-            )
-        first_for[target] = column
-        mapping[column] = target
-    return mapping
-
-
-def _lead_data(row: dict[str, str], mapping: dict[str, str]) -> dict[str, Any]:
-    data: dict[str, Any] = {"custom": {}}
-    for column, value in row.items():
-        target = mapping[column]
-        if target.startswith("custom."):
-            if value:
-                data["custom"][target.removeprefix("custom.")] = value
-        elif value and not value.isspace():
-            # A blank cell is a value not given: "" is no consent status, for one.
-            data[target] = value
-    return data
+_SAMPLE_LINES = 50  # lines the delimiter is detected from
+_SAMPLE_CHARS = 64 * 1024
+_SHOWN_ROWS = 5  # rows --dry-run shows parsed
+_SHOWN_REASONS = 10  # reasons the summaries list one by one
+_PROGRESS_EVERY = 500  # rows between progress updates
 
 
 @dataclass
 class _Counts:
-    read: int = 0
+    read: int = 0  # data rows, blank ones included
+    blank: int = 0
     created: int = 0
     merged: int = 0
     already: int = 0
-    rejected: int = 0
+    rejected: Counter[str] = field(default_factory=Counter)
+    first_line: dict[str, int] = field(default_factory=dict)  # each reason's first line
     line: int = 0  # the last line read
     committed_through: int = 0  # the last line of the last batch committed
+
+    def reject(self, line: int, reason: str) -> None:
+        self.rejected[reason] += 1
+        self.first_line.setdefault(reason, line)
+
+    @property
+    def rejected_total(self) -> int:
+        return self.rejected.total()
 
     def kept(self) -> str:
         """What an import that stops now leaves behind, and what to do about it."""
@@ -111,8 +106,34 @@ def leads_import(
     client: ClientSlugOption,
     map_: Annotated[
         list[str] | None,
-        typer.Option("--map", help="COLUMN=FIELD, repeatable; FIELD may be custom.<key>"),
+        typer.Option(
+            "--map",
+            help="COLUMN=FIELD, repeatable: the column holds this lead field, or custom.<key>",
+        ),
     ] = None,
+    dry_run: Annotated[
+        bool,
+        typer.Option(
+            "--dry-run",
+            help="Show the column mapping, the first rows parsed and the rejects by reason; "
+            "store nothing",
+        ),
+    ] = False,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            "--delimiter",
+            help="The cell delimiter: , ; | or tab; detected when not given",
+            show_default=False,
+        ),
+    ] = None,
+    overwrite_rejects: Annotated[
+        bool,
+        typer.Option(
+            "--overwrite-rejects",
+            help="Replace FILE.rejects.csv instead of writing FILE.rejects-2.csv beside it",
+        ),
+    ] = False,
     batch_size: Annotated[int, typer.Option(min=1, max=10_000)] = 1000,
     encoding: Annotated[
         str | None,
@@ -124,15 +145,27 @@ def leads_import(
 ) -> None:
     """Import leads; rejected rows go to FILE.rejects.csv with their reason.
 
+    Columns are matched to lead fields by name, ignoring case, spaces and punctuation, or
+    by a common alias (Company, Website, Employees, Consent, Lead Source, Title, Mobile,
+    E-mail, ...); other columns go to custom fields, with a warning. Blank cells are values
+    not given; yes/no, true/false, 1/0, y/n and opt-in/opt-out are consent statuses.
+
     The encoding is detected: UTF-8 (with or without byte-order mark), UTF-16 or UTF-32
-    (byte-order mark), else Windows-1252. The delimiter (comma, semicolon or tab) is the
-    one the header row uses. Re-importing a file imports nothing twice: each row's content
-    hash is remembered. Ctrl-C keeps the batches already stored; run the import again to
-    finish it.
+    (byte-order mark), else Windows-1252. The delimiter (comma, semicolon or tab) is
+    detected from the first rows. Re-importing a file imports nothing twice: each row's
+    content hash is remembered. Ctrl-C keeps the batches already stored; run the import
+    again to finish it.
     """
+    try:
+        overrides = [parse_override(item) for item in map_ or []]
+    except CsvHeaderError as exc:
+        fail(str(exc))
+    forced_delimiter = None
+    if delimiter is not None:
+        forced_delimiter = delimiter_named(delimiter)
+        if forced_delimiter is None:
+            fail(f"--delimiter {delimiter!r}: expected one of , ; | tab")
     counts = _Counts()
-    rejects_path = file.with_name(file.name + ".rejects.csv")
-    started = time.monotonic()
     try:
         try:
             forced = text_codec(encoding) if encoding is not None else None
@@ -142,18 +175,33 @@ def leads_import(
             fail(str(exc))
         if chosen.note:
             console.print(chosen.note, soft_wrap=True)
-        size = max(file.stat().st_size, 1)
-        with handle, database_url(settings()) as url:
-            reader = _reader(file, handle)
-            header = list(reader.fieldnames or [])
-            mapping = _mapping(header, map_ or [])
-            _import(url, client, reader, mapping, handle, size, rejects_path, batch_size, counts)
+        with handle:
+            rows = _Rows.open(file, handle, forced_delimiter)
+            try:
+                mapping = map_columns(rows.header, overrides)
+            except CsvHeaderError as exc:
+                fail(f"{file}: {exc}")
+            _warn_about_custom(mapping)
+            if dry_run:
+                _print_mapping(mapping)
+            rejects = RejectsFile(file, rows.header, rows.delimiter, overwrite=overwrite_rejects)
+            started = time.monotonic()
+            with database_url(settings()) as url:
+                try:
+                    asyncio.run(
+                        _read_all(url, client, rows, mapping, rejects, batch_size, counts, dry_run)
+                    )
+                finally:
+                    rejects.close()
+            elapsed = max(time.monotonic() - started, 1e-9)
     except KeyboardInterrupt:
         typer.echo(f"interrupted: {counts.kept()}", err=True)
         raise typer.Exit(code=_INTERRUPTED) from None
     except psycopg.Error as exc:  # not a row's data (import_leads isolates those): stop
         detail = str(exc).strip().partition("\n")[0] or type(exc).__name__
         fail(f"the database refused the import: {detail}; {counts.kept()}")
+    except CsvFileError as exc:
+        fail(f"{exc}; {counts.kept()}")
     except UnicodeDecodeError as exc:  # the file changed after its encoding was checked
         fail(
             f"{file} changed while it was imported: it is no longer "
@@ -161,36 +209,111 @@ def leads_import(
         )
     except OSError as exc:
         fail(f"cannot read {file} after line {counts.line}: {exc.strerror or exc}; {counts.kept()}")
-    elapsed = max(time.monotonic() - started, 1e-9)
-    _summary(file, counts, elapsed, rejects_path)
-    if not counts.read:
+    _summary(file, counts, elapsed, rejects, dry_run=dry_run)
+    if counts.read == counts.blank:
         console.print(
             f"{file} has a header row but no data rows: nothing to import", soft_wrap=True
         )
-    elif counts.rejected == counts.read:
-        fail(f"every row of {file} was rejected; see {rejects_path}")
+    elif counts.rejected_total == counts.read - counts.blank:
+        where = "" if dry_run else f"; see {rejects.path}"
+        fail(f"every row of {file} {'would be' if dry_run else 'was'} rejected{where}")
 
 
-def _reader(file: Path, handle: TextIO) -> csv.DictReader[str]:
-    """A DictReader over the file in the delimiter its header row uses; the header checked."""
-    first = handle.readline()
-    delimiter = detect_delimiter(first)
-    if delimiter != ",":
-        console.print(f"delimiter: {_DELIMITER_NAMES[delimiter]} (detected from the header row)")
-    lines = itertools.chain([first] if first else [], handle)
-    reader = csv.DictReader(lines, restkey=_EXTRA, delimiter=delimiter)
-    try:
-        header = reader.fieldnames
-    except csv.Error as exc:
-        fail(f"{file}: the header row is not valid CSV: {exc}")
-    if header is None:
-        fail(f"{file} is empty: expected a header row")
-    if not header:
-        fail(f"{file}: the first line is blank; expected a header row naming the columns")
-    for number, name in enumerate(header, 1):
-        if control_characters(name):
-            fail(f"{file}: the header's column {number} contains a control character")
-    return reader
+@dataclass
+class _Rows:
+    """The file's rows after its header: each with its line number, blank rows included."""
+
+    header: list[str]
+    delimiter: str
+    reader: _csv.Reader
+    handle: TextIO
+    skipped_lines: int  # lines before the header (Excel's "sep=" line)
+    size: int  # the file's bytes
+
+    @classmethod
+    def open(cls, file: Path, handle: TextIO, forced: str | None) -> _Rows:
+        """The header read and checked; the delimiter forced, named or detected."""
+        first = handle.readline()
+        skipped = 0
+        named = separator_line(first)
+        if named is not None:
+            skipped, first = 1, handle.readline()
+        sample = [first] if first else []
+        while len(sample) < _SAMPLE_LINES and sum(map(len, sample)) < _SAMPLE_CHARS:
+            line = handle.readline()
+            if not line:
+                break
+            sample.append(line)
+        delimiter = forced or named or detect_delimiter("".join(sample))
+        if forced is None and delimiter != ",":
+            why = "the file's sep= line" if named else "detected"
+            console.print(f"delimiter: {DELIMITER_NAMES[delimiter]} ({why})")
+        reader = csv.reader(itertools.chain(sample, handle), delimiter=delimiter)
+        try:
+            header = next(reader, None)
+        except csv.Error as exc:
+            fail(f"{file}: the header row is not valid CSV: {exc}")
+        if header is None:
+            fail(f"{file} is empty: expected a header row")
+        if not header:
+            fail(f"{file}: the first line is blank; expected a header row naming the columns")
+        for number, name in enumerate(header, 1):
+            if control_characters(name):
+                fail(f"{file}: the header's column {number} contains a control character")
+        return cls(header, delimiter, reader, handle, skipped, file.stat().st_size)
+
+    def __iter__(self) -> Iterator[tuple[int, list[str] | str]]:
+        """(line, cells), or (line, why the row is not CSV); blank lines are skipped."""
+        while True:
+            try:
+                cells: list[str] | str = next(self.reader)
+            except StopIteration:
+                return
+            except csv.Error as exc:
+                cells = f"malformed CSV: {exc}"
+            if cells != []:
+                yield self.reader.line_num + self.skipped_lines, cells
+
+    def position(self) -> int:
+        """How many bytes of the file are read."""
+        return self.handle.buffer.tell()
+
+
+def _warn_about_custom(mapping: ColumnMapping) -> None:
+    custom = mapping.to_custom
+    if not custom:
+        return
+    listed = ", ".join(f'"{c.name}" -> {c.target}' for c in custom)
+    noun = "column goes" if len(custom) == 1 else "columns go"
+    typer.echo(
+        f"warning: {len(custom)} {noun} to custom fields, not lead fields: {listed}; "
+        "if one is a lead field, say which with --map 'COLUMN=FIELD'",
+        err=True,
+    )
+
+
+_HOW = {
+    "name": "its name",
+    "alias": "alias",
+    "--map": "--map",
+    "custom": "no lead field: custom",
+}
+
+
+def _print_mapping(mapping: ColumnMapping) -> None:
+    table = Table(title="Columns")
+    table.add_column("#", justify="right")
+    table.add_column("column")
+    table.add_column("field")
+    table.add_column("by")
+    for column in mapping.columns:
+        table.add_row(str(column.number), column.name, column.target, _HOW[column.how])
+    unnamed = mapping.width - mapping.named_width
+    if unnamed:
+        first = mapping.named_width + 1
+        which = f"column {first} has" if unnamed == 1 else f"columns {first}-{mapping.width} have"
+        table.caption = f"{which} no name: ignored (a row with a value there is rejected)"
+    console.print(table)
 
 
 @dataclass
@@ -198,8 +321,11 @@ class _Batch:
     """Rows waiting to be stored, with where they came from, and the rows rejected meanwhile."""
 
     leads: list[tuple[bytes, NewLead]] = field(default_factory=list)
-    sources: list[tuple[int, dict[str, Any]]] = field(default_factory=list)
-    rejected: list[tuple[int, str, dict[str, Any]]] = field(default_factory=list)
+    sources: list[tuple[int, list[str]]] = field(default_factory=list)
+    rejected: list[tuple[int, str, list[str]]] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.leads) + len(self.rejected)
 
     def clear(self) -> None:
         self.leads.clear()
@@ -207,167 +333,193 @@ class _Batch:
         self.rejected.clear()
 
 
-def _import(
+async def _read_all(
     url: str,
     client_slug: str,
-    reader: csv.DictReader[str],
-    mapping: dict[str, str],
-    handle: TextIO,
-    size: int,
-    rejects_path: Path,
+    rows: _Rows,
+    mapping: ColumnMapping,
+    rejects: RejectsFile,
     batch_size: int,
     counts: _Counts,
+    dry_run: bool,
 ) -> None:
-    """Read, validate and store every row, updating ``counts`` as batches are committed."""
-    header = list(reader.fieldnames or [])
-    width = len(header)
+    """Read and check every row; store them in batches (not with ``dry_run``), updating
+    ``counts`` as batches are committed."""
+    async with await connect_async(url) as conn:
+        async with conn.transaction():
+            found = await get_client(conn, client_slug)
+        region = str(found.settings.get("default_region") or "US")
+        batch = _Batch()
+        shown: list[tuple[int, NewLead | str]] = []
 
-    async def run() -> None:
-        async with await connect_async(url) as conn:
-            async with conn.transaction():
-                found = await get_client(conn, client_slug)
-            region = found.settings.get("default_region") or "US"
-            rejects = _Rejects(rejects_path, header, reader.reader.dialect.delimiter)
-            batch = _Batch()
-
-            async def flush() -> None:
-                if batch.leads:
-                    async with conn.transaction():
-                        outcome = await import_leads(conn, found.id, batch.leads)
-                    counts.created += outcome.created
-                    counts.merged += outcome.merged
-                    counts.already += outcome.already_imported
-                    for refused in outcome.refused:
-                        line, row = batch.sources[refused.index]
-                        batch.rejected.append((line, refused.reason, row))
-                counts.rejected += len(batch.rejected)
-                for line, reason, row in sorted(batch.rejected, key=lambda r: r[0]):
-                    rejects.add(line, reason, row)
+        async def flush() -> None:
+            if dry_run:
+                for line, reason, _ in batch.rejected:
+                    counts.reject(line, reason)
                 batch.clear()
-                counts.committed_through = counts.line
+                return
+            # The rejected rows are written before the batch commits: a rejects file that
+            # cannot be written stops the import with this batch not stored.
+            outcome = None
+            async with conn.transaction():
+                if batch.leads:
+                    outcome = await import_leads(conn, found.id, batch.leads)
+                    for refused in outcome.refused:
+                        line, cells = batch.sources[refused.index]
+                        batch.rejected.append((line, refused.reason, cells))
+                for line, reason, cells in sorted(batch.rejected, key=lambda r: r[0]):
+                    rejects.add(line, reason, cells)
+            if outcome is not None:
+                counts.created += outcome.created
+                counts.merged += outcome.merged
+                counts.already += outcome.already_imported
+            for line, reason, _ in batch.rejected:
+                counts.reject(line, reason)
+            batch.clear()
+            counts.committed_through = counts.line
 
-            progress = Progress(
-                TextColumn("[bold]importing"),
-                BarColumn(),
-                TextColumn("{task.percentage:>3.0f}%"),
-                TextColumn("{task.fields[rows]} rows, {task.fields[rate]} rows/s"),
-                TimeElapsedColumn(),
-                console=console,
-                transient=False,
-            )
+        size = max(rows.size, 1)
+        with _progress(dry_run) as progress:
+            task = progress.add_task("rows", total=size, rows=0, rate=0)
             started = time.monotonic()
-            try:
-                with progress:
-                    task = progress.add_task("import", total=size, rows=0, rate=0)
-                    while True:
-                        verdict: NewLead | str
-                        try:
-                            row = next(reader)
-                        except StopIteration:
-                            break
-                        except csv.Error as exc:
-                            row, verdict = {}, f"malformed CSV: {exc}"
-                        else:
-                            verdict = _verdict(row, width, mapping, str(region))
-                        counts.read += 1
-                        counts.line = reader.line_num
-                        if isinstance(verdict, str):
-                            batch.rejected.append((counts.line, verdict, row))
-                        else:
-                            batch.leads.append((verdict.content_hash(), verdict))
-                            batch.sources.append((counts.line, row))
-                        # Rejected rows count too: they are held until the batch is written.
-                        if len(batch.leads) + len(batch.rejected) >= batch_size:
-                            await flush()
-                        if counts.read % 500 == 0:
-                            elapsed = max(time.monotonic() - started, 1e-9)
-                            progress.update(
-                                task,
-                                completed=handle.buffer.tell(),
-                                rows=counts.read,
-                                rate=int(counts.read / elapsed),
-                            )
+
+            def report(done: int) -> None:
+                rate = int(counts.read / max(time.monotonic() - started, 1e-9))
+                progress.update(task, completed=done, rows=counts.read, rate=rate)
+
+            for line, cells in rows:
+                counts.read += 1
+                counts.line = line
+                if not isinstance(cells, str) and is_blank_row(cells):
+                    counts.blank += 1
+                    continue
+                verdict = cells if isinstance(cells, str) else _verdict(cells, mapping, region)
+                if len(shown) < _SHOWN_ROWS:
+                    shown.append((line, verdict))
+                if isinstance(verdict, str):
+                    batch.rejected.append((line, verdict, [] if isinstance(cells, str) else cells))
+                else:
+                    assert not isinstance(cells, str)
+                    batch.leads.append((verdict.content_hash(), verdict))
+                    batch.sources.append((line, cells))
+                # Rejected rows count too: they are held until the batch is written.
+                if len(batch) >= batch_size:
                     await flush()
-                    elapsed = max(time.monotonic() - started, 1e-9)
-                    progress.update(
-                        task, completed=size, rows=counts.read, rate=int(counts.read / elapsed)
-                    )
-            finally:
-                rejects.close()
-
-    asyncio.run(run())
+                if counts.read % _PROGRESS_EVERY == 0:
+                    report(rows.position())
+            await flush()
+            report(size)
+        if dry_run:
+            _print_parsed(shown, mapping)
 
 
-def _verdict(
-    row: dict[str, Any], width: int, mapping: dict[str, str], region: str
-) -> NewLead | str:
+def _progress(dry_run: bool) -> Progress:
+    return Progress(
+        TextColumn("[bold]checking" if dry_run else "[bold]importing"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TextColumn("{task.fields[rows]:,} rows, {task.fields[rate]:,} rows/s"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+        console=console,
+        transient=False,
+    )
+
+
+def _verdict(cells: list[str], mapping: ColumnMapping, region: str) -> NewLead | str:
     """The row's lead, or why it is rejected."""
-    problem = _shape_problem(row, width)
+    problem = row_shape_problem(cells, mapping)
     if problem is not None:
         return problem
     try:
-        return parse_lead(_lead_data(row, mapping), default_region=region)
+        return parse_lead(lead_data(cells, mapping), default_region=region)
     except LeadValidationError as exc:
-        return str(exc)
+        return rejection_reason(exc)
 
 
-def _shape_problem(row: dict[str, Any], width: int) -> str | None:
-    if _EXTRA in row:
-        extra = row.pop(_EXTRA)
-        return f"row has {width + len(extra)} fields, the header has {width}"
-    if any(value is None for value in row.values()):
-        present = sum(value is not None for value in row.values())
-        return f"row has {present} fields, the header has {width}"
-    return None
+def _print_parsed(shown: list[tuple[int, NewLead | str]], mapping: ColumnMapping) -> None:
+    """The first rows as they would be stored: one column per row, one line per field."""
+    if not shown:
+        return
+    leads = [v for _, v in shown if not isinstance(v, str)]
+    names = [n for n in LEAD_FIELDS if any(getattr(lead, n) is not None for lead in leads)]
+    custom = [c.target.removeprefix("custom.") for c in mapping.columns if c.how != "name"]
+    custom = [key for key in custom if any(key in lead.custom for lead in leads)]
+    table = Table(title=f"The first {len(shown)} rows, parsed")
+    table.add_column("field", no_wrap=True)
+    for line, _ in shown:
+        table.add_column(f"line {line}", overflow="fold")
+    rejected = [v if isinstance(v, str) else "" for _, v in shown]
+    if any(rejected):
+        table.add_row("[bold]rejected", *rejected)
+    for name in names:
+        table.add_row(name, *(_shown(v, name) for _, v in shown))
+    for key in custom:
+        table.add_row(
+            f"custom.{key}",
+            *("" if isinstance(v, str) else str(v.custom.get(key, "")) for _, v in shown),
+        )
+    console.print(table)
 
 
-class _Rejects:
-    """FILE.rejects.csv, created on the first rejected row: line, reason, original cells.
-
-    Written for a spreadsheet: UTF-8 with a byte-order mark (so Excel does not read it as
-    its ANSI code page), the input's delimiter, every text field quoted and, following
-    OWASP's CSV-injection advice, a cell that starts like a formula prefixed with ``'``.
-    The leads themselves are stored as submitted.
-    """
-
-    def __init__(self, path: Path, header: list[str], delimiter: str) -> None:
-        self.path = path
-        self.header = header
-        self.delimiter = delimiter
-        self._handle: IO[str] | None = None
-        self._writer: Any = None
-
-    def add(self, line: int, reason: str, row: dict[str, Any]) -> None:
-        if self._writer is None:
-            try:
-                self._handle = self.path.open("w", newline="", encoding="utf-8-sig")
-            except OSError as exc:
-                fail(f"cannot write rejected rows to {self.path}: {exc.strerror or exc}")
-            self._writer = csv.writer(
-                self._handle, delimiter=self.delimiter, quoting=csv.QUOTE_NONNUMERIC
-            )
-            self._writer.writerow(["line", "reason", *map(neutralise_formula, self.header)])
-        cells = (neutralise_formula(row.get(c) or "") for c in self.header)
-        self._writer.writerow([line, neutralise_formula(reason), *cells])
-
-    def close(self) -> None:
-        if self._handle is not None:
-            self._handle.close()
+def _shown(verdict: NewLead | str, name: str) -> str:
+    if isinstance(verdict, str):
+        return ""
+    value = getattr(verdict, name)
+    return "" if value is None else str(value)
 
 
-def _summary(file: Path, counts: _Counts, elapsed: float, rejects_path: Path) -> None:
-    table = Table(title=f"Import of {file.name}")
+def _summary(
+    file: Path, counts: _Counts, elapsed: float, rejects: RejectsFile, *, dry_run: bool
+) -> None:
+    table = Table(title=f"{'Dry run' if dry_run else 'Import'} of {file.name}")
     table.add_column("rows")
     table.add_column("count", justify="right")
-    for label, value in (
-        ("read", counts.read),
-        ("new leads", counts.created),
-        ("merged into open leads", counts.merged),
-        ("already imported", counts.already),
-        ("rejected", counts.rejected),
-    ):
-        table.add_row(label, str(value))
+    stored = counts.read - counts.blank - counts.rejected_total
+    if dry_run:
+        outcomes = [("read", counts.read), ("would be imported", stored)]
+    else:
+        outcomes = [
+            ("read", counts.read),
+            ("new leads", counts.created),
+            ("merged into existing leads", counts.merged),
+            ("already imported", counts.already),
+        ]
+    if counts.blank:
+        outcomes.append(("blank, skipped", counts.blank))
+    outcomes.append(("rejected", counts.rejected_total))
+    for label, value in outcomes:
+        table.add_row(label, f"{value:,}")
     table.caption = f"{counts.read / elapsed:,.0f} rows/s in {elapsed:.1f} s"
     console.print(table)
     if counts.rejected:
-        console.print(f"rejected rows and reasons: {rejects_path}", soft_wrap=True)
+        _print_reasons(counts)
+    if dry_run:
+        console.print(
+            "dry run: nothing was stored and no rejects file was written; rows the database "
+            "itself refuses show only in a real import",
+            soft_wrap=True,
+        )
+    elif rejects.path is not None:
+        console.print(f"rejected rows and reasons: {rejects.path}", soft_wrap=True)
+        if rejects.path != rejects.first_choice:
+            console.print(
+                f"({rejects.first_choice.name}, from an earlier import, is kept; "
+                "--overwrite-rejects replaces it)",
+                soft_wrap=True,
+            )
+
+
+def _print_reasons(counts: _Counts) -> None:
+    table = Table(title="Rejected rows by reason")
+    table.add_column("rows", justify="right")
+    table.add_column("reason", overflow="fold")
+    table.add_column("first line", justify="right")
+    ranked = counts.rejected.most_common()
+    for reason, number in ranked[:_SHOWN_REASONS]:
+        table.add_row(f"{number:,}", reason, str(counts.first_line[reason]))
+    others = ranked[_SHOWN_REASONS:]
+    if others:
+        table.add_row(f"{sum(n for _, n in others):,}", f"{len(others):,} other reasons", "")
+    console.print(table)

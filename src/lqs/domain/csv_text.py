@@ -30,6 +30,8 @@ ones (a NUL pasted into one cell) do not make a file binary: those rows are reje
 from __future__ import annotations
 
 import codecs
+import csv
+import io
 import re
 from dataclasses import dataclass
 
@@ -149,13 +151,61 @@ def neutralise_formula(cell: str) -> str:
 
 
 DELIMITERS = (",", ";", "\t")
-"""What spreadsheets separate cells with: comma; semicolon where the decimal separator is a
-comma (most of continental Europe); tab in Excel's "Unicode text" (UTF-16) export."""
+"""What spreadsheets separate cells with, and what is detected: comma; semicolon where the
+decimal separator is a comma (most of continental Europe); tab in Excel's "Unicode text"
+(UTF-16) export. A pipe is only used when asked for (``--delimiter '|'``)."""
+
+DELIMITER_NAMES = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+"""Each delimiter LQS reads, by its name in messages and in ``--delimiter``."""
+
+_DELIMITER_SPELLINGS = {
+    **{name: d for d, name in DELIMITER_NAMES.items()},
+    **{d: d for d in DELIMITER_NAMES},
+    "\\t": "\t",
+}
 
 
-def detect_delimiter(header_line: str) -> str:
-    """The delimiter the header row uses most (comma on a tie or when it has none).
+def delimiter_named(value: str) -> str | None:
+    """The delimiter ``--delimiter VALUE`` names, or None: the character itself (``,``
+    ``;`` ``|``, a tab), ``\\t``, or its name (``comma``, ``semicolon``, ``tab``, ``pipe``,
+    any case)."""
+    return _DELIMITER_SPELLINGS.get(value if value in DELIMITER_NAMES else value.lower())
 
-    Column names rarely contain a delimiter, so the header row alone decides.
+
+_SEPARATOR_LINE = re.compile(r"sep=(.)\r?\n?", re.IGNORECASE)
+
+
+def separator_line(line: str) -> str | None:
+    """The delimiter an Excel ``sep=;`` first line names (the line is not part of the
+    data), or None when ``line`` is not one."""
+    found = _SEPARATOR_LINE.fullmatch(line)
+    if found is None or found.group(1) not in DELIMITER_NAMES:
+        return None
+    return found.group(1)
+
+
+def detect_delimiter(sample: str) -> str:
+    """The delimiter of the CSV text ``sample`` starts (the header row and, better, the
+    rows after it), among :data:`DELIMITERS`.
+
+    Each delimiter is tried as the csv module reads (quoted cells may hold any of the
+    others, and line breaks): the winner splits the header into more than one column and
+    the most complete rows into as many cells as the header, then splits the header into
+    the most columns; a tie, or a single column, gives the comma.
     """
-    return max(DELIMITERS, key=lambda d: (header_line.count(d), d == ","))
+    lines = list(io.StringIO(sample, newline=""))  # split where the csv module would
+    if len(lines) > 1 and not sample.endswith(("\n", "\r")):
+        lines.pop()  # a row cut short by the sample's end would not count as complete
+
+    def score(delimiter: str) -> tuple[bool, int, int, bool]:
+        try:
+            rows = [row for row in csv.reader(lines, delimiter=delimiter) if row]
+        except csv.Error:
+            return (False, 0, 0, False)
+        if not rows:
+            return (False, 0, 0, delimiter == ",")
+        width = len(rows[0])
+        fitting = sum(len(row) == width for row in rows[1:])
+        return (width > 1, fitting, width, delimiter == ",")
+
+    return max(DELIMITERS, key=score)
