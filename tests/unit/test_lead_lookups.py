@@ -43,7 +43,10 @@ def test_a_prefix_is_the_range_of_ids_it_starts(prefix: str, low: str, high: str
     ("value", "message"),
     [
         ("abc", "the lead id must be a UUID or its first characters (at least 4) or its email"),
-        ("not-a-uuid", "no lead id starts with 'not-a-uuid'"),
+        (
+            "not-a-uuid",
+            "the lead id must be a UUID or its first characters (at least 4) or its email",
+        ),
         ("abcd-ef", "no lead id starts with 'abcd-ef'"),  # a dash where no UUID has one
         ("abcdef012", "no lead id starts with 'abcdef012'"),  # a digit where the dash goes
     ],

@@ -114,15 +114,11 @@ def id_or_prefix(value: str, noun: str, *, also: str = "") -> UUID | IdPrefix:
     except ValueError:
         pass
     text = value.strip().lower()
-    if not 4 <= len(text) <= len(_ID_SHAPE):
+    if not 4 <= len(text) <= len(_ID_SHAPE) or not set(text) <= _HEX | {"-"}:
         alternative = f" {also}" if also else ""
         fail(f"the {noun} id must be a UUID or its first characters (at least 4){alternative}")
-    shape = _ID_SHAPE[: len(text)]
-    if any(
-        (c == "-") != (s == "-") or (c != "-" and c not in _HEX)
-        for c, s in zip(text, shape, strict=True)
-    ):
-        fail(f"no {noun} id starts with {value!r}")
+    if any((c == "-") != (s == "-") for c, s in zip(text, _ID_SHAPE[: len(text)], strict=True)):
+        fail(f"no {noun} id starts with {value!r}")  # a dash where no UUID has one, or none
     rest = _ID_SHAPE[len(text) :]
     return IdPrefix(text, UUID(text + rest), UUID(text + rest.replace("0", "f")))
 

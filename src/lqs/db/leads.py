@@ -340,7 +340,8 @@ class ClaimedLead:
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedLead:
-        """From a ``public.leads`` row read with ``dict_row`` (every column)."""
+        """From a ``public.leads`` row read with ``dict_row`` (every column; a sample row
+        without ``processed_at`` is a lead processed for the first time)."""
         values = {name: row[name] for name in _NEW_LEAD_FIELDS}
         values["consent_status"] = ConsentStatus(row["consent_status"])
         return cls(
@@ -348,7 +349,7 @@ class ClaimedLead:
             row["client_id"],
             row["received_at"],
             NewLead(**values),
-            processed_before=row["processed_at"] is not None,
+            processed_before=row.get("processed_at") is not None,
         )
 
     def as_mapping(self) -> dict[str, object]:
