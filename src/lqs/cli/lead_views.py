@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Annotated, Any
 from uuid import UUID
 
@@ -237,6 +238,8 @@ def leads_show(
     fields = Table("field", "value", show_header=False)
     for label, name in _FIELDS:
         value = lead.get(name)
+        if isinstance(value, datetime):
+            value = value.isoformat(sep=" ", timespec="seconds")
         if value is not None and not (name == "processing_failures" and value == 0):
             fields.add_row(label, str(value))
     if lead.get("custom"):
@@ -251,14 +254,20 @@ def leads_show(
         console.print(breakdown_table(breakdown))
     elif lead["status"] == LeadStatus.QUEUED:
         console.print("not scored yet: queued for the worker")
-    sent = Table("id", "created", "channel", "recipient", "template", "status", "reason",
-                 title="Communications (lqs comms show ID)")  # fmt: skip
-    for c in communications:
-        sent.add_row(
-            str(c.id), f"{c.created_at:%Y-%m-%d %H:%M:%S}", c.channel, c.recipient,
-            c.template_id or "", c.status, (c.reason or "")[:80],
-        )  # fmt: skip
-    console.print(sent)
+    if not communications:
+        console.print("communications: none recorded")
+    else:
+        sent = Table("id", "created", "channel", "recipient", "template", "status", "reason",
+                     title="Communications (lqs comms show ID)")  # fmt: skip
+        for c in communications:
+            sent.add_row(
+                str(c.id), f"{c.created_at:%Y-%m-%d %H:%M:%S}", c.channel, c.recipient,
+                c.template_id or "", c.status, (c.reason or "")[:80],
+            )  # fmt: skip
+        console.print(sent)
+    if not consent:
+        console.print("consent history: no change recorded since the lead was submitted")
+        return
     history = Table("recorded", "channel", "recipient", "status", "source", "communication",
                     title="Consent history")  # fmt: skip
     for e in consent:
