@@ -45,7 +45,6 @@ from lqs.db.lead_views import (
     list_leads,
 )
 from lqs.db.leads import requeue_leads
-from lqs.domain.scoring import grade_names
 from lqs.domain.vocabulary import LeadStatus
 
 LeadArgument = Annotated[
@@ -136,6 +135,9 @@ def _status(value: str | None) -> str | None:
 async def _grade(conn: psycopg.AsyncConnection, value: str, client: Client | None) -> str:
     """``value`` as a grade the clients' rules give (case aside), or one some lead has
     (from rules changed since); else exit with one line listing the grades."""
+    # Imported here: scoring loads RE2 and the email domain lists, which only --grade needs.
+    from lqs.domain.scoring import grade_names
+
     clients = [client] if client else await list_clients(conn)
     names = list(
         dict.fromkeys(n for c in clients for n in grade_names(c.settings.get("scoring_rules")))

