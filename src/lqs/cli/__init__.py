@@ -6,7 +6,18 @@ import sys
 
 import typer
 
-from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
+from lqs.cli import (
+    clients,
+    comms,
+    db,
+    demo,
+    lead_views,
+    leads,
+    push,
+    run,
+    simulate,
+    suppressions,
+)
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
 
@@ -18,6 +29,9 @@ app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
 app.add_typer(clients.templates_app, name="templates")
 app.add_typer(leads.app, name="leads")
+leads.app.command("list")(lead_views.leads_list)
+leads.app.command("show")(lead_views.leads_show)
+leads.app.command("reprocess")(lead_views.leads_reprocess)
 app.add_typer(comms.app, name="comms")
 app.add_typer(push.app, name="push")
 app.add_typer(suppressions.app, name="suppressions")

@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from typing import Annotated, NoReturn, TypeVar
+from datetime import UTC, datetime
+from typing import Annotated, NamedTuple, NoReturn, TypeVar
 from uuid import UUID
 
 import psycopg
@@ -27,6 +28,8 @@ from lqs.db.connection import (
 from lqs.db.embedded import start_embedded
 from lqs.db.errors import DatabaseNotMigrated, is_transient
 from lqs.db.migrate import MigrationState, load_migrations, migration_status, read_history
+from lqs.domain.text import unstorable_text
+from lqs.domain.time_spec import parse_since
 
 console = Console()
 T = TypeVar("T")
@@ -50,6 +53,85 @@ def parse_id(value: str, name: str) -> UUID:
         return UUID(value)
     except ValueError:
         fail(f"{name} must be a UUID")
+
+
+def storable_option(value: str, name: str) -> str:
+    """``value``, or exit with one line when PostgreSQL could not store it (a NUL, or a lone
+    surrogate from bytes that are not UTF-8): "<name>: <the character and its position>"."""
+    problem = unstorable_text(value)
+    if problem is not None:
+        fail(f"{name} holds {problem}, which PostgreSQL cannot store")
+    return value
+
+
+SinceOption = Annotated[
+    str | None,
+    typer.Option(
+        "--since",
+        help="Only since then: a date or time (2026-03-01, 2026-03-01T09:30, local unless"
+        " it has an offset) or an age (30m, 2h, 7d, 2w)",
+    ),
+]
+"""``--since WHEN``: read with :func:`since`."""
+
+
+def since(value: str | None) -> datetime | None:
+    """The moment ``--since`` names (see :func:`lqs.domain.time_spec.parse_since`), or
+    exit with one line listing the forms it takes."""
+    if value is None:
+        return None
+    try:
+        return parse_since(value, datetime.now(UTC))
+    except ValueError as exc:
+        fail(str(exc))
+
+
+class IdPrefix(NamedTuple):
+    """The first characters of an id, as listings show them, and the ids they start."""
+
+    text: str
+    low: UUID
+    high: UUID
+
+
+ID_PREFIX_MATCHES = 5
+"""How many ids starting with a prefix a lookup reads: enough to name a few when several do."""
+
+_ID_SHAPE = "00000000-0000-0000-0000-000000000000"
+_HEX = frozenset("0123456789abcdef")
+
+
+def id_or_prefix(value: str, noun: str, *, also: str = "") -> UUID | IdPrefix:
+    """``value`` as a full id, or as the first characters of one (at least 4, dashes where
+    a UUID has them) with the range of ids that start with them: a range the primary key's
+    index answers, where ``id::text LIKE`` reads the whole table.
+
+    Exits with one line when ``value`` is neither (``also`` names what else the command
+    takes, e.g. "or the lead's email"), or can start no id.
+    """
+    try:
+        return UUID(value)
+    except ValueError:
+        pass
+    text = value.strip().lower()
+    if not 4 <= len(text) <= len(_ID_SHAPE) or not set(text) <= _HEX | {"-"}:
+        alternative = f" {also}" if also else ""
+        fail(f"the {noun} id must be a UUID or its first characters (at least 4){alternative}")
+    if any((c == "-") != (s == "-") for c, s in zip(text, _ID_SHAPE[: len(text)], strict=True)):
+        fail(f"no {noun} id starts with {value!r}")  # a dash where no UUID has one, or none
+    rest = _ID_SHAPE[len(text) :]
+    return IdPrefix(text, UUID(text + rest), UUID(text + rest.replace("0", "f")))
+
+
+def one_with_prefix(prefix: IdPrefix, found: Sequence[UUID], noun: str) -> UUID | str:
+    """The one id of ``found`` (up to :data:`ID_PREFIX_MATCHES` ids starting with
+    ``prefix``), or one line saying that none or several start with it."""
+    if not found:
+        return f"no {noun} id starts with {prefix.text!r}"
+    if len(found) > 1:
+        more = " and more" if len(found) >= ID_PREFIX_MATCHES else ""
+        return f"{prefix.text!r} starts {', '.join(map(str, found))}{more}: give more"
+    return found[0]
 
 
 def settings() -> Settings:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from typing import Annotated
 from uuid import UUID
 
@@ -10,13 +9,22 @@ import psycopg
 import typer
 from rich.table import Table
 
-from lqs.cli._common import console, fail, in_transaction
+from lqs.cli._common import (
+    ID_PREFIX_MATCHES,
+    console,
+    fail,
+    id_or_prefix,
+    in_transaction,
+    one_with_prefix,
+    storable_option,
+)
+from lqs.cli.lead_views import find_lead
 from lqs.cli.output import JsonOption, QuietOption, print_json_lines
 from lqs.db.clients import get_client
 from lqs.db.communications import (
     CommunicationSummary,
     communication_timeline,
-    communications_with_prefix,
+    communications_with_ids_between,
     list_communications,
     redrive_failed,
     unknown_communications,
@@ -39,16 +47,32 @@ def _status(value: str | None) -> str | None:
 def comms_list(
     status: Annotated[str | None, typer.Option(help="Only this status, e.g. failed")] = None,
     client: Annotated[str | None, typer.Option("--client", help="Only this client's")] = None,
+    lead: Annotated[
+        str | None,
+        typer.Option(help="Only this lead's: its id, id prefix or email (with --client)"),
+    ] = None,
+    template: Annotated[
+        str | None,
+        typer.Option(help="Only this template's: its name (any version) or name@v3"),
+    ] = None,
+    campaign: Annotated[str | None, typer.Option(help="Only this campaign's")] = None,
     limit: Annotated[int, typer.Option(min=1, max=10_000)] = 50,
     as_json: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
     wanted = _status(status)
+    for value, option in ((template, "--template"), (campaign, "--campaign")):
+        if value is not None:
+            storable_option(value, option)
 
     async def listed(conn: psycopg.AsyncConnection) -> list[CommunicationSummary]:
         await _known(conn, None, client)  # an unknown slug is an error, not an empty list
-        return await list_communications(conn, status=wanted, client_slug=client, limit=limit)
+        lead_id = None if lead is None else await find_lead(conn, lead, client)
+        return await list_communications(
+            conn, status=wanted, client_slug=client, limit=limit, lead_id=lead_id,
+            template=template, campaign_id=campaign,
+        )  # fmt: skip
 
     rows = in_transaction(listed)
     if quiet:
@@ -101,23 +125,20 @@ def comms_show(
     console.print(timeline)
 
 
-_PREFIX = re.compile(r"[0-9a-fA-F-]{4,36}")
-
-
 def _communication_id(value: str) -> UUID:
     """A full id, or the one communication whose id starts with ``value``."""
-    try:
-        return UUID(value)
-    except ValueError:
-        pass
-    if not _PREFIX.fullmatch(value):
-        fail("the communication id must be a UUID or its first characters (at least 4)")
-    found = in_transaction(lambda conn: communications_with_prefix(conn, value))
-    if not found:
-        fail(f"no communication id starts with {value!r}")
-    if len(found) > 1:
-        fail(f"{value!r} starts {_ids(found)}{' and more' if len(found) == 5 else ''}: give more")
-    return found[0]
+    parsed = id_or_prefix(value, "communication")
+    if isinstance(parsed, UUID):
+        return parsed
+    found = in_transaction(
+        lambda conn: communications_with_ids_between(
+            conn, parsed.low, parsed.high, limit=ID_PREFIX_MATCHES
+        )
+    )
+    one = one_with_prefix(parsed, found, "communication")
+    if isinstance(one, str):
+        fail(one)
+    return one
 
 
 @app.command("retry")

@@ -36,6 +36,7 @@ from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
+from lqs.cli.lead_views import breakdown_table
 from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client, delete_clients, update_client_settings
 from lqs.db.communications import communication_timeline
@@ -427,16 +428,7 @@ async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
         f"\n[bold]Sample lead[/bold] {lead.email}: {lead.status}, score {lead.score},"
         f" grade {lead.grade}"
     )
-    console.print(
-        _table(
-            "Score breakdown",
-            ("rule", "points", "reason"),
-            [
-                (item.get("rule_id") or item.get("id"), item.get("points"), item.get("reason"))
-                for item in lead.score_breakdown
-            ],
-        )
-    )
+    console.print(breakdown_table(lead.score_breakdown))
     found = await communication_timeline(conn, lead.communication_id)
     if found is None:
         return

@@ -28,16 +28,17 @@ def _value(value: Any) -> Any:
         return str(value)
     if isinstance(value, datetime):
         return value.isoformat()
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return _value(dataclasses.asdict(value))
+    if isinstance(value, Mapping):
+        return {k: _value(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_value(v) for v in value]
     return value
 
 
 def print_json_lines(rows: Iterable[Any]) -> None:
     """Each row (a dataclass or a mapping) as one JSON object on its own line: ids as
-    strings, times in ISO 8601, nothing else changed."""
+    strings, times in ISO 8601, at any depth; nothing else changed."""
     for row in rows:
-        fields: Mapping[str, Any] = (
-            dataclasses.asdict(row) if dataclasses.is_dataclass(row) else row  # type: ignore[arg-type]
-        )
-        typer.echo(
-            json.dumps({k: _value(v) for k, v in fields.items()}, ensure_ascii=False, default=str)
-        )
+        typer.echo(json.dumps(_value(row), ensure_ascii=False, default=str))

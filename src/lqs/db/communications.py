@@ -17,6 +17,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.connection import notify
+from lqs.domain.notifications import MessageKey, message_key
 
 COMMUNICATIONS_PENDING_CHANNEL = "lqs_communications_pending"
 """NOTIFY channel: communications were queued for delivery; the dispatcher wakes."""
@@ -93,6 +94,27 @@ async def record_communications(
     return len(queue)
 
 
+async def recorded_messages(
+    conn: AsyncConnection, lead_ids: Sequence[UUID]
+) -> dict[UUID, dict[MessageKey, frozenset[str]]]:
+    """For each of the leads that has communications: their statuses by
+    :data:`~lqs.domain.notifications.MessageKey` (what the processor checks before
+    recording a lead's messages again)."""
+    cur = await conn.execute(
+        "SELECT lead_id, type, recipient, coalesce(template_id, ''), status"
+        " FROM public.communications WHERE lead_id = ANY(%s)",
+        (list(lead_ids),),
+    )
+    found: dict[UUID, dict[MessageKey, set[str]]] = {}
+    for lead_id, channel, recipient, template, status in await cur.fetchall():
+        key = message_key(channel, recipient, template)
+        found.setdefault(lead_id, {}).setdefault(key, set()).add(status)
+    return {
+        lead_id: {key: frozenset(statuses) for key, statuses in by_key.items()}
+        for lead_id, by_key in found.items()
+    }
+
+
 @dataclass(frozen=True)
 class CommunicationSummary:
     id: UUID
@@ -108,9 +130,18 @@ class CommunicationSummary:
 
 
 async def list_communications(
-    conn: AsyncConnection, *, status: str | None, client_slug: str | None, limit: int
+    conn: AsyncConnection,
+    *,
+    status: str | None,
+    client_slug: str | None,
+    limit: int,
+    lead_id: UUID | None = None,
+    template: str | None = None,
+    campaign_id: str | None = None,
 ) -> list[CommunicationSummary]:
-    """The newest communications, optionally of one status and one client."""
+    """The newest communications, optionally of one status, one client, one lead, one
+    template (its name, any version: ``lead_qualified``; or one version:
+    ``lead_qualified@v3``) and one campaign."""
     cur = await conn.execute(
         "SELECT c.id, k.slug, c.type, c.recipient, c.status, c.provider,"
         " coalesce(c.retry_count, 0), coalesce(c.error_message, c.compliance_notes),"
@@ -118,8 +149,19 @@ async def list_communications(
         " FROM public.communications AS c JOIN public.clients AS k ON k.id = c.client_id"
         " WHERE (%(status)s::text IS NULL OR c.status = %(status)s::text)"
         "   AND (%(slug)s::text IS NULL OR k.slug = %(slug)s::text)"
+        "   AND (%(lead)s::uuid IS NULL OR c.lead_id = %(lead)s::uuid)"
+        "   AND (%(template)s::text IS NULL OR c.template_id = %(template)s::text"
+        "        OR split_part(c.template_id, '@', 1) = %(template)s::text)"
+        "   AND (%(campaign)s::text IS NULL OR c.campaign_id = %(campaign)s::text)"
         " ORDER BY c.created_at DESC, c.id LIMIT %(limit)s",
-        {"status": status, "slug": client_slug, "limit": limit},
+        {
+            "status": status,
+            "slug": client_slug,
+            "lead": lead_id,
+            "template": template,
+            "campaign": campaign_id,
+            "limit": limit,
+        },
     )
     return [CommunicationSummary(*row) for row in await cur.fetchall()]
 
@@ -248,12 +290,13 @@ async def unknown_communications(conn: AsyncConnection, ids: Iterable[UUID]) -> 
     return [i for i in wanted if i not in found]
 
 
-async def communications_with_prefix(
-    conn: AsyncConnection, prefix: str, *, limit: int = 5
+async def communications_with_ids_between(
+    conn: AsyncConnection, low: UUID, high: UUID, *, limit: int
 ) -> list[UUID]:
-    """Up to ``limit`` communication ids that start with ``prefix`` (as text, lower case)."""
+    """Up to ``limit`` communication ids from ``low`` to ``high``: the ids an id prefix
+    starts (the primary key's index answers)."""
     cur = await conn.execute(
-        "SELECT id FROM public.communications WHERE id::text LIKE %s ORDER BY id LIMIT %s",
-        (prefix.lower().replace("%", "").replace("_", "") + "%", limit),
+        "SELECT id FROM public.communications WHERE id BETWEEN %s AND %s ORDER BY id LIMIT %s",
+        (low, high, limit),
     )
     return [row[0] for row in await cur.fetchall()]

@@ -334,13 +334,23 @@ class ClaimedLead:
     received_at: datetime
     submitted: NewLead
     """The lead's fields (merged submissions): what rules score and templates show."""
+    processed_before: bool = False
+    """Processed (or parked) once already and queued again (``lqs leads reprocess``): its
+    communications may be recorded already."""
 
     @classmethod
     def from_row(cls, row: Mapping[str, Any]) -> ClaimedLead:
-        """From a ``public.leads`` row read with ``dict_row`` (every column)."""
+        """From a ``public.leads`` row read with ``dict_row`` (every column; a sample row
+        without ``processed_at`` is a lead processed for the first time)."""
         values = {name: row[name] for name in _NEW_LEAD_FIELDS}
         values["consent_status"] = ConsentStatus(row["consent_status"])
-        return cls(row["id"], row["client_id"], row["received_at"], NewLead(**values))
+        return cls(
+            row["id"],
+            row["client_id"],
+            row["received_at"],
+            NewLead(**values),
+            processed_before=row.get("processed_at") is not None,
+        )
 
     def as_mapping(self) -> dict[str, object]:
         """The lead's fields by name, custom fields under ``custom``: what
@@ -381,6 +391,90 @@ async def claim_queued_lead(conn: AsyncConnection, lead_id: UUID) -> ClaimedLead
         )
         row = await cur.fetchone()
     return None if row is None else ClaimedLead.from_row(row)
+
+
+@dataclass(frozen=True)
+class Requeued:
+    """What :func:`requeue_leads` did."""
+
+    queued: list[UUID]
+    """Put back in the queue now."""
+    already_queued: list[UUID]
+    """Queued already (never processed, or waiting for another attempt): left alone."""
+    blocked: list[tuple[UUID, UUID]]
+    """(lead, open lead): leads that cannot be open again while another lead of their
+    client with the same email (or phone) is; when any is, nothing was queued."""
+
+
+_OPEN_STATUSES = ("queued", "qualified", "nurture")
+"""The statuses of an open lead: the one a new submission with its email merges into
+(``idx_leads_open_dedupe``, a partial unique index, allows one per client and email)."""
+
+
+async def requeue_leads(conn: AsyncConnection, lead_ids: Sequence[UUID]) -> Requeued:
+    """Put leads back in the processor's queue (status ``queued``, no failure counted, no
+    error) to be scored and planned again; the processor does not record again a message
+    a lead already has (see :func:`lqs.domain.notifications.recorded_before`). The
+    previous score stays until then.
+
+    All or nothing: a lead that is not open (``error``, ``disqualified``) cannot be
+    reopened while another lead of its client with the same email is open (or is
+    reopened in the same call); then nothing changes and ``blocked`` names each pair.
+    Sends a NOTIFY on :data:`LEADS_QUEUED_CHANNEL` when any was queued. Must run inside
+    the caller's transaction.
+    """
+    wanted = sorted(set(lead_ids))
+    cur = await conn.execute(
+        "SELECT id, client_id, dedupe_key, status FROM public.leads WHERE id = ANY(%s)"
+        " ORDER BY id FOR UPDATE",
+        (wanted,),
+    )
+    rows = await cur.fetchall()
+    already = [lead_id for lead_id, _, _, status in rows if status == "queued"]
+    reopened = [
+        (lead_id, client_id, key) for lead_id, client_id, key, status in rows
+        if status not in _OPEN_STATUSES
+    ]  # fmt: skip
+    blocked = await _open_twins(conn, [lead_id for lead_id, _, _ in reopened])
+    first_of: dict[tuple[UUID, str], UUID] = {}
+    for lead_id, client_id, key in reopened:
+        if key is not None:
+            first = first_of.setdefault((client_id, key), lead_id)
+            if first != lead_id:
+                blocked.append((lead_id, first))
+    if blocked:
+        return Requeued([], already, blocked)
+    to_queue = [lead_id for lead_id, _, _, status in rows if status != "queued"]
+    try:
+        async with conn.transaction():  # a savepoint: a twin that arrived meanwhile
+            cur = await conn.execute(
+                "UPDATE public.leads SET status = 'queued', processing_failures = 0,"
+                " error_message = NULL WHERE id = ANY(%s) RETURNING id",
+                (to_queue,),
+            )
+    except errors.UniqueViolation:
+        # A submission with the same email opened a new lead between the check and the
+        # update (intake commits it before this statement could go on).
+        return Requeued([], already, await _open_twins(conn, [r[0] for r in reopened]))
+    queued = [row[0] for row in await cur.fetchall()]
+    if queued:
+        await notify(conn, LEADS_QUEUED_CHANNEL)
+    return Requeued(queued, already, [])
+
+
+async def _open_twins(conn: AsyncConnection, lead_ids: Sequence[UUID]) -> list[tuple[UUID, UUID]]:
+    """(lead, open lead): for each of the leads, another open lead of its client with the
+    same dedupe key."""
+    if not lead_ids:
+        return []
+    cur = await conn.execute(
+        "SELECT l.id, o.id FROM public.leads AS l"
+        " JOIN public.leads AS o ON o.client_id = l.client_id AND o.dedupe_key = l.dedupe_key"
+        "  AND o.id <> l.id AND o.status = ANY(%s)"
+        " WHERE l.id = ANY(%s) ORDER BY l.id, o.id",
+        (list(_OPEN_STATUSES), list(lead_ids)),
+    )
+    return [(row[0], row[1]) for row in await cur.fetchall()]
 
 
 @dataclass(frozen=True)

@@ -128,3 +128,32 @@ def normalise_recipient(channel: str, recipient: str) -> str:
     """
     value = recipient.strip()
     return value.lower() if channel == Channel.EMAIL else value
+
+
+MessageKey = tuple[str, str, str]
+"""What makes two messages of one lead the same message: the channel, the recipient (as
+:func:`normalise_recipient` gives it) and the template's name (without its version)."""
+
+
+def message_key(channel: str, recipient: str, template: str) -> MessageKey:
+    """The :data:`MessageKey` of a message; ``template`` may carry its version
+    (``lead_qualified@v3``, ``lead_qualified@default``), which does not count."""
+    return channel, normalise_recipient(channel, recipient), template.partition("@")[0]
+
+
+def recorded_before(message: PlannedMessage, earlier: Mapping[MessageKey, frozenset[str]]) -> bool:
+    """Whether a lead processed again already has ``message``: ``earlier`` gives the
+    statuses of the lead's recorded communications by :data:`MessageKey`.
+
+    Such a message is not recorded again, whatever became of it (``lqs comms retry``
+    re-drives a failed one), so processing a lead twice never sends anything twice. The
+    one exception is a message that was only ever rejected, never sent: it is recorded
+    again when it may be sent now (consent granted since, a suppression lifted), not
+    when it would be rejected again.
+    """
+    if message.recipient is None:
+        return False
+    statuses = earlier.get(message_key(message.channel, message.recipient, message.template_id))
+    if not statuses:
+        return False
+    return statuses != {"rejected"} or message.rejection is not None

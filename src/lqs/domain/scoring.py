@@ -427,6 +427,14 @@ def _parse_grades(spec: object, problems: list[str]) -> tuple[GradeBand, ...]:
     return tuple(bands)
 
 
+def grade_names(spec: object) -> tuple[str, ...]:
+    """The grades a client's stored rule set (``None``: the default rules) can give, best
+    first and :data:`LOWEST_GRADE` last; no rule needs to compile for this."""
+    grades = spec.get("grades") if isinstance(spec, Mapping) else None
+    names = [band.name for band in _parse_grades(grades, [])]
+    return (*names, LOWEST_GRADE) if LOWEST_GRADE not in names else tuple(names)
+
+
 def _parse_rule_list(spec: object, problems: list[str]) -> tuple[Rule, ...]:
     if spec is None:
         problems.append("rules is required: a list of rules (it may be empty)")

@@ -27,7 +27,11 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import Client, get_clients_by_id
-from lqs.db.communications import NewCommunication, record_communications
+from lqs.db.communications import (
+    NewCommunication,
+    record_communications,
+    recorded_messages,
+)
 from lqs.db.errors import is_transient
 from lqs.db.leads import (
     ClaimedLead,
@@ -49,6 +53,7 @@ from lqs.domain.notifications import (
     PlannedMessage,
     normalise_recipient,
     plan_messages,
+    recorded_before,
     reject_suppressed,
 )
 from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
@@ -234,15 +239,21 @@ class LeadProcessor:
         for cid, channel, recipient in await suppressed_recipients(conn, candidates):
             suppressed[cid].add((channel, recipient))
 
+        # A lead queued again (lqs leads reprocess) may have its messages already.
+        again = [lead.id for lead, _, _ in scored if lead.processed_before]
+        recorded = await recorded_messages(conn, again) if again else {}
+
         outcomes: list[LeadOutcome] = []
         communications: list[NewCommunication] = []
         for lead, outcome, planned in scored:
             context = contexts[lead.client_id]
             client_suppressed = frozenset(suppressed[lead.client_id])
+            earlier = recorded.get(lead.id, {})
             try:
                 lead_messages = [
                     self._communication(lead, outcome, message, context, templates)
                     for message in reject_suppressed(planned, client_suppressed)
+                    if not recorded_before(message, earlier)
                 ]
             except Exception as exc:
                 failures.append(LeadFailure(lead.id, describe_error(exc)))
