@@ -53,7 +53,7 @@ def test_a_date_or_time_without_an_offset_is_local_time() -> None:
 
 @pytest.mark.parametrize("text", ["", "yesterday", "2", "h", "-2h", "2y", "2h30m", "2026-13-01"])
 def test_anything_else_is_refused_naming_the_forms(text: str) -> None:
-    with pytest.raises(ValueError, match="expected an ISO date or time .* or an age") as caught:
+    with pytest.raises(ValueError, match=r"expected an ISO date or time .* or an age") as caught:
         parse_since(text, NOW)
 
     assert repr(text) in str(caught.value)

@@ -6,7 +6,19 @@ import sys
 
 import typer
 
-from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
+from lqs.cli import (
+    clients,
+    comms,
+    db,
+    demo,
+    leads,
+    push,
+    run,
+    simulate,
+    stats,
+    suppressions,
+    templates,
+)
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
 
@@ -16,7 +28,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
-app.add_typer(clients.templates_app, name="templates")
+app.add_typer(templates.templates_app, name="templates")
 app.add_typer(leads.app, name="leads")
 app.add_typer(comms.app, name="comms")
 app.add_typer(push.app, name="push")
@@ -25,6 +37,7 @@ app.command("serve")(run.serve)
 app.command("worker")(run.worker)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.command("stats")(stats.stats)
 
 
 def _configure_logging() -> None:
