@@ -11,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
+from lqs.cli import client_view
 from lqs.cli._common import (
     ClientSlugArgument,
     ClientSlugOption,
@@ -94,6 +95,9 @@ def clients_list(as_json: JsonOption = False) -> None:
             client.settings.get("notification_email") or "",
         )
     console.print(table)
+
+
+clients_app.command("show")(client_view.clients_show)
 
 
 def _load_yaml(path: Path) -> Any:

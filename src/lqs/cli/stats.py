@@ -13,6 +13,7 @@ from uuid import UUID
 import typer
 from psycopg import AsyncConnection
 from rich.table import Table
+from rich.text import Text
 
 from lqs.cli._common import console, fail, in_transaction
 from lqs.cli.output import JsonOption, print_json_lines
@@ -61,10 +62,11 @@ async def gather_report(
 
 
 def table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    """A Rich table of ``rows`` under ``columns``; None shows as an empty cell."""
+    """A Rich table of ``rows`` under ``columns``; None shows as an empty cell, and text
+    shows as it is (brackets are not Rich markup)."""
     found = Table(*columns, title=title)
     for row in rows:
-        found.add_row(*("" if v is None else str(v) for v in row))
+        found.add_row(*(Text("" if v is None else str(v)) for v in row))
     return found
 
 

@@ -17,10 +17,10 @@ from uuid import UUID
 
 import psycopg
 import typer
-from rich.table import Table
 
 from lqs.cli._common import ClientSlugOption, console, fail, for_client
 from lqs.cli.output import JsonOption, print_json_lines
+from lqs.cli.stats import table
 from lqs.db.clients import Client
 from lqs.db.templates import TemplateVersion, client_template, client_templates, store_template
 from lqs.domain.vocabulary import Channel
@@ -127,16 +127,15 @@ def templates_list(client: ClientSlugOption, as_json: JsonOption = False) -> Non
     if as_json:
         print_json_lines({k: v for k, v in vars(t).items() if k != "body"} for t in templates)
         return
-    table = Table(title=f"Templates of {client}")
-    for heading in ("id", "source", "version", "channel", "format", "subject", "updated"):
-        table.add_column(heading)
-    for t in templates:
-        version = f"{t.version} of {t.versions}" if t.source == "stored" else "-"
-        table.add_row(
-            t.id, t.source, version, t.channel, t.body_format, t.subject or "",
-            _when(t.updated_at),
-        )  # fmt: skip
-    console.print(table)
+    rows = [
+        (
+            t.id, t.source, f"{t.version} of {t.versions}" if t.source == "stored" else "-",
+            t.channel, t.body_format, _when(t.updated_at),
+        )
+        for t in templates
+    ]  # fmt: skip
+    headings = ("id", "source", "version", "channel", "format", "updated")
+    console.print(table(f"Templates of {client}", headings, rows))
 
 
 @templates_app.command("show")

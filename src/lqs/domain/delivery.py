@@ -419,8 +419,13 @@ def masked_delivery(data: Mapping[str, object]) -> dict[str, object]:
     private keys) through :func:`mask_secret`, long public keys shortened, the other known
     settings as they are, and anything unknown through :func:`mask_unknown`."""
     models: dict[str, type[BaseModel]] = {"email": EmailRouting, **provider_settings()}
+    order = list(DeliverySettings.model_fields)
     shown: dict[str, object] = {}
-    for name, value in data.items():
+    # The models' order (email routing, then each provider), unknown keys last: jsonb
+    # keeps its keys by length, which reads as no order at all.
+    for name, value in sorted(
+        data.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)
+    ):
         model = models.get(name)
         if model is None or not isinstance(value, Mapping):
             shown[name] = mask_unknown(value)
@@ -436,9 +441,14 @@ def masked_delivery(data: Mapping[str, object]) -> dict[str, object]:
                 if key in model.model_fields and not isinstance(item, Mapping | list)
                 else mask_unknown(item)
             )
-            for key, item in value.items()
+            for key, item in sorted(value.items(), key=lambda item: _field_order(model, item[0]))
         }
     return shown
+
+
+def _field_order(model: type[BaseModel], key: object) -> int:
+    fields = list(model.model_fields)
+    return fields.index(key) if key in fields else len(fields)
 
 
 class Verdict(StrEnum):
