@@ -209,6 +209,21 @@ def test_clients_show_masks_settings_it_does_not_know(migrated_db: str) -> None:
     assert "problem: delivery.mailgun: unknown key" in shown
 
 
+def test_clients_show_shows_settings_that_do_not_validate_and_why(migrated_db: str) -> None:
+    slug, _ = _new_client(
+        migrated_db, {"time_zone": "Mars/Olympus", "notifications": {"qualified": "everyone"}}
+    )
+
+    shown = lqs(migrated_db, "clients", "show", slug)
+    [view] = json_lines(lqs(migrated_db, "clients", "show", slug, "--json"))
+
+    assert re.search(r"time zone +Mars/Olympus", ok(shown))
+    assert "problem: settings.time_zone: unknown time zone 'Mars/Olympus'" in shown.stdout
+    assert re.search(r"│ qualified +│ +│ +│ \"everyone\"", shown.stdout)
+    assert view["settings"]["notifications"] == {"qualified": "everyone"}
+    assert len(view["problems"]) == 2
+
+
 def test_clients_show_of_an_unknown_client_is_one_line(migrated_db: str) -> None:
     result = run_lqs("clients", "show", "no-such-client", env={"LQS_DATABASE_URL": migrated_db})
 

@@ -81,9 +81,9 @@ def client_view(client: Client, holdings: ClientHoldings) -> dict[str, Any]:
         parsed: ClientSettings | None = parse_client_settings(raw)
     except ValidationError as exc:
         parsed = None
-        problems += [
-            f"settings.{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
-        ]
+        for err in exc.errors():
+            where = ".".join(str(p) for p in err["loc"])
+            problems.append(f"settings.{where}: {err['msg'].removeprefix('Value error, ')}")
     notifications = _notifications(raw, parsed)
     delivery, channels, delivery_problems = _delivery(raw.get("delivery"))
     return {
@@ -177,10 +177,11 @@ def _print(view: Mapping[str, Any]) -> None:
         notifications.add_column(heading)
     for outcome in _OUTCOMES:
         rules = settings["notifications"].get(outcome) or []
+        rules = rules if isinstance(rules, list) else [rules]
         if not rules:
             notifications.add_row(outcome, "-", "", "", "", "")
         for rule in rules:
-            item = rule if isinstance(rule, Mapping) else {}
+            item = rule if isinstance(rule, Mapping) else {"template": _compact(rule)}
             notifications.add_row(
                 *map(Text, (
                     outcome, str(item.get("channel", "")), str(item.get("to", "")),
