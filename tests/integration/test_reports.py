@@ -9,6 +9,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import timedelta
 from uuid import UUID
 
 import pytest
@@ -16,7 +17,7 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.db.clients import create_client, delete_clients
+from lqs.db.clients import create_api_key, create_client, delete_clients
 from lqs.db.communications import NewCommunication, record_communications
 from lqs.db.consent import withdraw_consent
 from lqs.db.leads import insert_or_merge_leads
@@ -28,6 +29,7 @@ from lqs.db.reports import (
     LeadCount,
     SuppressionCount,
     Unsettled,
+    client_holdings,
     communications_by_status,
     consent_history_by_source,
     delivery_events_by_provider,
@@ -258,3 +260,56 @@ async def test_delete_clients_removes_them_and_what_is_theirs(pool: AsyncConnect
     assert deleted == 1
     assert left == Unsettled(0, 0)
     assert events == []
+
+
+async def test_no_client_ids_means_every_client(pool: AsyncConnectionPool, scene: Scene) -> None:
+    async with pool.connection() as conn:
+        every = await leads_by_status(conn, None)
+        suppressed = await suppressions_by_reason(conn, None)
+
+    slugs = {n.client_slug for n in every}
+    assert scene.slug in slugs
+    assert len(slugs) >= 2
+    assert sum(n.recipients for n in suppressed) >= 6
+
+
+async def test_since_keeps_what_was_created_at_or_after_it(
+    pool: AsyncConnectionPool, scene: Scene
+) -> None:
+    async with pool.connection() as conn:
+        cur = await conn.execute(
+            "SELECT created_at FROM public.leads WHERE client_id = %s ORDER BY created_at LIMIT 1",
+            (scene.client,),
+        )
+        row = await cur.fetchone()
+        assert row is not None
+        first = row[0]
+        later = first + timedelta(days=1)
+        reports = [leads_by_status, communications_by_status, delivery_events_by_provider,
+                   suppressions_by_reason, consent_history_by_source]  # fmt: skip
+        everything = [await report(conn, [scene.client], first) for report in reports]
+        nothing = [await report(conn, [scene.client], later) for report in reports]
+        latency = await latencies(conn, [scene.client], later)
+
+    assert all(everything), everything  # every kind of row exists at ``first``
+    assert nothing == [[], [], [], [], []]
+    assert [n.messages for n in latency] == [0, 0]
+
+
+async def test_client_holdings_counts_what_the_client_holds(
+    pool: AsyncConnectionPool, scene: Scene
+) -> None:
+    async with pool.connection() as conn:
+        found = await client_holdings(conn, scene.client)
+        missing = await client_holdings(conn, uuid.uuid4())
+        async with conn.transaction(force_rollback=True):
+            await create_api_key(conn, scene.client, "one", 60)
+            with_key = await client_holdings(conn, scene.client)
+
+    assert found is not None
+    assert with_key is not None
+    assert (with_key.live_api_keys, with_key.revoked_api_keys) == (1, 0)
+    assert found.leads == {"nurture": 1, "qualified": 1, "queued": 2}
+    assert (found.live_api_keys, found.revoked_api_keys, found.push_subscriptions) == (0, 0, 0)
+    assert (found.templates, found.suppressions) == (0, 3)
+    assert missing is None

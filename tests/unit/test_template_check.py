@@ -11,7 +11,7 @@ from typing import Any, Literal
 
 import pytest
 
-from lqs.cli.clients import _sample_variables
+from lqs.cli.templates import _sample_variables
 from lqs.db.clients import Client
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer

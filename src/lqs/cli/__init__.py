@@ -16,7 +16,9 @@ from lqs.cli import (
     push,
     run,
     simulate,
+    stats,
     suppressions,
+    templates,
 )
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
@@ -27,7 +29,7 @@ app = typer.Typer(
 app.add_typer(db.app, name="db")
 app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
-app.add_typer(clients.templates_app, name="templates")
+app.add_typer(templates.templates_app, name="templates")
 app.add_typer(leads.app, name="leads")
 leads.app.command("list")(lead_views.leads_list)
 leads.app.command("show")(lead_views.leads_show)
@@ -39,6 +41,7 @@ app.command("serve")(run.serve)
 app.command("worker")(run.worker)
 app.command("demo")(demo.demo)
 app.command("simulate")(simulate.simulate)
+app.command("stats")(stats.stats)
 
 
 def _configure_logging() -> None:

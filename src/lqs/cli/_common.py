@@ -29,7 +29,7 @@ from lqs.db.embedded import start_embedded
 from lqs.db.errors import DatabaseNotMigrated, is_transient
 from lqs.db.migrate import MigrationState, load_migrations, migration_status, read_history
 from lqs.domain.text import unstorable_text
-from lqs.domain.time_spec import parse_since
+from lqs.domain.timespan import SINCE_FORMS, parse_since
 
 console = Console()
 T = TypeVar("T")
@@ -68,15 +68,15 @@ SinceOption = Annotated[
     str | None,
     typer.Option(
         "--since",
-        help="Only since then: a date or time (2026-03-01, 2026-03-01T09:30, local unless"
-        " it has an offset) or an age (30m, 2h, 7d, 2w)",
+        metavar="WHEN",
+        help=f"Only since then: {SINCE_FORMS}; a time without an offset is local time",
     ),
 ]
 """``--since WHEN``: read with :func:`since`."""
 
 
 def since(value: str | None) -> datetime | None:
-    """The moment ``--since`` names (see :func:`lqs.domain.time_spec.parse_since`), or
+    """The moment ``--since`` names (see :func:`lqs.domain.timespan.parse_since`), or
     exit with one line listing the forms it takes."""
     if value is None:
         return None

@@ -1,11 +1,9 @@
-"""``lqs clients ...``, ``lqs keys ...`` and ``lqs templates ...``: tenant administration."""
+"""``lqs clients ...`` and ``lqs keys ...``: tenant administration."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
-from uuid import UUID
+from typing import Annotated, Any
 
 import psycopg
 import typer
@@ -13,6 +11,7 @@ import yaml
 from pydantic import ValidationError
 from rich.table import Table
 
+from lqs.cli import client_view
 from lqs.cli._common import (
     ClientSlugArgument,
     ClientSlugOption,
@@ -31,16 +30,12 @@ from lqs.db.clients import (
     revoke_api_key,
     update_client_settings,
 )
-from lqs.db.templates import store_template
 from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
 from lqs.domain.vocabulary import Channel
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke a client's API keys.", no_args_is_help=True)
-templates_app = typer.Typer(
-    help="Store versions of a client's message templates.", no_args_is_help=True
-)
 
 
 def _validated_settings(current: dict[str, Any], patch: dict[str, Any]) -> None:
@@ -100,6 +95,9 @@ def clients_list(as_json: JsonOption = False) -> None:
             client.settings.get("notification_email") or "",
         )
     console.print(table)
+
+
+clients_app.command("show")(client_view.clients_show)
 
 
 def _load_yaml(path: Path) -> Any:
@@ -258,82 +256,3 @@ def keys_revoke(
     if count == 0:
         fail(f"no live key of {client} starts with {key[:12]!r}")
     console.print(f"revoked {count} key(s)")
-
-
-@templates_app.command("put")
-def templates_put(
-    client: ClientSlugOption,
-    template_id: Annotated[str, typer.Option("--id", help="e.g. lead_qualified")],
-    body_file: Annotated[Path, typer.Option(help="The body (Jinja2)")],
-    channel: Annotated[Channel, typer.Option()] = Channel.EMAIL,
-    subject: Annotated[str | None, typer.Option(help="The subject (Jinja2)")] = None,
-    body_format: Annotated[str, typer.Option("--format", help="html or text")] = "html",
-) -> None:
-    """Store a new version of a template once it passes a check; a bad one stores nothing.
-
-    The check compiles it, refuses names the processor does not provide (top level: lead,
-    client, score, grade, outcome, breakdown; lead.X must be a lead field, lead.custom.X
-    may be anything), and renders a sample lead that has every lead field and no custom
-    field: read custom fields as lead.custom.get('x') or lead.custom.x | default('').
-    """
-    if body_format not in ("html", "text"):
-        fail("--format must be html or text")
-    try:
-        body = body_file.read_text(encoding="utf-8")
-    except OSError as exc:
-        fail(f"cannot read {body_file}: {exc.strerror or exc}")
-    except UnicodeDecodeError as exc:
-        fail(f"{body_file}: not UTF-8 text ({exc.reason} at byte {exc.start})")
-    fmt: Literal["html", "text"] = "html" if body_format == "html" else "text"
-    # Jinja2 and the sandbox: only the template commands need them.
-    from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
-
-    renderer = TemplateRenderer()
-    try:
-        template = MessageTemplate(template_id, 1, channel, subject, body, fmt)
-        renderer.check(template)  # before touching the database: a syntax error is common
-    except (TemplateError, ValueError) as exc:
-        fail(f"{exc}; nothing was stored")
-
-    async def store(conn: psycopg.AsyncConnection, found: Client) -> int | str:
-        try:
-            renderer.vet(template, _sample_variables(found))
-        except TemplateError as exc:
-            return str(exc)  # the transaction stores nothing
-        return await store_template(conn, found.id, template_id, channel.value, subject, body, fmt)
-
-    outcome = for_client(client, store)
-    if isinstance(outcome, str):
-        fail(f"{outcome}; nothing was stored")
-    console.print(f"stored {template_id} version {outcome} for {client}")
-
-
-def _sample_variables(client: Client) -> dict[str, Any]:
-    """What the processor would pass a template for a plausible qualified lead of ``client``:
-    every lead field set (no custom field: many leads have none)."""
-    from lqs.db.leads import ClaimedLead, LeadOutcome
-    from lqs.domain.vocabulary import LeadStatus
-    from lqs.worker.processor import template_variables
-
-    lead_id = UUID("00000000-0000-4000-8000-00000000a1a1")
-    row = {
-        "id": lead_id, "client_id": client.id, "email": "ada.lovelace@analytical.example",
-        "phone": "+442071838750", "first_name": "Ada", "last_name": "Lovelace",
-        "job_title": "Chief Technology Officer", "company_name": "Analytical Engines Ltd",
-        "company_domain": "analytical.example", "company_size": 250, "industry": "Software",
-        "country": "GB", "source": "website", "utm_source": "newsletter", "utm_medium": "email",
-        "utm_campaign": "spring_launch", "utm_term": "lead scoring", "utm_content": "header_link",
-        "custom": {}, "consent_status": "granted", "consent_source": "website form",
-        "consent_at": datetime(2026, 3, 2, 9, 58, tzinfo=UTC),
-        "received_at": datetime(2026, 3, 2, 10, 0, tzinfo=UTC),
-    }  # fmt: skip
-    breakdown = [
-        {"rule_id": "corporate-email", "rule_version": 1, "field": "email",
-         "value": row["email"], "points": 25, "reason": "Email on a company domain"},
-        {"rule_id": "senior-title", "rule_version": 1, "field": "job_title",
-         "value": row["job_title"], "points": 20, "reason": "Senior decision-maker"},
-        {"rule_id": "company-size", "rule_version": 1, "field": "company_size",
-         "value": row["company_size"], "points": 20, "reason": "Company of 50 to 10,000 people"},
-    ]  # fmt: skip
-    outcome = LeadOutcome(lead_id, LeadStatus.QUALIFIED, 65, "B", breakdown, None)
-    return template_variables(ClaimedLead.from_row(row), outcome, client)

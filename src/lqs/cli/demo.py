@@ -32,26 +32,18 @@ import typer
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import AsyncConnection
-from rich.table import Table
 
 from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.lead_views import breakdown_table
 from lqs.cli.processes import ProcessGroup
+from lqs.cli.stats import gather_report, report_tables
+from lqs.cli.stats import table as _table
 from lqs.db.clients import create_api_key, create_client, delete_clients, update_client_settings
 from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
 from lqs.db.migrate import migrate
-from lqs.db.reports import (
-    communications_by_status,
-    consent_history_by_source,
-    delivery_events_by_provider,
-    latencies,
-    leads_by_status,
-    sample_delivered_lead,
-    suppressions_by_reason,
-    unsettled,
-)
+from lqs.db.reports import sample_delivered_lead, unsettled
 from lqs.db.verify import VerifyReport, verify
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
@@ -347,75 +339,13 @@ async def _unsubscribe_one(http: httpx.AsyncClient, sim_base: str) -> str | None
     return None
 
 
-def _table(title: str, columns: Sequence[str], rows: Sequence[Sequence[Any]]) -> Table:
-    table = Table(*columns, title=title)
-    for row in rows:
-        table.add_row(*("" if v is None else str(v) for v in row))
-    return table
-
-
 async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str, int]:
-    leads = await leads_by_status(conn, client_ids)
-    console.print(
-        _table(
-            "Leads by outcome",
-            ("client", "status", "leads"),
-            [(n.client_slug, n.status, n.leads) for n in leads],
-        )
-    )
-    communications = await communications_by_status(conn, client_ids)
-    console.print(
-        _table(
-            "Communications by status and provider",
-            ("channel", "provider", "status", "count", "retries"),
-            [
-                (n.channel, n.provider, n.status, n.communications, n.retries)
-                for n in communications
-            ],
-        )
-    )
+    report = await gather_report(conn, client_ids)
+    for found in report_tables(report):
+        console.print(found)
     totals: dict[str, int] = {}
-    for n in communications:
+    for n in report.communications:
         totals[n.status] = totals.get(n.status, 0) + n.communications
-    latency = [
-        (
-            stretch.path,
-            stretch.messages,
-            *(
-                f"{v:.0f} ms" if v is not None else "-"
-                for v in (stretch.p50_ms, stretch.p95_ms, stretch.p99_ms)
-            ),
-        )
-        for stretch in await latencies(conn, client_ids)
-    ]
-    console.print(_table("Latency", ("path", "messages", "p50", "p95", "p99"), latency))
-    console.print(
-        _table(
-            "Delivery events stored (each once; re-deliveries had no effect)",
-            ("provider", "events", "unmatched"),
-            [
-                (n.provider, n.events, n.unmatched)
-                for n in await delivery_events_by_provider(conn, client_ids)
-            ],
-        )
-    )
-    console.print(
-        _table(
-            "Suppressions",
-            ("reason", "recipients"),
-            [(n.reason, n.recipients) for n in await suppressions_by_reason(conn, client_ids)],
-        )
-    )
-    console.print(
-        _table(
-            "Consent history (append-only)",
-            ("source", "status", "entries"),
-            [
-                (n.source, n.consent_status, n.entries)
-                for n in await consent_history_by_source(conn, client_ids)
-            ],
-        )
-    )
     await _sample(conn, client_ids)
     return totals
 

@@ -556,3 +556,30 @@ async def record_lead_outcomes(conn: AsyncConnection, outcomes: Sequence[LeadOut
         for o in outcomes
     ]
     await conn.execute(_RECORD_OUTCOMES, {"outcomes": Jsonb(payload)})
+
+
+async def find_client_lead(
+    conn: AsyncConnection, client_id: UUID, lead_id: UUID | None, email: str | None
+) -> tuple[ClaimedLead, LeadOutcome] | None:
+    """The client's lead with this id, or its latest lead (by arrival) with this email
+    (compared case-insensitively), as a template sees it: its fields and the processor's
+    recorded verdict. None when the client has no such lead."""
+    async with conn.cursor(row_factory=dict_row) as cur:
+        await cur.execute(
+            "SELECT l.* FROM public.leads AS l WHERE l.client_id = %(client)s"
+            " AND (l.id = %(id)s::uuid OR lower(l.email) = lower(%(email)s::text))"
+            " ORDER BY l.received_at DESC, l.id LIMIT 1",
+            {"client": client_id, "id": lead_id, "email": email},
+        )
+        row = await cur.fetchone()
+    if row is None:
+        return None
+    verdict = LeadOutcome(
+        row["id"],
+        LeadStatus(row["status"]),
+        row["score"],
+        row["grade"],
+        row["score_breakdown"],
+        row["error_message"],
+    )
+    return ClaimedLead.from_row(row), verdict

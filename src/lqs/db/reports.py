@@ -1,13 +1,17 @@
-"""SQL for reports over a set of clients: what became of their leads and messages.
+"""SQL for reports over clients: what became of their leads and messages, and what a
+client holds.
 
-``lqs demo`` prints these once its pipeline has settled; each function is one read-only
-statement over the clients given.
+``lqs demo`` prints the counts once its pipeline has settled and ``lqs stats`` prints them
+for the live database; each function is one read-only statement. ``client_ids`` None
+means every client; ``since`` keeps what was created (a lead, a message, a suppression),
+received (a delivery event) or recorded (a consent entry) at or after that moment.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -18,11 +22,18 @@ _Row = TypeVar("_Row")
 
 
 async def _rows(
-    conn: AsyncConnection, query: str, client_ids: Sequence[UUID], row: Callable[..., _Row]
+    conn: AsyncConnection,
+    query: str,
+    client_ids: Sequence[UUID] | None,
+    row: Callable[..., _Row],
+    since: datetime | None = None,
 ) -> list[_Row]:
-    """``query`` run over the clients (its one ``%s``), each row made by ``row(*columns)``."""
+    """``query`` run with ``%(c)s`` the clients (None: every client) and ``%(since)s`` the
+    moment, each row made by ``row(*columns)``."""
     async with conn.cursor(row_factory=args_row(row)) as cur:
-        await cur.execute(query, (list(client_ids),))
+        await cur.execute(
+            query, {"c": None if client_ids is None else list(client_ids), "since": since}
+        )
         return await cur.fetchall()
 
 
@@ -56,15 +67,20 @@ class LeadCount:
     leads: int
 
 
-async def leads_by_status(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[LeadCount]:
+async def leads_by_status(
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
+) -> list[LeadCount]:
     """Leads per client and status, by client slug then status."""
     return await _rows(
         conn,
         "SELECT k.slug, l.status, count(*) FROM public.leads l"
-        " JOIN public.clients k ON k.id = l.client_id WHERE l.client_id = ANY(%s)"
+        " JOIN public.clients k ON k.id = l.client_id"
+        " WHERE (%(c)s::uuid[] IS NULL OR l.client_id = ANY(%(c)s::uuid[]))"
+        "   AND (%(since)s::timestamptz IS NULL OR l.created_at >= %(since)s::timestamptz)"
         " GROUP BY 1, 2 ORDER BY 1, 2",
         client_ids,
         LeadCount,
+        since,
     )
 
 
@@ -79,16 +95,19 @@ class CommunicationCount:
 
 
 async def communications_by_status(
-    conn: AsyncConnection, client_ids: Sequence[UUID]
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
 ) -> list[CommunicationCount]:
     """Communications and their retries per channel, provider and status."""
     return await _rows(
         conn,
         "SELECT c.type, coalesce(c.provider, '-'), c.status, count(*),"
         " sum(coalesce(c.retry_count, 0)) FROM public.communications c"
-        " WHERE c.client_id = ANY(%s) GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
+        " WHERE (%(c)s::uuid[] IS NULL OR c.client_id = ANY(%(c)s::uuid[]))"
+        "   AND (%(since)s::timestamptz IS NULL OR c.created_at >= %(since)s::timestamptz)"
+        " GROUP BY 1, 2, 3 ORDER BY 1, 2, 3",
         client_ids,
         CommunicationCount,
+        since,
     )
 
 
@@ -103,15 +122,20 @@ class Latency:
     p99_ms: float | None
 
 
-async def latencies(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[Latency]:
-    """Intake to the provider's acceptance, then acceptance to the delivery webhook."""
+async def latencies(
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
+) -> list[Latency]:
+    """Intake to the provider's acceptance, then acceptance to the delivery webhook, over
+    the messages created since ``since``."""
     return await _rows(
         conn,
         "WITH d AS ("
         "  SELECT extract(epoch FROM c.sent_at - l.created_at) * 1000 AS to_sent,"
         "         extract(epoch FROM c.delivered_at - c.sent_at) * 1000 AS to_delivered"
         "  FROM public.communications c JOIN public.leads l ON l.id = c.lead_id"
-        "  WHERE c.client_id = ANY(%s) AND c.sent_at IS NOT NULL)"
+        "  WHERE (%(c)s::uuid[] IS NULL OR c.client_id = ANY(%(c)s::uuid[]))"
+        "    AND (%(since)s::timestamptz IS NULL OR c.created_at >= %(since)s::timestamptz)"
+        "    AND c.sent_at IS NOT NULL)"
         " SELECT 'intake → provider accepted', count(to_sent),"
         "  percentile_cont(0.5) WITHIN GROUP (ORDER BY to_sent),"
         "  percentile_cont(0.95) WITHIN GROUP (ORDER BY to_sent),"
@@ -122,6 +146,7 @@ async def latencies(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[L
         "  percentile_cont(0.99) WITHIN GROUP (ORDER BY to_delivered) FROM d",
         client_ids,
         Latency,
+        since,
     )
 
 
@@ -134,15 +159,19 @@ class EventCount:
 
 
 async def delivery_events_by_provider(
-    conn: AsyncConnection, client_ids: Sequence[UUID]
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
 ) -> list[EventCount]:
     """Stored delivery events per provider (each event once: re-deliveries are not stored)."""
     return await _rows(
         conn,
         "SELECT provider, count(*), count(*) FILTER (WHERE communication_id IS NULL)"
-        " FROM public.provider_events WHERE client_id = ANY(%s) GROUP BY 1 ORDER BY 1",
+        " FROM public.provider_events"
+        " WHERE (%(c)s::uuid[] IS NULL OR client_id = ANY(%(c)s::uuid[]))"
+        "   AND (%(since)s::timestamptz IS NULL OR received_at >= %(since)s::timestamptz)"
+        " GROUP BY 1 ORDER BY 1",
         client_ids,
         EventCount,
+        since,
     )
 
 
@@ -153,15 +182,18 @@ class SuppressionCount:
 
 
 async def suppressions_by_reason(
-    conn: AsyncConnection, client_ids: Sequence[UUID]
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
 ) -> list[SuppressionCount]:
     """Suppressed recipients per reason."""
     return await _rows(
         conn,
-        "SELECT reason, count(*) FROM public.suppressions WHERE client_id = ANY(%s)"
+        "SELECT reason, count(*) FROM public.suppressions"
+        " WHERE (%(c)s::uuid[] IS NULL OR client_id = ANY(%(c)s::uuid[]))"
+        "   AND (%(since)s::timestamptz IS NULL OR created_at >= %(since)s::timestamptz)"
         " GROUP BY 1 ORDER BY 1",
         client_ids,
         SuppressionCount,
+        since,
     )
 
 
@@ -173,15 +205,18 @@ class ConsentCount:
 
 
 async def consent_history_by_source(
-    conn: AsyncConnection, client_ids: Sequence[UUID]
+    conn: AsyncConnection, client_ids: Sequence[UUID] | None, since: datetime | None = None
 ) -> list[ConsentCount]:
     """Consent history entries per source and status."""
     return await _rows(
         conn,
         "SELECT source, consent_status, count(*) FROM public.consent_history"
-        " WHERE client_id = ANY(%s) GROUP BY 1, 2 ORDER BY 1",
+        " WHERE (%(c)s::uuid[] IS NULL OR client_id = ANY(%(c)s::uuid[]))"
+        "   AND (%(since)s::timestamptz IS NULL OR recorded_at >= %(since)s::timestamptz)"
+        " GROUP BY 1, 2 ORDER BY 1, 2",
         client_ids,
         ConsentCount,
+        since,
     )
 
 
@@ -209,11 +244,48 @@ async def sample_delivered_lead(
         "SELECT l.id, l.email, l.score, l.grade, l.status, coalesce(l.score_breakdown, '[]'),"
         " (SELECT c.id FROM public.communications c WHERE c.lead_id = l.id"
         "  AND c.type = 'email' AND c.recipient = l.email ORDER BY c.created_at LIMIT 1)"
-        " FROM public.leads l WHERE l.client_id = ANY(%s) AND l.status = 'qualified'"
+        " FROM public.leads l WHERE l.client_id = ANY(%(c)s::uuid[]) AND l.status = 'qualified'"
         " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
         "             AND c.status = 'delivered' AND c.type = 'email' AND c.recipient = l.email)"
         " ORDER BY l.score DESC, l.created_at LIMIT 1",
         client_ids,
         SampleLead,
+    )
+    return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class ClientHoldings:
+    """What one client holds, counted (``lqs clients show``)."""
+
+    created_at: datetime
+    leads: dict[str, int]
+    """Leads by status (statuses with none left out)."""
+    live_api_keys: int
+    revoked_api_keys: int
+    push_subscriptions: int
+    """Subscriptions still live (not gone)."""
+    templates: int
+    """Template names the client stored (any number of versions each)."""
+    suppressions: int
+
+
+async def client_holdings(conn: AsyncConnection, client_id: UUID) -> ClientHoldings | None:
+    """The client's creation time and counts of what is its; None for no such client."""
+    found = await _rows(
+        conn,
+        "SELECT k.created_at,"
+        " coalesce((SELECT jsonb_object_agg(status, n) FROM (SELECT status, count(*) AS n"
+        "   FROM public.leads WHERE client_id = k.id GROUP BY status) AS s), '{}'),"
+        " (SELECT count(*) FROM public.api_keys WHERE client_id = k.id AND revoked_at IS NULL),"
+        " (SELECT count(*) FROM public.api_keys"
+        "   WHERE client_id = k.id AND revoked_at IS NOT NULL),"
+        " (SELECT count(*) FROM public.push_subscriptions"
+        "   WHERE client_id = k.id AND gone_at IS NULL),"
+        " (SELECT count(DISTINCT name) FROM public.templates WHERE client_id = k.id),"
+        " (SELECT count(*) FROM public.suppressions WHERE client_id = k.id)"
+        " FROM public.clients k WHERE k.id = ANY(%(c)s::uuid[])",
+        [client_id],
+        ClientHoldings,
     )
     return found[0] if found else None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from uuid import UUID
 
 from psycopg import AsyncConnection
@@ -68,3 +69,48 @@ async def store_template(
     row = await cur.fetchone()
     assert row is not None
     return int(row[0])
+
+
+@dataclass(frozen=True)
+class TemplateVersion:
+    """One stored version of a client's template, with when it was stored and how many
+    versions of its name there are."""
+
+    name: str
+    version: int
+    channel: str
+    subject: str | None
+    body: str
+    body_format: str
+    created_at: datetime
+    versions: int
+
+
+async def client_templates(conn: AsyncConnection, client_id: UUID) -> list[TemplateVersion]:
+    """The highest version of each template the client stored, by name."""
+    cur = await conn.execute(
+        "SELECT DISTINCT ON (name) name, version, channel, subject, body, body_format,"
+        " created_at, count(*) OVER (PARTITION BY name)"
+        " FROM public.templates WHERE client_id = %s ORDER BY name, version DESC",
+        (client_id,),
+    )
+    return [TemplateVersion(*row) for row in await cur.fetchall()]
+
+
+async def client_template(
+    conn: AsyncConnection, client_id: UUID, name: str, version: int | None = None
+) -> TemplateVersion | None:
+    """Version ``version`` of the client's template ``name`` (None: the highest), or None
+    when the client stored no such version."""
+    cur = await conn.execute(
+        "SELECT name, version, channel, subject, body, body_format, created_at,"
+        " count(*) OVER ()"
+        " FROM public.templates WHERE client_id = %(client)s AND name = %(name)s"
+        " ORDER BY version = %(version)s DESC NULLS LAST, version DESC LIMIT 1",
+        {"client": client_id, "name": name, "version": version},
+    )
+    row = await cur.fetchone()
+    if row is None:
+        return None
+    found = TemplateVersion(*row)
+    return found if version is None or found.version == version else None

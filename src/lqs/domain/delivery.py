@@ -363,6 +363,94 @@ def provider_for(
     return None
 
 
+MASK = "••••"
+"""What a masked secret shows instead of its characters."""
+_FORMAT_PREFIXES = ("whsec_", "re_", "SG.")
+"""Prefixes that say what kind of secret a value is, not part of the secret."""
+_SHOWN_TAIL = 4
+_TAIL_AFTER = 16
+"""A secret shows its last characters only when at least this many more are hidden."""
+_SHORTENED = frozenset({"webhook_public_key"})
+"""Settings that are not secret but too long to read: shown by their ends."""
+
+
+def mask_secret(value: object) -> str:
+    """``value`` as a secret is shown: its format prefix (``re_``, ``SG.``, ``whsec_``),
+    :data:`MASK`, then its last 4 characters when it is one word with at least 16 more
+    hidden; anything else (short, PEM, not text) is the prefix and :data:`MASK` alone."""
+    if not isinstance(value, str):
+        return MASK
+    prefix = next((p for p in _FORMAT_PREFIXES if value.startswith(p)), "")
+    rest = value[len(prefix) :]
+    one_word = rest and not any(c.isspace() for c in rest)
+    tail = rest[-_SHOWN_TAIL:] if one_word and len(rest) >= _TAIL_AFTER + _SHOWN_TAIL else ""
+    return f"{prefix}{MASK}{tail}"
+
+
+def _shortened(value: object) -> object:
+    if isinstance(value, str) and len(value) > 24:
+        return f"{value[:8]}…{value[-8:]}"
+    return value
+
+
+def mask_unknown(value: object) -> object:
+    """``value`` with every leaf masked and its shape kept: for settings whose meaning
+    LQS does not know, so cannot tell secret from not."""
+    if isinstance(value, Mapping):
+        return {str(k): mask_unknown(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [mask_unknown(v) for v in value]
+    if value is None or isinstance(value, bool):
+        return value
+    return mask_secret(value)
+
+
+def _secret_fields(model: type[BaseModel]) -> frozenset[str]:
+    return frozenset(
+        name
+        for name, info in model.model_fields.items()
+        if SecretStr in (info.annotation, *get_args(info.annotation))
+    )
+
+
+def masked_delivery(data: Mapping[str, object]) -> dict[str, object]:
+    """Stored delivery settings (valid or not) as they may be shown: every secret setting
+    (``SecretStr`` in its provider's model: API keys, auth tokens, signing secrets, VAPID
+    private keys) through :func:`mask_secret`, long public keys shortened, the other known
+    settings as they are, and anything unknown through :func:`mask_unknown`."""
+    models: dict[str, type[BaseModel]] = {"email": EmailRouting, **provider_settings()}
+    order = list(DeliverySettings.model_fields)
+    shown: dict[str, object] = {}
+    # The models' order (email routing, then each provider), unknown keys last: jsonb
+    # keeps its keys by length, which reads as no order at all.
+    for name, value in sorted(
+        data.items(), key=lambda item: order.index(item[0]) if item[0] in order else len(order)
+    ):
+        model = models.get(name)
+        if model is None or not isinstance(value, Mapping):
+            shown[name] = mask_unknown(value)
+            continue
+        secret = _secret_fields(model)
+        shown[name] = {
+            str(key): (
+                mask_secret(item)
+                if key in secret
+                else _shortened(item)
+                if key in _SHORTENED
+                else item
+                if key in model.model_fields and not isinstance(item, Mapping | list)
+                else mask_unknown(item)
+            )
+            for key, item in sorted(value.items(), key=lambda item: _field_order(model, item[0]))
+        }
+    return shown
+
+
+def _field_order(model: type[BaseModel], key: object) -> int:
+    fields = list(model.model_fields)
+    return fields.index(key) if key in fields else len(fields)
+
+
 class Verdict(StrEnum):
     """A provider's answer to one message, classified (see :mod:`lqs.providers.base`)."""
 
