@@ -7,11 +7,15 @@ import sys
 import typer
 
 from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
+from lqs.cli.plain_help import PlainHelpGroup
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
 
 app = typer.Typer(
-    name="lqs", help="Lead qualification and outbound communications.", no_args_is_help=True
+    name="lqs",
+    help="Lead qualification and outbound communications.",
+    no_args_is_help=True,
+    cls=PlainHelpGroup,
 )
 app.add_typer(db.app, name="db")
 app.add_typer(clients.clients_app, name="clients")
