@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
 from lqs.cli import clients, comms, db, demo, leads, push, run, simulate, suppressions
+from lqs.cli._common import set_verbose
 from lqs.cli.plain_help import PlainHelpGroup
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
@@ -17,6 +19,18 @@ app = typer.Typer(
     no_args_is_help=True,
     cls=PlainHelpGroup,
 )
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Say which database a command uses (on stderr, once)"),
+    ] = False,
+) -> None:
+    set_verbose(verbose)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
