@@ -51,9 +51,10 @@ def _configure_logging() -> None:
     # worker's event loop for that long each time.
     import structlog
 
+    # Colours only on a terminal: a log file or a pipe gets plain key=value lines.
     processors = list(structlog.get_config()["processors"])
     processors[-1] = structlog.dev.ConsoleRenderer(
-        exception_formatter=structlog.dev.plain_traceback
+        colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
     )
     structlog.configure(processors=processors)
 
