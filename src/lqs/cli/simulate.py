@@ -211,7 +211,7 @@ def simulate(
     ] = None,
     api: Annotated[
         str | None,
-        typer.Option(metavar="URL", help="The API the events go to [default: LQS_PUBLIC_BASE_URL]"),
+        typer.Option(metavar="URL", help="The API the events go to (default: LQS_PUBLIC_BASE_URL)"),
     ] = None,
 ) -> None:
     """Serve the provider simulator until interrupted; point provider base URLs at it."""
