@@ -81,7 +81,7 @@ def test_client_creation_refuses_bad_slugs_and_duplicates(pipeline_db: str) -> N
     )
     _one_line_error(
         run_lqs(pipeline_db, "clients", "create", "Y", "--slug", "y1", "--region", "usa"),
-        "default_region",
+        "--region 'usa'",
     )
 
 

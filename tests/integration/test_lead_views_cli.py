@@ -194,7 +194,7 @@ def test_grades_of_the_clients_own_rules_and_of_stored_leads_are_known(
         (["--status", "won"], ["--status must be one of queued, qualified, nurture, "
                                "disqualified, error, not 'won'"]),
         (["--grade", "Z"], ["--grade must be one of A, B, C, D", "not 'Z'"]),
-        (["--since", "yesterday"], ["--since must be a time (2026-03-01", "30m, 2h, 7d"]),
+        (["--since", "yesterday"], ["--since 'yesterday': expected", "30m, 2h, 7d"]),
         (["--search", "a\udcffb"], ["--search holds a lone surrogate (U+DCFF) at character 2"]),
         (["--client", "x\udcff"], ["--client holds a lone surrogate"]),
     ],

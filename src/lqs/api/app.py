@@ -30,6 +30,7 @@ from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
@@ -86,11 +87,13 @@ def create_app(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     pooled: bool | None = None,
+    access_log: bool = False,
 ) -> FastAPI:
     """The API with its two pools, opened at start-up and closed at shutdown.
 
     ``pooled``: whether ``database_url`` goes through a transaction pooler (None:
-    detected, see :func:`lqs.db.pool.open_pool`).
+    detected, see :func:`lqs.db.pool.open_pool`). ``access_log``: log one line per
+    request (:class:`~lqs.api.access_log.AccessLog`).
 
     Start-up fails (DatabaseUnavailable, UnsupportedServer) when the database cannot be
     reached; once running, the pools reconnect on their own.
@@ -130,6 +133,8 @@ def create_app(
     # so they work with no internet access.
     app = FastAPIOffline(title="LQS", version="0.1.0", lifespan=lifespan)
     app.add_middleware(BodySizeLimit, max_bytes=max_body_bytes)
+    if access_log:  # added last, so outermost: it logs the 413s too
+        app.add_middleware(AccessLog)
     # One handler. Registered for the database's exception classes too, not only for
     # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
     # after answering, so the server would log every 503 of an outage as a crash.

@@ -22,6 +22,7 @@ from typing import Annotated, Any
 from fastapi import Depends, Request
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.api.access_log import CLIENT_ID_STATE
 from lqs.api.errors import ApiError
 from lqs.api.limits import RateLimiter, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
@@ -99,6 +100,7 @@ async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrinc
             "the API key is unknown or has been revoked",
             "unknown or revoked key",
         )
+    setattr(request.state, CLIENT_ID_STATE, principal.client_id)  # for the access log
     wait = limiter.acquire(principal.key_id, principal.rate_limit_per_minute)
     if wait > 0:
         raise ApiError(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from typing import Annotated
 
 import typer
 
@@ -20,12 +21,29 @@ from lqs.cli import (
     suppressions,
     templates,
 )
+from lqs.cli._common import set_verbose
+from lqs.cli.plain_help import PlainHelpGroup
 from lqs.db.errors import is_transient
 from lqs.errors import LqsError
 
 app = typer.Typer(
-    name="lqs", help="Lead qualification and outbound communications.", no_args_is_help=True
+    name="lqs",
+    help="Lead qualification and outbound communications.",
+    no_args_is_help=True,
+    cls=PlainHelpGroup,
 )
+
+
+@app.callback()
+def _global_options(
+    verbose: Annotated[
+        bool,
+        typer.Option("--verbose", "-v", help="Say which database a command uses (on stderr, once)"),
+    ] = False,
+) -> None:
+    set_verbose(verbose)
+
+
 app.add_typer(db.app, name="db")
 app.add_typer(clients.clients_app, name="clients")
 app.add_typer(clients.keys_app, name="keys")
@@ -50,9 +68,10 @@ def _configure_logging() -> None:
     # worker's event loop for that long each time.
     import structlog
 
+    # Colours only on a terminal: a log file or a pipe gets plain key=value lines.
     processors = list(structlog.get_config()["processors"])
     processors[-1] = structlog.dev.ConsoleRenderer(
-        exception_formatter=structlog.dev.plain_traceback
+        colors=sys.stdout.isatty(), exception_formatter=structlog.dev.plain_traceback
     )
     structlog.configure(processors=processors)
 

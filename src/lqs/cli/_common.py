@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Annotated, NamedTuple, NoReturn, TypeVar
 from uuid import UUID
@@ -38,6 +39,22 @@ ClientSlugOption = Annotated[str, typer.Option("--client", help="The client's sl
 """``--client SLUG``: the client a command acts on (see :func:`for_client`)."""
 ClientSlugArgument = Annotated[str, typer.Argument(help="The client's slug")]
 """``SLUG``: the client a ``lqs clients ...`` command acts on."""
+
+
+@dataclass
+class _Verbosity:
+    """What ``lqs -v`` asked this process to say (see :func:`set_verbose`)."""
+
+    database: bool = False
+    """Name the database, on stderr, the first time a command opens one."""
+
+
+_verbosity = _Verbosity()
+
+
+def set_verbose(verbose: bool) -> None:
+    """``lqs -v``: each command that touches a database names it on stderr, once."""
+    _verbosity.database = verbose
 
 
 def fail(message: str) -> NoReturn:
@@ -153,7 +170,11 @@ def database_url(config: Settings, *, session: bool = False) -> Iterator[str]:
     prepare statements and keep session settings. ``session=True`` asks for a URL whose
     connections are sessions of their own, as migrations need for their advisory lock
     (see :func:`session_url`). Exits with one line when the settings cannot give one.
+    With ``lqs -v``, the first call names the database on stderr.
     """
+    if _verbosity.database:
+        _verbosity.database = False  # once per process
+        typer.echo(f"database: {describe_database(config)}", err=True)
     if config.database_url:
         url = config.database_url
         declare_pooler(url, detect_pooler(url, config.database_pooler))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, NoReturn
 
 import psycopg
 import typer
@@ -30,40 +30,114 @@ from lqs.db.clients import (
     revoke_api_key,
     update_client_settings,
 )
-from lqs.domain.clients import SLUG_PATTERN, NotificationRule, parse_client_settings
+from lqs.domain.clients import (
+    MAX_KEY_NAME,
+    MAX_NAME,
+    MAX_RATE_LIMIT,
+    MAX_SLUG,
+    NotificationRule,
+    name_problem,
+    parse_client_settings,
+    rate_limit_problem,
+    region_problem,
+    slug_problem,
+)
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
+from lqs.domain.leads import normalise_email, normalise_phone
 from lqs.domain.vocabulary import Channel
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke a client's API keys.", no_args_is_help=True)
 
 
-def _validated_settings(current: dict[str, Any], patch: dict[str, Any]) -> None:
+_OPTION_OF_SETTING = {
+    "default_region": "--region",
+    "notification_email": "--notification-email",
+    "notification_phone": "--notification-phone",
+    "time_zone": "--time-zone",
+}
+
+
+def _refuse(problems: list[str]) -> NoReturn:
+    """Exit 1 naming every problem, one line each; nothing was stored."""
+    if len(problems) == 1:
+        fail(f"{problems[0]}; nothing was stored")
+    for problem in problems:
+        typer.echo(problem, err=True)
+    fail(f"{len(problems)} problems listed above; nothing was stored")
+
+
+def _settings_patch(
+    current: dict[str, Any],
+    *,
+    notification_email: str | None = None,
+    notification_phone: str | None = None,
+    region: str | None = None,
+    time_zone: str | None = None,
+) -> tuple[dict[str, Any], list[str]]:
+    """The settings the options set, normalised (an address as email-validator writes it, a
+    phone number in E.164), and every problem with them or with the settings they make."""
+    patch: dict[str, Any] = {}
+    problems: list[str] = []
+    if region is not None:
+        problem = region_problem(region.strip().upper())
+        if problem is None:
+            patch["default_region"] = region.strip().upper()
+        else:
+            problems.append(f"--region {region!r}: {problem}")
+    if notification_email is not None:
+        # The same check as a lead's email (intake and CSV import).
+        try:
+            patch["notification_email"] = normalise_email(notification_email.strip())
+        except ValueError as exc:
+            problems.append(f"--notification-email {notification_email!r}: {exc}")
+    if notification_phone is not None:
+        # The same check as a lead's phone; a number without + is read in the client's region.
+        phone_region = patch.get("default_region") or current.get("default_region") or "US"
+        try:
+            patch["notification_phone"] = normalise_phone(notification_phone, str(phone_region))
+        except ValueError as exc:
+            problems.append(
+                f"--notification-phone {notification_phone!r}: {exc}; write it in E.164, "
+                "such as +14155550100"
+            )
+    if time_zone is not None:
+        patch["time_zone"] = time_zone
     try:
         parse_client_settings({**current, **patch})
     except ValidationError as exc:
-        first = exc.errors()[0]
-        fail(f"{'.'.join(str(p) for p in first['loc'])}: {first['msg']}")
+        for error in exc.errors():
+            key = ".".join(str(p) for p in error["loc"])
+            problems.append(f"{_OPTION_OF_SETTING.get(key, key)}: {error['msg']}")
+    return patch, problems
 
 
 @clients_app.command("create")
 def clients_create(
-    name: Annotated[str, typer.Argument(help="The client's display name")],
-    slug: Annotated[str, typer.Option(help="Short unique id: lowercase letters, digits, dashes")],
+    name: Annotated[str, typer.Argument(help=f"The client's display name (up to {MAX_NAME})")],
+    slug: Annotated[
+        str,
+        typer.Option(help=f"Short unique id: 1-{MAX_SLUG} lowercase letters, digits, dashes"),
+    ],
     notification_email: Annotated[
-        str | None, typer.Option(help="Where qualified-lead emails go")
+        str | None, typer.Option(metavar="EMAIL", help="Where qualified-lead emails go")
     ] = None,
-    region: Annotated[str, typer.Option(help="Default phone region (ISO country)")] = "US",
+    region: Annotated[
+        str, typer.Option(help="Default phone region: an ISO 3166 country code")
+    ] = "US",
 ) -> None:
-    """Create a client."""
-    if not SLUG_PATTERN.match(slug):
-        fail(f"--slug {slug!r}: use 1-63 lowercase letters, digits and dashes, not at the ends")
-    if not name.strip():
-        fail("NAME must not be empty")
-    initial: dict[str, Any] = {"default_region": region.upper()}
-    if notification_email:
-        initial["notification_email"] = notification_email
-    _validated_settings({}, initial)
+    """Create a client. Every problem with the options is listed; a bad one stores nothing."""
+    problems = []
+    problem = name_problem(name.strip())
+    if problem is not None:
+        problems.append(f"NAME {name[:40]!r}: {problem}")
+    problem = slug_problem(slug)
+    if problem is not None:
+        problems.append(f"--slug {slug[:80]!r}: {problem}")
+    initial, more = _settings_patch({}, notification_email=notification_email, region=region)
+    problems += more
+    if problems:
+        _refuse(problems)
     client = in_transaction(lambda conn: create_client(conn, name.strip(), slug, initial))
     console.print(f"created client {client.slug} ({client.id})")
 
@@ -164,29 +238,39 @@ def clients_set_delivery(
 @clients_app.command("configure")
 def clients_configure(
     slug: ClientSlugArgument,
-    notification_email: Annotated[str | None, typer.Option()] = None,
-    notification_phone: Annotated[str | None, typer.Option()] = None,
-    region: Annotated[str | None, typer.Option(help="Default phone region")] = None,
-    time_zone: Annotated[str | None, typer.Option()] = None,
+    notification_email: Annotated[
+        str | None, typer.Option(metavar="EMAIL", help="Where qualified-lead emails go")
+    ] = None,
+    notification_phone: Annotated[
+        str | None,
+        typer.Option(metavar="PHONE", help="The staff's phone for SMS, E.164 (+14155550100)"),
+    ] = None,
+    region: Annotated[
+        str | None, typer.Option(help="Default phone region: an ISO 3166 country code")
+    ] = None,
+    time_zone: Annotated[
+        str | None, typer.Option(metavar="ZONE", help="An IANA time zone (Europe/Berlin)")
+    ] = None,
     acknowledge_leads: Annotated[
         bool | None,
         typer.Option(help="Also email qualified leads an acknowledgement (needs their consent)"),
     ] = None,
 ) -> None:
-    """Change a client's notification settings."""
-    patch: dict[str, Any] = {}
-    if notification_email is not None:
-        patch["notification_email"] = notification_email
-    if notification_phone is not None:
-        patch["notification_phone"] = notification_phone
-    if region is not None:
-        patch["default_region"] = region.upper()
-    if time_zone is not None:
-        patch["time_zone"] = time_zone
+    """Change a client's notification settings. Every problem with the options is listed;
+    a bad one stores nothing."""
 
     async def store(conn: psycopg.AsyncConnection, client: Client) -> None:
-        current = parse_client_settings(client.settings)
+        patch, problems = _settings_patch(
+            client.settings,
+            notification_email=notification_email,
+            notification_phone=notification_phone,
+            region=region,
+            time_zone=time_zone,
+        )
+        if problems:
+            _refuse(problems)  # inside the transaction: it rolls back
         if acknowledge_leads is not None:
+            current = parse_client_settings(client.settings)
             qualified = [r for r in current.notifications.get("qualified", []) if r.to != "lead"]
             if acknowledge_leads:
                 qualified.append(
@@ -201,7 +285,6 @@ def clients_configure(
                 outcome: [r.model_dump(mode="json") for r in rules]
                 for outcome, rules in notifications.items()
             }
-        _validated_settings(client.settings, patch)
         await update_client_settings(conn, client.id, patch)
 
     for_client(slug, store)
@@ -211,13 +294,26 @@ def clients_configure(
 @keys_app.command("create")
 def keys_create(
     client: ClientSlugOption,
-    name: Annotated[str, typer.Option(help="What the key is for")] = "default",
-    rate_limit: Annotated[int, typer.Option(help="Requests per minute", min=1)] = 600,
+    name: Annotated[
+        str, typer.Option(help=f"What the key is for (up to {MAX_KEY_NAME} characters)")
+    ] = "default",
+    rate_limit: Annotated[
+        int, typer.Option(metavar="N", help=f"Requests per minute, 1 to {MAX_RATE_LIMIT:,}")
+    ] = 600,
 ) -> None:
     """Create an API key and print it once: only its hash is stored."""
+    problems = []
+    problem = name_problem(name.strip(), limit=MAX_KEY_NAME)
+    if problem is not None:
+        problems.append(f"--name {name[:40]!r}: {problem}")
+    problem = rate_limit_problem(rate_limit)
+    if problem is not None:
+        problems.append(f"--rate-limit {rate_limit}: {problem}")
+    if problems:
+        _refuse(problems)
 
     async def create(conn: psycopg.AsyncConnection, found: Client) -> str:
-        _, plaintext = await create_api_key(conn, found.id, name, rate_limit)
+        _, plaintext = await create_api_key(conn, found.id, name.strip(), rate_limit)
         return plaintext
 
     plaintext = for_client(client, create)

@@ -29,14 +29,13 @@ from uuid import UUID
 
 import httpx
 import typer
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import ec
 from psycopg import AsyncConnection
 
 from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.lead_views import breakdown_table
 from lqs.cli.processes import ProcessGroup
+from lqs.cli.simulate import client_callbacks, sendgrid_key_pair
 from lqs.cli.stats import gather_report, report_tables
 from lqs.cli.stats import table as _table
 from lqs.db.clients import create_api_key, create_client, delete_clients, update_client_settings
@@ -45,6 +44,7 @@ from lqs.db.connection import connect, connect_async
 from lqs.db.migrate import migrate
 from lqs.db.reports import sample_delivered_lead, unsettled
 from lqs.db.verify import VerifyReport, verify
+from lqs.domain.delivery import parse_delivery_settings
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
 BOUNCE_DOMAIN = "bounce.example"
@@ -89,23 +89,6 @@ def _notifications() -> dict[str, Any]:
         ],
         "disqualified": [],
     }
-
-
-def _sendgrid_keys() -> tuple[str, str]:
-    """A fresh P-256 key pair: the PEM private key (the simulator signs) and the public key
-    as SendGrid shows it (base64 DER), which the client's settings hold."""
-    key = ec.generate_private_key(ec.SECP256R1())
-    private = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    public = base64.b64encode(
-        key.public_key().public_bytes(
-            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        )
-    ).decode()
-    return private, public
 
 
 def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
@@ -180,7 +163,7 @@ async def setup_clients(
     await delete_clients(conn, DEMO_SLUGS)
     sid = "AC" + secrets.token_hex(16)
     token = secrets.token_hex(16)
-    sg_private, sg_public = _sendgrid_keys()
+    sg_private, sg_public = sendgrid_key_pair()
     webhooks: list[dict[str, Any]] = []
     for client in clients:
         found = await create_client(conn, client.name, client.slug, {})
@@ -196,7 +179,6 @@ async def setup_clients(
                 "base_url": sim_base,
             },
         }
-        hook = f"{api_base}/webhooks/{client.email_provider}/{found.id}"
         if client.email_provider == "resend":
             client.provider_key = "re_demo_" + secrets.token_hex(8)
             secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
@@ -206,14 +188,6 @@ async def setup_clients(
                 "base_url": sim_base,
                 "webhook_secret": secret,
             }
-            webhooks.append(
-                {
-                    "provider": "resend",
-                    "api_key": client.provider_key,
-                    "url": hook,
-                    "secret": secret,
-                }
-            )
         else:
             client.provider_key = "SG.demo." + secrets.token_hex(8)
             delivery["sendgrid"] = {
@@ -222,14 +196,6 @@ async def setup_clients(
                 "base_url": sim_base,
                 "webhook_public_key": sg_public,
             }
-            webhooks.append(
-                {
-                    "provider": "sendgrid",
-                    "api_key": client.provider_key,
-                    "url": hook,
-                    "private_key": sg_private,
-                }
-            )
         # Created with no settings: the patch is the whole of them.
         await update_client_settings(
             conn,
@@ -240,6 +206,14 @@ async def setup_clients(
                 "delivery": delivery,
             },
         )
+        # Wired as `lqs simulate --client` wires a client, from the settings just stored.
+        callbacks = client_callbacks(
+            found.id,
+            parse_delivery_settings(delivery),
+            api_base,
+            sendgrid_private_key=sg_private,
+        )
+        webhooks += callbacks.webhooks
     return {
         "seed": 7,
         "resend": {

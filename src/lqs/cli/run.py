@@ -27,6 +27,13 @@ if TYPE_CHECKING:
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535)] = 8000,
+    access_log: Annotated[
+        bool,
+        typer.Option(
+            "--access-log/--no-access-log",
+            help="One line per request: method, path, status, ms, request and client id",
+        ),
+    ] = True,
 ) -> None:
     """Serve the HTTP API (lead intake) with uvicorn until interrupted."""
     # Imported here: the web stack is most of the CLI's start-up time, and other commands
@@ -51,7 +58,7 @@ def serve(
         require_migrated(url, config)
         server = AnnouncingServer(
             uvicorn.Config(
-                create_app(url, api),
+                create_app(url, api, access_log=access_log),
                 host=host,
                 port=port,
                 log_level="warning",

@@ -10,11 +10,22 @@ from collections.abc import Mapping
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lqs.domain.text import unstorable_text
 from lqs.domain.vocabulary import DEFAULT_PRIORITY, Channel, LeadStatus
 
 SLUG_PATTERN = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
+MAX_SLUG = 63
+"""The longest slug (``clients.slug`` is ``varchar(63)``, as SLUG_PATTERN allows)."""
+MAX_NAME = 200
+"""The longest client name (``clients.name`` is ``varchar(200)``)."""
+MAX_KEY_NAME = 100
+"""The longest API key name (``api_keys.name`` is ``varchar(100)``)."""
+MAX_RATE_LIMIT = 1_000_000_000
+"""The highest per-key rate limit, in requests per minute: far above what one API serves,
+and well inside ``api_keys.rate_limit_per_minute`` (an ``integer``)."""
 
 Outcome = Literal["qualified", "nurture", "disqualified"]
 
@@ -84,6 +95,41 @@ class ClientSettings(BaseModel):
         if key in ("qualified", "nurture", "disqualified"):
             return list(self.notifications.get(key, []))  # type: ignore[call-overload]
         return []
+
+
+def name_problem(name: str, *, limit: int = MAX_NAME) -> str | None:
+    """Why ``name`` (already stripped) cannot be stored as a name, or None: empty, over
+    ``limit`` characters, or holding a character PostgreSQL cannot store."""
+    if not name:
+        return "must not be empty"
+    if len(name) > limit:
+        return f"is {len(name)} characters long: at most {limit}"
+    unstorable = unstorable_text(name)
+    return None if unstorable is None else f"holds {unstorable}"
+
+
+def slug_problem(slug: str) -> str | None:
+    """Why ``slug`` cannot be a client's slug, or None."""
+    if len(slug) > MAX_SLUG:
+        return f"is {len(slug)} characters long: at most {MAX_SLUG}"
+    if not SLUG_PATTERN.match(slug):
+        return f"use 1-{MAX_SLUG} lowercase letters, digits and dashes, not at the ends"
+    return None
+
+
+def region_problem(region: str) -> str | None:
+    """Why ``region`` (upper case) cannot be a client's default phone region, or None: it
+    must be an ISO 3166 country code with a phone numbering plan (``US``, ``GB``, ``DE``)."""
+    if region in phonenumbers.SUPPORTED_REGIONS:
+        return None
+    return "not an ISO 3166 country code with a phone numbering plan (such as US, GB or DE)"
+
+
+def rate_limit_problem(rate_limit: int) -> str | None:
+    """Why ``rate_limit`` (requests per minute) cannot be an API key's rate limit, or None."""
+    if 1 <= rate_limit <= MAX_RATE_LIMIT:
+        return None
+    return f"must be 1 to {MAX_RATE_LIMIT:,} requests per minute"
 
 
 def parse_client_settings(data: Mapping[str, object] | None) -> ClientSettings:
