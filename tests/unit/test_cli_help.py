@@ -9,8 +9,10 @@ from collections.abc import Iterator
 
 import pytest
 import typer.main
+from typer.models import Context
 from typer.testing import CliRunner
 
+import lqs.cli
 from lqs.cli import app
 from lqs.cli.plain_help import plain_help
 
@@ -23,8 +25,10 @@ TYPE_TAG = re.compile(
 
 def _command_paths(command: object, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
     yield path
-    for name, subcommand in sorted(getattr(command, "commands", {}).items()):
-        yield from _command_paths(subcommand, (*path, name))
+    if hasattr(command, "list_commands"):  # the root loads its subcommands when asked for
+        context = Context(command)
+        for name in sorted(command.list_commands(context)):
+            yield from _command_paths(command.get_command(context, name), (*path, name))
 
 
 COMMANDS = list(_command_paths(typer.main.get_command(app)))
@@ -66,7 +70,7 @@ def _metavars(command: object) -> list[tuple[str | None, str | None, str]]:
 
 
 def test_walking_twice_changes_nothing() -> None:
-    command = typer.main.get_command(app)
+    command = lqs.cli.load_command("clients")
     plain_help(command)
     once = _metavars(command)
     plain_help(command)
@@ -88,3 +92,31 @@ def test_the_real_entry_point_prints_plain_help() -> None:
     assert "--slug" in result.stdout
     assert "SLUG" in result.stdout
     assert not TYPE_TAG.findall(result.stdout), result.stdout
+
+
+@pytest.mark.parametrize("name", list(lqs.cli._COMMANDS))
+def test_the_root_help_line_of_each_command_is_its_own_help(name: str) -> None:
+    """``lqs --help`` shows a line kept beside the lazy table; it must say what the
+    command's own help says (its first paragraph, as one line)."""
+    command = lqs.cli.load_command(name)
+    first_paragraph = " ".join((command.help or "").split("\n\n")[0].split())
+    assert lqs.cli._COMMANDS[name][2] == first_paragraph.replace("``", "")
+
+
+def test_lqs_help_imports_no_command_module() -> None:
+    """``lqs --help`` lists every command without importing any of them (nor the database
+    driver): what keeps it fast. A command's own help loads only that command."""
+    probe = (
+        "import sys\n"
+        "from typer.testing import CliRunner\n"
+        "from lqs.cli import app\n"
+        'for args in (["--help"], ["db", "--help"]):\n'
+        "    assert CliRunner().invoke(app, args).exit_code == 0\n"
+        "    print(sorted(m for m in sys.modules\n"
+        '                 if m.startswith(("lqs.cli.", "psycopg", "pydantic"))))\n'
+    )
+    done = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
+    root, db = done.stdout.splitlines()
+    assert root == "['lqs.cli.plain_help']"
+    assert "'lqs.cli.db'" in db
+    assert "'lqs.cli.clients'" not in db

@@ -33,6 +33,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from lqs.cli import lead_views
 from lqs.cli._common import ClientSlugOption, console, database_url, fail, settings
 from lqs.cli.csv_files import CsvFileError, RejectsFile, choose_encoding, open_text, text_codec
 from lqs.db.clients import get_client
@@ -523,3 +524,9 @@ def _print_reasons(counts: _Counts) -> None:
     if others:
         table.add_row(f"{sum(n for _, n in others):,}", f"{len(others):,} other reasons", "")
     console.print(table)
+
+
+# list, show and reprocess: lead_views.py
+app.command("list")(lead_views.leads_list)
+app.command("show")(lead_views.leads_show)
+app.command("reprocess")(lead_views.leads_reprocess)
