@@ -235,8 +235,8 @@ def staff_rules(
             continue
         if found is not channel:
             problems.append(
-                f"{channel.value}: template {template!r} is a {found.value} template; "
-                f"name a {channel.value} one"
+                f"{channel.value}: template {template!r} is for the {found.value} channel; "
+                f"name a template for {channel.value}"
             )
             continue
         rules.append(
