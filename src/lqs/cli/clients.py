@@ -262,7 +262,8 @@ def clients_notify(
         try:
             delivery = parse_delivery_settings(client.settings.get("delivery"))
         except DeliverySettingsError as exc:
-            return _NotifyResult(current, len(live), [f"stored {p}" for p in exc.problems], [])
+            problems = [f"stored {problem}" for problem in exc.problems]
+            return _NotifyResult(current, len(live), [], problems)
         # The shipped templates come with Jinja2: only this command needs them.
         from lqs.domain.default_templates import DEFAULT_TEMPLATES
 
