@@ -56,7 +56,7 @@ from lqs.db.staff_notifications import staff_notification_counts
 from lqs.db.verify import VerifyReport, verify
 from lqs.domain.clients import STAFF_PRIORITY
 from lqs.domain.notifications import shipped_staff_template
-from lqs.domain.vocabulary import Channel
+from lqs.domain.vocabulary import Channel, LeadStatus
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
 BOUNCE_DOMAIN = "bounce.example"
@@ -441,10 +441,12 @@ async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str
 
 
 async def _staff_report(
-    conn: AsyncConnection, http: httpx.AsyncClient, sim_base: str, client_ids: Sequence[UUID]
+    conn: AsyncConnection, http: httpx.AsyncClient, sim_base: str, clients: Sequence[DemoClient]
 ) -> list[str]:
     """Print what the clients' staff were told, and what the simulator's webhook receiver
-    got; return the problems (no SMS or webhook to the staff, a bad signature)."""
+    got; return the problems: a qualified lead whose staff did not get a delivered message
+    on each of the client's staff channels, or a webhook the simulator did not verify."""
+    client_ids = [c.id for c in clients if c.id is not None]
     counts = await staff_notification_counts(conn, client_ids)
     console.print(
         _table(
@@ -459,13 +461,24 @@ async def _staff_report(
     hooks = (await http.get(f"{sim_base}/_sim/hooks")).json().get("deliveries", [])
     valid = sum(1 for hook in hooks if hook.get("signature_valid"))
     console.print(
-        f"webhooks received by the simulator: {len(hooks)}, signature valid: {valid}"
+        f"webhooks received by the simulator: {len(hooks)}, with a valid signature: {valid}"
         f" (GET {sim_base}/_sim/hooks)"
     )
+    qualified = {
+        n.client_slug: n.leads for n in await leads_by_status(conn, client_ids)
+        if n.status == LeadStatus.QUALIFIED
+    }  # fmt: skip
     problems = []
-    for channel in (Channel.SMS, Channel.WEBHOOK):
-        if not any(n.channel == channel and n.delivered for n in counts):
-            problems.append(f"no {channel.value} to a client's staff was delivered")
+    for client in clients:
+        for channel in client.staff_channels:
+            delivered = sum(
+                n.delivered for n in counts if (n.client_slug, n.channel) == (client.slug, channel)
+            )
+            if delivered != qualified.get(client.slug, 0):
+                problems.append(
+                    f"{client.slug}: {qualified.get(client.slug, 0)} qualified lead(s), but "
+                    f"{delivered} {channel.value} message(s) delivered to its staff"
+                )
     webhooks = sum(n.messages for n in counts if n.channel == Channel.WEBHOOK)
     if valid != len(hooks) or len(hooks) != webhooks:
         problems.append(
@@ -575,7 +588,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
                 if unsubscribed:
                     console.print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
                 totals = await _report(conn, client_ids)
-                problems += await _staff_report(conn, http, sim_base, client_ids)
+                problems += await _staff_report(conn, http, sim_base, clients)
         for status in ("delivered", "bounced", "rejected"):
             if not totals.get(status):
                 problems.append(f"no communication ended {status}")
