@@ -126,6 +126,10 @@ def test_off_removes_the_staff_rules_only(migrated_db: str, ready: str) -> None:
     assert result.exit_code == 0, result.output
     assert f"qualified leads now reach {ready}'s staff by nothing" in result.stdout
     assert _settings(migrated_db, ready)["notifications"]["qualified"] == [ACK | {"priority": 5}]
+    assert lqs(migrated_db, "clients", "configure", ready, "--no-acknowledge-leads").exit_code == 0
+    empty = lqs(migrated_db, "clients", "notify", ready)
+    assert empty.exit_code == 0
+    assert f"{ready} has no notification rules: no outcome sends anything" in empty.stdout
 
 
 def test_every_missing_recipient_and_provider_is_listed_and_nothing_is_stored(

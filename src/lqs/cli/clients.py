@@ -303,6 +303,9 @@ def clients_notify(
     if as_json:
         print_json_lines(rows)
         return
+    if not rows:
+        console.print(f"{slug} has no notification rules: no outcome sends anything")
+        return
     table = Table(title=f"Notifications of {slug}")
     for heading in ("outcome", "to", "channel", "template", "priority", "recipient"):
         table.add_column(heading)
