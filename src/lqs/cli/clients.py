@@ -308,7 +308,7 @@ def clients_notify(
         return
     table = Table(title=f"Notifications of {slug}")
     for heading in ("outcome", "to", "channel", "template", "priority", "recipient"):
-        table.add_column(heading)
+        table.add_column(heading, overflow="fold")  # a URL or template cut short is no use
     for row in rows:
         table.add_row(*(str(row[key]) for key in ("outcome", "to", "channel", "template",
                                                   "priority", "recipient")))  # fmt: skip
