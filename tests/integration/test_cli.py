@@ -200,6 +200,16 @@ def test_demo_on_an_embedded_server_runs_the_whole_flow(tmp_path: Path) -> None:
         assert shown in out
     assert "refused with 422" in out
     assert "one-click unsubscribe" in out
+    # demo-acme's staff get an email, an SMS and a signed webhook for each qualified lead.
+    assert "Notifications to client staff" in out
+    staff = {tuple(re.split(r"\s*│\s*", line)[1:3]) for line in out.splitlines() if "│" in line}
+    for channel in ("email", "sms", "webhook"):
+        assert ("demo-acme", channel) in staff, out
+    hooks = re.search(
+        r"webhooks received by the simulator: (\d+), with a valid signature: (\d+)", out
+    )
+    assert hooks is not None
+    assert hooks[1] == hooks[2] != "0"
     assert "Demo complete" in out
     # Reused across runs: the second start finds the data, applies nothing, and the demo's
     # clients are created afresh.

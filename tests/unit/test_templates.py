@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -470,6 +471,7 @@ def test_the_shipped_templates_are_keyed_by_their_ids() -> None:
         "lead_acknowledgement",
         "lead_qualified_push",
         "lead_qualified_sms",
+        "lead_webhook",
     }
     assert all(key == template.template_id for key, template in DEFAULT_TEMPLATES.items())
 
@@ -541,6 +543,17 @@ def test_the_acknowledgement_greets_the_lead_by_first_name(
     assert rendered.subject == f"Thanks for your interest, {greeting}"
     assert f"Hello {greeting}," in rendered.content
     assert "Acme" in rendered.content
+
+
+def test_the_webhook_carries_every_variable_as_json_whatever_the_lead_typed() -> None:
+    typed = {**FULL_LEAD, "first_name": "</script>\"'&\u2028", "custom": {"k": [1, None]}}
+    variables = _variables(BREAKDOWN, **typed)
+    variables["outcome"] = "nurture"
+
+    rendered = TemplateRenderer().render(DEFAULT_TEMPLATES["lead_webhook"], variables)
+
+    assert json.loads(rendered.content) == variables
+    assert rendered.subject == "Nurture lead: </script>\"'& Lee, Acme (70 points)"  # one line
 
 
 def test_the_sms_fits_one_message_even_for_long_values() -> None:

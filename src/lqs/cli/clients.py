@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -30,12 +32,17 @@ from lqs.db.clients import (
     revoke_api_key,
     update_client_settings,
 )
+from lqs.db.push import live_push_subscriptions
+from lqs.db.templates import latest_templates
 from lqs.domain.clients import (
     MAX_KEY_NAME,
     MAX_NAME,
     MAX_RATE_LIMIT,
     MAX_SLUG,
+    OUTCOMES,
+    ClientSettings,
     NotificationRule,
+    Outcome,
     name_problem,
     parse_client_settings,
     rate_limit_problem,
@@ -44,6 +51,7 @@ from lqs.domain.clients import (
 )
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
 from lqs.domain.leads import normalise_email, normalise_phone
+from lqs.domain.notifications import staff_channel_problems, staff_rules
 from lqs.domain.vocabulary import Channel
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
@@ -289,6 +297,179 @@ def clients_configure(
 
     for_client(slug, store)
     console.print(f"updated {slug}")
+
+
+_NOTIFY_HELP = """Choose how the client's staff hear of an outcome, and show every rule.
+
+--via replaces the outcome's messages to the staff (rules to the lead stay as they are):
+a channel that already has a rule keeps its template and priority unless --template or
+--priority say otherwise; a new one gets the shipped template (lead_qualified,
+lead_qualified_sms, lead_qualified_push; lead_webhook for any outcome) at priority 2.
+A channel whose recipient or provider is not configured is refused, naming what to set
+(email: --notification-email and an email provider; sms: --notification-phone and
+twilio; push: webpush; webhook: webhook url and secret, in set-delivery's file); nothing
+is stored then. Push goes to every live `lqs push add` subscription: none yet is a
+warning. Without --on, only shows the rules."""
+
+
+@clients_app.command("notify", help=_NOTIFY_HELP)
+def clients_notify(
+    slug: ClientSlugArgument,
+    outcome: Annotated[
+        str | None, typer.Option("--on", help="qualified, nurture or disqualified")
+    ] = None,
+    via: Annotated[
+        str | None, typer.Option(help="Channels, comma-separated: email,sms,push,webhook")
+    ] = None,
+    template: Annotated[
+        list[str] | None,
+        typer.Option(help="CHANNEL=NAME, or NAME when --via names one channel; repeatable"),
+    ] = None,
+    priority: Annotated[int | None, typer.Option(help="1 (first) to 10")] = None,
+    off: Annotated[bool, typer.Option("--off", help="Send the staff nothing on --on")] = False,
+    as_json: JsonOption = False,
+) -> None:
+    change = _notify_change(outcome, via, template or [], priority, off)
+
+    async def apply(conn: psycopg.AsyncConnection, client: Client) -> _NotifyResult:
+        current = parse_client_settings(client.settings)
+        live = (await live_push_subscriptions(conn, [client.id])).get(client.id, [])
+        if change is None:
+            return _NotifyResult(current, len(live), [], [])
+        wanted, channels, templates = change
+        try:
+            delivery = parse_delivery_settings(client.settings.get("delivery"))
+        except DeliverySettingsError as exc:
+            problems = [f"stored {problem}" for problem in exc.problems]
+            return _NotifyResult(current, len(live), [], problems)
+        # The shipped templates come with Jinja2: only this command needs them.
+        from lqs.domain.default_templates import DEFAULT_TEMPLATES
+
+        stored = await latest_templates(conn, [client.id])
+        known = {name: t.channel for name, t in DEFAULT_TEMPLATES.items()}
+        known.update({name: Channel(t.channel) for (_, name), t in stored.items()})
+        rules, problems = staff_rules(
+            wanted, channels, current, templates=templates, priority=priority,
+            known_templates=known, slug=slug,
+        )  # fmt: skip
+        for channel in channels:
+            problems += staff_channel_problems(channel, current, delivery, slug)
+        if problems:
+            return _NotifyResult(current, len(live), [], problems)
+        warnings = []
+        if Channel.PUSH in channels and not live:
+            warnings.append(
+                f"push: {slug} has no live push subscription yet: nothing is pushed until "
+                f"one is added with `lqs push add --client {slug} ...`"
+            )
+        patch = {"notifications": current.with_staff_rules(wanted, rules)}
+        settings = await update_client_settings(conn, client.id, patch)
+        return _NotifyResult(parse_client_settings(settings), len(live), warnings, [])
+
+    result = for_client(slug, apply)
+    if result.problems:
+        for problem in result.problems:
+            typer.echo(problem, err=True)
+        fail(f"{len(result.problems)} problem(s) listed above; nothing was stored")
+    for warning in result.warnings:
+        typer.echo(f"warning: {warning}", err=True)
+    rows = _notification_rows(result.settings, result.live_push)
+    if change is not None:
+        wanted, channels, _ = change
+        how = ", ".join(c.value for c in channels) or "nothing"
+        typer.echo(f"stored: {wanted} leads now reach {slug}'s staff by {how}", err=as_json)
+    if as_json:
+        print_json_lines(rows)
+        return
+    if not rows:
+        console.print(f"{slug} has no notification rules: no outcome sends anything")
+        return
+    table = Table(title=f"Notifications of {slug}")
+    for heading in ("outcome", "to", "channel", "template", "priority", "recipient"):
+        table.add_column(heading, overflow="fold")  # a URL or template cut short is no use
+    for row in rows:
+        table.add_row(*(str(row[key]) for key in ("outcome", "to", "channel", "template",
+                                                  "priority", "recipient")))  # fmt: skip
+    console.print(table)
+
+
+@dataclass(frozen=True)
+class _NotifyResult:
+    settings: ClientSettings
+    live_push: int
+    warnings: list[str]
+    problems: list[str]
+
+
+def _notify_change(
+    outcome: str | None, via: str | None, templates: list[str], priority: int | None, off: bool
+) -> tuple[Outcome, list[Channel], dict[Channel, str]] | None:
+    """What ``lqs clients notify`` was asked to change (None: nothing, only show), or exit
+    with one line naming the bad option."""
+    if via is not None and off:
+        fail("--via and --off: give one")
+    if outcome is None:
+        if via is not None or off or templates or priority is not None:
+            fail("--on OUTCOME is needed with --via, --off, --template or --priority")
+        return None
+    if outcome not in OUTCOMES:
+        fail(f"--on {outcome!r}: use one of {', '.join(OUTCOMES)}")
+    wanted: Outcome = outcome
+    if via is None and not off:
+        fail("--on needs --via CHANNELS (e.g. --via email,sms) or --off")
+    if off and (templates or priority is not None):
+        fail("--off sends nothing: --template and --priority do not apply")
+    if priority is not None and not 1 <= priority <= 10:
+        fail(f"--priority {priority}: use 1 (first) to 10")
+    channels: list[Channel] = []
+    for name in (part.strip() for part in via.split(",")) if via is not None else ():
+        if name not in set(Channel):
+            fail(f"--via: unknown channel {name!r}; use {', '.join(Channel)} (or --off)")
+        channel = Channel(name)
+        if channel in channels:
+            fail(f"--via: {channel.value} is named twice")
+        channels.append(channel)
+    chosen: dict[Channel, str] = {}
+    for given in templates:
+        channel_name, _, name = given.rpartition("=")
+        if not channel_name:
+            if len(channels) != 1:
+                fail(f"--template {given!r}: write CHANNEL={given} when --via names several")
+            channel_name = channels[0].value
+        if channel_name not in {c.value for c in channels}:
+            fail(f"--template {given!r}: {channel_name!r} is not one of the --via channels")
+        if not re.fullmatch(r"[a-z0-9_]{1,100}", name):
+            fail(f"--template {given!r}: a template id is 1-100 of a-z, 0-9 and _")
+        if Channel(channel_name) in chosen:
+            fail(f"--template: two templates for {channel_name}")
+        chosen[Channel(channel_name)] = name
+    return wanted, channels, chosen
+
+
+def _notification_rows(settings: ClientSettings, live_push: int) -> list[dict[str, Any]]:
+    """One row per rule of every outcome, with where its messages go."""
+    staff = {
+        Channel.EMAIL: settings.notification_email or "(no notification_email)",
+        Channel.SMS: settings.notification_phone or "(no notification_phone)",
+        Channel.PUSH: f"{live_push} live push subscription(s)",
+        Channel.WEBHOOK: settings.webhook_url or "(no webhook url)",
+    }
+    lead = {Channel.EMAIL: "the lead's email", Channel.SMS: "the lead's phone"}
+    return [
+        {
+            "outcome": outcome,
+            "to": rule.to,
+            "channel": rule.channel.value,
+            "template": rule.template,
+            "priority": rule.priority,
+            "campaign_id": rule.campaign_id,
+            "recipient": staff[rule.channel]
+            if rule.to == "client"
+            else lead.get(rule.channel, "(nothing: leads have no address on this channel)"),
+        }
+        for outcome in OUTCOMES
+        for rule in settings.notifications.get(outcome, [])
+    ]
 
 
 @keys_app.command("create")

@@ -1,7 +1,8 @@
 """``lqs demo``: the seed's whole flow, end to end, on the local machine.
 
 Migrates and verifies the database, creates two demo clients (one sending email through
-Resend, one through SendGrid, both SMS through Twilio), starts the provider simulator, the
+Resend, one through SendGrid, both SMS through Twilio; the first also texts its staff and
+posts them a signed webhook for each qualified lead), starts the provider simulator, the
 API and the worker as child processes in one process group, posts a few hundred varied
 leads over HTTP (invalid ones, duplicates, leads without consent, addresses the simulator
 bounces or reports as complaints), waits until every lead is processed and every
@@ -42,14 +43,19 @@ from lqs.db.clients import create_api_key, create_client, delete_clients, update
 from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
 from lqs.db.migrate import migrate
-from lqs.db.reports import sample_delivered_lead, unsettled
+from lqs.db.reports import leads_by_status, sample_delivered_lead, unsettled
+from lqs.db.staff_notifications import staff_notification_counts
 from lqs.db.verify import VerifyReport, verify
+from lqs.domain.clients import STAFF_PRIORITY
 from lqs.domain.delivery import parse_delivery_settings
+from lqs.domain.notifications import shipped_staff_template
+from lqs.domain.vocabulary import Channel, LeadStatus
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
 BOUNCE_DOMAIN = "bounce.example"
 COMPLAINT_DOMAIN = "complaints.example"
 UNDELIVERED_PREFIX = "+1202555019"
+STAFF_PHONE = "+14155550142"
 
 
 @dataclass
@@ -57,6 +63,8 @@ class DemoClient:
     slug: str
     name: str
     email_provider: str
+    staff_channels: tuple[Channel, ...] = (Channel.EMAIL,)
+    """How its staff hear of a qualified lead (``lqs clients notify --via``)."""
     id: UUID | None = None
     api_key: str = ""
     provider_key: str = ""
@@ -77,10 +85,15 @@ def _free_port() -> int:
         return port
 
 
-def _notifications() -> dict[str, Any]:
+def _notifications(staff: Sequence[Channel]) -> dict[str, Any]:
+    to_staff = [
+        {"channel": channel.value, "to": "client", "priority": STAFF_PRIORITY,
+         "template": shipped_staff_template(channel, "qualified")}
+        for channel in staff
+    ]  # fmt: skip
     return {
         "qualified": [
-            {"channel": "email", "to": "client", "template": "lead_qualified", "priority": 2},
+            *to_staff,
             {"channel": "email", "to": "lead", "template": "lead_acknowledgement", "priority": 3},
             {"channel": "sms", "to": "lead", "template": "lead_qualified_sms", "priority": 3},
         ],
@@ -165,6 +178,7 @@ async def setup_clients(
     token = secrets.token_hex(16)
     sg_private, sg_public = sendgrid_key_pair()
     webhooks: list[dict[str, Any]] = []
+    hooks: dict[str, Any] = {}
     for client in clients:
         found = await create_client(conn, client.name, client.slug, {})
         client.id = found.id
@@ -196,13 +210,19 @@ async def setup_clients(
                 "base_url": sim_base,
                 "webhook_public_key": sg_public,
             }
+        if Channel.WEBHOOK in client.staff_channels:
+            # The staff's own receiver: the simulator's sink checks each signature.
+            secret = "whsec_" + base64.b64encode(secrets.token_bytes(24)).decode()
+            delivery["webhook"] = {"url": f"{sim_base}/hooks/{client.slug}", "secret": secret}
+            hooks[client.slug] = {"secret": secret}
         # Created with no settings: the patch is the whole of them.
         await update_client_settings(
             conn,
             found.id,
             {
                 "notification_email": f"sales@{client.slug}.example",
-                "notifications": _notifications(),
+                "notification_phone": STAFF_PHONE,
+                "notifications": _notifications(client.staff_channels),
                 "delivery": delivery,
             },
         )
@@ -224,6 +244,7 @@ async def setup_clients(
             "api_keys": [c.provider_key for c in clients if c.email_provider == "sendgrid"]
         },
         "twilio": {"accounts": {sid: token}},
+        "sink": {"hooks": hooks},
         "callbacks": {
             "email": {
                 "rules": [
@@ -324,6 +345,54 @@ async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str
     return totals
 
 
+async def _staff_report(
+    conn: AsyncConnection, http: httpx.AsyncClient, sim_base: str, clients: Sequence[DemoClient]
+) -> list[str]:
+    """Print what the clients' staff were told, and what the simulator's webhook receiver
+    got; return the problems: a qualified lead whose staff did not get a delivered message
+    on each of the client's staff channels, or a webhook the simulator did not verify."""
+    client_ids = [c.id for c in clients if c.id is not None]
+    counts = await staff_notification_counts(conn, client_ids)
+    console.print(
+        _table(
+            "Notifications to client staff (lqs clients notify)",
+            ("client", "channel", "recipient", "messages", "delivered", "sent", "not sent"),
+            [
+                (n.client_slug, n.channel, n.recipient, n.messages, n.delivered, n.sent, n.not_sent)
+                for n in counts
+            ],
+        )
+    )
+    hooks = (await http.get(f"{sim_base}/_sim/hooks")).json().get("deliveries", [])
+    valid = sum(1 for hook in hooks if hook.get("signature_valid"))
+    console.print(
+        f"webhooks received by the simulator: {len(hooks)}, with a valid signature: {valid}"
+        f" (GET {sim_base}/_sim/hooks)"
+    )
+    qualified = {
+        n.client_slug: n.leads for n in await leads_by_status(conn, client_ids)
+        if n.status == LeadStatus.QUALIFIED
+    }  # fmt: skip
+    problems = []
+    for client in clients:
+        for channel in client.staff_channels:
+            delivered = sum(
+                n.delivered for n in counts if (n.client_slug, n.channel) == (client.slug, channel)
+            )
+            if delivered != qualified.get(client.slug, 0):
+                problems.append(
+                    f"{client.slug}: {qualified.get(client.slug, 0)} qualified lead(s), but "
+                    f"{delivered} {channel.value} message(s) delivered to its staff"
+                )
+    webhooks = sum(n.messages for n in counts if n.channel == Channel.WEBHOOK)
+    if valid != len(hooks) or len(hooks) != webhooks:
+        problems.append(
+            f"{webhooks} webhook(s) to staff, but the simulator received {len(hooks)}"
+            f" ({valid} with a valid signature)"
+        )
+    return problems
+
+
 async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     lead = await sample_delivered_lead(conn, client_ids)
     if lead is None:
@@ -352,7 +421,12 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
     api_port, sim_port = _free_port(), _free_port()
     api_base, sim_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
     clients = [
-        DemoClient("demo-acme", "Acme Realty (demo)", "resend"),
+        DemoClient(
+            "demo-acme",
+            "Acme Realty (demo)",
+            "resend",
+            (Channel.EMAIL, Channel.SMS, Channel.WEBHOOK),
+        ),
         DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid"),
     ]
     async with await connect_async(url, autocommit=True) as conn:
@@ -410,6 +484,7 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
                 if unsubscribed:
                     console.print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
                 totals = await _report(conn, client_ids)
+                problems += await _staff_report(conn, http, sim_base, clients)
         for status in ("delivered", "bounced", "rejected"):
             if not totals.get(status):
                 problems.append(f"no communication ended {status}")

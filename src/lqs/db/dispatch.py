@@ -165,6 +165,9 @@ class Ack:
     compliance_notes: str | None = None
     delay: float | None = None
     sent_at: datetime | None = None
+    delivered: bool = False
+    """A ``sent`` ack whose acceptance was the delivery itself (an outbound webhook): the
+    communication becomes ``delivered``, with ``delivered_at = sent_at``."""
     attempt: Attempt | None = None
     push_gone: bool = False
     client_id: UUID | None = None
@@ -177,7 +180,7 @@ WITH acks AS (
     SELECT * FROM jsonb_to_recordset(%(acks)s) AS a(
         communication_id uuid, claim integer, step text, retry_count integer,
         provider text, external_id text, external_reference jsonb, error_message text,
-        compliance_notes text, delay float8, sent_at timestamptz
+        compliance_notes text, delay float8, sent_at timestamptz, delivered boolean
     )
 ), held AS (
     -- One primary-key lookup per ack: a join here was planned as a scan over every row
@@ -193,13 +196,16 @@ WITH acks AS (
     UPDATE public.communications AS c
     SET status = CASE
             -- A delivery event may have moved the row on already: never move it back.
-            WHEN a.step = 'sent' THEN CASE WHEN c.status = 'pending' THEN 'sent' ELSE c.status END
+            WHEN a.step = 'sent' THEN CASE WHEN c.status <> 'pending' THEN c.status
+                                           WHEN a.delivered THEN 'delivered' ELSE 'sent' END
             WHEN c.status <> 'pending' THEN c.status
             WHEN a.step = 'failed' THEN 'failed'
             WHEN a.step = 'rejected' THEN 'rejected'
             ELSE c.status
         END,
         sent_at = CASE WHEN a.step = 'sent' THEN coalesce(c.sent_at, a.sent_at) ELSE c.sent_at END,
+        delivered_at = CASE WHEN a.step = 'sent' AND a.delivered AND c.status = 'pending'
+                            THEN a.sent_at ELSE c.delivered_at END,
         provider = coalesce(a.provider, c.provider),
         external_id = CASE WHEN a.step = 'sent' THEN a.external_id ELSE c.external_id END,
         external_reference = CASE WHEN a.step = 'sent' THEN a.external_reference
@@ -308,6 +314,7 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
             "compliance_notes": a.compliance_notes,
             "delay": a.delay,
             "sent_at": a.sent_at.isoformat() if a.sent_at else None,
+            "delivered": a.delivered,
         }
         for a in acks
     ]

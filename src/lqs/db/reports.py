@@ -131,7 +131,9 @@ async def latencies(
         conn,
         "WITH d AS ("
         "  SELECT extract(epoch FROM c.sent_at - l.created_at) * 1000 AS to_sent,"
-        "         extract(epoch FROM c.delivered_at - c.sent_at) * 1000 AS to_delivered"
+        # An outbound webhook is delivered when its receiver answers: no delivery event.
+        "         CASE WHEN c.type <> 'webhook'"
+        "           THEN extract(epoch FROM c.delivered_at - c.sent_at) * 1000 END AS to_delivered"
         "  FROM public.communications c JOIN public.leads l ON l.id = c.lead_id"
         "  WHERE (%(c)s::uuid[] IS NULL OR c.client_id = ANY(%(c)s::uuid[]))"
         "    AND (%(since)s::timestamptz IS NULL OR c.created_at >= %(since)s::timestamptz)"

@@ -6,7 +6,7 @@ Stored as the ``clients.settings`` jsonb object; validated here on every write a
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -28,6 +28,11 @@ MAX_RATE_LIMIT = 1_000_000_000
 and well inside ``api_keys.rate_limit_per_minute`` (an ``integer``)."""
 
 Outcome = Literal["qualified", "nurture", "disqualified"]
+OUTCOMES: tuple[Outcome, ...] = ("qualified", "nurture", "disqualified")
+
+STAFF_PRIORITY = 2
+"""The priority of a message to the client's staff unless a rule says otherwise (ahead of
+:data:`~lqs.domain.vocabulary.DEFAULT_PRIORITY`: someone is waiting to call the lead)."""
 
 
 class NotificationRule(BaseModel):
@@ -46,7 +51,10 @@ def _default_notifications() -> dict[Outcome, list[NotificationRule]]:
     return {
         "qualified": [
             NotificationRule(
-                channel=Channel.EMAIL, to="client", template="lead_qualified", priority=2
+                channel=Channel.EMAIL,
+                to="client",
+                template="lead_qualified",
+                priority=STAFF_PRIORITY,
             )
         ],
         "nurture": [],
@@ -88,6 +96,24 @@ class ClientSettings(BaseModel):
         webhook = delivery.get("webhook") if isinstance(delivery, Mapping) else None
         url = webhook.get("url") if isinstance(webhook, Mapping) else None
         return url if isinstance(url, str) and url else None
+
+    def with_staff_rules(
+        self, outcome: Outcome, rules: Sequence[NotificationRule]
+    ) -> dict[str, list[dict[str, Any]]]:
+        """The ``notifications`` setting, as stored, with ``outcome``'s rules to the client
+        (its staff) replaced by ``rules``; rules to the lead stay as they are, after them.
+
+        Raises:
+            ValueError: one of ``rules`` is addressed to the lead.
+        """
+        if any(rule.to != "client" for rule in rules):
+            raise ValueError("only rules to the client's staff are replaced")
+        to_lead = [rule for rule in self.notifications.get(outcome, []) if rule.to == "lead"]
+        replaced = {**self.notifications, outcome: [*rules, *to_lead]}
+        return {
+            key: [rule.model_dump(mode="json", exclude_none=True) for rule in kept]
+            for key, kept in replaced.items()
+        }
 
     def rules_for(self, outcome: LeadStatus) -> list[NotificationRule]:
         """The messages an outcome sends (none for ``queued`` or ``error``)."""

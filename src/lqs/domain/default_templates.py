@@ -115,12 +115,26 @@ _QUALIFIED_PUSH = (
     " (grade {{ grade }})"
 )
 
+# A webhook, for any outcome: a one-line subject, and everything the templates get as
+# JSON text (a receiver reads ``json.loads(event["data"]["content"])``).
+_LEAD_SUBJECT = (
+    _NAME + "{{ outcome | capitalize }} lead: "
+    "{{ name or lead.email | default('no name given', true) }}"
+    "{% if lead.company_name | default('', true) %}, {{ lead.company_name }}{% endif %}"
+    " ({{ score }} points)"
+)
+_LEAD_JSON = (
+    "{{ {'outcome': outcome, 'score': score, 'grade': grade, 'lead': lead,"
+    " 'breakdown': breakdown, 'client': client} | tojson }}"
+)
+
 _SHIPPED: tuple[tuple[str, Channel, str | None, str, Literal["html", "text"]], ...] = (
     # template id, channel, subject (None for SMS), body, body format
     ("lead_qualified", Channel.EMAIL, _QUALIFIED_SUBJECT, _QUALIFIED_BODY, "html"),
     ("lead_acknowledgement", Channel.EMAIL, _ACK_SUBJECT, _ACK_BODY, "html"),
     ("lead_qualified_push", Channel.PUSH, _QUALIFIED_PUSH_TITLE, _QUALIFIED_PUSH, "text"),
     ("lead_qualified_sms", Channel.SMS, None, _QUALIFIED_SMS, "text"),
+    ("lead_webhook", Channel.WEBHOOK, _LEAD_SUBJECT, _LEAD_JSON, "text"),
 )  # fmt: skip
 
 DEFAULT_TEMPLATES: Mapping[str, MessageTemplate] = MappingProxyType(

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, replace
 
-from lqs.domain.clients import ClientSettings, NotificationRule
+from lqs.domain.clients import STAFF_PRIORITY, ClientSettings, NotificationRule, Outcome
+from lqs.domain.delivery import DeliverySettings, provider_for
 from lqs.domain.vocabulary import Channel, ConsentStatus, LeadStatus
 
 
@@ -157,3 +158,125 @@ def recorded_before(message: PlannedMessage, earlier: Mapping[MessageKey, frozen
     if not statuses:
         return False
     return statuses != {"rejected"} or message.rejection is not None
+
+
+def shipped_staff_template(channel: Channel, outcome: Outcome) -> str | None:
+    """The shipped template (:mod:`lqs.domain.default_templates`) a message to the
+    client's staff on ``channel`` uses for ``outcome`` unless told otherwise; None when none
+    fits (the email, SMS and push ones announce a *qualified* lead)."""
+    if channel is Channel.WEBHOOK:
+        return "lead_webhook"  # it carries the outcome
+    if outcome != "qualified":
+        return None
+    return {
+        Channel.EMAIL: "lead_qualified",
+        Channel.SMS: "lead_qualified_sms",
+        Channel.PUSH: "lead_qualified_push",
+    }[channel]
+
+
+def staff_channel_problems(
+    channel: Channel, settings: ClientSettings, delivery: DeliverySettings, slug: str
+) -> list[str]:
+    """What client ``slug`` lacks before messages to its staff can go on ``channel``: a
+    recipient (the notification address, the webhook URL) and a provider; each problem is
+    one line naming the setting and the command that sets it. Empty when nothing lacks.
+
+    Push needs only the provider: browsers subscribe (``lqs push add``) over time.
+    """
+    problems: list[str] = []
+    set_delivery = f"`lqs clients set-delivery {slug} FILE.yaml`"
+    if channel is Channel.EMAIL and not settings.notification_email:
+        problems.append(
+            "email: no notification_email to send to: set one with "
+            f"`lqs clients configure {slug} --notification-email ADDRESS`"
+        )
+    if channel is Channel.SMS and not settings.notification_phone:
+        problems.append(
+            "sms: no notification_phone to send to: set one with "
+            f"`lqs clients configure {slug} --notification-phone +NUMBER`"
+        )
+    if provider_for(channel.value, delivery) is None:
+        missing, section = {
+            Channel.EMAIL: (
+                "no email provider",
+                f"a `{delivery.email.primary}:` section (api_key, from_address; "
+                "email.primary names the provider, resend unless set)",
+            ),
+            Channel.SMS: (
+                "no SMS provider",
+                "a `twilio:` section (account_sid, auth_token, from_number)",
+            ),
+            Channel.PUSH: (
+                "no VAPID key",
+                "a `webpush:` section (vapid_private_key from `vapid --gen`, vapid_subject)",
+            ),
+            Channel.WEBHOOK: ("no webhook URL", "a `webhook:` section (url, secret)"),
+        }[channel]
+        problems.append(f"{channel.value}: {missing}: add {section} with {set_delivery}")
+    return problems
+
+
+def staff_rules(
+    outcome: Outcome,
+    channels: Sequence[Channel],
+    settings: ClientSettings,
+    *,
+    templates: Mapping[Channel, str],
+    priority: int | None,
+    known_templates: Mapping[str, Channel],
+    slug: str,
+) -> tuple[list[NotificationRule], list[str]]:
+    """The rules that send ``outcome`` to client ``slug``'s staff on ``channels``, and the
+    problems that stop them (one line each; empty when there are none).
+
+    A channel that already has a rule keeps its template, priority and campaign unless
+    ``templates`` or ``priority`` say otherwise; a new one gets
+    :func:`shipped_staff_template` and :data:`~lqs.domain.clients.STAFF_PRIORITY`.
+    ``known_templates`` gives the channel of every template the client can use (its own
+    and the shipped ones): a rule's template must be one of them, for its channel.
+    """
+    current = {
+        rule.channel: rule for rule in reversed(settings.notifications.get(outcome, []))
+        if rule.to == "client"
+    }  # fmt: skip
+    rules: list[NotificationRule] = []
+    problems: list[str] = []
+    for channel in channels:
+        kept = current.get(channel)
+        template = templates.get(channel) or (
+            kept.template if kept else shipped_staff_template(channel, outcome)
+        )
+        if template is None:
+            problems.append(
+                f"{channel.value}: no shipped {channel.value} template for {outcome} leads: "
+                f"store one with `lqs templates put --client {slug} --id NAME "
+                f"--channel {channel.value} ...` and pass --template {channel.value}=NAME"
+            )
+            continue
+        found = known_templates.get(template)
+        if found is None:
+            problems.append(
+                f"{channel.value}: no template {template!r} for {slug}: store it with "
+                f"`lqs templates put --client {slug} --id {template} "
+                f"--channel {channel.value} ...`"
+            )
+            continue
+        if found is not channel:
+            problems.append(
+                f"{channel.value}: template {template!r} is for the {found.value} channel; "
+                f"name a template for {channel.value}"
+            )
+            continue
+        rules.append(
+            NotificationRule(
+                channel=channel,
+                to="client",
+                template=template,
+                priority=(
+                    priority if priority is not None else kept.priority if kept else STAFF_PRIORITY
+                ),
+                campaign_id=kept.campaign_id if kept else None,
+            )
+        )
+    return rules, problems

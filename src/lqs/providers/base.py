@@ -209,6 +209,10 @@ class ProviderType(Protocol):
     idempotent: ClassVar[bool]
     """A repeated request (same key) has no second effect. Attempts of providers without
     it are recorded as started before the request is made."""
+    accepted_is_delivered: ClassVar[bool]
+    """The provider's acceptance is the recipient's own answer (an outbound webhook: the
+    receiver answered 2xx), so an accepted message is ``delivered`` at once; no delivery
+    event will ever follow. Otherwise accepted means ``sent``."""
 
     @staticmethod
     def settings_of(delivery: DeliverySettings) -> Any | None:
@@ -276,9 +280,11 @@ class HttpProvider:
     """What every adapter class does alike: it sends on the one pooled client it is built
     with, and finds its settings under its own name in a client's delivery settings (the
     registry's key). Subclasses declare ``name``, ``channel`` and ``idempotent``
-    (:class:`ProviderType`) and ``send`` (:class:`Provider`)."""
+    (:class:`ProviderType`; ``accepted_is_delivered`` is False unless they say so) and
+    ``send`` (:class:`Provider`)."""
 
     name: ClassVar[str]
+    accepted_is_delivered: ClassVar[bool] = False
 
     def __init__(self, http: httpx.AsyncClient) -> None:
         self._http = http

@@ -36,3 +36,10 @@ def idempotent(name: str) -> bool:
     name is not: its attempts are recorded as started before sending)."""
     found = PROVIDERS.get(name)
     return found is not None and found.idempotent
+
+
+def accepted_is_delivered(name: str) -> bool:
+    """Whether an accepted message of provider ``name`` is delivered at once (its receiver
+    is the recipient: outbound webhooks) rather than sent and awaiting delivery events."""
+    found = PROVIDERS.get(name)
+    return found is not None and found.accepted_is_delivered

@@ -52,6 +52,8 @@ class WebhookProvider(PinnedProvider):
     name: ClassVar[str] = "webhook"
     channel: ClassVar[str] = WebhookSettings.channel
     idempotent: ClassVar[bool] = False
+    accepted_is_delivered: ClassVar[bool] = True
+    """The receiver is the recipient: its 2xx is the delivery (no event follows)."""
     destinations: ClassVar[str] = "webhook URLs"
 
     @classmethod

@@ -75,7 +75,7 @@ from lqs.providers.base import (
     ProviderConfigError,
     SendResult,
 )
-from lqs.providers.registry import PROVIDERS, idempotent
+from lqs.providers.registry import PROVIDERS, accepted_is_delivered, idempotent
 from lqs.providers.sharded_client import ShardedAsyncClient
 from lqs.worker.limits import Failover, ProviderLimiter
 
@@ -757,6 +757,7 @@ def _ack(
         error_message=decision.error_message,
         delay=decision.delay,
         sent_at=finished if step is NextStep.SENT else None,
+        delivered=step is NextStep.SENT and accepted_is_delivered(provider),
         attempt=attempt,
         push_gone=result.recipient_gone and message.channel == "push",
         client_id=message.client_id,
