@@ -8,6 +8,7 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Annotated, NamedTuple, NoReturn, TypeVar
 from uuid import UUID
 
@@ -90,6 +91,17 @@ SinceOption = Annotated[
     ),
 ]
 """``--since WHEN``: read with :func:`since`."""
+
+
+def one_of(value: str | None, choices: type[StrEnum], option: str = "--status") -> str | None:
+    """``value`` when it is one of ``choices`` (or None); otherwise exit with one line
+    listing them."""
+    if value is None:
+        return None
+    known = [choice.value for choice in choices]
+    if value not in known:
+        fail(f"{option} must be one of {', '.join(known)}, not {value!r}")
+    return value
 
 
 def since(value: str | None) -> datetime | None:

@@ -15,6 +15,7 @@ from lqs.cli._common import (
     fail,
     id_or_prefix,
     in_transaction,
+    one_of,
     one_with_prefix,
     storable_option,
 )
@@ -32,15 +33,6 @@ from lqs.db.communications import (
 from lqs.domain.vocabulary import CommunicationStatus
 
 app = typer.Typer(help="List communications and re-drive failed ones.", no_args_is_help=True)
-
-
-def _status(value: str | None) -> str | None:
-    if value is None:
-        return None
-    known = [s.value for s in CommunicationStatus]
-    if value not in known:
-        fail(f"--status must be one of {', '.join(known)}, not {value!r}")
-    return value
 
 
 @app.command("list")
@@ -61,7 +53,7 @@ def comms_list(
     quiet: QuietOption = False,
 ) -> None:
     """The newest communications; ``--status failed`` is the dead-letter view."""
-    wanted = _status(status)
+    wanted = one_of(status, CommunicationStatus)
     for value, option in ((template, "--template"), (campaign, "--campaign")):
         if value is not None:
             storable_option(value, option)

@@ -27,6 +27,7 @@ from lqs.cli._common import (
     fail,
     id_or_prefix,
     in_transaction,
+    one_of,
     one_with_prefix,
     since,
     storable_option,
@@ -123,15 +124,6 @@ async def find_lead(conn: psycopg.AsyncConnection, ref: str, client_slug: str | 
     return found.lead_id
 
 
-def _status(value: str | None) -> str | None:
-    if value is None:
-        return None
-    known = [s.value for s in LeadStatus]
-    if value not in known:
-        fail(f"--status must be one of {', '.join(known)}, not {value!r}")
-    return value
-
-
 async def _grade(conn: psycopg.AsyncConnection, value: str, client: Client | None) -> str:
     """``value`` as a grade the clients' rules give (case aside), or one some lead has
     (from rules changed since); else exit with one line listing the grades."""
@@ -170,7 +162,7 @@ def leads_list(
     as_json: JsonOption = False,
 ) -> None:
     """The newest leads, with their status, score and grade."""
-    wanted_status = _status(status)
+    wanted_status = one_of(status, LeadStatus)
     wanted_since = since(when)
     text = storable_option(search, "--search").strip() if search is not None else ""
 
