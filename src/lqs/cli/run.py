@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from enum import StrEnum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -38,35 +38,48 @@ def serve(
     """Serve the HTTP API (lead intake) with uvicorn until interrupted."""
     # Imported here: the web stack is most of the CLI's start-up time, and other commands
     # (a CSV import, say) need none of it.
-    import uvicorn
-    from uvicorn.config import STARTUP_FAILURE
-
     from lqs.api.app import create_app
-
-    class AnnouncingServer(uvicorn.Server):
-        """Says where it listens, and on which database, once it accepts connections."""
-
-        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
-            await super().startup(sockets)  # exits the process if the app cannot start
-            bound = [s for server in self.servers for s in server.sockets]
-            typer.echo(f"listening on {listening_url(host, bound)} (database: {database})")
 
     config = settings()
     api = api_config(config)
     database = describe_database(config)
     with database_url(config) as url:
         require_migrated(url, config)
-        server = AnnouncingServer(
-            uvicorn.Config(
-                create_app(url, api, access_log=access_log),
-                host=host,
-                port=port,
-                log_level="warning",
-                access_log=False,
-                timeout_graceful_shutdown=5,
-            )
+        serve_app(
+            create_app(url, api, access_log=access_log),
+            host,
+            port,
+            lambda where: f"listening on {where} (database: {database})",
+            graceful_seconds=5,
         )
-        server.run()
+
+
+def serve_app(
+    app: Any, host: str, port: int, announce: Callable[[str], str], *, graceful_seconds: int
+) -> None:
+    """Serve the ASGI ``app`` with uvicorn until interrupted, printing ``announce(URL)`` once
+    it accepts connections (so a script or test waiting for that line can connect at once;
+    with port 0, the URL has the port the system chose)."""
+    import uvicorn
+    from uvicorn.config import STARTUP_FAILURE
+
+    class AnnouncingServer(uvicorn.Server):
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)  # exits the process if the app cannot start
+            bound = [s for server in self.servers for s in server.sockets]
+            typer.echo(announce(listening_url(host, bound)))
+
+    server = AnnouncingServer(
+        uvicorn.Config(
+            app,
+            host=host,
+            port=port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=graceful_seconds,
+        )
+    )
+    server.run()
     if not server.started:
         # As uvicorn.run: asked to stop before it could start.
         raise typer.Exit(code=STARTUP_FAILURE)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import psycopg
 import typer
-import uvicorn
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from pydantic import ValidationError
@@ -232,12 +231,12 @@ def simulate(
         config = _wire_clients(config, clients, api or settings().public_base_url)
     elif api is not None:
         fail("--api is for --client: the API the client's delivery events go to")
-    console.print(f"Provider simulator on http://{host}:{port} (inspect at /_sim/messages)")
-    uvicorn.run(
+    from lqs.cli.run import serve_app
+
+    serve_app(
         create_app(config),
-        host=host,
-        port=port,
-        log_level="warning",
-        access_log=False,
-        timeout_graceful_shutdown=2,
+        host,
+        port,
+        lambda where: f"Provider simulator on {where} (inspect at /_sim/messages)",
+        graceful_seconds=2,
     )
