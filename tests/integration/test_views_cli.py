@@ -251,7 +251,8 @@ def test_templates_list_shows_stored_versions_and_the_shipped_ones_left(
 
     by_id = {t["id"]: t for t in listed}
     assert sorted(by_id) == [
-        "lead_acknowledgement", "lead_qualified", "lead_qualified_push", "lead_qualified_sms"
+        "lead_acknowledgement", "lead_qualified", "lead_qualified_push", "lead_qualified_sms",
+        "lead_webhook",
     ]  # fmt: skip
     assert by_id["lead_qualified"]["source"] == "stored"
     assert (by_id["lead_qualified"]["version"], by_id["lead_qualified"]["versions"]) == (2, 2)

@@ -209,8 +209,8 @@ def test_cli_serves_the_configured_simulator(
 ) -> None:
     served: dict[str, Any] = {}
     monkeypatch.setattr(
-        "lqs.cli.simulate.uvicorn.run",
-        lambda app, **options: served.update(app=app, **options),
+        "lqs.cli.run.serve_app",
+        lambda app, host, port, announce, **options: served.update(app=app, host=host, port=port),
     )
     path = tmp_path / "simulator.yaml"
     path.write_text("seed: 5\nresend:\n  enforce_rate_limit: true\n")
