@@ -190,6 +190,21 @@ class Settings(BaseSettings):
     unsubscribe_ttl_days: int = Field(
         default=60, ge=1, le=3_650, description="How long an unsubscribe link stays valid"
     )
+    jwt_secret: SecretStr | None = Field(
+        default=None,
+        description="HS256 key for users' tokens (32+ characters; Supabase's legacy JWT "
+        "secret): verifies bearer tokens and signs those lqs's own sign-in issues. Unset, "
+        "with LQS_JWKS_URL unset too: the tenant API and the dashboard answer 503",
+    )
+    jwks_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://\S+$",
+        description="A JWKS (Supabase's signing keys: .../auth/v1/.well-known/jwks.json) "
+        "whose RS256/ES256 keys verify users' tokens",
+    )
+    jwt_ttl: int = Field(
+        default=3_600, ge=60, le=86_400, description="Seconds a token from lqs's sign-in lasts"
+    )
     webhook_tolerance: float = Field(
         default=300.0, gt=0, le=3_600, description="Seconds a signed webhook timestamp may be off"
     )

@@ -34,6 +34,7 @@ from tests.configs import default_settings
 URL = "postgresql://reach@pooled.example:6000/reach"
 DIRECT = "postgresql://reach@direct.example:5432/reach"
 SECRET = "a-distinctive-unsubscribe-secret-of-40-chars"
+JWT_SECRET = "a-distinctive-jwt-secret-of-at-least-32-chars"
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,13 @@ REACH: dict[str, tuple[str, Callable[[Composed], Any], Any]] = {
     ),
     "LQS_UNSUBSCRIBE_TTL_DAYS": ("17", lambda c: _links(c).ttl, timedelta(days=17)),
     "LQS_WEBHOOK_TOLERANCE": ("123.5", lambda c: c.api.webhook.tolerance, 123.5),
+    "LQS_JWT_SECRET": (JWT_SECRET, lambda c: c.api.tokens._secret, JWT_SECRET),
+    "LQS_JWKS_URL": (
+        "https://reach.example/auth/v1/.well-known/jwks.json",
+        lambda c: c.api.tokens._jwks._url,
+        "https://reach.example/auth/v1/.well-known/jwks.json",
+    ),
+    "LQS_JWT_TTL": ("901", lambda c: c.api.tokens.ttl_seconds, 901),
 }
 
 
@@ -196,6 +204,15 @@ def test_the_dispatchers_own_defaults_are_the_settings_defaults() -> None:
     # drift from what a deployment gets.
     assert compose.dispatcher_options(default_settings()) == DispatcherOptions()
     assert compose.dispatcher_options(default_settings()).policy == RetryPolicy()
+
+
+def test_a_short_jwt_secret_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigurationError, match="LQS_JWT_SECRET"):
+        compose.api_config(default_settings(jwt_secret="short"))
+
+
+def test_without_a_jwt_secret_or_jwks_url_the_api_verifies_no_tokens() -> None:
+    assert compose.api_config(default_settings()).tokens is None
 
 
 def test_an_unusable_unsubscribe_secret_is_a_configuration_error() -> None:

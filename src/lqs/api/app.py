@@ -35,6 +35,7 @@ from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
+from lqs.api.tokens import TokenVerifier
 from lqs.db.errors import DatabaseError, is_transient, log_fields
 from lqs.db.pool import open_pool
 from lqs.domain.unsubscribe import UnsubscribeLinks
@@ -79,6 +80,8 @@ class ApiConfig:
     webhook: WebhookConfig
     unsubscribe_links: UnsubscribeLinks | None
     readiness: ReadinessOptions
+    tokens: TokenVerifier | None
+    """Verifies users' bearer tokens (the tenant API); None: that API answers 503."""
 
 
 def create_app(
@@ -127,6 +130,7 @@ def create_app(
             app.state.rate_limiter = RateLimiter()
             app.state.webhook_config = config.webhook
             app.state.unsubscribe_links = config.unsubscribe_links
+            app.state.tokens = config.tokens
             yield
 
     # FastAPIOffline: /docs (Swagger UI) and /redoc load their assets from this package,

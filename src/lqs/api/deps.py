@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.access_log import CLIENT_ID_STATE
@@ -27,8 +28,9 @@ from lqs.api.errors import ApiError
 from lqs.api.limits import RateLimiter, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
 from lqs.api.readiness import Readiness
+from lqs.api.tokens import Claims, InvalidToken, TokenVerifier
 from lqs.db.clients import ApiPrincipal, authenticate_api_key
-from lqs.db.pool import run_transaction
+from lqs.db.pool import run_transaction, tenant_session
 from lqs.domain.leads import MAX_NUMBER_DIGITS, FieldError
 from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
 
@@ -64,6 +66,8 @@ Limiter = Annotated[RateLimiter, Depends(_from_app_state("rate_limiter"))]
 Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_links"))]
 """The unsubscribe links' signer, or None when they are not configured."""
 ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
+Tokens = Annotated[TokenVerifier | None, Depends(_from_app_state("tokens"))]
+"""The users' token verifier, or None when no JWT secret or JWKS URL is configured."""
 
 
 def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
@@ -114,6 +118,58 @@ async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrinc
 
 Principal = Annotated[ApiPrincipal, Depends(_principal)]
 """The authenticated client (``Authorization: Bearer lqs_...``), within its rate limit."""
+
+API_KEY_PREFIX = "lqs_"
+
+
+async def _user(request: Request, tokens: Tokens) -> Claims:
+    """Who the request's bearer token (a Supabase-compatible JWT) speaks for.
+
+    Raises:
+        ApiError: 503 when no way to verify tokens is configured; 401 for a missing,
+            malformed, forged or expired token, another audience or an unaccepted role,
+            and for an API key (which only sends leads in).
+    """
+    if tokens is None:
+        raise ApiError(
+            503,
+            "auth_not_configured",
+            "users' tokens cannot be verified here: set LQS_JWT_SECRET or LQS_JWKS_URL",
+        )
+    header = request.headers.get("authorization", "")
+    scheme, _, token = header.partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token:
+        raise _unauthenticated(
+            "missing_token", "send a user's token as `Authorization: Bearer <jwt>`", "missing"
+        )
+    if token.startswith(API_KEY_PREFIX):
+        raise _unauthenticated(
+            "api_key_not_accepted",
+            "an API key only sends leads in; reading needs a user's token (POST /auth/login)",
+            "an API key, not a user's token",
+        )
+    try:
+        claims = await tokens.verify(token)
+    except InvalidToken as exc:
+        raise _unauthenticated("invalid_token", str(exc), str(exc)) from None
+    return claims
+
+
+User = Annotated[Claims, Depends(_user)]
+"""The signed-in user (or service role) of ``Authorization: Bearer <jwt>``."""
+
+
+async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
+    """A transaction run as the user, in the database (:func:`~lqs.db.pool.tenant_session`):
+    row-level security decides what it sees."""
+    extra = {k: v for k, v in user.claims.items() if k not in ("role", "sub")}
+    async with tenant_session(pool, user.user_id, role=user.role, extra_claims=extra) as conn:
+        yield conn
+
+
+UserSession = Annotated[AsyncConnection, Depends(_user_session)]
+"""A connection in a transaction run as the request's user (reads; it commits at the end)."""
 
 
 async def _idempotency_key(request: Request) -> str | None:

@@ -19,6 +19,7 @@ from lqs.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from lqs.api.app import ApiConfig
+    from lqs.api.tokens import TokenVerifier
     from lqs.worker.dispatcher import DispatcherOptions
     from lqs.worker.run import WorkerConfig
 
@@ -61,6 +62,26 @@ def unsubscribe_links(settings: Settings) -> UnsubscribeLinks | None:
         raise ConfigurationError(f"LQS_UNSUBSCRIBE_SECRET: {exc}") from None
 
 
+def token_verifier(settings: Settings) -> TokenVerifier | None:
+    """The users' token verifier, if a JWT secret or a JWKS URL is configured.
+
+    Raises:
+        ConfigurationError: LQS_JWT_SECRET is too short.
+    """
+    from lqs.api.tokens import TokenVerifier
+
+    if settings.jwt_secret is None and settings.jwks_url is None:
+        return None
+    try:
+        return TokenVerifier(
+            secret=settings.jwt_secret.get_secret_value() if settings.jwt_secret else None,
+            jwks_url=settings.jwks_url,
+            ttl_seconds=settings.jwt_ttl,
+        )
+    except ValueError as exc:
+        raise ConfigurationError(f"LQS_JWT_SECRET: {exc}") from None
+
+
 def api_config(settings: Settings) -> ApiConfig:
     """The API's configuration.
 
@@ -82,6 +103,7 @@ def api_config(settings: Settings) -> ApiConfig:
         statement_timeout=settings.api_statement_timeout or None,
         webhook=WebhookConfig(settings.public_base_url, settings.webhook_tolerance),
         unsubscribe_links=unsubscribe_links(settings),
+        tokens=token_verifier(settings),
         readiness=ReadinessOptions(
             require_worker=settings.readyz_require_worker,
             worker_max_age=settings.readyz_worker_max_age,
