@@ -16,6 +16,8 @@ Our exception hierarchy:
     - IdempotencyConflict
     - WebhookRejected
     - WebhookMalformed
+    - InvalidToken (ValueError)
+    - WeakPassword (ValueError)
   + DatabaseError
     - DatabaseUnavailable
     - UnsupportedServer
@@ -25,6 +27,8 @@ Our exception hierarchy:
       · MigrationDrift
     - ClientNotFound
     - ClientExists
+    - UserNotFound
+    - UserExists
   + ApiError
 
 A name in parentheses is a second base kept for callers that catch it. Each class lives

@@ -102,8 +102,12 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
     admin, member = uuid4(), uuid4()
     conn.execute(
         "INSERT INTO public.profiles (id, client_id, email, role) VALUES"
-        " (%s, %s, 'admin@x.example', 'admin'), (%s, %s, 'member@x.example', 'member')",
-        (admin, client, member, client),
+        " (%s, %s, %s, 'admin'), (%s, %s, %s, 'member')",
+        (admin, client, f"admin@{slug}.example", member, client, f"member@{slug}.example"),
+    )
+    conn.execute(
+        "INSERT INTO public.user_credentials (user_id, password_hash) VALUES (%s, %s)",
+        (admin, "$argon2id$v=19$m=65536,t=3,p=4$not-a-real-hash"),
     )
     lead = one(
         "INSERT INTO public.leads (client_id, email, dedupe_key) VALUES (%s, %s, %s) RETURNING id",
@@ -251,6 +255,7 @@ TABLES = [
     ("consent_history", "id", "consent_entry"),
     ("webhook_rejects", "id", "webhook_reject"),
     ("worker_heartbeats", "owner", "worker"),
+    ("user_credentials", "user_id", "admin"),
 ]
 APPEND_ONLY = {"consent_history"}
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
@@ -339,6 +344,8 @@ INSERTS = {
     " VALUES (%s, 'sms', '+1555', 'manual')",
     "idempotency_keys": "INSERT INTO public.idempotency_keys"
     " (client_id, key, request_hash, status_code, response) VALUES (%s, 'new', '\\x01', 200, '{}')",
+    "user_credentials": "INSERT INTO public.user_credentials (user_id, password_hash)"
+    " SELECT id, '$argon2id$fake' FROM public.profiles WHERE client_id = %s AND role = 'member'",
 }
 
 
@@ -387,6 +394,8 @@ UPDATES = {
     "lead_import_rows": "UPDATE public.lead_import_rows SET lead_id = NULL WHERE client_id = %s",
     "provider_events": "UPDATE public.provider_events SET effect = 'x' WHERE client_id = %s",
     "webhook_rejects": "UPDATE public.webhook_rejects SET reason = 'x' WHERE client_id = %s",
+    "user_credentials": "UPDATE public.user_credentials SET failed_attempts = 1"
+    " WHERE user_id IN (SELECT id FROM public.profiles WHERE client_id = %s)",
 }
 
 
@@ -597,6 +606,11 @@ class FreshTenant:
     def member(self) -> Actor:
         return user(self.member_id)
 
+    @property
+    def admin_email(self) -> str:
+        """A-admin's address: one per profile, as sign-in needs (migration 0012)."""
+        return f"admin-{self.client_id.hex}@x.example"
+
     def row_id(self, table: CoreTable) -> UUID:
         """This tenant's row of ``table`` that the statements below target."""
         return {
@@ -630,10 +644,10 @@ def _create_tenant(db: psycopg.Connection[Any], label: str) -> FreshTenant:
             (
                 t.admin_id,
                 t.client_id,
-                f"admin@{label}.example",
+                t.admin_email,
                 t.member_id,
                 t.client_id,
-                f"member@{label}.example",
+                f"member-{t.client_id.hex}@x.example",
             ),
         )
         db.execute(
@@ -723,7 +737,8 @@ def _statement(operation: Operation, table: CoreTable, tenant: FreshTenant) -> S
     if operation == "insert":
         return _insert(table, tenant, uuid4())
     if operation == "update":
-        return _update(table, tenant.row_id(table), "changed")
+        # Unique: an update that commits must not give two profiles one email (0012).
+        return _update(table, tenant.row_id(table), f"changed-{uuid4().hex}")
     return _delete(table, tenant.row_id(table))
 
 
@@ -901,7 +916,7 @@ async def test_user_cannot_write_profiles_not_even_their_own(
 
     with pytest.raises(InsufficientPrivilege, match=no_privilege("profiles")):
         await _run(pool, fresh.a.admin, statement)
-    assert _stored(superuser, "profiles", "email", fresh.a.admin_id) == "admin@a.example"
+    assert _stored(superuser, "profiles", "email", fresh.a.admin_id) == fresh.a.admin_email
 
     assert await _run(pool, service(), statement) == 1
 

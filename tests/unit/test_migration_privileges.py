@@ -39,7 +39,8 @@ def revoked_from_api_roles(sql: str, kind: str, name: str) -> bool:
     authenticated, service_role`` statement (functions: and PUBLIC)."""
     roles = ["anon", "authenticated", "service_role"] + (["public"] if kind == "FUNCTION" else [])
     short = name.removeprefix("public.")
-    for statement in sql.split(";"):
+    uncommented = re.sub(r"--[^\n]*", "", sql)  # a statement may follow a comment line
+    for statement in uncommented.split(";"):
         text = " ".join(statement.lower().split())
         if not text.startswith(f"revoke all on {kind.lower()}"):
             continue
