@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api import auth, health, intake, metrics, unsubscribe, webhooks
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error
@@ -146,18 +146,20 @@ def create_app(
     for kind in (psycopg.Error, DatabaseError, Exception):
         app.add_exception_handler(kind, _unhandled)
     app.include_router(intake.router)
+    app.include_router(auth.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
 
     def openapi() -> dict[str, Any]:
-        # FastAPI's document, plus what the request bodies refer to and the API-key scheme.
+        # FastAPI's document, plus what the request bodies refer to and the two schemes:
+        # clients' API keys (lead intake) and users' tokens.
         if app.openapi_schema is None:
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = document.setdefault("components", {})
             components.setdefault("schemas", {}).update(intake.SCHEMAS)
-            components["securitySchemes"] = intake.SECURITY_SCHEMES
+            components["securitySchemes"] = {**intake.SECURITY_SCHEMES, **auth.SECURITY_SCHEMES}
             app.openapi_schema = document
         return app.openapi_schema
 

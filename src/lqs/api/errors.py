@@ -6,13 +6,38 @@ A handler or a dependency refuses a request by raising :class:`ApiError`;
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 from fastapi import Request
 from fastapi.responses import JSONResponse
 
 from lqs.domain.leads import FieldError
 from lqs.errors import LqsError
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "field": {"type": "string"},
+                "fields": {"type": "array", "items": {"type": "object"}},
+            },
+        }
+    },
+}
+"""The error shape, as the OpenAPI document describes it."""
+
+
+def error_responses(described: Iterable[tuple[int, str]]) -> dict[int | str, dict[str, Any]]:
+    """A route's OpenAPI ``responses`` for its errors: each status with what it means."""
+    return {
+        status: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for status, text in described
+    }
 
 
 class ApiError(LqsError):

@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.deps import IdempotencyKey, JsonBody, Pool, Principal
-from lqs.api.errors import ApiError
+from lqs.api.errors import ApiError, error_responses
 from lqs.db.clients import ApiPrincipal
 from lqs.db.idempotency import (
     IdempotencyConflict,
@@ -57,23 +57,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     }
 }
 _SECURED: dict[str, Any] = {"security": [{"apiKey": []}]}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string"},
-                "fields": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
-    for code, text in (
+_ERRORS = error_responses(
+    (
         (400, "Malformed JSON or Idempotency-Key"),
         (401, "Missing, unknown or revoked API key"),
         (409, "Idempotency-Key reused with a different body"),
@@ -81,7 +66,7 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (422, "Invalid lead(s): every bad field is named"),
         (429, "Rate limit exceeded; see Retry-After"),
     )
-}
+)
 
 
 def _request_hash(payload: Any) -> bytes:

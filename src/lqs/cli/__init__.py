@@ -52,6 +52,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "comms": ("lqs.cli.comms", "app", "List communications and re-drive failed ones."),
     "push": ("lqs.cli.push", "app", "Manage a client's browser push subscriptions."),
     "suppressions": ("lqs.cli.suppressions", "app", "List, add and remove suppressed recipients."),
+    "users": (
+        "lqs.cli.users",
+        "app",
+        "Add, list, disable and enable the users who sign in to LQS, and reset their passwords.",
+    ),
 }
 """Each subcommand of ``lqs``: the module and attribute that define it (a typer app, or a
 function for a single command), and the one line ``lqs --help`` shows for it. A module is

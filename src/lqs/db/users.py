@@ -14,10 +14,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, LiteralString
 from uuid import UUID
 
-from psycopg import AsyncConnection, errors
+from psycopg import AsyncConnection, errors, sql
 
 from lqs.db.errors import DatabaseError
 
@@ -127,19 +127,19 @@ async def list_users(conn: AsyncConnection, client_id: UUID | None = None) -> li
     return [UserAccount(*row) for row in await cur.fetchall()]
 
 
-async def _update_by_email(conn: AsyncConnection, email: str, assignments: str, *params: object) -> UserAccount:
-    cur = await conn.execute(
-        f"UPDATE public.user_credentials u SET {assignments}"
+async def _update_by_email(
+    conn: AsyncConnection, email: str, assignments: LiteralString, *params: object
+) -> UserAccount:
+    query = sql.SQL(
+        "UPDATE public.user_credentials u SET {}"
         " FROM public.profiles p"
         " WHERE p.id = u.user_id AND lower(p.email) = lower(%s)"
-        " RETURNING u.user_id",
-        (*params, email),
-    )
+        " RETURNING u.user_id"
+    ).format(sql.SQL(assignments))
+    cur = await conn.execute(query, (*params, email))
     row = await cur.fetchone()
     if row is None:
-        raise UserNotFound(
-            f"no user signs in with {email!r}; list them with `lqs users list`"
-        )
+        raise UserNotFound(f"no user signs in with {email!r}; list them with `lqs users list`")
     return await _account(conn, row[0])
 
 
@@ -164,8 +164,7 @@ async def set_password(conn: AsyncConnection, email: str, password_hash: str) ->
     return await _update_by_email(
         conn,
         email,
-        "password_hash = %s, password_changed_at = now(), failed_attempts = 0,"
-        " locked_until = NULL",
+        "password_hash = %s, password_changed_at = now(), failed_attempts = 0, locked_until = NULL",
         password_hash,
     )
 
@@ -183,8 +182,10 @@ async def find_credentials(conn: AsyncConnection, email: str) -> Credentials | N
     row = await cur.fetchone()
     if row is None:
         return None
-    *rest, locked = row
-    return Credentials(*rest, locked_for_seconds=max(0, locked))
+    user_id, found_email, client_id, role, password_hash, disabled, locked = row
+    return Credentials(
+        user_id, found_email, client_id, role, password_hash, disabled, max(0, locked)
+    )
 
 
 async def record_failed_sign_in(conn: AsyncConnection, user_id: UUID) -> int:
