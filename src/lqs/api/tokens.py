@@ -64,6 +64,8 @@ class _KeySet:
         self._timeout = timeout
         self._keys: dict[str, jwt.PyJWK] = {}
         self._fetched_at = float("-inf")
+        self._unavailable: str | None = None
+        """Why no key is known, while the key server has not answered yet."""
         self._lock = asyncio.Lock()
 
     async def key(self, kid: str | None) -> jwt.PyJWK:
@@ -72,6 +74,9 @@ class _KeySet:
         unknown = kid not in self._keys if kid is not None else not self._keys
         if stale or (unknown and now - self._fetched_at > JWKS_MIN_REFRESH_SECONDS):
             await self._refresh()
+        if not self._keys and self._unavailable is not None:
+            # Until the interval allows the next attempt, say why, not "unknown key".
+            raise InvalidToken(self._unavailable)
         if kid is None:
             if len(self._keys) == 1:
                 return next(iter(self._keys.values()))
@@ -92,13 +97,15 @@ class _KeySet:
                     keys = jwt.PyJWKSet.from_dict(response.json()).keys
             except (httpx.HTTPError, ValueError, jwt.PyJWTError) as exc:
                 if not self._keys:
-                    raise InvalidToken(
+                    self._unavailable = (
                         f"the signing keys could not be fetched ({type(exc).__name__})"
-                    ) from None
+                    )
+                    raise InvalidToken(self._unavailable) from None
                 return  # keep the keys already known; try again after the interval
             finally:
                 self._fetched_at = time.monotonic()
             self._keys = {k.key_id: k for k in keys if k.key_id is not None}
+            self._unavailable = None
             if len(keys) == 1 and keys[0].key_id is None:
                 self._keys = {"": keys[0]}
 
