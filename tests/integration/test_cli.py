@@ -18,7 +18,7 @@ from tests.conftest import DatabaseFactory, pooler_env
 
 
 def run_lqs(
-    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None
+    *args: str, env: dict[str, str] | None = None, cwd: Path | None = None, stdin: str | None = None
 ) -> subprocess.CompletedProcess[str]:
     merged = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
     merged.update(env or {})
@@ -27,6 +27,7 @@ def run_lqs(
         [sys.executable, "-m", "lqs", *args],
         env=merged,
         cwd=cwd,
+        input=stdin,
         capture_output=True,
         text=True,
         timeout=120,

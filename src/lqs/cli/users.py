@@ -96,7 +96,7 @@ def users_list(
     ] = None,
     as_json: JsonOption = False,
 ) -> None:
-    """List users (never their password hashes), by client then email."""
+    """List users (never their password hashes), by client then email; --json adds ids."""
 
     async def listed(conn: psycopg.AsyncConnection) -> list[UserAccount]:
         found = None if client is None else await get_client(conn, client)
@@ -107,7 +107,8 @@ def users_list(
         print_json_lines(accounts)
         return
     table = Table(title="Users" if client is None else f"Users of {client}")
-    for heading in ("email", "client", "role", "state", "id", "created"):
+    table.add_column("email", no_wrap=True)  # the one column a reader needs whole
+    for heading in ("client", "role", "state", "added"):
         table.add_column(heading)
     now = datetime.now(UTC)
     for account in accounts:
@@ -116,8 +117,7 @@ def users_list(
             account.client_slug,
             account.role,
             _state(account, now),
-            str(account.id),
-            account.created_at.isoformat(timespec="seconds"),
+            f"{account.created_at:%Y-%m-%d}",
         )
     console.print(table)
 
