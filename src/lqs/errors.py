@@ -13,6 +13,7 @@ Our exception hierarchy:
     - CsvHeaderError
     - TemplateError
     - InvalidUnsubscribeToken (ValueError)
+    - InvalidToken (ValueError)
     - IdempotencyConflict
     - WebhookRejected
     - WebhookMalformed
