@@ -24,6 +24,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.access_log import CLIENT_ID_STATE
+from lqs.api.browser_session import CsrfTokens
 from lqs.api.errors import ApiError
 from lqs.api.limits import RateLimiter, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
@@ -68,6 +69,8 @@ Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_
 ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
 Tokens = Annotated[TokenVerifier | None, Depends(_from_app_state("tokens"))]
 """The users' token verifier, or None when no JWT secret or JWKS URL is configured."""
+Csrf = Annotated[CsrfTokens, Depends(_from_app_state("csrf"))]
+"""The dashboard's CSRF tokens (:mod:`lqs.api.browser_session`)."""
 
 
 def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
