@@ -85,9 +85,7 @@ def test_sign_in_page_has_landmarks_and_a_skip_link_first(page: Any, site: str) 
     assert focused.text == "Skip to main content"
     assert focused.get_attribute("href").endswith("#main")
     assert focused.location["y"] >= 0  # shown on focus, not left off-screen
-    outline = page.execute_script(
-        "return getComputedStyle(document.activeElement).outlineStyle"
-    )
+    outline = page.execute_script("return getComputedStyle(document.activeElement).outlineStyle")
     assert outline not in ("", "none")
     assert page.execute_script("return document.documentElement.lang") == "en"
     for landmark in ("header", "main#main", "footer"):
@@ -156,6 +154,5 @@ def test_submitting_the_form_says_sign_in_is_not_configured(page: Any, site: str
     assert by_css(page, "#password").get_attribute("value") == ""
     # The placeholder answers 503 (sign-in unavailable): the browser logs that, nothing else.
     assert [message.split(" - ", 1)[1] for message in console_errors(page)] == [
-        "Failed to load resource: the server responded with a status of 503 "
-        "(Service Unavailable)"
+        "Failed to load resource: the server responded with a status of 503 (Service Unavailable)"
     ]

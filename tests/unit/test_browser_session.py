@@ -29,7 +29,10 @@ KEY = secrets.token_bytes(32)
 
 
 def request(
-    *, scheme: str = "http", cookies: dict[str, str] | None = None, headers: dict[str, str] | None = None
+    *,
+    scheme: str = "http",
+    cookies: dict[str, str] | None = None,
+    headers: dict[str, str] | None = None,
 ) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if cookies:
@@ -54,13 +57,15 @@ def set_cookies(response: Response) -> dict[str, SimpleCookie]:
         if name == b"set-cookie":
             cookie: SimpleCookie = SimpleCookie()
             cookie.load(value.decode())
-            parsed.update({key: cookie for key in cookie})
+            parsed.update(dict.fromkeys(cookie, cookie))
     return parsed
 
 
 def attributes(response: Response, name: str) -> str:
     return next(
-        v.decode() for k, v in response.raw_headers if k == b"set-cookie" and v.decode().startswith(f"{name}=")
+        v.decode()
+        for k, v in response.raw_headers
+        if k == b"set-cookie" and v.decode().startswith(f"{name}=")
     )
 
 
@@ -155,7 +160,8 @@ def test_a_first_visit_gets_a_new_random_presession_binding() -> None:
     first, new = presession_binding(request())
     again, new_again = presession_binding(request(cookies={PRESESSION_COOKIE: first}))
 
-    assert new and len(first) >= 40
+    assert new
+    assert len(first) >= 40
     assert (again, new_again) == (first, False)
     assert presession_binding(request())[0] != first
 

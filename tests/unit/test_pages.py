@@ -173,7 +173,9 @@ def test_every_vendored_file_matches_its_recorded_digest_and_has_its_licence() -
         ("chart.js", "4.6.2"),
     }
     for package, _, name, digest in files:
-        assert hashlib.sha256((STATIC / "vendor" / package / name).read_bytes()).hexdigest() == digest
+        assert (
+            hashlib.sha256((STATIC / "vendor" / package / name).read_bytes()).hexdigest() == digest
+        )
     for package in {package for package, _, _, _ in files}:
         names = {name for p, _, name, _ in files if p == package}
         assert any(name.upper().startswith("LICENSE") for name in names), package
@@ -191,8 +193,15 @@ async def test_vendored_scripts_are_served_from_the_package(client: httpx.AsyncC
 
 def page_request(path: str) -> Request:
     return Request(
-        {"type": "http", "method": "GET", "scheme": "http", "server": ("lqs.test", 80),
-         "path": path, "query_string": b"", "headers": []}
+        {
+            "type": "http",
+            "method": "GET",
+            "scheme": "http",
+            "server": ("lqs.test", 80),
+            "path": path,
+            "query_string": b"",
+            "headers": [],
+        }
     )
 
 
@@ -235,9 +244,50 @@ async def test_a_form_with_too_many_fields_reads_as_empty() -> None:
         return {"type": "http.request", "body": body, "more_body": False}
 
     request = Request(
-        {"type": "http", "method": "POST", "path": "/app/login", "query_string": b"",
-         "headers": [(b"content-type", b"application/x-www-form-urlencoded")]},
+        {
+            "type": "http",
+            "method": "POST",
+            "path": "/app/login",
+            "query_string": b"",
+            "headers": [(b"content-type", b"application/x-www-form-urlencoded")],
+        },
         receive,
     )
 
     assert await read_form(request) == {}
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    linear = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels]
+    return 0.2126 * linear[0] + 0.7152 * linear[1] + 0.0722 * linear[2]
+
+
+def contrast(first: str, second: str) -> float:
+    """WCAG 2's contrast ratio of two #rrggbb colours."""
+    light, dark = sorted((_luminance(first), _luminance(second)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+@pytest.mark.parametrize(
+    ("foreground", "background", "minimum"),
+    [
+        ("--text", "--background", 4.5),
+        ("--muted", "--background", 4.5),
+        ("--link", "--background", 4.5),
+        ("#ffffff", "--header", 4.5),  # the header's text and links, the button's label
+        ("--error", "#fdf2f3", 4.5),  # an error notice
+        ("--border", "--background", 3.0),  # an input's edge
+        ("--focus", "--header", 3.0),  # the focus ring on the header
+        ("--text", "--focus", 3.0),  # the focus ring's dark edge against its light one
+    ],
+)
+def test_stylesheet_colours_meet_wcag_aa_contrast(
+    foreground: str, background: str, minimum: float
+) -> None:
+    variables = dict(re.findall(r"(--[a-z]+):\s*(#[0-9a-f]{6});", (STATIC / "app.css").read_text()))
+
+    def colour(name: str) -> str:
+        return variables[name] if name.startswith("--") else name
+
+    assert contrast(colour(foreground), colour(background)) >= minimum

@@ -43,9 +43,7 @@ def is_https(request: Request) -> bool:
     return request.url.scheme == "https"
 
 
-def _set_cookie(
-    response: Response, request: Request, name: str, value: str, max_age: int
-) -> None:
+def _set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:
     response.set_cookie(
         name,
         value,

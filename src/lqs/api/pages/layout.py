@@ -100,9 +100,11 @@ def render(
     status_code: int = 200,
     **context: Any,
 ) -> HTMLResponse:
-    """``template`` (a name in ``lqs/api/templates``) rendered in the layout. ``viewer`` None: a page for anyone (no
-    navigation); ``csrf_token``: the token forms and htmx requests send back; ``charts``:
-    the page loads Chart.js and ``static/charts.js`` (``<canvas data-chart='{...}'>``).
+    """``template`` (a name in ``lqs/api/templates``) rendered in the layout.
+
+    ``viewer`` None: a page for anyone (no navigation); ``csrf_token``: the token forms
+    and htmx requests send back; ``charts``: the page loads Chart.js and
+    ``static/charts.js`` (``<canvas data-chart='{...}'>``).
     Pages are never cached: they show a tenant's data."""
     nav = [item for item in NAV if viewer is not None and (viewer.is_admin or not item.admin_only)]
     if isinstance(template, str):
