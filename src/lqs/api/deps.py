@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -163,11 +164,18 @@ User = Annotated[Claims, Depends(_user)]
 """The signed-in user (or service role) of ``Authorization: Bearer <jwt>``."""
 
 
-async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
-    """A transaction run as the user, in the database (:func:`~lqs.db.pool.tenant_session`):
-    row-level security decides what it sees."""
+@asynccontextmanager
+async def session_as(pool: AsyncConnectionPool, user: Claims) -> AsyncIterator[AsyncConnection]:
+    """A transaction run as ``user``, in the database (:func:`~lqs.db.pool.tenant_session`):
+    row-level security decides what it sees. For :data:`UserSession` and the dashboard's
+    pages alike."""
     extra = {k: v for k, v in user.claims.items() if k not in ("role", "sub")}
     async with tenant_session(pool, user.user_id, role=user.role, extra_claims=extra) as conn:
+        yield conn
+
+
+async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
+    async with session_as(pool, user) as conn:
         yield conn
 
 

@@ -1,4 +1,4 @@
-"""``/app/login``: the sign-in form.
+"""``/app/login``: the sign-in form; ``POST /app/logout``: signing out.
 
 ``POST /app/login`` checks the form's CSRF token, then answers the form again saying that
 sign-in is not configured: lqs's own sign-in (``POST /auth/login``) is not in this release
@@ -9,11 +9,17 @@ yet. Once it is, the handler signs in with it, sets the session cookie
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from lqs.api.browser_session import CSRF_FIELD, presession_binding, set_presession_cookie
+from lqs.api.browser_session import (
+    CSRF_FIELD,
+    clear_session_cookie,
+    presession_binding,
+    set_presession_cookie,
+)
 from lqs.api.deps import Csrf
 from lqs.api.pages.layout import PAGES_PREFIX, read_form, render
+from lqs.api.pages.signed_in import LOGIN_PATH
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -51,3 +57,15 @@ async def login(request: Request, csrf: Csrf) -> HTMLResponse:
     if not csrf.verify_request(request, form.get(CSRF_FIELD)):
         return _form(request, csrf, email=email, error=FORM_EXPIRED, status=403)
     return _form(request, csrf, email=email, error=NOT_CONFIGURED, status=503)
+
+
+@router.post("/logout")
+async def logout(request: Request, csrf: Csrf) -> Response:
+    """Delete the session cookie and go to the sign-in form (the access token itself
+    stays valid until it expires: tokens are not revoked)."""
+    form = await read_form(request)
+    if not csrf.verify_request(request, form.get(CSRF_FIELD)):
+        return _form(request, csrf, error=FORM_EXPIRED, status=403)
+    response = RedirectResponse(LOGIN_PATH, status_code=303)
+    clear_session_cookie(response, request)
+    return response
