@@ -13,10 +13,10 @@ Our exception hierarchy:
     - CsvHeaderError
     - TemplateError
     - InvalidUnsubscribeToken (ValueError)
+    - InvalidToken (ValueError)
     - IdempotencyConflict
     - WebhookRejected
     - WebhookMalformed
-    - InvalidToken (ValueError)
     - WeakPassword (ValueError)
   + DatabaseError
     - DatabaseUnavailable
@@ -30,6 +30,7 @@ Our exception hierarchy:
     - UserNotFound
     - UserExists
   + ApiError
+    - SignInRequired
 
 A name in parentheses is a second base kept for callers that catch it. Each class lives
 with the code that raises it (``lqs.db.errors``, ``lqs.domain.scoring``, ...); only the
