@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api import health, intake, metrics, tenant_admin, unsubscribe, webhooks
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error
@@ -150,6 +150,7 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    app.include_router(tenant_admin.router)
 
     def openapi() -> dict[str, Any]:
         # FastAPI's document, plus what the request bodies refer to and the API-key scheme.
@@ -157,7 +158,10 @@ def create_app(
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = document.setdefault("components", {})
             components.setdefault("schemas", {}).update(intake.SCHEMAS)
-            components["securitySchemes"] = intake.SECURITY_SCHEMES
+            components["securitySchemes"] = {
+                **intake.SECURITY_SCHEMES,
+                **tenant_admin.SECURITY_SCHEMES,
+            }
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -116,6 +116,33 @@ async def get_clients_by_id(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[
     return {row[0]: Client(*row) for row in await cur.fetchall()}
 
 
+@dataclass(frozen=True)
+class Profile:
+    """A user's membership: the client whose rows they see, and their role in it."""
+
+    user_id: UUID
+    client_id: UUID
+    role: str
+    """``owner``, ``admin``, ``member`` or ``viewer``."""
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the role may change the client's things (owners and admins)."""
+        return self.role in ("owner", "admin")
+
+
+async def current_profile(conn: AsyncConnection) -> Profile | None:
+    """The session's user's own profile (``auth.uid()``), or None when they have none.
+
+    Run as the user: the profiles policy lets a user read their own row only.
+    """
+    cur = await conn.execute(
+        "SELECT id, client_id, role FROM public.profiles WHERE id = (SELECT auth.uid())"
+    )
+    row = await cur.fetchone()
+    return Profile(*row) if row else None
+
+
 async def update_client_settings(
     conn: AsyncConnection, client_id: UUID, patch: Mapping[str, Any]
 ) -> dict[str, Any]:
@@ -159,12 +186,16 @@ async def list_api_keys(conn: AsyncConnection, client_id: UUID) -> list[ApiKey]:
     return [ApiKey(*row) for row in await cur.fetchall()]
 
 
-async def revoke_api_key(conn: AsyncConnection, client_id: UUID, prefix: str) -> int:
-    """Revoke the client's live keys starting with ``prefix``; return how many."""
+async def revoke_api_key(
+    conn: AsyncConnection, client_id: UUID, prefix: str, *, key_id: UUID | None = None
+) -> int:
+    """Revoke the client's live keys starting with ``prefix`` (only the key ``key_id``,
+    if given); return how many."""
     cur = await conn.execute(
         "UPDATE public.api_keys SET revoked_at = now()"
-        " WHERE client_id = %s AND prefix = left(%s, 12) AND revoked_at IS NULL",
-        (client_id, prefix),
+        " WHERE client_id = %s AND prefix = left(%s, 12) AND revoked_at IS NULL"
+        "   AND (%s::uuid IS NULL OR id = %s::uuid)",
+        (client_id, prefix, key_id, key_id),
     )
     return cur.rowcount
 
