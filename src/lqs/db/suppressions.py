@@ -93,6 +93,19 @@ class StoredSuppression:
     created_at: datetime
 
 
+_PAGE_COLUMNS = (
+    "SELECT id, client_id, channel, recipient, reason, source, created_at"
+    " FROM public.suppressions WHERE client_id = %(client)s"
+)
+# Two statements rather than one with "%(at)s IS NULL OR ...": a prepared statement's
+# generic plan could not use the row comparison as an index condition.
+_FIRST_PAGE = _PAGE_COLUMNS + " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+_NEXT_PAGE = (
+    _PAGE_COLUMNS + " AND (created_at, id) < (%(at)s, %(id)s)"
+    " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+)
+
+
 async def suppressions_page(
     conn: AsyncConnection,
     client_id: UUID,
@@ -103,20 +116,11 @@ async def suppressions_page(
     """Up to ``limit`` of the client's suppressions, newest first, after the (created_at,
     id) of the last row of the previous page (keyset pagination on
     ``idx_suppressions_client_created``)."""
+    params: dict[str, object] = {"client": client_id, "limit": limit}
+    if after is not None:
+        params.update(at=after[0], id=after[1])
     async with conn.cursor(row_factory=args_row(StoredSuppression)) as cur:
-        await cur.execute(
-            "SELECT id, client_id, channel, recipient, reason, source, created_at"
-            " FROM public.suppressions"
-            " WHERE client_id = %(client)s"
-            "   AND (%(at)s::timestamptz IS NULL OR (created_at, id) < (%(at)s, %(id)s::uuid))"
-            " ORDER BY created_at DESC, id DESC LIMIT %(limit)s",
-            {
-                "client": client_id,
-                "at": after[0] if after else None,
-                "id": after[1] if after else None,
-                "limit": limit,
-            },
-        )
+        await cur.execute(_FIRST_PAGE if after is None else _NEXT_PAGE, params)
         return await cur.fetchall()
 
 

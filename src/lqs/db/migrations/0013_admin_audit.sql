@@ -19,6 +19,8 @@ CREATE TABLE public.audit_log (
     detail jsonb NOT NULL DEFAULT '{}'::jsonb,
     created_at timestamptz NOT NULL DEFAULT now()
 );
+REVOKE ALL ON TABLE public.audit_log FROM PUBLIC, anon, authenticated, service_role;
+REVOKE ALL ON SEQUENCE public.audit_log_id_seq FROM PUBLIC, anon, authenticated, service_role;
 
 CREATE INDEX idx_audit_log_client_created ON public.audit_log(client_id, created_at DESC);
 
@@ -26,9 +28,7 @@ COMMENT ON TABLE public.audit_log IS
     'Admin actions through the tenant API: who, which client, what, on which row; append-only';
 
 -- ---------------------------------------------------------------- privileges and RLS
-REVOKE ALL ON TABLE public.audit_log FROM PUBLIC, anon, authenticated, service_role;
-REVOKE ALL ON SEQUENCE public.audit_log_id_seq FROM PUBLIC, anon, authenticated, service_role;
-
+-- (Supabase's default grants were taken back right after the CREATE TABLE.)
 GRANT SELECT ON public.audit_log TO authenticated;
 GRANT SELECT, INSERT ON public.audit_log TO service_role;
 
