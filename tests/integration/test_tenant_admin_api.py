@@ -8,6 +8,7 @@ superuser, which bypasses it.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -478,6 +479,38 @@ async def test_an_admin_retries_a_failed_communication_and_it_is_audited(
     assert await _audit(migrated_db, a) == [
         (a.admin, "communication.retry", failed, {"previous_status": "failed"})
     ]
+
+
+async def test_two_concurrent_retries_queue_the_message_once(
+    http: httpx.AsyncClient, a: Tenant, migrated_db: str
+) -> None:
+    lead = await _lead(migrated_db, a, "qualified", "2026-01-01T10:00:00Z")
+    failed = await _communication(migrated_db, a, lead, status="failed", provider="resend")
+    path = f"/v1/communications/{failed}/retry"
+
+    answers = await asyncio.gather(
+        http.post(path, headers=a.as_admin), http.post(path, headers=a.as_admin)
+    )
+
+    assert sorted(r.status_code for r in answers) == [200, 409]
+    queued = "SELECT 1 FROM public.delivery_queue WHERE communication_id = %s"
+    assert len(await _rows(migrated_db, queued, failed)) == 1
+    assert [action for _, action, _, _ in await _audit(migrated_db, a)] == ["communication.retry"]
+
+
+async def test_two_concurrent_revocations_revoke_and_audit_once(
+    http: httpx.AsyncClient, a: Tenant, migrated_db: str
+) -> None:
+    created = await http.post("/v1/keys", headers=a.as_admin, json={})
+    path = f"/v1/keys/{created.json()['id']}"
+
+    answers = await asyncio.gather(
+        http.delete(path, headers=a.as_admin), http.delete(path, headers=a.as_admin)
+    )
+
+    assert sorted(r.status_code for r in answers) == [204, 409]
+    actions = [action for _, action, _, _ in await _audit(migrated_db, a)]
+    assert actions == ["api_key.create", "api_key.revoke"]
 
 
 @pytest.mark.parametrize(("status", "content"), [("delivered", "Hello"), ("failed", None)])

@@ -581,7 +581,8 @@ async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
     if found.revoked_at is not None:
         raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
     async with as_service_role(conn):
-        await revoke_api_key(conn, found.client_id, found.prefix, key_id=found.id)
+        if not await revoke_api_key(conn, found.client_id, found.prefix, key_id=found.id):
+            raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
         await record_audit(
             conn, found.client_id, profile.user_id, "api_key.revoke", found.id,
             {"name": found.name, "prefix": found.prefix},
