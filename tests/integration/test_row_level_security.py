@@ -84,6 +84,7 @@ class Tenant:
     consent_entry: int
     webhook_reject: int
     worker: str
+    audit_entry: int
 
 
 @dataclass(frozen=True)
@@ -186,12 +187,18 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         " VALUES (%s, 'host', 1, now(), now())",
         (worker,),
     )
+    audit = conn.execute(
+        "INSERT INTO public.audit_log (client_id, user_id, action, target_id)"
+        " VALUES (%s, %s, 'api_key.create', %s) RETURNING id",
+        (client, admin, api_key),
+    ).fetchone()
     assert event is not None
     assert consent is not None
     assert reject is not None
+    assert audit is not None
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
                   push_subscription, batch_key, event[0], consent[0], reject[0],
-                  worker)  # fmt: skip
+                  worker, audit[0])  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["plain", "supabase-defaults"])
@@ -256,13 +263,14 @@ TABLES = [
     ("webhook_rejects", "id", "webhook_reject"),
     ("worker_heartbeats", "owner", "worker"),
     ("user_credentials", "user_id", "admin"),
+    ("audit_log", "id", "audit_entry"),
 ]
-APPEND_ONLY = {"consent_history"}
+APPEND_ONLY = {"consent_history", "audit_log"}
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
                  "suppressions", "delivery_queue", "delivery_attempts",
                  "push_subscriptions", "provider_events", "consent_history",
-                 "webhook_rejects"}  # fmt: skip
+                 "webhook_rejects", "audit_log"}  # fmt: skip
 
 
 async def test_every_table_is_covered(migrated_db: str) -> None:
@@ -346,6 +354,7 @@ INSERTS = {
     " (client_id, key, request_hash, status_code, response) VALUES (%s, 'new', '\\x01', 200, '{}')",
     "user_credentials": "INSERT INTO public.user_credentials (user_id, password_hash)"
     " SELECT id, '$argon2id$fake' FROM public.profiles WHERE client_id = %s AND role = 'member'",
+    "audit_log": "INSERT INTO public.audit_log (client_id, action) VALUES (%s, 'test.insert')",
 }
 
 
@@ -407,6 +416,14 @@ async def test_only_the_service_role_updates_the_other_tables(
     assert await attempt(pool, service(), sql, world.a.client) >= 1
     assert await attempt(pool, user(world.a.admin), sql, world.a.client) == DENIED
     assert await attempt(pool, anon(), sql, world.a.client) == DENIED
+
+
+async def test_the_audit_log_is_append_only_for_the_service_role_too(
+    pool: AsyncConnectionPool, world: World
+) -> None:
+    sql = "UPDATE public.audit_log SET action = 'forged' WHERE client_id = %s"
+    assert await attempt(pool, service(), sql, world.a.client) == DENIED
+    assert await attempt(pool, user(world.a.admin), sql, world.a.client) == DENIED
 
 
 # ---------------------------------------------------------------- delete

@@ -114,6 +114,7 @@ SEED_EXCEPTIONS = (
 # can read is a finding.
 TENANT_READABLE_TABLES = (
     "api_keys",
+    "audit_log",
     "clients",
     "communications",
     "consent_history",

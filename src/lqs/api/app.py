@@ -29,7 +29,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import auth, health, intake, metrics, pages, unsubscribe, webhooks
+from lqs.api import auth, health, intake, metrics, pages, tenant_admin, unsubscribe, webhooks
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error
@@ -153,6 +153,7 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    app.include_router(tenant_admin.router)
     pages.install(app, config.csrf_key)
 
     def openapi() -> dict[str, Any]:

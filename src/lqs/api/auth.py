@@ -264,7 +264,7 @@ _ME_EXAMPLE = {
 )
 async def me(user: User, session: UserSession) -> dict[str, Any]:
     """The signed-in user and their client, as row-level security lets them read it."""
-    profile = None if user.user_id is None else await own_profile(session, user.user_id)
+    profile = await own_profile(session)
     if profile is None:
         raise ApiError(
             404,

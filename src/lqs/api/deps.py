@@ -181,6 +181,9 @@ async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection
 
 UserSession = Annotated[AsyncConnection, Depends(_user_session)]
 """A connection in a transaction run as the request's user (reads; it commits at the end)."""
+UserTransaction = Annotated[AsyncConnection, Depends(_user_session, scope="function")]
+"""As :data:`UserSession`, but committed when the handler returns, before the response is
+sent (writes: a failed commit is answered as an error, never after a success)."""
 
 
 async def _idempotency_key(request: Request) -> str | None:

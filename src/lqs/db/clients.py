@@ -159,12 +159,16 @@ async def list_api_keys(conn: AsyncConnection, client_id: UUID) -> list[ApiKey]:
     return [ApiKey(*row) for row in await cur.fetchall()]
 
 
-async def revoke_api_key(conn: AsyncConnection, client_id: UUID, prefix: str) -> int:
-    """Revoke the client's live keys starting with ``prefix``; return how many."""
+async def revoke_api_key(
+    conn: AsyncConnection, client_id: UUID, prefix: str, *, key_id: UUID | None = None
+) -> int:
+    """Revoke the client's live keys starting with ``prefix`` (only the key ``key_id``,
+    if given); return how many."""
     cur = await conn.execute(
         "UPDATE public.api_keys SET revoked_at = now()"
-        " WHERE client_id = %s AND prefix = left(%s, 12) AND revoked_at IS NULL",
-        (client_id, prefix),
+        " WHERE client_id = %s AND prefix = left(%s, 12) AND revoked_at IS NULL"
+        "   AND (%s::uuid IS NULL OR id = %s::uuid)",
+        (client_id, prefix, key_id, key_id),
     )
     return cur.rowcount
 

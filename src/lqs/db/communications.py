@@ -213,6 +213,36 @@ async def redrive_failed(
 
 
 @dataclass(frozen=True)
+class CommunicationState:
+    """What decides whether a communication can be re-driven."""
+
+    id: UUID
+    client_id: UUID
+    status: str
+    rendered: bool
+    """Whether it has content (False: its template failed; only a re-render helps)."""
+
+    @property
+    def retryable(self) -> bool:
+        """Whether :func:`redrive_failed` would queue it again."""
+        return self.status == "failed" and self.rendered
+
+
+async def communication_state(
+    conn: AsyncConnection, communication_id: UUID
+) -> CommunicationState | None:
+    """The communication's status, or None when it does not exist or is not visible to
+    the session (row-level security: another client's)."""
+    cur = await conn.execute(
+        "SELECT id, client_id, status, content IS NOT NULL FROM public.communications"
+        " WHERE id = %s",
+        (communication_id,),
+    )
+    row = await cur.fetchone()
+    return CommunicationState(*row) if row else None
+
+
+@dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
     kind: str

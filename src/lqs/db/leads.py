@@ -356,11 +356,7 @@ class ClaimedLead:
         """The lead's fields by name, custom fields under ``custom``: what
         :func:`~lqs.domain.scoring.score_lead` and
         :func:`~lqs.domain.notifications.plan_messages` read."""
-        lead = self.submitted
-        found: dict[str, object] = {name: getattr(lead, name) for name in LEAD_FIELDS}
-        found["consent_status"] = lead.consent_status.value
-        found["custom"] = lead.custom
-        return found
+        return self.submitted.as_mapping()
 
 
 _CLAIM_QUEUED = """

@@ -307,3 +307,32 @@ async def tenant_session(
             (role, claims),
         )
         yield conn
+
+
+@asynccontextmanager
+async def as_service_role(conn: AsyncConnection) -> AsyncIterator[AsyncConnection]:
+    """Run the block as ``service_role`` inside a :func:`tenant_session`'s transaction,
+    then as the user again.
+
+    For writes a user is allowed to make but row-level security only lets the service make
+    (tables whose users' policies are SELECT only): the caller first reads the row as the
+    user, so what the user cannot see stays unseen (a 404), then writes here, in the same
+    transaction. The switch is transaction-local like the session's own settings; when the
+    block raises, the transaction is left to roll back as it is.
+    """
+    cur = await conn.execute(
+        "SELECT current_setting('role'), current_setting('request.jwt.claims', true)"
+    )
+    row = await cur.fetchone()
+    assert row is not None
+    role, claims = row
+    await conn.execute(
+        "SELECT set_config('role', 'service_role', true),"
+        " set_config('request.jwt.claims', %s, true)",
+        (json.dumps(jwt_claims(None, "service_role")),),
+    )
+    yield conn
+    await conn.execute(
+        "SELECT set_config('role', %s, true), set_config('request.jwt.claims', %s, true)",
+        (role, claims or ""),
+    )

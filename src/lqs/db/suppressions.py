@@ -12,6 +12,7 @@ from datetime import datetime
 from uuid import UUID
 
 from psycopg import AsyncConnection
+from psycopg.rows import args_row
 
 from lqs.domain.notifications import normalise_recipient
 
@@ -77,3 +78,67 @@ async def list_suppressions(
         {"client": client_id, "channel": channel, "limit": limit},
     )
     return [Suppression(*row) for row in await cur.fetchall()]
+
+
+@dataclass(frozen=True)
+class StoredSuppression:
+    """A suppression with its row's identity, as the tenant API lists and deletes them."""
+
+    id: UUID
+    client_id: UUID
+    channel: str
+    recipient: str
+    reason: str
+    source: str | None
+    created_at: datetime
+
+
+_PAGE_COLUMNS = (
+    "SELECT id, client_id, channel, recipient, reason, source, created_at"
+    " FROM public.suppressions WHERE client_id = %(client)s"
+)
+# Two statements rather than one with "%(at)s IS NULL OR ...": a prepared statement's
+# generic plan could not use the row comparison as an index condition.
+_FIRST_PAGE = _PAGE_COLUMNS + " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+_NEXT_PAGE = (
+    _PAGE_COLUMNS + " AND (created_at, id) < (%(at)s, %(id)s)"
+    " ORDER BY created_at DESC, id DESC LIMIT %(limit)s"
+)
+
+
+async def suppressions_page(
+    conn: AsyncConnection,
+    client_id: UUID,
+    *,
+    after: tuple[datetime, UUID] | None,
+    limit: int,
+) -> list[StoredSuppression]:
+    """Up to ``limit`` of the client's suppressions, newest first, after the (created_at,
+    id) of the last row of the previous page (keyset pagination on
+    ``idx_suppressions_client_created``)."""
+    params: dict[str, object] = {"client": client_id, "limit": limit}
+    if after is not None:
+        params.update(at=after[0], id=after[1])
+    async with conn.cursor(row_factory=args_row(StoredSuppression)) as cur:
+        await cur.execute(_FIRST_PAGE if after is None else _NEXT_PAGE, params)
+        return await cur.fetchall()
+
+
+async def suppression_by_id(
+    conn: AsyncConnection, suppression_id: UUID
+) -> StoredSuppression | None:
+    """One suppression, or None when it does not exist or the session cannot see it."""
+    async with conn.cursor(row_factory=args_row(StoredSuppression)) as cur:
+        await cur.execute(
+            "SELECT id, client_id, channel, recipient, reason, source, created_at"
+            " FROM public.suppressions WHERE id = %s",
+            (suppression_id,),
+        )
+        return await cur.fetchone()
+
+
+async def delete_suppression(conn: AsyncConnection, suppression_id: UUID) -> bool:
+    """Lift one suppression by its id; False if it was not there (or not the session's to
+    delete: users read suppressions, only the service role deletes them)."""
+    cur = await conn.execute("DELETE FROM public.suppressions WHERE id = %s", (suppression_id,))
+    return cur.rowcount > 0

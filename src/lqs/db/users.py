@@ -75,6 +75,16 @@ class Profile:
     client_name: str
     client_slug: str
 
+    @property
+    def user_id(self) -> UUID:
+        """The user's id (the JWT's ``sub``), which is the profile's."""
+        return self.id
+
+    @property
+    def is_admin(self) -> bool:
+        """Whether the role may change the client's things (owners and admins)."""
+        return self.role in ("owner", "admin")
+
 
 _ACCOUNT = (
     "SELECT p.id, p.email, p.client_id, c.slug, p.role, u.disabled_at, u.locked_until,"
@@ -219,14 +229,14 @@ async def record_successful_sign_in(
     )
 
 
-async def own_profile(conn: AsyncConnection, user_id: UUID) -> Profile | None:
-    """The user's profile and client as their session may read them (row-level security
-    decides: run it in :func:`~lqs.db.pool.tenant_session`), or None."""
+async def own_profile(conn: AsyncConnection) -> Profile | None:
+    """The session's user's own profile and client (``auth.uid()``), or None when they have
+    none. Run it in :func:`~lqs.db.pool.tenant_session`: the profiles policy lets a user
+    read their own row only."""
     cur = await conn.execute(
         "SELECT p.id, p.email, p.role, c.id, c.name, c.slug"
         " FROM public.profiles p JOIN public.clients c ON c.id = p.client_id"
-        " WHERE p.id = %s",
-        (user_id,),
+        " WHERE p.id = (SELECT auth.uid())"
     )
     row = await cur.fetchone()
     return Profile(*row) if row else None

@@ -3,6 +3,7 @@ docs/SCORING.md, which also shows this set as YAML a client can copy and edit)."
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from functools import cache
 from typing import Any
 
@@ -85,3 +86,14 @@ def default_rules() -> RuleSet:
             which the unit tests catch.
     """
     return parse_rules(DEFAULT_RULES_SPEC)
+
+
+def client_rules(scoring_rules: Mapping[str, Any] | None) -> RuleSet:
+    """The rule set a client's stored ``scoring_rules`` setting gives: the default set when
+    it stores none.
+
+    Raises:
+        RulesError: the stored rules no longer parse (the processor marks such a client's
+            leads ``error``).
+    """
+    return default_rules() if scoring_rules is None else parse_rules(scoring_rules)

@@ -163,6 +163,14 @@ class NewLead:
         canonical = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).digest()
 
+    def as_mapping(self) -> dict[str, object]:
+        """The lead's fields by name (enums as their values), custom fields under
+        ``custom``: what :func:`~lqs.domain.scoring.score_lead` reads."""
+        found: dict[str, object] = {name: getattr(self, name) for name in LEAD_FIELDS}
+        found["consent_status"] = self.consent_status.value
+        found["custom"] = self.custom
+        return found
+
     @property
     def dedupe_key(self) -> str:
         """Client-scoped identity: the lower-cased email, else the E.164 phone."""

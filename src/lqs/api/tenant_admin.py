@@ -1,0 +1,663 @@
+"""The tenant API's statistics, suppressions, admin actions and rules tester, for a
+client's signed-in users (``Authorization: Bearer <jwt>``).
+
+Every request runs in the database as its user (:data:`~lqs.api.deps.UserSession`), so
+row-level security decides what exists: another client's id is a 404, never a 403. Who the
+user is in their client comes from their own profile, read the same way. Admin actions
+(owners and admins only, else 403 ``admin_only``) write to tables whose users' policies
+allow SELECT alone; they read the row as the user first, then write as the service role
+in the same transaction (:func:`~lqs.db.pool.as_service_role`), with an audit entry
+(:mod:`lqs.db.audit`). Query values and bodies are checked here, so every refusal has the
+API's one error shape (a 400 naming the field).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from datetime import UTC, datetime, timedelta
+from typing import Annotated, Any
+from uuid import UUID
+
+from fastapi import APIRouter, Query
+from fastapi.responses import JSONResponse, Response
+from psycopg import AsyncConnection
+from pydantic import ValidationError
+
+from lqs.api.deps import JsonBody, UserSession, UserTransaction
+from lqs.api.errors import ApiError
+from lqs.db.audit import record_audit
+from lqs.db.clients import (
+    ApiKey,
+    create_api_key,
+    get_clients_by_id,
+    list_api_keys,
+    revoke_api_key,
+)
+from lqs.db.communications import communication_state, redrive_failed
+from lqs.db.pool import as_service_role
+from lqs.db.suppressions import (
+    StoredSuppression,
+    delete_suppression,
+    suppression_by_id,
+    suppressions_page,
+)
+from lqs.db.tenant_stats import (
+    Bucket,
+    DeliveryCounts,
+    delivery_counts,
+    lead_funnel,
+    leads_by_outcome,
+)
+from lqs.db.users import Profile, own_profile
+from lqs.domain.clients import (
+    MAX_KEY_NAME,
+    ClientSettings,
+    name_problem,
+    parse_client_settings,
+    rate_limit_problem,
+)
+from lqs.domain.default_rules import client_rules
+from lqs.domain.leads import FieldError, LeadValidationError, parse_lead
+from lqs.domain.scoring import RulesError, breakdown_to_json, score_lead
+from lqs.domain.vocabulary import LeadStatus
+
+router = APIRouter(prefix="/v1", tags=["tenant"])
+
+DEFAULT_RANGE = timedelta(days=30)
+MAX_RANGE = timedelta(days=400)
+BUCKETS: tuple[Bucket, ...] = ("hour", "day")
+DEFAULT_PAGE = 50
+MAX_PAGE = 200
+DEFAULT_KEY_NAME = "default"
+DEFAULT_KEY_RATE = 600
+
+_SECURED: dict[str, Any] = {"security": [{"userToken": []}]}
+_ERROR_EXAMPLE = {"error": {"code": "admin_only", "message": "only owners and admins may do this"}}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": text, "content": {"application/json": {"example": _ERROR_EXAMPLE}}}
+    for code, text in (
+        (400, "A query value or body field is invalid: `field` names it"),
+        (401, "Missing, malformed, forged or expired user token"),
+        (403, "Not an owner or admin of the client (`admin_only`), or no client (`no_profile`)"),
+    )
+}
+_NOT_FOUND: dict[int | str, dict[str, Any]] = {
+    404: {"description": "No such row for this user's client"}
+}
+
+
+def _example(example: Any, description: str = "Success") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"example": example}}}
+
+
+def _body(example: Any) -> dict[str, Any]:
+    return {
+        "requestBody": {
+            "required": True,
+            "content": {"application/json": {"schema": {"type": "object"}, "example": example}},
+        },
+        **_SECURED,
+    }
+
+
+# ---------------------------------------------------------------- who the user is
+
+
+async def _member(conn: AsyncConnection) -> Profile:
+    """The user's profile.
+
+    Raises:
+        ApiError: 403 ``no_profile``, the user belongs to no client.
+    """
+    profile = await own_profile(conn)
+    if profile is None:
+        raise ApiError(403, "no_profile", "this user belongs to no client (no profile)")
+    return profile
+
+
+async def _admin(conn: AsyncConnection) -> Profile:
+    """The user's profile, when they are an owner or admin of their client.
+
+    Raises:
+        ApiError: 403 ``no_profile`` or ``admin_only``.
+    """
+    profile = await _member(conn)
+    if not profile.is_admin:
+        raise ApiError(403, "admin_only", "only the client's owners and admins may do this")
+    return profile
+
+
+def _path_id(value: str, what: str) -> UUID:
+    """The path's id; one that is not a UUID names nothing (404).
+
+    Raises:
+        ApiError: 404, not a UUID.
+    """
+    try:
+        return UUID(value)
+    except ValueError:
+        raise _not_found(what) from None
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no such {what} for this client")
+
+
+def _bad(field: str, problem: str) -> ApiError:
+    return ApiError(
+        400, "invalid_parameter", f"{field}: {problem}", fields=[FieldError(field, problem)]
+    )
+
+
+# ---------------------------------------------------------------- statistics
+
+
+def _moment(value: str, field: str) -> datetime:
+    """An ISO 8601 date or time; without an offset, UTC.
+
+    Raises:
+        ApiError: 400 naming ``field``.
+    """
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise _bad(field, "must be an ISO 8601 date or time, such as 2026-01-31") from None
+    return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
+
+
+def stats_window(start: str | None, end: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """The range ``from``/``to`` name: ``to`` defaults to now, ``from`` to 30 days before it.
+
+    Raises:
+        ApiError: 400 naming the field: unreadable, ``from`` after ``to``, or a range
+            longer than :data:`MAX_RANGE`.
+    """
+    until = _moment(end, "to") if end is not None else now
+    since = _moment(start, "from") if start is not None else until - DEFAULT_RANGE
+    if since > until:
+        raise _bad("from", "must not be after to")
+    if until - since > MAX_RANGE:
+        raise _bad("from", f"the range from..to is at most {MAX_RANGE.days} days")
+    return since, until
+
+
+def _rate(count: int, attempted: int) -> float | None:
+    return round(count / attempted, 4) if attempted else None
+
+
+def _delivery_json(counts: DeliveryCounts, key: str) -> dict[str, Any]:
+    return {
+        key: counts.key,
+        "total": counts.total,
+        "attempted": counts.attempted,
+        "delivered": counts.delivered,
+        "bounced": counts.bounced,
+        "complained": counts.complained,
+        "failed": counts.failed,
+        "rates": {
+            "delivery": _rate(counts.delivered, counts.attempted),
+            "bounce": _rate(counts.bounced, counts.attempted),
+            "complaint": _rate(counts.complained, counts.attempted),
+            "failure": _rate(counts.failed, counts.attempted),
+        },
+    }
+
+
+_STATS_EXAMPLE = {
+    "from": "2026-11-06T00:00:00+00:00",
+    "to": "2026-12-06T00:00:00+00:00",
+    "bucket": "day",
+    "leads": [
+        {
+            "start": "2026-12-01T00:00:00+00:00",
+            "counts": {"queued": 0, "qualified": 3, "nurture": 1, "disqualified": 2, "error": 0},
+        }
+    ],
+    "funnel": {"received": 6, "qualified": 3, "contacted": 3, "delivered": 2},
+    "delivery": {
+        "by_provider": [
+            {
+                "provider": "resend",
+                "total": 4,
+                "attempted": 4,
+                "delivered": 2,
+                "bounced": 1,
+                "complained": 1,
+                "failed": 1,
+                "rates": {"delivery": 0.5, "bounce": 0.25, "complaint": 0.25, "failure": 0.25},
+            }
+        ],
+        "by_channel": [
+            {
+                "channel": "email",
+                "total": 4,
+                "attempted": 4,
+                "delivered": 2,
+                "bounced": 1,
+                "complained": 1,
+                "failed": 1,
+                "rates": {"delivery": 0.5, "bounce": 0.25, "complaint": 0.25, "failure": 0.25},
+            }
+        ],
+    },
+}
+
+
+@router.get(
+    "/stats",
+    summary="The client's leads by outcome, funnel and delivery rates over a range",
+    description=(
+        "Leads received in `from` <= t < `to` (ISO 8601; default the last 30 days, at most"
+        " 400), counted per UTC `bucket` (`hour` or `day`; buckets without leads are left"
+        " out) by their current status; the funnel received -> qualified -> contacted (a"
+        " communication was created) -> delivered (one was delivered); and the"
+        " communications created in the range by provider and by channel. Rates divide by"
+        " `attempted` (sent, delivered, bounced or failed: not pending, not rejected); a"
+        " complaint is a provider's complaint event for a message."
+    ),
+    responses={200: _example(_STATS_EXAMPLE), **_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def stats(
+    conn: UserSession,
+    start: Annotated[str | None, Query(alias="from")] = None,
+    end: Annotated[str | None, Query(alias="to")] = None,
+    bucket: str = "day",
+) -> dict[str, Any]:
+    if bucket not in BUCKETS:
+        raise _bad("bucket", "must be hour or day")
+    unit: Bucket = "hour" if bucket == "hour" else "day"
+    since, until = stats_window(start, end, datetime.now(UTC))
+    profile = await _member(conn)
+    outcomes = await leads_by_outcome(conn, profile.client_id, since, until, unit)
+    funnel = await lead_funnel(conn, profile.client_id, since, until)
+    by_provider = await delivery_counts(conn, profile.client_id, since, until, "provider")
+    by_channel = await delivery_counts(conn, profile.client_id, since, until, "type")
+    buckets: dict[datetime, dict[str, int]] = {}
+    for row in outcomes:
+        counts = buckets.setdefault(row.bucket_start, {str(s): 0 for s in LeadStatus})
+        counts[row.status] = row.leads
+    return {
+        "from": since.isoformat(),
+        "to": until.isoformat(),
+        "bucket": bucket,
+        "leads": [{"start": at.isoformat(), "counts": c} for at, c in buckets.items()],
+        "funnel": {
+            "received": funnel.received,
+            "qualified": funnel.qualified,
+            "contacted": funnel.contacted,
+            "delivered": funnel.delivered,
+        },
+        "delivery": {
+            "by_provider": [_delivery_json(c, "provider") for c in by_provider],
+            "by_channel": [_delivery_json(c, "channel") for c in by_channel],
+        },
+    }
+
+
+# ---------------------------------------------------------------- suppressions
+
+
+def _cursor(row: StoredSuppression) -> str:
+    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _after(cursor: str) -> tuple[datetime, UUID]:
+    """The (created_at, id) a ``next_cursor`` carries.
+
+    Raises:
+        ApiError: 400 naming ``cursor``.
+    """
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        at, _, row_id = raw.partition("|")
+        moment = datetime.fromisoformat(at)
+        if moment.tzinfo is None:
+            raise ValueError("no offset")
+        return moment, UUID(row_id)
+    except (ValueError, binascii.Error, UnicodeDecodeError):
+        raise _bad("cursor", "not a next_cursor this API returned") from None
+
+
+def _page_size(limit: str | None) -> int:
+    """The ``limit`` query value.
+
+    Raises:
+        ApiError: 400 naming ``limit``.
+    """
+    if limit is None:
+        return DEFAULT_PAGE
+    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+        raise _bad("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+    return int(limit)
+
+
+def _suppression_json(row: StoredSuppression) -> dict[str, Any]:
+    return {
+        "id": str(row.id),
+        "channel": row.channel,
+        "recipient": row.recipient,
+        "reason": row.reason,
+        "source": row.source,
+        "created_at": row.created_at.isoformat(),
+    }
+
+
+@router.get(
+    "/suppressions",
+    summary="The client's suppression list, newest first",
+    description=(
+        f"Pages of `limit` (1 to {MAX_PAGE}, default {DEFAULT_PAGE}); pass `next_cursor` as"
+        " `cursor` for the next page (null: no more)."
+    ),
+    responses={
+        200: _example(
+            {
+                "data": [
+                    {
+                        "id": "6f1c2d3e-0000-4000-8000-000000000001",
+                        "channel": "email",
+                        "recipient": "ann@example.com",
+                        "reason": "bounce",
+                        "source": "resend",
+                        "created_at": "2026-12-01T10:00:00+00:00",
+                    }
+                ],
+                "next_cursor": "MjAyNi0xMi0wMVQxMDowMDowMCswMDowMHw2ZjFj",
+            }
+        ),
+        **_ERRORS,
+    },
+    openapi_extra=_SECURED,
+)
+async def list_suppressions(
+    conn: UserSession, cursor: str | None = None, limit: str | None = None
+) -> dict[str, Any]:
+    size = _page_size(limit)
+    after = _after(cursor) if cursor is not None else None
+    profile = await _member(conn)
+    rows = await suppressions_page(conn, profile.client_id, after=after, limit=size + 1)
+    more = len(rows) > size
+    rows = rows[:size]
+    return {
+        "data": [_suppression_json(row) for row in rows],
+        "next_cursor": _cursor(rows[-1]) if more else None,
+    }
+
+
+@router.delete(
+    "/suppressions/{suppression_id}",
+    status_code=204,
+    summary="Lift a suppression (owners and admins; audited)",
+    responses={204: {"description": "Lifted"}, **_ERRORS, **_NOT_FOUND},
+    openapi_extra=_SECURED,
+)
+async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Response:
+    profile = await _admin(conn)
+    wanted = _path_id(suppression_id, "suppression")
+    found = await suppression_by_id(conn, wanted)
+    if found is None:
+        raise _not_found("suppression")
+    async with as_service_role(conn):
+        if not await delete_suppression(conn, found.id):
+            raise _not_found("suppression")  # lifted by a concurrent request
+        await record_audit(
+            conn,
+            found.client_id,
+            profile.user_id,
+            "suppression.delete",
+            found.id,
+            {"channel": found.channel, "recipient": found.recipient, "reason": found.reason},
+        )
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- communications
+
+
+@router.post(
+    "/communications/{communication_id}/retry",
+    summary="Queue a failed communication again (owners and admins; audited)",
+    description=(
+        "What `lqs comms retry ID` does: status `pending`, retry count 0, due now. Only a"
+        " `failed` communication with content can be retried (409 otherwise: one whose"
+        " template failed needs `lqs comms retry --rerender`)."
+    ),
+    responses={
+        200: _example({"id": "0b7e2c55-0000-4000-8000-000000000002", "status": "pending"}),
+        **_ERRORS,
+        **_NOT_FOUND,
+        409: {"description": "Not in a retryable state (`not_retryable`)"},
+    },
+    openapi_extra=_SECURED,
+)
+async def retry_communication(conn: UserTransaction, communication_id: str) -> dict[str, Any]:
+    profile = await _admin(conn)
+    wanted = _path_id(communication_id, "communication")
+    state = await communication_state(conn, wanted)
+    if state is None:
+        raise _not_found("communication")
+    if not state.retryable:
+        problem = (
+            f"it is {state.status}; only failed communications are retried"
+            if state.status != "failed"
+            else "its template failed, so it has no content: render it again with"
+            " `lqs comms retry --rerender`"
+        )
+        raise ApiError(409, "not_retryable", f"communication {wanted} cannot be retried: {problem}")
+    async with as_service_role(conn):
+        if not await redrive_failed(conn, [wanted], None):
+            raise ApiError(409, "not_retryable", f"communication {wanted} is no longer failed")
+        await record_audit(
+            conn, state.client_id, profile.user_id, "communication.retry", wanted,
+            {"previous_status": state.status},
+        )  # fmt: skip
+    return {"id": str(wanted), "status": "pending"}
+
+
+# ---------------------------------------------------------------- API keys
+
+
+def _key_json(key: ApiKey) -> dict[str, Any]:
+    return {
+        "id": str(key.id),
+        "name": key.name,
+        "prefix": key.prefix,
+        "rate_limit_per_minute": key.rate_limit_per_minute,
+        "created_at": key.created_at.isoformat(),
+        "revoked_at": key.revoked_at.isoformat() if key.revoked_at else None,
+    }
+
+
+_KEY_EXAMPLE = {
+    "id": "3d8b1f00-0000-4000-8000-000000000003",
+    "name": "website form",
+    "prefix": "lqs_Zx81QpLm",
+    "rate_limit_per_minute": 600,
+    "created_at": "2026-12-06T12:00:00+00:00",
+    "revoked_at": None,
+}
+
+
+@router.get(
+    "/keys",
+    summary="The client's API keys (prefixes only)",
+    responses={200: _example({"data": [_KEY_EXAMPLE]}), **_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def list_keys(conn: UserSession) -> dict[str, Any]:
+    profile = await _member(conn)
+    return {"data": [_key_json(key) for key in await list_api_keys(conn, profile.client_id)]}
+
+
+def _new_key(payload: Any) -> tuple[str, int]:
+    """The name and rate limit of ``POST /v1/keys``'s body.
+
+    Raises:
+        ApiError: 400 naming every bad field.
+    """
+    if not isinstance(payload, dict):
+        raise ApiError(
+            400, "invalid_body", "the body must be a JSON object",
+            fields=[FieldError("body", "not an object")],
+        )  # fmt: skip
+    problems = [
+        FieldError(name, "unknown field")
+        for name in payload
+        if name not in ("name", "rate_limit_per_minute")
+    ]
+    name = payload.get("name", DEFAULT_KEY_NAME)
+    rate = payload.get("rate_limit_per_minute", DEFAULT_KEY_RATE)
+    if not isinstance(name, str):
+        problems.append(FieldError("name", "must be a string"))
+    elif (problem := name_problem(name.strip(), limit=MAX_KEY_NAME)) is not None:
+        problems.append(FieldError("name", problem))
+    if not isinstance(rate, int) or isinstance(rate, bool):
+        problems.append(FieldError("rate_limit_per_minute", "must be a whole number"))
+    elif (problem := rate_limit_problem(rate)) is not None:
+        problems.append(FieldError("rate_limit_per_minute", problem))
+    if problems:
+        raise ApiError(
+            400, "invalid_body", "; ".join(f"{p.field}: {p.message}" for p in problems),
+            fields=problems,
+        )  # fmt: skip
+    assert isinstance(name, str)
+    assert isinstance(rate, int)
+    return name.strip(), rate
+
+
+@router.post(
+    "/keys",
+    status_code=201,
+    summary="Create an API key (owners and admins; audited); the key is shown only here",
+    responses={201: _example({**_KEY_EXAMPLE, "key": "lqs_Zx81QpLm..."}, "Created"), **_ERRORS},
+    openapi_extra=_body({"name": "website form", "rate_limit_per_minute": 600}),
+)
+async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
+    profile = await _admin(conn)
+    name, rate = _new_key(payload)
+    async with as_service_role(conn):
+        key, plaintext = await create_api_key(conn, profile.client_id, name, rate)
+        await record_audit(
+            conn, profile.client_id, profile.user_id, "api_key.create", key.id,
+            {"name": key.name, "prefix": key.prefix, "rate_limit_per_minute": rate},
+        )  # fmt: skip
+    return JSONResponse(
+        {**_key_json(key), "key": plaintext},
+        status_code=201,
+        headers={"Cache-Control": "no-store"},
+    )
+
+
+@router.delete(
+    "/keys/{key_id}",
+    status_code=204,
+    summary="Revoke an API key (owners and admins; audited)",
+    responses={
+        204: {"description": "Revoked"},
+        **_ERRORS,
+        **_NOT_FOUND,
+        409: {"description": "Already revoked (`already_revoked`)"},
+    },
+    openapi_extra=_SECURED,
+)
+async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
+    profile = await _admin(conn)
+    wanted = _path_id(key_id, "API key")
+    found = next((k for k in await list_api_keys(conn, profile.client_id) if k.id == wanted), None)
+    if found is None:
+        raise _not_found("API key")
+    if found.revoked_at is not None:
+        raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
+    async with as_service_role(conn):
+        if not await revoke_api_key(conn, found.client_id, found.prefix, key_id=found.id):
+            raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
+        await record_audit(
+            conn, found.client_id, profile.user_id, "api_key.revoke", found.id,
+            {"name": found.name, "prefix": found.prefix},
+        )  # fmt: skip
+    return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- rules tester
+
+
+async def _settings(conn: AsyncConnection, client_id: UUID) -> ClientSettings:
+    """The client's settings, read as the user.
+
+    Raises:
+        ApiError: 409, the stored settings no longer validate.
+    """
+    clients = await get_clients_by_id(conn, [client_id])
+    client = clients.get(client_id)
+    if client is None:
+        raise ApiError(403, "no_profile", "this user's client is not visible to them")
+    try:
+        return parse_client_settings(client.settings)
+    except ValidationError as exc:
+        raise ApiError(
+            409, "invalid_client_settings", f"the client's stored settings are invalid: {exc}"
+        ) from None
+
+
+@router.post(
+    "/rules/test",
+    summary="Score a lead under the client's current rules; nothing is stored",
+    description=(
+        "The body is a lead as `POST /v1/leads` takes it. The answer is what the processor"
+        " would decide for it now: score, outcome, grade and each matching rule."
+    ),
+    responses={
+        200: _example(
+            {
+                "score": 55,
+                "outcome": "qualified",
+                "grade": "C",
+                "reason": "score 55 reached the qualified threshold 50",
+                "rules": "default",
+                "breakdown": [
+                    {
+                        "rule_id": "corporate-email",
+                        "rule_version": 1,
+                        "field": "email",
+                        "value": "ann@acme.example",
+                        "points": 25,
+                        "reason": "Email on a company domain",
+                    }
+                ],
+            }
+        ),
+        **_ERRORS,
+        409: {"description": "The client's stored settings or rules do not parse"},
+    },
+    openapi_extra=_body({"email": "ann@acme.example", "job_title": "CTO", "country": "US"}),
+)
+async def rules_test(conn: UserSession, payload: JsonBody) -> dict[str, Any]:
+    profile = await _member(conn)
+    if not isinstance(payload, dict):
+        raise ApiError(
+            400, "invalid_lead", "the body must be a lead (a JSON object)",
+            fields=[FieldError("body", "not an object")],
+        )  # fmt: skip
+    settings = await _settings(conn, profile.client_id)
+    try:
+        lead = parse_lead(payload, default_region=settings.default_region)
+    except LeadValidationError as exc:
+        raise ApiError(400, "invalid_lead", str(exc), fields=exc.errors) from None
+    try:
+        rules = client_rules(settings.scoring_rules)
+    except RulesError as exc:
+        raise ApiError(
+            409, "invalid_scoring_rules", f"the client's rules are invalid: {exc}"
+        ) from None
+    result = score_lead(lead.as_mapping(), rules)
+    return {
+        "score": result.score,
+        "outcome": str(result.outcome),
+        "grade": result.grade,
+        "reason": result.reason,
+        "rules": "default" if settings.scoring_rules is None else "client",
+        "breakdown": breakdown_to_json(result.breakdown),
+    }

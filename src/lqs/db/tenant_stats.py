@@ -1,0 +1,144 @@
+"""SQL for a client's statistics over a time range, as the tenant API's ``GET /v1/stats``
+reports them.
+
+Each function is one read-only statement, run as the user (row-level security decides
+what is counted) and filtered on the user's client explicitly, so that the planner walks
+the client's indexes: ``idx_leads_client_received`` for leads and
+``idx_communications_client_created`` for communications. Ranges are half-open
+(``start <= t < end``); leads count by ``received_at``, communications by ``created_at``.
+Buckets are UTC hours or days.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from psycopg import AsyncConnection, sql
+from psycopg.rows import args_row
+
+Bucket = Literal["hour", "day"]
+RateDimension = Literal["provider", "type"]
+"""What delivery rates are grouped by: the provider, or the channel (the seed's ``type``)."""
+
+ATTEMPTED_STATUSES = ("sent", "delivered", "bounced", "failed")
+"""Communications that left the queue for good or for a provider: the rates' denominator
+(``pending`` ones are not there yet, ``rejected`` ones were never to be sent)."""
+
+
+@dataclass(frozen=True)
+class OutcomeCount:
+    """How many of the leads received in one bucket have one status now."""
+
+    bucket_start: datetime
+    status: str
+    leads: int
+
+
+@dataclass(frozen=True)
+class Funnel:
+    """Leads received in the range; of those, qualified; of those, contacted (a
+    communication was created); of those, delivered (one was delivered)."""
+
+    received: int
+    qualified: int
+    contacted: int
+    delivered: int
+
+
+@dataclass(frozen=True)
+class DeliveryCounts:
+    """Communications created in the range for one provider or channel (``key``; None:
+    no provider was ever used, e.g. nothing was sent yet), by what became of them."""
+
+    key: str | None
+    total: int
+    attempted: int
+    delivered: int
+    bounced: int
+    complained: int
+    failed: int
+
+
+async def leads_by_outcome(
+    conn: AsyncConnection, client_id: UUID, start: datetime, end: datetime, bucket: Bucket
+) -> list[OutcomeCount]:
+    """Leads received in the range, counted per UTC ``bucket`` and current status; buckets
+    without leads are left out. Oldest bucket first."""
+    async with conn.cursor(row_factory=args_row(OutcomeCount)) as cur:
+        await cur.execute(
+            "SELECT date_trunc(%(bucket)s, received_at, 'UTC'), status, count(*)"
+            " FROM public.leads"
+            " WHERE client_id = %(client)s AND received_at >= %(start)s AND received_at < %(end)s"
+            " GROUP BY 1, 2 ORDER BY 1, 2",
+            {"bucket": bucket, "client": client_id, "start": start, "end": end},
+        )
+        return await cur.fetchall()
+
+
+async def lead_funnel(
+    conn: AsyncConnection, client_id: UUID, start: datetime, end: datetime
+) -> Funnel:
+    """The funnel of the leads received in the range (each stage a subset of the last)."""
+    async with conn.cursor(row_factory=args_row(Funnel)) as cur:
+        await cur.execute(
+            """
+            SELECT count(*),
+                   count(*) FILTER (WHERE l.status = 'qualified'),
+                   count(*) FILTER (WHERE l.status = 'qualified' AND EXISTS (
+                       SELECT 1 FROM public.communications AS c WHERE c.lead_id = l.id)),
+                   count(*) FILTER (WHERE l.status = 'qualified' AND EXISTS (
+                       SELECT 1 FROM public.communications AS c
+                       WHERE c.lead_id = l.id AND c.status = 'delivered'))
+            FROM public.leads AS l
+            WHERE l.client_id = %(client)s
+              AND l.received_at >= %(start)s AND l.received_at < %(end)s
+            """,
+            {"client": client_id, "start": start, "end": end},
+        )
+        funnel = await cur.fetchone()
+    assert funnel is not None
+    return funnel
+
+
+async def delivery_counts(
+    conn: AsyncConnection,
+    client_id: UUID,
+    start: datetime,
+    end: datetime,
+    by: RateDimension,
+) -> list[DeliveryCounts]:
+    """Communications created in the range, grouped ``by`` provider or channel.
+
+    A complaint is a provider event of kind ``complained`` matched to the communication
+    (its status stays ``delivered``, so it is counted apart).
+    """
+    query = sql.SQL(
+        """
+        SELECT c.{by}::text,
+               count(*),
+               count(*) FILTER (WHERE c.status = ANY(%(attempted)s)),
+               count(*) FILTER (WHERE c.status = 'delivered'),
+               count(*) FILTER (WHERE c.status = 'bounced'),
+               count(*) FILTER (WHERE EXISTS (
+                   SELECT 1 FROM public.provider_events AS e
+                   WHERE e.communication_id = c.id AND e.kind = 'complained')),
+               count(*) FILTER (WHERE c.status = 'failed')
+        FROM public.communications AS c
+        WHERE c.client_id = %(client)s AND c.created_at >= %(start)s AND c.created_at < %(end)s
+        GROUP BY 1 ORDER BY 1 NULLS LAST
+        """
+    ).format(by=sql.Identifier(by))
+    async with conn.cursor(row_factory=args_row(DeliveryCounts)) as cur:
+        await cur.execute(
+            query,
+            {
+                "attempted": list(ATTEMPTED_STATUSES),
+                "client": client_id,
+                "start": start,
+                "end": end,
+            },
+        )
+        return await cur.fetchall()
