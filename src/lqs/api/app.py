@@ -24,15 +24,16 @@ from typing import Any
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import health, intake, metrics, unsubscribe, webhooks
+from lqs.api import health, intake, metrics, tenant, unsubscribe, webhooks
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
-from lqs.api.errors import ApiError, render_api_error
+from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.api.tokens import TokenVerifier
@@ -143,9 +144,11 @@ def create_app(
     # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
     # after answering, so the server would log every 503 of an outage as a crash.
     app.add_exception_handler(ApiError, render_api_error)
+    app.add_exception_handler(RequestValidationError, render_validation_error)
     for kind in (psycopg.Error, DatabaseError, Exception):
         app.add_exception_handler(kind, _unhandled)
     app.include_router(intake.router)
+    app.include_router(tenant.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
@@ -157,7 +160,10 @@ def create_app(
             document = get_openapi(title=app.title, version=app.version, routes=app.routes)
             components = document.setdefault("components", {})
             components.setdefault("schemas", {}).update(intake.SCHEMAS)
-            components["securitySchemes"] = intake.SECURITY_SCHEMES
+            components["securitySchemes"] = {
+                **intake.SECURITY_SCHEMES,
+                **tenant.SECURITY_SCHEMES,
+            }
             app.openapi_schema = document
         return app.openapi_schema
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -160,11 +161,18 @@ User = Annotated[Claims, Depends(_user)]
 """The signed-in user (or service role) of ``Authorization: Bearer <jwt>``."""
 
 
-async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
+def open_user_session(
+    pool: AsyncConnectionPool, user: Claims
+) -> AbstractAsyncContextManager[AsyncConnection]:
     """A transaction run as the user, in the database (:func:`~lqs.db.pool.tenant_session`):
-    row-level security decides what it sees."""
+    row-level security decides what it sees. For work that outlives the handler (a
+    streamed response); a handler otherwise declares :data:`UserSession`."""
     extra = {k: v for k, v in user.claims.items() if k not in ("role", "sub")}
-    async with tenant_session(pool, user.user_id, role=user.role, extra_claims=extra) as conn:
+    return tenant_session(pool, user.user_id, role=user.role, extra_claims=extra)
+
+
+async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
+    async with open_user_session(pool, user) as conn:
         yield conn
 
 

@@ -18,7 +18,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.deps import IdempotencyKey, JsonBody, Pool, Principal
-from lqs.api.errors import ApiError
+from lqs.api.errors import ERROR_SCHEMA, ApiError
 from lqs.db.clients import ApiPrincipal
 from lqs.db.idempotency import (
     IdempotencyConflict,
@@ -57,22 +57,8 @@ SECURITY_SCHEMES: dict[str, Any] = {
     }
 }
 _SECURED: dict[str, Any] = {"security": [{"apiKey": []}]}
-_ERROR_SCHEMA = {
-    "type": "object",
-    "properties": {
-        "error": {
-            "type": "object",
-            "properties": {
-                "code": {"type": "string"},
-                "message": {"type": "string"},
-                "field": {"type": "string"},
-                "fields": {"type": "array", "items": {"type": "object"}},
-            },
-        }
-    },
-}
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"description": text, "content": {"application/json": {"schema": _ERROR_SCHEMA}}}
+    code: {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
     for code, text in (
         (400, "Malformed JSON or Idempotency-Key"),
         (401, "Missing, unknown or revoked API key"),
