@@ -254,14 +254,16 @@ class ProviderEvent:
     received_at: datetime
     effect: str | None
     """What applying it did (the new status, ``suppressed``, ``no change``); None: waiting."""
+    reason: str | None
+    """Why the provider says it bounced, failed or was deferred."""
 
 
 async def provider_events(conn: AsyncConnection, communication_id: UUID) -> list[ProviderEvent]:
     """The events matched to the communication, in the order they were received."""
     async with conn.cursor(row_factory=args_row(ProviderEvent)) as cur:
         await cur.execute(
-            "SELECT provider, event_type, event_id, kind, occurred_at, received_at, effect"
-            " FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
+            "SELECT provider, event_type, event_id, kind, occurred_at, received_at, effect,"
+            " reason FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
             (communication_id,),
         )
         return await cur.fetchall()
