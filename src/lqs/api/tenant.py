@@ -40,6 +40,7 @@ from lqs.db.tenant_reads import (
     communications_page,
     lead_detail,
     leads_page,
+    own_client,
 )
 from lqs.domain.csv_text import neutralise_formula
 from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
@@ -254,6 +255,16 @@ SortParam = Annotated[
 ]
 
 
+async def _narrowed_to_own_client(user: User, conn: UserSession) -> UUID | None:
+    """A signed-in user's client, so listings walk that client's indexes (row-level
+    security alone decides what is visible; this only spares reading the rest). None for
+    the service role, which reads every client's rows."""
+    return await own_client(conn) if user.role == "authenticated" else None
+
+
+OwnClient = Annotated[UUID | None, Depends(_narrowed_to_own_client)]
+
+
 def _id(text: str, what: str) -> UUID:
     """The path's id; one that is not a UUID names nothing, as an unknown one."""
     try:
@@ -283,6 +294,7 @@ def _listing(page: Page[Any]) -> dict[str, Any]:
 )
 async def list_leads(
     conn: UserSession,
+    own: OwnClient,
     wanted: LeadFilterParams,
     sort: SortParam = "received",
     limit: Limit = DEFAULT_PAGE,
@@ -290,6 +302,7 @@ async def list_leads(
 ) -> dict[str, Any]:
     """The user's leads, a page at a time, newest received first (or highest score first)."""
     after = _cursor(cursor, sort, datetime if sort == "received" else int)
+    wanted = dataclasses.replace(wanted, client_id=own)
     return _listing(await leads_page(conn, wanted, sort=sort, limit=limit, after=after))
 
 
@@ -354,12 +367,14 @@ async def get_lead(conn: UserSession, lead_id: str) -> dict[str, Any]:
 )
 async def list_communications(
     conn: UserSession,
+    own: OwnClient,
     wanted: CommunicationFilterParams,
     limit: Limit = DEFAULT_PAGE,
     cursor: CursorText = None,
 ) -> dict[str, Any]:
     """The user's communications, a page at a time, newest first."""
     after = _cursor(cursor, "created", datetime)
+    wanted = dataclasses.replace(wanted, client_id=own)
     return _listing(await communications_page(conn, wanted, limit=limit, after=after))
 
 
@@ -455,15 +470,16 @@ async def _csv_rows(
     pool: Pool,
     user: User,
     columns: Sequence[str],
-    read: Callable[[AsyncConnection, Cursor | None], Any],
+    read: Callable[[AsyncConnection, UUID | None, Cursor | None], Any],
 ) -> AsyncIterator[str]:
     """The header, then every row ``read`` pages through, in one transaction run as the
     user (opened here: the rows are read while the response streams)."""
     yield _csv_line(columns)
     async with open_user_session(pool, user) as conn:
+        own = await own_client(conn) if user.role == "authenticated" else None
         after: Cursor | None = None
         while True:
-            page = await read(conn, after)
+            page = await read(conn, own, after)
             yield "".join(_csv_line(dataclasses.astuple(row)) for row in page.rows)
             if page.next_cursor is None:
                 return
@@ -495,8 +511,11 @@ async def export_leads(
     start like a spreadsheet formula (``= + - @``, tab) are prefixed with ``'``."""
     order: LeadSort = sort
 
-    async def read(conn: AsyncConnection, after: Cursor | None) -> Page[LeadListing]:
-        return await leads_page(conn, wanted, sort=order, limit=EXPORT_PAGE, after=after)
+    async def read(
+        conn: AsyncConnection, own: UUID | None, after: Cursor | None
+    ) -> Page[LeadListing]:
+        narrowed = dataclasses.replace(wanted, client_id=own)
+        return await leads_page(conn, narrowed, sort=order, limit=EXPORT_PAGE, after=after)
 
     return _csv_response(_csv_rows(pool, user, _LEAD_COLUMNS, read), "leads.csv")
 
@@ -513,7 +532,10 @@ async def export_communications(
     """Every communication the filters of ``GET /v1/communications`` select, as CSV
     (streamed), formula-safe as the leads' export."""
 
-    async def read(conn: AsyncConnection, after: Cursor | None) -> Page[CommunicationListing]:
-        return await communications_page(conn, wanted, limit=EXPORT_PAGE, after=after)
+    async def read(
+        conn: AsyncConnection, own: UUID | None, after: Cursor | None
+    ) -> Page[CommunicationListing]:
+        narrowed = dataclasses.replace(wanted, client_id=own)
+        return await communications_page(conn, narrowed, limit=EXPORT_PAGE, after=after)
 
     return _csv_response(_csv_rows(pool, user, _COMMUNICATION_COLUMNS, read), "communications.csv")

@@ -263,7 +263,8 @@ async def provider_events(conn: AsyncConnection, communication_id: UUID) -> list
     async with conn.cursor(row_factory=args_row(ProviderEvent)) as cur:
         await cur.execute(
             "SELECT provider, event_type, event_id, kind, occurred_at, received_at, effect,"
-            " reason FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
+            " reason FROM public.provider_events WHERE communication_id = %s"
+            " ORDER BY received_at, id",
             (communication_id,),
         )
         return await cur.fetchall()

@@ -55,6 +55,17 @@ class Page(Generic[Row]):
     next_cursor: Cursor | None
 
 
+async def own_client(conn: AsyncConnection) -> UUID | None:
+    """The client of the session's user (their profile); None without one.
+
+    Only a hint for speed: a listing given it walks the client's index instead of reading
+    every row row-level security then filters. What is visible stays the policies' call.
+    """
+    cur = await conn.execute("SELECT client_id FROM public.profiles WHERE id = (SELECT auth.uid())")
+    row = await cur.fetchone()
+    return None if row is None else row[0]
+
+
 # ---------------------------------------------------------------- leads
 
 
@@ -118,7 +129,7 @@ SELECT l.id, l.client_id, l.received_at, l.email, l.phone, l.first_name, l.last_
        l.company_name, l.company_domain, l.job_title, l.country, l.source, l.utm_campaign,
        l.status, l.score, l.grade, l.consent_status, l.processed_at
 FROM public.leads AS l
-WHERE (%(client)s::uuid IS NULL OR l.client_id = %(client)s::uuid)
+WHERE {client}
   AND (%(min_score)s::int IS NULL OR l.score >= %(min_score)s::int)
   AND (%(max_score)s::int IS NULL OR l.score <= %(max_score)s::int)
   AND (%(source)s::text IS NULL OR l.source = %(source)s::text)
@@ -128,6 +139,14 @@ WHERE (%(client)s::uuid IS NULL OR l.client_id = %(client)s::uuid)
 ORDER BY {order}
 LIMIT %(limit)s
 """)
+
+
+def _client(alias: str, client_id: UUID | None) -> sql.Composable:
+    """The client condition, written only when there is one: a prepared statement's generic
+    plan for ``(%s IS NULL OR client_id = %s)`` cannot walk the client's index."""
+    if client_id is None:
+        return sql.SQL("true")
+    return sql.SQL("{alias}.client_id = %(client)s::uuid").format(alias=sql.SQL(alias))
 
 
 def _after(key: sql.Composable, cursor: Cursor | None, cast: str, alias: str) -> sql.Composable:
@@ -160,7 +179,10 @@ async def leads_page(
     key, order = _LEAD_ORDER[sort]
     cast = "timestamptz" if sort == "received" else "int"
     query = _LEADS_PAGE.format(
-        filters=LEAD_FILTERS, after=_after(key, after, cast, "l"), order=order
+        client=_client("l", wanted.client_id),
+        filters=LEAD_FILTERS,
+        after=_after(key, after, cast, "l"),
+        order=order,
     )
     async with conn.cursor(row_factory=args_row(LeadListing)) as cur:
         await cur.execute(
@@ -322,7 +344,7 @@ SELECT c.id, c.client_id, c.lead_id, c.type, c.recipient, c.subject, c.status, c
        c.template_id, c.campaign_id, coalesce(c.retry_count, 0),
        coalesce(c.error_message, c.compliance_notes), c.created_at, c.sent_at, c.delivered_at
 FROM public.communications AS c
-WHERE (%(client)s::uuid IS NULL OR c.client_id = %(client)s::uuid)
+WHERE {client}
   AND (%(lead)s::uuid IS NULL OR c.lead_id = %(lead)s::uuid)
   AND (%(channel)s::text IS NULL OR c.type = %(channel)s::text)
   AND (%(status)s::text IS NULL OR c.status = %(status)s::text)
@@ -349,7 +371,8 @@ async def communications_page(
     """The communications ``wanted`` selects, newest first, ``limit`` at a time, after
     ``after`` (a cursor of sort ``created``)."""
     query = _COMMUNICATIONS_PAGE.format(
-        after=_after(sql.SQL("c.created_at"), after, "timestamptz", "c")
+        client=_client("c", wanted.client_id),
+        after=_after(sql.SQL("c.created_at"), after, "timestamptz", "c"),
     )
     async with conn.cursor(row_factory=args_row(CommunicationListing)) as cur:
         await cur.execute(
