@@ -39,7 +39,7 @@ def test_a_moment_cursor_round_trips_to_the_microsecond(moment: datetime, last_i
     assert decoded.key.utcoffset() == moment.utcoffset()  # type: ignore[union-attr]
 
 
-@given(score=st.integers(min_value=-(2**63), max_value=2**63 - 1), last_id=st.uuids())
+@given(score=st.integers(min_value=-(2**31), max_value=2**31 - 1), last_id=st.uuids())
 def test_a_score_cursor_round_trips(score: int, last_id: UUID) -> None:
     cursor = Cursor("score", score, last_id)
     assert decode_cursor(encode_cursor(cursor), "score", int) == cursor
@@ -89,7 +89,7 @@ def test_a_well_formed_but_foreign_cursor_is_refused(document: object) -> None:
         decode_cursor(_token(document), "received", datetime)
 
 
-@pytest.mark.parametrize("key", [True, 1.5, "7", 2**63, None])
+@pytest.mark.parametrize("key", [True, 1.5, "7", 2**31, -(2**31) - 1, None])
 def test_a_score_cursor_needs_an_integer_key(key: object) -> None:
     with pytest.raises(InvalidCursor):
         decode_cursor(_token({"v": 1, "s": "score", "k": key, "i": str(_ID)}), "score", int)

@@ -25,6 +25,9 @@ CURSOR_VERSION = 1
 MAX_CURSOR_LENGTH = 512
 """Longer than any cursor :func:`encode_cursor` makes (about 150 characters)."""
 
+INT_KEY_MIN, INT_KEY_MAX = -(2**31), 2**31 - 1
+"""An integer key is a PostgreSQL ``integer``: one outside it is not a cursor made here."""
+
 SortKey = datetime | int
 
 
@@ -84,7 +87,7 @@ def decode_cursor(text: str, sort: str, key_type: type[datetime] | type[int]) ->
         raise InvalidCursor("the cursor is not one this service made") from None
     key: SortKey
     if key_type is int:
-        if type(raw_key) is not int or not -(2**63) <= raw_key < 2**63:
+        if type(raw_key) is not int or not INT_KEY_MIN <= raw_key <= INT_KEY_MAX:
             raise InvalidCursor("the cursor is not one this service made")
         key = raw_key
     else:
