@@ -41,6 +41,7 @@ from lqs.db.tenant_reads import (
     communications_page,
     lead_detail,
     leads_page,
+    own_client,
 )
 from lqs.domain.cursor import Cursor, encode_cursor
 from lqs.domain.leads import parse_lead
@@ -87,6 +88,8 @@ async def _tenant(conn: psycopg.AsyncConnection, slug: str, specs: list[dict[str
     submitted = [parse_lead(spec["lead"]) for spec in specs]
     stored = await insert_or_merge_leads(conn, client.id, submitted)
     lead_ids = [s.id for s in stored]
+    again = [parse_lead(spec["lead"]) for spec in specs if spec.get("again")]
+    assert all(s.duplicate for s in await insert_or_merge_leads(conn, client.id, again))
     outcomes = [
         LeadOutcome(lead_id, spec["status"], spec["score"], spec["grade"], _BREAKDOWN, None)
         for lead_id, spec in zip(lead_ids, specs, strict=True)
@@ -161,7 +164,7 @@ _A_LEADS: list[dict[str, Any]] = [
         "score": 0,
         "grade": "D",
     },
-    {"lead": {"email": "di@corp.example", "source": "website"}},
+    {"lead": {"email": "di@corp.example", "source": "website"}, "again": True},
     {
         "lead": {"email": "ed@corp.example", "source": "website", "utm_campaign": "spring"},
         "status": LeadStatus.QUALIFIED,
@@ -552,6 +555,15 @@ async def test_lead_detail_has_breakdown_communications_consent_and_a_timeline(
     assert timeline[5]["communication_id"] == str(world.a.communications[0])
 
 
+async def test_a_resubmitted_lead_shows_the_merge_in_its_timeline(
+    api: httpx.AsyncClient, world: World
+) -> None:
+    response = await api.get(f"/v1/leads/{world.a.leads[3]}", headers=_as(world, world.a))
+    timeline = response.json()["data"]["timeline"]
+    assert [e["kind"] for e in timeline] == ["received", "communication", "merged"]
+    assert timeline[2]["summary"] == "submitted again from website"
+
+
 async def test_communication_detail_has_content_attempts_events_and_lead(
     api: httpx.AsyncClient, world: World
 ) -> None:
@@ -759,3 +771,14 @@ async def test_the_service_role_reads_every_client_and_may_pick_one(
         only_b = await leads_page(conn, TenantLeadFilter(client_id=world.b.client), limit=200)
     assert set(world.a.leads + world.b.leads) <= {lead.id for lead in everyone.rows}
     assert {lead.id for lead in only_b.rows} == set(world.b.leads)
+
+
+async def test_own_client_is_the_profiles_client_and_only_a_hint(
+    pool: AsyncConnectionPool, world: World
+) -> None:
+    async with tenant_session(pool, world.a.user) as conn:
+        assert await own_client(conn) == world.a.client
+    async with tenant_session(pool, uuid.uuid4()) as conn:
+        assert await own_client(conn) is None
+    async with tenant_session(pool, None, role="service_role") as conn:
+        assert await own_client(conn) is None
