@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck imports pytest pgbouncer schema-snapshot lock clean bench bench-quick chaos
+.PHONY: demo test lint typecheck imports pytest pgbouncer chromium screenshots vendor-js schema-snapshot lock clean bench bench-quick chaos
 
 $(INSTALLED): pyproject.toml constraints.txt
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "LQS needs Python 3.11 or newer")'
@@ -30,7 +30,7 @@ typecheck: $(INSTALLED)
 imports: $(INSTALLED)
 	$(BIN)/lint-imports
 
-pytest: $(INSTALLED) pgbouncer
+pytest: $(INSTALLED) pgbouncer chromium
 	$(BIN)/pytest
 
 ## The transaction pooler tests need Debian's pgbouncer: installed here when missing and
@@ -42,6 +42,26 @@ pgbouncer:
 	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null 2>&1 || \
 	      { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null; }; }; } || \
 	  echo "pgbouncer is not installed and cannot be here: the pooler tests will skip"
+
+## The dashboard's browser tests (tests/browser) drive Debian's chromium through its
+## chromedriver: installed here when missing and root can (otherwise those tests skip,
+## saying how to install them). No browser is downloaded from anywhere else.
+chromium:
+	@{ test -x /usr/bin/chromium && test -x /usr/bin/chromedriver; } || \
+	  { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null && \
+	    echo "installing chromium and chromium-driver (apt-get)" && \
+	    { DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null 2>&1 || \
+	      { apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver >/dev/null; }; }; } || \
+	  echo "chromium is not installed and cannot be here: the browser tests will skip"
+
+## PNGs of the dashboard's pages in docs/screenshots (the list: tests/browser/test_screenshots.py).
+screenshots: $(INSTALLED) chromium
+	@test -x /usr/bin/chromium || { echo "screenshots need Debian's chromium and chromium-driver"; exit 1; }
+	LQS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider tests/browser/test_screenshots.py
+
+## Vendor the dashboard's htmx and Chart.js again (needs npm; versions in the script).
+vendor-js:
+	scripts/vendor_js.sh
 
 ## Benchmarks (writes docs/BENCHMARKS.md); bench-quick stays under two minutes.
 bench: $(INSTALLED)

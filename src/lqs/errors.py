@@ -13,6 +13,8 @@ Our exception hierarchy:
     - CsvHeaderError
     - TemplateError
     - InvalidUnsubscribeToken (ValueError)
+    - InvalidToken (ValueError)
+    - InvalidCursor (ValueError)
     - IdempotencyConflict
     - WebhookRejected
     - WebhookMalformed
@@ -26,6 +28,7 @@ Our exception hierarchy:
     - ClientNotFound
     - ClientExists
   + ApiError
+    - SignInRequired
 
 A name in parentheses is a second base kept for callers that catch it. Each class lives
 with the code that raises it (``lqs.db.errors``, ``lqs.domain.scoring``, ...); only the

@@ -30,7 +30,7 @@ from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import health, intake, metrics, tenant, unsubscribe, webhooks
+from lqs.api import health, intake, metrics, pages, tenant, unsubscribe, webhooks
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
@@ -83,6 +83,8 @@ class ApiConfig:
     readiness: ReadinessOptions
     tokens: TokenVerifier | None
     """Verifies users' bearer tokens (the tenant API); None: that API answers 503."""
+    csrf_key: bytes
+    """Signs the dashboard's CSRF tokens (:mod:`lqs.api.browser_session`)."""
 
 
 def create_app(
@@ -153,6 +155,7 @@ def create_app(
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)
     app.include_router(health.router)
+    pages.install(app, config.csrf_key)
 
     def openapi() -> dict[str, Any]:
         # FastAPI's document, plus what the request bodies refer to and the API-key scheme.

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Annotated, Any
 
@@ -25,6 +25,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.access_log import CLIENT_ID_STATE
+from lqs.api.browser_session import CsrfTokens
 from lqs.api.errors import ApiError
 from lqs.api.limits import RateLimiter, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
@@ -69,6 +70,8 @@ Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_
 ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
 Tokens = Annotated[TokenVerifier | None, Depends(_from_app_state("tokens"))]
 """The users' token verifier, or None when no JWT secret or JWKS URL is configured."""
+Csrf = Annotated[CsrfTokens, Depends(_from_app_state("csrf"))]
+"""The dashboard's CSRF tokens (:mod:`lqs.api.browser_session`)."""
 
 
 def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
@@ -161,18 +164,18 @@ User = Annotated[Claims, Depends(_user)]
 """The signed-in user (or service role) of ``Authorization: Bearer <jwt>``."""
 
 
-def open_user_session(
-    pool: AsyncConnectionPool, user: Claims
-) -> AbstractAsyncContextManager[AsyncConnection]:
-    """A transaction run as the user, in the database (:func:`~lqs.db.pool.tenant_session`):
-    row-level security decides what it sees. For work that outlives the handler (a
-    streamed response); a handler otherwise declares :data:`UserSession`."""
+@asynccontextmanager
+async def session_as(pool: AsyncConnectionPool, user: Claims) -> AsyncIterator[AsyncConnection]:
+    """A transaction run as ``user``, in the database (:func:`~lqs.db.pool.tenant_session`):
+    row-level security decides what it sees. For :data:`UserSession` and the dashboard's
+    pages alike."""
     extra = {k: v for k, v in user.claims.items() if k not in ("role", "sub")}
-    return tenant_session(pool, user.user_id, role=user.role, extra_claims=extra)
+    async with tenant_session(pool, user.user_id, role=user.role, extra_claims=extra) as conn:
+        yield conn
 
 
 async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection]:
-    async with open_user_session(pool, user) as conn:
+    async with session_as(pool, user) as conn:
         yield conn
 
 

@@ -27,7 +27,7 @@ from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 from pydantic import AwareDatetime
 
-from lqs.api.deps import Pool, User, UserSession, open_user_session
+from lqs.api.deps import Pool, User, UserSession, session_as
 from lqs.api.errors import ERROR_SCHEMA, ApiError
 from lqs.db.tenant_reads import (
     CommunicationListing,
@@ -475,7 +475,7 @@ async def _csv_rows(
     """The header, then every row ``read`` pages through, in one transaction run as the
     user (opened here: the rows are read while the response streams)."""
     yield _csv_line(columns)
-    async with open_user_session(pool, user) as conn:
+    async with session_as(pool, user) as conn:
         own = await own_client(conn) if user.role == "authenticated" else None
         after: Cursor | None = None
         while True:

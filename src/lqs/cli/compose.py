@@ -82,6 +82,20 @@ def token_verifier(settings: Settings) -> TokenVerifier | None:
         raise ConfigurationError(f"LQS_JWT_SECRET: {exc}") from None
 
 
+def csrf_key(settings: Settings) -> bytes:
+    """The key signing the dashboard's CSRF tokens: derived from LQS_JWT_SECRET, so every
+    API process signs alike. Without it, a random key per process (a form then verifies
+    only on the process that rendered it; without that secret lqs's own sign-in, which
+    issues HS256 tokens, is off anyway)."""
+    import secrets
+
+    from lqs.api.browser_session import derive_csrf_key
+
+    if settings.jwt_secret is None:
+        return secrets.token_bytes(32)
+    return derive_csrf_key(settings.jwt_secret.get_secret_value())
+
+
 def api_config(settings: Settings) -> ApiConfig:
     """The API's configuration.
 
@@ -104,6 +118,7 @@ def api_config(settings: Settings) -> ApiConfig:
         webhook=WebhookConfig(settings.public_base_url, settings.webhook_tolerance),
         unsubscribe_links=unsubscribe_links(settings),
         tokens=token_verifier(settings),
+        csrf_key=csrf_key(settings),
         readiness=ReadinessOptions(
             require_worker=settings.readyz_require_worker,
             worker_max_age=settings.readyz_worker_max_age,

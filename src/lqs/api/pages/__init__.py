@@ -1,0 +1,22 @@
+"""The dashboard: server-rendered pages under ``/app`` (Jinja2 and htmx), their static
+files at ``/app/static`` (served from this package: the vendored htmx and Chart.js, see
+``scripts/vendor_js.sh``) and their security headers (:mod:`lqs.api.pages.layout`)."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from starlette.staticfiles import StaticFiles
+
+from lqs.api.browser_session import CsrfTokens
+from lqs.api.pages import login
+from lqs.api.pages.layout import STATIC_URL, PageSecurityHeaders
+from lqs.api.pages.signed_in import SignInRequired, to_sign_in
+
+
+def install(app: FastAPI, csrf_key: bytes) -> None:
+    """Add the pages, their static files and their headers to ``app``."""
+    app.state.csrf = CsrfTokens(csrf_key)
+    app.add_middleware(PageSecurityHeaders)
+    app.add_exception_handler(SignInRequired, to_sign_in)
+    app.mount(STATIC_URL, StaticFiles(packages=[("lqs.api", "static")]), name="static")
+    app.include_router(login.router)

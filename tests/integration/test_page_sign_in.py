@@ -1,0 +1,169 @@
+"""Pages for signed-in users only (PageUser, PageSession), and signing out: the session
+cookie verified as a bearer token is, anything else sent to the sign-in form."""
+
+from __future__ import annotations
+
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from lqs.api.app import create_app
+from lqs.api.browser_session import SESSION_COOKIE
+from lqs.api.pages.signed_in import LOGIN_PATH, PageSession, PageUser
+from lqs.api.tokens import TokenVerifier
+from tests.configs import api_config
+
+SECRET = "a-fake-jwt-secret-for-page-tests-0123456789"
+USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
+
+
+def app_with(database_url: str, tokens: TokenVerifier | None) -> FastAPI:
+    app = create_app(database_url, api_config(tokens=tokens, pool_max_size=2))
+
+    @app.get("/app/_whoami")
+    async def whoami(user: PageUser) -> dict[str, str]:
+        return {"user": str(user.user_id)}
+
+    @app.get("/app/_database_sees")
+    async def database_sees(conn: PageSession) -> dict[str, str]:
+        cursor = await conn.execute("SELECT auth.uid()::text, current_setting('role')")
+        uid, role = await cursor.fetchone() or ("", "")
+        return {"uid": uid, "role": role}
+
+    return app
+
+
+@asynccontextmanager
+async def serving(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://lqs.test") as http:
+            yield http
+
+
+@pytest.fixture(scope="module")
+async def client(migrated_db: str) -> AsyncIterator[httpx.AsyncClient]:
+    async with serving(app_with(migrated_db, TokenVerifier(secret=SECRET))) as http:
+        yield http
+
+
+@pytest.fixture(autouse=True)
+def no_cookies_kept(client: httpx.AsyncClient) -> None:
+    client.cookies.clear()
+
+
+def session(token: str) -> dict[str, str]:
+    return {"cookie": f"{SESSION_COOKIE}={token}"}
+
+
+def clears_the_session(response: httpx.Response) -> bool:
+    return any(
+        h.startswith(f"{SESSION_COOKIE}=") and "Max-Age=0" in h
+        for h in response.headers.get_list("set-cookie")
+    )
+
+
+async def test_a_signed_in_browser_sees_the_page_as_its_user(client: httpx.AsyncClient) -> None:
+    token, _ = TokenVerifier(secret=SECRET).issue(USER)
+
+    response = await client.get("/app/_whoami", headers=session(token))
+
+    assert response.status_code == 200
+    assert response.json() == {"user": str(USER)}
+
+
+async def test_without_a_session_a_page_redirects_to_sign_in(client: httpx.AsyncClient) -> None:
+    response = await client.get("/app/_whoami")
+
+    assert response.status_code == 303
+    assert response.headers["location"] == LOGIN_PATH
+    assert "set-cookie" not in response.headers
+
+
+async def test_without_a_session_an_htmx_request_is_told_to_redirect(
+    client: httpx.AsyncClient,
+) -> None:
+    response = await client.get("/app/_whoami", headers={"HX-Request": "true"})
+
+    assert response.status_code == 204
+    assert response.headers["hx-redirect"] == LOGIN_PATH
+
+
+async def test_an_expired_session_redirects_and_is_deleted(client: httpx.AsyncClient) -> None:
+    expired, _ = TokenVerifier(secret=SECRET).issue(USER, now=time.time() - 7200)
+
+    response = await client.get("/app/_whoami", headers=session(expired))
+
+    assert response.status_code == 303
+    assert clears_the_session(response)
+
+
+async def test_a_forged_session_redirects_and_is_deleted(client: httpx.AsyncClient) -> None:
+    forged, _ = TokenVerifier(secret="another-fake-secret-of-forty-characters!").issue(USER)
+
+    response = await client.get("/app/_whoami", headers=session(forged))
+
+    assert response.status_code == 303
+    assert clears_the_session(response)
+
+
+async def test_an_api_key_in_the_cookie_is_no_session(client: httpx.AsyncClient) -> None:
+    response = await client.get("/app/_whoami", headers=session("lqs_not_a_jwt"))
+
+    assert response.status_code == 303
+    assert clears_the_session(response)
+
+
+async def test_a_page_session_runs_as_the_signed_in_user(client: httpx.AsyncClient) -> None:
+    token, _ = TokenVerifier(secret=SECRET).issue(USER)
+
+    response = await client.get("/app/_database_sees", headers=session(token))
+
+    assert response.json() == {"uid": str(USER), "role": "authenticated"}
+
+
+async def test_with_no_way_to_verify_tokens_every_session_redirects(migrated_db: str) -> None:
+    token, _ = TokenVerifier(secret=SECRET).issue(USER)
+    async with serving(app_with(migrated_db, None)) as http:
+        response = await http.get("/app/_whoami", headers=session(token))
+
+    assert response.status_code == 303
+    assert clears_the_session(response)
+
+
+def page_token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found
+    return found.group(1)
+
+
+async def test_signing_out_deletes_the_session_and_goes_to_sign_in(
+    client: httpx.AsyncClient,
+) -> None:
+    token, _ = TokenVerifier(secret=SECRET).issue(USER)
+    # The sign-in form, opened while signed in, carries a token bound to the session.
+    csrf = page_token((await client.get(LOGIN_PATH, headers=session(token))).text)
+
+    response = await client.post("/app/logout", data={"csrf_token": csrf}, headers=session(token))
+
+    assert response.status_code == 303
+    assert response.headers["location"] == LOGIN_PATH
+    assert clears_the_session(response)
+
+
+async def test_signing_out_without_a_token_of_this_session_is_refused(
+    client: httpx.AsyncClient,
+) -> None:
+    token, _ = TokenVerifier(secret=SECRET).issue(USER)
+    other = page_token((await client.get(LOGIN_PATH)).text)  # bound to a pre-session
+
+    response = await client.post("/app/logout", data={"csrf_token": other}, headers=session(token))
+
+    assert response.status_code == 403
+    assert not clears_the_session(response)
