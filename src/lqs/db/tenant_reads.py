@@ -13,7 +13,7 @@ pages neither repeats a row nor hides one.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Generic, Literal, TypeVar
@@ -38,7 +38,7 @@ from lqs.db.lead_views import (
     lead_consent_history,
     like_pattern,
 )
-from lqs.domain.cursor import Cursor
+from lqs.domain.cursor import Cursor, SortKey
 
 LeadSort = Literal["received", "score"]
 NO_SCORE = -(2**31)
@@ -171,7 +171,13 @@ def _after(key: sql.Composable, cursor: Cursor | None, cast: str, alias: str) ->
     ).format(key=key, alias=sql.SQL(alias), cast=sql.SQL(cast))
 
 
-def _paged(rows: list[Row], limit: int, sort: str, key: Any, last_id: Any) -> Page[Row]:
+def _paged(
+    rows: list[Row],
+    limit: int,
+    sort: str,
+    key: Callable[[Row], SortKey],
+    last_id: Callable[[Row], UUID],
+) -> Page[Row]:
     """The first ``limit`` rows, and a cursor after the last of them when more were found."""
     if len(rows) <= limit:
         return Page(rows, None)
@@ -217,7 +223,7 @@ async def leads_page(
         )
         rows = await cur.fetchall()
 
-    def sort_key(lead: LeadListing) -> datetime | int:
+    def sort_key(lead: LeadListing) -> SortKey:
         if sort == "received":
             return lead.received_at
         return NO_SCORE if lead.score is None else lead.score
