@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import json
 
-from starlette.requests import Request
-
 from fastapi.exceptions import RequestValidationError
+from starlette.requests import Request
 
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.domain.leads import FieldError
