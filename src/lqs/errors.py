@@ -14,6 +14,7 @@ Our exception hierarchy:
     - TemplateError
     - InvalidUnsubscribeToken (ValueError)
     - InvalidToken (ValueError)
+    - InvalidCursor (ValueError)
     - IdempotencyConflict
     - WebhookRejected
     - WebhookMalformed

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import json
 
+from fastapi.exceptions import RequestValidationError
 from starlette.requests import Request
 
-from lqs.api.errors import ApiError, render_api_error
+from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.domain.leads import FieldError
 
 REQUEST = Request({"type": "http", "method": "POST", "path": "/", "headers": []})
@@ -41,3 +42,21 @@ async def test_field_names_the_first_of_the_fields() -> None:
             ],
         }
     }
+
+
+async def test_parameter_validation_names_every_parameter_without_its_location() -> None:
+    exc = RequestValidationError(
+        [
+            {"loc": ("query", "limit"), "msg": "Input should be less than or equal to 200"},
+            {"loc": ("path", "lead_id"), "msg": "bad"},
+            {"loc": ("body", "leads", 0, "email"), "msg": "not an email"},
+        ]
+    )
+
+    response = await render_validation_error(REQUEST, exc)
+
+    assert response.status_code == 422
+    error = json.loads(response.body)["error"]
+    assert error["code"] == "invalid_parameter"
+    assert error["message"] == "limit: Input should be less than or equal to 200"
+    assert [f["field"] for f in error["fields"]] == ["limit", "lead_id", "leads.0.email"]

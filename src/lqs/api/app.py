@@ -24,15 +24,26 @@ from typing import Any
 import psycopg
 import structlog
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api import auth, health, intake, metrics, pages, tenant_admin, unsubscribe, webhooks
+from lqs.api import (
+    auth,
+    health,
+    intake,
+    metrics,
+    pages,
+    tenant,
+    tenant_admin,
+    unsubscribe,
+    webhooks,
+)
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
-from lqs.api.errors import ApiError, render_api_error
+from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.api.tokens import TokenVerifier
@@ -145,10 +156,12 @@ def create_app(
     # Exception: Starlette re-raises what reaches its last-resort (Exception) handler
     # after answering, so the server would log every 503 of an outage as a crash.
     app.add_exception_handler(ApiError, render_api_error)
+    app.add_exception_handler(RequestValidationError, render_validation_error)
     for kind in (psycopg.Error, DatabaseError, Exception):
         app.add_exception_handler(kind, _unhandled)
     app.include_router(intake.router)
     app.include_router(auth.router)
+    app.include_router(tenant.router)
     app.include_router(webhooks.router)
     app.include_router(unsubscribe.router)
     app.include_router(metrics.router)

@@ -1,7 +1,8 @@
 """The API's one error shape: ``{"error": {"code", "message", "field"?, "fields"?}}``.
 
 A handler or a dependency refuses a request by raising :class:`ApiError`;
-:func:`render_api_error`, registered in :func:`lqs.api.app.create_app`, answers it.
+:func:`render_api_error`, registered in :func:`lqs.api.app.create_app`, answers it;
+:func:`render_validation_error` answers FastAPI's own parameter validation the same way.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from fastapi import Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from lqs.domain.leads import FieldError
@@ -76,3 +78,21 @@ async def render_api_error(request: Request, exc: Exception) -> JSONResponse:
     if not isinstance(exc, ApiError):  # registered for ApiError only
         raise exc
     return exc.response()
+
+
+def _parameter(location: Sequence[object]) -> str:
+    """The parameter a validation error's location names: ``("query", "limit")`` → ``limit``."""
+    parts = [str(part) for part in location]
+    if len(parts) > 1 and parts[0] in ("query", "path", "header", "cookie", "body"):
+        parts = parts[1:]
+    return ".".join(parts) or "request"
+
+
+async def render_validation_error(request: Request, exc: Exception) -> JSONResponse:
+    """The exception handler for FastAPI's ``RequestValidationError`` (a query or path
+    parameter of the wrong kind): 422 in the one shape, naming every parameter at fault."""
+    if not isinstance(exc, RequestValidationError):  # registered for it only
+        raise exc
+    fields = [FieldError(_parameter(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()]
+    first = f"{fields[0].field}: {fields[0].message}" if fields else "the request is invalid"
+    return ApiError(422, "invalid_parameter", first, fields=fields).response()

@@ -13,8 +13,6 @@ API's one error shape (a 400 naming the field).
 
 from __future__ import annotations
 
-import base64
-import binascii
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
 from uuid import UUID
@@ -57,6 +55,7 @@ from lqs.domain.clients import (
     parse_client_settings,
     rate_limit_problem,
 )
+from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
 from lqs.domain.default_rules import client_rules
 from lqs.domain.leads import FieldError, LeadValidationError, parse_lead
 from lqs.domain.scoring import RulesError, breakdown_to_json, score_lead
@@ -299,9 +298,11 @@ async def stats(
 # ---------------------------------------------------------------- suppressions
 
 
+_SUPPRESSIONS_SORT = "suppressions"
+
+
 def _cursor(row: StoredSuppression) -> str:
-    raw = f"{row.created_at.isoformat()}|{row.id}".encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+    return encode_cursor(Cursor(_SUPPRESSIONS_SORT, row.created_at, row.id))
 
 
 def _after(cursor: str) -> tuple[datetime, UUID]:
@@ -311,14 +312,11 @@ def _after(cursor: str) -> tuple[datetime, UUID]:
         ApiError: 400 naming ``cursor``.
     """
     try:
-        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-        at, _, row_id = raw.partition("|")
-        moment = datetime.fromisoformat(at)
-        if moment.tzinfo is None:
-            raise ValueError("no offset")
-        return moment, UUID(row_id)
-    except (ValueError, binascii.Error, UnicodeDecodeError):
-        raise _bad("cursor", "not a next_cursor this API returned") from None
+        decoded = decode_cursor(cursor, _SUPPRESSIONS_SORT, datetime)
+    except InvalidCursor as exc:
+        raise _bad("cursor", str(exc)) from None
+    assert isinstance(decoded.key, datetime)
+    return decoded.key, decoded.last_id
 
 
 def _page_size(limit: str | None) -> int:

@@ -13,7 +13,7 @@ from typing import Any
 from uuid import UUID, uuid4
 
 from psycopg import AsyncConnection
-from psycopg.rows import dict_row
+from psycopg.rows import args_row, dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.connection import notify
@@ -243,11 +243,89 @@ async def communication_state(
 
 
 @dataclass(frozen=True)
+class DeliveryAttempt:
+    """One call made to a provider for a communication (``delivery_attempts``)."""
+
+    attempt: int
+    provider: str
+    started_at: datetime
+    finished_at: datetime | None
+    outcome: str
+    """``started`` (no answer recorded), ``accepted``, ``transient`` or ``permanent``."""
+    http_status: int | None
+    error_code: str | None
+    error_message: str | None
+    latency_ms: float | None
+    recorded: bool
+    """False when the worker's lease had expired: the outcome was not applied."""
+
+
+async def delivery_attempts(conn: AsyncConnection, communication_id: UUID) -> list[DeliveryAttempt]:
+    """The communication's delivery attempts, in the order they were made."""
+    async with conn.cursor(row_factory=args_row(DeliveryAttempt)) as cur:
+        await cur.execute(
+            "SELECT attempt, provider, started_at, finished_at, outcome, http_status,"
+            " error_code, error_message, latency_ms, recorded FROM public.delivery_attempts"
+            " WHERE communication_id = %s ORDER BY attempt",
+            (communication_id,),
+        )
+        return await cur.fetchall()
+
+
+@dataclass(frozen=True)
+class ProviderEvent:
+    """A delivery event a provider reported for a communication (``provider_events``)."""
+
+    provider: str
+    event_type: str
+    event_id: str
+    kind: str
+    occurred_at: datetime | None
+    received_at: datetime
+    effect: str | None
+    """What applying it did (the new status, ``suppressed``, ``no change``); None: waiting."""
+    reason: str | None
+    """Why the provider says it bounced, failed or was deferred."""
+
+
+async def provider_events(conn: AsyncConnection, communication_id: UUID) -> list[ProviderEvent]:
+    """The events matched to the communication, in the order they were received."""
+    async with conn.cursor(row_factory=args_row(ProviderEvent)) as cur:
+        await cur.execute(
+            "SELECT provider, event_type, event_id, kind, occurred_at, received_at, effect,"
+            " reason FROM public.provider_events WHERE communication_id = %s"
+            " ORDER BY received_at, id",
+            (communication_id,),
+        )
+        return await cur.fetchall()
+
+
+@dataclass(frozen=True)
 class TimelineEntry:
     at: datetime
     kind: str
     """``created``, ``attempt`` or ``event``."""
     summary: str
+
+
+def _attempt_summary(a: DeliveryAttempt) -> str:
+    if a.outcome == "started":
+        # Written before the request; its answer never came back to be recorded
+        # (in flight now, or the worker stopped): the provider may have it.
+        return (
+            f"attempt {a.attempt} via {a.provider}: started, no answer"
+            " recorded (the provider may have accepted it)"
+        )
+    text = f"attempt {a.attempt} via {a.provider}: {a.outcome}"
+    if a.http_status is not None:
+        text += f" (HTTP {a.http_status})"
+    detail = " ".join(part for part in (a.error_code, a.error_message) if part)
+    if detail:
+        text += f" {detail}"
+    text += f", {a.latency_ms or 0:.0f} ms"
+    if not a.recorded:
+        text += " [lease lost: not applied]"
+    return text
 
 
 async def communication_timeline(
@@ -261,53 +339,21 @@ async def communication_timeline(
             (communication_id,),
         )
         row = await cur.fetchone()
-        if row is None:
-            return None
-        entries = [TimelineEntry(row["created_at"], "created", f"created ({row['type']})")]
-        await cur.execute(
-            "SELECT attempt, provider, started_at, http_status, error_code, error_message,"
-            " latency_ms, outcome, recorded FROM public.delivery_attempts"
-            " WHERE communication_id = %s ORDER BY attempt",
-            (communication_id,),
+    if row is None:
+        return None
+    entries = [TimelineEntry(row["created_at"], "created", f"created ({row['type']})")]
+    entries += [
+        TimelineEntry(a.started_at, "attempt", _attempt_summary(a))
+        for a in await delivery_attempts(conn, communication_id)
+    ]
+    entries += [
+        TimelineEntry(
+            e.occurred_at or e.received_at,
+            "event",
+            f"{e.provider} {e.event_type} → {e.effect or 'waiting'} (event {e.event_id})",
         )
-        for a in await cur.fetchall():
-            if a["outcome"] == "started":
-                # Written before the request; its answer never came back to be recorded
-                # (in flight now, or the worker stopped): the provider may have it.
-                entries.append(
-                    TimelineEntry(
-                        a["started_at"],
-                        "attempt",
-                        f"attempt {a['attempt']} via {a['provider']}: started, no answer"
-                        " recorded (the provider may have accepted it)",
-                    )
-                )
-                continue
-            text = f"attempt {a['attempt']} via {a['provider']}: {a['outcome']}"
-            if a["http_status"] is not None:
-                text += f" (HTTP {a['http_status']})"
-            detail = " ".join(part for part in (a["error_code"], a["error_message"]) if part)
-            if detail:
-                text += f" {detail}"
-            text += f", {a['latency_ms']:.0f} ms"
-            if not a["recorded"]:
-                text += " [lease lost: not applied]"
-            entries.append(TimelineEntry(a["started_at"], "attempt", text))
-        await cur.execute(
-            "SELECT provider, event_type, event_id, occurred_at, received_at, effect"
-            " FROM public.provider_events WHERE communication_id = %s ORDER BY received_at, id",
-            (communication_id,),
-        )
-        for e in await cur.fetchall():
-            when = e["occurred_at"] or e["received_at"]
-            entries.append(
-                TimelineEntry(
-                    when,
-                    "event",
-                    f"{e['provider']} {e['event_type']} → {e['effect'] or 'waiting'}"
-                    f" (event {e['event_id']})",
-                )
-            )
+        for e in await provider_events(conn, communication_id)
+    ]
     entries.sort(key=lambda entry: entry.at)
     return row, entries
 

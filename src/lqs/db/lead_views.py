@@ -55,7 +55,7 @@ def like_pattern(text: str) -> str:
     return f"%{escaped}%"
 
 
-_LEAD_FILTERS = sql.SQL(r"""
+LEAD_FILTERS = sql.SQL(r"""
       AND (%(status)s::text IS NULL OR l.status = %(status)s::text)
       AND (%(grade)s::text IS NULL OR l.grade = %(grade)s::text)
       AND (%(since)s::timestamptz IS NULL OR l.received_at >= %(since)s::timestamptz)
@@ -84,7 +84,7 @@ CROSS JOIN LATERAL (
 WHERE %(client)s::uuid IS NULL OR k.id = %(client)s::uuid
 ORDER BY l.received_at DESC, l.id DESC
 LIMIT %(limit)s
-""").format(filters=_LEAD_FILTERS)
+""").format(filters=LEAD_FILTERS)
 
 # A search reads every lead in scope whatever the plan (no index serves ILIKE '%...%'):
 # one scan, which PostgreSQL may run in parallel, beats one per client (437 ms against
@@ -97,7 +97,7 @@ FROM public.leads AS l JOIN public.clients AS k ON k.id = l.client_id
 WHERE (%(client)s::uuid IS NULL OR l.client_id = %(client)s::uuid) {filters}
 ORDER BY l.received_at DESC, l.id DESC
 LIMIT %(limit)s
-""").format(filters=_LEAD_FILTERS)
+""").format(filters=LEAD_FILTERS)
 
 
 async def list_leads(conn: AsyncConnection, wanted: LeadFilter, limit: int) -> list[LeadSummary]:

@@ -1,0 +1,540 @@
+"""The tenant read API: a client's users read their leads and communications.
+
+``GET /v1/leads``, ``/v1/leads/{id}``, ``/v1/communications``, ``/v1/communications/{id}``
+and the CSV exports ``/v1/leads.csv`` and ``/v1/communications.csv``, all with a user's
+token (``Authorization: Bearer <jwt>``, :data:`~lqs.api.deps.User`). Every read runs as
+that user in the database, so row-level security decides what is visible: another
+client's lead is answered exactly as one that does not exist, 404. (``POST /v1/leads``
+shares the path and takes an API key: :mod:`lqs.api.intake`.)
+
+Listings answer ``{"data": [...], "next_cursor": "..." | null}``; pass ``next_cursor`` back
+as ``cursor`` for the next page. A parameter of the wrong kind is a 422 naming it, a
+cursor this service did not make a 400 naming ``cursor``.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import datetime
+from typing import Annotated, Any, Literal
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query
+from fastapi.responses import StreamingResponse
+from psycopg import AsyncConnection
+from pydantic import AwareDatetime
+
+from lqs.api.deps import Pool, User, UserSession, session_as
+from lqs.api.errors import ERROR_SCHEMA, ApiError
+from lqs.db.tenant_reads import (
+    CommunicationListing,
+    LeadListing,
+    LeadSort,
+    Page,
+    TenantCommunicationFilter,
+    TenantLeadFilter,
+    communication_detail,
+    communications_page,
+    lead_detail,
+    leads_page,
+)
+from lqs.db.users import own_profile
+from lqs.domain.csv_text import neutralise_formula
+from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
+from lqs.domain.leads import FieldError
+from lqs.domain.text import unstorable_text
+from lqs.domain.vocabulary import Channel, CommunicationStatus, LeadStatus
+
+router = APIRouter(tags=["tenant"])
+
+_SECURED: dict[str, Any] = {"security": [{"userToken": []}]}
+
+MAX_PAGE = 200
+DEFAULT_PAGE = 50
+EXPORT_PAGE = 500
+"""Rows read per statement while a CSV export streams."""
+_MAX_TEXT = 200
+
+# ---------------------------------------------------------------- OpenAPI
+
+
+def _error(text: str) -> dict[str, Any]:
+    return {"description": text, "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+
+
+_AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: _error("Missing, malformed, forged or expired token, or an API key"),
+    503: _error("Tokens cannot be verified here (no LQS_JWT_SECRET or LQS_JWKS_URL)"),
+}
+_LIST_ERRORS = {
+    **_AUTH_ERRORS,
+    400: _error("A cursor this service did not make, or contradictory filters"),
+    422: _error("A parameter of the wrong kind; `field` names it"),
+}
+_DETAIL_ERRORS = {**_AUTH_ERRORS, 404: _error("No such id, or not the user's to see")}
+
+_LEAD_EXAMPLE = {
+    "id": "5b0c1f9e-3d0a-4e59-9c51-0c2a4b1f7e21",
+    "client_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "received_at": "2026-12-01T09:30:00.123456+00:00",
+    "email": "ann.lee@corp.example",
+    "phone": None,
+    "first_name": "Ann",
+    "last_name": "Lee",
+    "company_name": "Corp",
+    "company_domain": "corp.example",
+    "job_title": "CTO",
+    "country": "US",
+    "source": "website",
+    "campaign": "winter-launch",
+    "status": "qualified",
+    "score": 65,
+    "grade": "B",
+    "consent_status": "granted",
+    "processed_at": "2026-12-01T09:30:01.5+00:00",
+}
+_COMMUNICATION_EXAMPLE = {
+    "id": "8d3f3c0e-2b1a-4c8e-9f5e-1a2b3c4d5e6f",
+    "client_id": "0f8fad5b-d9cb-469f-a165-70867728950e",
+    "lead_id": "5b0c1f9e-3d0a-4e59-9c51-0c2a4b1f7e21",
+    "channel": "email",
+    "recipient": "sales@client.example",
+    "subject": "New qualified lead: Ann Lee",
+    "status": "delivered",
+    "provider": "resend",
+    "template_id": "lead_qualified@v2",
+    "campaign_id": None,
+    "retry_count": 0,
+    "reason": None,
+    "created_at": "2026-12-01T09:30:01.6+00:00",
+    "sent_at": "2026-12-01T09:30:02.1+00:00",
+    "delivered_at": "2026-12-01T09:30:04+00:00",
+}
+_NEXT = "eyJ2IjoxLCJzIjoicmVjZWl2ZWQiLCJrIjoiMjAyNi0xMi0wMVQwOTozMDowMCswMDowMCIsImkiOiI1YjBjIn0"
+
+
+def _ok(example: Any) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": "OK", "content": {"application/json": {"example": example}}}}
+
+
+def _csv_ok(header: str) -> dict[int | str, dict[str, Any]]:
+    return {200: {"description": "CSV, streamed", "content": {"text/csv": {"example": header}}}}
+
+
+# ---------------------------------------------------------------- parameters
+
+
+def _bad(field: str, message: str, status: int = 400, code: str = "invalid_parameter") -> ApiError:
+    return ApiError(status, code, f"{field}: {message}", fields=[FieldError(field, message)])
+
+
+def _texts(**values: str | None) -> None:
+    """Refuse text PostgreSQL cannot compare (a NUL, a lone surrogate): 400 naming it."""
+    for name, value in values.items():
+        problem = None if value is None else unstorable_text(value)
+        if problem:
+            raise _bad(name, f"contains {problem}")
+
+
+def _cursor(text: str | None, sort: str, key_type: type[datetime] | type[int]) -> Cursor | None:
+    if text is None:
+        return None
+    try:
+        return decode_cursor(text, sort, key_type)
+    except InvalidCursor as exc:
+        raise _bad("cursor", str(exc), code="invalid_cursor") from None
+
+
+def _range(low_name: str, low: Any, high_name: str, high: Any) -> None:
+    if low is not None and high is not None and low > high:
+        raise _bad(low_name, f"is after {high_name}")
+
+
+Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
+
+
+def _lead_filter(
+    status: Annotated[
+        LeadStatus | None, Query(description="The lead's status: its outcome once scored")
+    ] = None,
+    grade: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
+    min_score: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
+    max_score: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
+    source: Text = None,
+    campaign: Annotated[
+        str | None, Query(min_length=1, max_length=_MAX_TEXT, description="utm_campaign")
+    ] = None,
+    received_from: Annotated[
+        AwareDatetime | None, Query(description="Received at or after (ISO 8601, with offset)")
+    ] = None,
+    received_to: Annotated[
+        AwareDatetime | None, Query(description="Received before (ISO 8601, with offset)")
+    ] = None,
+    q: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=_MAX_TEXT,
+            description="Text in the email, the name or the company (% and _ literal)",
+        ),
+    ] = None,
+) -> TenantLeadFilter:
+    _texts(grade=grade, source=source, campaign=campaign, q=q)
+    _range("min_score", min_score, "max_score", max_score)
+    _range("received_from", received_from, "received_to", received_to)
+    return TenantLeadFilter(
+        status=None if status is None else status.value,
+        grade=grade,
+        min_score=min_score,
+        max_score=max_score,
+        source=source,
+        campaign=campaign,
+        received_from=received_from,
+        received_to=received_to,
+        search=q,
+    )
+
+
+def _communication_filter(
+    channel: Annotated[
+        Channel | None, Query(alias="type", description="email, sms, push or webhook")
+    ] = None,
+    status: CommunicationStatus | None = None,
+    provider: Text = None,
+    campaign_id: Text = None,
+    template_id: Annotated[
+        str | None,
+        Query(
+            min_length=1,
+            max_length=_MAX_TEXT,
+            description="A template's name (any version) or name@version",
+        ),
+    ] = None,
+    recipient: Text = None,
+    created_from: Annotated[
+        AwareDatetime | None, Query(description="Created at or after (ISO 8601, with offset)")
+    ] = None,
+    created_to: Annotated[
+        AwareDatetime | None, Query(description="Created before (ISO 8601, with offset)")
+    ] = None,
+) -> TenantCommunicationFilter:
+    _texts(provider=provider, campaign_id=campaign_id, template_id=template_id, recipient=recipient)
+    _range("created_from", created_from, "created_to", created_to)
+    return TenantCommunicationFilter(
+        channel=None if channel is None else channel.value,
+        status=None if status is None else status.value,
+        provider=provider,
+        campaign_id=campaign_id,
+        template_id=template_id,
+        recipient=recipient,
+        created_from=created_from,
+        created_to=created_to,
+    )
+
+
+LeadFilterParams = Annotated[TenantLeadFilter, Depends(_lead_filter)]
+CommunicationFilterParams = Annotated[TenantCommunicationFilter, Depends(_communication_filter)]
+Limit = Annotated[int, Query(ge=1, le=MAX_PAGE, description="Rows per page")]
+CursorText = Annotated[
+    str | None, Query(min_length=1, description="The previous page's next_cursor")
+]
+SortParam = Annotated[
+    Literal["received", "score"],
+    Query(description="received: newest first; score: highest first, unscored last"),
+]
+
+
+async def _own_client_id(conn: AsyncConnection) -> UUID | None:
+    """The session user's client (their profile), or None: only a hint for speed, a
+    listing given it walks the client's index; what is visible stays the policies' call."""
+    profile = await own_profile(conn)
+    return None if profile is None else profile.client_id
+
+
+async def _narrowed_to_own_client(user: User, conn: UserSession) -> UUID | None:
+    """A signed-in user's client, so listings walk that client's indexes (row-level
+    security alone decides what is visible; this only spares reading the rest). None for
+    the service role, which reads every client's rows."""
+    return await _own_client_id(conn) if user.role == "authenticated" else None
+
+
+OwnClient = Annotated[UUID | None, Depends(_narrowed_to_own_client)]
+
+
+def _id(text: str, what: str) -> UUID:
+    """The path's id; one that is not a UUID names nothing, as an unknown one."""
+    try:
+        return UUID(text)
+    except ValueError:
+        raise _not_found(what) from None
+
+
+def _not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"no {what} with this id")
+
+
+def _listing(page: Page[Any]) -> dict[str, Any]:
+    return {
+        "data": [dataclasses.asdict(row) for row in page.rows],
+        "next_cursor": None if page.next_cursor is None else encode_cursor(page.next_cursor),
+    }
+
+
+# ---------------------------------------------------------------- leads
+
+
+@router.get(
+    "/v1/leads",
+    responses={**_ok({"data": [_LEAD_EXAMPLE], "next_cursor": _NEXT}), **_LIST_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def list_leads(
+    conn: UserSession,
+    own: OwnClient,
+    wanted: LeadFilterParams,
+    sort: SortParam = "received",
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorText = None,
+) -> dict[str, Any]:
+    """The user's leads, a page at a time, newest received first (or highest score first)."""
+    after = _cursor(cursor, sort, datetime if sort == "received" else int)
+    wanted = dataclasses.replace(wanted, client_id=own)
+    return _listing(await leads_page(conn, wanted, sort=sort, limit=limit, after=after))
+
+
+_HIDDEN_LEAD_COLUMNS = frozenset({"dedupe_key", "history", "score_breakdown", "utm_campaign"})
+
+
+@router.get(
+    "/v1/leads/{lead_id}",
+    responses={
+        **_ok(
+            {
+                "data": {
+                    **_LEAD_EXAMPLE,
+                    "breakdown": [
+                        {
+                            "rule_id": "work_email",
+                            "field": "email",
+                            "value": "ann.lee@corp.example",
+                            "points": 20,
+                            "reason": "email domain is a company's own",
+                        }
+                    ],
+                    "communications": [],
+                    "consent_history": [],
+                    "timeline": [
+                        {
+                            "at": "2026-12-01T09:30:00.123456+00:00",
+                            "kind": "received",
+                            "summary": "received from website",
+                            "communication_id": None,
+                        }
+                    ],
+                }
+            }
+        ),
+        **_DETAIL_ERRORS,
+    },
+    openapi_extra=_SECURED,
+)
+async def get_lead(conn: UserSession, lead_id: str) -> dict[str, Any]:
+    """One lead: its fields, score and breakdown (each matched rule's reason), its
+    communications, its consent history and a timeline of everything, oldest first."""
+    found = await lead_detail(conn, _id(lead_id, "lead"))
+    if found is None:
+        raise _not_found("lead")
+    lead = {k: v for k, v in found.lead.items() if k not in _HIDDEN_LEAD_COLUMNS}
+    lead["campaign"] = found.lead["utm_campaign"]
+    lead["breakdown"] = found.lead["score_breakdown"] or []
+    lead["communications"] = [dataclasses.asdict(c) for c in found.communications]
+    lead["consent_history"] = [dataclasses.asdict(c) for c in found.consent_history]
+    lead["timeline"] = [dataclasses.asdict(e) for e in found.timeline]
+    return {"data": lead}
+
+
+# ---------------------------------------------------------------- communications
+
+
+@router.get(
+    "/v1/communications",
+    responses={**_ok({"data": [_COMMUNICATION_EXAMPLE], "next_cursor": None}), **_LIST_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def list_communications(
+    conn: UserSession,
+    own: OwnClient,
+    wanted: CommunicationFilterParams,
+    limit: Limit = DEFAULT_PAGE,
+    cursor: CursorText = None,
+) -> dict[str, Any]:
+    """The user's communications, a page at a time, newest first."""
+    after = _cursor(cursor, "created", datetime)
+    wanted = dataclasses.replace(wanted, client_id=own)
+    return _listing(await communications_page(conn, wanted, limit=limit, after=after))
+
+
+@router.get(
+    "/v1/communications/{communication_id}",
+    responses={
+        **_ok(
+            {
+                "data": {
+                    **_COMMUNICATION_EXAMPLE,
+                    "content": "<p>Ann Lee from Corp scored 65 (B).</p>",
+                    "lead": {
+                        "id": _COMMUNICATION_EXAMPLE["lead_id"],
+                        "name": "Ann Lee",
+                        "email": "ann.lee@corp.example",
+                    },
+                    "attempts": [
+                        {
+                            "attempt": 1,
+                            "provider": "resend",
+                            "started_at": "2026-12-01T09:30:02+00:00",
+                            "finished_at": "2026-12-01T09:30:02.1+00:00",
+                            "outcome": "accepted",
+                            "http_status": 200,
+                            "error_code": None,
+                            "error_message": None,
+                            "latency_ms": 98.5,
+                            "recorded": True,
+                        }
+                    ],
+                    "events": [
+                        {
+                            "provider": "resend",
+                            "event_type": "email.delivered",
+                            "event_id": "evt_1",
+                            "kind": "delivered",
+                            "occurred_at": "2026-12-01T09:30:04+00:00",
+                            "received_at": "2026-12-01T09:30:04.2+00:00",
+                            "effect": "delivered",
+                        }
+                    ],
+                }
+            }
+        ),
+        **_DETAIL_ERRORS,
+    },
+    openapi_extra=_SECURED,
+)
+async def get_communication(conn: UserSession, communication_id: str) -> dict[str, Any]:
+    """One communication: what was sent (subject, content), every delivery attempt
+    (outcome, latency, error), every provider event, and its lead."""
+    found = await communication_detail(conn, _id(communication_id, "communication"))
+    if found is None:
+        raise _not_found("communication")
+    row = dict(found.communication)
+    lead = {"id": row["lead_id"], "name": row.pop("lead_name"), "email": row.pop("lead_email")}
+    return {
+        "data": {
+            **row,
+            "lead": lead,
+            "attempts": [dataclasses.asdict(a) for a in found.attempts],
+            "events": [dataclasses.asdict(e) for e in found.events],
+        }
+    }
+
+
+# ---------------------------------------------------------------- CSV exports
+
+
+def _cell(value: Any) -> Any:
+    """A value as a CSV cell: numbers as they are, anything else as formula-safe text."""
+    if value is None:
+        return ""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return neutralise_formula(str(value))
+
+
+def _csv_line(cells: Sequence[Any]) -> str:
+    out = io.StringIO()
+    # Every text cell quoted (OWASP: a separator inside must not split it).
+    csv.writer(out, quoting=csv.QUOTE_NONNUMERIC, lineterminator="\r\n").writerow(
+        [_cell(c) for c in cells]
+    )
+    return out.getvalue()
+
+
+async def _csv_rows(
+    pool: Pool,
+    user: User,
+    columns: Sequence[str],
+    read: Callable[[AsyncConnection, UUID | None, Cursor | None], Any],
+) -> AsyncIterator[str]:
+    """The header, then every row ``read`` pages through, in one transaction run as the
+    user (opened here: the rows are read while the response streams)."""
+    yield _csv_line(columns)
+    async with session_as(pool, user) as conn:
+        own = await _own_client_id(conn) if user.role == "authenticated" else None
+        after: Cursor | None = None
+        while True:
+            page = await read(conn, own, after)
+            yield "".join(_csv_line(dataclasses.astuple(row)) for row in page.rows)
+            if page.next_cursor is None:
+                return
+            after = page.next_cursor
+
+
+def _csv_response(rows: AsyncIterator[str], name: str) -> StreamingResponse:
+    return StreamingResponse(
+        rows,
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+_LEAD_COLUMNS = [f.name for f in dataclasses.fields(LeadListing)]
+_COMMUNICATION_COLUMNS = [f.name for f in dataclasses.fields(CommunicationListing)]
+
+
+@router.get(
+    "/v1/leads.csv",
+    response_class=StreamingResponse,
+    responses={**_csv_ok(",".join(_LEAD_COLUMNS)), **_LIST_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def export_leads(
+    user: User, pool: Pool, wanted: LeadFilterParams, sort: SortParam = "received"
+) -> StreamingResponse:
+    """Every lead the filters of ``GET /v1/leads`` select, as CSV (streamed). Cells that
+    start like a spreadsheet formula (``= + - @``, tab) are prefixed with ``'``."""
+    order: LeadSort = sort
+
+    async def read(
+        conn: AsyncConnection, own: UUID | None, after: Cursor | None
+    ) -> Page[LeadListing]:
+        narrowed = dataclasses.replace(wanted, client_id=own)
+        return await leads_page(conn, narrowed, sort=order, limit=EXPORT_PAGE, after=after)
+
+    return _csv_response(_csv_rows(pool, user, _LEAD_COLUMNS, read), "leads.csv")
+
+
+@router.get(
+    "/v1/communications.csv",
+    response_class=StreamingResponse,
+    responses={**_csv_ok(",".join(_COMMUNICATION_COLUMNS)), **_LIST_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def export_communications(
+    user: User, pool: Pool, wanted: CommunicationFilterParams
+) -> StreamingResponse:
+    """Every communication the filters of ``GET /v1/communications`` select, as CSV
+    (streamed), formula-safe as the leads' export."""
+
+    async def read(
+        conn: AsyncConnection, own: UUID | None, after: Cursor | None
+    ) -> Page[CommunicationListing]:
+        narrowed = dataclasses.replace(wanted, client_id=own)
+        return await communications_page(conn, narrowed, limit=EXPORT_PAGE, after=after)
+
+    return _csv_response(_csv_rows(pool, user, _COMMUNICATION_COLUMNS, read), "communications.csv")
