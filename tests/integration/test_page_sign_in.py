@@ -10,6 +10,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 import httpx
+import psycopg
 import pytest
 from fastapi import FastAPI
 
@@ -17,6 +18,9 @@ from lqs.api.app import create_app
 from lqs.api.browser_session import SESSION_COOKIE
 from lqs.api.pages.signed_in import LOGIN_PATH, PageSession, PageUser
 from lqs.api.tokens import TokenVerifier
+from lqs.db.clients import create_client
+from lqs.db.users import MAX_FAILED_SIGN_INS, add_user
+from lqs.domain.passwords import MAX_LENGTH, hash_password
 from tests.configs import api_config
 
 SECRET = "a-fake-jwt-secret-for-page-tests-0123456789"
@@ -167,3 +171,88 @@ async def test_signing_out_without_a_token_of_this_session_is_refused(
 
     assert response.status_code == 403
     assert not clears_the_session(response)
+
+
+PASSWORD = "a-long-enough-test-password"
+
+
+async def _user_who_signs_in(url: str) -> str:
+    """A new client with one user who signs in with :data:`PASSWORD`; their email."""
+    slug = f"p-{uuid.uuid4().hex[:12]}"
+    email = f"ann@{slug}.example"
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        client = await create_client(conn, slug.title(), slug, {})
+        await add_user(conn, client.id, email, hash_password(PASSWORD), "member")
+    return email
+
+
+def _form_token(html: str) -> str:
+    found = re.search(r'name="csrf_token" value="([^"]+)"', html)
+    assert found, "the form has no CSRF token"
+    return found.group(1)
+
+
+async def _post_login(client: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
+    token = _form_token((await client.get(LOGIN_PATH)).text)
+    return await client.post(
+        LOGIN_PATH, data={"email": email, "password": password, "csrf_token": token}
+    )
+
+
+async def test_the_form_signs_in_sets_the_session_and_goes_to_the_overview(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+
+    response = await _post_login(client, email, PASSWORD)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == "/app/"
+    cookie = next(
+        h for h in response.headers.get_list("set-cookie") if h.startswith(f"{SESSION_COOKIE}=")
+    )
+    assert "HttpOnly" in cookie
+    assert "samesite=lax" in cookie.lower()
+    whoami = await client.get("/app/_database_sees")
+    assert whoami.status_code == 200
+    assert whoami.json()["role"] == "authenticated"
+
+
+async def test_a_wrong_password_shows_the_form_again_with_401_and_no_session(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+
+    response = await _post_login(client, email, "not-the-password-at-all")
+
+    assert response.status_code == 401
+    assert "The email or password is wrong." in response.text
+    assert "not-the-password-at-all" not in response.text
+    assert SESSION_COOKIE not in response.cookies
+
+
+async def test_the_form_locks_out_as_the_api_does(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+    for _ in range(MAX_FAILED_SIGN_INS):
+        await _post_login(client, email, "not-the-password-at-all")
+
+    response = await _post_login(client, email, PASSWORD)
+
+    assert response.status_code == 429
+    assert "locked" in response.text
+    assert int(response.headers["retry-after"]) > 0
+
+
+async def test_an_empty_or_oversize_password_is_422_without_a_check(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+
+    empty = await _post_login(client, email, "")
+    oversize = await _post_login(client, email, "x" * (MAX_LENGTH + 1))
+
+    assert empty.status_code == 422
+    assert oversize.status_code == 422
+    assert "Enter your email and password." in oversize.text

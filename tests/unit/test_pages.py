@@ -34,6 +34,9 @@ UNREACHABLE_DB = "postgresql://nobody@127.0.0.1:1/none"  # no route here touches
 @pytest.fixture
 async def client() -> AsyncIterator[httpx.AsyncClient]:
     app = create_app(UNREACHABLE_DB, api_config())
+    # No lifespan here: what it would open, the sign-in form only reads (no secret: 503).
+    app.state.pool = None
+    app.state.tokens = None
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://lqs.test") as http:
         yield http

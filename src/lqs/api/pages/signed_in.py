@@ -21,8 +21,9 @@ from starlette.responses import RedirectResponse
 from lqs.api.browser_session import clear_session_cookie, session_token
 from lqs.api.deps import Pool, Tokens, session_as
 from lqs.api.errors import ApiError
-from lqs.api.pages.layout import PAGES_PREFIX
+from lqs.api.pages.layout import PAGES_PREFIX, Viewer
 from lqs.api.tokens import Claims, InvalidToken
+from lqs.db.users import own_profile
 
 LOGIN_PATH = f"{PAGES_PREFIX}/login"
 
@@ -74,3 +75,24 @@ async def _page_session(user: PageUser, pool: Pool) -> AsyncIterator[AsyncConnec
 
 PageSession = Annotated[AsyncConnection, Depends(_page_session)]
 """A transaction run as the page's user (row-level security decides what it sees)."""
+
+
+async def _page_viewer(user: PageUser, conn: PageSession) -> Viewer:
+    """The page's user as the header shows them, read as that user (their own profile).
+
+    Raises:
+        SignInRequired: the token's user has no profile (belongs to no client): the
+            session is dropped, as signing in again cannot help until one is added.
+    """
+    profile = await own_profile(conn)
+    if profile is None:
+        raise SignInRequired(clear=True)
+    return Viewer(
+        email=profile.email or user.email or "",
+        client_name=profile.client_name,
+        is_admin=profile.is_admin,
+    )
+
+
+PageViewer = Annotated[Viewer, Depends(_page_viewer)]
+"""Who the page is for (name, client, admin or not), for the layout's header and links."""
