@@ -111,10 +111,13 @@ def test_filtering_leads_by_status_changes_the_table(page: Any, site: Site) -> N
     page.get(f"{site.url}/app/leads")
     assert len(all_css(page, "#leads-table tbody tr")) == 5
 
+    page.execute_script("window.stillThisPage = true")
+
     Select(by_css(page, "#f-status")).select_by_value("qualified")
     by_css(page, "form.filters button[type=submit]").click()
 
     wait_until(page, lambda b: len(all_css(b, "#leads-table tbody tr")) == 2)
+    assert page.execute_script("return window.stillThisPage") is True  # htmx swapped the table
     names = [row.text for row in all_css(page, "#leads-table tbody th")]
     assert names == ["Ann Lee", "Dee Park"]
     assert "status=qualified" in page.current_url  # the filter is in the URL

@@ -74,7 +74,7 @@ def test_page_loads_cleanly_and_is_photographed(
     folder.mkdir(parents=True, exist_ok=True)
     browser.delete_all_cookies()
     if shot.signed_in:
-        browser.get(f"{site.url}/app/static/favicon.svg")  # a cookie needs its site open
+        browser.get(f"{site.url}/app/login")  # a cookie needs its site open
         token, _ = site.tokens.issue(site.client.user_id)
         browser.add_cookie({"name": SESSION_COOKIE, "value": token, "path": "/app"})
     # Charts drawn at once, not photographed halfway through their animation.

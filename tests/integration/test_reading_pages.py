@@ -110,7 +110,7 @@ async def test_overview_without_leads_says_how_to_send_some(world: World) -> Non
 
     assert "No leads yet" in html
     assert 'href="/app/keys"' in html
-    assert "lqs leads import" in html
+    assert f"lqs leads import --client {world.empty.slug} leads.csv" in html
     assert "data-chart=" not in html
 
 

@@ -160,6 +160,7 @@ async def overview(
             viewer=viewer,
             csrf_token=csrf_token,
             empty=True,
+            slug=profile.client_slug,
             today=[],
             charts_shown=[],
         )
@@ -190,6 +191,7 @@ async def overview(
         csrf_token=csrf_token,
         charts=True,
         empty=False,
+        slug=profile.client_slug,
         today=today,
         charts_shown=[
             _outcome_chart(outcomes, since, now),
