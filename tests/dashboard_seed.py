@@ -21,10 +21,11 @@ from lqs.domain.vocabulary import LeadStatus
 PASSWORD = "a-long-enough-fake-password"
 """Every seeded user's password."""
 
+TRACKER = "https://tracker.example/pixel.png"
 EMAIL_CONTENT = (
     "<h1>New qualified lead</h1><p>Ann Lee from Corp scored 80 (A).</p>"
     '<script>parent.document.title = "scripted"</script>'
-    '<img id="remote" alt="tracker" src="https://tracker.example/pixel.png">'
+    f'<img id="remote" alt="tracker" src="{TRACKER}">'
 )
 """A stored HTML email with a script and a remote image, neither of which may run or load."""
 

@@ -8,18 +8,21 @@ in, the last signs out.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
+from uuid import UUID
 
+import httpx
 import psycopg
 import pytest
 
 from lqs.api.browser_session import SESSION_COOKIE
 from lqs.api.tokens import TokenVerifier
 from tests.browser.conftest import build_app, console_errors, serving
-from tests.dashboard_seed import PASSWORD, SeededClient, seed_client
+from tests.dashboard_seed import PASSWORD, TRACKER, SeededClient, seed_client
 
 WAIT = 10.0
 """Seconds a condition in the browser may take to become true."""
@@ -37,13 +40,25 @@ async def _seed(url: str) -> tuple[SeededClient, SeededClient]:
         return await seed_client(conn, "Alpha"), await seed_client(conn, "Beta")
 
 
+def remote_image(base_url: str) -> str:
+    """An image that loads, from another origin than the pages' (localhost, not 127.0.0.1)."""
+    return base_url.replace("127.0.0.1", "localhost") + "/app/static/favicon.svg"
+
+
+async def _show_remote_image(url: str, communication: UUID, image: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        await conn.execute(
+            "UPDATE public.communications SET content = replace(content, %s, %s) WHERE id = %s",
+            (TRACKER, image, communication),
+        )
+
+
 @pytest.fixture(scope="module")
 def site(migrated_db: str) -> Iterator[Site]:
-    import asyncio
-
     a, b = asyncio.run(_seed(migrated_db))
     app = build_app(migrated_db, tokens=TokenVerifier(secret=secrets.token_urlsafe(32)))
     with serving(app) as base_url:
+        asyncio.run(_show_remote_image(migrated_db, a.email_communication, remote_image(base_url)))
         yield Site(base_url, a, b)
 
 
@@ -142,9 +157,12 @@ def test_a_lead_then_its_email_shown_sandboxed(page: Any, site: Site) -> None:
     try:
         assert by_css(page, "h1").text == "New qualified lead"
         remote = by_css(page, "img#remote")
+        assert remote.get_attribute("src") == remote_image(site.url)
+        # The image is there (below), but the page's img-src refuses another origin.
         assert page.execute_script("return arguments[0].naturalWidth", remote) == 0
     finally:
         page.switch_to.default_content()
+    assert httpx.get(remote_image(site.url)).status_code == 200
     by_css(page, "#lead-link").click()
     wait_until(page, lambda b: by_css(b, "h1").text == "Ann Lee")
 
