@@ -25,10 +25,16 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
-from pydantic import AwareDatetime
 
 from lqs.api.deps import Pool, User, UserSession, session_as
 from lqs.api.errors import ERROR_SCHEMA, ApiError
+from lqs.api.read_filters import (
+    CommunicationQuery,
+    LeadQuery,
+    communication_filter,
+    lead_filter,
+    page_cursor,
+)
 from lqs.db.tenant_reads import (
     CommunicationListing,
     LeadListing,
@@ -43,10 +49,7 @@ from lqs.db.tenant_reads import (
 )
 from lqs.db.users import own_profile
 from lqs.domain.csv_text import neutralise_formula
-from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
-from lqs.domain.leads import FieldError
-from lqs.domain.text import unstorable_text
-from lqs.domain.vocabulary import Channel, CommunicationStatus, LeadStatus
+from lqs.domain.cursor import Cursor, encode_cursor
 
 router = APIRouter(tags=["tenant"])
 
@@ -56,7 +59,6 @@ MAX_PAGE = 200
 DEFAULT_PAGE = 50
 EXPORT_PAGE = 500
 """Rows read per statement while a CSV export streams."""
-_MAX_TEXT = 200
 
 # ---------------------------------------------------------------- OpenAPI
 
@@ -127,112 +129,14 @@ def _csv_ok(header: str) -> dict[int | str, dict[str, Any]]:
 # ---------------------------------------------------------------- parameters
 
 
-def _bad(field: str, message: str, status: int = 400, code: str = "invalid_parameter") -> ApiError:
-    return ApiError(status, code, f"{field}: {message}", fields=[FieldError(field, message)])
-
-
-def _texts(**values: str | None) -> None:
-    """Refuse text PostgreSQL cannot compare (a NUL, a lone surrogate): 400 naming it."""
-    for name, value in values.items():
-        problem = None if value is None else unstorable_text(value)
-        if problem:
-            raise _bad(name, f"contains {problem}")
-
-
-def _cursor(text: str | None, sort: str, key_type: type[datetime] | type[int]) -> Cursor | None:
-    if text is None:
-        return None
-    try:
-        return decode_cursor(text, sort, key_type)
-    except InvalidCursor as exc:
-        raise _bad("cursor", str(exc), code="invalid_cursor") from None
-
-
-def _range(low_name: str, low: Any, high_name: str, high: Any) -> None:
-    if low is not None and high is not None and low > high:
-        raise _bad(low_name, f"is after {high_name}")
-
-
-Text = Annotated[str | None, Query(min_length=1, max_length=_MAX_TEXT)]
-
-
-def _lead_filter(
-    status: Annotated[
-        LeadStatus | None, Query(description="The lead's status: its outcome once scored")
-    ] = None,
-    grade: Annotated[str | None, Query(min_length=1, max_length=20)] = None,
-    min_score: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
-    max_score: Annotated[int | None, Query(ge=-(2**31), lt=2**31)] = None,
-    source: Text = None,
-    campaign: Annotated[
-        str | None, Query(min_length=1, max_length=_MAX_TEXT, description="utm_campaign")
-    ] = None,
-    received_from: Annotated[
-        AwareDatetime | None, Query(description="Received at or after (ISO 8601, with offset)")
-    ] = None,
-    received_to: Annotated[
-        AwareDatetime | None, Query(description="Received before (ISO 8601, with offset)")
-    ] = None,
-    q: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=_MAX_TEXT,
-            description="Text in the email, the name or the company (% and _ literal)",
-        ),
-    ] = None,
-) -> TenantLeadFilter:
-    _texts(grade=grade, source=source, campaign=campaign, q=q)
-    _range("min_score", min_score, "max_score", max_score)
-    _range("received_from", received_from, "received_to", received_to)
-    return TenantLeadFilter(
-        status=None if status is None else status.value,
-        grade=grade,
-        min_score=min_score,
-        max_score=max_score,
-        source=source,
-        campaign=campaign,
-        received_from=received_from,
-        received_to=received_to,
-        search=q,
-    )
+def _lead_filter(query: Annotated[LeadQuery, Query()]) -> TenantLeadFilter:
+    return lead_filter(query)
 
 
 def _communication_filter(
-    channel: Annotated[
-        Channel | None, Query(alias="type", description="email, sms, push or webhook")
-    ] = None,
-    status: CommunicationStatus | None = None,
-    provider: Text = None,
-    campaign_id: Text = None,
-    template_id: Annotated[
-        str | None,
-        Query(
-            min_length=1,
-            max_length=_MAX_TEXT,
-            description="A template's name (any version) or name@version",
-        ),
-    ] = None,
-    recipient: Text = None,
-    created_from: Annotated[
-        AwareDatetime | None, Query(description="Created at or after (ISO 8601, with offset)")
-    ] = None,
-    created_to: Annotated[
-        AwareDatetime | None, Query(description="Created before (ISO 8601, with offset)")
-    ] = None,
+    query: Annotated[CommunicationQuery, Query()],
 ) -> TenantCommunicationFilter:
-    _texts(provider=provider, campaign_id=campaign_id, template_id=template_id, recipient=recipient)
-    _range("created_from", created_from, "created_to", created_to)
-    return TenantCommunicationFilter(
-        channel=None if channel is None else channel.value,
-        status=None if status is None else status.value,
-        provider=provider,
-        campaign_id=campaign_id,
-        template_id=template_id,
-        recipient=recipient,
-        created_from=created_from,
-        created_to=created_to,
-    )
+    return communication_filter(query)
 
 
 LeadFilterParams = Annotated[TenantLeadFilter, Depends(_lead_filter)]
@@ -300,7 +204,7 @@ async def list_leads(
     cursor: CursorText = None,
 ) -> dict[str, Any]:
     """The user's leads, a page at a time, newest received first (or highest score first)."""
-    after = _cursor(cursor, sort, datetime if sort == "received" else int)
+    after = page_cursor(cursor, sort, datetime if sort == "received" else int)
     wanted = dataclasses.replace(wanted, client_id=own)
     return _listing(await leads_page(conn, wanted, sort=sort, limit=limit, after=after))
 
@@ -372,7 +276,7 @@ async def list_communications(
     cursor: CursorText = None,
 ) -> dict[str, Any]:
     """The user's communications, a page at a time, newest first."""
-    after = _cursor(cursor, "created", datetime)
+    after = page_cursor(cursor, "created", datetime)
     wanted = dataclasses.replace(wanted, client_id=own)
     return _listing(await communications_page(conn, wanted, limit=limit, after=after))
 

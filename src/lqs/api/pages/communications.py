@@ -1,0 +1,109 @@
+"""``/app/communications``: the client's communications, filtered as
+``GET /v1/communications`` filters them (every filter in the URL), a page at a time;
+``/app/communications/{id}``: one with its lead, attempts, provider events and content.
+
+Stored content is shown, never run: an HTML email in ``<iframe sandbox="" srcdoc>`` (no
+scripts, no same-origin access, and the page's Content-Security-Policy, which the frame
+inherits, loads no remote image), anything else as text in ``<pre>``.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from lqs.api.errors import ApiError
+from lqs.api.pages.layout import PAGES_PREFIX, render
+from lqs.api.pages.listings import (
+    filled,
+    not_found,
+    page_size,
+    pager,
+    path_id,
+    refusal_status,
+)
+from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
+from lqs.api.read_filters import (
+    CommunicationQuery,
+    communication_filter,
+    page_cursor,
+    parse_query,
+)
+from lqs.db.tenant_reads import communication_detail, communications_page
+from lqs.domain.vocabulary import Channel, CommunicationStatus
+
+router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
+
+COMMUNICATIONS_PATH = f"{PAGES_PREFIX}/communications"
+
+
+@router.get("/communications", response_class=HTMLResponse)
+async def communications(
+    request: Request, conn: PageSession, viewer: PageViewer, csrf_token: PageCsrfToken
+) -> HTMLResponse:
+    params = request.query_params
+    rows = []
+    links = pager(COMMUNICATIONS_PATH, params, None)
+    error = None
+    try:
+        wanted = communication_filter(parse_query(CommunicationQuery, params))
+        after = page_cursor(params.get("cursor") or None, "created", datetime)
+        page = await communications_page(
+            conn, wanted, limit=page_size(params.get("limit")), after=after
+        )
+        rows = page.rows
+        links = pager(COMMUNICATIONS_PATH, params, page.next_cursor)
+    except ApiError as exc:
+        error = exc.message
+    values = filled(params)
+    return render(
+        request,
+        "communications.html",
+        title="Communications",
+        viewer=viewer,
+        csrf_token=csrf_token,
+        status_code=refusal_status(request, error),
+        values=values,
+        channels=[str(c) for c in Channel],
+        statuses=[str(s) for s in CommunicationStatus],
+        communications=rows,
+        pager=links,
+        error=error,
+        filtered=any(k != "limit" for k in values),
+    )
+
+
+def shown_as_html(channel: str, content: str | None) -> bool:
+    """Whether stored content is an HTML email (shown in a sandboxed frame) rather than
+    text (shown as it is)."""
+    return channel == Channel.EMAIL and content is not None and "<" in content
+
+
+@router.get("/communications/{communication_id}", response_class=HTMLResponse)
+async def communication(
+    request: Request,
+    conn: PageSession,
+    viewer: PageViewer,
+    csrf_token: PageCsrfToken,
+    communication_id: str,
+) -> HTMLResponse:
+    found = None
+    wanted = path_id(communication_id)
+    if wanted is not None:
+        found = await communication_detail(conn, wanted)
+    if found is None:
+        return not_found(request, viewer, csrf_token, "communication")
+    row = found.communication
+    return render(
+        request,
+        "communication.html",
+        title=f"Communication {row['subject'] or row['channel']}",
+        viewer=viewer,
+        csrf_token=csrf_token,
+        communication=row,
+        html_content=shown_as_html(row["channel"], row["content"]),
+        attempts=found.attempts,
+        events=found.events,
+    )

@@ -1,0 +1,92 @@
+"""What the reading pages share: their filters read from the URL (the API's parser,
+:mod:`lqs.api.read_filters`), the links to the next and the first page, and the 404 page.
+
+Every filter and the cursor travel in the URL, so a page is a link: it can be bookmarked,
+shared and reloaded, and works without JavaScript (htmx only spares the full reload).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from urllib.parse import urlencode
+from uuid import UUID
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse
+
+from lqs.api.pages.layout import Viewer, render
+from lqs.api.read_filters import invalid_parameter
+from lqs.api.tenant import MAX_PAGE
+from lqs.domain.cursor import Cursor, encode_cursor
+
+PAGE_SIZE = 50
+"""Rows per page unless the URL's ``limit`` says otherwise (1 to the API's ``MAX_PAGE``)."""
+
+
+@dataclass(frozen=True)
+class Pager:
+    """Where the listing's other pages are (None: there is no such page)."""
+
+    next_url: str | None
+    first_url: str | None
+
+
+def filled(params: Mapping[str, str]) -> dict[str, str]:
+    """The query's non-blank parameters, without the cursor: the filter form's values."""
+    return {name: value for name, value in params.items() if value != "" and name != "cursor"}
+
+
+def page_size(text: str | None) -> int:
+    """The URL's ``limit``: rows per page.
+
+    Raises:
+        ApiError: 422 naming ``limit``, not a whole number from 1 to :data:`MAX_PAGE`.
+    """
+    if not text:
+        return PAGE_SIZE
+    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+        raise invalid_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}", 422)
+    return int(text)
+
+
+def pager(path: str, params: Mapping[str, str], next_cursor: Cursor | None) -> Pager:
+    """Links to the page after this one (the same filters and the cursor) and, when this
+    is not the first page, to the first."""
+    kept = filled(params)
+    next_url = None
+    if next_cursor is not None:
+        next_url = f"{path}?{urlencode({**kept, 'cursor': encode_cursor(next_cursor)})}"
+    first_url = None
+    if params.get("cursor"):
+        first_url = f"{path}?{urlencode(kept)}" if kept else path
+    return Pager(next_url, first_url)
+
+
+def refusal_status(request: Request, error: str | None) -> int:
+    """A listing's status: 400 when its filters were refused, except for htmx, which
+    swaps only successful answers (the message is in the page either way)."""
+    if error is None or request.headers.get("hx-request") == "true":
+        return 200
+    return 400
+
+
+def path_id(text: str) -> UUID | None:
+    """The path's id; None when it is not a UUID (which names nothing, as an unknown id)."""
+    try:
+        return UUID(text)
+    except ValueError:
+        return None
+
+
+def not_found(request: Request, viewer: Viewer, csrf_token: str, what: str) -> HTMLResponse:
+    """The 404 page: no such ``what``, or not the viewer's to see (the same answer)."""
+    return render(
+        request,
+        "not_found.html",
+        title="Not found",
+        viewer=viewer,
+        csrf_token=csrf_token,
+        status_code=404,
+        what=what,
+    )
