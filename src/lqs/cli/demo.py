@@ -591,8 +591,9 @@ def demo(
         ),
     ] = False,
 ) -> None:
-    """Run the whole flow on the local database and simulator, then print what happened and
-    how to sign in to the dashboard (--keep: and keep it serving until Ctrl-C)."""
+    """Run the whole flow on the local database and simulator, then print what happened.
+
+    Ends with the dashboard's address and a demo admin's sign-in (--keep: serve until Ctrl-C)."""
     started = time.monotonic()
     config = settings()
     with database_url(config) as url:
