@@ -15,7 +15,7 @@ $(INSTALLED): pyproject.toml constraints.txt
 
 ## The main job end to end: embedded PostgreSQL, migrations, verification.
 demo: $(INSTALLED)
-	$(BIN)/lqs demo
+	$(BIN)/lqs demo $(if $(KEEP),--keep) $(ARGS)
 
 ## Lint, types, the layering contract, then the test suite on a real PostgreSQL.
 test: lint typecheck imports pytest

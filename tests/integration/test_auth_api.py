@@ -6,6 +6,7 @@ argon2id hash); the secret is generated for the module.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import time
 import uuid
@@ -193,6 +194,57 @@ async def test_five_wrong_passwords_lock_the_user_out_with_retry_after(
     stored = await _stored(migrated_db, member.id)
     assert stored["locked_until"] is not None
     assert stored["failed_attempts"] == 0  # the next lockout needs five more
+
+
+async def test_a_burst_of_concurrent_wrong_passwords_gets_at_most_five_password_checks(
+    api: httpx.AsyncClient, member: Member, migrated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checked: list[str] = []
+
+    def counting_verify(password_hash: str, password: str) -> bool:
+        checked.append(password)
+        return verify_password(password_hash, password)
+
+    monkeypatch.setattr("lqs.api.auth.verify_password", counting_verify)
+
+    burst = await asyncio.gather(
+        *(_login(api, member.email, f"wrong password {n}!") for n in range(20))
+    )
+
+    statuses = sorted(response.status_code for response in burst)
+    assert len(checked) <= MAX_FAILED_SIGN_INS
+    assert statuses == [401] * len(checked) + [429] * (20 - len(checked))
+    assert (await _stored(migrated_db, member.id))["locked_until"] is not None
+    after = await _login(api, member.email, PASSWORD)
+    assert after.status_code == 429
+    assert len(checked) <= MAX_FAILED_SIGN_INS  # the right password was not checked either
+
+
+async def test_a_locked_user_is_answered_429_without_a_password_check(
+    api: httpx.AsyncClient, member: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for _ in range(MAX_FAILED_SIGN_INS):
+        await _login(api, member.email, "wrong password!")
+
+    def refuse(password_hash: str, password: str) -> bool:
+        raise AssertionError("a locked user's password was checked")
+
+    monkeypatch.setattr("lqs.api.auth.verify_password", refuse)
+
+    assert (await _login(api, member.email, PASSWORD)).status_code == 429
+
+
+async def test_a_disabled_user_s_right_password_does_not_count_towards_a_lockout(
+    api: httpx.AsyncClient, member: Member, migrated_db: str
+) -> None:
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_disabled(conn, member.email, disabled=True)
+    for _ in range(MAX_FAILED_SIGN_INS - 1):
+        await _login(api, member.email, "wrong password!")
+
+    assert (await _login(api, member.email, PASSWORD)).status_code == 403
+    stored = await _stored(migrated_db, member.id)
+    assert (stored["failed_attempts"], stored["locked_until"]) == (0, None)
 
 
 async def test_the_lockout_ends_and_the_right_password_clears_it(

@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import os
+import queue
 import re
+import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
+import httpx
 import psycopg
+import pytest
 from psycopg import conninfo
 
 from lqs.db.connection import connect
@@ -232,6 +238,65 @@ def test_demo_against_a_configured_server(empty_db: str) -> None:
     assert row is not None
     assert row[0] > 0
     assert row[1] == 0
+
+
+def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:
+    """The process's stdout, line by line, read in a thread (None at its end)."""
+    lines: queue.Queue[str | None] = queue.Queue()
+
+    def read() -> None:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            lines.put(line)
+        lines.put(None)
+
+    threading.Thread(target=read, daemon=True).start()
+    return lines
+
+
+def _wait_for_sign_in(lines: queue.Queue[str | None], within: float) -> tuple[str, str, str]:
+    """The dashboard address, email and password the demo prints, or a failure."""
+    deadline = time.monotonic() + within
+    seen: list[str] = []
+    address = None
+    while True:
+        line = lines.get(timeout=max(0.1, deadline - time.monotonic()))
+        assert line is not None, "the demo ended before printing how to sign in:\n" + "".join(seen)
+        seen.append(line)
+        if found := re.match(r"dashboard: (http://127\.0\.0\.1:\d+)/app/login$", line.strip()):
+            address = found[1]
+        if found := re.match(r"sign in as (\S+) with password (\S+)$", line.strip()):
+            assert address is not None, "".join(seen)
+            return address, found[1], found[2]
+
+
+def test_demo_keep_serves_the_dashboard_until_sigint(empty_db: str) -> None:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("LQS_")}
+    env |= {"LQS_DATABASE_URL": empty_db, "COLUMNS": "200", **pooler_env(empty_db)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lqs", "demo", "--leads", "10", "--keep"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        address, email, password = _wait_for_sign_in(_lines_of(proc), within=120)
+        signed_in = httpx.post(
+            f"{address}/auth/login", json={"email": email, "password": password}, timeout=10
+        )
+        assert signed_in.status_code == 200, signed_in.text
+        assert signed_in.json()["user"]["role"] == "admin"
+        assert httpx.get(f"{address}/app/login", timeout=10).status_code == 200
+
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=30) == 0, proc.stderr.read() if proc.stderr else ""
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    with pytest.raises(httpx.ConnectError):  # the API stopped with it
+        httpx.get(f"{address}/healthz", timeout=5)
 
 
 def test_demo_refuses_a_bad_option() -> None:

@@ -8,7 +8,9 @@ users in (the dashboard's form reuses it):
 - an unknown email and a wrong password get the same 401 in about the same time (an
   unknown email is checked against a dummy hash);
 - :data:`~lqs.db.users.MAX_FAILED_SIGN_INS` wrong passwords in a row lock the user out
-  for :data:`~lqs.db.users.LOCKOUT`: 429 with ``Retry-After``, without checking the password;
+  for :data:`~lqs.db.users.LOCKOUT`: 429 with ``Retry-After``, without checking the password.
+  Each attempt is counted before its password is checked, so a burst of concurrent
+  attempts gets no more password checks than that;
 - a disabled user gets 403, once the password is right (so it says nothing to someone
   who does not know it);
 - without ``LQS_JWT_SECRET`` (no secret, or only a JWKS: Supabase signs users in), 503.
@@ -33,9 +35,9 @@ from lqs.api.limits import retry_after_header
 from lqs.api.tokens import TokenVerifier
 from lqs.db.pool import run_transaction
 from lqs.db.users import (
+    count_sign_in_attempt,
     find_credentials,
     own_profile,
-    record_failed_sign_in,
     record_successful_sign_in,
 )
 from lqs.domain.leads import FieldError
@@ -119,22 +121,28 @@ async def sign_in(
     if found is None:
         await asyncio.to_thread(verify_password, dummy_hash(), password)
         raise _wrong()
-    if found.locked_for_seconds > 0:
+    user_id = found.user_id
+    # Counted before the password is checked (and only if not locked), in one statement:
+    # a burst of concurrent attempts gets at most MAX_FAILED_SIGN_INS password checks.
+    # Not repeated when the COMMIT's answer is lost: one attempt, one count.
+    locked_for = found.locked_for_seconds or await run_transaction(
+        pool, lambda conn: count_sign_in_attempt(conn, user_id), retry_at_commit=False
+    )
+    if locked_for > 0:
         raise ApiError(
             429,
             "locked_out",
             "too many wrong passwords: sign-in is locked for this user; try again after"
             " Retry-After seconds",
-            headers=retry_after_header(found.locked_for_seconds),
+            headers=retry_after_header(locked_for),
         )
-    user_id = found.user_id
     if not await asyncio.to_thread(verify_password, found.password_hash, password):
-        # Not repeated when the COMMIT's answer is lost: one wrong password, one count.
-        await run_transaction(
-            pool, lambda conn: record_failed_sign_in(conn, user_id), retry_at_commit=False
-        )
         raise _wrong()
     if found.disabled:
+        # The password was right: the attempt does not count towards a lockout.
+        await run_transaction(
+            pool, lambda conn: record_successful_sign_in(conn, user_id), retry_at_commit=True
+        )
         raise ApiError(403, "user_disabled", "this user is disabled; ask an administrator")
     new_hash = (
         await asyncio.to_thread(hash_password, password)

@@ -9,6 +9,11 @@ bounces or reports as complaints), waits until every lead is processed and every
 communication has its final status from the simulator's signed delivery webhooks, then
 prints what happened and stops everything. Exits 1 if the pipeline did not settle as
 expected.
+
+It ends by printing the dashboard's sign-in address and a demo user's credentials (an
+admin of the first demo client, with a generated password shown once; a JWT secret is
+generated for the run when ``LQS_JWT_SECRET`` is unset). With ``--keep`` everything keeps
+running, so the dashboard can be used, until Ctrl-C (SIGINT) or SIGTERM stops it cleanly.
 """
 
 from __future__ import annotations
@@ -19,10 +24,12 @@ import json
 import os
 import random
 import secrets
+import signal
 import socket
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
@@ -32,6 +39,7 @@ import httpx
 import typer
 from psycopg import AsyncConnection
 
+from lqs.api.pages.layout import PAGES_PREFIX
 from lqs.cli._common import console, database_url, fail, session_url, settings
 from lqs.cli.db import fail_on_drift, print_seed_table
 from lqs.cli.lead_views import breakdown_table
@@ -45,10 +53,12 @@ from lqs.db.connection import connect, connect_async
 from lqs.db.migrate import migrate
 from lqs.db.reports import leads_by_status, sample_delivered_lead, unsettled
 from lqs.db.staff_notifications import staff_notification_counts
+from lqs.db.users import add_user
 from lqs.db.verify import VerifyReport, verify
 from lqs.domain.clients import STAFF_PRIORITY
 from lqs.domain.delivery import parse_delivery_settings
 from lqs.domain.notifications import shipped_staff_template
+from lqs.domain.passwords import generate_password, hash_password
 from lqs.domain.vocabulary import Channel, LeadStatus
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
@@ -56,6 +66,7 @@ BOUNCE_DOMAIN = "bounce.example"
 COMPLAINT_DOMAIN = "complaints.example"
 UNDELIVERED_PREFIX = "+1202555019"
 STAFF_PHONE = "+14155550142"
+DEMO_USER = "demo.admin@demo-acme.example"
 
 
 @dataclass
@@ -68,6 +79,14 @@ class DemoClient:
     id: UUID | None = None
     api_key: str = ""
     provider_key: str = ""
+
+
+@dataclass(frozen=True)
+class DemoUser:
+    """Who signs in to the demo's dashboard: printed once, at the end."""
+
+    email: str
+    password: str
 
 
 @dataclass
@@ -416,8 +435,60 @@ async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     )
 
 
-async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> list[str]:
-    """The demo itself; returns the problems (empty when everything settled as expected)."""
+async def add_demo_user(conn: AsyncConnection, client: DemoClient) -> DemoUser:
+    """An admin of ``client`` (created afresh with it) who signs in with a generated
+    password."""
+    assert client.id is not None
+    password = generate_password()
+    password_hash = await asyncio.to_thread(hash_password, password)  # argon2id: 0.2 s of CPU
+    await add_user(conn, client.id, DEMO_USER, password_hash, "admin")
+    return DemoUser(DEMO_USER, password)
+
+
+async def _serve_until_interrupted(procs: ProcessGroup) -> None:
+    """Wait for SIGINT (Ctrl-C) or SIGTERM while the children run.
+
+    Raises:
+        RuntimeError: a child exited meanwhile.
+    """
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    signals = (signal.SIGINT, signal.SIGTERM)
+    for signum in signals:
+        loop.add_signal_handler(signum, stop.set)
+    try:
+        while not stop.is_set():
+            procs.check()
+            with suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=1)
+    finally:
+        for signum in signals:
+            loop.remove_signal_handler(signum)
+
+
+def _print_sign_in(api_base: str, user: DemoUser, keep: bool) -> None:
+    # typer.echo flushes: whoever waits for the address (a test, a script) sees it now.
+    typer.echo(f"dashboard: {api_base}{PAGES_PREFIX}/login")
+    typer.echo(f"sign in as {user.email} with password {user.password}")
+    if keep:
+        typer.echo("serving until Ctrl-C")
+    else:
+        typer.echo("(stopped: run `lqs demo --keep` to keep it serving)")
+
+
+async def _run(
+    url: str,
+    lead_count: int,
+    settle_within: float,
+    logs: Path,
+    *,
+    keep: bool,
+    conclude: Callable[[], None],
+) -> list[str]:
+    """The demo itself; returns the problems (empty when everything settled as expected).
+
+    When it settled as expected, ``conclude()`` prints the summary, then the sign-in
+    details; with ``keep`` everything keeps running until SIGINT or SIGTERM."""
     api_port, sim_port = _free_port(), _free_port()
     api_base, sim_base = f"http://127.0.0.1:{api_port}", f"http://127.0.0.1:{sim_port}"
     clients = [
@@ -431,8 +502,11 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
     ]
     async with await connect_async(url, autocommit=True) as conn:
         sim_config = await setup_clients(conn, clients, api_base, sim_base)
+        user = await add_demo_user(conn, clients[0])
     (logs / "simulator.json").write_text(json.dumps(sim_config))
     env = {**os.environ, "LQS_DATABASE_URL": url, **local_run_settings(api_base)}
+    if not env.get("LQS_JWT_SECRET"):
+        env["LQS_JWT_SECRET"] = secrets.token_urlsafe(32)  # the demo is local: signs its own
     procs = ProcessGroup(logs, env)
     problems: list[str] = []
     started = time.monotonic()
@@ -492,6 +566,11 @@ async def _run(url: str, lead_count: int, settle_within: float, logs: Path) -> l
             problems.append("no email carried a working List-Unsubscribe link")
         if intake.invalid != 5 * len(clients):
             problems.append(f"expected {5 * len(clients)} refused leads, got {intake.invalid}")
+        if not problems:
+            conclude()
+            _print_sign_in(api_base, user, keep)
+            if keep:
+                await _serve_until_interrupted(procs)
     except (RuntimeError, httpx.HTTPError, OSError) as exc:
         problems.append(f"{type(exc).__name__}: {exc}")
     finally:
@@ -506,8 +585,16 @@ def demo(
     timeout: Annotated[
         float, typer.Option(min=5, help="Seconds to wait for the pipeline to settle")
     ] = 40.0,
+    keep: Annotated[
+        bool,
+        typer.Option(
+            "--keep", help="Keep the API, dashboard, worker and simulator running until Ctrl-C"
+        ),
+    ] = False,
 ) -> None:
-    """Run the whole flow on the local database and simulator, then print what happened."""
+    """Run the whole flow on the local database and simulator, then print what happened.
+
+    Ends with the dashboard's address and a demo admin's sign-in (--keep: serve until Ctrl-C)."""
     started = time.monotonic()
     config = settings()
     with database_url(config) as url:
@@ -520,12 +607,16 @@ def demo(
         if not report.seed_rows:
             fail("the seed's verification query returned no rows")
         logs = Path(tempfile.mkdtemp(prefix="lqs-demo-"))
-        problems = asyncio.run(_run(url, leads, timeout, logs))
-    print_seed_table(report)
-    elapsed = time.monotonic() - started
+
+        def conclude() -> None:
+            print_seed_table(report)
+            elapsed = time.monotonic() - started
+            console.print(f"[green]Demo complete in {elapsed:.1f} s[/green]: everything settled.")
+
+        problems = asyncio.run(_run(url, leads, timeout, logs, keep=keep, conclude=conclude))
     if problems:
+        print_seed_table(report)
         for problem in problems:
             typer.echo(f"error: {problem}", err=True)
         typer.echo(f"error: the demo did not settle as expected (logs in {logs})", err=True)
         raise typer.Exit(code=1)
-    console.print(f"[green]Demo complete in {elapsed:.1f} s[/green]: everything settled.")

@@ -5,9 +5,10 @@ a ``user_credentials`` row beside it (migration 0012). Everything here but :func
 runs on the service's own connection: nobody else may read a password hash.
 :func:`own_profile` runs inside the user's own session, where row-level security decides.
 
-Lockout: :data:`MAX_FAILED_SIGN_INS` failures in a row lock the user out for
-:data:`LOCKOUT`; locking starts the count again, and a successful sign-in (or a new
-password) clears both.
+Lockout: every attempt is counted before its password is checked
+(:func:`count_sign_in_attempt`), so :data:`MAX_FAILED_SIGN_INS` wrong passwords in a row,
+even sent all at once, lock the user out for :data:`LOCKOUT`; locking starts the count
+again, and a successful sign-in (or a new password) clears both.
 """
 
 from __future__ import annotations
@@ -198,21 +199,39 @@ async def find_credentials(conn: AsyncConnection, email: str) -> Credentials | N
     )
 
 
-async def record_failed_sign_in(conn: AsyncConnection, user_id: UUID) -> int:
-    """Count a wrong password; the :data:`MAX_FAILED_SIGN_INS`-th in a row locks the user
-    out for :data:`LOCKOUT` and starts the count again. Returns the seconds locked (0: not)."""
+async def count_sign_in_attempt(conn: AsyncConnection, user_id: UUID) -> int:
+    """Count a sign-in attempt before its password is checked, unless the user is locked
+    out. The :data:`MAX_FAILED_SIGN_INS`-th attempt in a row locks the user out for
+    :data:`LOCKOUT` (and starts the count again); a right password then clears both
+    (:func:`record_successful_sign_in`).
+
+    One ``UPDATE`` counts and tests the lock together, so concurrent attempts queue on the
+    row and at most :data:`MAX_FAILED_SIGN_INS` of a burst get their password checked.
+
+    Returns 0 when the attempt was counted (check the password), else the seconds the
+    user stays locked out (at least 1; nothing was counted).
+    """
     cur = await conn.execute(
         "UPDATE public.user_credentials SET"
         "  failed_attempts = CASE WHEN failed_attempts + 1 >= %(max)s THEN 0"
         "                    ELSE failed_attempts + 1 END,"
         "  locked_until = CASE WHEN failed_attempts + 1 >= %(max)s THEN now() + %(lockout)s"
-        "                 ELSE locked_until END"
-        " WHERE user_id = %(user)s"
-        " RETURNING coalesce(ceil(extract(epoch FROM locked_until - now())), 0)::int",
+        "                 END"
+        " WHERE user_id = %(user)s AND (locked_until IS NULL OR locked_until <= now())"
+        " RETURNING user_id",
         {"max": MAX_FAILED_SIGN_INS, "lockout": LOCKOUT, "user": user_id},
     )
+    if await cur.fetchone() is not None:
+        return 0
+    # A new statement, so it sees the lock of an attempt that committed while this one
+    # waited for the row.
+    cur = await conn.execute(
+        "SELECT coalesce(ceil(extract(epoch FROM locked_until - now())), 0)::int"
+        " FROM public.user_credentials WHERE user_id = %s",
+        (user_id,),
+    )
     row = await cur.fetchone()
-    return max(0, row[0]) if row else 0
+    return max(1, row[0]) if row else 1
 
 
 async def record_successful_sign_in(
