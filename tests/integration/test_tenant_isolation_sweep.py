@@ -101,6 +101,13 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/keys"): Route(admin_only=True, body={"name": "sweep"}),
     ("DELETE", "/v1/keys/{key_id}"): Route(params={"key_id": "key"}, admin_only=True),
     ("POST", "/v1/rules/test"): Route(body={"email": "someone@corp.example"}),
+    ("GET", f"{PAGES_PREFIX}/"): Route(),
+    ("GET", f"{PAGES_PREFIX}/leads"): Route(shows=("lead",)),
+    ("GET", f"{PAGES_PREFIX}/leads/{{lead_id}}"): Route(params={"lead_id": "lead"}),
+    ("GET", f"{PAGES_PREFIX}/communications"): Route(shows=("communication",)),
+    ("GET", f"{PAGES_PREFIX}/communications/{{communication_id}}"): Route(
+        params={"communication_id": "communication"}
+    ),
     ("GET", f"{PAGES_PREFIX}/login"): Route(public=True),
     ("POST", f"{PAGES_PREFIX}/login"): Route(public=True),
     ("POST", f"{PAGES_PREFIX}/logout"): Route(public=True),
