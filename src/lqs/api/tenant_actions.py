@@ -74,7 +74,15 @@ async def admin(conn: AsyncConnection) -> Profile:
     Raises:
         ApiError: 403 ``no_profile`` or ``admin_only``.
     """
-    profile = await member(conn)
+    return require_admin(await member(conn))
+
+
+def require_admin(profile: Profile) -> Profile:
+    """``profile``, when it is an owner's or admin's.
+
+    Raises:
+        ApiError: 403 ``admin_only``.
+    """
     if not profile.is_admin:
         raise ApiError(403, "admin_only", "only the client's owners and admins may do this")
     return profile

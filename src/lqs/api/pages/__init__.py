@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from lqs.api.browser_session import CsrfTokens
-from lqs.api.pages import login
+from lqs.api.pages import admin, login, rules_test, suppressions
 from lqs.api.pages.layout import STATIC_URL, PageSecurityHeaders
 from lqs.api.pages.signed_in import SignInRequired, to_sign_in
 
@@ -20,3 +20,6 @@ def install(app: FastAPI, csrf_key: bytes) -> None:
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.mount(STATIC_URL, StaticFiles(packages=[("lqs.api", "static")]), name="static")
     app.include_router(login.router)
+    app.include_router(suppressions.router)
+    app.include_router(admin.router)
+    app.include_router(rules_test.router)

@@ -1,0 +1,64 @@
+"""``/app/suppressions``: the client's suppression list, a page at a time; admins lift
+one with its "Remove" button (``POST /app/suppressions/{id}/remove``, as ``DELETE
+/v1/suppressions/{id}`` does: :func:`lqs.api.tenant_actions.lift_suppression`)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+
+from lqs.api import tenant_actions
+from lqs.api.deps import Csrf
+from lqs.api.errors import ApiError
+from lqs.api.pages.actions import form_token, page_profile, posted_form, refused
+from lqs.api.pages.layout import PAGES_PREFIX, render
+from lqs.api.pages.signed_in import PageSession, PageTransaction, PageUser
+
+router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
+
+PATH = f"{PAGES_PREFIX}/suppressions"
+PAGE_SIZE = 50
+DONE = {"removed": "The suppression was removed: messages to that recipient are sent again."}
+"""The notice shown after an action redirected here, by its ``done`` query value."""
+
+
+@router.get("/suppressions")
+async def suppressions(
+    request: Request,
+    csrf: Csrf,
+    user: PageUser,
+    conn: PageSession,
+    cursor: str | None = None,
+    done: str | None = None,
+) -> Response:
+    profile, viewer = await page_profile(conn, user)
+    try:
+        page = await tenant_actions.suppression_list(conn, profile, cursor, PAGE_SIZE)
+    except ApiError as exc:
+        return refused(request, viewer, csrf, exc)
+    return render(
+        request,
+        "suppressions.html",
+        title="Suppressions",
+        viewer=viewer,
+        csrf_token=form_token(request, csrf),
+        rows=page.rows,
+        next_cursor=page.next_cursor,
+        first_page=cursor is None,
+        notice=DONE.get(done or ""),
+    )
+
+
+@router.post("/suppressions/{suppression_id}/remove")
+async def remove_suppression(
+    request: Request, csrf: Csrf, user: PageUser, conn: PageTransaction, suppression_id: str
+) -> Response:
+    profile, viewer = await page_profile(conn, user)
+    try:
+        await posted_form(request, csrf)
+        async with conn.transaction():  # a savepoint: a refusal undoes the action whole
+            admin = tenant_actions.require_admin(profile)
+            await tenant_actions.lift_suppression(conn, admin, suppression_id)
+    except ApiError as exc:
+        return refused(request, viewer, csrf, exc)
+    return RedirectResponse(f"{PATH}?done=removed", status_code=303)
