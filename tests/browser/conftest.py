@@ -55,9 +55,10 @@ def serving(app: FastAPI) -> Iterator[str]:
         thread.join(timeout=START_TIMEOUT)
 
 
-def build_app(database_url: str, *hooks: AppHook) -> FastAPI:
-    """The app as ``lqs serve`` builds it; ``hooks`` add test-only routes."""
-    app = create_app(database_url, api_config())
+def build_app(database_url: str, *hooks: AppHook, **config: Any) -> FastAPI:
+    """The app as ``lqs serve`` builds it (``config`` replaces fields of its
+    :class:`~lqs.api.app.ApiConfig`, e.g. ``tokens``); ``hooks`` add test-only routes."""
+    app = create_app(database_url, api_config(**config))
     for hook in hooks:
         hook(app)
     return app

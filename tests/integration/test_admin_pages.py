@@ -8,6 +8,7 @@ forms carry the CSRF token the page gave. The actions are the tenant API's own
 
 from __future__ import annotations
 
+import functools
 import re
 import secrets
 from collections.abc import AsyncIterator
@@ -61,7 +62,11 @@ class Tenant:
     member: UUID
 
 
+@functools.cache
 def session(user: UUID) -> dict[str, str]:
+    """The user's browser session: one token per user, as a browser keeps its cookie (a
+    token issued a second later is another session, and the page's CSRF token is bound
+    to the first)."""
     token, _ = VERIFIER.issue(user)
     return {"cookie": f"{SESSION_COOKIE}={token}"}
 
@@ -571,7 +576,7 @@ async def test_the_rules_tester_scores_with_a_breakdown_and_stores_nothing(
         email="ann@acme.example", job_title="CTO", country="US", company_name="Acme",
     )  # fmt: skip
 
-    assert response.status_code == 200
+    assert response.status_code == 200, response.text
     assert re.search(r'id="result-score">\d+<', response.text)
     assert 'id="breakdown"' in response.text
     assert 'value="ann@acme.example"' in response.text

@@ -3,21 +3,19 @@ and refusals shown as pages.
 
 A page's action is a :mod:`lqs.api.tenant_actions` function, the one the API calls; its
 :class:`~lqs.api.errors.ApiError` becomes an HTML page with the same status
-(:func:`refused`). A form's POST checks its CSRF token before anything else is read or
-written (:func:`posted_form`).
+(:func:`refused`). A form's POST checks its CSRF token before anything is written
+(:func:`posted_form`); pages give their forms :data:`~lqs.api.pages.signed_in.PageCsrfToken`.
 """
 
 from __future__ import annotations
-
-from datetime import UTC, datetime
 
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from psycopg import AsyncConnection
 
-from lqs.api.browser_session import CSRF_FIELD, CsrfTokens, csrf_binding
+from lqs.api.browser_session import CSRF_FIELD, CsrfTokens
 from lqs.api.errors import ApiError
-from lqs.api.pages.layout import Viewer, read_form, render, templates
+from lqs.api.pages.layout import Viewer, read_form, render
 from lqs.api.pages.signed_in import SignInRequired, viewer_for
 from lqs.api.tenant_actions import member
 from lqs.api.tokens import Claims
@@ -39,23 +37,8 @@ REFUSAL_TEXTS = {
 """What a refusal page says, by the error's code (else the error's own message)."""
 
 
-def utc_time(moment: datetime | None) -> str:
-    """A moment as the pages show it: ``2026-12-06 14:05 UTC``; empty for None."""
-    if moment is None:
-        return ""
-    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M UTC")
-
-
-templates.filters["utc_time"] = utc_time
-
-
-def form_token(request: Request, csrf: CsrfTokens) -> str:
-    """A CSRF token for the forms of a signed-in page (bound to its session cookie)."""
-    return csrf.issue(csrf_binding(request) or "")
-
-
 def refused(
-    request: Request, viewer: Viewer | None, csrf: CsrfTokens, exc: ApiError
+    request: Request, viewer: Viewer | None, csrf_token: str, exc: ApiError
 ) -> HTMLResponse:
     """``exc`` as a page with its status: a title and what the user can do about it."""
     return render(
@@ -63,7 +46,7 @@ def refused(
         "refused.html",
         title=REFUSAL_TITLES.get(exc.status, "Not possible"),
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=csrf_token,
         status_code=exc.status,
         message=REFUSAL_TEXTS.get(exc.code, exc.message),
     )

@@ -23,9 +23,9 @@ from psycopg import AsyncConnection
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
-from lqs.api.pages.actions import field_errors, form_token, page_profile, posted_form, refused
+from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
-from lqs.api.pages.signed_in import PageSession, PageTransaction, PageUser
+from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
 from lqs.db.clients import list_api_keys
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
 from lqs.domain.cursor import InvalidCursor, decode_cursor, encode_cursor
@@ -50,7 +50,7 @@ NAME_FIELD, RATE_FIELD = "name", "rate_limit_per_minute"
 @router.get("/dead-letters")
 async def dead_letters(
     request: Request,
-    csrf: Csrf,
+    token: PageCsrfToken,
     user: PageUser,
     conn: PageSession,
     cursor: str | None = None,
@@ -66,7 +66,7 @@ async def dead_letters(
             except InvalidCursor as exc:
                 raise tenant_actions.bad_parameter("cursor", str(exc)) from None
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     wanted = TenantCommunicationFilter(status=FAILED, client_id=profile.client_id)
     page = await communications_page(conn, wanted, limit=PAGE_SIZE, after=after)
     return render(
@@ -74,7 +74,7 @@ async def dead_letters(
         "dead_letters.html",
         title="Dead letters",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         rows=page.rows,
         next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
         first_page=cursor is None,
@@ -94,7 +94,12 @@ def _retried_row(communication_id: str, error: str | None) -> HTMLResponse:
 
 @router.post("/dead-letters/{communication_id}/retry")
 async def retry(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageTransaction, communication_id: str
+    request: Request,
+    csrf: Csrf,
+    token: PageCsrfToken,
+    user: PageUser,
+    conn: PageTransaction,
+    communication_id: str,
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     from_htmx = request.headers.get("hx-request") == "true"
@@ -107,7 +112,7 @@ async def retry(
         if from_htmx and exc.status in (404, 409):
             # htmx swaps only 2xx answers: the row says why instead.
             return _retried_row(communication_id, exc.message)
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     if from_htmx:
         return _retried_row(communication_id, None)
     return RedirectResponse(f"{DEAD_LETTERS_PATH}?done=retried", status_code=303)
@@ -118,7 +123,7 @@ async def retry(
 
 async def _keys_page(
     request: Request,
-    csrf: Csrf,
+    token: str,
     conn: AsyncConnection,
     viewer: Viewer,
     client_id: UUID,
@@ -135,7 +140,7 @@ async def _keys_page(
         "keys.html",
         title="API keys",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         status_code=status_code,
         keys=await list_api_keys(conn, client_id),
         notice=notice,
@@ -147,15 +152,19 @@ async def _keys_page(
 
 @router.get("/keys")
 async def keys(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageSession, done: str | None = None
+    request: Request,
+    token: PageCsrfToken,
+    user: PageUser,
+    conn: PageSession,
+    done: str | None = None,
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
         tenant_actions.require_admin(profile)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     notice = DONE.get(done or "") if done == "revoked" else None
-    return await _keys_page(request, csrf, conn, viewer, profile.client_id, notice=notice)
+    return await _keys_page(request, token, conn, viewer, profile.client_id, notice=notice)
 
 
 def _whole_number(text: str) -> int | str:
@@ -165,14 +174,14 @@ def _whole_number(text: str) -> int | str:
 
 @router.post("/keys")
 async def create_key(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageTransaction
+    request: Request, csrf: Csrf, token: PageCsrfToken, user: PageUser, conn: PageTransaction
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
         form = await posted_form(request, csrf)
         admin = tenant_actions.require_admin(profile)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     name, rate = form.get(NAME_FIELD, "").strip(), form.get(RATE_FIELD, "").strip()
     try:
         async with conn.transaction():  # a savepoint: a refusal undoes the action whole
@@ -183,7 +192,7 @@ async def create_key(
             key, plaintext = await tenant_actions.create_key(conn, admin, name, rate_value)
     except ApiError as exc:
         return await _keys_page(
-            request, csrf, conn, viewer, profile.client_id,
+            request, token, conn, viewer, profile.client_id,
             name=name, rate=rate, errors=field_errors(exc), status_code=422,
         )  # fmt: skip
     # The only time the plaintext is shown: this answer is never cached (render's no-store).
@@ -192,7 +201,7 @@ async def create_key(
         "key_created.html",
         title="API key created",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         status_code=201,
         key=key,
         plaintext=plaintext,
@@ -201,27 +210,36 @@ async def create_key(
 
 @router.get("/keys/{key_id}/revoke")
 async def confirm_revoke(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageSession, key_id: str
+    request: Request,
+    token: PageCsrfToken,
+    user: PageUser,
+    conn: PageSession,
+    key_id: str,
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
         tenant_actions.require_admin(profile)
         key = await tenant_actions.client_key(conn, profile, key_id)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     return render(
         request,
         "key_revoke.html",
         title="Revoke an API key",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         key=key,
     )
 
 
 @router.post("/keys/{key_id}/revoke")
 async def revoke_key(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageTransaction, key_id: str
+    request: Request,
+    csrf: Csrf,
+    token: PageCsrfToken,
+    user: PageUser,
+    conn: PageTransaction,
+    key_id: str,
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
@@ -230,5 +248,5 @@ async def revoke_key(
             admin = tenant_actions.require_admin(profile)
             await tenant_actions.revoke_key(conn, admin, key_id)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     return RedirectResponse(f"{KEYS_PATH}?done=revoked", status_code=303)

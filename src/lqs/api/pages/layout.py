@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qsl
 
@@ -88,6 +89,16 @@ templates = Environment(
     lstrip_blocks=True,
 )
 templates.globals["static"] = _static
+
+
+def _when(moment: datetime | None) -> str:
+    """A moment as pages show it: UTC, to the second (blank for none)."""
+    if moment is None:
+        return ""
+    return moment.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+templates.filters["when"] = _when
 
 
 def render(

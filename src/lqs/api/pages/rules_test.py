@@ -12,9 +12,9 @@ from fastapi.responses import Response
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
-from lqs.api.pages.actions import field_errors, form_token, page_profile, posted_form, refused
+from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render
-from lqs.api.pages.signed_in import PageSession, PageUser
+from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageUser
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -38,7 +38,7 @@ FORM_FIELDS: tuple[tuple[str, str, str], ...] = (
 
 def _page(
     request: Request,
-    csrf: Csrf,
+    token: str,
     viewer: Viewer,
     *,
     values: dict[str, str] | None = None,
@@ -51,7 +51,7 @@ def _page(
         "rules_test.html",
         title="Rules tester",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         status_code=status_code,
         fields=FORM_FIELDS,
         values=values or {},
@@ -62,29 +62,31 @@ def _page(
 
 @router.get("/rules-test")
 async def rules_test_form(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageSession
+    request: Request, token: PageCsrfToken, user: PageUser, conn: PageSession
 ) -> Response:
     _, viewer = await page_profile(conn, user)
-    return _page(request, csrf, viewer)
+    return _page(request, token, viewer)
 
 
 @router.post("/rules-test")
-async def rules_test(request: Request, csrf: Csrf, user: PageUser, conn: PageSession) -> Response:
+async def rules_test(
+    request: Request, csrf: Csrf, token: PageCsrfToken, user: PageUser, conn: PageSession
+) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
         form = await posted_form(request, csrf)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     values = {name: form.get(name, "").strip() for name, _, _ in FORM_FIELDS}
     lead = {name: value for name, value in values.items() if value}
     try:
         tested = await tenant_actions.try_rules(conn, profile, lead)
     except ApiError as exc:
         if exc.status != 400:
-            return refused(request, viewer, csrf, exc)
+            return refused(request, viewer, token, exc)
         errors = field_errors(exc)
         if not any(name in errors for name, _, _ in FORM_FIELDS):
             # A problem of the lead as a whole (no email or phone): shown at the top.
             errors["lead"] = exc.message
-        return _page(request, csrf, viewer, values=values, errors=errors, status_code=422)
-    return _page(request, csrf, viewer, values=values, tested=tested)
+        return _page(request, token, viewer, values=values, errors=errors, status_code=422)
+    return _page(request, token, viewer, values=values, tested=tested)

@@ -19,7 +19,7 @@ from psycopg import AsyncConnection
 from starlette.responses import RedirectResponse
 
 from lqs.api.browser_session import clear_session_cookie, session_token
-from lqs.api.deps import Pool, Tokens, session_as
+from lqs.api.deps import Csrf, Pool, Tokens, session_as
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer
 from lqs.api.tokens import Claims, InvalidToken
@@ -104,3 +104,12 @@ async def _page_viewer(user: PageUser, conn: PageSession) -> Viewer:
 
 PageViewer = Annotated[Viewer, Depends(_page_viewer)]
 """Who the page is for (name, client, admin or not), for the layout's header and links."""
+
+
+async def _page_csrf_token(request: Request, user: PageUser, csrf: Csrf) -> str:
+    """A CSRF token bound to the page's session cookie, for its forms (signing out)."""
+    return csrf.issue(session_token(request) or "")
+
+
+PageCsrfToken = Annotated[str, Depends(_page_csrf_token)]
+"""The CSRF token a signed-in page's forms and htmx requests send back."""

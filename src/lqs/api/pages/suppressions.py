@@ -10,9 +10,9 @@ from fastapi.responses import RedirectResponse, Response
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
-from lqs.api.pages.actions import form_token, page_profile, posted_form, refused
+from lqs.api.pages.actions import page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, render
-from lqs.api.pages.signed_in import PageSession, PageTransaction, PageUser
+from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -25,7 +25,7 @@ DONE = {"removed": "The suppression was removed: messages to that recipient are 
 @router.get("/suppressions")
 async def suppressions(
     request: Request,
-    csrf: Csrf,
+    token: PageCsrfToken,
     user: PageUser,
     conn: PageSession,
     cursor: str | None = None,
@@ -35,13 +35,13 @@ async def suppressions(
     try:
         page = await tenant_actions.suppression_list(conn, profile, cursor, PAGE_SIZE)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     return render(
         request,
         "suppressions.html",
         title="Suppressions",
         viewer=viewer,
-        csrf_token=form_token(request, csrf),
+        csrf_token=token,
         rows=page.rows,
         next_cursor=page.next_cursor,
         first_page=cursor is None,
@@ -51,7 +51,12 @@ async def suppressions(
 
 @router.post("/suppressions/{suppression_id}/remove")
 async def remove_suppression(
-    request: Request, csrf: Csrf, user: PageUser, conn: PageTransaction, suppression_id: str
+    request: Request,
+    csrf: Csrf,
+    token: PageCsrfToken,
+    user: PageUser,
+    conn: PageTransaction,
+    suppression_id: str,
 ) -> Response:
     profile, viewer = await page_profile(conn, user)
     try:
@@ -60,5 +65,5 @@ async def remove_suppression(
             admin = tenant_actions.require_admin(profile)
             await tenant_actions.lift_suppression(conn, admin, suppression_id)
     except ApiError as exc:
-        return refused(request, viewer, csrf, exc)
+        return refused(request, viewer, token, exc)
     return RedirectResponse(f"{PATH}?done=removed", status_code=303)
