@@ -36,11 +36,10 @@ DEAD_LETTERS_PATH = f"{PAGES_PREFIX}/dead-letters"
 KEYS_PATH = f"{PAGES_PREFIX}/keys"
 PAGE_SIZE = 50
 FAILED = "failed"
-DONE = {
-    "retried": "The communication was queued again: the dispatcher sends it shortly.",
-    "revoked": "The API key was revoked: requests with it are refused from now on.",
-}
-"""The notice shown after an action redirected to a list, by its ``done`` query value."""
+RETRIED = "The communication was queued again: the dispatcher sends it shortly."
+"""The dead letters' notice after a plain form's retry (``?done=retried``)."""
+REVOKED = "The API key was revoked: requests with it are refused from now on."
+"""The keys' notice after a revocation (``?done=revoked``)."""
 NAME_FIELD, RATE_FIELD = "name", "rate_limit_per_minute"
 
 
@@ -78,7 +77,7 @@ async def dead_letters(
         rows=page.rows,
         next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
         first_page=cursor is None,
-        notice=DONE.get(done or "") if done == "retried" else None,
+        notice=RETRIED if done == "retried" else None,
     )
 
 
@@ -163,7 +162,7 @@ async def keys(
         tenant_actions.require_admin(profile)
     except ApiError as exc:
         return refused(request, viewer, token, exc)
-    notice = DONE.get(done or "") if done == "revoked" else None
+    notice = REVOKED if done == "revoked" else None
     return await _keys_page(request, token, conn, viewer, profile.client_id, notice=notice)
 
 

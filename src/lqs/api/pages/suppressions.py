@@ -18,8 +18,8 @@ router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
 PATH = f"{PAGES_PREFIX}/suppressions"
 PAGE_SIZE = 50
-DONE = {"removed": "The suppression was removed: messages to that recipient are sent again."}
-"""The notice shown after an action redirected here, by its ``done`` query value."""
+REMOVED = "The suppression was removed: messages to that recipient are sent again."
+"""The notice after a removal (``?done=removed``)."""
 
 
 @router.get("/suppressions")
@@ -45,7 +45,7 @@ async def suppressions(
         rows=page.rows,
         next_cursor=page.next_cursor,
         first_page=cursor is None,
-        notice=DONE.get(done or ""),
+        notice=REMOVED if done == "removed" else None,
     )
 
 
