@@ -7,8 +7,9 @@ user is in their client comes from their own profile, read the same way. Admin a
 (owners and admins only, else 403 ``admin_only``) write to tables whose users' policies
 allow SELECT alone; they read the row as the user first, then write as the service role
 in the same transaction (:func:`~lqs.db.pool.as_service_role`), with an audit entry
-(:mod:`lqs.db.audit`). Query values and bodies are checked here, so every refusal has the
-API's one error shape (a 400 naming the field).
+(:mod:`lqs.db.audit`). The actions themselves are :mod:`lqs.api.tenant_actions`, which
+the dashboard's pages call too; this module translates. Query values and bodies are
+checked here, so every refusal has the API's one error shape (a 400 naming the field).
 """
 
 from __future__ import annotations
