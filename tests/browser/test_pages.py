@@ -137,7 +137,7 @@ def test_layout_names_the_client_and_shows_members_no_admin_links(page: Any, sit
     assert by_css(page, "header .client").text == "Acme <Ltd> & Co"  # escaped, not markup
     nav = by_css(page, "nav[aria-label=Main]")
     labels = [link.text for link in nav.find_elements(By.TAG_NAME, "a")]
-    assert labels == ["Overview", "Leads", "Communications", "Suppressions"]
+    assert labels == ["Overview", "Leads", "Communications", "Suppressions", "Rules tester"]
     assert by_css(page, "meta[name=csrf-token]").get_attribute("content") == "probe-token"
 
 

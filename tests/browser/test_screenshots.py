@@ -3,8 +3,9 @@
 here is checked to load in Chromium without a console error.
 
 A page is added in one line of :data:`SCREENSHOTS`. Pages for signed-in users are shown
-to a member of a seeded client (:mod:`tests.dashboard_seed`); ``{lead}`` and
-``{communication}`` in a path are its first lead and its HTML email.
+to the user of a seeded client (:mod:`tests.dashboard_seed`), made an admin here, with a
+suppression and an API key besides; ``{lead}`` and ``{communication}`` in a path are its
+first lead and its HTML email.
 """
 
 from __future__ import annotations
@@ -43,6 +44,10 @@ SCREENSHOTS = (
     Screenshot("lead", "/app/leads/{lead}"),
     Screenshot("communications", "/app/communications"),
     Screenshot("communication", "/app/communications/{communication}"),
+    Screenshot("suppressions", "/app/suppressions"),
+    Screenshot("dead-letters", "/app/dead-letters"),
+    Screenshot("keys", "/app/keys"),
+    Screenshot("rules-test", "/app/rules-test"),
 )
 
 
@@ -54,8 +59,25 @@ class Site:
 
 
 async def _seed(url: str) -> SeededClient:
+    """The seeded client, its user an admin (the admin pages are photographed too), with a
+    suppression and an API key."""
     async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
-        return await seed_client(conn, "Acme")
+        client = await seed_client(conn, "Acme")
+        await conn.execute(
+            "UPDATE public.profiles SET role = 'admin' WHERE id = %s", (client.user_id,)
+        )
+        await conn.execute(
+            "INSERT INTO public.suppressions (client_id, channel, recipient, reason, source)"
+            " VALUES (%s, 'email', 'bounced@example.com', 'bounce', 'resend'),"
+            " (%s, 'sms', '+447700900123', 'unsubscribe', NULL)",
+            (client.client_id, client.client_id),
+        )
+        await conn.execute(
+            "INSERT INTO public.api_keys (client_id, name, prefix, key_hash)"
+            " VALUES (%s, 'website form', 'lqs_Zx81QpLm', %s)",
+            (client.client_id, secrets.token_bytes(32)),
+        )
+        return client
 
 
 @pytest.fixture(scope="module")

@@ -41,7 +41,7 @@ from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.app import create_app
-from lqs.api.browser_session import SESSION_COOKIE
+from lqs.api.browser_session import CSRF_HEADER, SESSION_COOKIE, CsrfTokens
 from lqs.api.pages.layout import PAGES_PREFIX
 from lqs.api.tokens import TokenVerifier
 from lqs.db import tenant_reads, tenant_stats
@@ -54,6 +54,8 @@ pytestmark = pytest.mark.asyncio(loop_scope="module")
 
 SECRET = secrets.token_urlsafe(32)
 VERIFIER = TokenVerifier(secret=SECRET)
+CSRF_KEY = secrets.token_bytes(32)
+CSRF = CsrfTokens(CSRF_KEY)
 NOW = datetime.now(UTC).replace(microsecond=0)
 
 # ---------------------------------------------------------------- the routes
@@ -108,6 +110,25 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", f"{PAGES_PREFIX}/communications/{{communication_id}}"): Route(
         params={"communication_id": "communication"}
     ),
+    ("GET", f"{PAGES_PREFIX}/suppressions"): Route(shows=("suppression",)),
+    ("POST", f"{PAGES_PREFIX}/suppressions/{{suppression_id}}/remove"): Route(
+        params={"suppression_id": "suppression"}, admin_only=True
+    ),
+    # Only the failed communications: checked for leaks, not for all of A's rows.
+    ("GET", f"{PAGES_PREFIX}/dead-letters"): Route(admin_only=True),
+    ("POST", f"{PAGES_PREFIX}/dead-letters/{{communication_id}}/retry"): Route(
+        params={"communication_id": "communication"}, admin_only=True
+    ),
+    ("GET", f"{PAGES_PREFIX}/keys"): Route(shows=("key",), admin_only=True),
+    ("POST", f"{PAGES_PREFIX}/keys"): Route(admin_only=True, body={"name": "sweep"}),
+    ("GET", f"{PAGES_PREFIX}/keys/{{key_id}}/revoke"): Route(
+        params={"key_id": "key"}, admin_only=True
+    ),
+    ("POST", f"{PAGES_PREFIX}/keys/{{key_id}}/revoke"): Route(
+        params={"key_id": "key"}, admin_only=True
+    ),
+    ("GET", f"{PAGES_PREFIX}/rules-test"): Route(),
+    ("POST", f"{PAGES_PREFIX}/rules-test"): Route(body={"email": "someone@corp.example"}),
     ("GET", f"{PAGES_PREFIX}/login"): Route(public=True),
     ("POST", f"{PAGES_PREFIX}/login"): Route(public=True),
     ("POST", f"{PAGES_PREFIX}/logout"): Route(public=True),
@@ -251,7 +272,9 @@ async def world(migrated_db: str) -> World:
 
 @pytest.fixture(scope="module")
 async def app(migrated_db: str, world: World) -> AsyncIterator[FastAPI]:
-    application = create_app(migrated_db, api_config(pool_max_size=4, tokens=VERIFIER))
+    application = create_app(
+        migrated_db, api_config(pool_max_size=4, tokens=VERIFIER, csrf_key=CSRF_KEY)
+    )
     async with application.router.lifespan_context(application):
         yield application
 
@@ -286,7 +309,15 @@ async def _call(
     for name, value in (cookies or {}).items():
         api.cookies.set(name, value, domain="lqs.test", path=PAGES_PREFIX)
     try:
-        return await api.request(method, path, headers=headers, json=route.body)
+        if not _is_page(path):
+            return await api.request(method, path, headers=headers, json=route.body)
+        # A page's form: its fields, and the CSRF token a signed-in browser's page carries
+        # (else every POST would stop at the CSRF check, before the check that matters).
+        session = (cookies or {}).get(SESSION_COOKIE)
+        form_headers = dict(headers or {})
+        if method == "POST" and session:
+            form_headers[CSRF_HEADER] = CSRF.issue(session)
+        return await api.request(method, path, headers=form_headers, data=route.body)
     finally:
         api.cookies.clear()
 

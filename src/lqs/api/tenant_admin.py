@@ -7,39 +7,34 @@ user is in their client comes from their own profile, read the same way. Admin a
 (owners and admins only, else 403 ``admin_only``) write to tables whose users' policies
 allow SELECT alone; they read the row as the user first, then write as the service role
 in the same transaction (:func:`~lqs.db.pool.as_service_role`), with an audit entry
-(:mod:`lqs.db.audit`). Query values and bodies are checked here, so every refusal has the
-API's one error shape (a 400 naming the field).
+(:mod:`lqs.db.audit`). The actions themselves are :mod:`lqs.api.tenant_actions`, which
+the dashboard's pages call too; this module translates. Query values and bodies are
+checked here, so every refusal has the API's one error shape (a 400 naming the field).
 """
 
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Annotated, Any
-from uuid import UUID
 
 from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
-from psycopg import AsyncConnection
-from pydantic import ValidationError
 
+from lqs.api import tenant_actions
 from lqs.api.deps import JsonBody, UserSession, UserTransaction
 from lqs.api.errors import ApiError
-from lqs.db.audit import record_audit
-from lqs.db.clients import (
-    ApiKey,
-    create_api_key,
-    get_clients_by_id,
-    list_api_keys,
-    revoke_api_key,
+from lqs.api.tenant_actions import (
+    DEFAULT_KEY_NAME,
+    DEFAULT_KEY_RATE,
+    RETRIED_STATUS,
+    admin,
+    bad_parameter,
+    invalid_body,
+    member,
+    new_key_problems,
 )
-from lqs.db.communications import communication_state, redrive_failed
-from lqs.db.pool import as_service_role
-from lqs.db.suppressions import (
-    StoredSuppression,
-    delete_suppression,
-    suppression_by_id,
-    suppressions_page,
-)
+from lqs.db.clients import ApiKey, list_api_keys
+from lqs.db.suppressions import StoredSuppression
 from lqs.db.tenant_stats import (
     Bucket,
     DeliveryCounts,
@@ -47,18 +42,8 @@ from lqs.db.tenant_stats import (
     lead_funnel,
     leads_by_outcome,
 )
-from lqs.db.users import Profile, own_profile
-from lqs.domain.clients import (
-    MAX_KEY_NAME,
-    ClientSettings,
-    name_problem,
-    parse_client_settings,
-    rate_limit_problem,
-)
-from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
-from lqs.domain.default_rules import client_rules
-from lqs.domain.leads import FieldError, LeadValidationError, parse_lead
-from lqs.domain.scoring import RulesError, breakdown_to_json, score_lead
+from lqs.domain.leads import FieldError
+from lqs.domain.scoring import breakdown_to_json
 from lqs.domain.vocabulary import LeadStatus
 
 router = APIRouter(prefix="/v1", tags=["tenant"])
@@ -68,8 +53,6 @@ MAX_RANGE = timedelta(days=400)
 BUCKETS: tuple[Bucket, ...] = ("hour", "day")
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
-DEFAULT_KEY_NAME = "default"
-DEFAULT_KEY_RATE = 600
 
 _SECURED: dict[str, Any] = {"security": [{"userToken": []}]}
 _ERROR_EXAMPLE = {"error": {"code": "admin_only", "message": "only owners and admins may do this"}}
@@ -100,55 +83,6 @@ def _body(example: Any) -> dict[str, Any]:
     }
 
 
-# ---------------------------------------------------------------- who the user is
-
-
-async def _member(conn: AsyncConnection) -> Profile:
-    """The user's profile.
-
-    Raises:
-        ApiError: 403 ``no_profile``, the user belongs to no client.
-    """
-    profile = await own_profile(conn)
-    if profile is None:
-        raise ApiError(403, "no_profile", "this user belongs to no client (no profile)")
-    return profile
-
-
-async def _admin(conn: AsyncConnection) -> Profile:
-    """The user's profile, when they are an owner or admin of their client.
-
-    Raises:
-        ApiError: 403 ``no_profile`` or ``admin_only``.
-    """
-    profile = await _member(conn)
-    if not profile.is_admin:
-        raise ApiError(403, "admin_only", "only the client's owners and admins may do this")
-    return profile
-
-
-def _path_id(value: str, what: str) -> UUID:
-    """The path's id; one that is not a UUID names nothing (404).
-
-    Raises:
-        ApiError: 404, not a UUID.
-    """
-    try:
-        return UUID(value)
-    except ValueError:
-        raise _not_found(what) from None
-
-
-def _not_found(what: str) -> ApiError:
-    return ApiError(404, "not_found", f"no such {what} for this client")
-
-
-def _bad(field: str, problem: str) -> ApiError:
-    return ApiError(
-        400, "invalid_parameter", f"{field}: {problem}", fields=[FieldError(field, problem)]
-    )
-
-
 # ---------------------------------------------------------------- statistics
 
 
@@ -161,7 +95,7 @@ def _moment(value: str, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise _bad(field, "must be an ISO 8601 date or time, such as 2026-01-31") from None
+        raise bad_parameter(field, "must be an ISO 8601 date or time, such as 2026-01-31") from None
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
@@ -175,9 +109,9 @@ def stats_window(start: str | None, end: str | None, now: datetime) -> tuple[dat
     until = _moment(end, "to") if end is not None else now
     since = _moment(start, "from") if start is not None else until - DEFAULT_RANGE
     if since > until:
-        raise _bad("from", "must not be after to")
+        raise bad_parameter("from", "must not be after to")
     if until - since > MAX_RANGE:
-        raise _bad("from", f"the range from..to is at most {MAX_RANGE.days} days")
+        raise bad_parameter("from", f"the range from..to is at most {MAX_RANGE.days} days")
     return since, until
 
 
@@ -265,10 +199,10 @@ async def stats(
     bucket: str = "day",
 ) -> dict[str, Any]:
     if bucket not in BUCKETS:
-        raise _bad("bucket", "must be hour or day")
+        raise bad_parameter("bucket", "must be hour or day")
     unit: Bucket = "hour" if bucket == "hour" else "day"
     since, until = stats_window(start, end, datetime.now(UTC))
-    profile = await _member(conn)
+    profile = await member(conn)
     outcomes = await leads_by_outcome(conn, profile.client_id, since, until, unit)
     funnel = await lead_funnel(conn, profile.client_id, since, until)
     by_provider = await delivery_counts(conn, profile.client_id, since, until, "provider")
@@ -298,27 +232,6 @@ async def stats(
 # ---------------------------------------------------------------- suppressions
 
 
-_SUPPRESSIONS_SORT = "suppressions"
-
-
-def _cursor(row: StoredSuppression) -> str:
-    return encode_cursor(Cursor(_SUPPRESSIONS_SORT, row.created_at, row.id))
-
-
-def _after(cursor: str) -> tuple[datetime, UUID]:
-    """The (created_at, id) a ``next_cursor`` carries.
-
-    Raises:
-        ApiError: 400 naming ``cursor``.
-    """
-    try:
-        decoded = decode_cursor(cursor, _SUPPRESSIONS_SORT, datetime)
-    except InvalidCursor as exc:
-        raise _bad("cursor", str(exc)) from None
-    assert isinstance(decoded.key, datetime)
-    return decoded.key, decoded.last_id
-
-
 def _page_size(limit: str | None) -> int:
     """The ``limit`` query value.
 
@@ -328,7 +241,7 @@ def _page_size(limit: str | None) -> int:
     if limit is None:
         return DEFAULT_PAGE
     if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
-        raise _bad("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        raise bad_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}")
     return int(limit)
 
 
@@ -374,14 +287,11 @@ async def list_suppressions(
     conn: UserSession, cursor: str | None = None, limit: str | None = None
 ) -> dict[str, Any]:
     size = _page_size(limit)
-    after = _after(cursor) if cursor is not None else None
-    profile = await _member(conn)
-    rows = await suppressions_page(conn, profile.client_id, after=after, limit=size + 1)
-    more = len(rows) > size
-    rows = rows[:size]
+    profile = await member(conn)
+    page = await tenant_actions.suppression_list(conn, profile, cursor, size)
     return {
-        "data": [_suppression_json(row) for row in rows],
-        "next_cursor": _cursor(rows[-1]) if more else None,
+        "data": [_suppression_json(row) for row in page.rows],
+        "next_cursor": page.next_cursor,
     }
 
 
@@ -393,22 +303,7 @@ async def list_suppressions(
     openapi_extra=_SECURED,
 )
 async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Response:
-    profile = await _admin(conn)
-    wanted = _path_id(suppression_id, "suppression")
-    found = await suppression_by_id(conn, wanted)
-    if found is None:
-        raise _not_found("suppression")
-    async with as_service_role(conn):
-        if not await delete_suppression(conn, found.id):
-            raise _not_found("suppression")  # lifted by a concurrent request
-        await record_audit(
-            conn,
-            found.client_id,
-            profile.user_id,
-            "suppression.delete",
-            found.id,
-            {"channel": found.channel, "recipient": found.recipient, "reason": found.reason},
-        )
+    await tenant_actions.lift_suppression(conn, await admin(conn), suppression_id)
     return Response(status_code=204)
 
 
@@ -432,27 +327,9 @@ async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Respon
     openapi_extra=_SECURED,
 )
 async def retry_communication(conn: UserTransaction, communication_id: str) -> dict[str, Any]:
-    profile = await _admin(conn)
-    wanted = _path_id(communication_id, "communication")
-    state = await communication_state(conn, wanted)
-    if state is None:
-        raise _not_found("communication")
-    if not state.retryable:
-        problem = (
-            f"it is {state.status}; only failed communications are retried"
-            if state.status != "failed"
-            else "its template failed, so it has no content: render it again with"
-            " `lqs comms retry --rerender`"
-        )
-        raise ApiError(409, "not_retryable", f"communication {wanted} cannot be retried: {problem}")
-    async with as_service_role(conn):
-        if not await redrive_failed(conn, [wanted], None):
-            raise ApiError(409, "not_retryable", f"communication {wanted} is no longer failed")
-        await record_audit(
-            conn, state.client_id, profile.user_id, "communication.retry", wanted,
-            {"previous_status": state.status},
-        )  # fmt: skip
-    return {"id": str(wanted), "status": "pending"}
+    profile = await admin(conn)
+    retried = await tenant_actions.retry_communication(conn, profile, communication_id)
+    return {"id": str(retried), "status": RETRIED_STATUS}
 
 
 # ---------------------------------------------------------------- API keys
@@ -486,7 +363,7 @@ _KEY_EXAMPLE = {
     openapi_extra=_SECURED,
 )
 async def list_keys(conn: UserSession) -> dict[str, Any]:
-    profile = await _member(conn)
+    profile = await member(conn)
     return {"data": [_key_json(key) for key in await list_api_keys(conn, profile.client_id)]}
 
 
@@ -508,22 +385,12 @@ def _new_key(payload: Any) -> tuple[str, int]:
     ]
     name = payload.get("name", DEFAULT_KEY_NAME)
     rate = payload.get("rate_limit_per_minute", DEFAULT_KEY_RATE)
-    if not isinstance(name, str):
-        problems.append(FieldError("name", "must be a string"))
-    elif (problem := name_problem(name.strip(), limit=MAX_KEY_NAME)) is not None:
-        problems.append(FieldError("name", problem))
-    if not isinstance(rate, int) or isinstance(rate, bool):
-        problems.append(FieldError("rate_limit_per_minute", "must be a whole number"))
-    elif (problem := rate_limit_problem(rate)) is not None:
-        problems.append(FieldError("rate_limit_per_minute", problem))
+    problems += new_key_problems(name, rate)
     if problems:
-        raise ApiError(
-            400, "invalid_body", "; ".join(f"{p.field}: {p.message}" for p in problems),
-            fields=problems,
-        )  # fmt: skip
+        raise invalid_body(problems)
     assert isinstance(name, str)
     assert isinstance(rate, int)
-    return name.strip(), rate
+    return name, rate
 
 
 @router.post(
@@ -534,14 +401,9 @@ def _new_key(payload: Any) -> tuple[str, int]:
     openapi_extra=_body({"name": "website form", "rate_limit_per_minute": 600}),
 )
 async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
-    profile = await _admin(conn)
+    profile = await admin(conn)
     name, rate = _new_key(payload)
-    async with as_service_role(conn):
-        key, plaintext = await create_api_key(conn, profile.client_id, name, rate)
-        await record_audit(
-            conn, profile.client_id, profile.user_id, "api_key.create", key.id,
-            {"name": key.name, "prefix": key.prefix, "rate_limit_per_minute": rate},
-        )  # fmt: skip
+    key, plaintext = await tenant_actions.create_key(conn, profile, name, rate)
     return JSONResponse(
         {**_key_json(key), "key": plaintext},
         status_code=201,
@@ -562,42 +424,11 @@ async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
     openapi_extra=_SECURED,
 )
 async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
-    profile = await _admin(conn)
-    wanted = _path_id(key_id, "API key")
-    found = next((k for k in await list_api_keys(conn, profile.client_id) if k.id == wanted), None)
-    if found is None:
-        raise _not_found("API key")
-    if found.revoked_at is not None:
-        raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
-    async with as_service_role(conn):
-        if not await revoke_api_key(conn, found.client_id, found.prefix, key_id=found.id):
-            raise ApiError(409, "already_revoked", f"API key {found.prefix}... is already revoked")
-        await record_audit(
-            conn, found.client_id, profile.user_id, "api_key.revoke", found.id,
-            {"name": found.name, "prefix": found.prefix},
-        )  # fmt: skip
+    await tenant_actions.revoke_key(conn, await admin(conn), key_id)
     return Response(status_code=204)
 
 
 # ---------------------------------------------------------------- rules tester
-
-
-async def _settings(conn: AsyncConnection, client_id: UUID) -> ClientSettings:
-    """The client's settings, read as the user.
-
-    Raises:
-        ApiError: 409, the stored settings no longer validate.
-    """
-    clients = await get_clients_by_id(conn, [client_id])
-    client = clients.get(client_id)
-    if client is None:
-        raise ApiError(403, "no_profile", "this user's client is not visible to them")
-    try:
-        return parse_client_settings(client.settings)
-    except ValidationError as exc:
-        raise ApiError(
-            409, "invalid_client_settings", f"the client's stored settings are invalid: {exc}"
-        ) from None
 
 
 @router.post(
@@ -633,29 +464,19 @@ async def _settings(conn: AsyncConnection, client_id: UUID) -> ClientSettings:
     openapi_extra=_body({"email": "ann@acme.example", "job_title": "CTO", "country": "US"}),
 )
 async def rules_test(conn: UserSession, payload: JsonBody) -> dict[str, Any]:
-    profile = await _member(conn)
+    profile = await member(conn)
     if not isinstance(payload, dict):
         raise ApiError(
             400, "invalid_lead", "the body must be a lead (a JSON object)",
             fields=[FieldError("body", "not an object")],
         )  # fmt: skip
-    settings = await _settings(conn, profile.client_id)
-    try:
-        lead = parse_lead(payload, default_region=settings.default_region)
-    except LeadValidationError as exc:
-        raise ApiError(400, "invalid_lead", str(exc), fields=exc.errors) from None
-    try:
-        rules = client_rules(settings.scoring_rules)
-    except RulesError as exc:
-        raise ApiError(
-            409, "invalid_scoring_rules", f"the client's rules are invalid: {exc}"
-        ) from None
-    result = score_lead(lead.as_mapping(), rules)
+    tested = await tenant_actions.try_rules(conn, profile, payload)
+    result = tested.result
     return {
         "score": result.score,
         "outcome": str(result.outcome),
         "grade": result.grade,
         "reason": result.reason,
-        "rules": "default" if settings.scoring_rules is None else "client",
+        "rules": tested.rules,
         "breakdown": breakdown_to_json(result.breakdown),
     }

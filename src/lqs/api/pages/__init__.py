@@ -8,7 +8,15 @@ from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
 from lqs.api.browser_session import CsrfTokens
-from lqs.api.pages import communications, leads, login, overview
+from lqs.api.pages import (
+    admin,
+    communications,
+    leads,
+    login,
+    overview,
+    rules_test,
+    suppressions,
+)
 from lqs.api.pages.layout import STATIC_URL, PageSecurityHeaders
 from lqs.api.pages.signed_in import SignInRequired, to_sign_in
 
@@ -23,3 +31,6 @@ def install(app: FastAPI, csrf_key: bytes) -> None:
     app.include_router(overview.router)
     app.include_router(leads.router)
     app.include_router(communications.router)
+    app.include_router(suppressions.router)
+    app.include_router(admin.router)
+    app.include_router(rules_test.router)

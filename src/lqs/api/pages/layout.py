@@ -60,8 +60,9 @@ NAV: tuple[NavItem, ...] = (
     NavItem("Leads", f"{PAGES_PREFIX}/leads"),
     NavItem("Communications", f"{PAGES_PREFIX}/communications"),
     NavItem("Suppressions", f"{PAGES_PREFIX}/suppressions"),
-    NavItem("Users", f"{PAGES_PREFIX}/users", admin_only=True),
-    NavItem("Settings", f"{PAGES_PREFIX}/settings", admin_only=True),
+    NavItem("Dead letters", f"{PAGES_PREFIX}/dead-letters", admin_only=True),
+    NavItem("API keys", f"{PAGES_PREFIX}/keys", admin_only=True),
+    NavItem("Rules tester", f"{PAGES_PREFIX}/rules-test"),
 )
 """The main navigation, in order; a page is added here in one line."""
 

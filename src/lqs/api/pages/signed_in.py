@@ -23,7 +23,7 @@ from lqs.api.deps import Csrf, Pool, Tokens, session_as
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer
 from lqs.api.tokens import Claims, InvalidToken
-from lqs.db.users import own_profile
+from lqs.db.users import Profile, own_profile
 
 LOGIN_PATH = f"{PAGES_PREFIX}/login"
 
@@ -75,6 +75,18 @@ async def _page_session(user: PageUser, pool: Pool) -> AsyncIterator[AsyncConnec
 
 PageSession = Annotated[AsyncConnection, Depends(_page_session)]
 """A transaction run as the page's user (row-level security decides what it sees)."""
+PageTransaction = Annotated[AsyncConnection, Depends(_page_session, scope="function")]
+"""As :data:`PageSession`, but committed when the handler returns, before the response is
+sent (a form's action: a failed commit is answered as an error, never after a success)."""
+
+
+def viewer_for(profile: Profile, user: Claims) -> Viewer:
+    """The page's user as the header shows them, from their own profile."""
+    return Viewer(
+        email=profile.email or user.email or "",
+        client_name=profile.client_name,
+        is_admin=profile.is_admin,
+    )
 
 
 async def _page_viewer(user: PageUser, conn: PageSession) -> Viewer:
@@ -87,11 +99,7 @@ async def _page_viewer(user: PageUser, conn: PageSession) -> Viewer:
     profile = await own_profile(conn)
     if profile is None:
         raise SignInRequired(clear=True)
-    return Viewer(
-        email=profile.email or user.email or "",
-        client_name=profile.client_name,
-        is_admin=profile.is_admin,
-    )
+    return viewer_for(profile, user)
 
 
 PageViewer = Annotated[Viewer, Depends(_page_viewer)]
