@@ -25,10 +25,11 @@ from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
 from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
+from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
 from lqs.db.clients import list_api_keys
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
-from lqs.domain.cursor import InvalidCursor, decode_cursor, encode_cursor
+from lqs.domain.cursor import InvalidCursor, decode_cursor
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -75,8 +76,7 @@ async def dead_letters(
         viewer=viewer,
         csrf_token=token,
         rows=page.rows,
-        next_cursor=None if page.next_cursor is None else encode_cursor(page.next_cursor),
-        first_page=cursor is None,
+        pager=pager(request.url.path, without_notice(request), page.next_cursor),
         notice=RETRIED if done == "retried" else None,
     )
 

@@ -50,13 +50,19 @@ def page_size(text: str | None) -> int:
     return int(text)
 
 
-def pager(path: str, params: Mapping[str, str], next_cursor: Cursor | None) -> Pager:
-    """Links to the page after this one (the same filters and the cursor) and, when this
-    is not the first page, to the first."""
+def without_notice(request: Request) -> dict[str, str]:
+    """The query's parameters but ``done`` (the notice an action's redirect shows once)."""
+    return {name: value for name, value in request.query_params.items() if name != "done"}
+
+
+def pager(path: str, params: Mapping[str, str], next_cursor: Cursor | str | None) -> Pager:
+    """Links to the page after this one (the same filters and the cursor, decoded or as
+    the API answers it) and, when this is not the first page, to the first."""
     kept = filled(params)
     next_url = None
     if next_cursor is not None:
-        next_url = f"{path}?{urlencode({**kept, 'cursor': encode_cursor(next_cursor)})}"
+        text = next_cursor if isinstance(next_cursor, str) else encode_cursor(next_cursor)
+        next_url = f"{path}?{urlencode({**kept, 'cursor': text})}"
     first_url = None
     if params.get("cursor"):
         first_url = f"{path}?{urlencode(kept)}" if kept else path

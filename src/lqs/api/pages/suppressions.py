@@ -12,6 +12,7 @@ from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
 from lqs.api.pages.actions import page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, render
+from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
@@ -43,8 +44,7 @@ async def suppressions(
         viewer=viewer,
         csrf_token=token,
         rows=page.rows,
-        next_cursor=page.next_cursor,
-        first_page=cursor is None,
+        pager=pager(request.url.path, without_notice(request), page.next_cursor),
         notice=REMOVED if done == "removed" else None,
     )
 
