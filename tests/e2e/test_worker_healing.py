@@ -185,7 +185,9 @@ def test_cancelled_statements_and_refused_connections_are_waited_out(
             direct_url(pipeline_db), options="-c statement_timeout=0"
         )
         _leads(opted_out, client_id, 5)
-        time.sleep(2)
+        # Until the worker has met a cancelled statement (a fixed sleep missed it on a
+        # loaded machine, where reconnecting took longer than the sleep).
+        _wait_until(lambda: _cancelled(worker), 60, "a statement of the worker cancelled")
         worker.assert_alive()
         admin.execute(f'ALTER DATABASE "{name}" RESET statement_timeout'.encode())
         _terminate_backends(pipeline_db)
@@ -202,7 +204,12 @@ def test_cancelled_statements_and_refused_connections_are_waited_out(
     _wait_until(_settled(pipeline_db, client_id, 10), 60, "the leads after the outage")
     worker.assert_alive()
     assert worker.stop() == 0
-    assert "QueryCanceled" in worker.output() or "statement timeout" in worker.output()
+    assert _cancelled(worker)
+
+
+def _cancelled(worker: Worker) -> bool:
+    """Whether the worker has logged a statement cancelled by the statement timeout."""
+    return "QueryCanceled" in worker.output() or "statement timeout" in worker.output()
 
 
 def test_sigterm_waits_for_the_requests_in_flight_and_records_them(
