@@ -57,6 +57,7 @@ chromium:
 ## PNGs of the dashboard's pages in docs/screenshots (the list: tests/browser/test_screenshots.py).
 screenshots: $(INSTALLED) chromium
 	@test -x /usr/bin/chromium || { echo "screenshots need Debian's chromium and chromium-driver"; exit 1; }
+	@mkdir -p .lqs
 	LQS_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest -q -p no:cacheprovider \
 	  --basetemp=$(CURDIR)/.lqs/screenshots-tmp tests/browser/test_screenshots.py
 
