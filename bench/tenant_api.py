@@ -294,10 +294,10 @@ class Case:
     path: str
     sql: Callable[[AsyncConnection], Awaitable[object]]
     """The statements the endpoint runs, given a session."""
+    explained: Explained
     api: list[float] = field(default_factory=list)
     user: list[float] = field(default_factory=list)
     service: list[float] = field(default_factory=list)
-    explained: Explained
     requests: int = 0
     """Timed per way (API, as the user, as the service role)."""
 
