@@ -3,9 +3,9 @@ reports them.
 
 Each function is one read-only statement, run as the user (row-level security decides
 what is counted) and filtered on the user's client explicitly, so that the planner walks
-the client's indexes: ``idx_leads_client_received`` for leads and
-``idx_communications_client_created_counts`` for communications, both covering what is
-counted (migration 0016), so that a range is read from the index alone. Ranges are half-open
+the client's indexes: ``idx_leads_client_received`` for leads (it carries the status and
+the id, migration 0016, so that a range of leads is read from the index alone) and
+``idx_communications_client_created`` for communications. Ranges are half-open
 (``start <= t < end``); leads count by ``received_at``, communications by ``created_at``.
 Buckets are UTC hours or days.
 
