@@ -9,11 +9,18 @@ the id, migration 0016, so that a range of leads is read from the index alone) a
 (``start <= t < end``); leads count by ``received_at``, communications by ``created_at``.
 Buckets are UTC hours or days.
 
-Every function first turns JIT compilation off for the rest of the transaction
-(:func:`_without_jit`): these statements read one row per lead or message in the range,
-their estimated cost passes ``jit_above_cost`` at a few tens of thousands of rows, and
-compiling them then took longer than running them (measured in ``bench/tenant_api.py``:
-1.4-1.7 s of JIT per statement at 200,000 leads, against 0.2-1 s of execution).
+Every function first sets two things for the rest of the transaction
+(:func:`_planned_for_this_client`), both measured in ``bench/tenant_api.py``:
+
+- JIT off: these statements read one row per lead or message in the range, their
+  estimated cost passes ``jit_above_cost`` at a few tens of thousands of rows, and
+  compiling them took longer than running them (1.4-1.7 s of JIT per statement at
+  200,000 leads, against 0.2-1 s of execution);
+- a plan made for the client at hand (``plan_cache_mode = force_custom_plan``): clients
+  differ in size by orders of magnitude, and once psycopg prepares a statement PostgreSQL
+  may settle on a generic plan made for no client in particular. With one client holding
+  99% of the rows, that plan read every client's messages of the range by
+  ``idx_communications_created_at`` for a small client too (589 ms, against a few ms).
 """
 
 from __future__ import annotations
@@ -69,9 +76,13 @@ class DeliveryCounts:
     failed: int
 
 
-async def _without_jit(conn: AsyncConnection) -> None:
-    """No JIT compilation for the rest of the transaction (see the module's notes)."""
-    await conn.execute("SELECT set_config('jit', 'off', true)")
+async def _planned_for_this_client(conn: AsyncConnection) -> None:
+    """For the rest of the transaction: no JIT compilation, and every statement planned
+    for its parameters (see the module's notes)."""
+    await conn.execute(
+        "SELECT set_config('jit', 'off', true),"
+        " set_config('plan_cache_mode', 'force_custom_plan', true)"
+    )
 
 
 async def leads_by_outcome(
@@ -79,7 +90,7 @@ async def leads_by_outcome(
 ) -> list[OutcomeCount]:
     """Leads received in the range, counted per UTC ``bucket`` and current status; buckets
     without leads are left out. Oldest bucket first."""
-    await _without_jit(conn)
+    await _planned_for_this_client(conn)
     async with conn.cursor(row_factory=args_row(OutcomeCount)) as cur:
         await cur.execute(
             "SELECT date_trunc(%(bucket)s, received_at, 'UTC'), status, count(*)"
@@ -99,7 +110,7 @@ async def lead_funnel(
     Each qualified lead's communications are read once (``reach``: NULL none, 1 some, 2 one
     delivered); the others' not at all.
     """
-    await _without_jit(conn)
+    await _planned_for_this_client(conn)
     async with conn.cursor(row_factory=args_row(Funnel)) as cur:
         await cur.execute(
             """
@@ -137,7 +148,7 @@ async def delivery_counts(
     read once, from ``idx_provider_events_complaints`` (migration 0016), and looked up in
     a hash: not one probe of the events per message.
     """
-    await _without_jit(conn)
+    await _planned_for_this_client(conn)
     async with conn.cursor() as cur:
         await cur.execute(
             """
