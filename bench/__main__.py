@@ -14,10 +14,20 @@ import sys
 import time
 from dataclasses import dataclass
 
-from bench import dispatch, e2e, http_intake, intake, latency, memory, processor, scale
+from bench import (
+    dispatch,
+    e2e,
+    http_intake,
+    intake,
+    latency,
+    memory,
+    processor,
+    scale,
+    tenant_api,
+)
 from bench.common import ROOT, Row, Section, machine_line, scratch_database, server_url
 
-STAGES = ("intake", "processor", "dispatch", "e2e", "latency", "scale", "memory")
+STAGES = ("intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant")
 
 
 @dataclass(frozen=True)
@@ -33,6 +43,9 @@ class Sizes:
     latency_seconds: float
     scale_rows: int
     memory: int
+    tenant_leads: tuple[int, int]
+    """The tenant API's large and small client."""
+    tenant_requests: int
 
 
 FULL = Sizes(
@@ -48,6 +61,8 @@ FULL = Sizes(
     latency_seconds=60.0,
     scale_rows=10_000_000,
     memory=1_000_000,
+    tenant_leads=(1_000_000, 10_000),
+    tenant_requests=200,
 )
 QUICK = Sizes(
     intake=2_000,
@@ -61,6 +76,8 @@ QUICK = Sizes(
     latency_seconds=5.0,
     scale_rows=50_000,
     memory=10_000,
+    tenant_leads=(50_000, 2_000),
+    tenant_requests=40,
 )
 
 
@@ -90,6 +107,9 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
         return latency.run(url, rate=200.0, duration=sizes.latency_seconds)
     if name == "scale":
         return scale.run(url, big=sizes.scale_rows, repeats=repeats)
+    if name == "tenant":
+        large, small = sizes.tenant_leads
+        return tenant_api.run(url, large=large, small=small, requests=sizes.tenant_requests)
     rss_tenth, rss_end, rate = memory.run(url, sizes.memory)
     growth = rss_end / rss_tenth - 1 if rss_tenth else float("nan")
     verdict = "✅" if growth <= 0.10 else "❌"

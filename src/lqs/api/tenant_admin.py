@@ -205,8 +205,7 @@ async def stats(
     profile = await member(conn)
     outcomes = await leads_by_outcome(conn, profile.client_id, since, until, unit)
     funnel = await lead_funnel(conn, profile.client_id, since, until)
-    by_provider = await delivery_counts(conn, profile.client_id, since, until, "provider")
-    by_channel = await delivery_counts(conn, profile.client_id, since, until, "type")
+    delivery = await delivery_counts(conn, profile.client_id, since, until)
     buckets: dict[datetime, dict[str, int]] = {}
     for row in outcomes:
         counts = buckets.setdefault(row.bucket_start, {str(s): 0 for s in LeadStatus})
@@ -223,8 +222,8 @@ async def stats(
             "delivered": funnel.delivered,
         },
         "delivery": {
-            "by_provider": [_delivery_json(c, "provider") for c in by_provider],
-            "by_channel": [_delivery_json(c, "channel") for c in by_channel],
+            "by_provider": [_delivery_json(c, "provider") for c in delivery["provider"]],
+            "by_channel": [_delivery_json(c, "channel") for c in delivery["type"]],
         },
     }
 
