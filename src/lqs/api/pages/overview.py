@@ -166,11 +166,11 @@ async def overview(
         )
     midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
     today_leads = await lead_funnel(conn, client, midnight, now)
-    today_messages = await delivery_counts(conn, client, midnight, now, "type")
+    today_messages = (await delivery_counts(conn, client, midnight, now))["type"]
     since = now - DEFAULT_RANGE
     outcomes = await leads_by_outcome(conn, client, since, now, "day")
     funnel = await lead_funnel(conn, client, since, now)
-    by_provider = await delivery_counts(conn, client, since, now, "provider")
+    by_provider = (await delivery_counts(conn, client, since, now))["provider"]
     today = [
         Figure("Leads received", today_leads.received),
         Figure("Qualified", today_leads.qualified),
