@@ -137,7 +137,18 @@ TENANT_READS = tuple(
     for table in TENANT_READABLE_TABLES
 )
 
-EXPECTED = SEED_EXCEPTIONS + TENANT_READS
+# Signed-in users may ask whether their own token is still current (migration 0017): the
+# function reads the caller's own user_credentials row only and answers one boolean, and
+# the API calls it as the user once per request. anon may not execute it.
+SESSION_CHECK = (
+    Expected(
+        "authenticated_security_definer_function_executable",
+        "public.lqs_session_is_current(issued_at timestamp with time zone)",
+        "a user may ask whether their own token is current (revocation, migration 0017)",
+    ),
+)
+
+EXPECTED = SEED_EXCEPTIONS + TENANT_READS + SESSION_CHECK
 
 
 # ---------------------------------------------------------------- running the lints

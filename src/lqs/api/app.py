@@ -44,11 +44,18 @@ from lqs.api import (
 from lqs.api.access_log import AccessLog
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
-from lqs.api.limits import MAX_BODY_BYTES, BodySizeLimit, RateLimiter, retry_after_header
+from lqs.api.limits import (
+    MAX_BODY_BYTES,
+    BodySizeLimit,
+    RateLimiter,
+    SignInLimits,
+    retry_after_header,
+)
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.api.tokens import TokenVerifier
 from lqs.db.errors import DatabaseError, is_transient, log_fields
 from lqs.db.pool import open_pool
+from lqs.db.users import LOCKOUT, MAX_FAILED_SIGN_INS
 from lqs.domain.unsubscribe import UnsubscribeLinks
 
 log = structlog.get_logger(__name__)
@@ -141,6 +148,9 @@ def create_app(
             )
             app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
+            app.state.sign_in_limits = SignInLimits.create(
+                MAX_FAILED_SIGN_INS, LOCKOUT.total_seconds()
+            )
             app.state.webhook_config = config.webhook
             app.state.unsubscribe_links = config.unsubscribe_links
             app.state.tokens = config.tokens

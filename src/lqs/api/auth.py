@@ -11,27 +11,34 @@ users in (the dashboard's form reuses it):
   for :data:`~lqs.db.users.LOCKOUT`: 429 with ``Retry-After``, without checking the password.
   Each attempt is counted before its password is checked, so a burst of concurrent
   attempts gets no more password checks than that;
+- attempts are limited per client address (:data:`~lqs.api.limits.SIGN_INS_PER_ADDRESS_PER_MINUTE`
+  a minute: 429 ``rate_limited``) and per email, counted alike for every email, a user's or
+  not (:class:`~lqs.api.limits.AttemptLockout`), so a lockout does not tell which emails
+  exist;
 - a disabled user gets 403, once the password is right (so it says nothing to someone
   who does not know it);
 - without ``LQS_JWT_SECRET`` (no secret, or only a JWKS: Supabase signs users in), 503.
 
-Hashing runs in a worker thread (argon2id takes a fifth of a second of CPU), so the
-event loop keeps serving meanwhile.
+Hashing runs in a worker thread (argon2id takes a fifth of a second of CPU and 64 MiB), so
+the event loop keeps serving meanwhile, in at most :data:`~lqs.api.limits.HASHING_SLOTS`
+threads at once per process: a few more sign-ins wait their turn, and beyond that queue
+they get 503 ``sign_in_busy`` with ``Retry-After`` rather than piling up. An email or
+password with a NUL or a lone surrogate is refused with 422 before any of it.
 """
 
 from __future__ import annotations
 
-import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from uuid import UUID
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Request
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.api.deps import JsonBody, Pool, Tokens, User, UserSession
+from lqs.api.deps import JsonBody, Pool, SignInGuard, Tokens, User, UserSession
 from lqs.api.errors import ApiError, error_responses
-from lqs.api.limits import retry_after_header
+from lqs.api.limits import Busy, SignInLimits, retry_after_header
 from lqs.api.tokens import TokenVerifier
 from lqs.db.pool import run_transaction
 from lqs.db.users import (
@@ -48,11 +55,13 @@ from lqs.domain.passwords import (
     needs_rehash,
     verify_password,
 )
+from lqs.domain.text import unstorable_text
 
 router = APIRouter()
 
 MAX_EMAIL_LENGTH = 320
 _WRONG = "the email or password is wrong"
+T = TypeVar("T")
 
 SECURITY_SCHEMES: dict[str, Any] = {
     "userToken": {
@@ -99,15 +108,52 @@ def _wrong() -> ApiError:
     return ApiError(401, "invalid_credentials", _WRONG)
 
 
-async def sign_in(
-    pool: AsyncConnectionPool, tokens: TokenVerifier | None, email: str, password: str
-) -> SignedIn:
-    """Check a user's email and password and issue their access token.
+def _locked_out(seconds: float) -> ApiError:
+    return ApiError(
+        429,
+        "locked_out",
+        "too many wrong passwords: sign-in is locked for this user; try again after"
+        " Retry-After seconds",
+        headers=retry_after_header(seconds),
+    )
+
+
+async def _hashing(limits: SignInLimits, work: Callable[..., T], *args: Any) -> T:
+    """``work(*args)`` in one of the process's password-hashing slots.
 
     Raises:
-        ApiError: 503 ``sign_in_not_configured`` (no ``LQS_JWT_SECRET``); 401
-            ``invalid_credentials`` (unknown email or wrong password: one message);
-            429 ``locked_out`` with ``Retry-After``; 403 ``user_disabled``.
+        ApiError: 503 ``sign_in_busy`` with ``Retry-After`` when every slot is taken and
+            the queue is full.
+    """
+    try:
+        return await limits.hashing.run(work, *args)
+    except Busy:
+        raise ApiError(
+            503,
+            "sign_in_busy",
+            "too many sign-ins at once; try again after Retry-After seconds",
+            headers=retry_after_header(1),
+        ) from None
+
+
+async def sign_in(
+    pool: AsyncConnectionPool,
+    tokens: TokenVerifier | None,
+    email: str,
+    password: str,
+    *,
+    limits: SignInLimits,
+    address: str,
+) -> SignedIn:
+    """Check a user's email and password and issue their access token. ``address`` is the
+    client's (its attempts are rate-limited); ``limits`` are the process's.
+
+    Raises:
+        ApiError: 503 ``sign_in_not_configured`` (no ``LQS_JWT_SECRET``); 429
+            ``rate_limited`` (too many attempts from ``address``); 429 ``locked_out`` with
+            ``Retry-After`` (too many for this email, whether or not it is a user's); 401
+            ``invalid_credentials`` (unknown email or wrong password: one message); 403
+            ``user_disabled``; 503 ``sign_in_busy`` (every hashing slot taken).
     """
     if tokens is None or not tokens.can_issue:
         raise ApiError(
@@ -115,11 +161,27 @@ async def sign_in(
             "sign_in_not_configured",
             "this server does not sign users in: set LQS_JWT_SECRET (32+ characters)",
         )
+    wait = limits.per_address.acquire(address, limits.per_address_per_minute)
+    if wait > 0:
+        raise ApiError(
+            429,
+            "rate_limited",
+            f"more than {limits.per_address_per_minute} sign-in attempts a minute from this"
+            " address; try again after Retry-After seconds",
+            headers=retry_after_header(wait),
+        )
+    email = email.strip()
+    # Every email is counted alike, a user's or not, so a lockout tells nobody which
+    # emails exist; the database's count below also holds across processes for users.
+    email_key = email.lower()
+    locked_for_here = limits.per_email.attempt(email_key)
+    if locked_for_here > 0:
+        raise _locked_out(locked_for_here)
     found = await run_transaction(
-        pool, lambda conn: find_credentials(conn, email.strip()), retry_at_commit=True
+        pool, lambda conn: find_credentials(conn, email), retry_at_commit=True
     )
     if found is None:
-        await asyncio.to_thread(verify_password, dummy_hash(), password)
+        await _hashing(limits, verify_password, dummy_hash(), password)
         raise _wrong()
     user_id = found.user_id
     # Counted before the password is checked (and only if not locked), in one statement:
@@ -129,15 +191,10 @@ async def sign_in(
         pool, lambda conn: count_sign_in_attempt(conn, user_id), retry_at_commit=False
     )
     if locked_for > 0:
-        raise ApiError(
-            429,
-            "locked_out",
-            "too many wrong passwords: sign-in is locked for this user; try again after"
-            " Retry-After seconds",
-            headers=retry_after_header(locked_for),
-        )
-    if not await asyncio.to_thread(verify_password, found.password_hash, password):
+        raise _locked_out(locked_for)
+    if not await _hashing(limits, verify_password, found.password_hash, password):
         raise _wrong()
+    limits.per_email.succeeded(email_key)
     if found.disabled:
         # The password was right: the attempt does not count towards a lockout.
         await run_transaction(
@@ -145,7 +202,7 @@ async def sign_in(
         )
         raise ApiError(403, "user_disabled", "this user is disabled; ask an administrator")
     new_hash = (
-        await asyncio.to_thread(hash_password, password)
+        await _hashing(limits, hash_password, password)
         if needs_rehash(found.password_hash)
         else None
     )
@@ -156,6 +213,12 @@ async def sign_in(
     return SignedIn(
         token, lifetime, SignedInUser(user_id, found.email, found.client_id, found.role)
     )
+
+
+def client_address(request: Request) -> str:
+    """The address sign-in attempts are counted by: the connection's peer (the server's
+    proxy settings decide whether a forwarded address replaces it)."""
+    return request.client.host if request.client else ""
 
 
 def _login_fields(payload: Any) -> tuple[str, str]:
@@ -175,8 +238,12 @@ def _login_fields(payload: Any) -> tuple[str, str]:
     email, password = payload.get("email"), payload.get("password")
     if not isinstance(email, str) or not 0 < len(email.strip()) <= MAX_EMAIL_LENGTH:
         problems.append(FieldError("email", f"a string of 1 to {MAX_EMAIL_LENGTH} characters"))
+    elif bad := unstorable_text(email):
+        problems.append(FieldError("email", f"must not contain {bad}"))
     if not isinstance(password, str) or not 0 < len(password) <= MAX_LENGTH:
         problems.append(FieldError("password", f"a string of 1 to {MAX_LENGTH} characters"))
+    elif bad := unstorable_text(password):
+        problems.append(FieldError("password", f"must not contain {bad}"))
     if problems:
         raise ApiError(
             422, "invalid_login", "the body needs an email and a password", fields=problems
@@ -211,9 +278,17 @@ _SIGNED_IN_EXAMPLE = {
                 (400, "Malformed JSON"),
                 (401, "Unknown email or wrong password (one message for both)"),
                 (403, "The user is disabled"),
-                (422, "No email or password in the body"),
-                (429, "Locked out after 5 wrong passwords; see Retry-After"),
-                (503, "Sign-in is not configured here (LQS_JWT_SECRET)"),
+                (422, "No email or password in the body, or one with NUL or a lone surrogate"),
+                (
+                    429,
+                    "Locked out after 5 wrong passwords for this email (a user's or not), or"
+                    " over 10 attempts a minute from this address; see Retry-After",
+                ),
+                (
+                    503,
+                    "Sign-in is not configured here (LQS_JWT_SECRET), or too many sign-ins"
+                    " at once (see Retry-After)",
+                ),
             )
         ),
     },
@@ -237,11 +312,15 @@ _SIGNED_IN_EXAMPLE = {
         "security": [],
     },
 )
-async def login(payload: JsonBody, pool: Pool, tokens: Tokens) -> dict[str, Any]:
+async def login(
+    request: Request, payload: JsonBody, pool: Pool, tokens: Tokens, limits: SignInGuard
+) -> dict[str, Any]:
     """Sign in with an email and password; answers an access token for ``Authorization:
     Bearer``, valid for ``expires_in`` seconds."""
     email, password = _login_fields(payload)
-    signed_in = await sign_in(pool, tokens, email, password)
+    signed_in = await sign_in(
+        pool, tokens, email, password, limits=limits, address=client_address(request)
+    )
     return signed_in.as_json()
 
 

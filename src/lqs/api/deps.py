@@ -18,6 +18,7 @@ import math
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
 from fastapi import Depends, Request
@@ -27,12 +28,13 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.api.access_log import CLIENT_ID_STATE
 from lqs.api.browser_session import CsrfTokens
 from lqs.api.errors import ApiError
-from lqs.api.limits import RateLimiter, retry_after_header
+from lqs.api.limits import RateLimiter, SignInLimits, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
 from lqs.api.readiness import Readiness
 from lqs.api.tokens import Claims, InvalidToken, TokenVerifier
 from lqs.db.clients import ApiPrincipal, authenticate_api_key
 from lqs.db.pool import run_transaction, tenant_session
+from lqs.db.users import session_is_current
 from lqs.domain.leads import MAX_NUMBER_DIGITS, FieldError
 from lqs.domain.unsubscribe import InvalidUnsubscribeToken, Unsubscribe, UnsubscribeLinks
 
@@ -65,6 +67,8 @@ WebhookPool = Annotated[AsyncConnectionPool, Depends(_from_app_state("webhook_po
 """The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
 WebhookSettings = Annotated[WebhookConfig, Depends(_from_app_state("webhook_config"))]
 Limiter = Annotated[RateLimiter, Depends(_from_app_state("rate_limiter"))]
+SignInGuard = Annotated[SignInLimits, Depends(_from_app_state("sign_in_limits"))]
+"""Sign-in's limits: attempts per address and per email, password-hashing slots."""
 Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_links"))]
 """The unsubscribe links' signer, or None when they are not configured."""
 ReadinessChecker = Annotated[Readiness, Depends(_from_app_state("readiness"))]
@@ -164,13 +168,49 @@ User = Annotated[Claims, Depends(_user)]
 """The signed-in user (or service role) of ``Authorization: Bearer <jwt>``."""
 
 
+class SessionEnded(ApiError):
+    """Raised by :func:`session_as` when the token's user signs in with LQS's credentials
+    and has been disabled, or changed their password after the token was issued."""
+
+    def __init__(self) -> None:
+        problem = "this session has ended: the user was disabled or their password changed"
+        super().__init__(
+            401,
+            "session_ended",
+            f"{problem}; sign in again",
+            fields=[FieldError("Authorization", problem)],
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+
+
+def issued_at(user: Claims) -> datetime | None:
+    """The token's ``iat`` as a moment, or None when it has none (or not a number)."""
+    iat = user.claims.get("iat")
+    if isinstance(iat, bool) or not isinstance(iat, int | float) or not math.isfinite(iat):
+        return None
+    try:
+        return datetime.fromtimestamp(iat, UTC)
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
 @asynccontextmanager
 async def session_as(pool: AsyncConnectionPool, user: Claims) -> AsyncIterator[AsyncConnection]:
     """A transaction run as ``user``, in the database (:func:`~lqs.db.pool.tenant_session`):
     row-level security decides what it sees. For :data:`UserSession` and the dashboard's
-    pages alike."""
+    pages alike.
+
+    A signed-in user's token is first checked to be still current, in the same
+    transaction (one query, :func:`~lqs.db.users.session_is_current`).
+
+    Raises:
+        SessionEnded: the user was disabled, or their password changed after the token
+            was issued.
+    """
     extra = {k: v for k, v in user.claims.items() if k not in ("role", "sub")}
     async with tenant_session(pool, user.user_id, role=user.role, extra_claims=extra) as conn:
+        if user.role == "authenticated" and not await session_is_current(conn, issued_at(user)):
+            raise SessionEnded
         yield conn
 
 
@@ -178,6 +218,17 @@ async def _user_session(user: User, pool: Pool) -> AsyncIterator[AsyncConnection
     async with session_as(pool, user) as conn:
         yield conn
 
+
+async def _current_user(user: User, pool: Pool) -> Claims:
+    """:data:`User`, once checked to be still current (:func:`session_as`), for handlers
+    that open their session later, such as a streamed response's."""
+    async with session_as(pool, user):
+        pass
+    return user
+
+
+CurrentUser = Annotated[Claims, Depends(_current_user)]
+"""As :data:`User`, refused with 401 once its session has ended (:class:`SessionEnded`)."""
 
 UserSession = Annotated[AsyncConnection, Depends(_user_session)]
 """A connection in a transaction run as the request's user (reads; it commits at the end)."""

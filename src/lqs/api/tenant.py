@@ -26,7 +26,7 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
 
-from lqs.api.deps import Pool, User, UserSession, session_as
+from lqs.api.deps import CurrentUser, Pool, User, UserSession, session_as
 from lqs.api.errors import ERROR_SCHEMA, ApiError
 from lqs.api.read_filters import (
     CommunicationQuery,
@@ -408,7 +408,7 @@ _COMMUNICATION_COLUMNS = [f.name for f in dataclasses.fields(CommunicationListin
     openapi_extra=_SECURED,
 )
 async def export_leads(
-    user: User, pool: Pool, wanted: LeadFilterParams, sort: SortParam = "received"
+    user: CurrentUser, pool: Pool, wanted: LeadFilterParams, sort: SortParam = "received"
 ) -> StreamingResponse:
     """Every lead the filters of ``GET /v1/leads`` select, as CSV (streamed). Cells that
     start like a spreadsheet formula (``= + - @``, tab) are prefixed with ``'``."""
@@ -430,7 +430,7 @@ async def export_leads(
     openapi_extra=_SECURED,
 )
 async def export_communications(
-    user: User, pool: Pool, wanted: CommunicationFilterParams
+    user: CurrentUser, pool: Pool, wanted: CommunicationFilterParams
 ) -> StreamingResponse:
     """Every communication the filters of ``GET /v1/communications`` select, as CSV
     (streamed), formula-safe as the leads' export."""

@@ -155,8 +155,8 @@ async def _update_by_email(
 
 
 async def set_disabled(conn: AsyncConnection, email: str, disabled: bool) -> UserAccount:
-    """Disable the user (they can no longer sign in; tokens already issued run out on their
-    own) or enable them again.
+    """Disable the user (they can no longer sign in, and tokens already issued are refused
+    from their next request) or enable them again.
 
     Raises:
         UserNotFound: no user signs in with this email.
@@ -167,7 +167,8 @@ async def set_disabled(conn: AsyncConnection, email: str, disabled: bool) -> Use
 
 
 async def set_password(conn: AsyncConnection, email: str, password_hash: str) -> UserAccount:
-    """Replace the user's password hash; clears failed sign-ins and any lockout.
+    """Replace the user's password hash; clears failed sign-ins and any lockout. Tokens
+    issued before the change are refused from their next request.
 
     Raises:
         UserNotFound: no user signs in with this email.
@@ -246,6 +247,16 @@ async def record_successful_sign_in(
         "   OR %s::text IS NOT NULL)",
         (new_hash, user_id, new_hash),
     )
+
+
+async def session_is_current(conn: AsyncConnection, issued_at: datetime | None) -> bool:
+    """Whether the session's user's token, issued at ``issued_at``, is still current: false
+    once a user with LQS credentials is disabled or has changed their password since (by
+    the second); true for users without credentials (Supabase Auth's). Run it in
+    :func:`~lqs.db.pool.tenant_session` as ``authenticated`` (migration 0017's function)."""
+    cur = await conn.execute("SELECT public.lqs_session_is_current(%s)", (issued_at,))
+    row = await cur.fetchone()
+    return bool(row and row[0])
 
 
 async def own_profile(conn: AsyncConnection) -> Profile | None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
-from lqs.api.auth import sign_in
+from lqs.api.auth import client_address, sign_in
 from lqs.api.browser_session import (
     CSRF_FIELD,
     clear_session_cookie,
@@ -20,11 +20,12 @@ from lqs.api.browser_session import (
     set_presession_cookie,
     set_session_cookie,
 )
-from lqs.api.deps import Csrf, Pool, Tokens
+from lqs.api.deps import Csrf, Pool, SignInGuard, Tokens
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, read_form, render
 from lqs.api.pages.signed_in import LOGIN_PATH
 from lqs.domain.passwords import MAX_LENGTH
+from lqs.domain.text import unstorable_text
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -33,6 +34,8 @@ NOT_CONFIGURED = "Sign-in is not configured on this server (LQS_JWT_SECRET)."
 REFUSALS = {
     "invalid_credentials": "The email or password is wrong.",
     "locked_out": "Too many wrong passwords: sign-in is locked for a while. Try again later.",
+    "rate_limited": "Too many sign-in attempts from here. Try again in a minute.",
+    "sign_in_busy": "The server is busy signing others in. Try again in a moment.",
     "user_disabled": "This user is disabled. Ask an administrator of your organisation.",
     "sign_in_not_configured": NOT_CONFIGURED,
 }
@@ -64,16 +67,26 @@ async def login_form(request: Request, csrf: Csrf) -> HTMLResponse:
 
 
 @router.post("/login")
-async def login(request: Request, csrf: Csrf, pool: Pool, tokens: Tokens) -> Response:
+async def login(
+    request: Request, csrf: Csrf, pool: Pool, tokens: Tokens, limits: SignInGuard
+) -> Response:
     form = await read_form(request)
     email = form.get("email", "").strip()[:320]
     if not csrf.verify_request(request, form.get(CSRF_FIELD)):
         return _form(request, csrf, email=email, error=FORM_EXPIRED, status=403)
     password = form.get("password", "")
-    if not email or not password or len(password) > MAX_LENGTH:
+    if (
+        not email
+        or not password
+        or len(password) > MAX_LENGTH
+        or unstorable_text(email)
+        or unstorable_text(password)
+    ):
         return _form(request, csrf, email=email, error="Enter your email and password.", status=422)
     try:
-        signed_in = await sign_in(pool, tokens, email, password)
+        signed_in = await sign_in(
+            pool, tokens, email, password, limits=limits, address=client_address(request)
+        )
     except ApiError as exc:
         page = _form(
             request, csrf, email=email, error=REFUSALS.get(exc.code, exc.message), status=exc.status

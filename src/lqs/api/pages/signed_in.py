@@ -3,8 +3,9 @@
 A page declares :data:`PageUser` (the verified claims) or :data:`PageSession` (a
 transaction run as that user, so row-level security decides what the page shows). A
 request without a valid session (no cookie, an expired or forged token, no way to verify
-tokens configured) is sent to ``/app/login``: a 303 for a page, ``HX-Redirect`` for an
-htmx request, which would otherwise swap the sign-in page into a fragment. An invalid
+tokens configured; a user disabled, or whose password changed since, once a
+:data:`PageSession` opens) is sent to ``/app/login``: a 303 for a page, ``HX-Redirect`` for
+an htmx request, which would otherwise swap the sign-in page into a fragment. An invalid
 cookie is deleted on the way.
 """
 
@@ -19,7 +20,7 @@ from psycopg import AsyncConnection
 from starlette.responses import RedirectResponse
 
 from lqs.api.browser_session import clear_session_cookie, session_token
-from lqs.api.deps import Csrf, Pool, Tokens, session_as
+from lqs.api.deps import Csrf, Pool, SessionEnded, Tokens, session_as
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer
 from lqs.api.tokens import Claims, InvalidToken
@@ -69,8 +70,12 @@ PageUser = Annotated[Claims, Depends(_page_user)]
 
 
 async def _page_session(user: PageUser, pool: Pool) -> AsyncIterator[AsyncConnection]:
-    async with session_as(pool, user) as conn:
-        yield conn
+    try:
+        async with session_as(pool, user) as conn:
+            yield conn
+    except SessionEnded:
+        # Only raised before the block runs (the user was disabled or changed password).
+        raise SignInRequired(clear=True) from None
 
 
 PageSession = Annotated[AsyncConnection, Depends(_page_session)]
