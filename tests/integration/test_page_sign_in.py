@@ -19,7 +19,7 @@ from lqs.api.browser_session import SESSION_COOKIE
 from lqs.api.pages.signed_in import LOGIN_PATH, PageSession, PageUser
 from lqs.api.tokens import TokenVerifier
 from lqs.db.clients import create_client
-from lqs.db.users import MAX_FAILED_SIGN_INS, add_user
+from lqs.db.users import MAX_FAILED_SIGN_INS, add_user, set_disabled, set_password
 from lqs.domain.passwords import MAX_LENGTH, hash_password
 from tests.configs import api_config
 
@@ -28,7 +28,11 @@ USER = uuid.UUID("00000000-0000-4000-8000-000000000001")
 
 
 def app_with(database_url: str, tokens: TokenVerifier | None) -> FastAPI:
-    app = create_app(database_url, api_config(tokens=tokens, pool_max_size=2))
+    # Many sign-ins from one test client: the per-address limit is test_auth_api's.
+    app = create_app(
+        database_url,
+        api_config(tokens=tokens, pool_max_size=2, sign_in_attempts_per_minute=1000),
+    )
 
     @app.get("/app/_whoami")
     async def whoami(user: PageUser) -> dict[str, str]:
@@ -256,3 +260,81 @@ async def test_an_empty_or_oversize_password_is_422_without_a_check(
     assert empty.status_code == 422
     assert oversize.status_code == 422
     assert "Enter your email and password." in oversize.text
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [("ann\x00@acme.example", PASSWORD), ("ann@acme.example", "pass\x00word")],
+    ids=["nul-in-email", "nul-in-password"],
+)
+async def test_a_nul_in_the_form_is_422_asking_for_email_and_password(
+    client: httpx.AsyncClient, email: str, password: str
+) -> None:
+    response = await _post_login(client, email, password)
+
+    assert response.status_code == 422
+    assert "Enter your email and password." in response.text
+
+
+async def test_a_url_encoded_nul_in_the_email_is_422(client: httpx.AsyncClient) -> None:
+    token = _form_token((await client.get(LOGIN_PATH)).text)
+
+    response = await client.post(
+        LOGIN_PATH,
+        content=f"email=a%00b&password=x&csrf_token={token}".encode(),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+
+    assert response.status_code == 422
+    assert "Enter your email and password." in response.text
+
+
+async def _signed_in_cookie(client: httpx.AsyncClient, email: str) -> dict[str, str]:
+    response = await _post_login(client, email, PASSWORD)
+    assert response.status_code == 303, response.text
+    token = response.cookies[SESSION_COOKIE]
+    client.cookies.clear()
+    return session(token)
+
+
+async def test_disabling_a_user_ends_their_session_on_the_next_page(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+    cookie = await _signed_in_cookie(client, email)
+    assert (await client.get("/app/", headers=cookie)).status_code == 200
+
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_disabled(conn, email, disabled=True)
+    response = await client.get("/app/", headers=cookie)
+
+    assert response.status_code == 303
+    assert response.headers["location"] == LOGIN_PATH
+    assert clears_the_session(response)
+
+
+async def test_a_new_password_ends_sessions_from_before_it(
+    client: httpx.AsyncClient, migrated_db: str
+) -> None:
+    email = await _user_who_signs_in(migrated_db)
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        # The user was made an hour ago, so a token from a minute ago is current (a token's
+        # iat is whole seconds: one issued in the second of a change is still accepted).
+        cur = await conn.execute(
+            "UPDATE public.user_credentials u SET password_changed_at = now() - interval '1 hour'"
+            " FROM public.profiles p WHERE p.id = u.user_id AND p.email = %s RETURNING p.id",
+            (email,),
+        )
+        row = await cur.fetchone()
+    assert row is not None
+    before, _ = TokenVerifier(secret=SECRET).issue(row[0], now=time.time() - 60)
+    assert (await client.get("/app/_database_sees", headers=session(before))).status_code == 200
+
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_password(conn, email, hash_password(PASSWORD))
+    refused = await client.get("/app/_database_sees", headers=session(before))
+    after = await client.get("/app/_database_sees", headers=await _signed_in_cookie(client, email))
+
+    assert refused.status_code == 303
+    assert refused.headers["location"] == LOGIN_PATH
+    assert after.status_code == 200

@@ -46,6 +46,7 @@ from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.api.limits import (
     MAX_BODY_BYTES,
+    SIGN_INS_PER_ADDRESS_PER_MINUTE,
     BodySizeLimit,
     RateLimiter,
     SignInLimits,
@@ -102,6 +103,8 @@ class ApiConfig:
     """Verifies users' bearer tokens (the tenant API); None: that API answers 503."""
     csrf_key: bytes
     """Signs the dashboard's CSRF tokens (:mod:`lqs.api.browser_session`)."""
+    sign_in_attempts_per_minute: int = SIGN_INS_PER_ADDRESS_PER_MINUTE
+    """Sign-in attempts a minute from one client address, per process (then 429)."""
 
 
 def create_app(
@@ -149,7 +152,9 @@ def create_app(
             app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
             app.state.sign_in_limits = SignInLimits.create(
-                MAX_FAILED_SIGN_INS, LOCKOUT.total_seconds()
+                MAX_FAILED_SIGN_INS,
+                LOCKOUT.total_seconds(),
+                per_address_per_minute=config.sign_in_attempts_per_minute,
             )
             app.state.webhook_config = config.webhook
             app.state.unsubscribe_links = config.unsubscribe_links

@@ -150,9 +150,7 @@ class AttemptLockout:
     are forgotten first.
     """
 
-    def __init__(
-        self, max_attempts: int, lockout_seconds: float, max_keys: int = MAX_KEYS
-    ) -> None:
+    def __init__(self, max_attempts: int, lockout_seconds: float, max_keys: int = MAX_KEYS) -> None:
         self._max_attempts = max_attempts
         self._lockout = lockout_seconds
         self._max_keys = max_keys
@@ -245,11 +243,21 @@ class SignInLimits:
     per_address_per_minute: int = SIGN_INS_PER_ADDRESS_PER_MINUTE
 
     @classmethod
-    def create(cls, max_attempts: int, lockout_seconds: float) -> SignInLimits:
+    def create(
+        cls,
+        max_attempts: int,
+        lockout_seconds: float,
+        *,
+        per_address_per_minute: int = SIGN_INS_PER_ADDRESS_PER_MINUTE,
+        slots: int = HASHING_SLOTS,
+        queue: int = HASHING_QUEUE,
+    ) -> SignInLimits:
+        """Fresh limits: ``max_attempts`` in a row lock an email out for ``lockout_seconds``."""
         return cls(
             RateLimiter(),
             AttemptLockout(max_attempts, lockout_seconds),
-            WorkSlots(HASHING_SLOTS, HASHING_QUEUE),
+            WorkSlots(slots, queue),
+            per_address_per_minute,
         )
 
 
