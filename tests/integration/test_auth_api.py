@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import secrets
+import threading
 import time
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 from uuid import UUID
@@ -27,9 +28,17 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.api.app import create_app
 from lqs.api.auth import sign_in
 from lqs.api.errors import ApiError
+from lqs.api.limits import SignInLimits
 from lqs.api.tokens import TokenVerifier
 from lqs.db.clients import create_api_key, create_client
-from lqs.db.users import LOCKOUT, MAX_FAILED_SIGN_INS, ProfileRole, add_user, set_disabled
+from lqs.db.users import (
+    LOCKOUT,
+    MAX_FAILED_SIGN_INS,
+    ProfileRole,
+    add_user,
+    set_disabled,
+    set_password,
+)
 from lqs.domain.passwords import hash_password, verify_password
 from tests.configs import api_config
 
@@ -41,8 +50,12 @@ PASSWORD = "correct horse battery staple"
 
 @pytest.fixture(scope="module")
 async def app(migrated_db: str) -> AsyncIterator[FastAPI]:
+    # Many sign-ins from one test client: the per-address limit has its own test.
     application = create_app(
-        migrated_db, api_config(pool_max_size=4, tokens=TokenVerifier(secret=SECRET))
+        migrated_db,
+        api_config(
+            pool_max_size=4, tokens=TokenVerifier(secret=SECRET), sign_in_attempts_per_minute=1000
+        ),
     )
     async with application.router.lifespan_context(application):
         yield application
@@ -80,6 +93,23 @@ async def _member(
 @pytest.fixture
 async def member(migrated_db: str) -> Member:
     return await _member(migrated_db)
+
+
+def _limits(**options: Any) -> SignInLimits:
+    return SignInLimits.create(MAX_FAILED_SIGN_INS, LOCKOUT.total_seconds(), **options)
+
+
+@pytest.fixture
+def fresh_limits(app: FastAPI) -> Iterator[Callable[..., SignInLimits]]:
+    """Installs new sign-in limits in the app (see :meth:`SignInLimits.create`) for one test."""
+    kept = app.state.sign_in_limits
+
+    def install(**options: Any) -> SignInLimits:
+        app.state.sign_in_limits = _limits(**options)
+        return app.state.sign_in_limits
+
+    yield install
+    app.state.sign_in_limits = kept
 
 
 async def _login(api: httpx.AsyncClient, email: str, password: str) -> httpx.Response:
@@ -248,10 +278,15 @@ async def test_a_disabled_user_s_right_password_does_not_count_towards_a_lockout
 
 
 async def test_the_lockout_ends_and_the_right_password_clears_it(
-    api: httpx.AsyncClient, member: Member, migrated_db: str
+    api: httpx.AsyncClient,
+    member: Member,
+    migrated_db: str,
+    fresh_limits: Callable[..., SignInLimits],
 ) -> None:
     for _ in range(MAX_FAILED_SIGN_INS):
         await _login(api, member.email, "wrong password!")
+    # The lockout runs out: in the process (as if it had restarted) and in the database.
+    fresh_limits()
     async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
         await conn.execute(
             "UPDATE public.user_credentials SET locked_until = now() - interval '1 second'"
@@ -345,7 +380,7 @@ async def test_without_a_jwt_secret_sign_in_is_503(
     pool: AsyncConnectionPool, verifier: TokenVerifier | None
 ) -> None:
     with pytest.raises(ApiError) as refused:
-        await sign_in(pool, verifier, "ann@acme.example", PASSWORD)
+        await sign_in(pool, verifier, "ann@acme.example", PASSWORD, limits=_limits(), address="::1")
 
     assert refused.value.status == 503
     assert refused.value.code == "sign_in_not_configured"
@@ -355,10 +390,220 @@ async def test_without_a_jwt_secret_sign_in_is_503(
 async def test_sign_in_is_a_function_the_dashboard_can_call(
     pool: AsyncConnectionPool, member: Member
 ) -> None:
-    signed_in = await sign_in(pool, TokenVerifier(secret=SECRET), member.email, PASSWORD)
+    signed_in = await sign_in(
+        pool, TokenVerifier(secret=SECRET), member.email, PASSWORD, limits=_limits(), address="::1"
+    )
 
     assert signed_in.user.id == member.id
     assert signed_in.as_json()["token_type"] == "bearer"
+
+
+# ---------------------------------------------------------------- attempt limits
+
+
+def _nobody() -> str:
+    return f"nobody-{uuid.uuid4().hex}@acme.example"
+
+
+async def test_attempts_from_one_address_past_the_limit_are_429_with_retry_after(
+    api: httpx.AsyncClient, fresh_limits: Callable[..., SignInLimits]
+) -> None:
+    fresh_limits(per_address_per_minute=3)
+    for _ in range(3):
+        assert (await _login(api, _nobody(), PASSWORD)).status_code == 401
+
+    refused = await _login(api, _nobody(), PASSWORD)
+
+    assert refused.status_code == 429
+    assert refused.json()["error"]["code"] == "rate_limited"
+    assert 0 < int(refused.headers["Retry-After"]) <= 20
+
+
+async def test_an_unknown_email_is_locked_out_exactly_as_a_user_s(
+    api: httpx.AsyncClient, member: Member, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unknown = _nobody()
+    for _ in range(MAX_FAILED_SIGN_INS):
+        assert (await _login(api, member.email, "wrong password!")).status_code == 401
+        assert (await _login(api, unknown, "wrong password!")).status_code == 401
+
+    def refuse(password_hash: str, password: str) -> bool:
+        raise AssertionError("a locked-out email's password was checked")
+
+    monkeypatch.setattr("lqs.api.auth.verify_password", refuse)
+    user_s = await _login(api, member.email, PASSWORD)
+    nobody_s = await _login(api, unknown, PASSWORD)
+
+    assert user_s.status_code == nobody_s.status_code == 429
+    assert user_s.json() == nobody_s.json()
+    assert user_s.json()["error"]["code"] == "locked_out"
+    for response in (user_s, nobody_s):
+        assert LOCKOUT.total_seconds() - 60 < int(response.headers["Retry-After"])
+        assert int(response.headers["Retry-After"]) <= LOCKOUT.total_seconds()
+
+
+async def test_an_unknown_email_in_any_case_counts_as_one(
+    api: httpx.AsyncClient,
+) -> None:
+    unknown = _nobody()
+    for n in range(MAX_FAILED_SIGN_INS):
+        spelled = unknown.upper() if n % 2 else f" {unknown} "
+        assert (await _login(api, spelled, "wrong password!")).status_code == 401
+
+    assert (await _login(api, unknown, PASSWORD)).status_code == 429
+
+
+async def test_when_every_hashing_slot_is_taken_sign_in_is_503_with_retry_after(
+    api: httpx.AsyncClient,
+    fresh_limits: Callable[..., SignInLimits],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fresh_limits(slots=2, queue=0)
+    started = threading.Semaphore(0)
+    release = threading.Event()
+    running = 0
+    most = 0
+    counted = threading.Lock()
+
+    def blocking_verify(password_hash: str, password: str) -> bool:
+        nonlocal running, most
+        with counted:
+            running += 1
+            most = max(most, running)
+        started.release()
+        release.wait(timeout=30)
+        with counted:
+            running -= 1
+        return False
+
+    monkeypatch.setattr("lqs.api.auth.verify_password", blocking_verify)
+    hashing = [asyncio.create_task(_login(api, _nobody(), PASSWORD)) for _ in range(2)]
+    for _ in hashing:
+        assert await asyncio.to_thread(started.acquire, timeout=30)
+
+    refused = await _login(api, _nobody(), PASSWORD)
+    release.set()
+    answered = await asyncio.gather(*hashing)
+
+    assert refused.status_code == 503
+    assert refused.json()["error"]["code"] == "sign_in_busy"
+    assert refused.headers["Retry-After"] == "1"
+    assert [response.status_code for response in answered] == [401, 401]
+    assert most == 2
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        (b'{"email": "a\\u0000b", "password": "x"}', "email"),
+        (b'{"email": "ann@acme.example", "password": "x\\u0000"}', "password"),
+        (b'{"email": "\\ud800@acme.example", "password": "x"}', "email"),
+        (b'{"email": "ann@acme.example", "password": "\\udfff"}', "password"),
+    ],
+    ids=["nul-email", "nul-password", "surrogate-email", "surrogate-password"],
+)
+async def test_an_email_or_password_postgresql_cannot_take_is_422_naming_it(
+    api: httpx.AsyncClient, body: bytes, field: str
+) -> None:
+    response = await api.post(
+        "/auth/login", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 422, response.text
+    error = response.json()["error"]
+    assert error["code"] == "invalid_login"
+    assert [f["field"] for f in error["fields"]] == [field]
+
+
+# ---------------------------------------------------------------- sessions that end
+
+
+async def _backdated(url: str, member: Member) -> str:
+    """A token for ``member`` issued a minute ago, their password set an hour ago."""
+    async with await psycopg.AsyncConnection.connect(url) as conn, conn.transaction():
+        await conn.execute(
+            "UPDATE public.user_credentials SET password_changed_at = now() - interval '1 hour'"
+            " WHERE user_id = %s",
+            (member.id,),
+        )
+    return TokenVerifier(secret=SECRET).issue(member.id, now=time.time() - 60)[0]
+
+
+async def test_disabling_a_user_ends_their_existing_token(
+    api: httpx.AsyncClient, member: Member, migrated_db: str
+) -> None:
+    token = (await _login(api, member.email, PASSWORD)).json()["access_token"]
+    assert (await api.get("/v1/me", headers=_bearer(token))).status_code == 200
+
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_disabled(conn, member.email, disabled=True)
+    response = await api.get("/v1/me", headers=_bearer(token))
+
+    assert response.status_code == 401
+    assert response.json()["error"]["code"] == "session_ended"
+    assert response.headers["WWW-Authenticate"] == "Bearer"
+
+
+async def test_a_new_password_ends_older_tokens_and_a_new_sign_in_works(
+    api: httpx.AsyncClient, member: Member, migrated_db: str
+) -> None:
+    old = await _backdated(migrated_db, member)
+    assert (await api.get("/v1/me", headers=_bearer(old))).status_code == 200
+
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_password(conn, member.email, hash_password(PASSWORD + " new"))
+    refused = await api.get("/v1/me", headers=_bearer(old))
+    signed_in = await _login(api, member.email, PASSWORD + " new")
+
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "session_ended"
+    assert signed_in.status_code == 200
+    new = signed_in.json()["access_token"]
+    assert (await api.get("/v1/me", headers=_bearer(new))).status_code == 200
+
+
+async def test_an_ended_session_is_refused_before_a_csv_export_starts(
+    api: httpx.AsyncClient, member: Member, migrated_db: str
+) -> None:
+    token = await _backdated(migrated_db, member)
+    assert (await api.get("/v1/leads.csv", headers=_bearer(token))).status_code == 200
+
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        await set_disabled(conn, member.email, disabled=True)
+
+    for path in ("/v1/leads.csv", "/v1/communications.csv"):
+        response = await api.get(path, headers=_bearer(token))
+        assert response.status_code == 401, path
+        assert response.json()["error"]["code"] == "session_ended"
+
+
+async def test_a_token_without_iat_is_refused_for_a_user_with_credentials(
+    api: httpx.AsyncClient, member: Member
+) -> None:
+    now = int(time.time())
+    claims = {"sub": str(member.id), "role": "authenticated", "aud": "authenticated"}
+    token = jwt.encode({**claims, "exp": now + 60}, SECRET, "HS256")
+
+    response = await api.get("/v1/me", headers=_bearer(token))
+
+    assert response.status_code == 401
+
+
+async def test_a_user_without_credentials_keeps_their_session(
+    api: httpx.AsyncClient, migrated_db: str
+) -> None:
+    """A Supabase Auth user: no user_credentials row, so their token stays current."""
+    slug = f"c-{uuid.uuid4().hex[:12]}"
+    user_id = uuid.uuid4()
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
+        client = await create_client(conn, slug.title(), slug, {})
+        await conn.execute(
+            "INSERT INTO public.profiles (id, client_id, email, role) VALUES (%s, %s, %s, 'member')",
+            (user_id, client.id, f"sb@{slug}.example"),
+        )
+    token, _ = TokenVerifier(secret=SECRET).issue(user_id, now=time.time() - 3000)
+
+    assert (await api.get("/v1/me", headers=_bearer(token))).status_code == 200
 
 
 # ---------------------------------------------------------------- /v1/me
