@@ -31,3 +31,17 @@ def test_tokens_refill_up_to_the_limit_only() -> None:
     # An hour idle refills to 2, not to 120.
     assert [limiter.acquire(key, 2, now=3600.0) for _ in range(3)][:2] == [0.0, 0.0]
     assert limiter.acquire(key, 2, now=3600.0) > 0
+
+
+def test_past_its_key_cap_a_limiter_forgets_buckets_that_have_refilled() -> None:
+    limiter = RateLimiter(max_keys=3)
+    for address in ("a", "b", "c"):
+        limiter.acquire(address, 10, now=0.0)
+    for _ in range(10):
+        limiter.acquire("c", 10, now=50.0)  # "c" is drained at 50 s
+
+    limiter.acquire("d", 10, now=61.0)
+
+    assert len(limiter) == 2  # "a" and "b" forgotten: a new bucket starts full anyway
+    assert limiter.acquire("c", 10, now=61.0) == 0.0  # 11 s refilled 1.8 tokens
+    assert limiter.acquire("c", 10, now=61.0) > 0  # "c"'s state was kept
