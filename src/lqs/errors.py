@@ -32,6 +32,8 @@ Our exception hierarchy:
     - UserExists
   + ApiError
     - SignInRequired
+    - SessionEnded
+    - Busy
 
 A name in parentheses is a second base kept for callers that catch it. Each class lives
 with the code that raises it (``lqs.db.errors``, ``lqs.domain.scoring``, ...); only the

@@ -16,6 +16,7 @@ from starlette.requests import Request
 import lqs.api
 from lqs.api.app import create_app
 from lqs.api.browser_session import CSRF_FIELD, PRESESSION_COOKIE, SESSION_COOKIE
+from lqs.api.limits import SignInLimits
 from lqs.api.pages.layout import (
     CONTENT_SECURITY_POLICY,
     MAX_FORM_FIELDS,
@@ -37,6 +38,7 @@ async def client() -> AsyncIterator[httpx.AsyncClient]:
     # No lifespan here: what it would open, the sign-in form only reads (no secret: 503).
     app.state.pool = None
     app.state.tokens = None
+    app.state.sign_in_limits = SignInLimits.create(5, 900.0)
     transport = httpx.ASGITransport(app=app)
     async with httpx.AsyncClient(transport=transport, base_url="http://lqs.test") as http:
         yield http

@@ -13,6 +13,8 @@ from typing import Any, TypeVar
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from lqs.api.errors import ApiError
+
 MAX_BODY_BYTES = 1024 * 1024
 T = TypeVar("T")
 
@@ -191,8 +193,17 @@ class AttemptLockout:
         return len(self._emails)
 
 
-class Busy(Exception):
-    """Raised by :meth:`WorkSlots.run` when every slot is taken and the queue is full."""
+class Busy(ApiError):
+    """Raised by :meth:`WorkSlots.run` when every slot is taken and the queue is full: 503
+    with ``Retry-After`` (callers may answer with a code of their own)."""
+
+    def __init__(self) -> None:
+        super().__init__(
+            503,
+            "busy",
+            "too many requests of this kind at once; try again after Retry-After seconds",
+            headers=retry_after_header(1),
+        )
 
 
 class WorkSlots:
