@@ -103,9 +103,13 @@ def all_css(browser: Any, selector: str) -> list[Any]:
 
 
 def wait_until(browser: Any, condition: Any) -> Any:
+    from selenium.common.exceptions import StaleElementReferenceException
     from selenium.webdriver.support.ui import WebDriverWait
 
-    return WebDriverWait(browser, WAIT).until(condition)
+    # An htmx swap can replace an element between finding it and reading it: look again.
+    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
+        condition
+    )
 
 
 def sign_in(browser: Any, site: Site, email: str) -> None:
