@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from lqs.api.app import create_app
 from lqs.api.browser_session import SESSION_COOKIE
+from lqs.api.deps import WebhookConfig
 from lqs.api.pages.signed_in import LOGIN_PATH, PageSession, PageUser
 from lqs.api.tokens import TokenVerifier
 from lqs.db.clients import create_client
@@ -256,3 +257,21 @@ async def test_an_empty_or_oversize_password_is_422_without_a_check(
     assert empty.status_code == 422
     assert oversize.status_code == 422
     assert "Enter your email and password." in oversize.text
+
+
+@pytest.mark.parametrize(("public_base_url", "secure"), [("https://lqs.example", True), ("http://lqs.example", False)])
+async def test_behind_a_tls_proxy_cookies_are_secure_when_the_public_address_is_https(
+    migrated_db: str, public_base_url: str, secure: bool
+) -> None:
+    # The proxy ends TLS and the service runs without --proxy-headers: requests say http.
+    config = api_config(
+        tokens=TokenVerifier(secret=SECRET),
+        pool_max_size=2,
+        webhook=WebhookConfig(public_base_url=public_base_url),
+    )
+    async with serving(create_app(migrated_db, config)) as http:
+        response = await http.get(LOGIN_PATH)
+
+    assert response.status_code == 200
+    [cookie] = [h for h in response.headers.get_list("set-cookie") if "presession" in h]
+    assert ("; secure" in cookie.lower()) is secure
