@@ -259,7 +259,9 @@ async def test_an_empty_or_oversize_password_is_422_without_a_check(
     assert "Enter your email and password." in oversize.text
 
 
-@pytest.mark.parametrize(("public_base_url", "secure"), [("https://lqs.example", True), ("http://lqs.example", False)])
+@pytest.mark.parametrize(
+    ("public_base_url", "secure"), [("https://lqs.example", True), ("http://lqs.example", False)]
+)
 async def test_behind_a_tls_proxy_cookies_are_secure_when_the_public_address_is_https(
     migrated_db: str, public_base_url: str, secure: bool
 ) -> None:
