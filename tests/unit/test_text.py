@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
+import pytest
 from hypothesis import given
 from hypothesis import strategies as st
-
-import pytest
 
 from lqs.domain.text import (
     MAX_WHOLE_NUMBER_DIGITS,
