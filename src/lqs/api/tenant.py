@@ -9,7 +9,8 @@ shares the path and takes an API key: :mod:`lqs.api.intake`.)
 
 Listings answer ``{"data": [...], "next_cursor": "..." | null}``; pass ``next_cursor`` back
 as ``cursor`` for the next page. A parameter of the wrong kind is a 422 naming it, a
-cursor this service did not make a 400 naming ``cursor``.
+cursor this service did not make a 400 naming ``cursor``; a signed-in user who belongs to
+no client (no profile) is a 403 ``no_profile`` on the listings and exports.
 """
 
 from __future__ import annotations
