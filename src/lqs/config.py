@@ -180,7 +180,8 @@ class Settings(BaseSettings):
         default="http://127.0.0.1:8000",
         pattern=r"^https?://[^\s/?#]+$",
         description="The API's public URL (scheme, host, port): unsubscribe links and "
-        "Twilio's signed callback URLs are built on it",
+        "Twilio's signed callback URLs are built on it; https makes the dashboard's "
+        "cookies Secure even on requests a TLS-terminating proxy forwards over http",
     )
     unsubscribe_secret: SecretStr | None = Field(
         default=None,

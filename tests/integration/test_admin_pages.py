@@ -498,6 +498,20 @@ async def test_a_key_without_a_name_shows_the_error_next_to_the_field(
     assert await _audit(migrated_db, a) == []
 
 
+@pytest.mark.parametrize("rate", ["\u00b2", "9" * 5000, "\u0661\u0662"])
+async def test_a_rate_int_cannot_read_shows_the_error_next_to_the_field(
+    http: httpx.AsyncClient, migrated_db: str, a: Tenant, rate: str
+) -> None:
+    response = await _post(
+        http, a.admin, "/app/keys", "/app/keys", name="web form", rate_limit_per_minute=rate
+    )
+
+    assert response.status_code == 422
+    assert 'id="key-rate-error"' in response.text
+    assert "must be a whole number" in response.text
+    assert await _audit(migrated_db, a) == []
+
+
 async def test_a_members_forged_key_creation_is_403(
     http: httpx.AsyncClient, migrated_db: str, a: Tenant
 ) -> None:

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 
 from lqs.api.app import create_app
 from lqs.api.browser_session import SESSION_COOKIE
+from lqs.api.deps import WebhookConfig
 from lqs.api.pages.signed_in import LOGIN_PATH, PageSession, PageUser
 from lqs.api.tokens import TokenVerifier
 from lqs.db.clients import create_client
@@ -338,3 +339,23 @@ async def test_a_new_password_ends_sessions_from_before_it(
     assert refused.status_code == 303
     assert refused.headers["location"] == LOGIN_PATH
     assert after.status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "secure"), [("https://lqs.example", True), ("http://lqs.example", False)]
+)
+async def test_behind_a_tls_proxy_cookies_are_secure_when_the_public_address_is_https(
+    migrated_db: str, public_base_url: str, secure: bool
+) -> None:
+    # The proxy ends TLS and the service runs without --proxy-headers: requests say http.
+    config = api_config(
+        tokens=TokenVerifier(secret=SECRET),
+        pool_max_size=2,
+        webhook=WebhookConfig(public_base_url=public_base_url),
+    )
+    async with serving(create_app(migrated_db, config)) as http:
+        response = await http.get(LOGIN_PATH)
+
+    assert response.status_code == 200
+    [cookie] = [h for h in response.headers.get_list("set-cookie") if "presession" in h]
+    assert ("; secure" in cookie.lower()) is secure

@@ -188,6 +188,8 @@ async def test_a_bad_filter_shows_a_message_next_to_the_form(world: World) -> No
         ("received_from=2026-12-01", "received_from"),
         ("cursor=not-a-cursor", "cursor"),
         ("limit=0", "limit"),
+        ("limit=%C2%B2", "limit"),  # a digit to str.isdigit(), not to int()
+        ("limit=" + "9" * 5000, "limit"),  # past int()'s 4,300 digits
         ("sort=name", "sort"),
         ("q=%00", "q: contains"),
     ],
@@ -266,6 +268,17 @@ async def test_a_bad_communication_filter_shows_a_message(world: World) -> None:
 
     assert response.status_code == 400
     assert "type" in response.text
+    assert 'id="filter-error"' in response.text
+
+
+@pytest.mark.parametrize("limit", ["%C2%B2", "9" * 5000])
+async def test_a_communications_limit_int_cannot_read_is_refused_on_the_page(
+    world: World, limit: str
+) -> None:
+    response = await get_as(world, world.a, f"/app/communications?limit={limit}")
+
+    assert response.status_code == 400
+    assert "limit: must be a whole number" in unescape(response.text)
     assert 'id="filter-error"' in response.text
 
 

@@ -353,6 +353,12 @@ async def test_stats_default_to_the_last_30_days(http: httpx.AsyncClient, a: Ten
         ({"from": "2025-01-01", "to": "2026-02-06"}, "from"),
         ({"from": "yesterday"}, "from"),
         ({"to": "2026-13-01"}, "to"),
+        ({"to": "0001-01-01"}, "to"),  # the default from, 30 days before, is no datetime
+        ({"to": "0001-01-01T00:00:00+05:00"}, "to"),
+        ({"from": "9999-12-31"}, "from"),
+        ({"from": "9999-12-31T23:00:00-05:00", "to": "9999-12-31T23:59:59"}, "to"),
+        ({"from": "1999-12-31", "to": "2000-01-02"}, "from"),
+        ({"from": "2999-12-31", "to": "3000-01-01"}, "to"),
         ({"bucket": "week"}, "bucket"),
     ],
 )
@@ -409,6 +415,11 @@ async def test_suppressions_are_paged_newest_first_by_cursor(
         ({"cursor": "not-a-cursor"}, "cursor"),
         ({"limit": "0"}, "limit"),
         ({"limit": "201"}, "limit"),
+        ({"limit": "\u00b2"}, "limit"),  # a digit to str.isdigit(), not to int()
+        ({"limit": "\u0661"}, "limit"),  # ARABIC-INDIC ONE: int() reads it, we do not
+        ({"limit": "9" * 5000}, "limit"),  # past int()'s 4,300 digits
+        ({"limit": " 5"}, "limit"),
+        ({"limit": "+5"}, "limit"),
     ],
 )
 async def test_bad_suppression_paging_is_400_naming_the_field(

@@ -10,6 +10,8 @@ then swept like the others:
 - user A with B's ids in the path: 404 (403 for a member on an admin's route), and the
   body names nothing of B's (ids, emails, names);
 - listings as A: nothing of B's; as the service role: both clients' rows;
+- a signed-in user with no profile (no client): 403 ``no_profile`` (404 for an id), nothing
+  of A's or B's;
 - no token, or a forged, expired, other-audience or ``anon`` token: 401 for the API, a
   redirect to the sign-in form for the dashboard's pages.
 
@@ -472,6 +474,25 @@ async def test_the_service_role_sees_both_clients_or_is_refused(
     for tenant in (world.a, world.b):
         for kind in route.shows:
             assert all(str(i) in text for i in tenant.ids[kind]), f"{kind} of {tenant.name}"
+
+
+API_ROUTES = [(m, p) for m, p in APP_ROUTES if not _is_page(p)]
+
+
+@pytest.mark.parametrize(("method", "path"), API_ROUTES, ids=_route_ids(API_ROUTES))
+async def test_a_signed_in_user_without_a_profile_is_refused_and_reads_nothing(
+    api: httpx.AsyncClient, world: World, method: str, path: str
+) -> None:
+    # A sign-up with no LQS profile belongs to no client: a listing is refused outright
+    # (row-level security would show nothing, after reading every client's rows).
+    route = _route(method, path)
+    token, _ = VERIFIER.issue(uuid.uuid4())
+    headers = {"Authorization": f"Bearer {token}"}
+    response = await _call(api, method, _path(path, route, world.a), route, headers=headers)
+    assert response.status_code in (403, 404), response.text
+    assert _leaks(response, world.a) == _leaks(response, world.b) == []
+    if route.shows:
+        assert response.json()["error"]["code"] == "no_profile"
 
 
 # ---------------------------------------------------------------- no token, bad tokens

@@ -8,6 +8,7 @@ directly in A's ``tenant_session`` with no client in the query and still see onl
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 import secrets
@@ -376,12 +377,6 @@ async def test_api_key_cannot_read(api: httpx.AsyncClient, world: World) -> None
     assert response.json()["error"]["code"] == "api_key_not_accepted"
 
 
-async def test_a_user_without_a_profile_sees_nothing(api: httpx.AsyncClient, world: World) -> None:
-    token, _ = world.tokens.issue(uuid.uuid4())
-    response = await api.get("/v1/leads", headers={"Authorization": f"Bearer {token}"})
-    assert _ids(response) == []
-
-
 async def test_post_v1_leads_still_takes_the_api_key(
     api: httpx.AsyncClient, migrated_db: str
 ) -> None:
@@ -622,6 +617,85 @@ async def test_leads_csv_streams_more_than_one_page(
     monkeypatch.setattr("lqs.api.tenant.EXPORT_PAGE", 2)
     rows = _csv(await api.get("/v1/leads.csv", headers=_as(world, world.a)))
     assert len({r["id"] for r in rows}) == len(rows) == len(world.a.leads)
+
+
+def _connections_in_use(pool: AsyncConnectionPool) -> int:
+    stats = pool.get_stats()
+    return stats["pool_size"] - stats["pool_available"]
+
+
+async def test_a_paused_csv_export_holds_no_connection_and_still_sends_every_row_once(
+    app: FastAPI, api: httpx.AsyncClient, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Driven at the ASGI level, so the client can stop reading mid-download: the app
+    # waits in send() as it would on a slow reader's full socket.
+    monkeypatch.setattr("lqs.api.tenant.EXPORT_PAGE", 2)
+    token, _ = world.tokens.issue(world.a.user)
+    scope = {
+        "type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET",
+        "scheme": "http", "path": "/v1/leads.csv", "raw_path": b"/v1/leads.csv",
+        "root_path": "", "query_string": b"", "client": ("127.0.0.1", 50000),
+        "server": ("lqs.test", 80),
+        "headers": [(b"host", b"lqs.test"), (b"authorization", f"Bearer {token}".encode())],
+    }  # fmt: skip
+    requested, paused, resume, finished = False, asyncio.Event(), asyncio.Event(), asyncio.Event()
+    bodies: list[bytes] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal requested
+        if not requested:
+            requested = True
+            return {"type": "http.request", "body": b"", "more_body": False}
+        await finished.wait()
+        return {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        if message["type"] != "http.response.body":
+            assert message["status"] == 200
+            return
+        bodies.append(message.get("body", b""))
+        if len(bodies) == 2:  # the header line, then the first page of rows
+            paused.set()
+            await resume.wait()
+
+    download = asyncio.create_task(app(scope, receive, send))
+    await asyncio.wait_for(paused.wait(), timeout=10)
+    in_use_while_paused = _connections_in_use(app.state.pool)
+    resume.set()
+    await asyncio.wait_for(download, timeout=10)
+    finished.set()
+
+    assert in_use_while_paused == 0
+    rows = list(csv.DictReader(io.StringIO(b"".join(bodies).decode())))
+    assert len(bodies) > 3  # more than one page
+    assert [UUID(r["id"]) for r in rows] == _ids(
+        await api.get("/v1/leads", headers=_as(world, world.a))
+    )
+
+
+@pytest.mark.parametrize(
+    "path", ["/v1/leads", "/v1/communications", "/v1/leads.csv", "/v1/communications.csv"]
+)
+async def test_a_signed_in_user_without_a_profile_is_403_no_profile(
+    api: httpx.AsyncClient, world: World, path: str
+) -> None:
+    # A sign-up with no LQS profile: row-level security would show nothing, after
+    # reading every client's rows.
+    token, _ = world.tokens.issue(uuid.uuid4())
+
+    response = await api.get(path, headers={"Authorization": f"Bearer {token}"})
+
+    assert response.status_code == 403
+    assert response.json()["error"]["code"] == "no_profile"
+
+
+async def test_the_service_role_exports_every_client(api: httpx.AsyncClient, world: World) -> None:
+    leads = _csv(await api.get("/v1/leads.csv", headers=_service()))
+    communications = _csv(await api.get("/v1/communications.csv", headers=_service()))
+    assert {*world.a.leads, *world.b.leads} <= {UUID(r["id"]) for r in leads}
+    assert {*world.a.communications, *world.b.communications} <= {
+        UUID(r["id"]) for r in communications
+    }
 
 
 async def test_communications_csv_has_only_the_users_communications(

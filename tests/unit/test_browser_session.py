@@ -6,6 +6,7 @@ import secrets
 from http.cookies import SimpleCookie
 
 import pytest
+from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -14,12 +15,15 @@ from lqs.api.browser_session import (
     CSRF_HEADER,
     PRESESSION_COOKIE,
     PRESESSION_MAX_AGE,
+    SECURE_COOKIES_STATE,
     SESSION_COOKIE,
     CsrfTokens,
     clear_session_cookie,
     csrf_binding,
     derive_csrf_key,
+    is_https,
     presession_binding,
+    secure_cookies_from,
     session_token,
     set_presession_cookie,
     set_session_cookie,
@@ -33,12 +37,19 @@ def request(
     scheme: str = "http",
     cookies: dict[str, str] | None = None,
     headers: dict[str, str] | None = None,
+    secure_cookies: bool | None = None,
 ) -> Request:
     raw = [(k.lower().encode(), v.encode()) for k, v in (headers or {}).items()]
     if cookies:
         raw.append((b"cookie", "; ".join(f"{k}={v}" for k, v in cookies.items()).encode()))
+    scope: dict[str, object] = {}
+    if secure_cookies is not None:  # the app's flag, as pages.install sets it
+        app = Starlette()
+        setattr(app.state, SECURE_COOKIES_STATE, secure_cookies)
+        scope["app"] = app
     return Request(
         {
+            **scope,
             "type": "http",
             "method": "GET",
             "scheme": scheme,
@@ -186,6 +197,44 @@ def test_over_https_the_session_cookie_is_secure() -> None:
     set_session_cookie(response, request(scheme="https"), "jwt-value", 3600)
 
     assert "; secure" in attributes(response, SESSION_COOKIE).lower()
+
+
+def test_over_http_behind_an_https_public_address_the_session_cookie_is_secure() -> None:
+    # A TLS-terminating proxy run without --proxy-headers: the request says http.
+    response = Response()
+
+    set_session_cookie(response, request(secure_cookies=True), "jwt-value", 3600)
+
+    assert "; secure" in attributes(response, SESSION_COOKIE).lower()
+
+
+def test_over_http_with_an_http_public_address_the_session_cookie_is_not_secure() -> None:
+    response = Response()
+
+    set_session_cookie(response, request(secure_cookies=False), "jwt-value", 3600)
+
+    assert "; secure" not in attributes(response, SESSION_COOKIE).lower()
+
+
+def test_over_https_the_cookie_is_secure_whatever_the_public_address() -> None:
+    assert is_https(request(scheme="https", secure_cookies=False))
+
+
+@pytest.mark.parametrize(
+    ("public_base_url", "secure"),
+    [
+        ("https://lqs.example", True),
+        ("HTTPS://lqs.example/", True),
+        (" https://lqs.example ", True),
+        ("http://lqs.example", False),
+        ("http://localhost:8000", False),
+        ("", False),
+    ],
+)
+def test_cookies_are_secure_when_the_public_address_is_https(
+    public_base_url: str, secure: bool
+) -> None:
+    assert secure_cookies_from(public_base_url) is secure
 
 
 def test_signing_in_drops_the_presession_cookie() -> None:

@@ -42,6 +42,7 @@ from lqs.api import (
     webhooks,
 )
 from lqs.api.access_log import AccessLog
+from lqs.api.browser_session import secure_cookies_from
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
 from lqs.api.limits import (
@@ -182,7 +183,9 @@ def create_app(
     app.include_router(metrics.router)
     app.include_router(health.router)
     app.include_router(tenant_admin.router)
-    pages.install(app, config.csrf_key)
+    pages.install(
+        app, config.csrf_key, secure_cookies=secure_cookies_from(config.webhook.public_base_url)
+    )
 
     def openapi() -> dict[str, Any]:
         # FastAPI's document, plus what the request bodies refer to and the two schemes:

@@ -4,7 +4,8 @@
   token, the JWT ``POST /auth/login`` issues, so a page verifies it as the API verifies a
   bearer token. It is ``HttpOnly`` (no script reads it), ``SameSite=Lax`` (not sent on
   cross-site POSTs, still sent when a link from elsewhere opens a page), ``Secure`` when
-  the request came over https, scoped to ``/app`` and expires with the token.
+  the request came over https or the service's public address
+  (``LQS_PUBLIC_BASE_URL``) is https, scoped to ``/app`` and expires with the token.
 - **CSRF tokens** are signed double-submit tokens (OWASP's "signed double-submit
   cookie"): a form carries ``<random>.<HMAC(key, binding, random)>``, where the binding is
   the session cookie's value once signed in, else the pre-session cookie
@@ -21,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
+from urllib.parse import urlsplit
 
 from starlette.requests import Request
 from starlette.responses import Response
@@ -37,10 +39,25 @@ _MAX_COOKIE_CHARS = 4096
 """Longer values are not ours (browsers cap a cookie near 4 KB): ignored, not verified."""
 
 
+SECURE_COOKIES_STATE = "secure_cookies"
+"""The app state's flag (:func:`secure_cookies_from`): every cookie is ``Secure``."""
+
+
+def secure_cookies_from(public_base_url: str) -> bool:
+    """Whether cookies must be ``Secure`` whatever a request's scheme: the service's public
+    address is https, so a request that arrives over http came through a TLS-terminating
+    proxy (run without ``--proxy-headers``)."""
+    return urlsplit(public_base_url.strip()).scheme.lower() == "https"
+
+
 def is_https(request: Request) -> bool:
-    """Whether the browser reached us over https (behind a proxy: as uvicorn's
-    ``--proxy-headers`` reports it from a trusted proxy's ``X-Forwarded-Proto``)."""
-    return request.url.scheme == "https"
+    """Whether the browser reached us over https: the request's scheme (behind a proxy: as
+    uvicorn's ``--proxy-headers`` reports it from a trusted proxy's ``X-Forwarded-Proto``),
+    or the app's :data:`SECURE_COOKIES_STATE` flag, set from an https public address."""
+    app = request.scope.get("app")  # None for a request made outside an app
+    return request.url.scheme == "https" or (
+        app is not None and getattr(app.state, SECURE_COOKIES_STATE, False) is True
+    )
 
 
 def _set_cookie(response: Response, request: Request, name: str, value: str, max_age: int) -> None:

@@ -39,7 +39,13 @@ class BodySizeLimit:
             await self.app(scope, receive, send)
             return
         for name, value in scope.get("headers", []):
-            if name == b"content-length" and value.isdigit() and int(value) > self.max_bytes:
+            # bytes.isdigit() is ASCII only; over 18 digits is over any limit, and int()
+            # would refuse it past 4,300.
+            if (
+                name == b"content-length"
+                and value.isdigit()
+                and (len(value) > 18 or int(value) > self.max_bytes)
+            ):
                 await self._refuse(send)
                 return
         received = 0

@@ -9,7 +9,8 @@ shares the path and takes an API key: :mod:`lqs.api.intake`.)
 
 Listings answer ``{"data": [...], "next_cursor": "..." | null}``; pass ``next_cursor`` back
 as ``cursor`` for the next page. A parameter of the wrong kind is a 422 naming it, a
-cursor this service did not make a 400 naming ``cursor``.
+cursor this service did not make a 400 naming ``cursor``; a signed-in user who belongs to
+no client (no profile) is a 403 ``no_profile`` on the listings and exports.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import StreamingResponse
 from psycopg import AsyncConnection
+from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.deps import CurrentUser, Pool, User, UserSession, session_as
 from lqs.api.errors import ERROR_SCHEMA, ApiError
@@ -35,6 +37,8 @@ from lqs.api.read_filters import (
     lead_filter,
     page_cursor,
 )
+from lqs.api.tenant_actions import member
+from lqs.api.tokens import Claims
 from lqs.db.tenant_reads import (
     CommunicationListing,
     LeadListing,
@@ -47,7 +51,6 @@ from lqs.db.tenant_reads import (
     lead_detail,
     leads_page,
 )
-from lqs.db.users import own_profile
 from lqs.domain.csv_text import neutralise_formula
 from lqs.domain.cursor import Cursor, encode_cursor
 
@@ -74,6 +77,7 @@ _AUTH_ERRORS: dict[int | str, dict[str, Any]] = {
 _LIST_ERRORS = {
     **_AUTH_ERRORS,
     400: _error("A cursor this service did not make, or contradictory filters"),
+    403: _error("A signed-in user who belongs to no client (`no_profile`)"),
     422: _error("A parameter of the wrong kind; `field` names it"),
 }
 _DETAIL_ERRORS = {**_AUTH_ERRORS, 404: _error("No such id, or not the user's to see")}
@@ -151,18 +155,22 @@ SortParam = Annotated[
 ]
 
 
-async def _own_client_id(conn: AsyncConnection) -> UUID | None:
-    """The session user's client (their profile), or None: only a hint for speed, a
-    listing given it walks the client's index; what is visible stays the policies' call."""
-    profile = await own_profile(conn)
-    return None if profile is None else profile.client_id
+async def _own_client_id(conn: AsyncConnection, user: Claims) -> UUID | None:
+    """A signed-in user's client (their profile), so listings walk that client's indexes
+    (row-level security alone decides what is visible; this only spares reading the rest).
+    None for the service role, which reads every client's rows.
+
+    Raises:
+        ApiError: 403 ``no_profile``, a signed-in user who belongs to no client: the
+            policies would show them nothing, but only after reading every client's rows.
+    """
+    if user.role != "authenticated":
+        return None
+    return (await member(conn)).client_id
 
 
 async def _narrowed_to_own_client(user: User, conn: UserSession) -> UUID | None:
-    """A signed-in user's client, so listings walk that client's indexes (row-level
-    security alone decides what is visible; this only spares reading the rest). None for
-    the service role, which reads every client's rows."""
-    return await _own_client_id(conn) if user.role == "authenticated" else None
+    return await _own_client_id(conn, user)
 
 
 OwnClient = Annotated[UUID | None, Depends(_narrowed_to_own_client)]
@@ -369,24 +377,38 @@ def _csv_line(cells: Sequence[Any]) -> str:
     return out.getvalue()
 
 
+async def _export_client(pool: AsyncConnectionPool, user: Claims) -> UUID | None:
+    """:func:`_own_client_id`, in a transaction of its own, before an export streams (so
+    a refusal is still an error response, not a broken download).
+
+    Raises:
+        ApiError: 403 ``no_profile``.
+    """
+    async with session_as(pool, user) as conn:
+        return await _own_client_id(conn, user)
+
+
 async def _csv_rows(
-    pool: Pool,
-    user: User,
+    pool: AsyncConnectionPool,
+    user: Claims,
+    own: UUID | None,
     columns: Sequence[str],
     read: Callable[[AsyncConnection, UUID | None, Cursor | None], Any],
 ) -> AsyncIterator[str]:
-    """The header, then every row ``read`` pages through, in one transaction run as the
-    user (opened here: the rows are read while the response streams)."""
+    """The header, then every row ``read`` pages through. Each page is read in a short
+    transaction of its own, run as the user, and the connection goes back to the pool
+    before the page is sent: a slow reader holds no connection (intake shares the pool).
+    The keyset cursor carries the export from one page to the next; rows written while
+    it runs may or may not be in it."""
     yield _csv_line(columns)
-    async with session_as(pool, user) as conn:
-        own = await _own_client_id(conn) if user.role == "authenticated" else None
-        after: Cursor | None = None
-        while True:
+    after: Cursor | None = None
+    while True:
+        async with session_as(pool, user) as conn:
             page = await read(conn, own, after)
-            yield "".join(_csv_line(dataclasses.astuple(row)) for row in page.rows)
-            if page.next_cursor is None:
-                return
-            after = page.next_cursor
+        yield "".join(_csv_line(dataclasses.astuple(row)) for row in page.rows)
+        if page.next_cursor is None:
+            return
+        after = page.next_cursor
 
 
 def _csv_response(rows: AsyncIterator[str], name: str) -> StreamingResponse:
@@ -420,7 +442,8 @@ async def export_leads(
         narrowed = dataclasses.replace(wanted, client_id=own)
         return await leads_page(conn, narrowed, sort=order, limit=EXPORT_PAGE, after=after)
 
-    return _csv_response(_csv_rows(pool, user, _LEAD_COLUMNS, read), "leads.csv")
+    own = await _export_client(pool, user)
+    return _csv_response(_csv_rows(pool, user, own, _LEAD_COLUMNS, read), "leads.csv")
 
 
 @router.get(
@@ -441,4 +464,6 @@ async def export_communications(
         narrowed = dataclasses.replace(wanted, client_id=own)
         return await communications_page(conn, narrowed, limit=EXPORT_PAGE, after=after)
 
-    return _csv_response(_csv_rows(pool, user, _COMMUNICATION_COLUMNS, read), "communications.csv")
+    own = await _export_client(pool, user)
+    rows = _csv_rows(pool, user, own, _COMMUNICATION_COLUMNS, read)
+    return _csv_response(rows, "communications.csv")

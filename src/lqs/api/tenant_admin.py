@@ -44,12 +44,16 @@ from lqs.db.tenant_stats import (
 )
 from lqs.domain.leads import FieldError
 from lqs.domain.scoring import breakdown_to_json
+from lqs.domain.text import whole_number
 from lqs.domain.vocabulary import LeadStatus
 
 router = APIRouter(prefix="/v1", tags=["tenant"])
 
 DEFAULT_RANGE = timedelta(days=30)
 MAX_RANGE = timedelta(days=400)
+FIRST_YEAR = 2000
+LAST_YEAR = 2999
+"""The years a statistics window's ``from`` and ``to`` may name."""
 BUCKETS: tuple[Bucket, ...] = ("hour", "day")
 DEFAULT_PAGE = 50
 MAX_PAGE = 200
@@ -87,15 +91,20 @@ def _body(example: Any) -> dict[str, Any]:
 
 
 def _moment(value: str, field: str) -> datetime:
-    """An ISO 8601 date or time; without an offset, UTC.
+    """An ISO 8601 date or time in the years :data:`FIRST_YEAR` to :data:`LAST_YEAR`;
+    without an offset, UTC.
 
     Raises:
-        ApiError: 400 naming ``field``.
+        ApiError: 400 naming ``field``: unreadable, or out of those years.
     """
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
         raise bad_parameter(field, "must be an ISO 8601 date or time, such as 2026-01-31") from None
+    # Bounded, so the window's arithmetic (a default 30 days back, an offset to UTC) cannot
+    # leave datetime's years 1 to 9999.
+    if not FIRST_YEAR <= moment.year <= LAST_YEAR:
+        raise bad_parameter(field, f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
@@ -103,7 +112,8 @@ def stats_window(start: str | None, end: str | None, now: datetime) -> tuple[dat
     """The range ``from``/``to`` name: ``to`` defaults to now, ``from`` to 30 days before it.
 
     Raises:
-        ApiError: 400 naming the field: unreadable, ``from`` after ``to``, or a range
+        ApiError: 400 naming the field: unreadable, out of the years :data:`FIRST_YEAR`
+            to :data:`LAST_YEAR`, ``from`` after ``to``, or a range
             longer than :data:`MAX_RANGE`.
     """
     until = _moment(end, "to") if end is not None else now
@@ -239,9 +249,10 @@ def _page_size(limit: str | None) -> int:
     """
     if limit is None:
         return DEFAULT_PAGE
-    if not limit.isdigit() or not 1 <= int(limit) <= MAX_PAGE:
+    size = whole_number(limit)
+    if size is None or not 1 <= size <= MAX_PAGE:
         raise bad_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}")
-    return int(limit)
+    return size
 
 
 def _suppression_json(row: StoredSuppression) -> dict[str, Any]:

@@ -7,6 +7,13 @@ templates and error messages quoting them all go through these functions.
 
 from __future__ import annotations
 
+import re
+
+MAX_WHOLE_NUMBER_DIGITS = 12
+"""The most digits :func:`whole_number` reads: enough for any limit LQS takes (a rate
+limit of a billion is 10), and far below ``int()``'s 4,300-digit refusal."""
+_WHOLE_NUMBER = re.compile(f"[0-9]{{1,{MAX_WHOLE_NUMBER_DIGITS}}}")
+
 
 def first_unstorable(text: str) -> tuple[int, str] | None:
     """The 0-based position and the character of the first thing in ``text`` PostgreSQL
@@ -46,3 +53,11 @@ def describe_error(exc: BaseException, limit: int = 500) -> str:
     """One storable line naming ``exc``: its type and the first line of its message."""
     lines = f"{type(exc).__name__}: {exc}".strip().splitlines()
     return storable(lines[0] if lines else type(exc).__name__)[:limit]
+
+
+def whole_number(text: str) -> int | None:
+    """``text`` as a whole number written in ASCII digits only, at most
+    :data:`MAX_WHOLE_NUMBER_DIGITS` of them; None for anything else. Not ``str.isdigit()``:
+    it accepts digits ``int()`` refuses (``"²"``), and ``int()`` refuses over 4,300 digits.
+    The caller checks the range."""
+    return int(text) if _WHOLE_NUMBER.fullmatch(text) else None

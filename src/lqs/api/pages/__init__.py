@@ -7,7 +7,7 @@ from __future__ import annotations
 from fastapi import FastAPI
 from starlette.staticfiles import StaticFiles
 
-from lqs.api.browser_session import CsrfTokens
+from lqs.api.browser_session import SECURE_COOKIES_STATE, CsrfTokens
 from lqs.api.pages import (
     admin,
     communications,
@@ -21,9 +21,12 @@ from lqs.api.pages.layout import STATIC_URL, PageSecurityHeaders
 from lqs.api.pages.signed_in import SignInRequired, to_sign_in
 
 
-def install(app: FastAPI, csrf_key: bytes) -> None:
-    """Add the pages, their static files and their headers to ``app``."""
+def install(app: FastAPI, csrf_key: bytes, *, secure_cookies: bool = False) -> None:
+    """Add the pages, their static files and their headers to ``app``. ``secure_cookies``:
+    every cookie is ``Secure``, even on a request that arrived over http (see
+    :func:`~lqs.api.browser_session.secure_cookies_from`)."""
     app.state.csrf = CsrfTokens(csrf_key)
+    setattr(app.state, SECURE_COOKIES_STATE, secure_cookies)
     app.add_middleware(PageSecurityHeaders)
     app.add_exception_handler(SignInRequired, to_sign_in)
     app.mount(STATIC_URL, StaticFiles(packages=[("lqs.api", "static")]), name="static")

@@ -30,6 +30,7 @@ from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction,
 from lqs.db.clients import list_api_keys
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
 from lqs.domain.cursor import InvalidCursor, decode_cursor
+from lqs.domain.text import whole_number
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
 
@@ -168,7 +169,8 @@ async def keys(
 
 def _whole_number(text: str) -> int | str:
     """``text`` as a whole number, else as it is (which the key's checks refuse)."""
-    return int(text) if text.isdigit() and len(text) <= 9 else text
+    number = whole_number(text)
+    return text if number is None else number
 
 
 @router.post("/keys")

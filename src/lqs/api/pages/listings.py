@@ -19,6 +19,7 @@ from lqs.api.pages.layout import Viewer, render
 from lqs.api.read_filters import invalid_parameter
 from lqs.api.tenant import MAX_PAGE
 from lqs.domain.cursor import Cursor, encode_cursor
+from lqs.domain.text import whole_number
 
 PAGE_SIZE = 50
 """Rows per page unless the URL's ``limit`` says otherwise (1 to the API's ``MAX_PAGE``)."""
@@ -45,9 +46,10 @@ def page_size(text: str | None) -> int:
     """
     if not text:
         return PAGE_SIZE
-    if not text.isdigit() or not 1 <= int(text) <= MAX_PAGE:
+    size = whole_number(text)
+    if size is None or not 1 <= size <= MAX_PAGE:
         raise invalid_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}", 422)
-    return int(text)
+    return size
 
 
 def without_notice(request: Request) -> dict[str, str]:
