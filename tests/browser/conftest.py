@@ -100,3 +100,22 @@ def browser() -> Iterator[Any]:
 def console_errors(browser: Any) -> list[str]:
     """The browser console's errors since the last call (reading the log empties it)."""
     return [e["message"] for e in browser.get_log("browser") if e["level"] == "SEVERE"]
+
+
+WAIT = 10.0
+"""Seconds a test waits for the page to show what it expects."""
+
+
+def wait_until(browser: Any, condition: Any) -> Any:
+    """What ``condition(browser)`` returns once it is truthy, within :data:`WAIT` seconds.
+
+    An element looked for may not be there yet (the form's answer still loading), or be
+    replaced between finding it and reading it (an htmx swap, a navigation): both mean
+    "look again", not a failure.
+    """
+    from selenium.common.exceptions import NoSuchElementException, StaleElementReferenceException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    return WebDriverWait(
+        browser, WAIT, ignored_exceptions=(NoSuchElementException, StaleElementReferenceException)
+    ).until(condition)

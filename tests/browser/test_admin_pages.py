@@ -20,9 +20,8 @@ from lqs.api.tokens import TokenVerifier
 from lqs.db.clients import create_client
 from lqs.db.users import add_user
 from lqs.domain.passwords import hash_password
-from tests.browser.conftest import build_app, console_errors, serving
+from tests.browser.conftest import build_app, console_errors, serving, wait_until
 
-WAIT = 10.0
 """Seconds a condition in the browser may take to become true."""
 PASSWORD = "a-long-enough-browser-password"
 
@@ -100,16 +99,6 @@ def all_css(browser: Any, selector: str) -> list[Any]:
     from selenium.webdriver.common.by import By
 
     return list(browser.find_elements(By.CSS_SELECTOR, selector))
-
-
-def wait_until(browser: Any, condition: Any) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # An htmx swap can replace an element between finding it and reading it: look again.
-    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
-        condition
-    )
 
 
 def sign_in(browser: Any, site: Site, email: str) -> None:

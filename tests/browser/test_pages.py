@@ -12,7 +12,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import HTMLResponse
 
 from lqs.api.pages.layout import CONTENT_SECURITY_POLICY, Viewer, render, templates
-from tests.browser.conftest import build_app, console_errors, serving
+from tests.browser.conftest import build_app, console_errors, serving, wait_until
 
 PROBE = templates.from_string(
     """{% extends "base.html" %}{% block main %}<h1>Probe</h1>
@@ -147,7 +147,7 @@ def test_submitting_the_form_says_sign_in_is_not_configured(page: Any, site: str
     by_css(page, "#password").send_keys("correct horse battery staple")
     by_css(page, "form button[type=submit]").click()
 
-    alert = by_css(page, "[role=alert]")
+    alert = wait_until(page, lambda b: by_css(b, "[role=alert]"))
     assert "Sign-in is not configured" in alert.text
     assert by_css(page, "#email").get_attribute("value") == "ada@example.com"
     assert by_css(page, "#email").get_attribute("aria-describedby") == "form-error"

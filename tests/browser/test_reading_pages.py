@@ -21,10 +21,9 @@ import pytest
 
 from lqs.api.browser_session import SESSION_COOKIE
 from lqs.api.tokens import TokenVerifier
-from tests.browser.conftest import build_app, console_errors, serving
+from tests.browser.conftest import build_app, console_errors, serving, wait_until
 from tests.dashboard_seed import PASSWORD, TRACKER, SeededClient, seed_client
 
-WAIT = 10.0
 """Seconds a condition in the browser may take to become true."""
 
 
@@ -72,16 +71,6 @@ def all_css(browser: Any, selector: str) -> list[Any]:
     from selenium.webdriver.common.by import By
 
     return list(browser.find_elements(By.CSS_SELECTOR, selector))
-
-
-def wait_until(browser: Any, condition: Any) -> Any:
-    from selenium.common.exceptions import StaleElementReferenceException
-    from selenium.webdriver.support.ui import WebDriverWait
-
-    # An htmx swap can replace an element between finding it and reading it: look again.
-    return WebDriverWait(browser, WAIT, ignored_exceptions=(StaleElementReferenceException,)).until(
-        condition
-    )
 
 
 def sign_in(browser: Any, site: Site) -> None:

@@ -302,3 +302,7 @@ def test_rows_of_blank_cells_are_blank() -> None:
     assert is_blank_row(["", " ", "\t"])
     assert is_blank_row([])
     assert not is_blank_row(["", "x"])
+
+
+def test_a_dotless_i_matches_its_capital() -> None:
+    assert match_key("Fırst Name") == match_key("FIRST NAME") == match_key("first name")

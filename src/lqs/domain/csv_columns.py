@@ -86,8 +86,13 @@ _NOT_ALNUM = re.compile(r"[\W_]+")
 
 
 def match_key(name: str) -> str:
-    """``name`` as column names are compared: case-folded, without spaces or punctuation."""
-    return _NOT_ALNUM.sub("", name.casefold())
+    """``name`` as column names are compared: case-folded, without spaces or punctuation.
+
+    Upper-cased before case-folding, so a name and its capitals compare equal even where
+    case-folding alone would not (the dotless ``ı`` folds to itself, its capital ``I`` to
+    ``i``).
+    """
+    return _NOT_ALNUM.sub("", name.upper().casefold())
 
 
 def custom_key(name: str) -> str:
