@@ -110,9 +110,11 @@ def _wait_until(condition: Callable[[], bool], timeout: float, what: str) -> Non
 def _holds(condition: Callable[[], bool]) -> bool:
     try:
         return condition()
-    except psycopg.OperationalError:
+    except (psycopg.OperationalError, psycopg.InternalError):
         # The database is still coming back (a pooler refuses clients for a moment after
-        # refused server logins): not yet.
+        # refused server logins, or hands out a server connection whose cancelled
+        # statement's answer arrives late: "received 2 results from command 'BEGIN'"): not
+        # yet. An error that lasts still fails the wait at its deadline.
         return False
 
 
