@@ -96,3 +96,10 @@ async def render_validation_error(request: Request, exc: Exception) -> JSONRespo
     fields = [FieldError(_parameter(e.get("loc", ())), str(e.get("msg", ""))) for e in exc.errors()]
     first = f"{fields[0].field}: {fields[0].message}" if fields else "the request is invalid"
     return ApiError(422, "invalid_parameter", first, fields=fields).response()
+
+
+def invalid_parameter(
+    field: str, message: str, status: int = 400, code: str = "invalid_parameter"
+) -> ApiError:
+    """The refusal of one query parameter or form field, naming it."""
+    return ApiError(status, code, f"{field}: {message}", fields=[FieldError(field, message)])

@@ -17,7 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, ValidationError
 
-from lqs.api.errors import ApiError
+from lqs.api.errors import ApiError, invalid_parameter
 from lqs.db.tenant_reads import TenantCommunicationFilter, TenantLeadFilter
 from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor
 from lqs.domain.leads import FieldError
@@ -86,13 +86,6 @@ class CommunicationQuery(BaseModel):
     created_to: AwareDatetime | None = Field(
         None, description="Created before (ISO 8601, with offset)"
     )
-
-
-def invalid_parameter(
-    field: str, message: str, status: int = 400, code: str = "invalid_parameter"
-) -> ApiError:
-    """The refusal of one query parameter, naming it."""
-    return ApiError(status, code, f"{field}: {message}", fields=[FieldError(field, message)])
 
 
 def _texts(**values: str | None) -> None:

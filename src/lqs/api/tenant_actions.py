@@ -23,7 +23,7 @@ from uuid import UUID
 from psycopg import AsyncConnection
 from pydantic import ValidationError
 
-from lqs.api.errors import ApiError
+from lqs.api.errors import ApiError, invalid_parameter
 from lqs.db.audit import record_audit
 from lqs.db.clients import ApiKey, create_api_key, get_clients_by_id, list_api_keys, revoke_api_key
 from lqs.db.communications import communication_state, redrive_failed
@@ -105,13 +105,6 @@ def path_id(value: str, what: str) -> UUID:
         raise not_found(what) from None
 
 
-def bad_parameter(field: str, problem: str) -> ApiError:
-    """400 ``invalid_parameter`` naming ``field``."""
-    return ApiError(
-        400, "invalid_parameter", f"{field}: {problem}", fields=[FieldError(field, problem)]
-    )
-
-
 # ---------------------------------------------------------------- suppressions
 
 _SUPPRESSIONS_SORT = "suppressions"
@@ -139,7 +132,7 @@ async def suppression_list(
         try:
             decoded = decode_cursor(cursor, _SUPPRESSIONS_SORT, datetime)
         except InvalidCursor as exc:
-            raise bad_parameter("cursor", str(exc)) from None
+            raise invalid_parameter("cursor", str(exc)) from None
         assert isinstance(decoded.key, datetime)
         after = decoded.key, decoded.last_id
     rows = await suppressions_page(conn, profile.client_id, after=after, limit=size + 1)

@@ -22,13 +22,12 @@ from fastapi.responses import JSONResponse, Response
 
 from lqs.api import tenant_actions
 from lqs.api.deps import JsonBody, UserSession, UserTransaction
-from lqs.api.errors import ApiError
+from lqs.api.errors import ApiError, invalid_parameter
 from lqs.api.tenant_actions import (
     DEFAULT_KEY_NAME,
     DEFAULT_KEY_RATE,
     RETRIED_STATUS,
     admin,
-    bad_parameter,
     invalid_body,
     member,
     new_key_problems,
@@ -100,11 +99,13 @@ def _moment(value: str, field: str) -> datetime:
     try:
         moment = datetime.fromisoformat(value)
     except ValueError:
-        raise bad_parameter(field, "must be an ISO 8601 date or time, such as 2026-01-31") from None
+        raise invalid_parameter(
+            field, "must be an ISO 8601 date or time, such as 2026-01-31"
+        ) from None
     # Bounded, so the window's arithmetic (a default 30 days back, an offset to UTC) cannot
     # leave datetime's years 1 to 9999.
     if not FIRST_YEAR <= moment.year <= LAST_YEAR:
-        raise bad_parameter(field, f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
+        raise invalid_parameter(field, f"must be in the years {FIRST_YEAR} to {LAST_YEAR}")
     return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment
 
 
@@ -119,9 +120,9 @@ def stats_window(start: str | None, end: str | None, now: datetime) -> tuple[dat
     until = _moment(end, "to") if end is not None else now
     since = _moment(start, "from") if start is not None else until - DEFAULT_RANGE
     if since > until:
-        raise bad_parameter("from", "must not be after to")
+        raise invalid_parameter("from", "must not be after to")
     if until - since > MAX_RANGE:
-        raise bad_parameter("from", f"the range from..to is at most {MAX_RANGE.days} days")
+        raise invalid_parameter("from", f"the range from..to is at most {MAX_RANGE.days} days")
     return since, until
 
 
@@ -209,7 +210,7 @@ async def stats(
     bucket: str = "day",
 ) -> dict[str, Any]:
     if bucket not in BUCKETS:
-        raise bad_parameter("bucket", "must be hour or day")
+        raise invalid_parameter("bucket", "must be hour or day")
     unit: Bucket = "hour" if bucket == "hour" else "day"
     since, until = stats_window(start, end, datetime.now(UTC))
     profile = await member(conn)
@@ -251,7 +252,7 @@ def _page_size(limit: str | None) -> int:
         return DEFAULT_PAGE
     size = whole_number(limit)
     if size is None or not 1 <= size <= MAX_PAGE:
-        raise bad_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}")
+        raise invalid_parameter("limit", f"must be a whole number from 1 to {MAX_PAGE}")
     return size
 
 

@@ -22,7 +22,7 @@ from psycopg import AsyncConnection
 
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
-from lqs.api.errors import ApiError
+from lqs.api.errors import ApiError, invalid_parameter
 from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
 from lqs.api.pages.listings import pager, without_notice
@@ -65,7 +65,7 @@ async def dead_letters(
             try:
                 after = decode_cursor(cursor, "created", datetime)
             except InvalidCursor as exc:
-                raise tenant_actions.bad_parameter("cursor", str(exc)) from None
+                raise invalid_parameter("cursor", str(exc)) from None
     except ApiError as exc:
         return refused(request, viewer, token, exc)
     wanted = TenantCommunicationFilter(status=FAILED, client_id=profile.client_id)

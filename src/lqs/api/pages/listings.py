@@ -15,8 +15,8 @@ from uuid import UUID
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
+from lqs.api.errors import invalid_parameter
 from lqs.api.pages.layout import Viewer, render
-from lqs.api.read_filters import invalid_parameter
 from lqs.api.tenant import MAX_PAGE
 from lqs.domain.cursor import Cursor, encode_cursor
 from lqs.domain.text import whole_number
