@@ -216,7 +216,14 @@ def migrated_db(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]
 @pytest.fixture(scope="module")
 def world(migrated_db: str) -> Iterator[World]:
     with psycopg.connect(migrated_db, autocommit=True) as conn:
-        yield World(_seed_tenant(conn, "tenant-a"), _seed_tenant(conn, "tenant-b"))
+        world = World(_seed_tenant(conn, "tenant-a"), _seed_tenant(conn, "tenant-b"))
+        # Both tenants' statistics rolled up, and an hour of each logged as changed since.
+        conn.execute("SELECT public.lqs_stats_refresh(100000)")
+        conn.execute(
+            "UPDATE public.leads SET updated_at = now() WHERE client_id IN (%s, %s)",
+            (world.a.client, world.b.client),
+        )
+        yield world
 
 
 class _Rollback(Exception):
@@ -264,13 +271,19 @@ TABLES = [
     ("worker_heartbeats", "owner", "worker"),
     ("user_credentials", "user_id", "admin"),
     ("audit_log", "id", "audit_entry"),
+    ("stats_lead_hours", "client_id", "client"),
+    ("stats_message_hours", "client_id", "client"),
+    ("stats_stale_hours", "client_id", "client"),
 ]
 APPEND_ONLY = {"consent_history", "audit_log"}
+# The statistics rollup (migration 0018): written by its triggers and by the worker's
+# refresh (the owner); the service role and users may only read it.
+ROLLUP = {"stats_lead_hours", "stats_message_hours", "stats_stale_hours"}
 # Tables whose rows a tenant's users may read (the rest are the service's bookkeeping).
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
                  "suppressions", "delivery_queue", "delivery_attempts",
                  "push_subscriptions", "provider_events", "consent_history",
-                 "webhook_rejects", "audit_log"}  # fmt: skip
+                 "webhook_rejects", "audit_log", *ROLLUP}  # fmt: skip
 
 
 async def test_every_table_is_covered(migrated_db: str) -> None:
@@ -435,7 +448,7 @@ async def test_only_the_service_role_deletes(
 ) -> None:
     sql = f"DELETE FROM public.{table} WHERE {key} = %s"
     row = getattr(world.a, attr)
-    if table in APPEND_ONLY:
+    if table in APPEND_ONLY | ROLLUP:
         assert await attempt(pool, service(), sql, row) == DENIED
     else:
         assert await attempt(pool, service(), sql, row) >= 1

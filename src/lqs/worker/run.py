@@ -15,7 +15,9 @@ could not record until it can. Only ``stop`` ends the daemon. Every few seconds 
 writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads, but only while
 each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats. The
 same housekeeping loop deletes expired Idempotency-Key records after its first beat and
-every ``purge_interval`` seconds after that.
+every ``purge_interval`` seconds after that. A third loop recounts the statistics rollup's
+changed hours every ``stats_interval`` seconds (:func:`refresh_stats`); ``once`` does it
+after draining the queues.
 
 Everything the worker takes from the settings arrives in one :class:`WorkerConfig`, built
 by :func:`lqs.cli.compose.worker_config`.
@@ -46,6 +48,7 @@ from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
+from lqs.db.tenant_stats import REFRESH_BATCH, refresh_rollup
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor
 
@@ -56,6 +59,10 @@ HEARTBEAT_INTERVAL = 5.0
 
 PURGE_INTERVAL = 3_600.0
 """Seconds between two purges of expired Idempotency-Key records."""
+
+STATS_INTERVAL = 10.0
+"""Seconds between two refreshes of the statistics rollup (``GET /v1/stats``): how long a
+changed hour is counted live before it is read from the rollup again."""
 
 STALL_AFTER = 120.0
 """Seconds a loop may go without a turn before the worker stops beating: longer than any
@@ -333,6 +340,46 @@ async def _purge_expired_keys(pool: AsyncConnectionPool) -> None:
         log.info("idempotency_keys_purged", count=purged)
 
 
+async def refresh_stats(
+    pool: AsyncConnectionPool,
+    batch: int = REFRESH_BATCH,
+    progress: Callable[[], None] = lambda: None,
+) -> int:
+    """Recount every (client, hour) logged as changed in the statistics rollup, ``batch``
+    hours per transaction (``progress`` is called after each); how many hours were
+    recounted.
+
+    A batch cancelled by the statement timeout is tried again at half the size (a client's
+    hour may hold many rows), down to one hour; other errors propagate.
+    """
+    total = 0
+    while True:
+        try:
+            async with pool.connection() as conn:
+                done = await refresh_rollup(conn, batch)
+        except psycopg.errors.QueryCanceled:
+            if batch == 1:
+                raise
+            batch = max(1, batch // 2)
+            log.warning("stats_refresh_smaller_batch", batch=batch)
+            continue
+        progress()
+        total += done
+        if done < batch:
+            return total
+
+
+async def _refresh_stats_forever(
+    pool: AsyncConnectionPool, interval: float, stop: asyncio.Event, progress: Progress
+) -> None:
+    """Refresh the statistics rollup every ``interval`` seconds until ``stop``."""
+    while not stop.is_set():
+        recounted = await refresh_stats(pool, progress=lambda: progress.touch("statistics"))
+        if recounted:
+            log.debug("stats_refreshed", hours=recounted)
+        await _sleep_or_stop(interval, stop)
+
+
 async def _heartbeat_forever(
     pool: AsyncConnectionPool,
     owner: str,
@@ -431,6 +478,7 @@ async def run_worker(
     heartbeat_interval: float = HEARTBEAT_INTERVAL,
     stall_after: float = STALL_AFTER,
     purge_interval: float = PURGE_INTERVAL,
+    stats_interval: float = STATS_INTERVAL,
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
@@ -473,6 +521,7 @@ async def run_worker(
                     if dispatch
                     else DispatchStats()
                 )
+                await refresh_stats(pool)
                 return WorkerTotals(leads, stats)
             log.info(
                 "worker_started",
@@ -518,6 +567,14 @@ async def run_worker(
                         progress=progress,
                     )
                 )
+            loops.append(
+                supervise(
+                    "statistics",
+                    lambda: _refresh_stats_forever(pool, stats_interval, stop, progress),
+                    stop,
+                    progress=progress,
+                )
+            )
             beating = asyncio.create_task(
                 _heartbeat_forever(
                     pool,
