@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import functools
 import secrets
 import statistics
 import time
@@ -50,13 +51,15 @@ from lqs.cli import compose
 from lqs.config import Settings
 from lqs.db.pool import open_pool, tenant_session
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
-from lqs.db.tenant_stats import delivery_counts, lead_funnel, leads_by_outcome
+from lqs.db.tenant_stats import delivery_counts, lead_funnel, leads_by_outcome, refresh_rollup
 from lqs.domain.cursor import Cursor, encode_cursor
 
 PAGE = 50
 DEEP_PAGES = 50
 """The deep case reads the page after this many pages."""
 STATS_DAYS = 30
+CHANGED_HOURS = 24
+"""Hours of the range a case logs as changed before it runs: counted live, not rolled up."""
 COMMUNICATIONS_PER_LEAD = 3
 GOALS_MS = {"small": 50.0, "large": 300.0}
 """p99 goals of the API, per client."""
@@ -196,8 +199,17 @@ def _tenant(conn: psycopg.Connection[Any], label: str, leads: int) -> Tenant:
     return Tenant(label, client, user, leads, int(found[0]))
 
 
-def fill(url: str, large: int, small: int) -> tuple[list[Tenant], float]:
-    """Both clients' data, vacuumed and analysed; the tenants and the seconds it took."""
+@dataclass(frozen=True)
+class Rollup:
+    """The statistics rollup's first build over the whole data set (the worker's refresh)."""
+
+    hours: int
+    seconds: float
+
+
+def fill(url: str, large: int, small: int) -> tuple[list[Tenant], float, Rollup]:
+    """Both clients' data, vacuumed and analysed, and the statistics rolled up; the tenants,
+    the seconds the data took, and the rollup's build."""
     started = time.perf_counter()
     with psycopg.connect(url, autocommit=True) as conn:
         tenants = [_tenant(conn, "small", small), _tenant(conn, "large", large)]
@@ -210,7 +222,37 @@ def fill(url: str, large: int, small: int) -> tuple[list[Tenant], float]:
         + ", ".join(f"{t.label} {t.leads:,} leads, {t.communications:,} messages" for t in tenants),
         flush=True,
     )
-    return tenants, elapsed
+    rolled = time.perf_counter()
+    hours = asyncio.run(_roll_up(url))
+    rollup = Rollup(hours, time.perf_counter() - rolled)
+    with psycopg.connect(url, autocommit=True) as conn:
+        for table in ("stats_lead_hours", "stats_message_hours", "stats_stale_hours"):
+            conn.execute(sql.SQL("VACUUM ANALYZE public.{}").format(sql.Identifier(table)))
+    print(f"  rolled up {hours:,} hours in {rollup.seconds:.1f} s", flush=True)
+    return tenants, elapsed, rollup
+
+
+async def _roll_up(url: str) -> int:
+    """Everything logged, rolled up as the worker does: batch after batch."""
+    total = 0
+    async with await AsyncConnection.connect(url, autocommit=True) as conn:
+        while recounted := await refresh_rollup(conn):
+            total += recounted
+    return total
+
+
+def _change_hours(url: str, tenant: Tenant, start: datetime, hours: int) -> None:
+    """Log ``hours`` hours of the range as changed, as a late webhook or a reprocessed lead
+    would (one lead of each touched): they are counted live until the next refresh."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            "UPDATE public.leads AS l SET updated_at = now() FROM ("
+            "  SELECT DISTINCT ON (date_trunc('hour', received_at, 'UTC')) id"
+            "  FROM public.leads WHERE client_id = %s AND received_at >= %s"
+            "  ORDER BY date_trunc('hour', received_at, 'UTC'), received_at LIMIT %s"
+            ") AS touched WHERE l.id = touched.id",
+            (tenant.client, start, hours),
+        )
 
 
 def _deep_cursor(url: str, tenant: Tenant) -> Cursor:
@@ -295,6 +337,8 @@ class Case:
     sql: Callable[[AsyncConnection], Awaitable[object]]
     """The statements the endpoint runs, given a session."""
     explained: Explained
+    prepare: Callable[[], None] = lambda: None
+    """Run once before the case is measured."""
     api: list[float] = field(default_factory=list)
     user: list[float] = field(default_factory=list)
     service: list[float] = field(default_factory=list)
@@ -349,6 +393,14 @@ def _cases(url: str, tenants: list[Tenant], now: datetime) -> list[Case]:
                 stats,
                 Explained(("leads_by_outcome", "lead_funnel", "delivery_counts")),
             ),
+            Case(
+                f"stats, {STATS_DAYS} days, {CHANGED_HOURS} changed hours",
+                tenant,
+                f"/v1/stats?{window}",
+                stats,
+                Explained(("leads_by_outcome", "lead_funnel", "delivery_counts")),
+                functools.partial(_change_hours, url, tenant, start, CHANGED_HOURS),
+            ),
         ]
     return cases
 
@@ -392,6 +444,7 @@ async def _measure(url: str, cases: list[Case], requests: int, warmup: int) -> N
                     async with tenant_session(pool, None, role="service_role") as conn:
                         await case.sql(conn)
 
+                case.prepare()
                 await _explain(pool, case)
                 warm: list[float] = []
                 for call in (api, as_user, as_service):  # warm-up: caches, prepared statements
@@ -436,14 +489,19 @@ def _p(values: list[float], percentile: int) -> float:
 
 
 def _section(
-    tenants: list[Tenant], cases: list[Case], fill_seconds: float, requests: int
+    tenants: list[Tenant], cases: list[Case], fill_seconds: float, rollup: Rollup, requests: int
 ) -> Section:
     sizes = "; ".join(
         f"{t.label}: {t.leads:,} leads, {t.communications:,} communications" for t in tenants
     )
     lines = [
         f"Two clients in the same tables ({sizes}), leads spread over 90 days, built with "
-        f"set-based SQL and VACUUM ANALYZEd in {fill_seconds:.0f} s. Each case: up to {requests} "
+        f"set-based SQL and VACUUM ANALYZEd in {fill_seconds:.0f} s; the statistics rollup "
+        f"(migration 0018) then built from scratch by the worker's refresh: {rollup.hours:,} "
+        f"(client, hour) pairs in {rollup.seconds:.1f} s. The statistics count live the "
+        f"range's first and last hour and every hour logged as changed since the last "
+        f"refresh ('{CHANGED_HOURS} changed hours': one lead in each of {CHANGED_HOURS} hours "
+        f"touched before the case), the rest from the rollup. Each case: up to {requests} "
         f"requests one at a time (fewer when one takes over "
         f"{BUDGET_SECONDS / requests * 1000:.0f} ms, "
         f"at least {MIN_REQUESTS}) after a warm-up, interleaved in rounds with the same "
@@ -495,7 +553,7 @@ def _section(
 def run(url: str, *, large: int, small: int, requests: int, warmup: int = 20) -> Section:
     """Fill ``url`` (an empty scratch database), time every case, check every plan."""
     print(f"tenant API: {large:,} and {small:,} leads, {COMMUNICATIONS_PER_LEAD} messages each")
-    tenants, fill_seconds = fill(url, large, small)
+    tenants, fill_seconds, rollup = fill(url, large, small)
     cases = _cases(url, tenants, datetime.now(UTC))
     asyncio.run(_measure(url, cases, requests, warmup))
     bad = [
@@ -504,7 +562,7 @@ def run(url: str, *, large: int, small: int, requests: int, warmup: int = 20) ->
         for plan in case.explained.plans
         if plan.seq_scans
     ]
-    section = _section(tenants, cases, fill_seconds, requests)
+    section = _section(tenants, cases, fill_seconds, rollup, requests)
     if bad:
         print("\n".join(section.markdown), flush=True)
     assert not bad, f"sequential scans of leads or communications: {bad}"

@@ -102,7 +102,10 @@ _LIVE_HOURS = sql.SQL("""
         SELECT date_trunc('hour', %(start)s::timestamptz, 'UTC')
         UNION
         SELECT date_trunc('hour', %(end)s::timestamptz, 'UTC')
-    ), live_ranges AS (
+    ), live_ranges AS MATERIALIZED (
+        -- Materialized: the bounds reach the index as plain values. Inlined, an expression
+        -- such as ``hour + interval '1 hour'`` is not leakproof, and row-level security
+        -- keeps it out of the index condition (each hour would be read to the range's end).
         SELECT greatest(h.hour, %(start)s) AS lo,
                least(h.hour + interval '1 hour', %(end)s) AS hi
         FROM live_hours AS h

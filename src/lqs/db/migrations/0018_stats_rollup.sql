@@ -29,8 +29,10 @@
 -- additions (no column, check or index changes), listed in docs/ARCHITECTURE.md.
 
 -- ---------------------------------------------------------------- rollup tables
+-- No foreign keys to clients: a client's deletion cascades to its leads, whose trigger
+-- logs their hours, and the refresh then deletes those hours' counts.
 CREATE TABLE public.stats_lead_hours (
-    client_id uuid NOT NULL REFERENCES public.clients(id) ON DELETE CASCADE,
+    client_id uuid NOT NULL,
     hour timestamptz NOT NULL CHECK (hour = date_trunc('hour', hour, 'UTC')),
     status varchar(20) NOT NULL,
     leads bigint NOT NULL CHECK (leads > 0),
@@ -42,7 +44,7 @@ CREATE TABLE public.stats_lead_hours (
 
 CREATE TABLE public.stats_message_hours (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
-    client_id uuid NOT NULL REFERENCES public.clients(id) ON DELETE CASCADE,
+    client_id uuid NOT NULL,
     hour timestamptz NOT NULL CHECK (hour = date_trunc('hour', hour, 'UTC')),
     provider varchar(50),
     type varchar(20) NOT NULL,
@@ -55,8 +57,7 @@ CREATE TABLE public.stats_message_hours (
     CONSTRAINT stats_message_hours_key UNIQUE NULLS NOT DISTINCT (client_id, hour, provider, type)
 );
 
--- No foreign key: a client's deletion cascades to its leads, whose triggers log their
--- hours in the same statement; the refresh drains entries of clients that are gone.
+-- Nor here: the leads' triggers log their hours in the statement that deletes the client.
 CREATE TABLE public.stats_stale_hours (
     id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
     client_id uuid NOT NULL,
@@ -281,6 +282,8 @@ BEGIN
     USING unnest(clients, hours) AS b(client_id, hour)
     WHERE r.client_id = b.client_id AND r.hour = b.hour;
 
+    -- Each logged hour is read on its own, by the client's index on the time column
+    -- (OFFSET 0 keeps each subquery apart: a join would read every row of the client).
     INSERT INTO public.stats_lead_hours (client_id, hour, status, leads, contacted, delivered)
     SELECT b.client_id, b.hour, l.status, count(*), count(l.reach),
            count(*) FILTER (WHERE l.reach = 2)
@@ -294,25 +297,31 @@ BEGIN
         FROM public.leads AS x
         WHERE x.client_id = b.client_id
           AND x.received_at >= b.hour AND x.received_at < b.hour + interval '1 hour'
+        OFFSET 0
     ) AS l
     GROUP BY b.client_id, b.hour, l.status;
 
     INSERT INTO public.stats_message_hours (client_id, hour, provider, type, total, attempted,
                                             delivered, bounced, complained, failed)
-    SELECT b.client_id, b.hour, c.provider, c.type, count(*),
-           count(*) FILTER (WHERE c.status IN ('sent', 'delivered', 'bounced', 'failed')),
-           count(*) FILTER (WHERE c.status = 'delivered'),
-           count(*) FILTER (WHERE c.status = 'bounced'),
-           count(*) FILTER (WHERE EXISTS (
-               SELECT 1 FROM public.provider_events AS e
-               WHERE e.client_id = c.client_id AND e.communication_id = c.id
-                 AND e.kind = 'complained')),
-           count(*) FILTER (WHERE c.status = 'failed')
+    SELECT b.client_id, b.hour, m.provider, m.type, count(*),
+           count(*) FILTER (WHERE m.status IN ('sent', 'delivered', 'bounced', 'failed')),
+           count(*) FILTER (WHERE m.status = 'delivered'),
+           count(*) FILTER (WHERE m.status = 'bounced'),
+           count(*) FILTER (WHERE m.complained),
+           count(*) FILTER (WHERE m.status = 'failed')
     FROM unnest(clients, hours) AS b(client_id, hour)
-    JOIN public.communications AS c
-      ON c.client_id = b.client_id
-     AND c.created_at >= b.hour AND c.created_at < b.hour + interval '1 hour'
-    GROUP BY b.client_id, b.hour, c.provider, c.type;
+    CROSS JOIN LATERAL (
+        SELECT c.provider, c.type, c.status,
+               EXISTS (
+                   SELECT 1 FROM public.provider_events AS e
+                   WHERE e.client_id = c.client_id AND e.communication_id = c.id
+                     AND e.kind = 'complained') AS complained
+        FROM public.communications AS c
+        WHERE c.client_id = b.client_id
+          AND c.created_at >= b.hour AND c.created_at < b.hour + interval '1 hour'
+        OFFSET 0
+    ) AS m
+    GROUP BY b.client_id, b.hour, m.provider, m.type;
 
     RETURN cardinality(hours);
 END
