@@ -13,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import random
 from collections import Counter
-from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -23,6 +22,8 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool
 
+from lqs.db.connection import connect
+from lqs.db.migrate import load_migrations, migrate
 from lqs.db.pool import tenant_session
 from lqs.db.tenant_stats import (
     ATTEMPTED_STATUSES,
@@ -335,7 +336,7 @@ async def test_the_rollup_answers_what_a_live_count_answers_before_and_after_cha
     await _assert_exact(pool, known, b)
 
     await _change(migrated_db, known, a.client, rng)
-    assert 0 < await _stale_hours(migrated_db, a.client)
+    assert await _stale_hours(migrated_db, a.client) > 0
     await _assert_exact(pool, known, a)  # the changed hours counted live
     await _assert_exact(pool, known, b)
 
@@ -503,3 +504,29 @@ async def test_a_refresh_cancelled_by_the_timeout_retries_with_fewer_hours(
         await pool.close()
     assert tried[:4] == [16, 8, 4, 2]
     assert set(tried[4:]) <= {2}
+
+
+async def test_migration_0018_logs_the_hours_already_there(
+    empty_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A database that held leads and messages before the rollup existed: the migration logs
+    every hour of them, the statistics are exact at once, and the refresh rolls them up."""
+    with connect(empty_db) as conn:
+        migrate(conn, [m for m in load_migrations() if m.version < 18])
+    rng = random.Random(18)
+    known = Known()
+    tenant = await _tenant(empty_db)
+    await _populate(empty_db, tenant, known, rng)
+    with connect(empty_db) as conn:
+        assert [m.version for m in migrate(conn)] == [18]
+
+    pool = AsyncConnectionPool(empty_db, min_size=1, max_size=1, open=False)
+    await pool.open()
+    try:
+        assert await _stale_hours(empty_db, tenant.client) > 24
+        await _assert_exact(pool, known, tenant)
+        await _refresh_all(empty_db)
+        assert await _stale_hours(empty_db, tenant.client) == 0
+        await _assert_exact(pool, known, tenant)
+    finally:
+        await pool.close()
