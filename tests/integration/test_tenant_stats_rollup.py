@@ -223,6 +223,16 @@ async def _complain(conn: psycopg.AsyncConnection[Any], message: Message) -> Non
     )
 
 
+async def _add_lead(
+    conn: psycopg.AsyncConnection[Any], client: UUID, at: datetime, status: str = "queued"
+) -> None:
+    await conn.execute(
+        "INSERT INTO public.leads (client_id, email, received_at, status)"
+        " VALUES (%s, 'someone@lead.example', %s, %s)",
+        (client, at, status),
+    )
+
+
 async def _change(url: str, known: Known, client: UUID, rng: random.Random) -> None:
     """What happens to old rows after the fact: leads reprocessed, messages delivered or
     bounced by late webhooks, new messages for old leads, complaints, a lead erased."""
@@ -377,10 +387,7 @@ async def test_a_write_committed_after_a_refresh_began_stays_logged(
 async def test_one_refresh_runs_at_a_time(migrated_db: str) -> None:
     tenant = await _tenant(migrated_db)
     async with await _connect(migrated_db) as conn:
-        await conn.execute(
-            "INSERT INTO public.leads (client_id, email, received_at) VALUES (%s, 'x@y.example', %s)",
-            (tenant.client, DAY0 + timedelta(days=20)),
-        )
+        await _add_lead(conn, tenant.client, DAY0 + timedelta(days=20))
     async with await _connect(migrated_db) as first, await _connect(migrated_db) as second:
         await first.execute("BEGIN")
         await first.execute("SELECT public.lqs_stats_refresh(0)")  # holds the lock
@@ -398,11 +405,7 @@ async def test_a_signed_in_users_edit_is_logged_and_the_log_is_theirs_to_read_on
     async with await _connect(migrated_db) as conn:
         await _refresh_all(migrated_db)
         for tenant in (a, b):
-            await conn.execute(
-                "INSERT INTO public.leads (client_id, email, received_at)"
-                " VALUES (%s, 'edit@lead.example', %s)",
-                (tenant.client, DAY0 + timedelta(days=30)),
-            )
+            await _add_lead(conn, tenant.client, DAY0 + timedelta(days=30))
         await _refresh_all(migrated_db)
 
     async with tenant_session(pool, a.user) as conn:
@@ -427,15 +430,9 @@ async def test_a_signed_in_users_edit_is_logged_and_the_log_is_theirs_to_read_on
 async def test_deleting_a_client_drops_its_counts_and_its_log_drains(migrated_db: str) -> None:
     tenant = await _tenant(migrated_db)
     async with await _connect(migrated_db) as conn:
-        await conn.execute(
-            "INSERT INTO public.leads (client_id, email, received_at) VALUES (%s, 'x@y.example', %s)",
-            (tenant.client, DAY0 + timedelta(days=40)),
-        )
+        await _add_lead(conn, tenant.client, DAY0 + timedelta(days=40))
         await _refresh_all(migrated_db)
-        await conn.execute(
-            "INSERT INTO public.leads (client_id, email, received_at) VALUES (%s, 'z@y.example', %s)",
-            (tenant.client, DAY0 + timedelta(days=41)),
-        )
+        await _add_lead(conn, tenant.client, DAY0 + timedelta(days=41))
         await conn.execute("DELETE FROM public.clients WHERE id = %s", (tenant.client,))
         await _refresh_all(migrated_db)
         for table in ("stats_lead_hours", "stats_stale_hours"):
@@ -451,11 +448,7 @@ async def test_the_worker_rolls_up_once_and_while_it_runs(migrated_db: str) -> N
 
     async def add_lead(day: int) -> None:
         async with await _connect(migrated_db) as conn:
-            await conn.execute(
-                "INSERT INTO public.leads (client_id, email, received_at, status)"
-                " VALUES (%s, 'w@y.example', %s, 'nurture')",
-                (tenant.client, DAY0 + timedelta(days=day)),
-            )
+            await _add_lead(conn, tenant.client, DAY0 + timedelta(days=day), "nurture")
 
     await add_lead(50)
     await run_worker(migrated_db, worker_config(), once=True)
