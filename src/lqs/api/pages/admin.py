@@ -23,7 +23,13 @@ from psycopg import AsyncConnection
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError, invalid_parameter
-from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
+from lqs.api.pages.actions import (
+    admin_row_action,
+    field_errors,
+    page_profile,
+    posted_form,
+    refused,
+)
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
 from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
@@ -242,12 +248,7 @@ async def revoke_key(
     conn: PageTransaction,
     key_id: str,
 ) -> Response:
-    profile, viewer = await page_profile(conn, user)
-    try:
-        await posted_form(request, csrf)
-        async with conn.transaction():  # a savepoint: a refusal undoes the action whole
-            admin = tenant_actions.require_admin(profile)
-            await tenant_actions.revoke_key(conn, admin, key_id)
-    except ApiError as exc:
-        return refused(request, viewer, token, exc)
-    return RedirectResponse(f"{KEYS_PATH}?done=revoked", status_code=303)
+    return await admin_row_action(
+        request, csrf, token, user, conn,
+        tenant_actions.revoke_key, key_id, f"{KEYS_PATH}?done=revoked",
+    )  # fmt: skip
