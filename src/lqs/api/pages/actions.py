@@ -5,7 +5,7 @@ A page's action is a :mod:`lqs.api.tenant_actions` function, the one the API cal
 :class:`~lqs.api.errors.ApiError` becomes an HTML page with the same status
 (:func:`refused`). A form's POST checks its CSRF token before anything is written
 (:func:`posted_form`); pages give their forms :data:`~lqs.api.pages.signed_in.PageCsrfToken`.
-An admin's action on one row, posted by a plain form, is :func:`admin_row_action`.
+An admin's action on one row (a plain form's or htmx's POST) is :func:`admin_row_action`.
 """
 
 from __future__ import annotations
@@ -99,16 +99,27 @@ async def admin_row_action(
     action: RowAction,
     row_id: str,
     done_url: str,
+    *,
+    htmx_row: Callable[[str | None], Response] | None = None,
 ) -> Response:
-    """A plain form's POST of an admin's ``action`` on the row ``row_id``: the form's CSRF
-    token is checked first, then the user must be an owner or admin; the action runs in a
+    """A form's POST of an admin's ``action`` on the row ``row_id``: the form's CSRF token
+    is checked first, then the user must be an owner or admin; the action runs in a
     savepoint, so a refusal undoes it whole. A refusal is a page with its status; success
-    redirects (303) to ``done_url`` (the listing, with the notice its ``?done=`` names)."""
+    redirects (303) to ``done_url`` (the listing, with the notice its ``?done=`` names).
+
+    ``htmx_row``: from htmx, the answer is instead the row in its new state
+    (``htmx_row(None)``), or saying why the row refused the action (404 or 409:
+    ``htmx_row(message)``), since htmx swaps only 2xx answers."""
     profile, viewer = await page_profile(conn, user)
+    row = htmx_row if request.headers.get("hx-request") == "true" else None
     try:
         await posted_form(request, csrf)
         async with conn.transaction():  # a savepoint: a refusal undoes the action whole
             await action(conn, require_admin(profile), row_id)
     except ApiError as exc:
+        if row is not None and exc.status in (404, 409):
+            return row(exc.message)
         return refused(request, viewer, token, exc)
+    if row is not None:
+        return row(None)
     return RedirectResponse(done_url, status_code=303)
