@@ -17,10 +17,10 @@ from fastapi.responses import HTMLResponse
 
 from lqs.api.pages.layout import PAGES_PREFIX, render
 from lqs.api.pages.listings import (
+    by_path_id,
     filtered_listing,
     not_found,
     page_size,
-    path_id,
 )
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
 from lqs.api.read_filters import (
@@ -80,10 +80,7 @@ async def communication(
     csrf_token: PageCsrfToken,
     communication_id: str,
 ) -> HTMLResponse:
-    found = None
-    wanted = path_id(communication_id)
-    if wanted is not None:
-        found = await communication_detail(conn, wanted)
+    found = await by_path_id(conn, communication_id, communication_detail)
     if found is None:
         return not_found(request, viewer, csrf_token, "communication")
     row = found.communication

@@ -17,10 +17,10 @@ from fastapi.responses import HTMLResponse
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, render
 from lqs.api.pages.listings import (
+    by_path_id,
     filtered_listing,
     not_found,
     page_size,
-    path_id,
 )
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
 from lqs.api.read_filters import LeadQuery, lead_filter, page_cursor, parse_query
@@ -70,10 +70,7 @@ async def lead(
     csrf_token: PageCsrfToken,
     lead_id: str,
 ) -> HTMLResponse:
-    found = None
-    wanted = path_id(lead_id)
-    if wanted is not None:
-        found = await lead_detail(conn, wanted)
+    found = await by_path_id(conn, lead_id, lead_detail)
     if found is None:
         return not_found(request, viewer, csrf_token, "lead")
     name = " ".join(p for p in (found.lead["first_name"], found.lead["last_name"]) if p)

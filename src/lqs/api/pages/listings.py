@@ -1,6 +1,7 @@
 """What the reading pages share: their filters read from the URL (the API's parser,
 :mod:`lqs.api.read_filters`), the links to the next and the first page, the filtered
-listing itself (:func:`filtered_listing`) and the 404 page.
+listing itself (:func:`filtered_listing`), one row by the id in its path
+(:func:`by_path_id`) and the 404 page.
 
 Every filter and the cursor travel in the URL, so a page is a link: it can be bookmarked,
 shared and reloaded, and works without JavaScript (htmx only spares the full reload).
@@ -10,10 +11,11 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
@@ -132,6 +134,20 @@ def path_id(text: str) -> UUID | None:
         return UUID(text)
     except ValueError:
         return None
+
+
+Found = TypeVar("Found")
+
+
+async def by_path_id(
+    conn: AsyncConnection,
+    text: str,
+    read: Callable[[AsyncConnection, UUID], Awaitable[Found | None]],
+) -> Found | None:
+    """What ``read`` finds for the path's id ``text``; None when it is not a UUID, or
+    nothing the user may see has that id (either way, the 404 page: :func:`not_found`)."""
+    wanted = path_id(text)
+    return None if wanted is None else await read(conn, wanted)
 
 
 def not_found(request: Request, viewer: Viewer, csrf_token: str, what: str) -> HTMLResponse:
