@@ -24,13 +24,7 @@ from psycopg import AsyncConnection
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError, invalid_parameter
-from lqs.api.pages.actions import (
-    admin_row_action,
-    field_errors,
-    page_profile,
-    posted_form,
-    refused,
-)
+from lqs.api.pages.actions import admin_row_action, field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
 from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser

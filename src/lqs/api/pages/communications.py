@@ -16,19 +16,9 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
 from lqs.api.pages.layout import PAGES_PREFIX, render
-from lqs.api.pages.listings import (
-    by_path_id,
-    filtered_listing,
-    not_found,
-    page_size,
-)
+from lqs.api.pages.listings import by_path_id, filtered_listing, not_found, page_size
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
-from lqs.api.read_filters import (
-    CommunicationQuery,
-    communication_filter,
-    page_cursor,
-    parse_query,
-)
+from lqs.api.read_filters import CommunicationQuery, communication_filter, page_cursor, parse_query
 from lqs.db.tenant_reads import (
     CommunicationListing,
     Page,
