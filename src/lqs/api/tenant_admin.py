@@ -67,13 +67,30 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
         (403, "Not an owner or admin of the client (`admin_only`), or no client (`no_profile`)"),
     )
 }
-_NOT_FOUND: dict[int | str, dict[str, Any]] = {
-    404: {"description": "No such row for this user's client"}
-}
+_NOT_FOUND = {"description": "No such row for this user's client"}
 
 
-def _example(example: Any, description: str = "Success") -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"example": example}}}
+def _responses(
+    status: int,
+    example: Any = None,
+    *,
+    description: str = "Success",
+    not_found: bool = False,
+    conflict: str | None = None,
+) -> dict[int | str, dict[str, Any]]:
+    """A route's documented answers, in this order: its success ``status`` (with its
+    ``example`` answer, if it has a body), the errors every route here shares (400, 401,
+    403), 404 when its path names a row (``not_found``), and 409 when a row's state can
+    refuse it (``conflict`` says when)."""
+    success: dict[str, Any] = {"description": description}
+    if example is not None:
+        success["content"] = {"application/json": {"example": example}}
+    responses: dict[int | str, dict[str, Any]] = {status: success, **_ERRORS}
+    if not_found:
+        responses[404] = _NOT_FOUND
+    if conflict is not None:
+        responses[409] = {"description": conflict}
+    return responses
 
 
 def _body(example: Any) -> dict[str, Any]:
@@ -200,7 +217,7 @@ _STATS_EXAMPLE = {
         " `attempted` (sent, delivered, bounced or failed: not pending, not rejected); a"
         " complaint is a provider's complaint event for a message."
     ),
-    responses={200: _example(_STATS_EXAMPLE), **_ERRORS},
+    responses=_responses(200, _STATS_EXAMPLE),
     openapi_extra=_SECURED,
 )
 async def stats(
@@ -274,24 +291,22 @@ def _suppression_json(row: StoredSuppression) -> dict[str, Any]:
         f"Pages of `limit` (1 to {MAX_PAGE}, default {DEFAULT_PAGE}); pass `next_cursor` as"
         " `cursor` for the next page (null: no more)."
     ),
-    responses={
-        200: _example(
-            {
-                "data": [
-                    {
-                        "id": "6f1c2d3e-0000-4000-8000-000000000001",
-                        "channel": "email",
-                        "recipient": "ann@example.com",
-                        "reason": "bounce",
-                        "source": "resend",
-                        "created_at": "2026-12-01T10:00:00+00:00",
-                    }
-                ],
-                "next_cursor": "MjAyNi0xMi0wMVQxMDowMDowMCswMDowMHw2ZjFj",
-            }
-        ),
-        **_ERRORS,
-    },
+    responses=_responses(
+        200,
+        {
+            "data": [
+                {
+                    "id": "6f1c2d3e-0000-4000-8000-000000000001",
+                    "channel": "email",
+                    "recipient": "ann@example.com",
+                    "reason": "bounce",
+                    "source": "resend",
+                    "created_at": "2026-12-01T10:00:00+00:00",
+                }
+            ],
+            "next_cursor": "MjAyNi0xMi0wMVQxMDowMDowMCswMDowMHw2ZjFj",
+        },
+    ),
     openapi_extra=_SECURED,
 )
 async def list_suppressions(
@@ -310,7 +325,7 @@ async def list_suppressions(
     "/suppressions/{suppression_id}",
     status_code=204,
     summary="Lift a suppression (owners and admins; audited)",
-    responses={204: {"description": "Lifted"}, **_ERRORS, **_NOT_FOUND},
+    responses=_responses(204, description="Lifted", not_found=True),
     openapi_extra=_SECURED,
 )
 async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Response:
@@ -329,12 +344,12 @@ async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Respon
         " `failed` communication with content can be retried (409 otherwise: one whose"
         " template failed needs `lqs comms retry --rerender`)."
     ),
-    responses={
-        200: _example({"id": "0b7e2c55-0000-4000-8000-000000000002", "status": "pending"}),
-        **_ERRORS,
-        **_NOT_FOUND,
-        409: {"description": "Not in a retryable state (`not_retryable`)"},
-    },
+    responses=_responses(
+        200,
+        {"id": "0b7e2c55-0000-4000-8000-000000000002", "status": "pending"},
+        not_found=True,
+        conflict="Not in a retryable state (`not_retryable`)",
+    ),
     openapi_extra=_SECURED,
 )
 async def retry_communication(conn: UserTransaction, communication_id: str) -> dict[str, Any]:
@@ -370,7 +385,7 @@ _KEY_EXAMPLE = {
 @router.get(
     "/keys",
     summary="The client's API keys (prefixes only)",
-    responses={200: _example({"data": [_KEY_EXAMPLE]}), **_ERRORS},
+    responses=_responses(200, {"data": [_KEY_EXAMPLE]}),
     openapi_extra=_SECURED,
 )
 async def list_keys(conn: UserSession) -> dict[str, Any]:
@@ -408,7 +423,7 @@ def _new_key(payload: Any) -> tuple[str, int]:
     "/keys",
     status_code=201,
     summary="Create an API key (owners and admins; audited); the key is shown only here",
-    responses={201: _example({**_KEY_EXAMPLE, "key": "lqs_Zx81QpLm..."}, "Created"), **_ERRORS},
+    responses=_responses(201, {**_KEY_EXAMPLE, "key": "lqs_Zx81QpLm..."}, description="Created"),
     openapi_extra=_body({"name": "website form", "rate_limit_per_minute": 600}),
 )
 async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
@@ -426,12 +441,12 @@ async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
     "/keys/{key_id}",
     status_code=204,
     summary="Revoke an API key (owners and admins; audited)",
-    responses={
-        204: {"description": "Revoked"},
-        **_ERRORS,
-        **_NOT_FOUND,
-        409: {"description": "Already revoked (`already_revoked`)"},
-    },
+    responses=_responses(
+        204,
+        description="Revoked",
+        not_found=True,
+        conflict="Already revoked (`already_revoked`)",
+    ),
     openapi_extra=_SECURED,
 )
 async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
@@ -449,29 +464,27 @@ async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
         "The body is a lead as `POST /v1/leads` takes it. The answer is what the processor"
         " would decide for it now: score, outcome, grade and each matching rule."
     ),
-    responses={
-        200: _example(
-            {
-                "score": 55,
-                "outcome": "qualified",
-                "grade": "C",
-                "reason": "score 55 reached the qualified threshold 50",
-                "rules": "default",
-                "breakdown": [
-                    {
-                        "rule_id": "corporate-email",
-                        "rule_version": 1,
-                        "field": "email",
-                        "value": "ann@acme.example",
-                        "points": 25,
-                        "reason": "Email on a company domain",
-                    }
-                ],
-            }
-        ),
-        **_ERRORS,
-        409: {"description": "The client's stored settings or rules do not parse"},
-    },
+    responses=_responses(
+        200,
+        {
+            "score": 55,
+            "outcome": "qualified",
+            "grade": "C",
+            "reason": "score 55 reached the qualified threshold 50",
+            "rules": "default",
+            "breakdown": [
+                {
+                    "rule_id": "corporate-email",
+                    "rule_version": 1,
+                    "field": "email",
+                    "value": "ann@acme.example",
+                    "points": 25,
+                    "reason": "Email on a company domain",
+                }
+            ],
+        },
+        conflict="The client's stored settings or rules do not parse",
+    ),
     openapi_extra=_body({"email": "ann@acme.example", "job_title": "CTO", "country": "US"}),
 )
 async def rules_test(conn: UserSession, payload: JsonBody) -> dict[str, Any]:

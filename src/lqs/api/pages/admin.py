@@ -14,16 +14,17 @@ Every action is a :mod:`lqs.api.tenant_actions` function, the one the API calls.
 from __future__ import annotations
 
 from datetime import datetime
+from functools import partial
 from uuid import UUID
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, Response
 from psycopg import AsyncConnection
 
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError, invalid_parameter
-from lqs.api.pages.actions import field_errors, page_profile, posted_form, refused
+from lqs.api.pages.actions import admin_row_action, field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
 from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
@@ -101,21 +102,11 @@ async def retry(
     conn: PageTransaction,
     communication_id: str,
 ) -> Response:
-    profile, viewer = await page_profile(conn, user)
-    from_htmx = request.headers.get("hx-request") == "true"
-    try:
-        await posted_form(request, csrf)
-        async with conn.transaction():  # a savepoint: a refusal undoes the action whole
-            admin = tenant_actions.require_admin(profile)
-            await tenant_actions.retry_communication(conn, admin, communication_id)
-    except ApiError as exc:
-        if from_htmx and exc.status in (404, 409):
-            # htmx swaps only 2xx answers: the row says why instead.
-            return _retried_row(communication_id, exc.message)
-        return refused(request, viewer, token, exc)
-    if from_htmx:
-        return _retried_row(communication_id, None)
-    return RedirectResponse(f"{DEAD_LETTERS_PATH}?done=retried", status_code=303)
+    return await admin_row_action(
+        request, csrf, token, user, conn,
+        tenant_actions.retry_communication, communication_id, f"{DEAD_LETTERS_PATH}?done=retried",
+        htmx_row=partial(_retried_row, communication_id),
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- API keys
@@ -242,12 +233,7 @@ async def revoke_key(
     conn: PageTransaction,
     key_id: str,
 ) -> Response:
-    profile, viewer = await page_profile(conn, user)
-    try:
-        await posted_form(request, csrf)
-        async with conn.transaction():  # a savepoint: a refusal undoes the action whole
-            admin = tenant_actions.require_admin(profile)
-            await tenant_actions.revoke_key(conn, admin, key_id)
-    except ApiError as exc:
-        return refused(request, viewer, token, exc)
-    return RedirectResponse(f"{KEYS_PATH}?done=revoked", status_code=303)
+    return await admin_row_action(
+        request, csrf, token, user, conn,
+        tenant_actions.revoke_key, key_id, f"{KEYS_PATH}?done=revoked",
+    )  # fmt: skip

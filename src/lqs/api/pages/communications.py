@@ -9,29 +9,22 @@ inherits, loads no remote image), anything else as text in ``<pre>``.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 
-from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, render
-from lqs.api.pages.listings import (
-    filled,
-    not_found,
-    page_size,
-    pager,
-    path_id,
-    refusal_status,
-)
+from lqs.api.pages.listings import by_path_id, filtered_listing, not_found, page_size
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
-from lqs.api.read_filters import (
-    CommunicationQuery,
-    communication_filter,
-    page_cursor,
-    parse_query,
+from lqs.api.read_filters import CommunicationQuery, communication_filter, page_cursor, parse_query
+from lqs.db.tenant_reads import (
+    CommunicationListing,
+    Page,
+    communication_detail,
+    communications_page,
 )
-from lqs.db.tenant_reads import communication_detail, communications_page
 from lqs.domain.vocabulary import Channel, CommunicationStatus
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
@@ -43,35 +36,23 @@ COMMUNICATIONS_PATH = f"{PAGES_PREFIX}/communications"
 async def communications(
     request: Request, conn: PageSession, viewer: PageViewer, csrf_token: PageCsrfToken
 ) -> HTMLResponse:
-    params = request.query_params
-    rows = []
-    links = pager(COMMUNICATIONS_PATH, params, None)
-    error = None
-    try:
+    async def read(params: Mapping[str, str]) -> Page[CommunicationListing]:
         wanted = communication_filter(parse_query(CommunicationQuery, params))
         after = page_cursor(params.get("cursor") or None, "created", datetime)
-        page = await communications_page(
+        return await communications_page(
             conn, wanted, limit=page_size(params.get("limit")), after=after
         )
-        rows = page.rows
-        links = pager(COMMUNICATIONS_PATH, params, page.next_cursor)
-    except ApiError as exc:
-        error = exc.message
-    values = filled(params)
-    return render(
+
+    return await filtered_listing(
         request,
-        "communications.html",
+        viewer,
+        csrf_token,
+        read,
+        path=COMMUNICATIONS_PATH,
+        template="communications.html",
         title="Communications",
-        viewer=viewer,
-        csrf_token=csrf_token,
-        status_code=refusal_status(request, error),
-        values=values,
         channels=[str(c) for c in Channel],
         statuses=[str(s) for s in CommunicationStatus],
-        communications=rows,
-        pager=links,
-        error=error,
-        filtered=any(k != "limit" for k in values),
     )
 
 
@@ -89,10 +70,7 @@ async def communication(
     csrf_token: PageCsrfToken,
     communication_id: str,
 ) -> HTMLResponse:
-    found = None
-    wanted = path_id(communication_id)
-    if wanted is not None:
-        found = await communication_detail(conn, wanted)
+    found = await by_path_id(conn, communication_id, communication_detail)
     if found is None:
         return not_found(request, viewer, csrf_token, "communication")
     row = found.communication

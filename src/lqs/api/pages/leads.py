@@ -8,6 +8,7 @@ answered as an unknown one, with the 404 page.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from datetime import datetime
 
 from fastapi import APIRouter, Request
@@ -15,17 +16,10 @@ from fastapi.responses import HTMLResponse
 
 from lqs.api.errors import ApiError
 from lqs.api.pages.layout import PAGES_PREFIX, render
-from lqs.api.pages.listings import (
-    filled,
-    not_found,
-    page_size,
-    pager,
-    path_id,
-    refusal_status,
-)
+from lqs.api.pages.listings import by_path_id, filtered_listing, not_found, page_size
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageViewer
 from lqs.api.read_filters import LeadQuery, lead_filter, page_cursor, parse_query
-from lqs.db.tenant_reads import LeadSort, lead_detail, leads_page
+from lqs.db.tenant_reads import LeadListing, LeadSort, Page, lead_detail, leads_page
 from lqs.domain.vocabulary import LeadStatus
 
 router = APIRouter(prefix=PAGES_PREFIX, include_in_schema=False)
@@ -38,39 +32,28 @@ SORTS: dict[str, LeadSort] = {"received": "received", "score": "score"}
 async def leads(
     request: Request, conn: PageSession, viewer: PageViewer, csrf_token: PageCsrfToken
 ) -> HTMLResponse:
-    params = request.query_params
-    values = filled(params)
-    sort = SORTS.get(params.get("sort") or "received")
-    rows = []
-    links = pager(LEADS_PATH, params, None)
-    error = None
-    try:
+    async def read(params: Mapping[str, str]) -> Page[LeadListing]:
+        sort = SORTS.get(params.get("sort") or "received")
         if sort is None:
             raise ApiError(422, "invalid_parameter", "sort: must be received or score")
         wanted = lead_filter(parse_query(LeadQuery, params))
         after = page_cursor(
             params.get("cursor") or None, sort, datetime if sort == "received" else int
         )
-        page = await leads_page(
+        return await leads_page(
             conn, wanted, sort=sort, limit=page_size(params.get("limit")), after=after
         )
-        rows = page.rows
-        links = pager(LEADS_PATH, params, page.next_cursor)
-    except ApiError as exc:
-        error = exc.message
-    return render(
+
+    return await filtered_listing(
         request,
-        "leads.html",
+        viewer,
+        csrf_token,
+        read,
+        path=LEADS_PATH,
+        template="leads.html",
         title="Leads",
-        viewer=viewer,
-        csrf_token=csrf_token,
-        status_code=refusal_status(request, error),
-        values=values,
+        not_filters=("sort", "limit"),
         statuses=[str(s) for s in LeadStatus],
-        leads=rows,
-        pager=links,
-        error=error,
-        filtered=any(k not in ("sort", "limit") for k in values),
     )
 
 
@@ -82,10 +65,7 @@ async def lead(
     csrf_token: PageCsrfToken,
     lead_id: str,
 ) -> HTMLResponse:
-    found = None
-    wanted = path_id(lead_id)
-    if wanted is not None:
-        found = await lead_detail(conn, wanted)
+    found = await by_path_id(conn, lead_id, lead_detail)
     if found is None:
         return not_found(request, viewer, csrf_token, "lead")
     name = " ".join(p for p in (found.lead["first_name"], found.lead["last_name"]) if p)

@@ -1,5 +1,7 @@
 """What the reading pages share: their filters read from the URL (the API's parser,
-:mod:`lqs.api.read_filters`), the links to the next and the first page, and the 404 page.
+:mod:`lqs.api.read_filters`), the links to the next and the first page, the filtered
+listing itself (:func:`filtered_listing`), one row by the id in its path
+(:func:`by_path_id`) and the 404 page.
 
 Every filter and the cursor travel in the URL, so a page is a link: it can be bookmarked,
 shared and reloaded, and works without JavaScript (htmx only spares the full reload).
@@ -7,17 +9,20 @@ shared and reloaded, and works without JavaScript (htmx only spares the full rel
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Collection, Mapping
 from dataclasses import dataclass
+from typing import Any, TypeVar
 from urllib.parse import urlencode
 from uuid import UUID
 
+from psycopg import AsyncConnection
 from starlette.requests import Request
 from starlette.responses import HTMLResponse
 
-from lqs.api.errors import invalid_parameter
+from lqs.api.errors import ApiError, invalid_parameter
 from lqs.api.pages.layout import Viewer, render
 from lqs.api.tenant import MAX_PAGE
+from lqs.db.tenant_reads import Page
 from lqs.domain.cursor import Cursor, encode_cursor
 from lqs.domain.text import whole_number
 
@@ -79,12 +84,70 @@ def refusal_status(request: Request, error: str | None) -> int:
     return 400
 
 
+async def filtered_listing(
+    request: Request,
+    viewer: Viewer,
+    csrf_token: str,
+    read: Callable[[Mapping[str, str]], Awaitable[Page[Any]]],
+    *,
+    path: str,
+    template: str,
+    title: str,
+    not_filters: Collection[str] = ("limit",),
+    **context: Any,
+) -> HTMLResponse:
+    """The listing at ``path`` whose filters, cursor and limit are in the URL: ``read``
+    answers the page the query asks for, or raises the API's refusal, shown above no rows
+    (with :func:`refusal_status`). ``template`` gets ``rows``, ``pager``, ``error``, the
+    form's ``values`` and ``filtered`` (whether any of them is a filter, not one of
+    ``not_filters``), and ``context``."""
+    params = request.query_params
+    values = filled(params)
+    rows: list[Any] = []
+    links = pager(path, params, None)
+    error = None
+    try:
+        page = await read(params)
+        rows = page.rows
+        links = pager(path, params, page.next_cursor)
+    except ApiError as exc:
+        error = exc.message
+    return render(
+        request,
+        template,
+        title=title,
+        viewer=viewer,
+        csrf_token=csrf_token,
+        status_code=refusal_status(request, error),
+        values=values,
+        rows=rows,
+        pager=links,
+        error=error,
+        filtered=any(k not in not_filters for k in values),
+        **context,
+    )
+
+
 def path_id(text: str) -> UUID | None:
     """The path's id; None when it is not a UUID (which names nothing, as an unknown id)."""
     try:
         return UUID(text)
     except ValueError:
         return None
+
+
+Found = TypeVar("Found")
+
+
+async def by_path_id(
+    conn: AsyncConnection,
+    text: str,
+    read: Callable[[AsyncConnection, UUID], Awaitable[Found | None]],
+) -> Found | None:
+    """What ``read`` finds for the path's id ``text``; None when it is not a UUID, or
+    nothing the user may see has that id (either way, the 404 page: :func:`not_found`)."""
+    wanted = path_id(text)
+    return None if wanted is None else await read(conn, wanted)
 
 
 def not_found(request: Request, viewer: Viewer, csrf_token: str, what: str) -> HTMLResponse:

@@ -5,12 +5,12 @@ one with its "Remove" button (``POST /app/suppressions/{id}/remove``, as ``DELET
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import Response
 
 from lqs.api import tenant_actions
 from lqs.api.deps import Csrf
 from lqs.api.errors import ApiError
-from lqs.api.pages.actions import page_profile, posted_form, refused
+from lqs.api.pages.actions import admin_row_action, page_profile, refused
 from lqs.api.pages.layout import PAGES_PREFIX, render
 from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
@@ -58,12 +58,7 @@ async def remove_suppression(
     conn: PageTransaction,
     suppression_id: str,
 ) -> Response:
-    profile, viewer = await page_profile(conn, user)
-    try:
-        await posted_form(request, csrf)
-        async with conn.transaction():  # a savepoint: a refusal undoes the action whole
-            admin = tenant_actions.require_admin(profile)
-            await tenant_actions.lift_suppression(conn, admin, suppression_id)
-    except ApiError as exc:
-        return refused(request, viewer, token, exc)
-    return RedirectResponse(f"{PATH}?done=removed", status_code=303)
+    return await admin_row_action(
+        request, csrf, token, user, conn,
+        tenant_actions.lift_suppression, suppression_id, f"{PATH}?done=removed",
+    )  # fmt: skip
