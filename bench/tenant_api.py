@@ -50,8 +50,9 @@ from lqs.api.tokens import TokenVerifier
 from lqs.cli import compose
 from lqs.config import Settings
 from lqs.db.pool import open_pool, tenant_session
+from lqs.db.stats_rollup import refresh_rollup
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
-from lqs.db.tenant_stats import delivery_counts, lead_funnel, leads_by_outcome, refresh_rollup
+from lqs.db.tenant_stats import delivery_counts, lead_funnel, leads_by_outcome
 from lqs.domain.cursor import Cursor, encode_cursor
 
 PAGE = 50

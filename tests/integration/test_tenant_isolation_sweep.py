@@ -50,6 +50,7 @@ from lqs.db import tenant_reads, tenant_stats
 from lqs.db.audit import record_audit
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.pool import tenant_session
+from lqs.db.stats_rollup import refresh_rollup
 from tests.configs import api_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -268,8 +269,13 @@ async def _tenant(conn: AsyncConnection, tag: str) -> Tenant:
 
 @pytest.fixture(scope="module")
 async def world(migrated_db: str) -> World:
-    async with await psycopg.AsyncConnection.connect(migrated_db) as conn, conn.transaction():
-        return World(await _tenant(conn, "alpha"), await _tenant(conn, "bravo"))
+    async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+        async with conn.transaction():
+            world = World(await _tenant(conn, "alpha"), await _tenant(conn, "bravo"))
+        # The statistics' whole hours come from the rollup (swept under RLS too), the
+        # range's edges from the rows.
+        await refresh_rollup(conn, 10_000)
+    return world
 
 
 @pytest.fixture(scope="module")

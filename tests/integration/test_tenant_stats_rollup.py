@@ -25,6 +25,7 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.db.connection import connect
 from lqs.db.migrate import load_migrations, migrate
 from lqs.db.pool import tenant_session
+from lqs.db.stats_rollup import refresh_rollup
 from lqs.db.tenant_stats import (
     ATTEMPTED_STATUSES,
     Bucket,
@@ -34,7 +35,6 @@ from lqs.db.tenant_stats import (
     delivery_counts,
     lead_funnel,
     leads_by_outcome,
-    refresh_rollup,
 )
 from lqs.worker import run as worker_run
 from lqs.worker.run import refresh_stats, run_worker

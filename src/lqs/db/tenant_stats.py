@@ -10,9 +10,10 @@ The counts come from a per-client, per-UTC-hour rollup (migration 0018:
 ``stats_lead_hours``, ``stats_message_hours``), so that 30 days cost 720 hours of counts,
 not a million rows. Writers' triggers log every (client, hour) whose counts they change
 in ``stats_stale_hours``; the worker's housekeeping recounts the logged hours
-(:func:`refresh_rollup`). A read counts live, from the rows, every logged hour of the
-range and its first and last hour (which may be partial), and takes every other whole
-hour from the rollup: the answer is the one a live count over the whole range gives.
+(:func:`lqs.db.stats_rollup.refresh_rollup`). A read counts live, from the rows, every
+logged hour of the range and its first and last hour (which may be partial), and takes
+every other whole hour from the rollup: the answer is the one a live count over the
+whole range gives.
 
 Every read first sets two things for the rest of the transaction
 (:func:`_planned_for_this_client`), both measured in ``bench/tenant_api.py``:
@@ -38,9 +39,6 @@ from psycopg.rows import args_row
 Bucket = Literal["hour", "day"]
 RateDimension = Literal["provider", "type"]
 """What delivery rates are grouped by: the provider, or the channel (the seed's ``type``)."""
-
-REFRESH_BATCH = 500
-"""How many logged (client, hour) pairs one refresh recounts at most."""
 
 ATTEMPTED_STATUSES = ("sent", "delivered", "bounced", "failed")
 """Communications that left the queue for good or for a provider: the rates' denominator
@@ -258,15 +256,3 @@ async def delivery_counts(
     for by_provider, *counts in rows:
         found["provider" if by_provider else "type"].append(DeliveryCounts(*counts))
     return found
-
-
-async def refresh_rollup(conn: AsyncConnection, max_hours: int = REFRESH_BATCH) -> int:
-    """Recount up to ``max_hours`` of the (client, hour) pairs logged as changed, in one
-    transaction (``lqs_stats_refresh``, migration 0018); how many were recounted (0: none
-    were logged, or another refresh is running). Run as the database owner."""
-    async with conn.transaction():
-        await conn.execute("SELECT set_config('jit', 'off', true)")
-        cur = await conn.execute("SELECT public.lqs_stats_refresh(%s)", (max_hours,))
-        row = await cur.fetchone()
-    assert row is not None
-    return int(row[0])

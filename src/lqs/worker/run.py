@@ -48,7 +48,7 @@ from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
-from lqs.db.tenant_stats import REFRESH_BATCH, refresh_rollup
+from lqs.db.stats_rollup import REFRESH_BATCH, refresh_rollup
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor
 
