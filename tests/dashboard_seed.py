@@ -98,10 +98,14 @@ async def seed_client(
     stored = await insert_or_merge_leads(conn, client.id, submitted)
     ids = [lead.id for lead in stored]
     now = datetime.now(UTC)
+    # A minute apart, or closer just after midnight: today (UTC) holds every one of them,
+    # as the overview's figures for today expect.
+    midnight = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    step = min(timedelta(minutes=1), (now - midnight) / (len(ids) + 1))
     for i, lead_id in enumerate(ids):  # Ann newest
         await conn.execute(
             "UPDATE public.leads SET received_at = %s WHERE id = %s",
-            (now - timedelta(minutes=i + 1), lead_id),
+            (now - step * (i + 1), lead_id),
         )
     await record_lead_outcomes(
         conn,
@@ -151,10 +155,9 @@ async def seed_client(
     )
     cur = await conn.execute(
         "UPDATE public.communications SET status = 'delivered', provider = 'resend',"
-        " external_id = 'msg_1', sent_at = now(), delivered_at = now(),"
-        " created_at = now() - interval '1 minute'"
+        " external_id = 'msg_1', sent_at = now(), delivered_at = now(), created_at = %s"
         " WHERE lead_id = %s RETURNING id",
-        (ann,),
+        (now - step, ann),
     )
     [(mail,)] = await cur.fetchall()
     cur = await conn.execute(
