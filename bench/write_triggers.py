@@ -19,6 +19,13 @@ repeats interleaved, each run from the same prepared rows:
 
 Nothing drains ``stats_stale_hours`` meanwhile (the worker's housekeeping does that): its
 growth per run is what each path adds for the refresh to work through.
+
+Wall time on a shared machine is noisy, so the server's own account is taken too: with
+``track_functions = 'pl'`` on the scratch database, ``pg_stat_user_functions`` sums the
+time spent in the three trigger functions (the log's inserts included, the capture of the
+transition tables not). Rows are prepared with the triggers disabled, so that only the
+timed runs (and each path's warm-up run) call them; each path's sessions end before the sum
+is read, so that every backend has reported its counts.
 """
 
 from __future__ import annotations
@@ -29,7 +36,7 @@ import secrets
 import statistics
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -54,6 +61,9 @@ ALL_TRIGGERS = [name for names in TRIGGERS.values() for name in names]
 PROCESS_BATCH = 100
 CHUNK = 1000
 """Leads per ``POST /v1/leads/batch`` (the endpoint's maximum)."""
+FUNCTIONS = ("lqs_stats_leads_changed", "lqs_stats_communications_changed",
+             "lqs_stats_events_changed")  # fmt: skip
+"""The triggers' functions."""
 WITH = "with triggers"
 WITHOUT = "without triggers"
 
@@ -80,10 +90,17 @@ class _Path:
     """What a row is (``leads``, ``emails``, ``events``), for the notes."""
     seconds: dict[bool, list[float]] = field(default_factory=lambda: {True: [], False: []})
     logged: dict[bool, list[int]] = field(default_factory=lambda: {True: [], False: []})
+    runs_with: int = 0
+    """Runs with the triggers, the warm-up included: what ``function_ms`` covers."""
+    function_ms: float = 0.0
+    """Milliseconds the server spent in the trigger functions over those runs…"""
+    function_calls: int = 0
+    """… and how many times they were called."""
 
     def record(self, enabled: bool, seconds: float, logged: int) -> float:
         self.seconds[enabled].append(seconds)
         self.logged[enabled].append(logged)
+        self.runs_with += enabled
         return self.rows / seconds
 
 
@@ -138,6 +155,40 @@ def _log_rows(url: str) -> int:
     return int(row[0])
 
 
+def _track_functions(url: str) -> None:
+    """Have the scratch database's sessions count the time spent in PL/pgSQL functions."""
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("ALTER DATABASE {} SET track_functions = 'pl'").format(
+                sql.Identifier(conn.info.dbname)
+            )
+        )
+
+
+def _function_stats(url: str) -> tuple[float, int]:
+    """Milliseconds spent in the trigger functions so far, and their calls, as the
+    backends reported them."""
+    time.sleep(1.0)  # a backend that just closed reports its counts as it exits
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT coalesce(sum(total_time), 0), coalesce(sum(calls), 0)"
+            " FROM pg_catalog.pg_stat_user_functions"
+            " WHERE schemaname = 'public' AND funcname = ANY(%s)",
+            (list(FUNCTIONS),),
+        ).fetchone()
+    assert row is not None
+    return float(row[0]), int(row[1])
+
+
+def _prepared(url: str, prepare: Callable[[], object]) -> None:
+    """Prepare a run with the triggers disabled (only the timed run calls them) and the
+    log emptied."""
+    with _triggers(url, enabled=False):
+        prepare()
+        with psycopg.connect(url) as conn:
+            _clear_log(conn)
+
+
 def _timed(url: str, path: _Path, enabled: bool, run: Callable[[], object]) -> float:
     """Run ``run`` (prepared, log empty) with the triggers so; record it; rows per second."""
     with _triggers(url, enabled=enabled):
@@ -152,15 +203,19 @@ def _timed(url: str, path: _Path, enabled: bool, run: Callable[[], object]) -> f
 # ---------------------------------------------------------------- intake
 
 
-def _intake(url: str, server: intake.ApiServer, key: str, path: _Path) -> Callable[[bool], float]:
+@contextmanager
+def _intake(url: str, key: str, path: _Path) -> Iterator[Callable[[bool], float]]:
+    """Runs of the intake path against an ``lqs serve`` of their own."""
     leads = intake.make_leads(path.rows, "t")
 
-    def once(enabled: bool) -> float:
+    def reset() -> None:
         with psycopg.connect(url) as conn:
             conn.execute(
                 "TRUNCATE public.leads, public.lead_import_rows, public.idempotency_keys CASCADE"
             )
-            _clear_log(conn)
+
+    def once(enabled: bool) -> float:
+        _prepared(url, reset)
 
         def post() -> None:
             with httpx.Client(
@@ -181,7 +236,11 @@ def _intake(url: str, server: intake.ApiServer, key: str, path: _Path) -> Callab
         assert row[0] == path.rows, row
         return rate
 
-    return once
+    server = intake.ApiServer(url)
+    try:
+        yield once
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------- delivery webhooks
@@ -245,19 +304,25 @@ def _signed_events(external_ids: list[str]) -> list[tuple[bytes, dict[str, str]]
     return events
 
 
-def _webhooks(url: str, server: intake.ApiServer, path: _Path) -> Callable[[bool], float]:
+@contextmanager
+def _webhooks(url: str, path: _Path) -> Iterator[Callable[[bool], float]]:
+    """Runs of the webhook path against an ``lqs serve`` of their own."""
     client = _webhook_client(url)
 
-    def once(enabled: bool) -> float:
+    def sent_emails() -> list[str]:
         with psycopg.connect(url) as conn:
             conn.execute("TRUNCATE public.leads, public.provider_events CASCADE")
             conn.execute(dispatch.QUEUE_LEADS, {"client": client, "n": path.rows})
             found = conn.execute(_SENT_EMAILS + " RETURNING external_id").fetchall()
         with psycopg.connect(url, autocommit=True) as conn:
             conn.execute("ANALYZE public.leads, public.communications, public.provider_events")
-            _clear_log(conn)
+        return [row[0] for row in found]
+
+    def once(enabled: bool) -> float:
+        external_ids: list[str] = []
+        _prepared(url, lambda: external_ids.extend(sent_emails()))
         # Signed before the clock starts (the signature's timestamp is good for 5 minutes).
-        events = _signed_events([row[0] for row in found])
+        events = _signed_events(external_ids)
 
         def post() -> None:
             with httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=60) as http:
@@ -275,30 +340,35 @@ def _webhooks(url: str, server: intake.ApiServer, path: _Path) -> Callable[[bool
         assert row[0] == path.rows, row
         return rate
 
-    return once
+    server = intake.ApiServer(url)
+    try:
+        yield once
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------- processing
 
 
-def _processing(url: str, path: _Path) -> Callable[[bool], float]:
+@contextmanager
+def _processing(url: str, path: _Path) -> Iterator[Callable[[bool], float]]:
+    """Runs of the processor (its pool opened and closed by each run)."""
+
     def once(enabled: bool) -> float:
-        processor._prepare(url, path.rows)
-        with psycopg.connect(url) as conn:
-            _clear_log(conn)
+        _prepared(url, lambda: processor._prepare(url, path.rows))
         return _timed(
             url, path, enabled, lambda: asyncio.run(processor._lqs(url, PROCESS_BATCH, path.rows))
         )
 
-    return once
+    yield once
 
 
 # ---------------------------------------------------------------- dispatch
 
 
-def _dispatching(
-    url: str, simulator: str, control: SimulatorControl, path: _Path
-) -> Callable[[bool], float]:
+@contextmanager
+def _dispatching(url: str, path: _Path) -> Iterator[Callable[[bool], float]]:
+    """Runs of the dispatcher against an ``lqs simulate`` of their own, no latency."""
     options = DispatcherOptions(
         concurrency=dispatch.CONCURRENCY,
         batch_size=dispatch.BATCH_SIZE,
@@ -308,9 +378,7 @@ def _dispatching(
 
     def once(enabled: bool) -> float:
         control.reset()
-        dispatch._prepare(url, path.rows, simulator)
-        with psycopg.connect(url) as conn:
-            _clear_log(conn)
+        _prepared(url, lambda: dispatch._prepare(url, path.rows, simulator))
         rate = _timed(
             url, path, enabled, lambda: asyncio.run(dispatch._lqs(url, path.rows, options))
         )
@@ -319,20 +387,33 @@ def _dispatching(
         assert accepted == path.rows, accepted
         return rate
 
-    return once
+    with dispatch._simulator() as simulator, SimulatorControl(simulator) as control:
+        control.configure(dispatch._with_latency(0.0))
+        yield once
 
 
 # ---------------------------------------------------------------- the run
 
 
-def _measure(path: _Path, repeats: int, once: Callable[[bool], float]) -> dict[bool, Series]:
-    """One warm-up run (imports, caches, the server's connections; not recorded), then
-    ``repeats`` of each trigger state, interleaved."""
+def _measure(
+    url: str,
+    path: _Path,
+    repeats: int,
+    runs: AbstractContextManager[Callable[[bool], float]],
+) -> dict[bool, Series]:
+    """One warm-up run with the triggers (imports, caches, the server's connections; its
+    time not recorded), then ``repeats`` of each trigger state, interleaved; and the time
+    the server spent in the trigger functions over the runs with them, read once the
+    path's sessions have ended."""
     print(f"  {path.name}: a warm-up run, then {repeats} interleaved repeats", flush=True)
-    once(True)
-    path.seconds = {True: [], False: []}
-    path.logged = {True: [], False: []}
-    series = interleave(repeats, {WITH: lambda: once(True), WITHOUT: lambda: once(False)})
+    ms_before, calls_before = _function_stats(url)
+    with runs as once:
+        once(True)
+        path.seconds = {True: [], False: []}
+        path.logged = {True: [], False: []}
+        series = interleave(repeats, {WITH: lambda: once(True), WITHOUT: lambda: once(False)})
+    ms_after, calls_after = _function_stats(url)
+    path.function_ms, path.function_calls = ms_after - ms_before, calls_after - calls_before
     return {True: series[WITH], False: series[WITHOUT]}
 
 
@@ -347,31 +428,25 @@ def run(url: str, sizes: Sizes, repeats: int) -> Section:
               "leads"),
         _Path("dispatch (Resend batches)", sizes.dispatch, "comms/s", "emails"),
     ]  # fmt: skip
-    by_name = {path.name: path for path in paths}
-    results: dict[str, dict[bool, Series]] = {}
+    intake_path, webhook_path, processing_path, dispatch_path = paths
     print(f"statistics triggers: {', '.join(f'{p.name} {p.rows:,}' for p in paths)}")
+    _track_functions(url)
+    run_lqs(url, "clients", "create", "Bench", "--slug", "bench")
+    key = run_lqs(
+        url, "keys", "create", "--client", "bench", "--rate-limit", "100000000"
+    ).stdout.strip()
+    results: dict[str, dict[bool, Series]] = {}
     try:
-        run_lqs(url, "clients", "create", "Bench", "--slug", "bench")
-        key = run_lqs(
-            url, "keys", "create", "--client", "bench", "--rate-limit", "100000000"
-        ).stdout.strip()
-        server = intake.ApiServer(url)
-        try:
-            for path, once in (
-                (paths[0], _intake(url, server, key, paths[0])),
-                (paths[1], _webhooks(url, server, paths[1])),
-            ):
-                results[path.name] = _measure(path, repeats, once)
-        finally:
-            server.close()
-        results[paths[2].name] = _measure(paths[2], repeats, _processing(url, paths[2]))
-        with dispatch._simulator() as simulator, SimulatorControl(simulator) as control:
-            control.configure(dispatch._with_latency(0.0))
-            once = _dispatching(url, simulator, control, paths[3])
-            results[paths[3].name] = _measure(paths[3], repeats, once)
+        for path, runs in (
+            (intake_path, _intake(url, key, intake_path)),
+            (webhook_path, _webhooks(url, webhook_path)),
+            (processing_path, _processing(url, processing_path)),
+            (dispatch_path, _dispatching(url, dispatch_path)),
+        ):
+            results[path.name] = _measure(url, path, repeats, runs)
     finally:
         _set_triggers(url, enabled=True)
-    return _section([by_name[name] for name in results], results, repeats)
+    return _section(paths, results, repeats)
 
 
 def _section(paths: list[_Path], results: dict[str, dict[bool, Series]], repeats: int) -> Section:
@@ -388,13 +463,19 @@ def _section(paths: list[_Path], results: dict[str, dict[bool, Series]], repeats
         "Each write path run with migration 0018's nine statistics triggers enabled and "
         f"disabled (`ALTER TABLE … DISABLE TRIGGER`), {repeats} interleaved repeats, each "
         "from the same prepared rows; seconds and rows/s are medians (min–max). *with / "
-        "without* is the ratio of the median times (above 1: the triggers' cost); the log "
-        "is the rows `stats_stale_hours` gained per 1,000 leads (emails, events) with the "
-        "triggers, for the worker's refresh to drain (none without them).",
+        "without* is the ratio of the median times (above 1: the triggers' cost). *In the "
+        "triggers* is the server's own account (`pg_stat_user_functions`, "
+        "`track_functions = 'pl'`) of the time spent in the trigger functions per 1,000 "
+        "rows, over the runs with them (warm-up included), and that time as a share of the "
+        "median run with them: a floor of the triggers' cost (capturing the transition "
+        "tables is not in it) that the machine's noise does not move. The log is the rows "
+        "`stats_stale_hours` gained per 1,000 leads (emails, events), for the worker's "
+        "refresh to drain (none without the triggers).",
         "",
         "| path | rows per run | seconds with triggers | seconds without | with / without "
-        "| rows/s with | rows/s without | log rows per 1,000 |",
-        "| --- | ---: | --- | --- | ---: | --- | --- | ---: |",
+        "| rows/s with | rows/s without | trigger calls per 1,000 | in the triggers per "
+        "1,000 | share of the run | log rows per 1,000 |",
+        "| --- | ---: | --- | --- | ---: | --- | --- | ---: | ---: | ---: | ---: |",
     ]
     for path in paths:
         on, off = results[path.name][True], results[path.name][False]
@@ -402,20 +483,24 @@ def _section(paths: list[_Path], results: dict[str, dict[bool, Series]], repeats
         seconds_off = statistics.median(path.seconds[False])
         logged = [count * 1000 / path.rows for count in path.logged[True]]
         spread = "" if min(logged) == max(logged) else f" ({min(logged):g}–{max(logged):g})"
+        per_thousand = 1000 / (path.rows * path.runs_with)
+        share = path.function_ms / path.runs_with / (seconds_on * 1000)
         lines.append(
             f"| {path.name} | {path.rows:,} {path.what} "
             f"| {seconds_on:.2f} s ({_range(path.seconds[True])}) "
             f"| {seconds_off:.2f} s ({_range(path.seconds[False])}) "
             f"| **{seconds_on / seconds_off:.3f}** "
             f"| {on.describe(path.unit)} | {off.describe(path.unit)} "
+            f"| {path.function_calls * per_thousand:,.0f} "
+            f"| {path.function_ms * per_thousand:,.1f} ms | {share:.1%} "
             f"| {statistics.median(logged):g}{spread} |"
         )
     lines += [
         "",
         "- *intake*: `lqs serve` in a process of its own, 1,000 leads per request, one request "
-        "at a time. *delivery webhooks*: the same server, one signed `email.delivered` per "
-        "request, one at a time, each for a sent email (each stores the event, marks the "
-        "email delivered and links the event: five statements that fire a trigger). "
+        "at a time. *delivery webhooks*: another `lqs serve`, one signed `email.delivered` "
+        "per request, one at a time, each for a sent email (it stores the event, marks the "
+        "email delivered and links the event: three statements, each firing a trigger). "
         "*processing*: `LeadProcessor` in the bench's process, one batch in flight. "
         "*dispatch*: the `Dispatcher` against `lqs simulate` (no injected latency).",
         "- Nothing drains `stats_stale_hours` during a run. A statement logs each distinct "
