@@ -9,23 +9,27 @@ repeats interleaved, each run from the same prepared rows:
 
 - *intake*: ``POST /v1/leads/batch`` (1,000 leads per request) to ``lqs serve`` in a
   process of its own, as bench/intake.py measures it;
+- *delivery webhooks*: one signed Resend ``email.delivered`` event per request, one request
+  at a time, to ``POST /webhooks/resend/{client}`` of another ``lqs serve``, each for a
+  sent email;
 - *processing*: the lead processor draining queued leads in this process (batch 100, one
   batch in flight), as bench/processor.py measures it;
 - *dispatch*: the dispatcher sending pending emails to ``lqs simulate`` (Resend batches,
-  concurrency 32, claims of 100), as bench/dispatch.py measures it;
-- *delivery webhooks*: one signed Resend ``email.delivered`` event per request, one request
-  at a time, to ``POST /webhooks/resend/{client}`` of the same ``lqs serve``, each for a
-  sent email.
+  concurrency 32, claims of 100), as bench/dispatch.py measures it.
 
 Nothing drains ``stats_stale_hours`` meanwhile (the worker's housekeeping does that): its
 growth per run is what each path adds for the refresh to work through.
 
-Wall time on a shared machine is noisy, so the server's own account is taken too: with
-``track_functions = 'pl'`` on the scratch database, ``pg_stat_user_functions`` sums the
-time spent in the three trigger functions (the log's inserts included, the capture of the
-transition tables not). Rows are prepared with the triggers disabled, so that only the
-timed runs (and each path's warm-up run) call them; each path's sessions end before the sum
-is read, so that every backend has reported its counts.
+Two runs' wall times on a shared machine differ by more than the triggers cost, so the
+server's own account is taken too: with ``track_functions = 'pl'`` on the scratch
+database, ``pg_stat_user_functions`` sums the time spent inside the three trigger
+functions (their statements planned and run, the log's inserts included; the capture of
+the transition tables, done by the statement that fires them, not). It is wall time too,
+so it grows with the machine's load, but it counts the triggers alone: as a share of the
+runs with them, it is much steadier than the difference of two runs. Rows are prepared
+with the triggers disabled, so that only the timed runs (and each path's warm-up run) call
+them; each path's sessions end before the sum is read, so that every backend has reported
+its counts.
 """
 
 from __future__ import annotations
@@ -467,8 +471,8 @@ def _section(paths: list[_Path], results: dict[str, dict[bool, Series]], repeats
         "triggers* is the server's own account (`pg_stat_user_functions`, "
         "`track_functions = 'pl'`) of the time spent in the trigger functions per 1,000 "
         "rows, over the runs with them (warm-up included), and that time as a share of the "
-        "median run with them: a floor of the triggers' cost (capturing the transition "
-        "tables is not in it) that the machine's noise does not move. The log is the rows "
+        "median run with them: the triggers alone (capturing the transition tables is not in "
+        "it), much steadier from run to run than *with / without*. The log is the rows "
         "`stats_stale_hours` gained per 1,000 leads (emails, events), for the worker's "
         "refresh to drain (none without the triggers).",
         "",
