@@ -24,10 +24,13 @@ from bench import (
     processor,
     scale,
     tenant_api,
+    write_triggers,
 )
 from bench.common import ROOT, Row, Section, machine_line, scratch_database, server_url
 
-STAGES = ("intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant")
+STAGES = (
+    "intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant", "triggers",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -46,6 +49,8 @@ class Sizes:
     tenant_leads: tuple[int, int]
     """The tenant API's large and small client."""
     tenant_requests: int
+    triggers: write_triggers.Sizes
+    """Rows per run of each write path with and without the statistics triggers."""
 
 
 FULL = Sizes(
@@ -63,6 +68,9 @@ FULL = Sizes(
     memory=1_000_000,
     tenant_leads=(1_000_000, 10_000),
     tenant_requests=200,
+    triggers=write_triggers.Sizes(
+        intake=20_000, processing=4_000, dispatch=6_000, webhooks=600, repeats=7
+    ),
 )
 QUICK = Sizes(
     intake=2_000,
@@ -78,6 +86,9 @@ QUICK = Sizes(
     memory=10_000,
     tenant_leads=(50_000, 2_000),
     tenant_requests=40,
+    triggers=write_triggers.Sizes(
+        intake=2_000, processing=500, dispatch=500, webhooks=200, repeats=2
+    ),
 )
 
 
@@ -110,6 +121,8 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
     if name == "tenant":
         large, small = sizes.tenant_leads
         return tenant_api.run(url, large=large, small=small, requests=sizes.tenant_requests)
+    if name == "triggers":
+        return write_triggers.run(url, sizes.triggers, repeats)
     rss_tenth, rss_end, rate = memory.run(url, sizes.memory)
     growth = rss_end / rss_tenth - 1 if rss_tenth else float("nan")
     verdict = "✅" if growth <= 0.10 else "❌"
