@@ -39,6 +39,12 @@ async def _seed(url: str) -> tuple[SeededClient, SeededClient]:
         return await seed_client(conn, "Alpha"), await seed_client(conn, "Beta")
 
 
+STYLED = (
+    '<style>#styled { font-weight: 700 }</style><p id="styled" style="color: #0c2238">Styled</p>'
+)
+"""Inline styles, which the email's frame applies."""
+
+
 def remote_image(base_url: str) -> str:
     """An image that loads, from another origin than the pages' (localhost, not 127.0.0.1)."""
     return base_url.replace("127.0.0.1", "localhost") + "/app/static/favicon.svg"
@@ -47,8 +53,9 @@ def remote_image(base_url: str) -> str:
 async def _show_remote_image(url: str, communication: UUID, image: str) -> None:
     async with await psycopg.AsyncConnection.connect(url) as conn:
         await conn.execute(
-            "UPDATE public.communications SET content = replace(content, %s, %s) WHERE id = %s",
-            (TRACKER, image, communication),
+            "UPDATE public.communications SET content = replace(content, %s, %s) || %s"
+            " WHERE id = %s",
+            (TRACKER, image, STYLED, communication),
         )
 
 
@@ -151,8 +158,11 @@ def test_a_lead_then_its_email_shown_sandboxed(page: Any, site: Site) -> None:
         assert by_css(page, "h1").text == "New qualified lead"
         remote = by_css(page, "img#remote")
         assert remote.get_attribute("src") == remote_image(site.url)
-        # The image is there (below), but the page's img-src refuses another origin.
+        # The image is there (below), but the frame's img-src refuses another origin.
         assert page.execute_script("return arguments[0].naturalWidth", remote) == 0
+        styled = by_css(page, "#styled")
+        style = "const s = getComputedStyle(arguments[0]); return [s.color, s.fontWeight]"
+        assert page.execute_script(style, styled) == ["rgb(12, 34, 56)", "700"]
     finally:
         page.switch_to.default_content()
     assert httpx.get(remote_image(site.url)).status_code == 200

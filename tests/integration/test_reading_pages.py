@@ -289,8 +289,9 @@ async def test_no_communications_yet_says_where_they_come_from(world: World) -> 
     assert "No communications yet" in html
 
 
-async def test_an_html_email_is_shown_in_a_sandboxed_frame_escaped(world: World) -> None:
-    response = await get_as(world, world.a, f"/app/communications/{world.a.email_communication}")
+async def test_an_html_email_is_shown_in_a_sandboxed_frame(world: World) -> None:
+    page = f"/app/communications/{world.a.email_communication}"
+    response = await get_as(world, world.a, page)
 
     assert response.status_code == 200
     html = response.text
@@ -298,21 +299,57 @@ async def test_an_html_email_is_shown_in_a_sandboxed_frame_escaped(world: World)
     assert ' sandbox="" ' in frame
     assert "allow-scripts" not in frame
     assert "allow-same-origin" not in frame
-    srcdoc = re.search(r'srcdoc="([^"]*)"', frame).group(1)
-    assert "<" not in srcdoc  # escaped into the attribute, not markup of the page
-    assert unescape(srcdoc) == EMAIL_CONTENT
+    assert f' src="{page}/content"' in frame
+    assert "New qualified lead</h1>" not in html  # the email is not markup of the page
     assert f'href="/app/leads/{world.a.leads[0]}"' in html
     assert "98.5" in html  # the attempt's latency
     assert "email.delivered" in html
 
 
-async def test_the_pages_policy_loads_no_remote_image_in_an_email(world: World) -> None:
+async def test_the_pages_policy_frames_this_origin_only(world: World) -> None:
     response = await get_as(world, world.a, f"/app/communications/{world.a.email_communication}")
 
     policy = response.headers["content-security-policy"]
     assert policy == CONTENT_SECURITY_POLICY
-    img_src = next(d for d in policy.split("; ") if d.startswith("img-src"))
-    assert img_src == "img-src 'self' data:"
+    assert "frame-src 'self'" in policy.split("; ")
+    assert response.headers["x-frame-options"] == "DENY"
+
+
+async def test_an_emails_content_is_served_sandboxed_with_its_styles_and_no_remote_image(
+    world: World,
+) -> None:
+    response = await get_as(
+        world, world.a, f"/app/communications/{world.a.email_communication}/content"
+    )
+
+    assert response.status_code == 200
+    assert response.text == EMAIL_CONTENT
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    policy = response.headers["content-security-policy"].split("; ")
+    assert "sandbox" in policy  # scripts off, an opaque origin, even opened on its own
+    assert "default-src 'none'" in policy
+    assert "style-src 'unsafe-inline'" in policy
+    assert "img-src data:" in policy  # the tracker does not load
+    assert not [d for d in policy if d.startswith("script-src")]
+    assert "frame-ancestors 'self'" in policy
+    assert response.headers["x-frame-options"] == "SAMEORIGIN"
+    assert response.headers["cache-control"] == "no-store"
+    assert response.headers["x-content-type-options"] == "nosniff"
+
+
+@pytest.mark.parametrize("which", ["b_email", "own_sms", "garbage"])
+async def test_content_that_is_not_an_email_of_the_users_is_a_404(world: World, which: str) -> None:
+    communication_id = {
+        "b_email": str(world.b.email_communication),
+        "own_sms": str(world.a.sms_communication),
+        "garbage": "x",
+    }[which]
+
+    response = await get_as(world, world.a, f"/app/communications/{communication_id}/content")
+
+    assert response.status_code == 404
+    assert "Ann Lee" not in response.text
+    assert "New qualified lead" not in response.text
 
 
 async def test_text_content_is_shown_as_text(world: World) -> None:

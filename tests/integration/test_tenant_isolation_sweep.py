@@ -113,6 +113,9 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", f"{PAGES_PREFIX}/communications/{{communication_id}}"): Route(
         params={"communication_id": "communication"}
     ),
+    ("GET", f"{PAGES_PREFIX}/communications/{{communication_id}}/content"): Route(
+        params={"communication_id": "communication"}
+    ),
     ("GET", f"{PAGES_PREFIX}/suppressions"): Route(shows=("suppression",)),
     ("POST", f"{PAGES_PREFIX}/suppressions/{{suppression_id}}/remove"): Route(
         params={"suppression_id": "suppression"}, admin_only=True

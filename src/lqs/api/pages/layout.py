@@ -32,6 +32,7 @@ CONTENT_SECURITY_POLICY = "; ".join(
         "img-src 'self' data:",
         "font-src 'self'",
         "connect-src 'self'",
+        "frame-src 'self'",
         "form-action 'self'",
         "frame-ancestors 'none'",
         "base-uri 'none'",
@@ -45,7 +46,9 @@ PAGE_HEADERS: Mapping[str, str] = {
     "Referrer-Policy": "same-origin",
     "X-Frame-Options": "DENY",
 }
-"""Set on every response under ``/app`` (pages, fragments, static files, errors)."""
+"""Set on every response under ``/app`` (pages, fragments, static files, errors) that
+does not set its own: an email's content sets a stricter policy of its own
+(:data:`lqs.api.pages.communications.EMAIL_CONTENT_HEADERS`)."""
 
 
 @dataclass(frozen=True)
@@ -173,7 +176,7 @@ class PageSecurityHeaders:
             if message["type"] == "http.response.start":
                 headers = MutableHeaders(scope=message)
                 for name, value in PAGE_HEADERS.items():
-                    headers[name] = value
+                    headers.setdefault(name, value)
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
