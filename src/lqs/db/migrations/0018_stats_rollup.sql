@@ -84,6 +84,10 @@ COMMENT ON TABLE public.stats_stale_hours IS
     'drained by lqs_stats_refresh';
 
 -- ---------------------------------------------------------------- privileges and RLS
+-- The users' policies compare the client with their profile's (one profile per user, the
+-- profile's primary key): PostgreSQL checks that once per statement (a one-time filter),
+-- where the seed's shape, client_id IN (...), probes a hash for every row read; the
+-- statistics read a few thousand rollup rows per request.
 GRANT SELECT ON public.stats_lead_hours, public.stats_message_hours, public.stats_stale_hours
     TO authenticated;
 GRANT SELECT ON public.stats_lead_hours, public.stats_message_hours, public.stats_stale_hours
@@ -95,19 +99,19 @@ ALTER TABLE public.stats_stale_hours ENABLE ROW LEVEL SECURITY;
 
 CREATE POLICY "Users can view lead statistics for their client" ON public.stats_lead_hours
     FOR SELECT TO authenticated USING (
-        client_id IN (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
+        client_id = (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
     );
 CREATE POLICY "Service role can read all lead statistics" ON public.stats_lead_hours
     FOR SELECT TO service_role USING ((SELECT auth.role()) = 'service_role');
 CREATE POLICY "Users can view message statistics for their client" ON public.stats_message_hours
     FOR SELECT TO authenticated USING (
-        client_id IN (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
+        client_id = (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
     );
 CREATE POLICY "Service role can read all message statistics" ON public.stats_message_hours
     FOR SELECT TO service_role USING ((SELECT auth.role()) = 'service_role');
 CREATE POLICY "Users can view stale statistics hours for their client" ON public.stats_stale_hours
     FOR SELECT TO authenticated USING (
-        client_id IN (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
+        client_id = (SELECT p.client_id FROM public.profiles p WHERE p.id = (SELECT auth.uid()))
     );
 CREATE POLICY "Service role can read all stale statistics hours" ON public.stats_stale_hours
     FOR SELECT TO service_role USING ((SELECT auth.role()) = 'service_role');
