@@ -9,6 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
+from pydantic import ValidationError
 
 from lqs.simulator import Faults, Latency, SimulatorControl
 from lqs.simulator.faults import draw_plan
@@ -233,3 +234,16 @@ def test_faults_of_one_provider_leave_the_others_alone(
     configure(resend={"faults": {"error_rates": {"500": 1.0}}})
 
     assert send_sendgrid(client).status_code == 202
+
+
+@pytest.mark.parametrize("word", ["²", "٥٠٠", "+500", "5000", "399", "600", ""])
+def test_a_script_word_that_is_no_4xx_5xx_in_ascii_digits_is_refused(word: str) -> None:
+    with pytest.raises(ValidationError, match="neither a 4xx/5xx status"):
+        Faults(script=[word])
+
+
+def test_a_scripted_status_is_an_error_status() -> None:
+    plan = draw_plan(Faults(script=["503"]), random.Random(1), scripted="503")
+
+    assert plan.error_status == 503
+    assert draw_plan(Faults(), random.Random(1), scripted="drop").error_status is None

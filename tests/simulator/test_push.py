@@ -275,3 +275,18 @@ def test_pywebpush_sends_to_the_simulator_unchanged(
     assert message.details["content_encoding"] == "aes128gcm"
     assert gone.value.response is not None
     assert gone.value.response.status_code == 410
+
+
+# A header's bytes are read as Latin-1, where "²" and "³" are digits to str.isdigit().
+@pytest.mark.parametrize("ttl", ["²", "6³", "-1", "0x10", "1e3", "9" * 19])
+def test_a_ttl_that_is_not_ascii_digits_is_400(client: httpx.Client, origin: str, ttl: str) -> None:
+    response = client.post(
+        "/push/sub-1",
+        content=aes128gcm(),
+        headers={**headers(origin), "TTL": ttl.encode("latin-1")},
+    )
+
+    assert response.status_code == 400
+    assert response.json() == push_error(
+        400, 111, "Bad Request", "The TTL header must be a non-negative integer"
+    )

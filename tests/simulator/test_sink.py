@@ -157,3 +157,16 @@ def test_future_timestamp_is_refused() -> None:
     assert signature_problem(SECRET, Headers(headers), body) == (
         "webhook-timestamp is more than 5 minutes away from now"
     )
+
+
+# A header's bytes are read as Latin-1, where "²" and "¹" are digits to str.isdigit().
+@pytest.mark.parametrize("timestamp", ["²", "1614265¹30", "-1614265330", "9" * 5000])
+def test_a_timestamp_that_is_not_ascii_digits_is_flagged(timestamp: str) -> None:
+    body = b"{}"
+    headers = signed_headers(body)
+    headers["webhook-timestamp"] = timestamp
+    raw = [(name.encode(), value.encode("latin-1")) for name, value in headers.items()]
+
+    assert signature_problem(SECRET, Headers(raw=raw), body) == (
+        "webhook-timestamp is not unix seconds"
+    )

@@ -19,6 +19,7 @@ from urllib.parse import urlsplit
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from lqs.simulator.numbers import ascii_number
 from lqs.simulator.signing import load_sendgrid_key, svix_key
 
 FAULT_OUTCOMES = frozenset({"ok", "timeout", "drop", "hang"})
@@ -85,7 +86,8 @@ class Faults(_Model):
     @classmethod
     def _script_words(cls, script: list[str]) -> list[str]:
         for word in script:
-            if word not in FAULT_OUTCOMES and not (word.isdigit() and 400 <= int(word) <= 599):
+            status = ascii_number(word)
+            if word not in FAULT_OUTCOMES and not (status is not None and 400 <= status <= 599):
                 raise ValueError(
                     f"script: {word!r} is neither a 4xx/5xx status nor one of "
                     f"{sorted(FAULT_OUTCOMES)}"

@@ -15,6 +15,7 @@ from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
 from lqs.simulator.config import Faults, Latency
+from lqs.simulator.numbers import ascii_number
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,7 @@ class FaultPlan:
     @property
     def error_status(self) -> int | None:
         """The injected error status, or ``None`` when the outcome is not an error."""
-        return int(self.outcome) if self.outcome.isdigit() else None
+        return ascii_number(self.outcome)
 
 
 def draw_plan(faults: Faults, rng: random.Random, scripted: str | None = None) -> FaultPlan:

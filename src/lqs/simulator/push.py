@@ -31,6 +31,7 @@ from starlette.routing import Route
 
 from lqs.simulator.config import PushConfig
 from lqs.simulator.exchange import Exchange, provider_endpoint
+from lqs.simulator.numbers import ascii_number
 from lqs.simulator.records import MessageRecord
 
 _MORE_INFO = "http://autopush.readthedocs.io/en/latest/http.html#error-codes"
@@ -186,7 +187,8 @@ async def push_message(exchange: Exchange) -> Response:
     ttl_text = request.headers.get("ttl")
     if ttl_text is None:
         return error_response(400, 111, "Missing TTL value")
-    if not ttl_text.isdigit():
+    ttl = ascii_number(ttl_text)
+    if ttl is None:
         return error_response(400, 111, "The TTL header must be a non-negative integer")
     body = exchange.body
     if len(body) > config.max_payload_bytes:
@@ -218,7 +220,7 @@ async def push_message(exchange: Exchange) -> Response:
             recipients=[subscription],
             received_at=datetime.now(UTC),
             details={
-                "ttl": int(ttl_text),
+                "ttl": ttl,
                 "urgency": urgency,
                 "topic": topic,
                 "content_encoding": encoding,

@@ -21,6 +21,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 
 from lqs.simulator.exchange import Exchange, provider_endpoint
+from lqs.simulator.numbers import ascii_number
 from lqs.simulator.records import HookDelivery, base64_text, text_or_none
 
 TIMESTAMP_TOLERANCE_SECONDS = 5 * 60
@@ -44,9 +45,10 @@ def signature_problem(
     signatures = headers.get("webhook-signature")
     if not webhook_id or not timestamp or not signatures:
         return "missing webhook-id, webhook-timestamp or webhook-signature"
-    if not timestamp.isdigit():
+    sent_at = ascii_number(timestamp)
+    if sent_at is None:
         return "webhook-timestamp is not unix seconds"
-    if abs((time.time() if now is None else now) - int(timestamp)) > TIMESTAMP_TOLERANCE_SECONDS:
+    if abs((time.time() if now is None else now) - sent_at) > TIMESTAMP_TOLERANCE_SECONDS:
         return "webhook-timestamp is more than 5 minutes away from now"
     try:
         key = base64.b64decode(secret.removeprefix("whsec_"), validate=True)
