@@ -109,8 +109,16 @@ def test_list_can_show_one_channel(migrated_db: str, slug: str) -> None:
         (["remove", "a@b.example", "--channel", "pigeon"], "--channel must be one of"),
         (["add", "not-an-address"], "RECIPIENT is not a valid email address"),
         (["add", "555-0123", "--channel", "sms"], "E.164"),
+        (["add", "+1555²0123", "--channel", "sms"], "E.164"),
     ],
-    ids=["add bad channel", "list bad channel", "remove bad channel", "bad email", "bad number"],
+    ids=[
+        "add bad channel",
+        "list bad channel",
+        "remove bad channel",
+        "bad email",
+        "bad number",
+        "superscript digit",
+    ],
 )
 def test_bad_input_is_refused_in_one_line_and_stores_nothing(
     migrated_db: str, slug: str, args: list[str], fragment: str

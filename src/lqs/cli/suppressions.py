@@ -34,7 +34,9 @@ def _recipient(channel: str, value: str) -> str:
             return validate_email(value, check_deliverability=False).normalized.lower()
         except EmailNotValidError as exc:
             fail(f"RECIPIENT is not a valid email address: {exc}")
-    if channel == "sms" and not (value.startswith("+") and value[1:].isdigit()):
+    if channel == "sms" and not (
+        value.startswith("+") and value[1:].isascii() and value[1:].isdigit()
+    ):
         fail("RECIPIENT must be an E.164 phone number (+ and digits) for --channel sms")
     return normalise_recipient(channel, value)
 
