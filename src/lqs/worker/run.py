@@ -377,7 +377,10 @@ async def _refresh_stats_forever(
         recounted = await refresh_stats(pool, progress=lambda: progress.touch("statistics"))
         if recounted:
             log.debug("stats_refreshed", hours=recounted)
-        await _sleep_or_stop(interval, stop)
+        next_turn = time.monotonic() + interval
+        while not stop.is_set() and (left := next_turn - time.monotonic()) > 0:
+            progress.touch("statistics")  # waiting on purpose is not a stall
+            await _sleep_or_stop(min(left, 1.0), stop)
 
 
 async def _heartbeat_forever(
