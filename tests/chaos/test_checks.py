@@ -100,7 +100,7 @@ def test_the_orchestrator_counts_self_exits_and_hung_workers(tmp_path: Path) -> 
         deadline = time.monotonic() + 60
         while not (fleet.tally.self_exits and fleet.tally.hung) and time.monotonic() < deadline:
             fleet.observe({})
-            fleet.supervise(hang_after=8.0)
+            fleet.supervise(hang_after=3.0)
             time.sleep(0.5)
         tally = fleet.tally
         assert tally.self_exits[0].startswith("worker-1.1 exited by itself with 2"), tally

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from lqs.simulator import SimulatorConfig, SimulatorControl, running_simulator
-from tests.conftest import migrate_directly, pooler_env
+from tests.conftest import DatabaseFactory, pooler_env
 
 
 def lqs_env(database_url: str, **extra: str) -> dict[str, str]:
@@ -53,10 +53,9 @@ class Server:
 
 
 @pytest.fixture
-def pipeline_db(make_database: object) -> str:
-    url: str = make_database()  # type: ignore[operator]
-    migrate_directly(url)
-    return url
+def pipeline_db(make_migrated_database: DatabaseFactory) -> str:
+    """A fresh migrated database for the test (a copy of the session's migrated one)."""
+    return make_migrated_database()
 
 
 @pytest.fixture

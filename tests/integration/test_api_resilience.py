@@ -35,7 +35,7 @@ from lqs.api.readiness import ReadinessOptions
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.migrate import load_migrations
 from tests.configs import api_config
-from tests.conftest import direct_url, migrate_directly
+from tests.conftest import DatabaseFactory, direct_url
 
 PUBLIC = "https://lqs.example"
 """The public base URL Twilio signs; the test client calls http://test instead."""
@@ -87,11 +87,6 @@ async def _lock_waiters(url: str, at_least: int) -> None:
                 return
             await asyncio.sleep(0.05)
     raise AssertionError(f"fewer than {at_least} backends ever waited for a lock")
-
-
-def _migrated(url: str) -> str:
-    migrate_directly(url)
-    return url
 
 
 # Makes an insert of a lead whose email matches the trigger's pattern kill its own backend,
@@ -315,9 +310,9 @@ async def test_under_connection_churn_no_request_gets_a_500(
 
 
 async def test_a_connection_lost_inside_the_transaction_is_retried_on_a_fresh_one(
-    make_database: Any,
+    make_migrated_database: DatabaseFactory,
 ) -> None:
-    url = _migrated(make_database())
+    url = make_migrated_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(_KILL_ONCE.encode())
     key = await _intake_key(url)
@@ -332,9 +327,9 @@ async def test_a_connection_lost_inside_the_transaction_is_retried_on_a_fresh_on
 
 
 async def test_a_commit_that_lost_its_answer_is_retried_only_with_an_idempotency_key(
-    make_database: Any,
+    make_migrated_database: DatabaseFactory,
 ) -> None:
-    url = _migrated(make_database())
+    url = make_migrated_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute(_KILL_ONCE.encode())
     key = await _intake_key(url)
@@ -363,9 +358,9 @@ async def test_a_commit_that_lost_its_answer_is_retried_only_with_an_idempotency
 
 
 async def test_an_unreachable_database_is_a_503_and_the_api_comes_back_on_its_own(
-    make_database: Any, admin_url: str
+    make_migrated_database: DatabaseFactory, admin_url: str
 ) -> None:
-    url = _migrated(make_database())
+    url = make_migrated_database()
     key = await _intake_key(url)
     sms = await _sms_tenant(url)
     app = _app(
@@ -557,8 +552,10 @@ async def test_readyz_names_pending_migrations_on_an_unmigrated_database(empty_d
     assert fields == ["migrations", "worker"]
 
 
-async def test_readyz_names_edited_and_unknown_migrations(make_database: Any) -> None:
-    url = _migrated(make_database())
+async def test_readyz_names_edited_and_unknown_migrations(
+    make_migrated_database: DatabaseFactory,
+) -> None:
+    url = make_migrated_database()
     with psycopg.connect(url, autocommit=True) as conn:
         conn.execute("UPDATE lqs.schema_migrations SET checksum = 'edited' WHERE version = 2")
         # A newer release's migration (a rolling deploy) is fine; an unknown older one is not.

@@ -31,10 +31,8 @@ from psycopg.errors import InsufficientPrivilege
 from psycopg.sql import SQL, Composable, Identifier
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.db.connection import connect
-from lqs.db.migrate import migrate
 from lqs.db.pool import DatabaseRole, open_pool, tenant_session
-from tests.conftest import _create_database, _drop_database, apply_supabase_defaults
+from tests.conftest import _create_database, _drop_database
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -203,12 +201,14 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
 
 @pytest.fixture(scope="module", params=["plain", "supabase-defaults"])
 def migrated_db(request: pytest.FixtureRequest, admin_url: str) -> Iterator[str]:
-    """This module's database: plain, or with Supabase's default privileges before migrating."""
-    name, url = _create_database(admin_url)
-    if request.param == "supabase-defaults":
-        apply_supabase_defaults(url)
-    with connect(url) as conn:
-        migrate(conn)
+    """This module's database: plain, or with Supabase's default privileges before migrating
+    (a copy of the session's database migrated so)."""
+    template = request.getfixturevalue(
+        "supabase_migrated_template"
+        if request.param == "supabase-defaults"
+        else "migrated_template"
+    )
+    name, url = _create_database(admin_url, template)
     yield url
     _drop_database(admin_url, name)
 
