@@ -250,7 +250,7 @@ CREATE TRIGGER trigger_provider_events_stats_delete AFTER DELETE ON public.provi
 -- ---------------------------------------------------------------- the refresh
 -- Recount up to max_hours logged (client, hour) pairs, oldest hour first; returns how
 -- many it recounted (0 when another refresh holds the lock). Run by the worker's
--- housekeeping as the database owner or the service role.
+-- housekeeping as the database owner: no API role may execute it.
 CREATE FUNCTION public.lqs_stats_refresh(max_hours integer DEFAULT 500)
 RETURNS integer
 LANGUAGE plpgsql
