@@ -1,5 +1,5 @@
 """SQL for a client's statistics over a time range, as the tenant API's ``GET /v1/stats``
-reports them, and the refresh of the rollup they read.
+reports them.
 
 Each read is one read-only statement, run as the user (row-level security decides what
 is counted) and filtered on the user's client explicitly, so that the planner walks the
