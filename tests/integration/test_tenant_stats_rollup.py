@@ -20,7 +20,7 @@ from uuid import UUID, uuid4
 
 import psycopg
 import pytest
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lqs.db.connection import connect
 from lqs.db.migrate import load_migrations, migrate
@@ -521,5 +521,30 @@ async def test_migration_0018_logs_the_hours_already_there(
         await _refresh_all(empty_db)
         assert await _stale_hours(empty_db, tenant.client) == 0
         await _assert_exact(pool, known, tenant)
+    finally:
+        await pool.close()
+
+
+async def test_a_refresh_without_a_free_connection_skips_its_turn(
+    migrated_db: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """During an outage, or with every connection busy, the statistics loop waits briefly
+    for a connection and tries again next turn: it neither fails the worker nor holds up
+    its stop."""
+    monkeypatch.setattr(worker_run, "STATS_CHECKOUT_TIMEOUT", 0.1)
+    pool = AsyncConnectionPool(migrated_db, min_size=1, max_size=1, open=False)
+    await pool.open()
+    stop = asyncio.Event()
+    try:
+        async with pool.connection():  # the only connection, busy
+            with pytest.raises(PoolTimeout):
+                await refresh_stats(pool, checkout_timeout=0.1)
+            loop = asyncio.create_task(
+                worker_run._refresh_stats_forever(pool, 0.05, stop, worker_run.Progress())
+            )
+            await asyncio.sleep(0.5)  # several turns, each skipped
+            assert not loop.done()
+            stop.set()
+            await asyncio.wait_for(loop, timeout=2)
     finally:
         await pool.close()

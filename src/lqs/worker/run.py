@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 import psycopg
 import structlog
 from psycopg import sql
-from psycopg_pool import AsyncConnectionPool
+from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lqs.db.communications import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.connection import connect_async, transaction_pooled
@@ -63,6 +63,9 @@ PURGE_INTERVAL = 3_600.0
 STATS_INTERVAL = 10.0
 """Seconds between two refreshes of the statistics rollup (``GET /v1/stats``): how long a
 changed hour is counted live before it is read from the rollup again."""
+
+STATS_CHECKOUT_TIMEOUT = 5.0
+"""Seconds the statistics refresh waits for a pooled connection before skipping a turn."""
 
 STALL_AFTER = 120.0
 """Seconds a loop may go without a turn before the worker stops beating: longer than any
@@ -344,10 +347,11 @@ async def refresh_stats(
     pool: AsyncConnectionPool,
     batch: int = REFRESH_BATCH,
     progress: Callable[[], None] = lambda: None,
+    checkout_timeout: float | None = None,
 ) -> int:
     """Recount every (client, hour) logged as changed in the statistics rollup, ``batch``
     hours per transaction (``progress`` is called after each); how many hours were
-    recounted.
+    recounted. ``checkout_timeout``: how long to wait for a connection (None: the pool's).
 
     A batch cancelled by the statement timeout is tried again at half the size (a client's
     hour may hold many rows), down to one hour; other errors propagate.
@@ -355,7 +359,7 @@ async def refresh_stats(
     total = 0
     while True:
         try:
-            async with pool.connection() as conn:
+            async with pool.connection(timeout=checkout_timeout) as conn:
                 done = await refresh_rollup(conn, batch)
         except psycopg.errors.QueryCanceled:
             if batch == 1:
@@ -374,7 +378,16 @@ async def _refresh_stats_forever(
 ) -> None:
     """Refresh the statistics rollup every ``interval`` seconds until ``stop``."""
     while not stop.is_set():
-        recounted = await refresh_stats(pool, progress=lambda: progress.touch("statistics"))
+        try:
+            # A short wait for a connection: the queues' loops come first, and a worker
+            # told to stop during an outage is not held up by the pool's longer wait.
+            recounted = await refresh_stats(
+                pool,
+                progress=lambda: progress.touch("statistics"),
+                checkout_timeout=STATS_CHECKOUT_TIMEOUT,
+            )
+        except PoolTimeout:
+            recounted = 0  # the next turn tries again; the loops report an outage
         if recounted:
             log.debug("stats_refreshed", hours=recounted)
         next_turn = time.monotonic() + interval
