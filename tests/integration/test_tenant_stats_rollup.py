@@ -144,7 +144,9 @@ class Tenant:
 
 
 async def _connect(url: str) -> psycopg.AsyncConnection[Any]:
-    return await psycopg.AsyncConnection.connect(url, autocommit=True)
+    # Never prepared: through a transaction pooler (.ci/run's third pass) a statement
+    # prepared on one server connection is unknown, or already known, on the next.
+    return await psycopg.AsyncConnection.connect(url, autocommit=True, prepare_threshold=None)
 
 
 async def _tenant(url: str) -> Tenant:
@@ -489,7 +491,9 @@ async def test_a_refresh_cancelled_by_the_timeout_retries_with_fewer_hours(
         return await real(conn, batch)
 
     monkeypatch.setattr(worker_run, "refresh_rollup", slow_above_two)
-    pool = AsyncConnectionPool(migrated_db, min_size=1, max_size=1, open=False)
+    pool = AsyncConnectionPool(
+        migrated_db, min_size=1, max_size=1, open=False, kwargs={"prepare_threshold": None}
+    )
     await pool.open()
     try:
         await refresh_stats(pool, batch=16)
@@ -513,7 +517,9 @@ async def test_migration_0018_logs_the_hours_already_there(
     with connect(empty_db) as conn:
         assert [m.version for m in migrate(conn)] == [18]
 
-    pool = AsyncConnectionPool(empty_db, min_size=1, max_size=1, open=False)
+    pool = AsyncConnectionPool(
+        empty_db, min_size=1, max_size=1, open=False, kwargs={"prepare_threshold": None}
+    )
     await pool.open()
     try:
         assert await _stale_hours(empty_db, tenant.client) > 24
@@ -532,7 +538,9 @@ async def test_a_refresh_without_a_free_connection_skips_its_turn(
     for a connection and tries again next turn: it neither fails the worker nor holds up
     its stop."""
     monkeypatch.setattr(worker_run, "STATS_CHECKOUT_TIMEOUT", 0.1)
-    pool = AsyncConnectionPool(migrated_db, min_size=1, max_size=1, open=False)
+    pool = AsyncConnectionPool(
+        migrated_db, min_size=1, max_size=1, open=False, kwargs={"prepare_threshold": None}
+    )
     await pool.open()
     stop = asyncio.Event()
     try:
