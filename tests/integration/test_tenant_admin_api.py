@@ -183,21 +183,23 @@ async def _audit(url: str, tenant: Tenant) -> list[tuple[Any, ...]]:
 # ---------------------------------------------------------------- who may call
 
 
+# Fixed ids (none exists): parallel workers must collect the same test names.
+NO_SUCH_ID = "0b1e5c1d-0000-4000-8000-000000000001"
 ENDPOINTS = [
     ("GET", "/v1/stats"),
     ("GET", "/v1/suppressions"),
-    ("DELETE", f"/v1/suppressions/{uuid4()}"),
-    ("POST", f"/v1/communications/{uuid4()}/retry"),
+    ("DELETE", f"/v1/suppressions/{NO_SUCH_ID}"),
+    ("POST", f"/v1/communications/{NO_SUCH_ID}/retry"),
     ("GET", "/v1/keys"),
     ("POST", "/v1/keys"),
-    ("DELETE", f"/v1/keys/{uuid4()}"),
+    ("DELETE", f"/v1/keys/{NO_SUCH_ID}"),
     ("POST", "/v1/rules/test"),
 ]
 ADMIN_ACTIONS = [
-    ("DELETE", f"/v1/suppressions/{uuid4()}"),
-    ("POST", f"/v1/communications/{uuid4()}/retry"),
+    ("DELETE", f"/v1/suppressions/{NO_SUCH_ID}"),
+    ("POST", f"/v1/communications/{NO_SUCH_ID}/retry"),
     ("POST", "/v1/keys"),
-    ("DELETE", f"/v1/keys/{uuid4()}"),
+    ("DELETE", f"/v1/keys/{NO_SUCH_ID}"),
 ]
 
 
