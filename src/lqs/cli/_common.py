@@ -4,6 +4,8 @@
 from __future__ import annotations
 
 import asyncio
+import functools
+import os
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -33,7 +35,19 @@ from lqs.db.migrate import MigrationState, load_migrations, migration_status, re
 from lqs.domain.text import unstorable_text
 from lqs.domain.timespan import SINCE_FORMS, parse_since
 
-console = Console()
+
+@functools.cache
+def _console_for(columns: str | None) -> Console:
+    return Console()
+
+
+def console() -> Console:
+    """Standard output's console for the width ``COLUMNS`` says now: rich fixes that width
+    when a console is made, and commands run in process (typer's test runner) under
+    changing environments, so one made at import would keep the importer's."""
+    return _console_for(os.environ.get("COLUMNS"))
+
+
 T = TypeVar("T")
 
 ClientSlugOption = Annotated[str, typer.Option("--client", help="The client's slug")]

@@ -168,9 +168,9 @@ def _print(view: Mapping[str, Any]) -> None:
     ]
     width = max(len(name) for name, _ in lines)
     for name, value in lines:
-        console.print(f"{name:<{width}}  {value}", markup=False, highlight=False)
+        console().print(f"{name:<{width}}  {value}", markup=False, highlight=False)
     for problem in view["problems"]:
-        console.print(f"problem: {problem}", markup=False, style="red")
+        console().print(f"problem: {problem}", markup=False, style="red")
 
     notifications = Table(title="Notifications (what each outcome sends)")
     for heading in ("outcome", "channel", "to", "template", "priority", "campaign"):
@@ -189,11 +189,11 @@ def _print(view: Mapping[str, Any]) -> None:
                     str(item.get("campaign_id") or ""),
                 ))
             )  # fmt: skip
-    console.print(notifications)
+    console().print(notifications)
 
     spec = view["scoring_rules"]
     default = "scoring rules: the default set (docs/SCORING.md)"
-    console.print(_rules_table(spec) if spec is not None else default, markup=False)
+    console().print(_rules_table(spec) if spec is not None else default, markup=False)
 
     delivery = Table(title="Delivery (secrets masked)")
     for heading in ("provider", "setting", "value"):
@@ -203,9 +203,11 @@ def _print(view: Mapping[str, Any]) -> None:
         for key, value in items:
             shown = value if isinstance(value, str) else _compact(value)
             delivery.add_row(Text(provider), Text(str(key)), Text(shown))
-    console.print(delivery if view["delivery"] else "delivery: none configured")
+    console().print(delivery if view["delivery"] else "delivery: none configured")
     if view["other_settings"]:
-        console.print(f"other settings (masked): {_compact(view['other_settings'])}", markup=False)
+        console().print(
+            f"other settings (masked): {_compact(view['other_settings'])}", markup=False
+        )
 
 
 def clients_show(slug: ClientSlugArgument, as_json: JsonOption = False) -> None:

@@ -147,7 +147,7 @@ def clients_create(
     if problems:
         _refuse(problems)
     client = in_transaction(lambda conn: create_client(conn, name.strip(), slug, initial))
-    console.print(f"created client {client.slug} ({client.id})")
+    console().print(f"created client {client.slug} ({client.id})")
 
 
 @clients_app.command("list")
@@ -176,7 +176,7 @@ def clients_list(as_json: JsonOption = False) -> None:
             str(client.id),
             client.settings.get("notification_email") or "",
         )
-    console.print(table)
+    console().print(table)
 
 
 clients_app.command("show")(client_view.clients_show)
@@ -213,7 +213,7 @@ def clients_set_rules(
     for_client(
         slug, lambda conn, found: update_client_settings(conn, found.id, {"scoring_rules": spec})
     )
-    console.print(f"stored {len(rules.rules)} scoring rules for {slug}")
+    console().print(f"stored {len(rules.rules)} scoring rules for {slug}")
 
 
 @clients_app.command("set-delivery")
@@ -240,7 +240,7 @@ def clients_set_delivery(
         for channel in ("email", "sms", "push", "webhook")
         if provider_for(channel, delivery) is not None
     ]
-    console.print(f"stored delivery settings for {slug}: {', '.join(channels) or 'no channel'}")
+    console().print(f"stored delivery settings for {slug}: {', '.join(channels) or 'no channel'}")
 
 
 @clients_app.command("configure")
@@ -296,7 +296,7 @@ def clients_configure(
         await update_client_settings(conn, client.id, patch)
 
     for_client(slug, store)
-    console.print(f"updated {slug}")
+    console().print(f"updated {slug}")
 
 
 _NOTIFY_HELP = """Choose how the client's staff hear of an outcome, and show every rule.
@@ -382,7 +382,7 @@ def clients_notify(
         print_json_lines(rows)
         return
     if not rows:
-        console.print(f"{slug} has no notification rules: no outcome sends anything")
+        console().print(f"{slug} has no notification rules: no outcome sends anything")
         return
     table = Table(title=f"Notifications of {slug}")
     for heading in ("outcome", "to", "channel", "template", "priority", "recipient"):
@@ -390,7 +390,7 @@ def clients_notify(
     for row in rows:
         table.add_row(*(str(row[key]) for key in ("outcome", "to", "channel", "template",
                                                   "priority", "recipient")))  # fmt: skip
-    console.print(table)
+    console().print(table)
 
 
 @dataclass(frozen=True)
@@ -520,7 +520,7 @@ def keys_list(client: ClientSlugOption, as_json: JsonOption = False) -> None:
             key.created_at.isoformat(timespec="seconds"),
             key.revoked_at.isoformat(timespec="seconds") if key.revoked_at else "",
         )
-    console.print(table)
+    console().print(table)
 
 
 @keys_app.command("revoke")
@@ -532,4 +532,4 @@ def keys_revoke(
     count = for_client(client, lambda conn, found: revoke_api_key(conn, found.id, key))
     if count == 0:
         fail(f"no live key of {client} starts with {key[:12]!r}")
-    console.print(f"revoked {count} key(s)")
+    console().print(f"revoked {count} key(s)")

@@ -80,8 +80,8 @@ def comms_list(
             str(row.id), row.client_slug, row.channel, row.recipient, row.status,
             row.provider or "", str(row.retry_count), (row.reason or "")[:80],
         )  # fmt: skip
-    console.print(table)
-    console.print(f"{len(rows)} communication(s)")
+    console().print(table)
+    console().print(f"{len(rows)} communication(s)")
 
 
 @app.command("show")
@@ -110,11 +110,11 @@ def comms_show(
     ):  # fmt: skip
         value = row.get(name)
         fields.add_row(label, "" if value is None else str(value))
-    console.print(fields)
+    console().print(fields)
     timeline = Table("time", "what", "detail", title="timeline")
     for entry in entries:
         timeline.add_row(f"{entry.at:%Y-%m-%d %H:%M:%S.%f}"[:-3], entry.kind, entry.summary)
-    console.print(timeline)
+    console().print(timeline)
 
 
 def _communication_id(value: str) -> UUID:
@@ -189,7 +189,7 @@ def comms_retry(
     if parsed is not None and len(redriven) + len(unrendered) < len(parsed):
         missing = sorted(str(i) for i in set(parsed) - set(redriven) - set(unrendered))
         typer.echo(f"not failed, left alone: {', '.join(missing)}", err=True)
-    console.print(f"queued {len(redriven)} communication(s) again")
+    console().print(f"queued {len(redriven)} communication(s) again")
 
 
 async def _known(conn: psycopg.AsyncConnection, ids: list[UUID] | None, slug: str | None) -> None:
@@ -221,7 +221,7 @@ def _retry_rerendered(parsed: list[UUID] | None, client: str | None) -> None:
             f"... and {len(report.still_failed) - _SHOWN} more (lqs comms list --status failed)",
             err=True,
         )
-    console.print(f"re-rendered and queued {len(report.requeued)} communication(s) again")
+    console().print(f"re-rendered and queued {len(report.requeued)} communication(s) again")
     if report.still_failed:
         fail(f"{len(report.still_failed)} communication(s) could not be re-rendered: still failed")
 

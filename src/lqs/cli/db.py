@@ -30,7 +30,7 @@ def print_seed_table(report: VerifyReport) -> None:
     for row in report.seed_rows:
         table.add_row(*row)
     table.caption = f"{len(report.seed_rows)} rows"
-    console.print(table)
+    console().print(table)
 
 
 def fail_on_drift(report: VerifyReport) -> None:
@@ -79,9 +79,9 @@ def db_migrate() -> None:
     ):
         applied = migrate(conn, lock_timeout=admin_config(config).migration_lock_timeout)
     if not applied:
-        console.print("Database is up to date.")
+        console().print("Database is up to date.")
     for migration in applied:
-        console.print(f"applied {migration.filename}")
+        console().print(f"applied {migration.filename}")
 
 
 @app.command("status")
@@ -102,7 +102,7 @@ def db_status() -> None:
     for s in statuses:
         when = s.applied_at.isoformat(timespec="seconds") if s.applied_at else ""
         table.add_row(f"{s.version:04d}", s.name, s.state.value, when)
-    console.print(table)
+    console().print(table)
     if any(s.state in (MigrationState.EDITED, MigrationState.MISSING) for s in statuses):
         fail("applied migrations differ from the shipped files (see the table)")
 
@@ -120,7 +120,7 @@ def db_verify() -> None:
         report = verify(conn)
     print_seed_table(report)
     fail_on_drift(report)
-    console.print(
+    console().print(
         "[green]Schema verified:[/green] migrations, seed columns, indexes, RLS, policies, "
         "privileges."
     )
@@ -150,7 +150,7 @@ def db_export_supabase(
     except ValueError as exc:
         fail(str(exc))
     for path in export_supabase(directory, load_migrations(), after=after_time):
-        console.print(f"wrote {path}")
+        console().print(f"wrote {path}")
 
 
 @app.command("snapshot", hidden=True)

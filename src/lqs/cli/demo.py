@@ -356,7 +356,7 @@ async def _unsubscribe_one(http: httpx.AsyncClient, sim_base: str) -> str | None
 async def _report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> dict[str, int]:
     report = await gather_report(conn, client_ids)
     for found in report_tables(report):
-        console.print(found)
+        console().print(found)
     totals: dict[str, int] = {}
     for n in report.communications:
         totals[n.status] = totals.get(n.status, 0) + n.communications
@@ -372,7 +372,7 @@ async def _staff_report(
     on each of the client's staff channels, or a webhook the simulator did not verify."""
     client_ids = [c.id for c in clients if c.id is not None]
     counts = await staff_notification_counts(conn, client_ids)
-    console.print(
+    console().print(
         _table(
             "Notifications to client staff (lqs clients notify)",
             ("client", "channel", "recipient", "messages", "delivered", "sent", "not sent"),
@@ -384,7 +384,7 @@ async def _staff_report(
     )
     hooks = (await http.get(f"{sim_base}/_sim/hooks")).json().get("deliveries", [])
     valid = sum(1 for hook in hooks if hook.get("signature_valid"))
-    console.print(
+    console().print(
         f"webhooks received by the simulator: {len(hooks)}, with a valid signature: {valid}"
         f" (GET {sim_base}/_sim/hooks)"
     )
@@ -416,16 +416,16 @@ async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     lead = await sample_delivered_lead(conn, client_ids)
     if lead is None:
         return
-    console.print(
+    console().print(
         f"\n[bold]Sample lead[/bold] {lead.email}: {lead.status}, score {lead.score},"
         f" grade {lead.grade}"
     )
-    console.print(breakdown_table(lead.score_breakdown))
+    console().print(breakdown_table(lead.score_breakdown))
     found = await communication_timeline(conn, lead.communication_id)
     if found is None:
         return
     fields, entries = found
-    console.print(
+    console().print(
         _table(
             f"Timeline of communication {lead.communication_id} ({fields['status']};"
             " lqs comms show ID)",
@@ -524,14 +524,14 @@ async def _run(
         async with httpx.AsyncClient(timeout=10) as http:
             await wait_ready(http, f"{sim_base}/_sim/messages", procs, 30)
             await wait_ready(http, f"{api_base}/healthz", procs, 30)
-            console.print(
+            console().print(
                 f"simulator {sim_base}, API {api_base}, worker running "
                 f"(started in {time.monotonic() - started:.1f} s; logs in {logs})"
             )
             leads, invalid = _leads(lead_count, random.Random(7))  # noqa: S311 - demo data, not secrets
             posted = time.monotonic()
             intake = await _post_leads(http, api_base, clients, leads, invalid)
-            console.print(
+            console().print(
                 f"posted {len(leads) + len(invalid) * len(clients)} submissions in "
                 f"{time.monotonic() - posted:.1f} s: {intake.created} created, "
                 f"{intake.duplicates} merged duplicates, {intake.invalid} refused with 422"
@@ -554,9 +554,9 @@ async def _run(
                     left = await unsettled(conn, client_ids)
                     if unsubscribed is None and not left.queued_leads:
                         unsubscribed = await _unsubscribe_one(http, sim_base)
-                console.print(f"settled {time.monotonic() - posted:.1f} s after the first lead")
+                console().print(f"settled {time.monotonic() - posted:.1f} s after the first lead")
                 if unsubscribed:
-                    console.print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
+                    console().print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
                 totals = await _report(conn, client_ids)
                 problems += await _staff_report(conn, http, sim_base, clients)
         for status in ("delivered", "bounced", "rejected"):
@@ -600,7 +600,7 @@ def demo(
     with database_url(config) as url:
         with connect(session_url(config, url), connect_timeout=config.connect_timeout) as conn:
             for migration in migrate(conn):
-                console.print(f"applied {migration.filename}")
+                console().print(f"applied {migration.filename}")
         with connect(url, connect_timeout=config.connect_timeout) as conn:
             report: VerifyReport = verify(conn)
         fail_on_drift(report)
@@ -611,7 +611,7 @@ def demo(
         def conclude() -> None:
             print_seed_table(report)
             elapsed = time.monotonic() - started
-            console.print(f"[green]Demo complete in {elapsed:.1f} s[/green]: everything settled.")
+            console().print(f"[green]Demo complete in {elapsed:.1f} s[/green]: everything settled.")
 
         problems = asyncio.run(_run(url, leads, timeout, logs, keep=keep, conclude=conclude))
     if problems:

@@ -189,8 +189,8 @@ def leads_list(
             row.name or "", row.company or "", row.status,
             "" if row.score is None else str(row.score), row.grade or "",
         )  # fmt: skip
-    console.print(table)
-    console.print(f"{len(rows)} lead(s)")
+    console().print(table)
+    console().print(f"{len(rows)} lead(s)")
 
 
 _FIELDS = (
@@ -242,14 +242,14 @@ def leads_show(
         fields.add_row("merged submissions", str(len(lead["history"])))
     if found.same_email:
         fields.add_row("older leads, same email", ", ".join(map(str, found.same_email)))
-    console.print(fields)
+    console().print(fields)
     breakdown = lead.get("score_breakdown")
     if breakdown:
-        console.print(breakdown_table(breakdown))
+        console().print(breakdown_table(breakdown))
     elif lead["status"] == LeadStatus.QUEUED:
-        console.print("not scored yet: queued for the worker")
+        console().print("not scored yet: queued for the worker")
     if not communications:
-        console.print("communications: none recorded")
+        console().print("communications: none recorded")
     else:
         sent = Table("id", "created", "channel", "recipient", "template", "status", "reason",
                      title="Communications (lqs comms show ID)")  # fmt: skip
@@ -258,9 +258,9 @@ def leads_show(
                 str(c.id), f"{c.created_at:%Y-%m-%d %H:%M:%S}", c.channel, c.recipient,
                 c.template_id or "", c.status, (c.reason or "")[:80],
             )  # fmt: skip
-        console.print(sent)
+        console().print(sent)
     if not consent:
-        console.print("consent history: no change recorded since the lead was submitted")
+        console().print("consent history: no change recorded since the lead was submitted")
         return
     history = Table("recorded", "channel", "recipient", "status", "source", "communication",
                     title="Consent history")  # fmt: skip
@@ -269,7 +269,7 @@ def leads_show(
             f"{e.recorded_at:%Y-%m-%d %H:%M:%S}", e.channel, e.recipient, e.consent_status,
             e.source, "" if e.communication_id is None else str(e.communication_id),
         )  # fmt: skip
-    console.print(history)
+    console().print(history)
 
 
 def leads_reprocess(
@@ -310,4 +310,4 @@ def leads_reprocess(
     queued, already = in_transaction(requeued)
     if already:
         typer.echo(f"already queued, left alone: {', '.join(map(str, already))}", err=True)
-    console.print(f"queued {len(queued)} lead(s) again; the worker (lqs worker) qualifies them")
+    console().print(f"queued {len(queued)} lead(s) again; the worker (lqs worker) qualifies them")

@@ -175,7 +175,7 @@ def leads_import(
         except CsvFileError as exc:
             fail(str(exc))
         if chosen.note:
-            console.print(chosen.note, soft_wrap=True)
+            console().print(chosen.note, soft_wrap=True)
         with handle:
             rows = _Rows.open(file, handle, forced_delimiter)
             try:
@@ -212,7 +212,7 @@ def leads_import(
         fail(f"cannot read {file} after line {counts.line}: {exc.strerror or exc}; {counts.kept()}")
     _summary(file, counts, elapsed, rejects, dry_run=dry_run)
     if counts.read == counts.blank:
-        console.print(
+        console().print(
             f"{file} has a header row but no data rows: nothing to import", soft_wrap=True
         )
     elif counts.rejected_total == counts.read - counts.blank:
@@ -248,7 +248,7 @@ class _Rows:
         delimiter = forced or named or detect_delimiter("".join(sample))
         if forced is None and delimiter != ",":
             why = "the file's sep= line" if named else "detected"
-            console.print(f"delimiter: {DELIMITER_NAMES[delimiter]} ({why})")
+            console().print(f"delimiter: {DELIMITER_NAMES[delimiter]} ({why})")
         reader = csv.reader(itertools.chain(sample, handle), delimiter=delimiter)
         try:
             header = next(reader, None)
@@ -314,7 +314,7 @@ def _print_mapping(mapping: ColumnMapping) -> None:
         first = mapping.named_width + 1
         which = f"column {first} has" if unnamed == 1 else f"columns {first}-{mapping.width} have"
         table.caption = f"{which} no name: ignored (a row with a value there is rejected)"
-    console.print(table)
+    console().print(table)
 
 
 @dataclass
@@ -423,7 +423,7 @@ def _progress(dry_run: bool) -> Progress:
         TimeElapsedColumn(),
         TextColumn("ETA"),
         TimeRemainingColumn(),
-        console=console,
+        console=console(),
         transient=False,
     )
 
@@ -461,7 +461,7 @@ def _print_parsed(shown: list[tuple[int, NewLead | str]], mapping: ColumnMapping
             f"custom.{key}",
             *("" if isinstance(v, str) else str(v.custom.get(key, "")) for _, v in shown),
         )
-    console.print(table)
+    console().print(table)
 
 
 def _shown(verdict: NewLead | str, name: str) -> str:
@@ -493,19 +493,19 @@ def _summary(
     for label, value in outcomes:
         table.add_row(label, f"{value:,}")
     table.caption = f"{counts.read / elapsed:,.0f} rows/s in {elapsed:.1f} s"
-    console.print(table)
+    console().print(table)
     if counts.rejected:
         _print_reasons(counts)
     if dry_run:
-        console.print(
+        console().print(
             "dry run: nothing was stored and no rejects file was written; rows the database "
             "itself refuses show only in a real import",
             soft_wrap=True,
         )
     elif rejects.path is not None:
-        console.print(f"rejected rows and reasons: {rejects.path}", soft_wrap=True)
+        console().print(f"rejected rows and reasons: {rejects.path}", soft_wrap=True)
         if rejects.path != rejects.first_choice:
-            console.print(
+            console().print(
                 f"({rejects.first_choice.name}, from an earlier import, is kept; "
                 "--overwrite-rejects replaces it)",
                 soft_wrap=True,
@@ -523,7 +523,7 @@ def _print_reasons(counts: _Counts) -> None:
     others = ranked[_SHOWN_REASONS:]
     if others:
         table.add_row(f"{sum(n for _, n in others):,}", f"{len(others):,} other reasons", "")
-    console.print(table)
+    console().print(table)
 
 
 # list, show and reprocess: lead_views.py

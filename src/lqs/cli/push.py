@@ -55,7 +55,7 @@ def push_add(
     if quiet:
         typer.echo(str(subscription.id))
         return
-    console.print(f"push subscription {subscription.id} for {client}")
+    console().print(f"push subscription {subscription.id} for {client}")
 
 
 @app.command("list")
@@ -71,7 +71,7 @@ def push_list(client: ClientSlugOption, as_json: JsonOption = False) -> None:
             str(row.id), row.label or "", row.endpoint[:60], f"{row.created_at:%Y-%m-%d %H:%M}",
             f"{row.gone_at:%Y-%m-%d %H:%M}" if row.gone_at else "",
         )  # fmt: skip
-    console.print(table)
+    console().print(table)
 
 
 @app.command("remove")
@@ -82,4 +82,4 @@ def push_remove(
     wanted = parse_id(subscription_id, "the subscription id")
     if not in_transaction(lambda conn: remove_push_subscription(conn, wanted)):
         fail(f"no push subscription {wanted}")
-    console.print(f"removed push subscription {wanted}")
+    console().print(f"removed push subscription {wanted}")

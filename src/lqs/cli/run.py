@@ -149,10 +149,10 @@ def worker(
     with database_url(config) as url:
         require_migrated(url, config)
         totals = asyncio.run(main(url))
-    console.print(f"processed {totals.leads} lead(s)")
+    console().print(f"processed {totals.leads} lead(s)")
     d = totals.dispatch
     if only is not WorkerPart.PROCESS:
-        console.print(
+        console().print(
             f"dispatched {d.claimed} attempt(s): {d.sent} sent, {d.retried} to retry, "
             f"{d.failed} failed, {d.rejected} rejected"
             + (f", {d.lost_leases} lease(s) lost" if d.lost_leases else "")

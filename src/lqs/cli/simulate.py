@@ -168,7 +168,7 @@ def _wire_clients(config: SimulatorConfig, slugs: list[str], api_base: str) -> S
     owners: dict[tuple[str, str], str] = {}
     for slug, callbacks in in_transaction(wire):
         for line in callbacks.wired:
-            console.print(f"{slug}: {line}", highlight=False, soft_wrap=True)
+            console().print(f"{slug}: {line}", highlight=False, soft_wrap=True)
         for line in callbacks.unwired:
             typer.echo(f"warning: {slug}: {line}", err=True)
         for webhook in callbacks.webhooks:

@@ -147,6 +147,6 @@ def stats(
         return
     scope = f"client {client}" if client else "every client"
     when = f" since {moment.isoformat(timespec='seconds')}" if moment else ""
-    console.print(f"{scope}{when}")
+    console().print(f"{scope}{when}")
     for found in report_tables(report):
-        console.print(found)
+        console().print(found)

@@ -63,8 +63,8 @@ def suppressions_list(
             row.channel, row.recipient, row.reason, f"{row.created_at:%Y-%m-%d %H:%M}",
             row.source or "",
         )  # fmt: skip
-    console.print(table)
-    console.print(f"{len(rows)} suppressed recipient(s)")
+    console().print(table)
+    console().print(f"{len(rows)} suppressed recipient(s)")
 
 
 @app.command("add")
@@ -83,7 +83,7 @@ def suppressions_add(
             conn, found.id, chosen, address, "manual", note or "lqs suppressions add"
         ),
     )
-    console.print(f"{'suppressed' if added else 'already suppressed'}: {chosen} {address}")
+    console().print(f"{'suppressed' if added else 'already suppressed'}: {chosen} {address}")
 
 
 @app.command("remove")
@@ -98,4 +98,4 @@ def suppressions_remove(
     removed = for_client(client, lambda conn, found: unsuppress(conn, found.id, chosen, address))
     if not removed:
         fail(f"{chosen} {address} is not on {client}'s suppression list")
-    console.print(f"removed: {chosen} {address}")
+    console().print(f"removed: {chosen} {address}")

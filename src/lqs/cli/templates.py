@@ -135,7 +135,7 @@ def templates_list(client: ClientSlugOption, as_json: JsonOption = False) -> Non
         for t in templates
     ]  # fmt: skip
     headings = ("id", "source", "version", "channel", "format", "updated")
-    console.print(table(f"Templates of {client}", headings, rows))
+    console().print(table(f"Templates of {client}", headings, rows))
 
 
 @templates_app.command("show")
@@ -284,7 +284,7 @@ def templates_put(
     outcome = for_client(client, store)
     if isinstance(outcome, str):
         fail(f"{outcome}; nothing was stored")
-    console.print(f"stored {template_id} version {outcome} for {client}")
+    console().print(f"stored {template_id} version {outcome} for {client}")
 
 
 def _sample_variables(client: Client) -> dict[str, Any]:

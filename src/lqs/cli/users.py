@@ -119,7 +119,7 @@ def users_list(
             _state(account, now),
             f"{account.created_at:%Y-%m-%d}",
         )
-    console.print(table)
+    console().print(table)
 
 
 def _state(account: UserAccount, now: datetime) -> str:
