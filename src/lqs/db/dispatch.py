@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
 from lqs.db.suppressions import suppressed_recipients
+from lqs.domain.consent import ReliedEntry
 from lqs.domain.delivery import NextStep
 from lqs.domain.notifications import normalise_recipient
 
@@ -56,6 +57,34 @@ class ClaimedMessage:
     in_doubt: int | None = None
     """An earlier attempt that was started and never answered (the worker stopped): the
     provider may have accepted it."""
+    consent_entry_id: int | None = None
+    """The lead's latest consent history entry on its own address (messages to the lead)."""
+    consent_entry_status: str | None = None
+    consent_entry_source: str | None = None
+    consent_entry_at: datetime | None = None
+    consent_entry_key_name: str | None = None
+    consent_entry_key_prefix: str | None = None
+
+    @property
+    def relied_entry(self) -> ReliedEntry | None:
+        """The consent history entry a send to the lead relies on: its latest entry, when
+        it says what the lead's record says (else None: the record alone)."""
+        if (
+            self.consent_entry_id is None
+            or self.consent_entry_status is None
+            or self.consent_entry_status != self.lead_consent
+            or self.consent_entry_source is None
+            or self.consent_entry_at is None
+        ):
+            return None
+        return ReliedEntry(
+            self.consent_entry_id,
+            self.consent_entry_status,
+            self.consent_entry_source,
+            self.consent_entry_at,
+            self.consent_entry_key_name,
+            self.consent_entry_key_prefix,
+        )
 
 
 _CLAIM = """
@@ -86,10 +115,23 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
        c.status, c.created_at,
        (SELECT max(a.attempt) FROM public.delivery_attempts AS a
-        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt
+        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt,
+       h.id AS consent_entry_id, h.consent_status AS consent_entry_status,
+       h.source AS consent_entry_source, h.recorded_at AS consent_entry_at,
+       h.key_name AS consent_entry_key_name, h.key_prefix AS consent_entry_key_prefix
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
+-- The consent a message to the lead relies on: the lead's latest entry on its own address
+-- (an entry on a client's address, a complaint about a notification, is not the lead's).
+LEFT JOIN LATERAL (
+    SELECT e.id, e.consent_status, e.source, e.recorded_at, k.name AS key_name,
+           k.prefix AS key_prefix
+    FROM public.consent_history AS e
+    LEFT JOIN public.api_keys AS k ON k.id = e.api_key_id
+    WHERE e.lead_id = l.id AND e.recipient IN (lower(l.email), l.phone)
+    ORDER BY e.id DESC LIMIT 1
+) AS h ON claimed.to_lead
 LEFT JOIN public.push_subscriptions AS p
     ON c.type = 'push' AND p.client_id = c.client_id AND p.id::text = c.recipient
 ORDER BY claimed.priority, c.created_at
@@ -163,6 +205,9 @@ class Ack:
     external_reference: Any = None
     error_message: str | None = None
     compliance_notes: str | None = None
+    consent_status: str | None = None
+    """The lead's consent in force when the message was sent (or refused): the
+    communication's ``consent_status`` becomes it."""
     delay: float | None = None
     sent_at: datetime | None = None
     delivered: bool = False
@@ -180,7 +225,8 @@ WITH acks AS (
     SELECT * FROM jsonb_to_recordset(%(acks)s) AS a(
         communication_id uuid, claim integer, step text, retry_count integer,
         provider text, external_id text, external_reference jsonb, error_message text,
-        compliance_notes text, delay float8, sent_at timestamptz, delivered boolean
+        compliance_notes text, consent_status text, delay float8, sent_at timestamptz,
+        delivered boolean
     )
 ), held AS (
     -- One primary-key lookup per ack: a join here was planned as a scan over every row
@@ -213,7 +259,8 @@ WITH acks AS (
         retry_count = a.retry_count,
         error_message = CASE WHEN c.status NOT IN ('pending', 'sent') THEN c.error_message
                              WHEN a.step = 'sent' THEN NULL ELSE a.error_message END,
-        compliance_notes = coalesce(a.compliance_notes, c.compliance_notes)
+        compliance_notes = coalesce(a.compliance_notes, c.compliance_notes),
+        consent_status = coalesce(a.consent_status, c.consent_status)
     FROM acks AS a
     WHERE c.id = a.communication_id AND c.id IN (SELECT communication_id FROM held)
     RETURNING c.id
@@ -312,6 +359,7 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
             "external_reference": a.external_reference,
             "error_message": a.error_message,
             "compliance_notes": a.compliance_notes,
+            "consent_status": a.consent_status,
             "delay": a.delay,
             "sent_at": a.sent_at.isoformat() if a.sent_at else None,
             "delivered": a.delivered,

@@ -54,6 +54,7 @@ from lqs.db.dispatch import (
     store_claimed_batches,
 )
 from lqs.db.errors import is_transient
+from lqs.domain.consent import consent_note
 from lqs.domain.delivery import (
     AttemptDecision,
     DeliverySettings,
@@ -435,12 +436,14 @@ class Dispatcher:
             )
         rejection = _still_allowed(message)
         if rejection is not None:
+            consent = _consent_in_force(message)
             return Ack(
                 message.communication_id,
                 message.attempt,
                 NextStep.REJECTED,
                 message.retry_count,
-                compliance_notes=rejection,
+                compliance_notes=rejection if consent is None else f"{rejection}; {consent[1]}",
+                consent_status=None if consent is None else consent[0],
             )
         delivery = self._settings.get(message.client_id)
         if delivery is None or delivery.settings is None:
@@ -687,6 +690,14 @@ def _still_allowed(message: ClaimedMessage) -> str | None:
     return f"not sent: {reason} (checked again before sending)"
 
 
+def _consent_in_force(message: ClaimedMessage) -> tuple[str, str] | None:
+    """For a message to the lead: the lead's consent now, and the compliance note naming
+    the consent history entry it rests on (:func:`~lqs.domain.consent.consent_note`)."""
+    if not message.to_lead:
+        return None
+    return message.lead_consent or "unknown", consent_note(message.relied_entry)
+
+
 def _outbound(message: ClaimedMessage, links: UnsubscribeLinks | None) -> OutboundMessage:
     headers: Mapping[str, str] = {}
     if links is not None and message.channel == "email" and message.to_lead:
@@ -746,11 +757,14 @@ def _ack(
         outcome=result.verdict.value,
     )
     step = decision.step
+    consent = _consent_in_force(message)
     return Ack(
         message.communication_id,
         message.attempt,
         step,
         decision.retry_count,
+        compliance_notes=None if consent is None else consent[1],
+        consent_status=None if consent is None else consent[0],
         provider=provider,
         external_id=result.external_id if step is NextStep.SENT else None,
         external_reference=_reference(result) if step is NextStep.SENT else None,
