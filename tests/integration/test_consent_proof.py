@@ -574,3 +574,18 @@ async def test_consent_withdrawn_before_sending_is_the_status_in_force_and_its_e
         f"consent: history #{entry['id']} (withdrawn via unsubscribe link"
         in (comm["compliance_notes"])
     )
+
+
+async def test_a_message_refused_at_planning_names_the_entry_of_the_refusal(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool
+) -> None:
+    lead = {"email": "quin@bigco.example", "job_title": "CEO", "company_size": 500,
+            "company_domain": "bigco.example", "consent": {**RECORD, "status": "denied"}}  # fmt: skip
+
+    tenant, _, comm_id = await _lead_message(api, pool, lead)
+
+    [entry] = await _history(pool, tenant.client_id)
+    comm = await _comm(pool, comm_id)
+    assert (comm["status"], comm["consent_status"]) == ("rejected", "denied")
+    assert comm["compliance_notes"].startswith("lead consent is denied")
+    assert f"; consent: history #{entry['id']} (denied via api key" in comm["compliance_notes"]

@@ -19,7 +19,7 @@ from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.suppressions import suppress
-from lqs.domain.consent import MAX_SOURCE, ConsentProof, evidence_json
+from lqs.domain.consent import MAX_SOURCE, ConsentProof, ReliedEntry, evidence_json
 from lqs.domain.notifications import normalise_recipient
 from lqs.domain.unsubscribe import Unsubscribe
 from lqs.domain.vocabulary import ConsentStatus
@@ -110,6 +110,35 @@ async def record_consent_changes(
         },
     )
     return [row[0] for row in await cur.fetchall()]
+
+
+_LATEST_ENTRIES = """
+SELECT l.id, h.id, h.consent_status, h.source, h.recorded_at, k.name, k.prefix
+FROM public.leads AS l
+CROSS JOIN LATERAL (
+    SELECT e.id, e.consent_status, e.source, e.recorded_at, e.api_key_id
+    FROM public.consent_history AS e
+    WHERE e.lead_id = l.id AND e.recipient IN (lower(l.email), l.phone)
+    ORDER BY e.id DESC LIMIT 1
+) AS h
+LEFT JOIN public.api_keys AS k ON k.id = h.api_key_id
+WHERE l.id = ANY(%s) AND h.consent_status = l.consent_status
+"""
+
+
+async def relied_entries(
+    conn: AsyncConnection, lead_ids: Sequence[UUID]
+) -> dict[UUID, ReliedEntry]:
+    """For each lead, the consent history entry its consent rests on: its latest entry on
+    its own address, when that entry says what the lead's record says. A lead without
+    one (consent from before the history kept proof, or no entry) is left out."""
+    if not lead_ids:
+        return {}
+    cur = await conn.execute(_LATEST_ENTRIES, (list(lead_ids),))
+    return {
+        lead_id: ReliedEntry(entry_id, status, source, at, key_name, key_prefix)
+        for lead_id, entry_id, status, source, at, key_name, key_prefix in await cur.fetchall()
+    }
 
 
 async def withdraw_consent(
