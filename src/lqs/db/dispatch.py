@@ -129,9 +129,9 @@ LEFT JOIN LATERAL (
            k.prefix AS key_prefix
     FROM public.consent_history AS e
     LEFT JOIN public.api_keys AS k ON k.id = e.api_key_id
-    WHERE e.lead_id = l.id AND e.recipient IN (lower(l.email), l.phone)
+    WHERE claimed.to_lead AND e.lead_id = l.id AND e.recipient IN (lower(l.email), l.phone)
     ORDER BY e.id DESC LIMIT 1
-) AS h ON claimed.to_lead
+) AS h ON true
 LEFT JOIN public.push_subscriptions AS p
     ON c.type = 'push' AND p.client_id = c.client_id AND p.id::text = c.recipient
 ORDER BY claimed.priority, c.created_at
