@@ -83,3 +83,13 @@ def test_the_note_names_the_entry_its_key_and_when() -> None:
         "consent: history #7 (withdrawn via unsubscribe link 2026-12-07T04:00Z)"
     )
     assert consent_note(None) == "consent: lead record (no history entry)"
+
+
+def test_a_csv_rows_content_hash_is_what_it_was_before_consent_records() -> None:
+    # The hash of this row before migration 0019: a file imported then is not imported
+    # again (lead_import_rows remembers these hashes).
+    lead = parse_lead({"email": "a@b.example", "consent_status": "granted", "custom": {"x": 1}})
+
+    assert lead.content_hash().hex() == (
+        "e13a2e36db6e6a8ccb32f565af8b07c58e7ca26299dd4873b94054ccfea060b9"
+    )

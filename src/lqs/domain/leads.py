@@ -164,8 +164,10 @@ class NewLead:
     """The submission's consent record (its status is ``consent_status``), or None."""
 
     def content_hash(self) -> bytes:
-        """SHA-256 of every field: equal for two submissions carrying the same data."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        """SHA-256 of every field of the lead's row: equal for two submissions carrying the
+        same data. Not the consent proof, which CSV rows never carry: the hashes of rows
+        imported before it existed stay what they were."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "consent_proof"}
         canonical = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).digest()
 
