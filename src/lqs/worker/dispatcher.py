@@ -39,6 +39,7 @@ from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
@@ -173,6 +174,9 @@ class _ClientDelivery:
 
 SEND_RULES_PROVIDER = "lqs"
 """The ``provider`` of a ``deferred`` attempt: LQS held the message back itself."""
+
+
+_UTC_ZONE = ZoneInfo("UTC")
 
 
 def _utc_now() -> datetime:
@@ -509,9 +513,14 @@ class Dispatcher:
         recent = await recent_sends(conn, keys.values(), now - CAP_PERIOD) if keys else {}
         for message, delivery, window, cap in ruled:
             key = keys.get(message.communication_id)
-            zone = recipient_zone(
-                message.lead_time_zone, message.lead_phone, message.lead_country,
-                delivery.time_zone,
+            # Only a window needs the zone (reading it from a phone number costs ~50 µs).
+            zone = (
+                recipient_zone(
+                    message.lead_time_zone, message.lead_phone, message.lead_country,
+                    delivery.time_zone,
+                )
+                if window is not None
+                else _UTC_ZONE
             )  # fmt: skip
             decision = decide(
                 message.channel, window, zone, now, recent.get(key, []) if key else [], cap
