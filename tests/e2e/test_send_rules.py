@@ -23,6 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.db.clients import create_client
 from lqs.db.communications import communication_timeline
 from lqs.db.leads import insert_or_merge_leads
+from lqs.db.tenant_reads import communication_detail
 from lqs.domain.delivery import RetryPolicy
 from lqs.domain.leads import parse_lead
 from lqs.simulator import SimulatorControl
@@ -142,9 +143,14 @@ async def test_an_sms_due_at_23_00_local_waits_for_08_00_and_is_then_sent(
     assert deferral["recorded"] is True
     assert _sms_to(control, PHONE) == 0
     async with pool.connection() as conn:
-        found = await communication_timeline(conn, comm_id)
+        found = await communication_timeline(conn, comm_id)  # lqs comms show
+        detail = await communication_detail(conn, comm_id)  # the API's and dashboard's
     assert found is not None
     assert f"attempt 1 deferred, not sent: {reason}" in [e.summary for e in found[1]]
+    assert detail is not None
+    assert [(a.outcome, a.provider, a.error_message) for a in detail.attempts] == [
+        ("deferred", "lqs", reason)
+    ]
 
     # The opening comes: the row is due, and the clock is inside the window.
     async with pool.connection() as conn:
