@@ -22,6 +22,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
 from lqs.db.communications import communication_timeline
+from lqs.db.dispatch import purge_recipient_sends
 from lqs.db.leads import insert_or_merge_leads
 from lqs.db.tenant_reads import communication_detail
 from lqs.domain.delivery import RetryPolicy
@@ -303,3 +304,27 @@ async def test_send_rules_stored_invalid_fail_the_message_with_the_bad_key(
     assert comm["status"] == "failed"
     assert comm["error_message"].startswith("invalid send rules: send_window.sms.start: ")
     assert _sms_to(control, PHONE) == 0
+
+
+async def test_the_purge_keeps_only_the_sends_a_cap_still_counts(
+    pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
+) -> None:
+    client_id = await _client(pool, simulator, SMS_TO_LEAD)
+    comm_ids = await _leads(
+        pool, client_id, *({"email": f"o{i}@bigco.example", "phone": PHONE} for i in range(2))
+    )
+    now = datetime.now(UTC)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO public.recipient_sends (communication_id, client_id, channel,"
+            " recipient, sent_at) VALUES (%s, %s, 'sms', %s, %s), (%s, %s, 'sms', %s, %s)",
+            (comm_ids[0], client_id, PHONE, now - timedelta(hours=25),
+             comm_ids[1], client_id, PHONE, now - timedelta(hours=23)),
+        )  # fmt: skip
+        purged = await purge_recipient_sends(conn, now - timedelta(hours=24))
+
+    assert purged == 1
+    kept = await _rows(
+        pool, "SELECT communication_id FROM public.recipient_sends WHERE client_id = %s", client_id
+    )
+    assert [k["communication_id"] for k in kept] == [comm_ids[1]]
