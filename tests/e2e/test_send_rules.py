@@ -302,7 +302,10 @@ async def test_send_rules_stored_invalid_fail_the_message_with_the_bad_key(
 
     comm = await _one(pool, "SELECT * FROM public.communications WHERE id = %s", comm_id)
     assert comm["status"] == "failed"
-    assert comm["error_message"].startswith("invalid send rules: send_window.sms.start: ")
+    assert comm["error_message"] == (
+        "invalid send rules: send_window.sms.start: '8am' is not a time of day: use HH:MM,"
+        " 00:00 to 23:59"
+    )
     assert _sms_to(control, PHONE) == 0
 
 

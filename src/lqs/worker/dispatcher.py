@@ -814,7 +814,8 @@ def _with_send_rules(delivery: _ClientDelivery, stored: Mapping[str, Any]) -> _C
         rules = SendRules.model_validate(stored)
     except ValidationError as exc:
         problems = "; ".join(
-            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors()
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
         )
         return replace(delivery, rules_error=f"invalid send rules: {problems}", time_zone=zone)
     return replace(delivery, rules=rules, time_zone=zone)
