@@ -47,6 +47,7 @@ def test_parse_lead_fills_every_field_of_the_submission() -> None:
         "phone": "+12015550123",
         "company_size": 12,
         "country": "de",
+        "time_zone": "Europe/Berlin",
         "consent_status": "granted",
         "consent_source": "form",
         "consent_at": "2026-03-02T10:00:00+00:00",

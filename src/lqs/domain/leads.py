@@ -33,6 +33,7 @@ from pydantic import (
 )
 
 from lqs.domain.consent import ConsentProof, ConsentRecord, proof_of, record_problems, utc
+from lqs.domain.send_rules import zone_problem
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import ConsentStatus
 from lqs.errors import InputError
@@ -70,6 +71,8 @@ class LeadSubmission(BaseModel):
     company_size: int | None = Field(default=None, ge=0, le=10_000_000)
     industry: _Text | None = _bounded(100)
     country: _Text | None = None
+    time_zone: _Text | None = None
+    """The lead's own IANA time zone (quiet hours are read on its clock)."""
     source: _Text | None = _bounded(100)
     utm_source: _Text | None = _bounded(255)
     utm_medium: _Text | None = _bounded(255)
@@ -98,6 +101,14 @@ class LeadSubmission(BaseModel):
         if value is not None and not (len(value) == 2 and value.isascii() and value.isalpha()):
             raise ValueError("must be a two-letter ISO 3166 country code, such as US or DE")
         return value.upper() if value else value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _iana_zone(cls, value: str | None) -> str | None:
+        problem = zone_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("consent_status", mode="before")
     @classmethod
@@ -150,6 +161,7 @@ class NewLead:
     company_size: int | None
     industry: str | None
     country: str | None
+    time_zone: str | None
     source: str | None
     utm_source: str | None
     utm_medium: str | None
