@@ -202,6 +202,31 @@ async def test_invalid_lead_is_422_naming_every_bad_field(
     assert await _lead_rows(migrated_db, client_id) == []
 
 
+async def test_a_lead_time_zone_is_stored_and_one_not_in_the_iana_list_is_422_naming_it(
+    client_api: httpx.AsyncClient, tenant: tuple[UUID, str], migrated_db: str
+) -> None:
+    client_id, key = tenant
+    refused = await client_api.post(
+        "/v1/leads",
+        headers=_auth(key),
+        json={"email": "tz@example.com", "time_zone": "Mars/Olympus_Mons"},
+    )
+    assert refused.status_code == 422
+    [field] = refused.json()["error"]["fields"]
+    assert field["field"] == "time_zone"
+    assert "unknown time zone 'Mars/Olympus_Mons'" in field["message"]
+    assert await _lead_rows(migrated_db, client_id) == []
+
+    accepted = await client_api.post(
+        "/v1/leads",
+        headers=_auth(key),
+        json={"email": "tz@example.com", "time_zone": "America/Chicago"},
+    )
+    assert accepted.status_code == 201, accepted.text
+    [row] = await _lead_rows(migrated_db, client_id)
+    assert row["time_zone"] == "America/Chicago"
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [

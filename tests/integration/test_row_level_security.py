@@ -121,6 +121,11 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
         "INSERT INTO public.delivery_queue (communication_id, client_id) VALUES (%s, %s)",
         (communication, client),
     )
+    conn.execute(
+        "INSERT INTO public.recipient_sends (communication_id, client_id, channel, recipient,"
+        " sent_at) VALUES (%s, %s, 'email', 'sales@x.example', now())",
+        (communication, client),
+    )
     api_key = one(
         "INSERT INTO public.api_keys (client_id, name, prefix, key_hash)"
         " VALUES (%s, 'k', 'lqs_x', %s) RETURNING id",
@@ -274,6 +279,7 @@ TABLES = [
     ("stats_lead_hours", "client_id", "client"),
     ("stats_message_hours", "client_id", "client"),
     ("stats_stale_hours", "client_id", "client"),
+    ("recipient_sends", "communication_id", "communication"),
 ]
 APPEND_ONLY = {"consent_history", "audit_log"}
 # The statistics rollup (migration 0018): written by its triggers and by the worker's
@@ -368,6 +374,12 @@ INSERTS = {
     "user_credentials": "INSERT INTO public.user_credentials (user_id, password_hash)"
     " SELECT id, '$argon2id$fake' FROM public.profiles WHERE client_id = %s AND role = 'member'",
     "audit_log": "INSERT INTO public.audit_log (client_id, action) VALUES (%s, 'test.insert')",
+    # With a communication of its own: the world's already has its row.
+    "recipient_sends": "WITH c AS (INSERT INTO public.communications"
+    " (lead_id, client_id, type, recipient) SELECT id, client_id, 'sms', '+1'"
+    " FROM public.leads WHERE client_id = %s LIMIT 1 RETURNING id, client_id)"
+    " INSERT INTO public.recipient_sends (communication_id, client_id, channel, recipient,"
+    " sent_at) SELECT id, client_id, 'sms', '+1', now() FROM c",
 }
 
 
@@ -418,6 +430,7 @@ UPDATES = {
     "webhook_rejects": "UPDATE public.webhook_rejects SET reason = 'x' WHERE client_id = %s",
     "user_credentials": "UPDATE public.user_credentials SET failed_attempts = 1"
     " WHERE user_id IN (SELECT id FROM public.profiles WHERE client_id = %s)",
+    "recipient_sends": "UPDATE public.recipient_sends SET sent_at = now() WHERE client_id = %s",
 }
 
 

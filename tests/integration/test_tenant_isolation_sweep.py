@@ -89,6 +89,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/leads"): Route(shows=("lead",), service="both"),
     ("GET", "/v1/leads.csv"): Route(shows=("lead",), service="both"),
     ("GET", "/v1/leads/{lead_id}"): Route(params={"lead_id": "lead"}),
+    ("GET", "/v1/leads/{lead_id}/consent"): Route(params={"lead_id": "lead"}),
     ("GET", "/v1/communications"): Route(shows=("communication",), service="both"),
     ("GET", "/v1/communications.csv"): Route(shows=("communication",), service="both"),
     ("GET", "/v1/communications/{communication_id}"): Route(
@@ -598,6 +599,12 @@ async def _lead_detail(conn: AsyncConnection, world: World) -> list[UUID | str]:
     return [detail.lead["id"] for detail in found if detail is not None]
 
 
+async def _lead_consent(conn: AsyncConnection, world: World) -> list[UUID | str]:
+    every = world.a.ids["lead"] + world.b.ids["lead"]
+    found = [(i, await tenant_reads.lead_consent(conn, i)) for i in every]
+    return [i for i, entries in found if entries is not None]
+
+
 async def _communication_detail(conn: AsyncConnection, world: World) -> list[UUID | str]:
     every = world.a.ids["communication"] + world.b.ids["communication"]
     found = [await tenant_reads.communication_detail(conn, i) for i in every]
@@ -636,6 +643,7 @@ READS: dict[str, Read] = {
     "tenant_reads.leads_page": _leads_page,
     "tenant_reads.communications_page": _communications_page,
     "tenant_reads.lead_detail": _lead_detail,
+    "tenant_reads.lead_consent": _lead_consent,
     "tenant_reads.communication_detail": _communication_detail,
     "tenant_stats.leads_by_outcome": _leads_by_outcome,
     "tenant_stats.lead_funnel": _lead_funnel,

@@ -306,3 +306,12 @@ def test_rows_of_blank_cells_are_blank() -> None:
 
 def test_a_dotless_i_matches_its_capital() -> None:
     assert match_key("Fırst Name") == match_key("FIRST NAME") == match_key("first name")
+
+
+def test_a_time_zone_column_fills_the_leads_time_zone() -> None:
+    for header in ("Time Zone", "time_zone", "TZ", "IANA Time Zone"):
+        mapping = map_columns(["Email", header])
+
+        assert [c.target for c in mapping.columns] == ["email", "time_zone"]
+        lead = parse_lead(lead_data(["ann@example.com", "Europe/Berlin"], mapping))
+        assert lead.time_zone == "Europe/Berlin"

@@ -17,6 +17,7 @@ from lqs.domain.leads import (
     CONSENT_FIELDS,
     CONTACT_FIELDS,
     LEAD_FIELDS,
+    NOT_LEAD_FIELDS,
     PROFILE_FIELDS,
     LeadSubmission,
     NewLead,
@@ -27,13 +28,14 @@ from lqs.domain.vocabulary import ConsentStatus
 from lqs.worker.processor import _TEMPLATE_LEAD_FIELDS
 
 
-def test_lead_fields_are_the_submission_model_fields_but_custom() -> None:
-    assert tuple(n for n in LeadSubmission.model_fields if n != "custom") == LEAD_FIELDS
+def test_lead_fields_are_the_submission_model_fields_but_custom_and_the_consent_record() -> None:
+    assert NOT_LEAD_FIELDS == ("consent", "custom")
+    assert tuple(n for n in LeadSubmission.model_fields if n not in NOT_LEAD_FIELDS) == LEAD_FIELDS
     assert set(CONTACT_FIELDS) | set(CONSENT_FIELDS) <= set(LEAD_FIELDS)
 
 
 def test_a_new_lead_has_every_lead_field_and_its_custom_fields() -> None:
-    assert tuple(f.name for f in fields(NewLead)) == (*LEAD_FIELDS, "custom")
+    assert tuple(f.name for f in fields(NewLead)) == (*LEAD_FIELDS, "custom", "consent_proof")
 
 
 def test_parse_lead_fills_every_field_of_the_submission() -> None:
@@ -45,6 +47,7 @@ def test_parse_lead_fills_every_field_of_the_submission() -> None:
         "phone": "+12015550123",
         "company_size": 12,
         "country": "de",
+        "time_zone": "Europe/Berlin",
         "consent_status": "granted",
         "consent_source": "form",
         "consent_at": "2026-03-02T10:00:00+00:00",

@@ -626,8 +626,8 @@ def test_every_problem_is_reported_at_once() -> None:
     assert caught.value.problems == [
         "thresholds.qualified must be >= thresholds.nurture (got 0 < 10)",
         "rule 'a' (rules[0]): unknown field 'nope' (one of email, phone, first_name, last_name,"
-        " job_title, company_name, company_domain, company_size, industry, country, source,"
-        " utm_source, utm_medium, utm_campaign, utm_term, utm_content, consent_status,"
+        " job_title, company_name, company_domain, company_size, industry, country, time_zone,"
+        " source, utm_source, utm_medium, utm_campaign, utm_term, utm_content, consent_status,"
         " or custom.<key>)",
         "rule 'a' (rules[1]): duplicate id (first used by rules[0])",
         "rule 'b' (rules[2]): points is required (or disqualify: true)",

@@ -115,7 +115,9 @@ async def _store(
                 return JSONResponse(
                     replay.body, status_code=200, headers={"Idempotent-Replayed": "true"}
                 )
-        stored = await insert_or_merge_leads(conn, principal.client_id, leads)
+        stored = await insert_or_merge_leads(
+            conn, principal.client_id, leads, api_key_id=principal.key_id
+        )
         response = respond(stored)
         if key is not None:
             await remember_response(conn, principal.client_id, key, request_hash, response)

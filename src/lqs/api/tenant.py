@@ -48,6 +48,7 @@ from lqs.db.tenant_reads import (
     TenantLeadFilter,
     communication_detail,
     communications_page,
+    lead_consent,
     lead_detail,
     leads_page,
 )
@@ -266,6 +267,41 @@ async def get_lead(conn: UserSession, lead_id: str) -> dict[str, Any]:
     lead["consent_history"] = [dataclasses.asdict(c) for c in found.consent_history]
     lead["timeline"] = [dataclasses.asdict(e) for e in found.timeline]
     return {"data": lead}
+
+
+_CONSENT_EXAMPLE = {
+    "id": 1234,
+    "recorded_at": "2026-12-01T09:30:00.123456+00:00",
+    "channel": "email",
+    "recipient": "ann.lee@corp.example",
+    "consent_status": "granted",
+    "source": "pricing page form",
+    "communication_id": None,
+    "text_version": "newsletter-v3",
+    "text": None,
+    "captured_at": "2026-12-01T09:29:41+00:00",
+    "ip": "203.0.113.7",
+    "user_agent": "Mozilla/5.0",
+    "api_key_id": "6f1c0d2e-8b5a-4f3e-9a41-2c7d9e0b1a55",
+    "api_key_name": "website forms",
+    "evidence": None,
+}
+
+
+@router.get(
+    "/v1/leads/{lead_id}/consent",
+    responses={**_ok({"data": [_CONSENT_EXAMPLE]}), **_DETAIL_ERRORS},
+    openapi_extra=_SECURED,
+)
+async def get_lead_consent(conn: UserSession, lead_id: str) -> dict[str, Any]:
+    """The lead's consent history, oldest first, with the proof of each change: the
+    consent record submitted (wording or its version, capture time, IP address, user
+    agent), the API key that submitted it, or what else proves it (a CSV import, a
+    provider's unsubscribe or complaint event)."""
+    found = await lead_consent(conn, _id(lead_id, "lead"))
+    if found is None:
+        raise _not_found("lead")
+    return {"data": [dataclasses.asdict(entry) for entry in found]}
 
 
 # ---------------------------------------------------------------- communications

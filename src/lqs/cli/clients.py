@@ -52,6 +52,7 @@ from lqs.domain.clients import (
 from lqs.domain.delivery import DeliverySettingsError, parse_delivery_settings, provider_for
 from lqs.domain.leads import normalise_email, normalise_phone
 from lqs.domain.notifications import staff_channel_problems, staff_rules
+from lqs.domain.send_rules import SendRules
 from lqs.domain.vocabulary import Channel
 
 clients_app = typer.Typer(help="Create and configure clients (tenants).", no_args_is_help=True)
@@ -241,6 +242,55 @@ def clients_set_delivery(
         if provider_for(channel, delivery) is not None
     ]
     console().print(f"stored delivery settings for {slug}: {', '.join(channels) or 'no channel'}")
+
+
+_SEND_RULE_KEYS = ("send_window", "frequency_cap")
+
+
+@clients_app.command("set-send-rules")
+def clients_set_send_rules(
+    slug: ClientSlugArgument,
+    rules_file: Annotated[
+        Path, typer.Argument(help="YAML: send_window and frequency_cap (docs/COMPLIANCE.md)")
+    ],
+) -> None:
+    """Store a client's quiet hours (send windows) and frequency caps, replacing both; every
+    problem is listed, one line each, and a bad file stores nothing."""
+    spec = _load_yaml(rules_file)
+    if not isinstance(spec, dict):
+        fail(f"{rules_file}: expected a mapping with send_window and frequency_cap")
+    problems = [
+        f"{key}: unknown key; expected one of {', '.join(_SEND_RULE_KEYS)}"
+        for key in spec
+        if key not in _SEND_RULE_KEYS
+    ]
+    try:
+        rules = SendRules.model_validate(spec)
+    except ValidationError as exc:
+        problems += [
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        ]
+    if problems:
+        for problem in problems:
+            typer.echo(problem, err=True)
+        fail(f"{rules_file}: {len(problems)} problem(s) listed above; nothing was stored")
+    patch = {key: spec.get(key) or {} for key in _SEND_RULE_KEYS}
+    for_client(slug, lambda conn, found: update_client_settings(conn, found.id, patch))
+    windows = [
+        f"{channel} {window.start}-{window.end}"
+        for channel, window in rules.send_window.items()
+        if window is not None
+    ]
+    caps = [
+        f"{channel} {cap.max} per 24 h ({cap.action})"
+        for channel, cap in rules.frequency_cap.items()
+        if cap is not None
+    ]
+    console.print(
+        f"stored send rules for {slug}: windows: {', '.join(windows) or 'none'};"
+        f" caps: {', '.join(caps) or 'none'}"
+    )
 
 
 @clients_app.command("configure")

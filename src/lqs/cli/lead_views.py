@@ -1,4 +1,4 @@
-"""``lqs leads list|show|reprocess``: what the leads hold, and queueing them again.
+"""``lqs leads list|show|consent|reprocess``: what the leads hold, and queueing them again.
 
 A lead is named by its id, the id's first characters (at least 4, as listings show it),
 or its email address (the newest lead with it; ``--client`` chooses when leads of several
@@ -21,6 +21,7 @@ from rich.table import Table
 
 from lqs.cli._common import (
     ID_PREFIX_MATCHES,
+    ClientSlugOption,
     IdPrefix,
     SinceOption,
     console,
@@ -35,6 +36,7 @@ from lqs.cli._common import (
 from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.clients import Client, get_client, list_clients
 from lqs.db.lead_views import (
+    ConsentEntry,
     LeadFilter,
     LeadSummary,
     get_lead,
@@ -200,7 +202,8 @@ _FIELDS = (
     ("phone", "phone"), ("first name", "first_name"), ("last name", "last_name"),
     ("job title", "job_title"), ("company", "company_name"), ("company domain", "company_domain"),
     ("company size", "company_size"), ("industry", "industry"), ("country", "country"),
-    ("source", "source"), ("utm_source", "utm_source"), ("utm_medium", "utm_medium"),
+    ("time zone", "time_zone"), ("source", "source"), ("utm_source", "utm_source"),
+    ("utm_medium", "utm_medium"),
     ("utm_campaign", "utm_campaign"), ("utm_term", "utm_term"), ("utm_content", "utm_content"),
     ("consent", "consent_status"), ("consent source", "consent_source"),
     ("consent at", "consent_at"),
@@ -270,6 +273,56 @@ def leads_show(
             e.source, "" if e.communication_id is None else str(e.communication_id),
         )  # fmt: skip
     console().print(history)
+
+
+def leads_consent(
+    client: ClientSlugOption,
+    email: Annotated[str, typer.Option("--email", help="The lead's email address")],
+    as_json: JsonOption = False,
+) -> None:
+    """The consent history of the client's lead with this email (the newest such lead),
+    oldest first, with the proof of each change: the consent record submitted and the
+    API key that submitted it, or the CSV import or provider event behind it."""
+    if "@" not in email:
+        fail(f"--email {email!r} is not an email address; give the lead's email")
+
+    async def history(conn: psycopg.AsyncConnection) -> tuple[_Found, list[ConsentEntry]]:
+        found = await _find_lead(conn, email, await _client(conn, client))
+        if isinstance(found, str):
+            fail(found)
+        return found, await lead_consent_history(conn, found.lead_id)
+
+    found, entries = in_transaction(history)
+    if as_json:
+        print_json_lines(entries)
+        return
+    console.print(f"lead {found.lead_id}")
+    if found.same_email:
+        console.print(f"older leads, same email: {', '.join(map(str, found.same_email))}")
+    if not entries:
+        console.print("consent history: no change recorded (consent as submitted before proof)")
+        return
+    table = Table("#", "recorded", "status", "channel", "recipient", "source", "by",
+                  "wording", "captured", "ip", "user agent", title="Consent history")  # fmt: skip
+    for e in entries:
+        table.add_row(
+            str(e.id), f"{e.recorded_at:%Y-%m-%d %H:%M:%S}", e.consent_status, e.channel,
+            e.recipient, e.source, _consent_by(e), e.text_version or (e.text or "")[:40],
+            "" if e.captured_at is None else f"{e.captured_at:%Y-%m-%d %H:%M:%S}",
+            e.ip or "", (e.user_agent or "")[:40],
+        )  # fmt: skip
+    console.print(table)
+
+
+def _consent_by(entry: ConsentEntry) -> str:
+    """Who recorded an entry: the API key, or the evidence's own words."""
+    if entry.api_key_id is not None:
+        return f"api key {entry.api_key_name or entry.api_key_id}"
+    if entry.evidence:
+        return ", ".join(f"{k} {v}" for k, v in sorted(entry.evidence.items()))
+    if entry.communication_id is not None:
+        return f"communication {entry.communication_id}"
+    return ""
 
 
 def leads_reprocess(

@@ -14,7 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import csv
+import getpass
 import itertools
+import os
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -69,6 +71,14 @@ _SAMPLE_CHARS = 64 * 1024
 _SHOWN_ROWS = 5  # rows --dry-run shows parsed
 _SHOWN_REASONS = 10  # reasons the summaries list one by one
 _PROGRESS_EVERY = 500  # rows between progress updates
+
+
+def _operator() -> str:
+    """Who runs the import, for the consent history's evidence: the login name."""
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no login name and no passwd entry (a bare container)
+        return f"uid {os.getuid()}"
 
 
 @dataclass
@@ -190,7 +200,17 @@ def leads_import(
             with database_url(settings()) as url:
                 try:
                     asyncio.run(
-                        _read_all(url, client, rows, mapping, rejects, batch_size, counts, dry_run)
+                        _read_all(
+                            url,
+                            client,
+                            rows,
+                            mapping,
+                            rejects,
+                            batch_size,
+                            counts,
+                            dry_run,
+                            evidence={"import": file.name[:255], "operator": _operator()},
+                        )
                     )
                 finally:
                     rejects.close()
@@ -343,9 +363,12 @@ async def _read_all(
     batch_size: int,
     counts: _Counts,
     dry_run: bool,
+    *,
+    evidence: dict[str, str],
 ) -> None:
     """Read and check every row; store them in batches (not with ``dry_run``), updating
-    ``counts`` as batches are committed."""
+    ``counts`` as batches are committed. The consent rows change is recorded with
+    ``evidence`` (the file and the operator)."""
     async with await connect_async(url) as conn:
         async with conn.transaction():
             found = await get_client(conn, client_slug)
@@ -364,7 +387,7 @@ async def _read_all(
             outcome = None
             async with conn.transaction():
                 if batch.leads:
-                    outcome = await import_leads(conn, found.id, batch.leads)
+                    outcome = await import_leads(conn, found.id, batch.leads, evidence=evidence)
                     for refused in outcome.refused:
                         line, cells = batch.sources[refused.index]
                         batch.rejected.append((line, refused.reason, cells))
@@ -526,7 +549,8 @@ def _print_reasons(counts: _Counts) -> None:
     console().print(table)
 
 
-# list, show and reprocess: lead_views.py
+# list, show, consent and reprocess: lead_views.py
 app.command("list")(lead_views.leads_list)
 app.command("show")(lead_views.leads_show)
+app.command("consent")(lead_views.leads_consent)
 app.command("reprocess")(lead_views.leads_reprocess)

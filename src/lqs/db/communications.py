@@ -251,7 +251,9 @@ class DeliveryAttempt:
     started_at: datetime
     finished_at: datetime | None
     outcome: str
-    """``started`` (no answer recorded), ``accepted``, ``transient`` or ``permanent``."""
+    """``started`` (no answer recorded), ``accepted``, ``transient``, ``permanent``, or
+    ``deferred`` (no request: held back by a send window or frequency cap, the reason in
+    ``error_message``)."""
     http_status: int | None
     error_code: str | None
     error_message: str | None
@@ -316,6 +318,9 @@ def _attempt_summary(a: DeliveryAttempt) -> str:
             f"attempt {a.attempt} via {a.provider}: started, no answer"
             " recorded (the provider may have accepted it)"
         )
+    if a.outcome == "deferred":
+        # No provider was called: a send window or a frequency cap held the message back.
+        return f"attempt {a.attempt} deferred, not sent: {a.error_message or 'held back'}"
     text = f"attempt {a.attempt} via {a.provider}: {a.outcome}"
     if a.http_status is not None:
         text += f" (HTTP {a.http_status})"

@@ -22,6 +22,7 @@ from psycopg.types.json import Jsonb
 
 from lqs.db.events import apply_waiting_events, lock_messages, message_lock_key
 from lqs.db.suppressions import suppressed_recipients
+from lqs.domain.consent import ReliedEntry
 from lqs.domain.delivery import NextStep
 from lqs.domain.notifications import normalise_recipient
 
@@ -56,6 +57,38 @@ class ClaimedMessage:
     in_doubt: int | None = None
     """An earlier attempt that was started and never answered (the worker stopped): the
     provider may have accepted it."""
+    lead_time_zone: str | None = None
+    lead_phone: str | None = None
+    lead_country: str | None = None
+    """The lead's own time zone, phone and country: where its send window is read."""
+    consent_entry_id: int | None = None
+    """The lead's latest consent history entry on its own address (messages to the lead)."""
+    consent_entry_status: str | None = None
+    consent_entry_source: str | None = None
+    consent_entry_at: datetime | None = None
+    consent_entry_key_name: str | None = None
+    consent_entry_key_prefix: str | None = None
+
+    @property
+    def relied_entry(self) -> ReliedEntry | None:
+        """The consent history entry a send to the lead relies on: its latest entry, when
+        it says what the lead's record says (else None: the record alone)."""
+        if (
+            self.consent_entry_id is None
+            or self.consent_entry_status is None
+            or self.consent_entry_status != self.lead_consent
+            or self.consent_entry_source is None
+            or self.consent_entry_at is None
+        ):
+            return None
+        return ReliedEntry(
+            self.consent_entry_id,
+            self.consent_entry_status,
+            self.consent_entry_source,
+            self.consent_entry_at,
+            self.consent_entry_key_name,
+            self.consent_entry_key_prefix,
+        )
 
 
 _CLAIM = """
@@ -86,10 +119,24 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
        c.status, c.created_at,
        (SELECT max(a.attempt) FROM public.delivery_attempts AS a
-        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt
+        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt,
+       h.id AS consent_entry_id, h.consent_status AS consent_entry_status,
+       h.source AS consent_entry_source, h.recorded_at AS consent_entry_at,
+       h.key_name AS consent_entry_key_name, h.key_prefix AS consent_entry_key_prefix,
+       l.time_zone AS lead_time_zone, l.phone AS lead_phone, l.country AS lead_country
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
+-- The consent a message to the lead relies on: the lead's latest entry on its own address
+-- (an entry on a client's address, a complaint about a notification, is not the lead's).
+LEFT JOIN LATERAL (
+    SELECT e.id, e.consent_status, e.source, e.recorded_at, k.name AS key_name,
+           k.prefix AS key_prefix
+    FROM public.consent_history AS e
+    LEFT JOIN public.api_keys AS k ON k.id = e.api_key_id
+    WHERE claimed.to_lead AND e.lead_id = l.id AND e.recipient IN (lower(l.email), l.phone)
+    ORDER BY e.id DESC LIMIT 1
+) AS h ON true
 LEFT JOIN public.push_subscriptions AS p
     ON c.type = 'push' AND p.client_id = c.client_id AND p.id::text = c.recipient
 ORDER BY claimed.priority, c.created_at
@@ -132,6 +179,41 @@ async def claim_due_in(
     ]
 
 
+_RECENT_SENDS = """
+SELECT s.client_id, s.channel, s.recipient, array_agg(s.sent_at ORDER BY s.sent_at)
+FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS k(client_id, channel, recipient)
+JOIN public.recipient_sends AS s
+    ON s.client_id = k.client_id AND s.channel = k.channel AND s.recipient = k.recipient
+WHERE s.sent_at > %s
+GROUP BY s.client_id, s.channel, s.recipient
+"""
+
+RecipientKey = tuple[UUID, str, str]
+"""A frequency cap's count key: client, channel and normalised recipient."""
+
+
+async def recent_sends(
+    conn: AsyncConnection, keys: Iterable[RecipientKey], since: datetime
+) -> dict[RecipientKey, list[datetime]]:
+    """The times of the messages accepted for each (client, channel, normalised
+    recipient) after ``since``, oldest first (``recipient_sends``: one indexed range scan
+    per key, in one statement). Keys without any are left out."""
+    wanted = sorted(set(keys))
+    if not wanted:
+        return {}
+    cur = await conn.execute(
+        _RECENT_SENDS,
+        ([k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted], since),
+    )
+    return {(row[0], row[1], row[2]): list(row[3]) for row in await cur.fetchall()}
+
+
+async def purge_recipient_sends(conn: AsyncConnection, older_than: datetime) -> int:
+    """Delete the ``recipient_sends`` rows no frequency cap counts any more; how many."""
+    cur = await conn.execute("DELETE FROM public.recipient_sends WHERE sent_at < %s", (older_than,))
+    return cur.rowcount
+
+
 @dataclass(frozen=True)
 class Attempt:
     """One call to a provider, as the attempts history keeps it."""
@@ -143,7 +225,8 @@ class Attempt:
     error_code: str | None
     error_message: str | None
     outcome: str
-    """``accepted``, ``transient`` or ``permanent``."""
+    """``accepted``, ``transient``, ``permanent``, or ``deferred`` (no request: a send
+    window or a frequency cap holds the message back)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +246,9 @@ class Ack:
     external_reference: Any = None
     error_message: str | None = None
     compliance_notes: str | None = None
+    consent_status: str | None = None
+    """The lead's consent in force when the message was sent (or refused): the
+    communication's ``consent_status`` becomes it."""
     delay: float | None = None
     sent_at: datetime | None = None
     delivered: bool = False
@@ -173,6 +259,11 @@ class Ack:
     client_id: UUID | None = None
     """Set on a ``sent`` ack: with ``provider`` and ``external_id`` it finds the delivery
     events that arrived before the send was recorded."""
+    defer_until: datetime | None = None
+    """A ``deferred`` ack: when the message is due again."""
+    counted_as: tuple[str, str] | None = None
+    """A ``sent`` ack of a message to a lead: the channel and normalised recipient its
+    send is counted under for frequency caps (``recipient_sends``)."""
 
 
 _RECORD = """
@@ -180,7 +271,8 @@ WITH acks AS (
     SELECT * FROM jsonb_to_recordset(%(acks)s) AS a(
         communication_id uuid, claim integer, step text, retry_count integer,
         provider text, external_id text, external_reference jsonb, error_message text,
-        compliance_notes text, delay float8, sent_at timestamptz, delivered boolean
+        compliance_notes text, consent_status text, delay float8, sent_at timestamptz,
+        delivered boolean, defer_until timestamptz
     )
 ), held AS (
     -- One primary-key lookup per ack: a join here was planned as a scan over every row
@@ -212,23 +304,28 @@ WITH acks AS (
                                   ELSE c.external_reference END,
         retry_count = a.retry_count,
         error_message = CASE WHEN c.status NOT IN ('pending', 'sent') THEN c.error_message
-                             WHEN a.step = 'sent' THEN NULL ELSE a.error_message END,
-        compliance_notes = coalesce(a.compliance_notes, c.compliance_notes)
+                             WHEN a.step = 'sent' THEN NULL
+                             WHEN a.step = 'deferred' THEN c.error_message
+                             ELSE a.error_message END,
+        compliance_notes = coalesce(a.compliance_notes, c.compliance_notes),
+        consent_status = coalesce(a.consent_status, c.consent_status)
     FROM acks AS a
     WHERE c.id = a.communication_id AND c.id IN (SELECT communication_id FROM held)
     RETURNING c.id
 ), finished AS (
     DELETE FROM public.delivery_queue AS q
     USING acks AS a
-    WHERE q.communication_id = a.communication_id AND a.step <> 'retried'
+    WHERE q.communication_id = a.communication_id AND a.step NOT IN ('retried', 'deferred')
       AND q.communication_id IN (SELECT communication_id FROM held)
     RETURNING q.communication_id
 ), rescheduled AS (
+    -- A deferral waits for its moment (no backoff) and keeps the last error it had.
     UPDATE public.delivery_queue AS q
-    SET next_attempt_at = now() + make_interval(secs => a.delay),
-        lease_owner = NULL, lease_expires_at = NULL, last_error = a.error_message
+    SET next_attempt_at = coalesce(a.defer_until, now() + make_interval(secs => a.delay)),
+        lease_owner = NULL, lease_expires_at = NULL,
+        last_error = CASE WHEN a.step = 'retried' THEN a.error_message ELSE q.last_error END
     FROM acks AS a
-    WHERE q.communication_id = a.communication_id AND a.step = 'retried'
+    WHERE q.communication_id = a.communication_id AND a.step IN ('retried', 'deferred')
       AND q.communication_id IN (SELECT communication_id FROM held)
     RETURNING q.communication_id
 )
@@ -267,6 +364,18 @@ SELECT s.communication_id, s.client_id, s.attempt, s.provider, now(), 'started',
 FROM unnest(%s::uuid[], %s::uuid[], %s::int[], %s::text[])
     AS s(communication_id, client_id, attempt, provider)
 ON CONFLICT (communication_id, attempt) DO NOTHING
+"""
+
+
+_RECORD_SENDS = """
+INSERT INTO public.recipient_sends (communication_id, client_id, channel, recipient, sent_at)
+SELECT s.communication_id, c.client_id, s.channel, s.recipient, s.sent_at
+FROM jsonb_to_recordset(%(sends)s) AS s(
+    communication_id uuid, channel text, recipient text, sent_at timestamptz
+)
+JOIN public.communications AS c ON c.id = s.communication_id
+WHERE s.communication_id = ANY(%(held)s::uuid[])
+ON CONFLICT (communication_id) DO NOTHING
 """
 
 
@@ -312,9 +421,11 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
             "external_reference": a.external_reference,
             "error_message": a.error_message,
             "compliance_notes": a.compliance_notes,
+            "consent_status": a.consent_status,
             "delay": a.delay,
             "sent_at": a.sent_at.isoformat() if a.sent_at else None,
             "delivered": a.delivered,
+            "defer_until": a.defer_until.isoformat() if a.defer_until else None,
         }
         for a in acks
     ]
@@ -333,6 +444,16 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
         for a in acks
         if a.attempt is not None
     ]
+    counted = [
+        {
+            "communication_id": str(a.communication_id),
+            "channel": a.counted_as[0],
+            "recipient": a.counted_as[1],
+            "sent_at": a.sent_at.isoformat() if a.sent_at else None,
+        }
+        for a in acks
+        if a.step is NextStep.SENT and a.counted_as is not None and a.sent_at is not None
+    ]
     gone = [a.communication_id for a in acks if a.push_gone]
     sends = [
         (a.client_id, a.provider, a.external_id, a.communication_id)
@@ -350,6 +471,8 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
             await apply_waiting_events(conn, [s for s in sends if s[3] in kept])
         if attempts:
             await conn.execute(_RECORD_ATTEMPTS, {"attempts": Jsonb(attempts), "held": held})
+        if counted:
+            await conn.execute(_RECORD_SENDS, {"sends": Jsonb(counted), "held": held})
         if gone:
             await conn.execute(
                 "UPDATE public.push_subscriptions AS p SET gone_at = coalesce(p.gone_at, now())"

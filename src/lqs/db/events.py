@@ -203,6 +203,12 @@ async def _apply(
                 target.recipient,
                 source=f"{provider} {change.suppress}",
                 communication_id=target.id,
+                evidence={
+                    "provider": provider,
+                    "event_id": event.event_id,
+                    "event_type": event.raw_type,
+                    "provider_events_row": str(event_row),
+                },
             )
     await conn.execute(
         "UPDATE public.provider_events SET communication_id = %s, applied_at = now(), effect = %s"

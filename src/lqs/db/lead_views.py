@@ -211,14 +211,27 @@ async def lead_communications(conn: AsyncConnection, lead_id: UUID) -> list[Lead
 
 @dataclass(frozen=True)
 class ConsentEntry:
-    """One entry of the append-only consent history."""
+    """One entry of the append-only consent history, with its proof (proof of consent
+    arrived with migration 0019: older entries have none)."""
 
+    id: int
     recorded_at: datetime
     channel: str
     recipient: str
     consent_status: str
     source: str
     communication_id: UUID | None
+    text_version: str | None
+    text: str | None
+    """The consent wording, when the submission sent it rather than its version."""
+    captured_at: datetime | None
+    ip: str | None
+    user_agent: str | None
+    api_key_id: UUID | None
+    """The API key that submitted the change."""
+    api_key_name: str | None
+    evidence: dict[str, Any] | None
+    """What else proves it: the CSV import and its operator, the provider's event."""
 
 
 async def lead_consent_history(conn: AsyncConnection, lead_id: UUID) -> list[ConsentEntry]:
@@ -227,13 +240,15 @@ async def lead_consent_history(conn: AsyncConnection, lead_id: UUID) -> list[Con
     lead's own email address or phone number."""
     async with conn.cursor(row_factory=args_row(ConsentEntry)) as cur:
         await cur.execute(
-            "SELECT h.recorded_at, h.channel, h.recipient, h.consent_status, h.source,"
-            " h.communication_id"
+            "SELECT h.id, h.recorded_at, h.channel, h.recipient, h.consent_status, h.source,"
+            " h.communication_id, h.text_version, h.consent_text, h.captured_at, host(h.ip),"
+            " h.user_agent, h.api_key_id, k.name, h.evidence"
             " FROM public.leads AS l JOIN public.consent_history AS h"
             "   ON h.lead_id = l.id"
             "   OR (h.lead_id IS NULL AND h.client_id = l.client_id"
             "       AND ((h.channel = 'email' AND h.recipient = lower(l.email))"
             "            OR (h.channel = 'sms' AND h.recipient = l.phone)))"
+            " LEFT JOIN public.api_keys AS k ON k.id = h.api_key_id"
             " WHERE l.id = %s ORDER BY h.recorded_at, h.id",
             (lead_id,),
         )

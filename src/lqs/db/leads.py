@@ -6,7 +6,7 @@ Every statement is set-based: a batch of leads is one statement, not one per lea
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, fields
+from dataclasses import dataclass, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +16,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from lqs.db.connection import notify
+from lqs.db.consent import ConsentChange, record_consent_changes
 from lqs.domain.leads import CONSENT_FIELDS, LEAD_FIELDS, NewLead
 from lqs.domain.vocabulary import ConsentStatus, LeadStatus
 
@@ -32,7 +33,8 @@ class StoredLead:
     duplicate: bool
 
 
-_NEW_LEAD_FIELDS = tuple(f.name for f in fields(NewLead))
+_NEW_LEAD_FIELDS = tuple(f.name for f in fields(NewLead) if f.name != "consent_proof")
+"""What a lead's row holds: the consent proof goes to the consent history instead."""
 
 
 def _row(lead: NewLead) -> dict[str, Any]:
@@ -61,14 +63,16 @@ def merge_within_batch(leads: Sequence[NewLead]) -> tuple[list[NewLead], list[in
             positions.append(len(distinct))
             distinct.append(lead)
             continue
-        earlier = asdict(distinct[index])
-        later = asdict(lead)
+        earlier = {name: getattr(distinct[index], name) for name in _NEW_LEAD_FIELDS}
+        later = {name: getattr(lead, name) for name in _NEW_LEAD_FIELDS}
         merged = {k: (later[k] if later[k] is not None else earlier[k]) for k in earlier}
         merged["custom"] = {**earlier["custom"], **later["custom"]}
+        proof = lead.consent_proof
         if lead.consent_status == "unknown":
             # As the database merges: an unknown status keeps the earlier consent whole.
             merged.update({name: earlier[name] for name in CONSENT_FIELDS})
-        distinct[index] = NewLead(**merged)
+            proof = distinct[index].consent_proof
+        distinct[index] = NewLead(**merged, consent_proof=proof)
         positions.append(index)
     return distinct, positions
 
@@ -174,13 +178,19 @@ _COPY_STAGING = sql.SQL(
 
 
 async def insert_or_merge_leads(
-    conn: AsyncConnection, client_id: UUID, leads: Sequence[NewLead]
+    conn: AsyncConnection,
+    client_id: UUID,
+    leads: Sequence[NewLead],
+    *,
+    api_key_id: UUID | None = None,
 ) -> list[StoredLead]:
     """Store a batch in one statement: new leads are queued, duplicates of open leads merge.
 
     A lead is open while queued, qualified or in nurture; the match is the client plus
     :attr:`NewLead.dedupe_key`. Sends a NOTIFY on :data:`LEADS_QUEUED_CHANNEL` (delivered
-    at commit) when anything was queued. Must run inside the caller's transaction.
+    at commit) when anything was queued. A change of consent is appended to the consent
+    history with ``api_key_id`` (:func:`~lqs.db.consent.record_consent_changes`). Must run
+    inside the caller's transaction.
     """
     if not leads:
         return []
@@ -188,6 +198,12 @@ async def insert_or_merge_leads(
     rows = [_row(lead) for lead in distinct]
     cur = await conn.execute(_INSERT_OR_MERGE_JSON, {"client_id": client_id, "rows": Jsonb(rows)})
     stored_distinct = await _stored_in_order(conn, distinct, await cur.fetchall())
+    await record_consent_changes(
+        conn,
+        client_id,
+        _consent_changes(distinct, stored_distinct, "api"),
+        api_key_id=api_key_id,
+    )
     seen: set[int] = set()
     result = []
     for index in positions:
@@ -210,6 +226,25 @@ async def _stored_in_order(
     if any(not s.duplicate for s in stored):
         await notify(conn, LEADS_QUEUED_CHANNEL)
     return stored
+
+
+def _consent_changes(
+    distinct: Sequence[NewLead], stored: Sequence[StoredLead], default_source: str
+) -> list[ConsentChange]:
+    """The consent each stored lead was submitted with, when it says something (a status
+    other than ``unknown``), recorded on the lead's email address (else its phone)."""
+    changes = []
+    for lead, found in zip(distinct, stored, strict=True):
+        if lead.consent_status is ConsentStatus.UNKNOWN:
+            continue
+        channel, recipient = ("email", lead.email) if lead.email else ("sms", lead.phone)
+        assert recipient is not None  # a lead has an email or a phone
+        proof = lead.consent_proof
+        source = (proof.source if proof else None) or lead.consent_source or default_source
+        changes.append(
+            ConsentChange(found.id, channel, recipient, lead.consent_status, source, proof)
+        )
+    return changes
 
 
 @dataclass(frozen=True)
@@ -242,7 +277,11 @@ connection or a missing client, would fail the same way for every row, so they p
 
 
 async def import_leads(
-    conn: AsyncConnection, client_id: UUID, rows: Sequence[tuple[bytes, NewLead]]
+    conn: AsyncConnection,
+    client_id: UUID,
+    rows: Sequence[tuple[bytes, NewLead]],
+    *,
+    evidence: Mapping[str, str] | None = None,
 ) -> ImportOutcome:
     """Import a batch of CSV rows (content hash, lead) with COPY into a staging table.
 
@@ -255,16 +294,20 @@ async def import_leads(
     halves, recursively, so every good row is still stored and each refused one comes back
     in ``refused`` with the database's message: a batch with one bad row costs about
     2 x log2(len(rows)) extra statements.
+
+    A row's consent (a status other than ``unknown``) that changes its lead's is appended
+    to the consent history, with source ``csv import`` unless the row names one, and
+    ``evidence`` (the file, the operator).
     """
     try:
         async with conn.transaction():  # a savepoint: a refused batch leaves ours usable
-            return await _import_batch(conn, client_id, rows)
+            return await _import_batch(conn, client_id, rows, evidence)
     except _REFUSED_DATA as exc:
         if len(rows) <= 1:
             return ImportOutcome(0, 0, 0, (RefusedRow(0, _refusal(exc)),))
     middle = len(rows) // 2
-    first = await import_leads(conn, client_id, rows[:middle])
-    second = await import_leads(conn, client_id, rows[middle:])
+    first = await import_leads(conn, client_id, rows[:middle], evidence=evidence)
+    second = await import_leads(conn, client_id, rows[middle:], evidence=evidence)
     return ImportOutcome(
         first.created + second.created,
         first.merged + second.merged,
@@ -282,7 +325,10 @@ def _refusal(exc: Exception) -> str:
 
 
 async def _import_batch(
-    conn: AsyncConnection, client_id: UUID, rows: Sequence[tuple[bytes, NewLead]]
+    conn: AsyncConnection,
+    client_id: UUID,
+    rows: Sequence[tuple[bytes, NewLead]],
+    evidence: Mapping[str, str] | None,
 ) -> ImportOutcome:
     hashes = list({h for h, _ in rows})
     cur = await conn.execute(
@@ -312,6 +358,9 @@ async def _import_batch(
     # several parts in one transaction, and a part must not insert the previous one again.
     await conn.execute("DELETE FROM lqs_lead_staging")
     stored = await _stored_in_order(conn, distinct, returned)
+    await record_consent_changes(
+        conn, client_id, _consent_changes(distinct, stored, "csv import"), evidence=evidence
+    )
     await conn.execute(
         "INSERT INTO public.lead_import_rows (client_id, row_hash, lead_id)"
         " SELECT %s, h, l FROM unnest(%s::bytea[], %s::uuid[]) AS t(h, l)"

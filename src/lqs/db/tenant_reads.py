@@ -273,6 +273,14 @@ def _lead_events(lead: dict[str, Any], consent: Sequence[ConsentEntry]) -> list[
     return events
 
 
+async def lead_consent(conn: AsyncConnection, lead_id: UUID) -> list[ConsentEntry] | None:
+    """The lead's consent history with its proof, oldest first; None when there is no
+    such lead, or it is not the user's to see (row-level security)."""
+    if await get_lead(conn, lead_id) is None:
+        return None
+    return await lead_consent_history(conn, lead_id)
+
+
 async def lead_detail(conn: AsyncConnection, lead_id: UUID) -> LeadDetail | None:
     """The lead, its communications, its consent history and its timeline (received,
     scored, each communication's creation, attempts and delivery events, consent

@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lqs.domain.send_rules import FrequencyCap, SendWindow, known_channels
 from lqs.domain.text import unstorable_text
 from lqs.domain.vocabulary import DEFAULT_PRIORITY, Channel, LeadStatus
 
@@ -75,6 +76,15 @@ class ClientSettings(BaseModel):
         default_factory=_default_notifications
     )
     scoring_rules: dict[str, Any] | None = None
+    send_window: dict[Channel, SendWindow | None] = Field(default_factory=dict)
+    """Quiet hours: when each channel may send to a lead (domain/send_rules.py)."""
+    frequency_cap: dict[Channel, FrequencyCap | None] = Field(default_factory=dict)
+    """At most N messages per lead's address and channel in 24 h (domain/send_rules.py)."""
+
+    @field_validator("send_window", "frequency_cap", mode="before")
+    @classmethod
+    def _known_channels(cls, value: object) -> object:
+        return known_channels(value)
 
     @field_validator("time_zone")
     @classmethod

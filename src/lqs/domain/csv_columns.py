@@ -54,6 +54,7 @@ FIELD_ALIASES: Mapping[str, tuple[str, ...]] = {
     ),
     "industry": ("Sector", "Vertical"),
     "country": ("Country Code", "Country/Region"),
+    "time_zone": ("TZ", "Time Zone Name", "IANA Time Zone"),
     "source": ("Lead Source", "Lead Origin"),
     "utm_campaign": ("Campaign", "Campaign Name"),
     "consent_status": ("Consent", "Marketing Consent", "Email Consent", "Opt In", "GDPR Consent"),

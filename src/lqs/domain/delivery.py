@@ -465,7 +465,7 @@ class Verdict(StrEnum):
 class NextStep(StrEnum):
     """What happens to a claimed communication next: :func:`after_attempt` decides
     ``sent``, ``retried`` or ``failed``; the dispatcher ends a message it does not send
-    as ``rejected`` or ``settled``."""
+    as ``rejected`` or ``settled``, or holds it back as ``deferred``."""
 
     SENT = "sent"
     RETRIED = "retried"
@@ -474,6 +474,9 @@ class NextStep(StrEnum):
     """Not sent: no longer allowed (consent withdrawn, recipient suppressed)."""
     SETTLED = "settled"
     """Not sent: a delivery event had already moved the communication on."""
+    DEFERRED = "deferred"
+    """Not sent yet: outside its send window or over a deferring frequency cap; due again
+    later, its retry count untouched (:mod:`lqs.domain.send_rules`)."""
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,8 @@ from pydantic import (
     model_validator,
 )
 
+from lqs.domain.consent import ConsentProof, ConsentRecord, proof_of, record_problems, utc
+from lqs.domain.send_rules import zone_problem
 from lqs.domain.text import first_unstorable
 from lqs.domain.vocabulary import ConsentStatus
 from lqs.errors import InputError
@@ -69,6 +71,8 @@ class LeadSubmission(BaseModel):
     company_size: int | None = Field(default=None, ge=0, le=10_000_000)
     industry: _Text | None = _bounded(100)
     country: _Text | None = None
+    time_zone: _Text | None = None
+    """The lead's own IANA time zone (quiet hours are read on its clock)."""
     source: _Text | None = _bounded(100)
     utm_source: _Text | None = _bounded(255)
     utm_medium: _Text | None = _bounded(255)
@@ -78,6 +82,9 @@ class LeadSubmission(BaseModel):
     consent_status: ConsentStatus = ConsentStatus.UNKNOWN
     consent_source: _Text | None = _bounded(255)
     consent_at: datetime | None = None
+    consent: ConsentRecord | None = None
+    """Proof of consent: kept in the consent history, not on the lead (whose consent
+    fields it fills when they are not given, and must agree with when they are)."""
     custom: dict[str, Any] = Field(default_factory=dict)
 
     @field_validator("*", mode="before")
@@ -94,6 +101,14 @@ class LeadSubmission(BaseModel):
         if value is not None and not (len(value) == 2 and value.isascii() and value.isalpha()):
             raise ValueError("must be a two-letter ISO 3166 country code, such as US or DE")
         return value.upper() if value else value
+
+    @field_validator("time_zone")
+    @classmethod
+    def _iana_zone(cls, value: str | None) -> str | None:
+        problem = zone_problem(value) if value is not None else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
 
     @field_validator("consent_status", mode="before")
     @classmethod
@@ -146,6 +161,7 @@ class NewLead:
     company_size: int | None
     industry: str | None
     country: str | None
+    time_zone: str | None
     source: str | None
     utm_source: str | None
     utm_medium: str | None
@@ -156,10 +172,14 @@ class NewLead:
     consent_source: str | None
     consent_at: datetime | None
     custom: Mapping[str, object] = field(default_factory=dict)
+    consent_proof: ConsentProof | None = None
+    """The submission's consent record (its status is ``consent_status``), or None."""
 
     def content_hash(self) -> bytes:
-        """SHA-256 of every field: equal for two submissions carrying the same data."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
+        """SHA-256 of every field of the lead's row: equal for two submissions carrying the
+        same data. Not the consent proof, which CSV rows never carry: the hashes of rows
+        imported before it existed stay what they were."""
+        values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "consent_proof"}
         canonical = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).digest()
 
@@ -182,7 +202,12 @@ class NewLead:
 # The lead's fields are defined once, by LeadSubmission; every other list derives from it
 # (NewLead's fields, db/leads.py's columns, scoring's fields, the template variables;
 # tests/unit/test_lead_fields.py pins them together).
-LEAD_FIELDS: tuple[str, ...] = tuple(n for n in LeadSubmission.model_fields if n != "custom")
+NOT_LEAD_FIELDS = ("consent", "custom")
+"""What a submission holds beside the lead's fields: the consent record (which goes to the
+consent history) and the custom fields."""
+LEAD_FIELDS: tuple[str, ...] = tuple(
+    n for n in LeadSubmission.model_fields if n not in NOT_LEAD_FIELDS
+)
 """Every named field of a lead, in declaration order; custom fields are kept apart."""
 CONTACT_FIELDS = ("email", "phone")
 """How the lead is reached: a lead needs one of them, and the first given keys duplicates."""
@@ -375,7 +400,10 @@ def _storable_part(data: Mapping[str, object]) -> tuple[dict[str, object], list[
                     custom[name] = item
             kept[key] = custom
             continue
-        if key in _LEAD_FIELD_NAMES:
+        if key == "consent" and isinstance(value, Mapping):
+            # A flat object: the model refuses nesting and types; text is checked here.
+            found = unstorable_values(value, "consent", max_nesting=2)
+        elif key in _LEAD_FIELD_NAMES:
             # A lead field holds one value; anything else is the model's to refuse.
             reason = unstorable_text(value) if isinstance(value, str) else None
             found = [FieldError(key, reason)] if reason is not None else []
@@ -402,6 +430,9 @@ def _plainly_storable(data: Mapping[str, object]) -> bool:
             texts.append(key)
             if type(value) is str:
                 texts.append(value)
+            elif top_level and key == "consent" and type(value) is dict:
+                if unstorable_values(value, "consent", max_nesting=2):
+                    return False
             elif top_level and key in _LEAD_FIELD_NAMES:
                 continue  # the model refuses what is not its type; custom is walked here
             elif value is None or type(value) is bool:
@@ -451,8 +482,16 @@ def _dedupe(errors: list[FieldError]) -> list[FieldError]:
     return list(seen.values())
 
 
-def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> NewLead:
-    """Validate and normalise one submitted lead.
+def parse_lead(
+    data: Mapping[str, object], *, default_region: str = "US", now: datetime | None = None
+) -> NewLead:
+    """Validate and normalise one submitted lead; ``now`` (default: the clock) bounds a
+    consent record's ``captured_at``.
+
+    A consent record fills the lead's flat consent fields; given both, they must agree
+    (``consent_status`` with ``consent.status``, ``consent_source`` with
+    ``consent.source``, ``consent_at`` with ``consent.captured_at``), else the flat field
+    is named.
 
     Raises:
         LeadValidationError: listing every bad field (nothing is partially accepted).
@@ -487,17 +526,13 @@ def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> New
         errors.append(FieldError("email", "a lead needs an email or a phone"))
     if submission is not None:
         errors += _check_custom(submission.custom)
+        if submission.consent is not None:
+            errors += _consent_problems(submission, now or datetime.now(UTC))
     if errors or submission is None:
         raise LeadValidationError(_dedupe(errors))
 
-    consent_at = submission.consent_at
-    if consent_at is not None:
-        # PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows: store UTC.
-        consent_at = (
-            consent_at.replace(tzinfo=UTC)
-            if consent_at.tzinfo is None
-            else consent_at.astimezone(UTC)
-        )
+    # PostgreSQL refuses offsets beyond ±15:59 that ISO 8601 allows: store UTC.
+    consent_at = utc(submission.consent_at)
     values: dict[str, Any] = {name: getattr(submission, name) for name in LEAD_FIELDS}
     values.update(
         email=email,
@@ -505,4 +540,33 @@ def parse_lead(data: Mapping[str, object], *, default_region: str = "US") -> New
         company_domain=values["company_domain"].lower() if values["company_domain"] else None,
         consent_at=consent_at,
     )
-    return NewLead(**values, custom=dict(submission.custom))
+    proof = None
+    if submission.consent is not None:
+        proof = proof_of(submission.consent)
+        values.update(
+            consent_status=submission.consent.status,
+            consent_source=submission.consent_source or proof.source,
+            consent_at=consent_at or proof.captured_at,
+        )
+    return NewLead(**values, custom=dict(submission.custom), consent_proof=proof)
+
+
+def _consent_problems(submission: LeadSubmission, now: datetime) -> list[FieldError]:
+    """The consent record's own problems, and the flat consent fields that disagree
+    with it."""
+    record = submission.consent
+    assert record is not None
+    problems = [FieldError(name, message) for name, message in record_problems(record, now)]
+    given = submission.model_fields_set
+    if (
+        "consent_status" in given
+        and submission.consent_status is not ConsentStatus.UNKNOWN
+        and submission.consent_status is not record.status
+    ):
+        problems.append(FieldError("consent_status", "disagrees with consent.status"))
+    if submission.consent_source and record.source and submission.consent_source != record.source:
+        problems.append(FieldError("consent_source", "disagrees with consent.source"))
+    flat_at, record_at = utc(submission.consent_at), utc(record.captured_at)
+    if flat_at and record_at and flat_at != record_at:
+        problems.append(FieldError("consent_at", "disagrees with consent.captured_at"))
+    return problems

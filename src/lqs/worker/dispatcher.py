@@ -7,7 +7,12 @@ A pipeline in one event loop:
    (:func:`lqs.db.dispatch.claim_due_in`, :func:`lqs.db.dispatch.store_claimed_batches`).
 2. **Check again** what may have changed since the communication was written: the lead's
    consent (for messages to the lead) and the client's suppression list. A message that
-   may no longer go becomes ``rejected`` with a compliance note and is not sent.
+   may no longer go becomes ``rejected`` with a compliance note and is not sent. Then the
+   client's send windows and frequency caps (:mod:`lqs.domain.send_rules`, messages to
+   leads only): a message outside its window, or over a deferring cap, is ``deferred``
+   (released with ``next_attempt_at`` at the moment it may go, its retry count
+   untouched, a ``deferred`` attempt saying why); over a rejecting cap it is ``rejected``.
+   The caps' counts are read in one statement per claim (``recipient_sends``).
 3. **Send** with bounded concurrency over one pooled ``httpx.AsyncClient`` per provider,
    within each provider's rate and concurrency limits; email fails over to the client's
    secondary provider after consecutive transient failures of the primary.
@@ -29,15 +34,18 @@ import socket
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from http.cookiejar import CookieJar, DefaultCookiePolicy
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import httpx
 import structlog
+from psycopg import AsyncConnection
 from psycopg_pool import AsyncConnectionPool
+from pydantic import ValidationError
 
 from lqs.config import ProviderLimits
 from lqs.db.clients import get_clients_by_id
@@ -45,15 +53,18 @@ from lqs.db.dispatch import (
     Ack,
     Attempt,
     ClaimedMessage,
+    RecipientKey,
     StoredBatch,
     claim_due_in,
     load_batches,
     next_due_in,
+    recent_sends,
     record_acks,
     record_started_attempts,
     store_claimed_batches,
 )
 from lqs.db.errors import is_transient
+from lqs.domain.consent import consent_note
 from lqs.domain.delivery import (
     AttemptDecision,
     DeliverySettings,
@@ -64,6 +75,15 @@ from lqs.domain.delivery import (
     after_attempt,
     parse_delivery_settings,
     provider_for,
+)
+from lqs.domain.notifications import normalise_recipient
+from lqs.domain.send_rules import (
+    CAP_PERIOD,
+    Defer,
+    Reject,
+    SendRules,
+    decide,
+    recipient_zone,
 )
 from lqs.domain.text import describe_error
 from lqs.domain.unsubscribe import UnsubscribeLinks
@@ -95,6 +115,9 @@ class DispatchStats:
 
     settled: int = 0
     """Claimed but no longer pending: a delivery event had settled it (nothing sent)."""
+
+    deferred: int = 0
+    """Claimed outside its send window or over a deferring frequency cap: due later."""
 
     def add(self, step: NextStep) -> None:
         setattr(self, step.value, getattr(self, step.value) + 1)
@@ -144,6 +167,21 @@ class _ClientDelivery:
     settings: DeliverySettings | None
     error: str | None
     fetched_at: float
+    rules: SendRules | None = None
+    rules_error: str | None = None
+    time_zone: str = "UTC"
+    """The client's default time zone: the last resort for a lead's (send windows)."""
+
+
+SEND_RULES_PROVIDER = "lqs"
+"""The ``provider`` of a ``deferred`` attempt: LQS held the message back itself."""
+
+
+_UTC_ZONE = ZoneInfo("UTC")
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
 
 
 class _AckBuffer:
@@ -226,8 +264,12 @@ class Dispatcher:
         owner: str | None = None,
         rng: random.Random | None = None,
         providers: Mapping[str, Provider] | None = None,
+        clock: Callable[[], datetime] = _utc_now,
     ) -> None:
+        """``clock`` gives the time send windows and frequency caps are decided at (tests
+        set it; the database's clock still decides what is due)."""
         self._pool = pool
+        self._clock = clock
         self.options = options or DispatcherOptions()
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._rng = rng or random.Random()  # noqa: S311 - backoff jitter, not a secret
@@ -415,14 +457,88 @@ class Dispatcher:
             clients = await get_clients_by_id(conn, stale)
         for cid in stale:
             client = clients.get(cid)
-            raw = (client.settings if client else {}).get("delivery")
+            stored = client.settings if client else {}
+            raw = stored.get("delivery")
             try:
                 settings = parse_delivery_settings(raw if isinstance(raw, Mapping) else None)
-                self._settings[cid] = _ClientDelivery(settings, None, now)
+                delivery = _ClientDelivery(settings, None, now)
             except DeliverySettingsError as exc:
-                self._settings[cid] = _ClientDelivery(
-                    None, f"invalid delivery settings: {exc}", now
+                delivery = _ClientDelivery(None, f"invalid delivery settings: {exc}", now)
+            self._settings[cid] = _with_send_rules(delivery, stored)
+
+    async def _hold_back(
+        self, conn: AsyncConnection, claimed: list[ClaimedMessage]
+    ) -> dict[UUID, Ack]:
+        """The acks of the claimed messages to leads that their client's send windows
+        and frequency caps keep from going now (deferred or rejected), by id.
+
+        Messages the consent or suppression check ends, settled ones and batch replays
+        are left to :meth:`_route` and :meth:`_replay`. The caps' counts are read in one
+        statement, and a send decided here counts for the next message to the same
+        recipient in the same claim.
+        """
+        now = self._clock()
+        held: dict[UUID, Ack] = {}
+        ruled = []
+        for message in claimed:
+            if (
+                not message.to_lead
+                or message.batch_key is not None
+                or message.status != "pending"
+                or _still_allowed(message) is not None
+            ):
+                continue
+            delivery = self._settings.get(message.client_id)
+            if delivery is None:
+                continue
+            if delivery.rules is None:
+                held[message.communication_id] = self._failed(
+                    message, delivery.rules_error or "invalid send rules"
                 )
+                continue
+            window, cap = (
+                delivery.rules.window(message.channel),
+                delivery.rules.cap(message.channel),
+            )
+            if window is not None or cap is not None:
+                ruled.append((message, delivery, window, cap))
+        keys: dict[UUID, RecipientKey] = {
+            m.communication_id: (
+                m.client_id,
+                m.channel,
+                normalise_recipient(m.channel, m.recipient),
+            )
+            for m, _, _, cap in ruled
+            if cap is not None
+        }
+        recent = await recent_sends(conn, keys.values(), now - CAP_PERIOD) if keys else {}
+        for message, delivery, window, cap in ruled:
+            key = keys.get(message.communication_id)
+            # Only a window needs the zone (reading it from a phone number costs ~50 µs).
+            zone = (
+                recipient_zone(
+                    message.lead_time_zone, message.lead_phone, message.lead_country,
+                    delivery.time_zone,
+                )
+                if window is not None
+                else _UTC_ZONE
+            )  # fmt: skip
+            decision = decide(
+                message.channel, window, zone, now, recent.get(key, []) if key else [], cap
+            )
+            if isinstance(decision, Defer):
+                held[message.communication_id] = _deferred(message, decision, now)
+            elif isinstance(decision, Reject):
+                held[message.communication_id] = Ack(
+                    message.communication_id,
+                    message.attempt,
+                    NextStep.REJECTED,
+                    message.retry_count,
+                    compliance_notes=decision.reason,
+                )
+            elif key is not None:
+                recent.setdefault(key, []).append(now)
+        return held
 
     # ------------------------------------------------------------------ one message
 
@@ -435,12 +551,14 @@ class Dispatcher:
             )
         rejection = _still_allowed(message)
         if rejection is not None:
+            consent = _consent_in_force(message)
             return Ack(
                 message.communication_id,
                 message.attempt,
                 NextStep.REJECTED,
                 message.retry_count,
-                compliance_notes=rejection,
+                compliance_notes=rejection if consent is None else f"{rejection}; {consent[1]}",
+                consent_status=None if consent is None else consent[0],
             )
         delivery = self._settings.get(message.client_id)
         if delivery is None or delivery.settings is None:
@@ -575,7 +693,11 @@ class Dispatcher:
             if not claimed:
                 return [], _Plan(), []
             await self._load_settings({m.client_id for m in claimed})
-            plan = self._plan(claimed)
+            held = await self._hold_back(conn, claimed)
+            plan = self._plan([m for m in claimed if m.communication_id not in held])
+            plan.singles += [
+                (m, held[m.communication_id]) for m in claimed if m.communication_id in held
+            ]
             stored: list[tuple[StoredBatch, UUID]] = []
             batches: list[tuple[StoredBatch | list[Ack], _Batch]] = []
             for members, route in plan.batches:
@@ -687,6 +809,48 @@ def _still_allowed(message: ClaimedMessage) -> str | None:
     return f"not sent: {reason} (checked again before sending)"
 
 
+def _consent_in_force(message: ClaimedMessage) -> tuple[str, str] | None:
+    """For a message to the lead: the lead's consent now, and the compliance note naming
+    the consent history entry it rests on (:func:`~lqs.domain.consent.consent_note`)."""
+    if not message.to_lead:
+        return None
+    return message.lead_consent or "unknown", consent_note(message.relied_entry)
+
+
+def _with_send_rules(delivery: _ClientDelivery, stored: Mapping[str, Any]) -> _ClientDelivery:
+    """``delivery`` with the client's send rules and default zone from its settings."""
+    zone = stored.get("time_zone")
+    zone = zone if isinstance(zone, str) else "UTC"
+    try:
+        rules = SendRules.model_validate(stored)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+            for e in exc.errors()
+        )
+        return replace(delivery, rules_error=f"invalid send rules: {problems}", time_zone=zone)
+    return replace(delivery, rules=rules, time_zone=zone)
+
+
+def _deferred(message: ClaimedMessage, decision: Defer, now: datetime) -> Ack:
+    return Ack(
+        message.communication_id,
+        message.attempt,
+        NextStep.DEFERRED,
+        message.retry_count,
+        defer_until=decision.until,
+        attempt=Attempt(
+            provider=SEND_RULES_PROVIDER,
+            started_at=now,
+            finished_at=now,
+            http_status=None,
+            error_code=decision.rule,
+            error_message=decision.reason,
+            outcome="deferred",
+        ),
+    )
+
+
 def _outbound(message: ClaimedMessage, links: UnsubscribeLinks | None) -> OutboundMessage:
     headers: Mapping[str, str] = {}
     if links is not None and message.channel == "email" and message.to_lead:
@@ -746,11 +910,14 @@ def _ack(
         outcome=result.verdict.value,
     )
     step = decision.step
+    consent = _consent_in_force(message)
     return Ack(
         message.communication_id,
         message.attempt,
         step,
         decision.retry_count,
+        compliance_notes=None if consent is None else consent[1],
+        consent_status=None if consent is None else consent[0],
         provider=provider,
         external_id=result.external_id if step is NextStep.SENT else None,
         external_reference=_reference(result) if step is NextStep.SENT else None,
@@ -761,6 +928,11 @@ def _ack(
         attempt=attempt,
         push_gone=result.recipient_gone and message.channel == "push",
         client_id=message.client_id,
+        counted_as=(
+            (message.channel, normalise_recipient(message.channel, message.recipient))
+            if step is NextStep.SENT and message.to_lead
+            else None
+        ),
     )
 
 

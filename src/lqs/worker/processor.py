@@ -32,6 +32,7 @@ from lqs.db.communications import (
     record_communications,
     recorded_messages,
 )
+from lqs.db.consent import relied_entries
 from lqs.db.errors import is_transient
 from lqs.db.leads import (
     ClaimedLead,
@@ -46,6 +47,7 @@ from lqs.db.push import live_push_subscriptions
 from lqs.db.suppressions import suppressed_recipients
 from lqs.db.templates import StoredTemplate, latest_templates
 from lqs.domain.clients import ClientSettings, parse_client_settings
+from lqs.domain.consent import ReliedEntry, consent_note
 from lqs.domain.default_rules import default_rules
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.leads import PROFILE_FIELDS
@@ -59,7 +61,7 @@ from lqs.domain.notifications import (
 from lqs.domain.scoring import RulesError, RuleSet, breakdown_to_json, parse_rules, score_lead
 from lqs.domain.templates import MessageTemplate, TemplateError, TemplateRenderer
 from lqs.domain.text import describe_error
-from lqs.domain.vocabulary import Channel, CommunicationStatus, LeadStatus
+from lqs.domain.vocabulary import Channel, CommunicationStatus, ConsentStatus, LeadStatus
 
 log = structlog.get_logger(__name__)
 
@@ -239,6 +241,14 @@ class LeadProcessor:
         for cid, channel, recipient in await suppressed_recipients(conn, candidates):
             suppressed[cid].add((channel, recipient))
 
+        # The consent history entry behind each refusal for consent, for its note.
+        refused = [
+            lead.id
+            for lead, _, planned in scored
+            if any(m.to_lead and m.consent_status is not ConsentStatus.GRANTED for m in planned)
+        ]
+        relied = await relied_entries(conn, refused) if refused else {}
+
         # A lead queued again (lqs leads reprocess) may have its messages already.
         again = [lead.id for lead, _, _ in scored if lead.processed_before]
         recorded = await recorded_messages(conn, again) if again else {}
@@ -251,7 +261,9 @@ class LeadProcessor:
             earlier = recorded.get(lead.id, {})
             try:
                 lead_messages = [
-                    self._communication(lead, outcome, message, context, templates)
+                    self._communication(
+                        lead, outcome, message, context, templates, relied.get(lead.id)
+                    )
                     for message in reject_suppressed(planned, client_suppressed)
                     if not recorded_before(message, earlier)
                 ]
@@ -339,7 +351,10 @@ class LeadProcessor:
         message: PlannedMessage,
         context: _ClientContext,
         templates: Mapping[tuple[UUID, str], StoredTemplate],
+        relied: ReliedEntry | None,
     ) -> NewCommunication:
+        """The communication to record for ``message``; a message to the lead refused for
+        its consent names the consent history entry ``relied`` on in its note."""
         assert message.recipient is not None
         template, template_ref = template_for(context.client.id, message.template_id, templates)
         variables = template_variables(lead, outcome, context.client)
@@ -349,6 +364,8 @@ class LeadProcessor:
         error_message: str | None = None
         if message.rejection is not None:
             status, compliance_notes = CommunicationStatus.REJECTED, message.rejection
+            if message.to_lead and message.consent_status is not ConsentStatus.GRANTED:
+                compliance_notes = f"{compliance_notes}; {consent_note(relied)}"
         elif template is None:
             status = CommunicationStatus.FAILED
             error_message = f"no template {message.template_id!r} for this client"

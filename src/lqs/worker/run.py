@@ -14,8 +14,9 @@ a batch of leads rolls back and is claimed again, and the dispatcher keeps the o
 could not record until it can. Only ``stop`` ends the daemon. Every few seconds it also
 writes its heartbeat (``worker_heartbeats``), which ``/readyz`` reads, but only while
 each loop keeps turning: a loop stuck for ``stall_after`` seconds stops the beats. The
-same housekeeping loop deletes expired Idempotency-Key records after its first beat and
-every ``purge_interval`` seconds after that. A third loop recounts the statistics rollup's
+same housekeeping loop deletes expired Idempotency-Key records, and the frequency caps'
+counts older than 24 h, after its first beat and every ``purge_interval`` seconds after
+that. A third loop recounts the statistics rollup's
 changed hours every ``stats_interval`` seconds (:func:`refresh_stats`); ``once`` does it
 after draining the queues.
 
@@ -42,13 +43,14 @@ from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
 from lqs.db.communications import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.connection import connect_async, transaction_pooled
-from lqs.db.dispatch import next_due_in
+from lqs.db.dispatch import next_due_in, purge_recipient_sends
 from lqs.db.errors import DatabaseUnavailable, is_transient
 from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
 from lqs.db.stats_rollup import REFRESH_BATCH, refresh_rollup
+from lqs.domain.send_rules import CAP_PERIOD
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor
 
@@ -335,12 +337,15 @@ async def _purge_expired_keys(pool: AsyncConnectionPool) -> None:
         # A short wait for a connection: the heartbeat that follows must not be late.
         async with pool.connection(timeout=2.0) as conn:
             purged = await purge_expired_idempotency_keys(conn)
+            counts = await purge_recipient_sends(conn, datetime.now(UTC) - CAP_PERIOD)
     except Exception as exc:
         # Housekeeping: the next turn tries again; the loops report an outage.
         log.debug("worker_purge_failed", error=str(exc))
         return
     if purged:
         log.info("idempotency_keys_purged", count=purged)
+    if counts:
+        log.info("recipient_sends_purged", count=counts)
 
 
 async def refresh_stats(
