@@ -30,8 +30,10 @@ typecheck: $(INSTALLED)
 imports: $(INSTALLED)
 	$(BIN)/lint-imports
 
+## In parallel: one worker per CPU (at most 4), each test file whole on one worker (its
+## module-scoped database is made once); each worker has its own embedded server.
 pytest: $(INSTALLED) pgbouncer chromium
-	$(BIN)/pytest
+	$(BIN)/pytest --numprocesses auto --maxprocesses 4 --dist loadfile
 
 ## The transaction pooler tests need Debian's pgbouncer: installed here when missing and
 ## root can (otherwise those tests skip, saying how to install it).

@@ -287,7 +287,7 @@ def clients_set_send_rules(
         for channel, cap in rules.frequency_cap.items()
         if cap is not None
     ]
-    console.print(
+    console().print(
         f"stored send rules for {slug}: windows: {', '.join(windows) or 'none'};"
         f" caps: {', '.join(caps) or 'none'}"
     )

@@ -296,11 +296,11 @@ def leads_consent(
     if as_json:
         print_json_lines(entries)
         return
-    console.print(f"lead {found.lead_id}")
+    console().print(f"lead {found.lead_id}")
     if found.same_email:
-        console.print(f"older leads, same email: {', '.join(map(str, found.same_email))}")
+        console().print(f"older leads, same email: {', '.join(map(str, found.same_email))}")
     if not entries:
-        console.print("consent history: no change recorded (consent as submitted before proof)")
+        console().print("consent history: no change recorded (consent as submitted before proof)")
         return
     table = Table("#", "recorded", "status", "channel", "recipient", "source", "by",
                   "wording", "captured", "ip", "user agent", title="Consent history")  # fmt: skip
@@ -311,7 +311,7 @@ def leads_consent(
             "" if e.captured_at is None else f"{e.captured_at:%Y-%m-%d %H:%M:%S}",
             e.ip or "", (e.user_agent or "")[:40],
         )  # fmt: skip
-    console.print(table)
+    console().print(table)
 
 
 def _consent_by(entry: ConsentEntry) -> str:
