@@ -11,7 +11,7 @@ are decided by ``transition`` alone; tests/unit/test_event_transitions.py has th
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from uuid import UUID
 
 from psycopg_pool import AsyncConnectionPool
@@ -30,6 +30,7 @@ SAME_AS: dict[NextStep, EventKind] = {
     NextStep.FAILED: EventKind.FAILED,  # the provider could not send it
     NextStep.REJECTED: EventKind.DROPPED,  # not to be sent to this recipient
     NextStep.SETTLED: EventKind.OTHER,  # nothing new about the message
+    NextStep.DEFERRED: EventKind.OTHER,  # held back for its send window: its status stays
 }
 """Each step and the delivery event that says the same thing about a message."""
 
@@ -98,6 +99,7 @@ def _ack(comm_id: UUID, client_id: UUID, step: NextStep) -> Ack:
         error_message=None if sent else "why",
         compliance_notes="why" if step is NextStep.REJECTED else None,
         delay=60.0 if step is NextStep.RETRIED else None,
+        defer_until=datetime.now(UTC) + timedelta(hours=8) if step is NextStep.DEFERRED else None,
         sent_at=datetime.now(UTC) if sent else None,
         client_id=client_id if sent else None,
     )

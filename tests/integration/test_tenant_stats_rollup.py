@@ -515,7 +515,9 @@ async def test_migration_0018_logs_the_hours_already_there(
     tenant = await _tenant(empty_db)
     await _populate(empty_db, tenant, known, rng)
     with connect(empty_db) as conn:
-        assert [m.version for m in migrate(conn)] == [18]
+        assert [
+            m.version for m in migrate(conn, [m for m in load_migrations() if m.version <= 18])
+        ] == [18]
 
     pool = AsyncConnectionPool(
         empty_db, min_size=1, max_size=1, open=False, kwargs={"prepare_threshold": None}

@@ -180,6 +180,10 @@ class NewLead:
         same data. Not the consent proof, which CSV rows never carry: the hashes of rows
         imported before it existed stay what they were."""
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "consent_proof"}
+        # Fields added since hashes were first stored count only when given.
+        for name in _HASHED_WHEN_GIVEN:
+            if values.get(name) is None:
+                del values[name]
         canonical = json.dumps(values, sort_keys=True, default=str)
         return hashlib.sha256(canonical.encode()).digest()
 
@@ -198,6 +202,11 @@ class NewLead:
             return f"email:{self.email.lower()}"
         return f"phone:{self.phone}"
 
+
+_HASHED_WHEN_GIVEN = ("time_zone",)
+"""Lead fields added after :meth:`NewLead.content_hash` values were stored (CSV rows in
+``lead_import_rows``): left out of the hash when empty, so a row imported before they
+existed hashes as it did."""
 
 # The lead's fields are defined once, by LeadSubmission; every other list derives from it
 # (NewLead's fields, db/leads.py's columns, scoring's fields, the template variables;
