@@ -232,12 +232,17 @@ def test_demo_against_a_configured_server(empty_db: str) -> None:
         assert verify(conn).ok
         row = conn.execute(
             "SELECT count(*) FILTER (WHERE status = 'delivered'),"
-            " count(*) FILTER (WHERE status IN ('pending', 'sent'))"
-            " FROM public.communications"
+            " count(*) FILTER (WHERE status IN ('pending', 'sent')),"
+            " count(*) FILTER (WHERE status = 'pending' AND type = 'sms' AND EXISTS ("
+            "     SELECT 1 FROM public.delivery_attempts AS a"
+            "     WHERE a.communication_id = c.id AND a.outcome = 'deferred'))"
+            " FROM public.communications AS c"
         ).fetchone()
     assert row is not None
     assert row[0] > 0
-    assert row[1] == 0
+    # Open: only the second client's SMS to its leads, deferred to their send window.
+    assert row[1] == row[2] > 0
+    assert "quiet hours: " in result.stdout
 
 
 def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:

@@ -31,6 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import suppress
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from uuid import UUID
@@ -51,7 +52,7 @@ from lqs.db.clients import create_api_key, create_client, delete_clients, update
 from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
 from lqs.db.migrate import migrate
-from lqs.db.reports import leads_by_status, sample_delivered_lead, unsettled
+from lqs.db.reports import deferred_messages, leads_by_status, sample_delivered_lead, unsettled
 from lqs.db.staff_notifications import staff_notification_counts
 from lqs.db.users import add_user
 from lqs.db.verify import VerifyReport, verify
@@ -59,6 +60,7 @@ from lqs.domain.clients import STAFF_PRIORITY
 from lqs.domain.delivery import parse_delivery_settings
 from lqs.domain.notifications import shipped_staff_template
 from lqs.domain.passwords import generate_password, hash_password
+from lqs.domain.send_rules import recipient_zone
 from lqs.domain.vocabulary import Channel, LeadStatus
 
 DEMO_SLUGS = ("demo-acme", "demo-globex")
@@ -76,6 +78,8 @@ class DemoClient:
     email_provider: str
     staff_channels: tuple[Channel, ...] = (Channel.EMAIL,)
     """How its staff hear of a qualified lead (``lqs clients notify --via``)."""
+    quiet_sms: bool = False
+    """Its leads' SMS window is closed now: every SMS to a lead is deferred (quiet hours)."""
     id: UUID | None = None
     api_key: str = ""
     provider_key: str = ""
@@ -134,6 +138,9 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
         # (to the Resend client), a complaint (SendGrid), no consent, and a webmail lead
         # on the Resend client whose email's unsubscribe link the demo clicks.
         roll = {0: 0.0, 1: 0.07, 4: 0.2}.get(i, rng.random())
+        # Lead 3 goes to the second client (SMS in quiet hours): a qualified lead with a
+        # phone and consent, so that its SMS is deferred even in a small demo.
+        fixed = i == 3
         company = rng.choice(companies)
         if roll < 0.06:
             domain = BOUNCE_DOMAIN
@@ -154,7 +161,10 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
             "consent_status": "granted" if i != 2 and rng.random() < 0.85 else "unknown",
             "consent_source": "signup form",
         }
-        if rng.random() < 0.5:
+        if fixed:
+            lead |= {"job_title": "CEO", "company_size": 800, "consent_status": "granted",
+                     "phone": "+14155550003", "email": f"ceo.3@{company}.example"}  # fmt: skip
+        elif rng.random() < 0.5:
             suffix = f"{i % 100:02d}"
             lead["phone"] = (
                 f"{UNDELIVERED_PREFIX}{suffix[-1]}" if rng.random() < 0.1 else f"+1415555{i:04d}"
@@ -170,6 +180,15 @@ def _leads(count: int, rng: random.Random) -> tuple[list[dict[str, Any]], list[d
         {"phone": "12", "first_name": "Short phone"},
     ]
     return leads, invalid
+
+
+def closed_sms_window(now: datetime | None = None) -> dict[str, str]:
+    """A one-hour SMS window six hours from ``now`` on the demo phones' clock (San
+    Francisco's +1 415 numbers; Washington's +1 202 ones, three hours later, are outside it
+    too): an SMS to a lead due now is deferred to its opening."""
+    zone = recipient_zone(None, "+14155550100", None, "UTC")
+    opening = (now or datetime.now(UTC)).astimezone(zone) + timedelta(hours=6)
+    return {"start": f"{opening.hour:02d}:00", "end": f"{(opening.hour + 1) % 24:02d}:00"}
 
 
 def local_run_settings(api_base: str) -> dict[str, str]:
@@ -243,6 +262,7 @@ async def setup_clients(
                 "notification_phone": STAFF_PHONE,
                 "notifications": _notifications(client.staff_channels),
                 "delivery": delivery,
+                **({"send_window": {"sms": closed_sms_window()}} if client.quiet_sms else {}),
             },
         )
         # Wired as `lqs simulate --client` wires a client, from the settings just stored.
@@ -412,6 +432,21 @@ async def _staff_report(
     return problems
 
 
+async def _deferral_report(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[str]:
+    """Print the messages waiting for their send window (quiet hours); a problem when none
+    is (the second client's SMS window is closed during the demo)."""
+    deferred = await deferred_messages(conn, client_ids)
+    for d in deferred:
+        console().print(
+            f"quiet hours: {d.messages} {d.channel} message(s) of {d.client_slug} deferred,"
+            f" due from {d.due_from:%Y-%m-%d %H:%M %Z} ({d.reason})",
+            markup=False,
+        )
+    if not any(d.channel == Channel.SMS for d in deferred):
+        return ["no SMS was deferred for quiet hours"]
+    return []
+
+
 async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     lead = await sample_delivered_lead(conn, client_ids)
     if lead is None:
@@ -498,7 +533,7 @@ async def _run(
             "resend",
             (Channel.EMAIL, Channel.SMS, Channel.WEBHOOK),
         ),
-        DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid"),
+        DemoClient("demo-globex", "Globex Solar (demo)", "sendgrid", quiet_sms=True),
     ]
     async with await connect_async(url, autocommit=True) as conn:
         sim_config = await setup_clients(conn, clients, api_base, sim_base)
@@ -559,6 +594,7 @@ async def _run(
                     console().print(f"one-click unsubscribe from a delivered email: {unsubscribed}")
                 totals = await _report(conn, client_ids)
                 problems += await _staff_report(conn, http, sim_base, clients)
+                problems += await _deferral_report(conn, client_ids)
         for status in ("delivered", "bounced", "rejected"):
             if not totals.get(status):
                 problems.append(f"no communication ended {status}")

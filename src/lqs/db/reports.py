@@ -43,7 +43,8 @@ class Unsettled:
 
     queued_leads: int
     open_communications: int
-    """Communications still ``pending`` or ``sent`` (no final status from the provider)."""
+    """Communications still ``pending`` or ``sent`` (no final status from the provider),
+    leaving out those deferred to later by a send window or a frequency cap."""
 
 
 async def unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> Unsettled:
@@ -51,8 +52,13 @@ async def unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> Unsett
     cur = await conn.execute(
         "SELECT (SELECT count(*) FROM public.leads WHERE client_id = ANY(%(c)s)"
         "        AND status = 'queued'),"
-        "       (SELECT count(*) FROM public.communications WHERE client_id = ANY(%(c)s)"
-        "        AND status IN ('pending', 'sent'))",
+        "       (SELECT count(*) FROM public.communications AS m WHERE client_id = ANY(%(c)s)"
+        "        AND status IN ('pending', 'sent') AND NOT EXISTS ("
+        "            SELECT 1 FROM public.delivery_queue AS q"
+        "            WHERE q.communication_id = m.id AND q.next_attempt_at > now()"
+        "              AND q.lease_owner IS NULL AND EXISTS ("
+        "                  SELECT 1 FROM public.delivery_attempts AS a"
+        "                  WHERE a.communication_id = m.id AND a.outcome = 'deferred')))",
         {"c": list(client_ids)},
     )
     row = await cur.fetchone()
@@ -291,3 +297,35 @@ async def client_holdings(conn: AsyncConnection, client_id: UUID) -> ClientHoldi
         ClientHoldings,
     )
     return found[0] if found else None
+
+
+@dataclass(frozen=True)
+class Deferral:
+    """Messages held back by a send window or a frequency cap and due later."""
+
+    client_slug: str
+    channel: str
+    messages: int
+    due_from: datetime
+    reason: str
+    """One of their deferrals' reasons, as its attempt records it."""
+
+
+async def deferred_messages(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[Deferral]:
+    """The clients' messages waiting for their send window or frequency cap, by client
+    and channel: how many, from when they are due, and one reason."""
+    return await _rows(
+        conn,
+        "SELECT k.slug, m.type, count(*), min(q.next_attempt_at), min(r.error_message)"
+        " FROM public.delivery_queue AS q"
+        " JOIN public.communications AS m ON m.id = q.communication_id"
+        " JOIN public.clients AS k ON k.id = m.client_id"
+        " CROSS JOIN LATERAL (SELECT a.error_message FROM public.delivery_attempts AS a"
+        "     WHERE a.communication_id = m.id ORDER BY a.attempt DESC LIMIT 1) AS r"
+        " WHERE q.client_id = ANY(%(c)s) AND q.next_attempt_at > now()"
+        "   AND EXISTS (SELECT 1 FROM public.delivery_attempts AS a"
+        "       WHERE a.communication_id = m.id AND a.outcome = 'deferred')"
+        " GROUP BY k.slug, m.type ORDER BY k.slug, m.type",
+        client_ids,
+        Deferral,
+    )
