@@ -41,6 +41,7 @@ from lqs.db.tenant_stats import (
     lead_funnel,
     leads_by_outcome,
 )
+from lqs.domain.erasure import ERASED_LABEL
 from lqs.domain.leads import FieldError
 from lqs.domain.scoring import breakdown_to_json
 from lqs.domain.text import whole_number
@@ -277,7 +278,7 @@ def _suppression_json(row: StoredSuppression) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "channel": row.channel,
-        "recipient": row.recipient,
+        "recipient": row.recipient or ERASED_LABEL,
         "reason": row.reason,
         "source": row.source,
         "created_at": row.created_at.isoformat(),
