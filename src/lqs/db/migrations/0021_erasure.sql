@@ -142,6 +142,8 @@ BEGIN
         USING ERRCODE = 'insufficient_privilege';
 END;
 $$;
+REVOKE ALL ON FUNCTION public.consent_history_append_only()
+    FROM PUBLIC, anon, authenticated, service_role;
 
 -- The one way to rewrite the append-only records of a person being erased: their consent
 -- history entries (the address, the network address, the browser, the wording they saw)
