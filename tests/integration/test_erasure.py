@@ -594,3 +594,85 @@ async def test_a_bad_line_in_the_file_is_named(
                   "--reason", "x")  # fmt: skip
 
     assert_one_line_error(result, "line 2", "nobody")
+
+
+# ---------------------------------------------------------------- DELETE /v1/leads/{id}
+
+
+async def _user(pool: AsyncConnectionPool, tenant: Tenant, role: str) -> dict[str, str]:
+    user = uuid.uuid4()
+    async with pool.connection() as conn:
+        await conn.execute(
+            "INSERT INTO public.profiles (id, client_id, email, role) VALUES (%s, %s, %s, %s)",
+            (user, tenant.client_id, f"{role}-{user.hex[:6]}@{tenant.slug}.example", role),
+        )
+    token, _ = TOKENS.issue(user)
+    return {"Authorization": f"Bearer {token}"}
+
+
+async def test_an_admin_erases_a_lead_through_the_api_and_gets_the_counts(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant
+) -> None:
+    lead_id = await _submit(api, tenant, {**PERSON, "consent": CONSENT})
+    await _process(pool)
+    admin = await _user(pool, tenant, "admin")
+
+    response = await api.delete(
+        f"/v1/leads/{lead_id}", headers=admin, params={"reason": "ticket 9"}
+    )
+
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["lead_id"] == str(lead_id)
+    assert body["counts"]["leads"] == 1
+    assert body["counts"]["communications_cancelled"] == 1
+    [record] = await _rows(
+        pool, "SELECT * FROM public.erasures WHERE id = %s", UUID(body["erasure_id"])
+    )
+    assert record["requested_by"].startswith("user:")
+    assert record["counts"] == body["counts"]
+    [audit] = await _rows(pool, "SELECT * FROM public.audit_log WHERE target_id = %s", lead_id)
+    assert (audit["action"], audit["detail"]["reason"]) == ("lead.erase", "ticket 9")
+    again = await api.delete(f"/v1/leads/{lead_id}", headers=admin, params={"reason": "x"})
+    assert again.status_code == 404, again.text
+
+
+async def test_the_api_refuses_members_and_a_missing_reason(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant
+) -> None:
+    lead_id = await _submit(api, tenant, {"email": "kim@corp.example"})
+    member = await _user(pool, tenant, "member")
+    admin = await _user(pool, tenant, "admin")
+
+    refused = await api.delete(f"/v1/leads/{lead_id}", headers=member, params={"reason": "x"})
+    unexplained = await api.delete(f"/v1/leads/{lead_id}", headers=admin)
+
+    assert refused.status_code == 403, refused.text
+    assert unexplained.status_code == 400, unexplained.text
+    assert unexplained.json()["error"]["field"] == "reason"
+    [lead] = await _rows(pool, "SELECT email FROM public.leads WHERE id = %s", lead_id)
+    assert lead["email"] == "kim@corp.example"
+
+
+async def test_the_api_answers_409_while_a_message_of_the_lead_is_being_sent(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant
+) -> None:
+    lead_id = await _submit(api, tenant, {**PERSON, "consent": CONSENT})
+    await _process(pool)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE public.delivery_queue SET lease_owner = 'busy-worker',"
+            " lease_expires_at = now() + interval '1 minute' WHERE client_id = %s",
+            (tenant.client_id,),
+        )
+    admin = await _user(pool, tenant, "admin")
+
+    response = await api.delete(f"/v1/leads/{lead_id}", headers=admin, params={"reason": "x"})
+
+    assert response.status_code == 409, response.text
+    assert response.json()["error"]["code"] == "sending"
+    assert response.headers["Retry-After"] == "60"
+    assert await _rows(pool, "SELECT 1 FROM public.erasures WHERE client_id = %s",
+                       tenant.client_id) == []  # fmt: skip
+    [lead] = await _rows(pool, "SELECT email FROM public.leads WHERE id = %s", lead_id)
+    assert lead["email"] == "Erin.Moss@corp.example"
