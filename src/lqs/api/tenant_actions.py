@@ -27,7 +27,13 @@ from lqs.api.errors import ApiError, invalid_parameter
 from lqs.db.audit import record_audit
 from lqs.db.clients import ApiKey, create_api_key, get_clients_by_id, list_api_keys, revoke_api_key
 from lqs.db.communications import communication_state, redrive_failed
-from lqs.db.erasure import ErasureTally, erase_batch, finish_erasure, start_erasure
+from lqs.db.erasure import (
+    ErasureTally,
+    erase_batch,
+    finish_erasure,
+    lead_exists,
+    start_erasure,
+)
 from lqs.db.pool import as_service_role
 from lqs.db.suppressions import (
     StoredSuppression,
@@ -235,8 +241,7 @@ async def erase_lead(
             message of the lead is being sent right now (Retry-After: ask again later).
     """
     wanted = path_id(lead_id, "lead")
-    cur = await conn.execute("SELECT client_id FROM public.leads WHERE id = %s", (wanted,))
-    if await cur.fetchone() is None:
+    if not await lead_exists(conn, wanted):
         raise not_found("lead")
     try:
         why = checked_reason(reason or "")

@@ -120,7 +120,10 @@ def leads_erase(
             f"suppressed); erasure {erasure_id}"
         )
         return
-    console().print(f"erasure {erasure_id}: {counts['leads']} lead(s) erased")
+    console().print(
+        f"erasure {erasure_id}: {counts['leads']} lead(s) erased"
+        f" (longest transaction {tally.longest_batch * 1000:.0f} ms)"
+    )
     for table in sorted(counts):
         if table != "leads" and counts[table]:
             console().print(f"  {table}: {counts[table]}")

@@ -46,19 +46,8 @@ class ErasureTally:
     counts: Counter[str] = field(default_factory=Counter)
     in_flight: list[UUID] = field(default_factory=list)
     """Leads left un-erased because a message of theirs was still being sent."""
-
-
-@dataclass(frozen=True)
-class ErasureRecord:
-    """One row of ``erasures``, as the API and the CLI show it."""
-
-    id: UUID
-    client_id: UUID
-    requested_by: str
-    reason: str
-    counts: dict[str, int]
-    started_at: datetime
-    finished_at: datetime | None
+    longest_batch: float = 0.0
+    """Seconds of the longest batch transaction (its locks are held that long at most)."""
 
 
 async def start_erasure(
@@ -196,12 +185,16 @@ _DROP_SENDS = "DELETE FROM public.recipient_sends WHERE communication_id = ANY(%
 
 _DROP_IMPORT_ROWS = "DELETE FROM public.lead_import_rows WHERE lead_id = ANY(%s::uuid[])"
 
-# Stored intake answers naming one of the leads (a replay would answer them again).
+# Stored intake answers naming one of the leads (``{"id": ...}``, or a batch's
+# ``{"leads": [{"id": ...}, ...]}``): a replay would answer them again. The table holds a
+# day of keys (IDEMPOTENCY_WINDOW); a replay after this is a new request.
 _DROP_IDEMPOTENCY = """
 DELETE FROM public.idempotency_keys AS k
-WHERE k.client_id = %(client)s AND k.response IS NOT NULL
-  AND EXISTS (SELECT 1 FROM unnest(%(leads)s::text[]) AS l
-              WHERE strpos(k.response::text, l) > 0)
+WHERE k.client_id = %(client)s
+  AND (k.response->>'id' = ANY(%(leads)s::text[])
+       OR (jsonb_typeof(k.response->'leads') = 'array' AND EXISTS (
+           SELECT 1 FROM jsonb_array_elements(k.response->'leads') AS e
+           WHERE e->>'id' = ANY(%(leads)s::text[]))))
 """
 
 # Rejected webhook bodies quoting one of the addresses, as sent (bytes).
@@ -382,28 +375,44 @@ async def _erase_chunk(
     source: str,
     tally: ErasureTally,
 ) -> None:
-    async with pool.connection() as conn, conn.transaction():
-        counts, _, in_flight = await erase_batch(
-            conn,
-            client_id,
-            reason,
-            lead_ids=[n for n in chunk if isinstance(n, UUID)],
-            subjects=[n for n in chunk if isinstance(n, Subject)],
-            source=source,
-        )
-        tally.counts.update(counts)
-        tally.in_flight.extend(in_flight)
-        await conn.execute(
-            "UPDATE public.erasures SET counts = %s WHERE id = %s",
-            (Jsonb(_counts_json(tally)), erasure_id),
-        )
+    async with pool.connection() as conn:
+        began = time.perf_counter()
+        async with conn.transaction():
+            counts, in_flight = await _erase_in(
+                conn, erasure_id, client_id, reason, chunk, source, tally
+            )
+        tally.longest_batch = max(tally.longest_batch, time.perf_counter() - began)
+    tally.counts.update(counts)
+    tally.in_flight.extend(in_flight)
 
 
-async def erasures_of_client(conn: AsyncConnection, client_id: UUID) -> list[ErasureRecord]:
-    """The client's erasure requests, newest first."""
-    cur = await conn.execute(
-        "SELECT id, client_id, requested_by, reason, counts, started_at, finished_at"
-        " FROM public.erasures WHERE client_id = %s ORDER BY started_at DESC, id",
-        (client_id,),
+async def _erase_in(
+    conn: AsyncConnection,
+    erasure_id: UUID,
+    client_id: UUID,
+    reason: str,
+    chunk: Sequence[UUID | Subject],
+    source: str,
+    tally: ErasureTally,
+) -> tuple[Counter[str], list[UUID]]:
+    """One batch and the erasure's running counts, in the caller's transaction."""
+    counts, _, in_flight = await erase_batch(
+        conn,
+        client_id,
+        reason,
+        lead_ids=[n for n in chunk if isinstance(n, UUID)],
+        subjects=[n for n in chunk if isinstance(n, Subject)],
+        source=source,
     )
-    return [ErasureRecord(*row) for row in await cur.fetchall()]
+    running = ErasureTally(tally.counts + counts)
+    await conn.execute(
+        "UPDATE public.erasures SET counts = %s WHERE id = %s",
+        (Jsonb(_counts_json(running)), erasure_id),
+    )
+    return counts, in_flight
+
+
+async def lead_exists(conn: AsyncConnection, lead_id: UUID) -> bool:
+    """Whether the lead exists and the session may see it (row-level security)."""
+    cur = await conn.execute("SELECT 1 FROM public.leads WHERE id = %s", (lead_id,))
+    return await cur.fetchone() is not None

@@ -164,8 +164,9 @@ BEGIN
     PERFORM set_config('lqs.erasing', 'on', true);
     UPDATE public.consent_history AS h
     SET recipient = 'erased', ip = NULL, user_agent = NULL, consent_text = NULL
-    WHERE h.client_id = erased_client AND h.recipient <> 'erased'
-      AND (h.lead_id = ANY(lead_ids) OR h.recipient = ANY(addresses));
+    WHERE (h.lead_id = ANY(lead_ids)
+           OR (h.client_id = erased_client AND h.recipient = ANY(addresses)))
+      AND h.client_id = erased_client AND h.recipient <> 'erased';
     GET DIAGNOSTICS history = ROW_COUNT;
     PERFORM set_config('lqs.erasing', '', true);
     UPDATE public.audit_log AS a
@@ -226,3 +227,6 @@ CREATE POLICY "Service role can manage all erasures" ON public.erasures
 CREATE INDEX idx_leads_client_email ON public.leads(client_id, lower(email))
     WHERE email IS NOT NULL;
 CREATE INDEX idx_leads_client_phone ON public.leads(client_id, phone) WHERE phone IS NOT NULL;
+-- ... and every consent history entry on an address (a withdrawal names no lead).
+CREATE INDEX idx_consent_history_client_recipient
+    ON public.consent_history(client_id, recipient);
