@@ -676,3 +676,24 @@ async def test_the_api_answers_409_while_a_message_of_the_lead_is_being_sent(
                        tenant.client_id) == []  # fmt: skip
     [lead] = await _rows(pool, "SELECT email FROM public.leads WHERE id = %s", lead_id)
     assert lead["email"] == "Erin.Moss@corp.example"
+
+
+async def test_listings_show_an_erased_suppression_as_erased(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant, migrated_db: str
+) -> None:
+    await erase(
+        pool, tenant.client_id, "operator:test", "asked",
+        subjects=[email_subject("nia@corp.example")],
+    )  # fmt: skip
+    admin = await _user(pool, tenant, "admin")
+
+    listed = await api.get("/v1/suppressions", headers=admin)
+    shown = run_lqs("suppressions", "list", "--client", tenant.slug,
+                    env={"LQS_DATABASE_URL": migrated_db, "COLUMNS": "200"})  # fmt: skip
+
+    assert listed.status_code == 200, listed.text
+    [row] = listed.json()["data"]
+    assert (row["recipient"], row["reason"]) == ("(erased)", "erasure")
+    assert shown.returncode == 0, shown.stderr
+    assert "(erased)" in shown.stdout
+    assert "nia" not in listed.text + shown.stdout
