@@ -77,13 +77,22 @@ def _counts_json(tally: ErasureTally) -> dict[str, int]:
     return {table: tally.counts[table] for table in sorted(tally.counts)}
 
 
+# One indexed lookup per kind of name (a single OR of the three was planned as a scan
+# of the client's leads).
 _LOCK_LEADS = """
 SELECT l.id, lower(l.email), l.phone
 FROM public.leads AS l
-WHERE l.client_id = %(client)s
-  AND (l.id = ANY(%(ids)s::uuid[])
-       OR (l.email IS NOT NULL AND lower(l.email) = ANY(%(emails)s::text[]))
-       OR (l.phone IS NOT NULL AND l.phone = ANY(%(phones)s::text[])))
+WHERE l.id IN (
+        SELECT i.id FROM public.leads AS i
+        WHERE i.id = ANY(%(ids)s::uuid[]) AND i.client_id = %(client)s
+        UNION ALL
+        SELECT e.id FROM public.leads AS e
+        WHERE e.client_id = %(client)s AND lower(e.email) = ANY(%(emails)s::text[])
+          AND e.email IS NOT NULL
+        UNION ALL
+        SELECT p.id FROM public.leads AS p
+        WHERE p.client_id = %(client)s AND p.phone = ANY(%(phones)s::text[])
+          AND p.phone IS NOT NULL)
   AND (l.email IS NULL OR l.email NOT LIKE 'erased-%%@erased.invalid')
 ORDER BY l.id
 FOR UPDATE

@@ -223,9 +223,10 @@ CREATE POLICY "Service role can manage all erasures" ON public.erasures
 
 -- ---------------------------------------------------------------- leads by address
 -- An erasure (and a subject's request) finds every lead of a client holding an address;
--- the dedupe key names only one of a lead's addresses (the email when it has both).
-CREATE INDEX idx_leads_client_email ON public.leads(client_id, lower(email))
-    WHERE email IS NOT NULL;
+-- the dedupe key names only one of a lead's addresses (the email when it has both). Not
+-- partial: ANALYZE keeps no statistics for a partial index's expression, and without them
+-- a lookup of 200 addresses was planned as a scan of the client's leads.
+CREATE INDEX idx_leads_client_email ON public.leads(client_id, lower(email));
 CREATE INDEX idx_leads_client_phone ON public.leads(client_id, phone) WHERE phone IS NOT NULL;
 -- ... and every consent history entry on an address (a withdrawal names no lead).
 CREATE INDEX idx_consent_history_client_recipient
