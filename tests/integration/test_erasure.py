@@ -187,7 +187,7 @@ async def test_the_sql_hash_is_hmac_sha256_under_the_installation_key(
 async def test_users_cannot_read_the_installation_key(migrated_db: str) -> None:
     reads = ("SELECT * FROM public.installation_secrets",
              "SELECT public.lqs_recipient_hash('email', 'a@b.example')")  # fmt: skip
-    with psycopg.connect(migrated_db, autocommit=True) as conn:
+    with psycopg.connect(migrated_db, autocommit=True, prepare_threshold=None) as conn:
         for role in ("authenticated", "anon"):
             for read in reads:
                 with conn.transaction():
@@ -492,7 +492,10 @@ async def test_a_plain_update_of_the_consent_history_is_still_refused(
 async def test_the_service_role_may_not_update_the_history_itself(
     migrated_db: str,
 ) -> None:
-    with psycopg.connect(migrated_db, autocommit=True) as conn, conn.transaction():
+    with (
+        psycopg.connect(migrated_db, autocommit=True, prepare_threshold=None) as conn,
+        conn.transaction(),
+    ):
         conn.execute("SET LOCAL ROLE service_role")
         conn.execute("SELECT set_config('lqs.erasing', 'on', true)")
         with pytest.raises(psycopg.errors.InsufficientPrivilege):
