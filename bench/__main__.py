@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from bench import (
     dispatch,
     e2e,
+    erasure,
     http_intake,
     intake,
     latency,
@@ -30,6 +31,7 @@ from bench.common import ROOT, Row, Section, machine_line, scratch_database, ser
 
 STAGES = (
     "intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant", "triggers",
+    "erasure",
 )  # fmt: skip
 
 
@@ -51,6 +53,9 @@ class Sizes:
     tenant_requests: int
     triggers: write_triggers.Sizes
     """Rows per run of each write path with and without the statistics triggers."""
+    erasure_people: int = 10_000
+    erasure_total: int = 1_000_000
+    """People erased in one call, and the communications of the database they are in."""
 
 
 FULL = Sizes(
@@ -89,6 +94,8 @@ QUICK = Sizes(
     triggers=write_triggers.Sizes(
         intake=2_000, processing=500, dispatch=500, webhooks=200, repeats=2
     ),
+    erasure_people=500,
+    erasure_total=100_000,
 )
 
 
@@ -123,6 +130,8 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
         return tenant_api.run(url, large=large, small=small, requests=sizes.tenant_requests)
     if name == "triggers":
         return write_triggers.run(url, sizes.triggers, repeats)
+    if name == "erasure":
+        return erasure.run(url, n_people=sizes.erasure_people, total=sizes.erasure_total)
     rss_tenth, rss_end, rate = memory.run(url, sizes.memory)
     growth = rss_end / rss_tenth - 1 if rss_tenth else float("nan")
     verdict = "✅" if growth <= 0.10 else "❌"

@@ -19,6 +19,7 @@ Our exception hierarchy:
     - WebhookRejected
     - WebhookMalformed
     - WeakPassword (ValueError)
+    - ErasureRequestError (ValueError)
   + DatabaseError
     - DatabaseUnavailable
     - UnsupportedServer

@@ -83,6 +83,9 @@ class Tenant:
     webhook_reject: int
     worker: str
     audit_entry: int
+    erasure: UUID
+    installation: bool = True
+    """The key of installation_secrets' one row (not a tenant's)."""
 
 
 @dataclass(frozen=True)
@@ -199,9 +202,14 @@ def _seed_tenant(conn: psycopg.Connection[Any], slug: str) -> Tenant:
     assert consent is not None
     assert reject is not None
     assert audit is not None
+    erasure = one(
+        "INSERT INTO public.erasures (client_id, requested_by, reason)"
+        " VALUES (%s, 'operator:test', 'asked') RETURNING id",
+        client,
+    )
     return Tenant(client, admin, member, lead, communication, api_key, template, suppression,
                   push_subscription, batch_key, event[0], consent[0], reject[0],
-                  worker, audit[0])  # fmt: skip
+                  worker, audit[0], erasure)  # fmt: skip
 
 
 @pytest.fixture(scope="module", params=["plain", "supabase-defaults"])
@@ -280,8 +288,12 @@ TABLES = [
     ("stats_message_hours", "client_id", "client"),
     ("stats_stale_hours", "client_id", "client"),
     ("recipient_sends", "communication_id", "communication"),
+    ("erasures", "id", "erasure"),
+    ("installation_secrets", "id", "installation"),
 ]
 APPEND_ONLY = {"consent_history", "audit_log"}
+# Kept for good: the record of an erasure, and the installation's secret.
+NEVER_DELETED = {"erasures", "installation_secrets"}
 # The statistics rollup (migration 0018): written by its triggers and by the worker's
 # refresh (the owner); the service role and users may only read it.
 ROLLUP = {"stats_lead_hours", "stats_message_hours", "stats_stale_hours"}
@@ -289,7 +301,7 @@ ROLLUP = {"stats_lead_hours", "stats_message_hours", "stats_stale_hours"}
 USER_READABLE = {"clients", "profiles", "leads", "communications", "api_keys", "templates",
                  "suppressions", "delivery_queue", "delivery_attempts",
                  "push_subscriptions", "provider_events", "consent_history",
-                 "webhook_rejects", "audit_log", *ROLLUP}  # fmt: skip
+                 "webhook_rejects", "audit_log", "erasures", *ROLLUP}  # fmt: skip
 
 
 async def test_every_table_is_covered(migrated_db: str) -> None:
@@ -333,6 +345,25 @@ async def test_profiles_show_a_user_only_their_own_row(
     assert await attempt(pool, service(), sql, world.a.admin) == 1
 
 
+async def test_only_admins_see_their_clients_erasures(
+    pool: AsyncConnectionPool, world: World
+) -> None:
+    sql = "SELECT 1 FROM public.erasures WHERE id = %s"
+    assert await attempt(pool, user(world.a.admin), sql, world.a.erasure) == 1
+    assert await attempt(pool, user(world.a.member), sql, world.a.erasure) == 0
+
+
+async def test_no_user_computes_or_reads_the_suppression_hash_key(
+    pool: AsyncConnectionPool, world: World
+) -> None:
+    for sql in ("SELECT 1 FROM public.installation_secrets",
+                "SELECT public.lqs_recipient_hash('email', 'a@b.example')",
+                "SELECT public.lqs_erase_history(gen_random_uuid(), '{}', '{}')"):  # fmt: skip
+        assert await attempt(pool, user(world.a.admin), sql) == DENIED
+        assert await attempt(pool, anon(), sql) == DENIED
+    assert await attempt(pool, service(), "SELECT 1 FROM public.installation_secrets") == 1
+
+
 async def test_a_user_without_a_profile_sees_nothing(
     pool: AsyncConnectionPool, world: World
 ) -> None:
@@ -374,6 +405,8 @@ INSERTS = {
     "user_credentials": "INSERT INTO public.user_credentials (user_id, password_hash)"
     " SELECT id, '$argon2id$fake' FROM public.profiles WHERE client_id = %s AND role = 'member'",
     "audit_log": "INSERT INTO public.audit_log (client_id, action) VALUES (%s, 'test.insert')",
+    "erasures": "INSERT INTO public.erasures (client_id, requested_by, reason)"
+    " VALUES (%s, 'user:x', 'asked')",
     # With a communication of its own: the world's already has its row.
     "recipient_sends": "WITH c AS (INSERT INTO public.communications"
     " (lead_id, client_id, type, recipient) SELECT id, client_id, 'sms', '+1'"
@@ -431,6 +464,7 @@ UPDATES = {
     "user_credentials": "UPDATE public.user_credentials SET failed_attempts = 1"
     " WHERE user_id IN (SELECT id FROM public.profiles WHERE client_id = %s)",
     "recipient_sends": "UPDATE public.recipient_sends SET sent_at = now() WHERE client_id = %s",
+    "erasures": "UPDATE public.erasures SET finished_at = now() WHERE client_id = %s",
 }
 
 
@@ -461,7 +495,7 @@ async def test_only_the_service_role_deletes(
 ) -> None:
     sql = f"DELETE FROM public.{table} WHERE {key} = %s"
     row = getattr(world.a, attr)
-    if table in APPEND_ONLY | ROLLUP:
+    if table in APPEND_ONLY | ROLLUP | NEVER_DELETED:
         assert await attempt(pool, service(), sql, row) == DENIED
     else:
         assert await attempt(pool, service(), sql, row) >= 1

@@ -120,6 +120,7 @@ TENANT_READABLE_TABLES = (
     "consent_history",
     "delivery_attempts",
     "delivery_queue",
+    "erasures",
     "leads",
     "profiles",
     "provider_events",

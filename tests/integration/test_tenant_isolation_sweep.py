@@ -90,6 +90,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("GET", "/v1/leads.csv"): Route(shows=("lead",), service="both"),
     ("GET", "/v1/leads/{lead_id}"): Route(params={"lead_id": "lead"}),
     ("GET", "/v1/leads/{lead_id}/consent"): Route(params={"lead_id": "lead"}),
+    ("DELETE", "/v1/leads/{lead_id}"): Route(params={"lead_id": "lead"}, admin_only=True),
     ("GET", "/v1/communications"): Route(shows=("communication",), service="both"),
     ("GET", "/v1/communications.csv"): Route(shows=("communication",), service="both"),
     ("GET", "/v1/communications/{communication_id}"): Route(
@@ -426,7 +427,14 @@ async def test_b_rows_are_untouched_by_a_s_attempts(
             "SELECT status FROM public.communications WHERE id = %s",
             world.b.ids["communication"][0],
         )
-    assert (suppressions, revoked, failed) == (len(world.b.ids["suppression"]), 0, "failed")
+        erased = await _one(
+            conn,
+            "SELECT count(*) FROM public.leads WHERE id = ANY(%s) AND email LIKE '%%.invalid'",
+            world.b.ids["lead"],
+        )
+    assert (suppressions, revoked, failed, erased) == (
+        len(world.b.ids["suppression"]), 0, "failed", 0,
+    )  # fmt: skip
 
 
 # ---------------------------------------------------------------- listings

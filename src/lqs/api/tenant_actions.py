@@ -27,6 +27,13 @@ from lqs.api.errors import ApiError, invalid_parameter
 from lqs.db.audit import record_audit
 from lqs.db.clients import ApiKey, create_api_key, get_clients_by_id, list_api_keys, revoke_api_key
 from lqs.db.communications import communication_state, redrive_failed
+from lqs.db.erasure import (
+    ErasureTally,
+    erase_batch,
+    finish_erasure,
+    lead_exists,
+    start_erasure,
+)
 from lqs.db.pool import as_service_role
 from lqs.db.suppressions import (
     StoredSuppression,
@@ -44,6 +51,7 @@ from lqs.domain.clients import (
 )
 from lqs.domain.cursor import Cursor, InvalidCursor, decode_cursor, encode_cursor
 from lqs.domain.default_rules import client_rules
+from lqs.domain.erasure import ErasureRequestError, checked_reason
 from lqs.domain.leads import FieldError, LeadValidationError, parse_lead
 from lqs.domain.scoring import RulesError, ScoreResult, score_lead
 
@@ -202,6 +210,64 @@ async def retry_communication(
             {"previous_status": state.status},
         )  # fmt: skip
     return wanted
+
+
+# ---------------------------------------------------------------- erasure
+
+
+@dataclass(frozen=True)
+class LeadErasure:
+    """What erasing one lead did: the erasures record's id and the rows per table."""
+
+    erasure_id: UUID
+    lead_id: UUID
+    counts: dict[str, int]
+
+
+ERASURE_RETRY_AFTER = 60
+"""Seconds to wait before asking again when a message of the lead is being sent (a
+dispatch lease lasts a minute by default)."""
+
+
+async def erase_lead(
+    conn: AsyncConnection, profile: Profile, lead_id: str, reason: str | None
+) -> LeadErasure:
+    """Erase one of the client's leads (``profile`` an admin's) as ``lqs leads erase
+    --lead`` does, in the request's transaction; recorded in ``erasures`` and audited.
+
+    Raises:
+        ApiError: 404, no such lead for this client (or erased already); 400
+            ``invalid_parameter`` (field ``reason``), no usable reason; 409 ``sending``, a
+            message of the lead is being sent right now (Retry-After: ask again later).
+    """
+    wanted = path_id(lead_id, "lead")
+    if not await lead_exists(conn, wanted):
+        raise not_found("lead")
+    try:
+        why = checked_reason(reason or "")
+    except ErasureRequestError as exc:
+        raise invalid_parameter("reason", str(exc)) from None
+    async with as_service_role(conn):
+        erasure_id = await start_erasure(conn, profile.client_id, f"user:{profile.user_id}", why)
+        counts, erased, in_flight = await erase_batch(
+            conn, profile.client_id, why, lead_ids=[wanted], source=f"erasure {erasure_id}"
+        )
+        if in_flight:
+            raise ApiError(
+                409,
+                "sending",
+                f"a message to lead {wanted} is being sent right now; ask again in a minute",
+                headers={"Retry-After": str(ERASURE_RETRY_AFTER)},
+            )
+        if not erased:
+            raise not_found("lead")  # erased already, by a concurrent request or before
+        tally = ErasureTally(counts)
+        await finish_erasure(conn, erasure_id, tally)
+        await record_audit(
+            conn, profile.client_id, profile.user_id, "lead.erase", wanted,
+            {"erasure_id": str(erasure_id), "reason": why},
+        )  # fmt: skip
+    return LeadErasure(erasure_id, wanted, {k: counts[k] for k in sorted(counts)})
 
 
 # ---------------------------------------------------------------- API keys

@@ -41,6 +41,7 @@ from lqs.db.tenant_stats import (
     lead_funnel,
     leads_by_outcome,
 )
+from lqs.domain.erasure import ERASED_LABEL
 from lqs.domain.leads import FieldError
 from lqs.domain.scoring import breakdown_to_json
 from lqs.domain.text import whole_number
@@ -277,7 +278,7 @@ def _suppression_json(row: StoredSuppression) -> dict[str, Any]:
     return {
         "id": str(row.id),
         "channel": row.channel,
-        "recipient": row.recipient,
+        "recipient": row.recipient or ERASED_LABEL,
         "reason": row.reason,
         "source": row.source,
         "created_at": row.created_at.isoformat(),
@@ -331,6 +332,47 @@ async def list_suppressions(
 async def lift_suppression(conn: UserTransaction, suppression_id: str) -> Response:
     await tenant_actions.lift_suppression(conn, await admin(conn), suppression_id)
     return Response(status_code=204)
+
+
+# ---------------------------------------------------------------- erasure
+
+_ERASURE_EXAMPLE = {
+    "erasure_id": "0f8e3c1a-4b7d-4e2a-9c61-5d2b8a7e4f10",
+    "lead_id": "5b0c1f9e-3d0a-4e59-9c51-0c2a4b1f7e21",
+    "counts": {"communications": 3, "communications_cancelled": 1, "consent_history": 1,
+               "leads": 1, "provider_events": 4, "suppressions_added": 1},
+}  # fmt: skip
+
+
+@router.delete(
+    "/leads/{lead_id}",
+    summary="Erase a lead's personal data (GDPR Art. 17; owners and admins; audited)",
+    description=(
+        "What `lqs leads erase --lead ID` does: the lead and its messages, delivery events,"
+        " consent history details and stored answers are anonymised (ids, statuses and"
+        " timestamps stay), pending messages are cancelled, and the lead's addresses stay"
+        " suppressed by a keyed hash until the person consents again. `reason` (required)"
+        " is kept in the erasure record and the messages' `compliance_notes`: name no"
+        " person in it. 409 `sending` (with Retry-After) while a message of the lead is"
+        " being sent; an erased lead is 404."
+    ),
+    responses=_responses(
+        200,
+        _ERASURE_EXAMPLE,
+        description="Erased",
+        not_found=True,
+        conflict="A message of the lead is being sent right now (`sending`)",
+    ),
+    openapi_extra=_SECURED,
+)
+async def erase_lead(
+    conn: UserTransaction,
+    lead_id: str,
+    reason: Annotated[str | None, Query(description="Why (kept; name no person)")] = None,
+) -> dict[str, Any]:
+    done = await tenant_actions.erase_lead(conn, await admin(conn), lead_id, reason)
+    return {"erasure_id": str(done.erasure_id), "lead_id": str(done.lead_id),
+            "counts": done.counts}  # fmt: skip
 
 
 # ---------------------------------------------------------------- communications

@@ -38,6 +38,7 @@ from rich.table import Table
 from lqs.cli import lead_views
 from lqs.cli._common import ClientSlugOption, console, database_url, fail, settings
 from lqs.cli.csv_files import CsvFileError, RejectsFile, choose_encoding, open_text, text_codec
+from lqs.cli.erasure import leads_erase
 from lqs.db.clients import get_client
 from lqs.db.connection import connect_async
 from lqs.db.leads import import_leads
@@ -64,6 +65,7 @@ if TYPE_CHECKING:
     import _csv
 
 app = typer.Typer(help="Work with leads.", no_args_is_help=True)
+app.command("erase")(leads_erase)
 
 _INTERRUPTED = 130  # the shell's code for a process ended by SIGINT
 _SAMPLE_LINES = 50  # lines the delimiter is detected from

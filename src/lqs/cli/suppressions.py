@@ -11,6 +11,7 @@ from rich.table import Table
 from lqs.cli._common import ClientSlugOption, console, fail, for_client
 from lqs.cli.output import JsonOption, print_json_lines
 from lqs.db.suppressions import list_suppressions, suppress, unsuppress
+from lqs.domain.erasure import ERASED_LABEL
 from lqs.domain.notifications import normalise_recipient
 
 app = typer.Typer(help="List, add and remove suppressed recipients.", no_args_is_help=True)
@@ -60,7 +61,8 @@ def suppressions_list(
     table = Table("channel", "recipient", "reason", "since", "source")
     for row in rows:
         table.add_row(
-            row.channel, row.recipient, row.reason, f"{row.created_at:%Y-%m-%d %H:%M}",
+            row.channel, row.recipient or ERASED_LABEL, row.reason,
+            f"{row.created_at:%Y-%m-%d %H:%M}",
             row.source or "",
         )  # fmt: skip
     console().print(table)

@@ -1,7 +1,10 @@
 """SQL for a client's suppression list: the recipients it must not contact again.
 
 Recipients are stored and compared in the form
-:func:`lqs.domain.notifications.normalise_recipient` gives them.
+:func:`lqs.domain.notifications.normalise_recipient` gives them, through their keyed hash
+(``recipient_hash``, ``public.lqs_recipient_hash``: HMAC-SHA256 under the installation's
+key, set by a trigger from the address): an erased person's suppression keeps the hash and
+loses the address (``recipient`` NULL), and still suppresses them.
 """
 
 from __future__ import annotations
@@ -25,9 +28,11 @@ async def suppressed_recipients(
     if not triples:
         return set()
     cur = await conn.execute(
-        "SELECT s.client_id, s.channel, s.recipient FROM public.suppressions s"
-        " JOIN unnest(%s::uuid[], %s::text[], %s::text[]) AS c(client_id, channel, recipient)"
-        " USING (client_id, channel, recipient)",
+        "SELECT c.client_id, c.channel, c.recipient"
+        " FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS c(client_id, channel, recipient)"
+        " WHERE EXISTS (SELECT 1 FROM public.suppressions s"
+        "  WHERE s.client_id = c.client_id AND s.channel = c.channel"
+        "    AND s.recipient_hash = public.lqs_recipient_hash(c.channel, c.recipient))",
         ([t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]),
     )
     return {(row[0], row[1], row[2]) for row in await cur.fetchall()}
@@ -44,7 +49,7 @@ async def suppress(
     """Add a recipient to the client's suppression list; False if it was there already."""
     cur = await conn.execute(
         "INSERT INTO public.suppressions (client_id, channel, recipient, reason, source)"
-        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, channel, recipient) DO NOTHING",
+        " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (client_id, channel, recipient_hash) DO NOTHING",
         (client_id, channel, normalise_recipient(channel, recipient), reason, source),
     )
     return cur.rowcount == 1
@@ -53,8 +58,9 @@ async def suppress(
 async def unsuppress(conn: AsyncConnection, client_id: UUID, channel: str, recipient: str) -> bool:
     """Remove a recipient from the client's suppression list; False if it was not there."""
     cur = await conn.execute(
-        "DELETE FROM public.suppressions WHERE client_id = %s AND channel = %s AND recipient = %s",
-        (client_id, channel, normalise_recipient(channel, recipient)),
+        "DELETE FROM public.suppressions WHERE client_id = %s AND channel = %s"
+        " AND recipient_hash = public.lqs_recipient_hash(%s, %s)",
+        (client_id, channel, channel, normalise_recipient(channel, recipient)),
     )
     return cur.rowcount > 0
 
@@ -62,7 +68,8 @@ async def unsuppress(conn: AsyncConnection, client_id: UUID, channel: str, recip
 @dataclass(frozen=True)
 class Suppression:
     channel: str
-    recipient: str
+    recipient: str | None
+    """None once the person is erased (the hash alone is kept)."""
     reason: str
     source: str | None
     created_at: datetime
@@ -74,7 +81,7 @@ async def list_suppressions(
     cur = await conn.execute(
         "SELECT channel, recipient, reason, source, created_at FROM public.suppressions"
         " WHERE client_id = %(client)s AND (%(channel)s::text IS NULL OR channel = %(channel)s)"
-        " ORDER BY created_at DESC, recipient LIMIT %(limit)s",
+        " ORDER BY created_at DESC, recipient NULLS LAST LIMIT %(limit)s",
         {"client": client_id, "channel": channel, "limit": limit},
     )
     return [Suppression(*row) for row in await cur.fetchall()]
@@ -87,7 +94,8 @@ class StoredSuppression:
     id: UUID
     client_id: UUID
     channel: str
-    recipient: str
+    recipient: str | None
+    """None once the person is erased (the hash alone is kept)."""
     reason: str
     source: str | None
     created_at: datetime
