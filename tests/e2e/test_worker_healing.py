@@ -249,8 +249,6 @@ def test_a_worker_started_before_its_database_waits_for_it(
         admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS false'.encode())
         try:
             worker = worker_factory(pipeline_db)
-            time.sleep(2)
-            worker.assert_alive()
             # Through a transaction pooler the worker's connections (to the pooler) open,
             # and its loops wait out the refused server connections instead.
             waiting = (
@@ -258,7 +256,9 @@ def test_a_worker_started_before_its_database_waits_for_it(
                 if transaction_pooled(pipeline_db)
                 else "worker_waiting_for_database"
             )
-            assert waiting in worker.output()
+            # Waited for, not slept for: a loaded machine takes seconds to start a worker.
+            _wait_until(lambda: waiting in worker.output(), 30, f"the worker's {waiting}")
+            worker.assert_alive()
         finally:
             admin.execute(f'ALTER DATABASE "{name}" ALLOW_CONNECTIONS true'.encode())
     _leads(pipeline_db, client_id, 3)
