@@ -243,6 +243,18 @@ def test_demo_against_a_configured_server(empty_db: str) -> None:
     # Open: only the second client's SMS to its leads, deferred to their send window.
     assert row[1] == row[2] > 0
     assert "quiet hours: " in result.stdout
+    # One erasure: the sample lead's, recorded without personal data, its email anonymised.
+    assert "Erasure " in result.stdout
+    with connect(empty_db) as conn:
+        erased = conn.execute(
+            "SELECT e.counts->>'leads', l.email, c.recipient, c.content, c.compliance_notes"
+            " FROM public.erasures AS e JOIN public.leads AS l ON l.client_id = e.client_id"
+            " JOIN public.communications AS c ON c.lead_id = l.id"
+            " WHERE l.email LIKE 'erased-%%@erased.invalid'"
+        ).fetchall()
+    assert erased
+    assert {(row[0], row[2], row[3]) for row in erased} == {("1", "erased", None)}
+    assert all(row[4].startswith("erased on ") for row in erased)
 
 
 def _lines_of(proc: subprocess.Popen[str]) -> queue.Queue[str | None]:

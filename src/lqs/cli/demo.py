@@ -51,13 +51,16 @@ from lqs.cli.stats import table as _table
 from lqs.db.clients import create_api_key, create_client, delete_clients, update_client_settings
 from lqs.db.communications import communication_timeline
 from lqs.db.connection import connect, connect_async
+from lqs.db.erasure import erase
 from lqs.db.migrate import migrate
+from lqs.db.pool import open_pool
 from lqs.db.reports import deferred_messages, leads_by_status, sample_delivered_lead, unsettled
 from lqs.db.staff_notifications import staff_notification_counts
 from lqs.db.users import add_user
 from lqs.db.verify import VerifyReport, verify
 from lqs.domain.clients import STAFF_PRIORITY
 from lqs.domain.delivery import parse_delivery_settings
+from lqs.domain.erasure import Subject
 from lqs.domain.notifications import shipped_staff_template
 from lqs.domain.passwords import generate_password, hash_password
 from lqs.domain.send_rules import recipient_zone
@@ -447,6 +450,42 @@ async def _deferral_report(conn: AsyncConnection, client_ids: Sequence[UUID]) ->
     return []
 
 
+async def _erasure(url: str, conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[str]:
+    """Erase the sample lead as its person could ask (``lqs leads erase``) and print what
+    became of its first email; a problem when it was not erased."""
+    lead = await sample_delivered_lead(conn, client_ids)
+    if lead is None:
+        return ["no delivered lead to erase"]
+    pool = await open_pool(url, min_size=1, max_size=2, name="lqs-demo-erase")
+    try:
+        erasure_id, tally = await erase(
+            pool,
+            lead.client_id,
+            "operator:demo",
+            "the data subject asked (demo)",
+            subjects=[Subject(Channel.EMAIL, lead.email)],
+        )
+    finally:
+        await pool.close()
+    changed = ", ".join(f"{table} {n}" for table, n in sorted(tally.counts.items()) if n)
+    console().print(
+        f"\n[bold]Erasure[/bold] {erasure_id} of {lead.email} (lqs leads erase): {changed}",
+        highlight=False,
+    )
+    found = await communication_timeline(conn, lead.communication_id)
+    if found is not None:
+        fields, _ = found
+        console().print(
+            f"its first email now: recipient {fields['recipient']!r}, content"
+            f" {fields['content']!r}, status {fields['status']}, compliance notes"
+            f" {fields['compliance_notes']!r}; the address stays suppressed by its keyed hash",
+            markup=False,
+        )
+    if tally.counts["leads"] != 1:
+        return [f"the erasure of {lead.email} erased {tally.counts['leads']} lead(s), not 1"]
+    return []
+
+
 async def _sample(conn: AsyncConnection, client_ids: Sequence[UUID]) -> None:
     lead = await sample_delivered_lead(conn, client_ids)
     if lead is None:
@@ -595,6 +634,8 @@ async def _run(
                 totals = await _report(conn, client_ids)
                 problems += await _staff_report(conn, http, sim_base, clients)
                 problems += await _deferral_report(conn, client_ids)
+                # The first client's: the second one's deferred SMS stay to be seen.
+                problems += await _erasure(url, conn, client_ids[:1])
         for status in ("delivered", "bounced", "rejected"):
             if not totals.get(status):
                 problems.append(f"no communication ended {status}")

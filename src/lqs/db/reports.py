@@ -240,6 +240,7 @@ class SampleLead:
     score_breakdown: list[dict[str, Any]]
     communication_id: UUID
     """Its first email communication to that address."""
+    client_id: UUID
 
 
 async def sample_delivered_lead(
@@ -251,8 +252,9 @@ async def sample_delivered_lead(
         conn,
         "SELECT l.id, l.email, l.score, l.grade, l.status, coalesce(l.score_breakdown, '[]'),"
         " (SELECT c.id FROM public.communications c WHERE c.lead_id = l.id"
-        "  AND c.type = 'email' AND c.recipient = l.email ORDER BY c.created_at LIMIT 1)"
-        " FROM public.leads l WHERE l.client_id = ANY(%(c)s::uuid[]) AND l.status = 'qualified'"
+        "  AND c.type = 'email' AND c.recipient = l.email ORDER BY c.created_at LIMIT 1),"
+        " l.client_id FROM public.leads l"
+        " WHERE l.client_id = ANY(%(c)s::uuid[]) AND l.status = 'qualified'"
         " AND EXISTS (SELECT 1 FROM public.communications c WHERE c.lead_id = l.id"
         "             AND c.status = 'delivered' AND c.type = 'email' AND c.recipient = l.email)"
         " ORDER BY l.score DESC, l.created_at LIMIT 1",
