@@ -528,6 +528,27 @@ async def test_the_cli_erases_by_email_and_prints_counts(
     assert "nothing to erase" in again.stdout
 
 
+async def test_an_erased_lead_is_never_reprocessed(
+    api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant, migrated_db: str
+) -> None:
+    erased = await _submit(api, tenant, {**PERSON, "consent": CONSENT})
+    other = await _submit(api, tenant, {"email": "someone.else@corp.example"})
+    assert _lqs(migrated_db, "--client", tenant.slug, "--lead", str(erased),
+                "--reason", "ticket 9").returncode == 0  # fmt: skip
+    before = await _rows(pool, "SELECT status FROM public.leads WHERE id = %s", erased)
+    other_before = await _rows(pool, "SELECT status FROM public.leads WHERE id = %s", other)
+
+    result = run_lqs("leads", "reprocess", str(erased), str(other), "--client", tenant.slug,
+                     env={"LQS_DATABASE_URL": migrated_db})  # fmt: skip
+
+    assert_one_line_error(result, f"{erased}: erased (lqs leads erase), never processed again")
+    assert "nothing was queued" in result.stderr
+    assert await _rows(pool, "SELECT status FROM public.leads WHERE id = %s", erased) == before
+    assert await _rows(pool, "SELECT status FROM public.leads WHERE id = %s", other) == (
+        other_before
+    )
+
+
 async def test_the_cli_erases_a_file_of_addresses_in_batches_and_reruns_harmlessly(
     api: httpx.AsyncClient, pool: AsyncConnectionPool, tenant: Tenant, migrated_db: str,
     tmp_path: Path,

@@ -352,6 +352,11 @@ def leads_reprocess(
         if problems:
             fail(f"{'; '.join(problems)}; nothing was queued")
         done = await requeue_leads(conn, ids)
+        if done.erased:
+            fail(
+                f"{', '.join(map(str, done.erased))}: erased (lqs leads erase), never processed"
+                " again; nothing was queued"
+            )
         if done.blocked:
             pairs = ", ".join(f"{lead} (open: {open_lead})" for lead, open_lead in done.blocked)
             fail(

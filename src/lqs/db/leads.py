@@ -6,7 +6,7 @@ Every statement is set-based: a batch of leads is one statement, not one per lea
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -17,6 +17,7 @@ from psycopg.types.json import Jsonb
 
 from lqs.db.connection import notify
 from lqs.db.consent import ConsentChange, record_consent_changes
+from lqs.domain.erasure import placeholder_email
 from lqs.domain.leads import CONSENT_FIELDS, LEAD_FIELDS, NewLead
 from lqs.domain.vocabulary import ConsentStatus, LeadStatus
 
@@ -449,6 +450,9 @@ class Requeued:
     blocked: list[tuple[UUID, UUID]]
     """(lead, open lead): leads that cannot be open again while another lead of their
     client with the same email (or phone) is; when any is, nothing was queued."""
+    erased: list[UUID] = field(default_factory=list)
+    """Leads erased (``lqs leads erase``): never processed again; when any is named,
+    nothing was queued."""
 
 
 _OPEN_STATUSES = ("queued", "qualified", "nurture")
@@ -470,11 +474,13 @@ async def requeue_leads(conn: AsyncConnection, lead_ids: Sequence[UUID]) -> Requ
     """
     wanted = sorted(set(lead_ids))
     cur = await conn.execute(
-        "SELECT id, client_id, dedupe_key, status FROM public.leads WHERE id = ANY(%s)"
+        "SELECT id, client_id, dedupe_key, status, email FROM public.leads WHERE id = ANY(%s)"
         " ORDER BY id FOR UPDATE",
         (wanted,),
     )
-    rows = await cur.fetchall()
+    found = await cur.fetchall()
+    erased = [row[0] for row in found if row[4] == placeholder_email(row[0])]
+    rows = [row[:4] for row in found]
     already = [lead_id for lead_id, _, _, status in rows if status == "queued"]
     reopened = [
         (lead_id, client_id, key) for lead_id, client_id, key, status in rows
@@ -487,8 +493,8 @@ async def requeue_leads(conn: AsyncConnection, lead_ids: Sequence[UUID]) -> Requ
             first = first_of.setdefault((client_id, key), lead_id)
             if first != lead_id:
                 blocked.append((lead_id, first))
-    if blocked:
-        return Requeued([], already, blocked)
+    if blocked or erased:
+        return Requeued([], already, blocked, erased)
     to_queue = [lead_id for lead_id, _, _, status in rows if status != "queued"]
     try:
         async with conn.transaction():  # a savepoint: a twin that arrived meanwhile
