@@ -21,6 +21,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+from hypothesis import HealthCheck, settings
 from psycopg import conninfo
 from psycopg_pool import AsyncConnectionPool
 
@@ -29,6 +30,14 @@ from lqs.db.embedded import start_embedded
 from lqs.db.migrate import migrate
 from lqs.db.pool import open_pool
 from tests.pgbouncer import INSTALL_HINT, PgBouncer, pgbouncer_binary, start_pgbouncer
+
+# Hypothesis's timing checks (a per-example deadline, "input generation is slow") measure
+# the machine, not the code: on a shared machine running the suite in parallel workers they
+# failed tests whose properties held. What it checks stays as it was.
+settings.register_profile(
+    "lqs", deadline=None, suppress_health_check=[HealthCheck.too_slow], print_blob=True
+)
+settings.load_profile("lqs")
 
 DatabaseFactory = Callable[[], str]
 
