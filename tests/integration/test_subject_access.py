@@ -119,7 +119,7 @@ async def _person(conn: psycopg.AsyncConnection[Any], tenant: Tenant) -> Person:
             matched,
             normal,
             Jsonb({"to": normal, "n": n}),
-        )  # fmt: skip
+        )
         for n, matched in ((1, comm), (2, None))
     ]
     consent = await _one(
