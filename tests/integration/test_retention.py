@@ -152,6 +152,41 @@ async def test_content_days_clears_old_content_and_keeps_the_row(migrated_db: st
     assert (counts.content_cleared, counts.events_stripped, counts.attempts_stripped) == (1, 1, 1)
 
 
+async def test_content_days_deletes_old_batch_requests_once_no_member_is_queued(
+    migrated_db: str,
+) -> None:
+    client, _ = await _client(migrated_db)
+    sent = await _message(migrated_db, client, 40)
+    queued = await _message(migrated_db, client, 40, status="pending")
+    async with await _connect(migrated_db) as conn:
+        await conn.execute(
+            "INSERT INTO public.delivery_queue (communication_id, client_id) VALUES (%s, %s)",
+            (queued.communication, client),
+        )
+        for key, members, age in (
+            ("old-sent", [sent.communication], 40),
+            ("old-queued", [queued.communication], 40),
+            ("young", [sent.communication], 1),
+        ):
+            await conn.execute(
+                "INSERT INTO public.provider_batches (batch_key, client_id, provider, payload,"
+                " members, created_at) VALUES (%s, %s, 'resend', '[{\"html\": \"Dear\"}]',"
+                " %s, now() - make_interval(days => %s))",
+                (f"{key}-{client}", client, members, age),
+            )
+
+    counts = await _apply(migrated_db, client, content_days=30)
+
+    async with await _connect(migrated_db) as conn:
+        cur = await conn.execute(
+            "SELECT batch_key FROM public.provider_batches WHERE client_id = %s ORDER BY 1",
+            (client,),
+        )
+        left = [row[0] for row in await cur.fetchall()]
+    assert left == [f"old-queued-{client}", f"young-{client}"]
+    assert counts.batches_deleted == 1
+
+
 async def test_rows_days_deletes_old_communications_with_attempts_and_events(
     migrated_db: str,
 ) -> None:
@@ -224,7 +259,7 @@ async def test_batches_stop_at_their_size_and_finish_the_work(migrated_db: str) 
 
     counts = await _apply(migrated_db, client, batch=2, content_days=30)
 
-    assert (counts.content_cleared, counts.batches) == (5, 3)
+    assert (counts.content_cleared, counts.batches) == (5, 3 + 1)  # + the provider batches
     for message in five:
         state = await _state(migrated_db, message.communication)
         assert state is not None

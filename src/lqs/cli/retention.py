@@ -60,6 +60,7 @@ _COLUMNS = (
     ("content cleared", "communications_content_cleared"),
     ("payloads cleared", "provider_events_payload_cleared"),
     ("attempt texts cleared", "delivery_attempts_text_cleared"),
+    ("batch requests deleted", "provider_batches_deleted"),
 )
 
 

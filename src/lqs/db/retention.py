@@ -16,7 +16,8 @@ The rules (decided in docs/compliance-access-retention.md):
 - content: subject, content and template variables set to NULL (the row, its recipient,
   status, timestamps, ``consent_status`` and ``compliance_notes`` stay); its provider
   events' payloads become ``{}`` and its attempts' ``error_message`` NULL (the error code,
-  HTTP status, outcome and times stay).
+  HTTP status, outcome and times stay); the client's provider batch requests (which hold
+  their members' content) older than the cutoff are deleted once no member is queued.
 - rows: the communication deleted with its attempts and provider events (its queue row and
   frequency-cap count cascade).
 - leads: a lead received before the cutoff is deleted when none of its communications is
@@ -79,6 +80,8 @@ class RetentionCounts:
     """Provider events whose payload was emptied (with the content)."""
     attempts_stripped: int = 0
     """Delivery attempts whose error text was cleared (with the content)."""
+    batches_deleted: int = 0
+    """Provider batch requests (their members' content) deleted with the content."""
     communications_deleted: int = 0
     attempts_deleted: int = 0
     events_deleted: int = 0
@@ -93,6 +96,7 @@ class RetentionCounts:
             "communications_content_cleared": self.content_cleared,
             "provider_events_payload_cleared": self.events_stripped,
             "delivery_attempts_text_cleared": self.attempts_stripped,
+            "provider_batches_deleted": self.batches_deleted,
             "communications_deleted": self.communications_deleted
             + self.lead_communications_deleted,
             "delivery_attempts_deleted": self.attempts_deleted,
@@ -176,6 +180,20 @@ WITH picked AS (
 SELECT (SELECT count(*) FROM gone), (SELECT n FROM messages),
        (SELECT max(received_at) FROM picked)
 """).format(due=_LEADS_DUE)
+
+# A batch request as first sent (Resend's batch endpoint) holds its members' subjects and
+# bodies; it is replayed only by a retry, so once none of its members is queued it goes
+# with the content.
+_DELETE_BATCHES = """
+DELETE FROM public.provider_batches WHERE batch_key IN (
+    SELECT b.batch_key FROM public.provider_batches AS b
+    WHERE b.client_id = %(client)s AND b.created_at < %(before)s
+      AND NOT EXISTS (
+          SELECT 1 FROM public.delivery_queue AS q WHERE q.communication_id = ANY(b.members))
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED)
+RETURNING 1
+"""
 
 _COUNT_CONTENT = """
 SELECT count(*) FROM public.communications
@@ -271,6 +289,16 @@ async def apply_retention(
             if cleared < batch or newest is None:
                 break
             after = newest
+        while True:
+            params = {**base, "before": due.content_before}
+            async with conn.transaction():
+                cur = await conn.execute(_DELETE_BATCHES.encode(), params)
+                deleted = cur.rowcount
+            counts.batches_deleted += deleted
+            counts.batches += 1
+            after_batch()
+            if deleted < batch:
+                break
     return counts
 
 
