@@ -19,6 +19,7 @@ Our exception hierarchy:
     - WebhookRejected
     - WebhookMalformed
     - WeakPassword (ValueError)
+    - SubjectQueryError (ValueError)
   + DatabaseError
     - DatabaseUnavailable
     - UnsupportedServer

@@ -15,13 +15,14 @@ from typing import Any
 from uuid import UUID
 
 from lqs.domain.leads import FieldError, normalise_email, normalise_phone
+from lqs.errors import InputError
 
 SUBJECT_SCHEMA_VERSION = 1
 """The version of the document's shape (docs/subject-access.schema.json); a change that
 renames or removes a key raises it."""
 
 
-class SubjectQueryError(ValueError):
+class SubjectQueryError(InputError, ValueError):
     """The email address or phone number naming a person cannot be used; ``error`` names
     the field (``email`` or ``phone``) and says why."""
 
