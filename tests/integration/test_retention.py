@@ -223,6 +223,13 @@ async def test_leads_days_deletes_old_leads_but_not_those_still_written_to(
     still_pending = await _lead(migrated_db, client, 400)
     await _message(migrated_db, client, 400, lead=still_pending, status="pending")
     young = await _lead(migrated_db, client, 10)
+    async with await _connect(migrated_db) as conn:
+        await conn.execute(  # append-only, but a deleted lead's history goes with it
+            "INSERT INTO public.consent_history (client_id, lead_id, channel, recipient,"
+            " consent_status, source) VALUES (%s, %s, 'email', 'x@lead.example', 'granted',"
+            " 'api')",
+            (client, old.lead),
+        )
 
     counts = await _apply(migrated_db, client, leads_days=365)
 
