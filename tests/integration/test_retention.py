@@ -311,6 +311,19 @@ async def test_a_killed_run_keeps_its_finished_batches_and_a_rerun_continues(
         assert state[:3] == (None, None, None)
 
 
+async def test_a_stop_ends_the_run_after_its_current_batch(migrated_db: str) -> None:
+    client, _ = await _client(migrated_db)
+    for i in range(5):
+        await _message(migrated_db, client, 40 + i)
+    stop = asyncio.Event()
+    due = cutoffs(RetentionSettings(content_days=30), datetime.now(UTC))
+
+    async with await _connect(migrated_db) as conn:
+        counts = await apply_retention(conn, client, due, batch=2, after_batch=stop.set, stop=stop)
+
+    assert (counts.content_cleared, counts.batches) == (2, 1)
+
+
 async def test_another_clients_rows_are_untouched(migrated_db: str) -> None:
     mine, mine_slug = await _client(migrated_db, {"content_days": 1, "rows_days": 2})
     other, _ = await _client(migrated_db)

@@ -16,7 +16,7 @@ from lqs.cli._common import ClientSlugArgument, console, database_url, fail, for
 from lqs.db.clients import get_client, update_client_settings
 from lqs.db.connection import connect_async
 from lqs.db.retention import ClientRetention, run_retention
-from lqs.domain.retention import MAX_BATCH, RetentionSettings
+from lqs.domain.retention import IDLE_RATIO, MAX_BATCH, RetentionSettings
 
 app = typer.Typer(help="Set a client's retention and apply retention now.", no_args_is_help=True)
 log = structlog.get_logger("lqs.retention")
@@ -75,10 +75,20 @@ def retention_run(
     batch: Annotated[
         int, typer.Option(metavar="ROWS", min=1, max=MAX_BATCH, help="Rows per statement")
     ] = MAX_BATCH,
+    idle_ratio: Annotated[
+        float,
+        typer.Option(
+            metavar="RATIO",
+            min=0.0,
+            max=100.0,
+            help="After each batch, wait RATIO times as long as it took (0: no pause)",
+        ),
+    ] = IDLE_RATIO,
 ) -> None:
     """Apply every client's retention setting now (or one client's), in batches of at most
-    ROWS rows, each its own transaction: stopping it loses nothing, and running it again
-    continues. --dry-run counts each rule alone (a message may count under two)."""
+    ROWS rows, each its own transaction and followed by a pause (--idle-ratio, so that
+    processing and sending keep their pace): stopping it loses nothing, and running it
+    again continues. --dry-run counts each rule alone (a message may count under two)."""
 
     async def main(url: str) -> list[ClientRetention]:
         async with await connect_async(url, autocommit=True) as conn:
@@ -86,7 +96,12 @@ def retention_run(
                 async with conn.transaction():
                     await get_client(conn, client)  # ClientNotFound: one line
             return await run_retention(
-                conn, datetime.now(UTC), slug=client, batch=batch, dry_run=dry_run
+                conn,
+                datetime.now(UTC),
+                slug=client,
+                batch=batch,
+                dry_run=dry_run,
+                idle_ratio=idle_ratio,
             )
 
     with database_url(settings()) as url:

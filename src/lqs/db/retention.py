@@ -31,6 +31,9 @@ added.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -41,7 +44,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row
 from pydantic import ValidationError
 
-from lqs.domain.retention import MAX_BATCH, Cutoffs, RetentionSettings, cutoffs
+from lqs.domain.retention import IDLE_RATIO, MAX_BATCH, Cutoffs, RetentionSettings, cutoffs
 
 NEVER = datetime.min.replace(tzinfo=UTC)
 """A lower bound older than any row (a batch's ``created_at >=`` starts there)."""
@@ -218,6 +221,35 @@ async def _one_row(
     return tuple(row)
 
 
+class _Stopped(Exception):
+    """``stop`` was set: the run ends after its last whole batch."""
+
+
+class _Pacer:
+    """After each batch: tell ``after_batch``, then wait ``idle_ratio`` times as long as
+    the batch took, or until ``stop`` (then :class:`_Stopped`)."""
+
+    def __init__(
+        self, idle_ratio: float, after_batch: Callable[[], None], stop: asyncio.Event | None
+    ) -> None:
+        self._idle_ratio = idle_ratio
+        self._after_batch = after_batch
+        self._stop = stop or asyncio.Event()
+        self._started = time.monotonic()
+
+    async def batch_done(self) -> None:
+        self._after_batch()
+        idle = (time.monotonic() - self._started) * self._idle_ratio
+        if self._stop.is_set():
+            raise _Stopped
+        if idle > 0:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), idle)
+            if self._stop.is_set():
+                raise _Stopped
+        self._started = time.monotonic()
+
+
 async def apply_retention(
     conn: AsyncConnection,
     client_id: UUID,
@@ -225,12 +257,16 @@ async def apply_retention(
     *,
     batch: int = MAX_BATCH,
     dry_run: bool = False,
+    idle_ratio: float = IDLE_RATIO,
     after_batch: Callable[[], None] = lambda: None,
+    stop: asyncio.Event | None = None,
 ) -> RetentionCounts:
     """Apply one client's retention rules: leads first (their cascade shrinks the rest),
     then communications' rows, then their content; each batch its own transaction on
-    ``conn`` (``after_batch`` is called after each). ``dry_run``: count what is due (each
-    rule alone, as if the others had not run) and change nothing.
+    ``conn`` (``after_batch`` is called after each), followed by a wait of ``idle_ratio``
+    times its duration; once ``stop`` is set, the run ends after its current batch (the
+    counts say what was done). ``dry_run``: count what is due (each rule alone, as if the
+    others had not run) and change nothing.
 
     Raises:
         ValueError: ``batch`` is not 1 to :data:`MAX_BATCH`.
@@ -238,6 +274,7 @@ async def apply_retention(
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be 1 to {MAX_BATCH}")
     counts = RetentionCounts()
+    pacer = _Pacer(idle_ratio, after_batch, stop)
     base = {"client": client_id, "limit": batch}
     # Rows older than the rows' cutoff are deleted (or about to be): no content to clear.
     content_after = due.rows_before or NEVER
@@ -253,6 +290,21 @@ async def apply_retention(
             (counts.content_cleared,) = await _one_row(conn, _COUNT_CONTENT, params)
         return counts
 
+    with contextlib.suppress(_Stopped):
+        await _apply_rules(conn, due, base, content_after, counts, pacer, batch)
+    return counts
+
+
+async def _apply_rules(
+    conn: AsyncConnection,
+    due: Cutoffs,
+    base: dict[str, Any],
+    content_after: datetime,
+    counts: RetentionCounts,
+    pacer: _Pacer,
+    batch: int,
+) -> None:
+    """The rules in order, each in batches until one comes back short (see above)."""
     if due.leads_before is not None:
         after = NEVER
         while True:
@@ -261,7 +313,7 @@ async def apply_retention(
             counts.leads_deleted += leads
             counts.lead_communications_deleted += messages
             counts.batches += 1
-            after_batch()
+            await pacer.batch_done()
             if leads < batch or newest is None:
                 break
             after = newest
@@ -273,7 +325,7 @@ async def apply_retention(
             counts.attempts_deleted += attempts
             counts.events_deleted += events
             counts.batches += 1
-            after_batch()
+            await pacer.batch_done()
             if gone < batch:
                 break
     if due.content_before is not None:
@@ -285,7 +337,7 @@ async def apply_retention(
             counts.events_stripped += events
             counts.attempts_stripped += attempts
             counts.batches += 1
-            after_batch()
+            await pacer.batch_done()
             if cleared < batch or newest is None:
                 break
             after = newest
@@ -296,10 +348,9 @@ async def apply_retention(
                 deleted = cur.rowcount
             counts.batches_deleted += deleted
             counts.batches += 1
-            after_batch()
+            await pacer.batch_done()
             if deleted < batch:
                 break
-    return counts
 
 
 @dataclass(frozen=True)
@@ -318,7 +369,9 @@ async def run_retention(
     slug: str | None = None,
     batch: int = MAX_BATCH,
     dry_run: bool = False,
+    idle_ratio: float = IDLE_RATIO,
     after_batch: Callable[[], None] = lambda: None,
+    stop: asyncio.Event | None = None,
 ) -> list[ClientRetention]:
     """Apply every client's retention setting (only ``slug``'s, when given) as of ``now``,
     client after client (see :func:`apply_retention`). A client whose stored setting is
@@ -327,6 +380,8 @@ async def run_retention(
     async with conn.transaction():
         found = await clients_with_retention(conn, slug)
     for client in found:
+        if stop is not None and stop.is_set():
+            break
         try:
             settings = RetentionSettings.model_validate(client.retention)
         except ValidationError as exc:
@@ -346,7 +401,9 @@ async def run_retention(
             cutoffs(settings, now),
             batch=batch,
             dry_run=dry_run,
+            idle_ratio=idle_ratio,
             after_batch=after_batch,
+            stop=stop,
         )
         done.append(ClientRetention(client.slug, counts))
     return done

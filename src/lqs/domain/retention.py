@@ -19,6 +19,11 @@ MAX_DAYS = 36_500
 MAX_BATCH = 10_000
 """The most rows one retention statement changes or deletes (its own short transaction)."""
 
+IDLE_RATIO = 2.0
+"""After each batch, a run waits this many times as long as the batch took: it works at
+most a third of its time, so processing and sending beside it keep their pace on a small
+machine (bench/retention.py measures it)."""
+
 
 class RetentionSettings(BaseModel):
     """A client's ``retention`` setting; each age is optional (None: kept for ever).

@@ -410,11 +410,15 @@ async def _retain_forever(
     pool: AsyncConnectionPool, interval: float, stop: asyncio.Event, progress: Progress
 ) -> None:
     """Apply every client's retention setting now, then every ``interval`` seconds, until
-    ``stop``; each batch is its own transaction, so a stop or an outage loses nothing."""
+    ``stop`` (which also ends a run after its current batch); each batch is its own
+    transaction, so a stop or an outage loses nothing."""
     while not stop.is_set():
         async with pool.connection() as conn:
             done = await run_retention(
-                conn, datetime.now(UTC), after_batch=lambda: progress.touch("retention")
+                conn,
+                datetime.now(UTC),
+                after_batch=lambda: progress.touch("retention"),
+                stop=stop,
             )
         for part in done:
             if part.counts is None:
