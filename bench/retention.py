@@ -8,15 +8,15 @@ rows_days 180, leads_days 365``, so one run deletes about a tenth of the leads (
 messages), deletes the messages from 180 to 365 days old and clears the content of those
 from 30 to 180 days old. A ``live`` client meanwhile gets rounds of ``live`` new leads:
 each round the lead processor drains them (leads/s), then the dispatcher sends the email
-each one produced to the simulator's Resend API (comms/s). Rounds run before the retention
-run (the baseline), during it (the figure: only rounds that ended before it did) and after
-it (the baseline again), so the ratio compares like with like in the same database.
+each one produced to the simulator's Resend API (comms/s). Rounds alternate: one with the
+retention run beside it in the same event loop (as in the worker), one with the run
+stopped (it resumes where it stopped), so the ratio compares like with like in the same
+database as it changes; after the pairs, the run finishes alone.
 """
 
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -28,7 +28,8 @@ from bench.common import Row, Section, Series
 from bench.dispatch import _simulator, _with_latency
 from lqs.db.connection import connect_async
 from lqs.db.pool import open_pool
-from lqs.db.retention import ClientRetention, run_retention
+from lqs.db.retention import RetentionCounts, run_retention
+from lqs.domain.retention import IDLE_RATIO
 from lqs.simulator import SimulatorControl
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
 from lqs.worker.processor import LeadProcessor
@@ -134,18 +135,12 @@ def _build(url: str, big: int, simulator: str) -> str:
     return str(live_row[0])
 
 
-@dataclass
-class _Rounds:
-    processing: list[float] = field(default_factory=list)
-    sending: list[float] = field(default_factory=list)
-
-
 async def _round(
     url: str, live: str, n: int, number: int, options: DispatcherOptions
 ) -> tuple[float, float]:
     """Queue ``n`` leads of the live client; drain the processor, then the dispatcher."""
-    with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute(LIVE_LEADS, {"client": live, "round": number, "n": n})
+    async with await connect_async(url, autocommit=True) as conn:
+        await conn.execute(LIVE_LEADS, {"client": live, "round": number, "n": n})
     pool = await open_pool(url, min_size=1, max_size=4, worker=True)
     try:
         processor = LeadProcessor(pool, batch_size=100, in_flight=1, park_after=3)
@@ -163,80 +158,97 @@ async def _round(
     return processing, sending
 
 
-async def _retain(url: str) -> tuple[list[ClientRetention], float]:
-    async with await connect_async(url, autocommit=True) as conn:
+@dataclass
+class _Measured:
+    alone: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    during: tuple[list[float], list[float]] = field(default_factory=lambda: ([], []))
+    retention_seconds: float = 0.0
+    counts: list[RetentionCounts] = field(default_factory=list)
+
+
+async def _measure(
+    url: str, live_client: str, live: int, pairs: int, options: DispatcherOptions
+) -> _Measured:
+    """``pairs`` pairs of rounds, one with retention running beside it in the same event
+    loop (as in the worker), one with it stopped (it resumes where it stopped), then the
+    rest of the retention run alone."""
+    measured = _Measured()
+    number = 0
+
+    async def one_round(into: tuple[list[float], list[float]], label: str) -> None:
+        nonlocal number
+        number += 1
+        processing, sending = await _round(url, live_client, live, number, options)
+        into[0].append(processing)
+        into[1].append(sending)
+        print(f"  {label}: {processing:,.0f} leads/s, {sending:,.0f} comms/s", flush=True)
+
+    async def retain(stop: asyncio.Event) -> bool:
+        """One stretch of the run; whether it finished (rather than stopped)."""
         started = time.perf_counter()
-        done = await run_retention(conn, datetime.now(UTC), slug="archive")
-        return done, time.perf_counter() - started
+        async with await connect_async(url, autocommit=True) as conn:
+            done = await run_retention(conn, datetime.now(UTC), slug="archive", stop=stop)
+        measured.retention_seconds += time.perf_counter() - started
+        counts = done[0].counts
+        assert counts is not None, done
+        measured.counts.append(counts)
+        return not stop.is_set()
+
+    finished = False
+    for _ in range(pairs):
+        await one_round(measured.alone, "alone")
+        stop = asyncio.Event()
+        running = asyncio.create_task(retain(stop))
+        await one_round(measured.during, "during retention")
+        if running.done():  # the run ended during the round: it was not beside it all along
+            measured.during[0].pop()
+            measured.during[1].pop()
+        stop.set()
+        finished = await running
+        if finished:
+            break
+    if not finished:
+        await retain(asyncio.Event())
+    return measured
 
 
 def run(url: str, big: int, live: int, repeats: int) -> Section:
-    """``big`` archived communications, rounds of ``live`` leads; ``repeats`` baseline
-    rounds before and after the retention run."""
+    """``big`` archived communications; ``repeats`` pairs of rounds of ``live`` leads
+    with and without the retention run beside them."""
     options = DispatcherOptions(concurrency=32, batch_size=100, timeout=10.0, batches=True)
     with _simulator() as simulator, SimulatorControl(simulator) as control:
         control.configure(_with_latency(0.0))
         live_client = _build(url, big, simulator)
-        number = 0
-
-        def one_round() -> tuple[float, float]:
-            nonlocal number
-            number += 1
-            processing, sending = asyncio.run(_round(url, live_client, live, number, options))
-            print(f"  round {number}: {processing:,.0f} leads/s, {sending:,.0f} comms/s")
-            return processing, sending
-
-        alone, during = _Rounds(), _Rounds()
-        for _ in range(repeats):
-            p, s = one_round()
-            alone.processing.append(p)
-            alone.sending.append(s)
-        outcome: list[tuple[list[ClientRetention], float]] = []
-        retention = threading.Thread(target=lambda: outcome.append(asyncio.run(_retain(url))))
-        retention.start()
-        while retention.is_alive():
-            p, s = one_round()
-            if retention.is_alive():  # the whole round ran during the retention run
-                during.processing.append(p)
-                during.sending.append(s)
-        retention.join()
-        for _ in range(repeats):
-            p, s = one_round()
-            alone.processing.append(p)
-            alone.sending.append(s)
-    ((done, seconds),) = outcome
-    counts = done[0].counts
-    assert counts is not None, done
-    print(f"retention: {seconds:.1f} s, {counts.as_log()}")
-    baseline_p = Series("no retention running", alone.processing)
-    baseline_s = Series("no retention running", alone.sending)
+        measured = asyncio.run(_measure(url, live_client, live, repeats, options))
+    total = RetentionCounts()
+    for part in measured.counts:
+        for name, value in vars(part).items():
+            setattr(total, name, getattr(total, name) + value)
+    logged = total.as_log()
+    seconds = measured.retention_seconds
+    print(f"retention: {seconds:.1f} s, {logged}")
     rows = []
-    if during.processing:
-        rows = [
-            Row(
-                "processing during a retention run",
-                Series("during", during.processing),
-                baseline_p,
-                "leads/s",
-                0.80,
-            ),
-            Row(
-                "sending during a retention run",
-                Series("during", during.sending),
-                baseline_s,
-                "comms/s",
-                0.80,
-            ),
-        ]
-    logged = counts.as_log()
+    if measured.during[0]:
+        for index, (what, unit) in enumerate((("processing", "leads/s"), ("sending", "comms/s"))):
+            rows.append(
+                Row(
+                    f"{what} during a retention run (idle ratio {IDLE_RATIO:g})",
+                    Series("during", measured.during[index]),
+                    Series("retention stopped", measured.alone[index]),
+                    unit,
+                    0.80,
+                )
+            )
     changed = sum(v for k, v in logged.items() if k != "batches")
     markdown = [
         f"One `lqs retention run` over {big:,} communications ({big // 4:,} leads, a"
         f" delivery attempt and a provider event for one message in four; received evenly"
-        f" over {DAYS} days; `content_days 30, rows_days 180, leads_days 365`):"
-        f" **{seconds:.1f} s**, {counts.batches:,} batches of at most 10,000 rows,"
-        f" {changed:,} rows changed or deleted"
-        f" ({', '.join(f'{k} {v:,}' for k, v in logged.items() if k != 'batches')});"
-        f" {len(during.processing)} rounds of {live:,} leads ran during it.",
+        f" over {DAYS} days; `content_days 30, rows_days 180, leads_days 365`; after each"
+        f" batch it idles {IDLE_RATIO:g} times the batch's duration): **{seconds:.0f} s** in"
+        f" all, {total.batches:,} batches of at most 10,000 rows, {changed:,} rows changed"
+        f" or deleted ({', '.join(f'{k} {v:,}' for k, v in logged.items() if k != 'batches')})."
+        f" Rounds of {live:,} leads (processed, then their emails sent) alternated with the"
+        f" run beside them and stopped ({len(measured.during[0])} pairs; it resumes where it"
+        f" stopped).",
     ]
     return Section("Retention (issue 16)", rows, markdown)
