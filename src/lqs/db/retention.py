@@ -6,7 +6,9 @@ Every batch is one statement in its own short transaction, at most ``batch`` row
 ``FOR UPDATE SKIP LOCKED``: a row the dispatcher or a webhook holds is left for the next
 run, and nothing waits on the run. What a batch does it does whole; what is left is found
 again by the same conditions, so a run killed half-way is simply run again (no progress is
-stored: the rows themselves say what is done).
+stored: the rows themselves say what is done). After each batch the run idles
+:data:`~lqs.domain.retention.IDLE_RATIO` times the batch's duration, so that the pipeline
+beside it keeps its pace, and a ``stop`` ends it between batches.
 
 The rules (decided in docs/compliance-access-retention.md):
 
