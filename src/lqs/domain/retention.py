@@ -19,9 +19,9 @@ MAX_DAYS = 36_500
 MAX_BATCH = 10_000
 """The most rows one retention statement changes or deletes (its own short transaction)."""
 
-IDLE_RATIO = 2.0
+IDLE_RATIO = 3.0
 """After each batch, a run waits this many times as long as the batch took: it works at
-most a third of its time, so processing and sending beside it keep their pace on a small
+most a quarter of its time, so processing and sending beside it keep their pace on a small
 machine (bench/retention.py measures it)."""
 
 
