@@ -20,6 +20,7 @@ Our exception hierarchy:
     - WebhookMalformed
     - WeakPassword (ValueError)
     - ErasureRequestError (ValueError)
+    - SubjectQueryError (ValueError)
   + DatabaseError
     - DatabaseUnavailable
     - UnsupportedServer

@@ -51,6 +51,7 @@ from lqs.db.audit import record_audit
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.pool import tenant_session
 from lqs.db.stats_rollup import refresh_rollup
+from lqs.domain.subject_access import SUBJECT_TABLES, Subject
 from tests.configs import api_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -108,6 +109,7 @@ ROUTES: dict[tuple[str, str], Route] = {
     ("POST", "/v1/keys"): Route(admin_only=True, body={"name": "sweep"}),
     ("DELETE", "/v1/keys/{key_id}"): Route(params={"key_id": "key"}, admin_only=True),
     ("POST", "/v1/rules/test"): Route(body={"email": "someone@corp.example"}),
+    ("GET", "/v1/subjects"): Route(admin_only=True, service=403),
     ("GET", f"{PAGES_PREFIX}/"): Route(),
     ("GET", f"{PAGES_PREFIX}/leads"): Route(shows=("lead",)),
     ("GET", f"{PAGES_PREFIX}/leads/{{lead_id}}"): Route(params={"lead_id": "lead"}),
@@ -619,6 +621,18 @@ async def _communication_detail(conn: AsyncConnection, world: World) -> list[UUI
     return [detail.communication["id"] for detail in found if detail is not None]
 
 
+async def _subject_records(conn: AsyncConnection, world: World) -> list[UUID | str]:
+    # Every lead's address of both clients, each asked of both clients: A sees only its own.
+    emails = [w for t in (world.a, world.b) for w in t.words if w.startswith("lead")]
+    seen: list[UUID | str] = []
+    for email in emails:
+        for client in (world.a.client, world.b.client):
+            found = await tenant_reads.subject_records(conn, client, Subject(email, None))
+            seen += [row["id"] for name in SUBJECT_TABLES for row in getattr(found, name)]
+            seen += [row["client_id"] for row in found.leads + found.communications]
+    return [UUID(str(i)) if len(str(i)) == 36 else str(i) for i in seen]
+
+
 _DAY = (NOW - timedelta(days=1), NOW + timedelta(hours=1))
 
 
@@ -653,6 +667,7 @@ READS: dict[str, Read] = {
     "tenant_reads.lead_detail": _lead_detail,
     "tenant_reads.lead_consent": _lead_consent,
     "tenant_reads.communication_detail": _communication_detail,
+    "tenant_reads.subject_records": _subject_records,
     "tenant_stats.leads_by_outcome": _leads_by_outcome,
     "tenant_stats.lead_funnel": _lead_funnel,
     "tenant_stats.delivery_counts": _delivery_counts,

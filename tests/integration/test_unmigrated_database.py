@@ -40,6 +40,10 @@ _COMMANDS = [
     ("worker",),
     ("serve", "--port", "0"),
     ("db", "verify"),
+    ("retention", "set", "acme", "--content-days", "30"),
+    ("retention", "run"),
+    ("retention", "run", "--client", "acme", "--dry-run"),
+    ("leads", "export-subject", "--client", "acme", "--email", "ann@example.com"),
 ]  # fmt: skip
 
 

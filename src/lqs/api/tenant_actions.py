@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
@@ -35,12 +35,14 @@ from lqs.db.erasure import (
     start_erasure,
 )
 from lqs.db.pool import as_service_role
+from lqs.db.subject_access import subject_bookkeeping
 from lqs.db.suppressions import (
     StoredSuppression,
     delete_suppression,
     suppression_by_id,
     suppressions_page,
 )
+from lqs.db.tenant_reads import subject_records
 from lqs.db.users import Profile, own_profile
 from lqs.domain.clients import (
     MAX_KEY_NAME,
@@ -54,6 +56,12 @@ from lqs.domain.default_rules import client_rules
 from lqs.domain.erasure import ErasureRequestError, checked_reason
 from lqs.domain.leads import FieldError, LeadValidationError, parse_lead
 from lqs.domain.scoring import RulesError, ScoreResult, score_lead
+from lqs.domain.subject_access import (
+    SUBJECT_TABLES,
+    SubjectQueryError,
+    subject_document,
+    subject_of,
+)
 
 DEFAULT_KEY_NAME = "default"
 DEFAULT_KEY_RATE = 600
@@ -403,3 +411,31 @@ async def try_rules(conn: AsyncConnection, profile: Profile, lead: Mapping[str, 
         score_lead(parsed.as_mapping(), rules),
         "default" if settings.scoring_rules is None else "client",
     )
+
+
+# ---------------------------------------------------------------- subject access
+
+
+async def export_subject(
+    conn: AsyncConnection, profile: Profile, email: str | None, phone: str | None
+) -> dict[str, Any]:
+    """Everything the admin's client holds on the person with this email address and/or
+    phone number, as one document (:func:`~lqs.domain.subject_access.subject_document`),
+    audited (``subject.export``: the counts, no address). The tenant's tables are read as
+    the user (row-level security), the service's bookkeeping as the service role for the
+    user's own client.
+
+    Raises:
+        ApiError: 422 naming ``email`` or ``phone``.
+    """
+    try:
+        subject = subject_of(email, phone)
+    except SubjectQueryError as exc:
+        raise invalid_parameter(exc.error.field, exc.error.message, status=422) from None
+    records = await subject_records(conn, profile.client_id, subject)
+    async with as_service_role(conn):
+        records = await subject_bookkeeping(conn, profile.client_id, subject, records)
+        counts = {name: len(getattr(records, name)) for name in SUBJECT_TABLES}
+        await record_audit(conn, profile.client_id, profile.user_id, "subject.export", None, counts)
+    about = {"id": profile.client_id, "slug": profile.client_slug, "name": profile.client_name}
+    return subject_document(about, subject, datetime.now(UTC), records)

@@ -546,3 +546,49 @@ async def rules_test(conn: UserSession, payload: JsonBody) -> dict[str, Any]:
         "rules": tested.rules,
         "breakdown": breakdown_to_json(result.breakdown),
     }
+
+
+# ---------------------------------------------------------------- subject access
+
+_SUBJECT_EXAMPLE = {
+    "schema_version": 1,
+    "client": {"id": "6f1c0e3a-2b7d-4c1e-9a53-0d8e7f6a5b41", "slug": "acme", "name": "Acme"},
+    "generated_at": "2026-12-07T12:00:00+00:00",
+    "subject": {"email": "ada@example.com", "phone": None},
+    "leads": [],
+    "communications": [],
+    "delivery_attempts": [],
+    "provider_events": [],
+    "consent_history": [],
+    "suppressions": [],
+    "audit_log": [],
+    "idempotency_records": [],
+    "lead_import_rows": [],
+    "recipient_sends": [],
+}
+
+
+@router.get(
+    "/subjects",
+    summary="Everything held on one person (GDPR Art. 15 subject access); admins only",
+    description=(
+        "One JSON document (docs/subject-access.schema.json) with every record the client"
+        " holds on the person with this `email` and/or `phone` (E.164): leads with all"
+        " their fields, communications with their content, delivery attempts, provider"
+        " events with their payloads, consent history with its evidence, suppressions,"
+        " audit entries, Idempotency-Key records, CSV rows and frequency-cap counts."
+        " Nothing held: empty lists. A bad or missing address: 422 naming the field."
+    ),
+    responses={
+        **_responses(200, _SUBJECT_EXAMPLE),
+        422: {"description": "`email` or `phone` is missing or not valid: `field` names it"},
+    },
+    openapi_extra=_SECURED,
+)
+async def subject_access(
+    conn: UserTransaction,
+    email: Annotated[str | None, Query(description="The person's email address")] = None,
+    phone: Annotated[str | None, Query(description="The person's phone number, E.164")] = None,
+) -> dict[str, Any]:
+    profile = await admin(conn)
+    return await tenant_actions.export_subject(conn, profile, email, phone)

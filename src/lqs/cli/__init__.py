@@ -52,6 +52,11 @@ _COMMANDS: dict[str, tuple[str, str, str]] = {
     "comms": ("lqs.cli.comms", "app", "List communications and re-drive failed ones."),
     "push": ("lqs.cli.push", "app", "Manage a client's browser push subscriptions."),
     "suppressions": ("lqs.cli.suppressions", "app", "List, add and remove suppressed recipients."),
+    "retention": (
+        "lqs.cli.retention",
+        "app",
+        "Set a client's retention and apply retention now.",
+    ),
     "users": (
         "lqs.cli.users",
         "app",

@@ -35,7 +35,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from lqs.cli import lead_views
+from lqs.cli import lead_views, subject
 from lqs.cli._common import ClientSlugOption, console, database_url, fail, settings
 from lqs.cli.csv_files import CsvFileError, RejectsFile, choose_encoding, open_text, text_codec
 from lqs.cli.erasure import leads_erase
@@ -551,8 +551,9 @@ def _print_reasons(counts: _Counts) -> None:
     console().print(table)
 
 
-# list, show, consent and reprocess: lead_views.py
+# list, show, consent and reprocess: lead_views.py; export-subject: subject.py
 app.command("list")(lead_views.leads_list)
 app.command("show")(lead_views.leads_show)
 app.command("consent")(lead_views.leads_consent)
 app.command("reprocess")(lead_views.leads_reprocess)
+app.command("export-subject")(subject.leads_export_subject)

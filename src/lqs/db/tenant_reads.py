@@ -39,6 +39,7 @@ from lqs.db.lead_views import (
     like_pattern,
 )
 from lqs.domain.cursor import Cursor, SortKey
+from lqs.domain.subject_access import Subject, SubjectRecords
 
 LeadSort = Literal["received", "score"]
 NO_SCORE = -(2**31)
@@ -448,4 +449,89 @@ async def communication_detail(
         row,
         await delivery_attempts(conn, communication_id),
         await provider_events(conn, communication_id),
+    )
+
+
+# ---------------------------------------------------------------- subject access
+
+# Each list is the rows as JSON (every column: to_jsonb), oldest first. The person's leads
+# are found by address; the rest hang off those leads, or name the same address.
+_SUBJECT_LEADS = """
+SELECT coalesce(jsonb_agg(to_jsonb(l) ORDER BY l.received_at, l.id), '[]')
+FROM public.leads AS l
+WHERE l.client_id = %(client)s
+  AND (lower(l.email) = %(email)s::text OR l.phone = %(phone)s::text)
+"""
+_SUBJECT_COMMUNICATIONS = """
+SELECT coalesce(jsonb_agg(to_jsonb(c) ORDER BY c.created_at, c.id), '[]')
+FROM public.communications AS c WHERE c.lead_id = ANY(%(leads)s::uuid[])
+"""
+_SUBJECT_ATTEMPTS = """
+SELECT coalesce(jsonb_agg(to_jsonb(a) ORDER BY a.started_at, a.id), '[]')
+FROM public.delivery_attempts AS a WHERE a.communication_id = ANY(%(communications)s::uuid[])
+"""
+_SUBJECT_EVENTS = """
+SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.received_at, e.id), '[]')
+FROM public.provider_events AS e
+WHERE e.communication_id = ANY(%(communications)s::uuid[])
+   OR (e.client_id = %(client)s AND e.communication_id IS NULL
+       AND lower(e.recipient) = ANY(%(addresses)s::text[]))
+"""
+_SUBJECT_CONSENT = """
+SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.recorded_at, h.id), '[]')
+FROM public.consent_history AS h
+WHERE h.lead_id = ANY(%(leads)s::uuid[])
+   OR (h.lead_id IS NULL AND h.client_id = %(client)s
+       AND h.recipient = ANY(%(addresses)s::text[]))
+"""
+_SUBJECT_SUPPRESSIONS = """
+SELECT coalesce(jsonb_agg(to_jsonb(s) ORDER BY s.created_at, s.id), '[]')
+FROM public.suppressions AS s
+WHERE s.client_id = %(client)s AND s.recipient = ANY(%(addresses)s::text[])
+"""
+_SUBJECT_AUDIT = """
+SELECT coalesce(jsonb_agg(to_jsonb(g) ORDER BY g.created_at, g.id), '[]')
+FROM public.audit_log AS g
+WHERE g.client_id = %(client)s
+  AND g.target_id = ANY(%(leads)s::uuid[] || %(communications)s::uuid[])
+"""
+
+
+async def _json_list(conn: AsyncConnection, query: str, params: dict[str, Any]) -> list[Any]:
+    cur = await conn.execute(query.encode(), params)
+    row = await cur.fetchone()
+    return list(row[0]) if row is not None else []
+
+
+async def subject_records(
+    conn: AsyncConnection, client_id: UUID, subject: Subject
+) -> SubjectRecords:
+    """Every row of the client's (as far as row-level security shows them) held on the
+    person: their leads (by email, case-insensitively, or phone), those leads'
+    communications with their delivery attempts and provider events, provider events
+    not matched to a message that name one of the addresses, the consent history of the
+    leads and of the addresses, the addresses' suppressions, and audit entries about the
+    leads or messages. The service's own bookkeeping is
+    :func:`lqs.db.subject_access.subject_bookkeeping`'s; here its lists are empty."""
+    params: dict[str, Any] = {
+        "client": client_id,
+        "email": subject.email,
+        "phone": subject.phone,
+        "addresses": subject.addresses,
+    }
+    leads = await _json_list(conn, _SUBJECT_LEADS, params)
+    params["leads"] = [lead["id"] for lead in leads]
+    communications = await _json_list(conn, _SUBJECT_COMMUNICATIONS, params)
+    params["communications"] = [c["id"] for c in communications]
+    return SubjectRecords(
+        leads=leads,
+        communications=communications,
+        delivery_attempts=await _json_list(conn, _SUBJECT_ATTEMPTS, params),
+        provider_events=await _json_list(conn, _SUBJECT_EVENTS, params),
+        consent_history=await _json_list(conn, _SUBJECT_CONSENT, params),
+        suppressions=await _json_list(conn, _SUBJECT_SUPPRESSIONS, params),
+        audit_log=await _json_list(conn, _SUBJECT_AUDIT, params),
+        idempotency_records=[],
+        lead_import_rows=[],
+        recipient_sends=[],
     )

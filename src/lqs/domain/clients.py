@@ -13,6 +13,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 import phonenumbers
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from lqs.domain.retention import RetentionSettings
 from lqs.domain.send_rules import FrequencyCap, SendWindow, known_channels
 from lqs.domain.text import unstorable_text
 from lqs.domain.vocabulary import DEFAULT_PRIORITY, Channel, LeadStatus
@@ -80,6 +81,8 @@ class ClientSettings(BaseModel):
     """Quiet hours: when each channel may send to a lead (domain/send_rules.py)."""
     frequency_cap: dict[Channel, FrequencyCap | None] = Field(default_factory=dict)
     """At most N messages per lead's address and channel in 24 h (domain/send_rules.py)."""
+    retention: RetentionSettings = Field(default_factory=RetentionSettings)
+    """How long content, communications and leads are kept (domain/retention.py)."""
 
     @field_validator("send_window", "frequency_cap", mode="before")
     @classmethod

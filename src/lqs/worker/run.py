@@ -18,7 +18,9 @@ same housekeeping loop deletes expired Idempotency-Key records, and the frequenc
 counts older than 24 h, after its first beat and every ``purge_interval`` seconds after
 that. A third loop recounts the statistics rollup's
 changed hours every ``stats_interval`` seconds (:func:`refresh_stats`); ``once`` does it
-after draining the queues.
+after draining the queues. A fourth applies the clients' retention settings
+(:func:`lqs.db.retention.run_retention`) when the worker starts and every
+``retention_interval`` seconds (a day) after that; ``once`` does not.
 
 Everything the worker takes from the settings arrives in one :class:`WorkerConfig`, built
 by :func:`lqs.cli.compose.worker_config`.
@@ -49,6 +51,7 @@ from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
 from lqs.db.pool import open_pool
+from lqs.db.retention import run_retention
 from lqs.db.stats_rollup import REFRESH_BATCH, refresh_rollup
 from lqs.domain.send_rules import CAP_PERIOD
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
@@ -62,6 +65,8 @@ HEARTBEAT_INTERVAL = 5.0
 PURGE_INTERVAL = 3_600.0
 """Seconds between two purges of expired Idempotency-Key records."""
 
+RETENTION_INTERVAL = 86_400.0
+"""Seconds between two turns of retention (docs/compliance-access-retention.md)."""
 STATS_INTERVAL = 10.0
 """Seconds between two refreshes of the statistics rollup (``GET /v1/stats``): how long a
 changed hour is counted live before it is read from the rollup again."""
@@ -401,6 +406,31 @@ async def _refresh_stats_forever(
             await _sleep_or_stop(min(left, 1.0), stop)
 
 
+async def _retain_forever(
+    pool: AsyncConnectionPool, interval: float, stop: asyncio.Event, progress: Progress
+) -> None:
+    """Apply every client's retention setting now, then every ``interval`` seconds, until
+    ``stop`` (which also ends a run after its current batch); each batch is its own
+    transaction, so a stop or an outage loses nothing."""
+    while not stop.is_set():
+        async with pool.connection() as conn:
+            done = await run_retention(
+                conn,
+                datetime.now(UTC),
+                after_batch=lambda: progress.touch("retention"),
+                stop=stop,
+            )
+        for part in done:
+            if part.counts is None:
+                log.error("retention_setting_invalid", client=part.slug, problem=part.problem)
+            else:
+                log.info("retention_applied", client=part.slug, **part.counts.as_log())
+        next_turn = time.monotonic() + interval
+        while not stop.is_set() and (left := next_turn - time.monotonic()) > 0:
+            progress.touch("retention")  # waiting on purpose is not a stall
+            await _sleep_or_stop(min(left, 1.0), stop)
+
+
 async def _heartbeat_forever(
     pool: AsyncConnectionPool,
     owner: str,
@@ -500,6 +530,7 @@ async def run_worker(
     stall_after: float = STALL_AFTER,
     purge_interval: float = PURGE_INTERVAL,
     stats_interval: float = STATS_INTERVAL,
+    retention_interval: float = RETENTION_INTERVAL,
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
@@ -592,6 +623,14 @@ async def run_worker(
                 supervise(
                     "statistics",
                     lambda: _refresh_stats_forever(pool, stats_interval, stop, progress),
+                    stop,
+                    progress=progress,
+                )
+            )
+            loops.append(
+                supervise(
+                    "retention",
+                    lambda: _retain_forever(pool, retention_interval, stop, progress),
                     stop,
                     progress=progress,
                 )
