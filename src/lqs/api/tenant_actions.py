@@ -426,12 +426,12 @@ async def export_subject(
     user's own client.
 
     Raises:
-        ApiError: 422 naming ``email`` or ``phone``.
+        ApiError: 400 naming ``email`` or ``phone`` (as every bad query parameter).
     """
     try:
         subject = subject_of(email, phone)
     except SubjectQueryError as exc:
-        raise invalid_parameter(exc.error.field, exc.error.message, status=422) from None
+        raise invalid_parameter(exc.error.field, exc.error.message) from None
     records = await subject_records(conn, profile.client_id, subject)
     async with as_service_role(conn):
         records = await subject_bookkeeping(conn, profile.client_id, subject, records)

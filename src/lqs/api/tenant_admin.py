@@ -577,11 +577,11 @@ _SUBJECT_EXAMPLE = {
         " their fields, communications with their content, delivery attempts, provider"
         " events with their payloads, consent history with its evidence, suppressions,"
         " audit entries, Idempotency-Key records, CSV rows and frequency-cap counts."
-        " Nothing held: empty lists. A bad or missing address: 422 naming the field."
+        " Nothing held: empty lists. A bad or missing address: 400 naming the field."
     ),
     responses={
         **_responses(200, _SUBJECT_EXAMPLE),
-        422: {"description": "`email` or `phone` is missing or not valid: `field` names it"},
+        400: {"description": "`email` or `phone` is missing or not valid: `field` names it"},
     },
     openapi_extra=_SECURED,
 )
