@@ -1,5 +1,5 @@
 """``lqs retention set|run``: how long a client keeps content, communications and leads, and
-applying it now (the worker also does once a day). docs/compliance-access-retention.md."""
+applying it now (the worker also does once a day). docs/COMPLIANCE.md."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """``lqs leads export-subject``: everything a client holds on one person, as one JSON
-document (GDPR Art. 15; docs/compliance-access-retention.md)."""
+document (GDPR Art. 15; docs/COMPLIANCE.md)."""
 
 from __future__ import annotations
 

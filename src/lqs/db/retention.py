@@ -10,7 +10,7 @@ stored: the rows themselves say what is done). After each batch the run idles
 :data:`~lqs.domain.retention.IDLE_RATIO` times the batch's duration, so that the pipeline
 beside it keeps its pace, and a ``stop`` ends it between batches.
 
-The rules (decided in docs/compliance-access-retention.md):
+The rules (decided in docs/COMPLIANCE.md):
 
 - ``pending`` communications are never touched, whatever their age: they are still to be
   sent. Once final (sent, delivered, failed, bounced, rejected) their age is still their

@@ -3,7 +3,7 @@ before which each retention rule applies.
 
 A client's ``retention`` setting (:class:`RetentionSettings`) names up to three ages, in
 days; :func:`cutoffs` turns them into moments for one run. What each rule does to the
-rows is :mod:`lqs.db.retention`'s; docs/compliance-access-retention.md explains it.
+rows is :mod:`lqs.db.retention`'s; docs/COMPLIANCE.md explains it.
 """
 
 from __future__ import annotations

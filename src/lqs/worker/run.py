@@ -66,7 +66,7 @@ PURGE_INTERVAL = 3_600.0
 """Seconds between two purges of expired Idempotency-Key records."""
 
 RETENTION_INTERVAL = 86_400.0
-"""Seconds between two turns of retention (docs/compliance-access-retention.md)."""
+"""Seconds between two turns of retention (docs/COMPLIANCE.md)."""
 STATS_INTERVAL = 10.0
 """Seconds between two refreshes of the statistics rollup (``GET /v1/stats``): how long a
 changed hour is counted live before it is read from the rollup again."""
