@@ -8,6 +8,7 @@ still decides what is due, so a deferred message is sent "at its opening" by mov
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -27,7 +28,8 @@ from lqs.db.leads import insert_or_merge_leads
 from lqs.db.tenant_reads import communication_detail
 from lqs.domain.delivery import RetryPolicy
 from lqs.domain.leads import parse_lead
-from lqs.simulator import SimulatorControl
+from lqs.simulator import Faults, SimulatorConfig, SimulatorControl
+from lqs.simulator.config import TwilioConfig
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
 from lqs.worker.processor import LeadProcessor
 
@@ -172,6 +174,46 @@ async def test_an_sms_due_at_23_00_local_waits_for_08_00_and_is_then_sent(
     )
     assert [(a["attempt"], a["outcome"]) for a in outcomes] == [(1, "deferred"), (2, "accepted")]
     assert _sms_to(control, PHONE) == 1
+
+
+async def test_a_long_deferral_does_not_use_up_the_retry_horizon(
+    pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
+) -> None:
+    """The horizon (1 h here) counts from the first request, as the provider's idempotency
+    window does: a message held back for 30 h still gets its retries."""
+    control.configure(SimulatorConfig(seed=3, twilio=TwilioConfig(
+        faults=Faults(script=["503", "ok"]))))  # fmt: skip
+    client_id = await _client(pool, simulator, SMS_TO_LEAD, send_window={"sms": DAYTIME})
+    [comm_id] = await _leads(pool, client_id, {"email": "bo@bigco.example", "phone": PHONE})
+    late = datetime(2027, 3, 13, 23, 0, tzinfo=NEW_YORK)
+    assert (await _drain(pool, lambda: late)).deferred == 1
+    # The opening comes 30 h after the message was written (a weekend, a capped day).
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE public.communications SET created_at = now() - interval '30 hours'"
+            " WHERE id = %s",
+            (comm_id,),
+        )
+        await conn.execute(
+            "UPDATE public.delivery_queue SET next_attempt_at = now() WHERE communication_id = %s",
+            (comm_id,),
+        )
+    opening = datetime(2027, 3, 14, 8, 0, tzinfo=NEW_YORK)
+
+    for _ in range(50):  # the retry is due 10-50 ms after the 503: drain until it went
+        await _drain(pool, lambda: opening)
+        comm = await _one(pool, "SELECT * FROM public.communications WHERE id = %s", comm_id)
+        if comm["status"] != "pending":
+            break
+        await asyncio.sleep(0.1)
+
+    assert (comm["status"], comm["retry_count"]) == ("sent", 1), comm["error_message"]
+    outcomes = await _rows(
+        pool,
+        "SELECT outcome FROM public.delivery_attempts WHERE communication_id = %s ORDER BY attempt",
+        comm_id,
+    )
+    assert [a["outcome"] for a in outcomes] == ["deferred", "transient", "accepted"]
 
 
 async def test_an_email_whose_window_is_null_is_sent_at_once_at_night(

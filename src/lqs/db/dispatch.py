@@ -42,6 +42,8 @@ class ClaimedMessage:
     retry_count: int
     max_retries: int
     age_seconds: float
+    """Seconds since the first request to a provider (0 before any: deferrals by a send
+    window or a frequency cap made none): what the retry horizon is measured from."""
     to_lead: bool
     lead_consent: str | None
     suppressed: bool
@@ -113,13 +115,15 @@ WITH claimed AS (
 SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lead_id,
        c.type AS channel, c.recipient, c.subject, c.content,
        coalesce(c.retry_count, 0) AS retry_count, coalesce(c.max_retries, 3) AS max_retries,
-       extract(epoch FROM now() - c.created_at)::float8 AS age_seconds,
+       -- The retry horizon counts from the first request to a provider (its idempotency
+       -- window starts then), not from a deferral for a send window or a cap.
+       extract(epoch FROM now() - coalesce(tried.first_request_at, now()))::float8
+           AS age_seconds,
        claimed.to_lead, l.consent_status AS lead_consent, c.campaign_id,
        p.endpoint AS push_endpoint, p.p256dh AS push_p256dh, p.auth AS push_auth,
        coalesce(p.gone_at IS NOT NULL, false) AS push_gone, claimed.batch_key,
        c.status, c.created_at,
-       (SELECT max(a.attempt) FROM public.delivery_attempts AS a
-        WHERE a.communication_id = c.id AND a.outcome = 'started') AS in_doubt,
+       tried.in_doubt,
        h.id AS consent_entry_id, h.consent_status AS consent_entry_status,
        h.source AS consent_entry_source, h.recorded_at AS consent_entry_at,
        h.key_name AS consent_entry_key_name, h.key_prefix AS consent_entry_key_prefix,
@@ -127,6 +131,11 @@ SELECT c.id AS communication_id, claimed.attempts AS attempt, c.client_id, c.lea
 FROM claimed
 JOIN public.communications AS c ON c.id = claimed.communication_id
 JOIN public.leads AS l ON l.id = c.lead_id
+CROSS JOIN LATERAL (
+    SELECT max(a.attempt) FILTER (WHERE a.outcome = 'started') AS in_doubt,
+           min(a.started_at) FILTER (WHERE a.outcome <> 'deferred') AS first_request_at
+    FROM public.delivery_attempts AS a WHERE a.communication_id = c.id
+) AS tried
 -- The consent a message to the lead relies on: the lead's latest entry on its own address
 -- (an entry on a client's address, a complaint about a notification, is not the lead's).
 LEFT JOIN LATERAL (

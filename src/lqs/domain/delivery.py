@@ -485,9 +485,11 @@ class RetryPolicy:
 
     The n-th retry (n from 1) waits a uniformly random time in ``[0, min(max_delay,
     base_delay * 2**(n-1))]``, but never less than the provider's ``Retry-After``. No retry
-    is scheduled past ``horizon`` seconds after the communication was created: the default
-    (23 h) ends inside Resend's 24-hour idempotency window, so every retry of a message is
-    still deduplicated by the provider.
+    is scheduled past ``horizon`` seconds after the message's first request to a provider
+    (not its creation: a message a send window or a frequency cap held back for hours has
+    made none): the default (23 h) ends inside Resend's 24-hour idempotency window, which
+    starts with that request, so every retry of a message is still deduplicated by the
+    provider.
     """
 
     base_delay: float = 30.0
