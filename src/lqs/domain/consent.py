@@ -16,6 +16,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, field_validator
 
+from lqs.domain.text import blank_is_missing
 from lqs.domain.vocabulary import ConsentStatus
 
 MAX_TEXT_VERSION = 100
@@ -46,9 +47,7 @@ class ConsentRecord(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _blank_is_missing(cls, value: object) -> object:
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return blank_is_missing(value)
 
     @field_validator("status", mode="before")
     @classmethod

@@ -34,7 +34,7 @@ from pydantic import (
 
 from lqs.domain.consent import ConsentProof, ConsentRecord, proof_of, record_problems, utc
 from lqs.domain.send_rules import zone_problem
-from lqs.domain.text import first_unstorable
+from lqs.domain.text import blank_is_missing, first_unstorable
 from lqs.domain.vocabulary import ConsentStatus
 from lqs.errors import InputError
 
@@ -90,10 +90,7 @@ class LeadSubmission(BaseModel):
     @field_validator("*", mode="before")
     @classmethod
     def _blank_is_missing(cls, value: object) -> object:
-        # CSV cells and sloppy forms send "" for "not given".
-        if isinstance(value, str) and not value.strip():
-            return None
-        return value
+        return blank_is_missing(value)
 
     @field_validator("country")
     @classmethod

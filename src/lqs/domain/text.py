@@ -61,3 +61,11 @@ def whole_number(text: str) -> int | None:
     it accepts digits ``int()`` refuses (``"²"``), and ``int()`` refuses over 4,300 digits.
     The caller checks the range."""
     return int(text) if _WHOLE_NUMBER.fullmatch(text) else None
+
+
+def blank_is_missing(value: object) -> object:
+    """A blank string as None, other values as they are: CSV cells and sloppy forms send
+    "" for "not given" (the intake models' before-validators)."""
+    if isinstance(value, str) and not value.strip():
+        return None
+    return value
