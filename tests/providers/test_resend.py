@@ -28,7 +28,7 @@ from lqs.providers.base import (
     WebhookMalformed,
     WebhookRejected,
 )
-from lqs.providers.resend import ResendProvider
+from lqs.providers.resend import CONCURRENT_REQUEST_WAIT, ResendProvider
 from lqs.simulator import SimulatorControl
 from tests.providers.simulated import (
     HANG,
@@ -286,6 +286,8 @@ async def test_resend_retry_while_the_first_request_hangs_waits_then_replays(
     assert (timed_out.verdict, timed_out.error_code) == (Verdict.TRANSIENT, "timeout")
     assert (in_flight.verdict, in_flight.http_status) == (Verdict.TRANSIENT, 409)
     assert in_flight.error_code == "concurrent_idempotent_requests"
+    # Retried no sooner than CONCURRENT_REQUEST_WAIT: quick retries would all meet the 409.
+    assert in_flight.retry_after == CONCURRENT_REQUEST_WAIT
     [stored] = sim.messages("resend")
     assert replayed.accepted
     assert replayed.external_id == stored.provider_message_id

@@ -4,7 +4,8 @@ Resend keeps an idempotency key for 24 hours: a retry with the same key and payl
 returns the first answer and sends nothing, so a crash between Resend's 200 and our
 record cannot send twice as long as every retry happens inside that window (the default
 retry horizon ends at 23 h). 409 ``concurrent_idempotent_requests`` (the first request
-with the key is still in flight) is transient; 409 ``invalid_idempotent_request`` (same
+with the key is still in flight) is transient, retried no sooner than
+:data:`CONCURRENT_REQUEST_WAIT`; 409 ``invalid_idempotent_request`` (same
 key, different payload) is permanent.
 
 Several emails of one client go out in one ``POST /emails/batch``
@@ -68,6 +69,19 @@ _TRANSIENT_CODES = frozenset(
 )  # fmt: skip
 
 
+CONCURRENT_REQUEST_WAIT = 1.0
+"""Seconds to wait at least before retrying after 409 ``concurrent_idempotent_requests``
+(the first request with the key is still in progress at Resend, say one our timeout
+abandoned): retried at once, the retries meet the same answer and use up the message's
+retries while the original may still succeed."""
+
+
+def _wait_for_the_original(result: SendResult) -> SendResult:
+    if result.error_code == "concurrent_idempotent_requests" and result.retry_after is None:
+        return replace(result, retry_after=CONCURRENT_REQUEST_WAIT)
+    return result
+
+
 _TAG_FORBIDDEN = re.compile(r"[^A-Za-z0-9_-]")
 
 
@@ -126,7 +140,7 @@ class ResendProvider(EmailProvider[ResendSettings]):
             result = replace(
                 result, retry_after=parse_retry_after(response.headers.get("ratelimit-reset"))
             )
-        return result
+        return _wait_for_the_original(result)
 
     def batch_body(self, settings: ResendSettings, messages: list[OutboundMessage]) -> str:
         """The JSON text of a batch request: one :meth:`request_body` per message.
@@ -167,8 +181,10 @@ class ResendProvider(EmailProvider[ResendSettings]):
         if isinstance(response, SendResult):
             return [response] * count
         code, text, _ = answer_fields(response, "resend", id_key="id", code_key="name")
-        overall = classify_status(
-            response, error_code=code, error_message=text, transient_codes=_TRANSIENT_CODES
+        overall = _wait_for_the_original(
+            classify_status(
+                response, error_code=code, error_message=text, transient_codes=_TRANSIENT_CODES
+            )
         )
         if not overall.accepted:
             return [overall] * count
