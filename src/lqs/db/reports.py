@@ -47,18 +47,28 @@ class Unsettled:
     leaving out those deferred to later by a send window or a frequency cap."""
 
 
+_HELD_BACK = (
+    "q.next_attempt_at > now() AND q.lease_owner IS NULL AND EXISTS ("
+    " SELECT 1 FROM public.delivery_attempts AS a"
+    " WHERE a.communication_id = q.communication_id AND a.outcome = 'deferred')"
+)
+"""A queue row ``q`` held back by a send window or a frequency cap: a deferral on record,
+not claimed, and due later."""
+
+
+_OPEN_COUNTS = (
+    "SELECT (SELECT count(*) FROM public.leads WHERE client_id = ANY(%(c)s)"
+    "        AND status = 'queued'),"
+    "       (SELECT count(*) FROM public.communications AS m WHERE client_id = ANY(%(c)s)"
+    "        AND status IN ('pending', 'sent') AND NOT EXISTS ("
+    "            SELECT 1 FROM public.delivery_queue AS q WHERE q.communication_id = m.id AND "
+)
+
+
 async def unsettled(conn: AsyncConnection, client_ids: Sequence[UUID]) -> Unsettled:
     """How many of the clients' leads are still queued and communications still open."""
     cur = await conn.execute(
-        "SELECT (SELECT count(*) FROM public.leads WHERE client_id = ANY(%(c)s)"
-        "        AND status = 'queued'),"
-        "       (SELECT count(*) FROM public.communications AS m WHERE client_id = ANY(%(c)s)"
-        "        AND status IN ('pending', 'sent') AND NOT EXISTS ("
-        "            SELECT 1 FROM public.delivery_queue AS q"
-        "            WHERE q.communication_id = m.id AND q.next_attempt_at > now()"
-        "              AND q.lease_owner IS NULL AND EXISTS ("
-        "                  SELECT 1 FROM public.delivery_attempts AS a"
-        "                  WHERE a.communication_id = m.id AND a.outcome = 'deferred')))",
+        _OPEN_COUNTS + _HELD_BACK + "))",
         {"c": list(client_ids)},
     )
     row = await cur.fetchone()
@@ -313,21 +323,23 @@ class Deferral:
     """One of their deferrals' reasons, as its attempt records it."""
 
 
+_DEFERRED = (
+    "SELECT k.slug, m.type, count(*), min(q.next_attempt_at), min(r.error_message)"
+    " FROM public.delivery_queue AS q"
+    " JOIN public.communications AS m ON m.id = q.communication_id"
+    " JOIN public.clients AS k ON k.id = m.client_id"
+    " CROSS JOIN LATERAL (SELECT a.error_message FROM public.delivery_attempts AS a"
+    "     WHERE a.communication_id = m.id ORDER BY a.attempt DESC LIMIT 1) AS r"
+    " WHERE q.client_id = ANY(%(c)s) AND "
+)
+
+
 async def deferred_messages(conn: AsyncConnection, client_ids: Sequence[UUID]) -> list[Deferral]:
     """The clients' messages waiting for their send window or frequency cap, by client
     and channel: how many, from when they are due, and one reason."""
     return await _rows(
         conn,
-        "SELECT k.slug, m.type, count(*), min(q.next_attempt_at), min(r.error_message)"
-        " FROM public.delivery_queue AS q"
-        " JOIN public.communications AS m ON m.id = q.communication_id"
-        " JOIN public.clients AS k ON k.id = m.client_id"
-        " CROSS JOIN LATERAL (SELECT a.error_message FROM public.delivery_attempts AS a"
-        "     WHERE a.communication_id = m.id ORDER BY a.attempt DESC LIMIT 1) AS r"
-        " WHERE q.client_id = ANY(%(c)s) AND q.next_attempt_at > now()"
-        "   AND EXISTS (SELECT 1 FROM public.delivery_attempts AS a"
-        "       WHERE a.communication_id = m.id AND a.outcome = 'deferred')"
-        " GROUP BY k.slug, m.type ORDER BY k.slug, m.type",
+        _DEFERRED + _HELD_BACK + " GROUP BY k.slug, m.type ORDER BY k.slug, m.type",
         client_ids,
         Deferral,
     )
