@@ -23,7 +23,7 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
 from lqs.db.communications import communication_timeline
-from lqs.db.dispatch import purge_recipient_sends
+from lqs.db.dispatch import lock_recipients, purge_recipient_sends, recent_sends, reserve_sends
 from lqs.db.leads import insert_or_merge_leads
 from lqs.db.tenant_reads import communication_detail
 from lqs.domain.delivery import RetryPolicy
@@ -373,3 +373,93 @@ async def test_the_purge_keeps_only_the_sends_a_cap_still_counts(
         pool, "SELECT communication_id FROM public.recipient_sends WHERE client_id = %s", client_id
     )
     assert [k["communication_id"] for k in kept] == [comm_ids[1]]
+
+
+async def test_two_workers_racing_for_one_recipient_send_no_more_than_the_cap(
+    pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
+) -> None:
+    """Two dispatchers claiming one message at a time, side by side: the second claim to
+    the recipient waits for the first to commit and counts its send."""
+    client_id = await _client(
+        pool, simulator, SMS_TO_LEAD, frequency_cap={"sms": {"max": 2, "action": "reject"}}
+    )
+    comm_ids = await _leads(
+        pool, client_id, *({"email": f"r{i}@bigco.example", "phone": PHONE} for i in range(8))
+    )
+    options = DispatcherOptions(batches=False, policy=FAST, concurrency=4, batch_size=1)
+
+    async def worker() -> DispatchStats:
+        async with Dispatcher(pool, options, clock=lambda: datetime.now(UTC)) as dispatcher:
+            return await dispatcher.drain()
+
+    first, second = await asyncio.gather(worker(), worker())
+
+    assert (first.sent + second.sent, first.rejected + second.rejected) == (2, 6)
+    comms = await _rows(
+        pool, "SELECT status FROM public.communications WHERE id = ANY(%s)", comm_ids
+    )
+    assert sorted(c["status"] for c in comms) == ["rejected"] * 6 + ["sent"] * 2
+    assert _sms_to(control, PHONE) == 2
+    counted = await _rows(
+        pool, "SELECT count(*) AS n FROM public.recipient_sends WHERE client_id = %s", client_id
+    )
+    assert counted[0]["n"] == 2
+
+
+async def test_a_claims_reservation_holds_another_claim_to_the_recipient_until_it_commits(
+    pool: AsyncConnectionPool, simulator: str
+) -> None:
+    client_id = await _client(pool, simulator, SMS_TO_LEAD)
+    [comm_id] = await _leads(pool, client_id, {"email": "h@bigco.example", "phone": PHONE})
+    key = (client_id, "sms", PHONE)
+    now = datetime.now(UTC)
+    since = now - timedelta(hours=24)
+    async with pool.connection() as first, pool.connection() as second:
+        await first.execute("BEGIN")
+        await lock_recipients(first, [key])
+        await reserve_sends(first, [(comm_id, key)], now)
+
+        async def count() -> dict[Any, list[datetime]]:
+            async with second.transaction():
+                await lock_recipients(second, [key])
+                return await recent_sends(second, [key], since)
+
+        waiting = asyncio.create_task(count())
+        await asyncio.sleep(0.3)
+        assert not waiting.done()  # the lock holds it while the first claim is open
+        await first.execute("COMMIT")
+        seen = await asyncio.wait_for(waiting, 10)
+
+        assert seen == {key: [now]}
+        # The message being decided again (its lease expired) does not count itself.
+        async with second.transaction():
+            assert await recent_sends(second, [key], since, excluding=[comm_id]) == {}
+
+
+async def test_a_send_that_fails_gives_its_reservation_back(
+    pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
+) -> None:
+    control.configure(SimulatorConfig(seed=3, twilio=TwilioConfig(
+        faults=Faults(script=["400"]))))  # fmt: skip
+    client_id = await _client(
+        pool, simulator, SMS_TO_LEAD, frequency_cap={"sms": {"max": 1, "action": "reject"}}
+    )
+    await _leads(pool, client_id, {"email": "f0@bigco.example", "phone": PHONE})
+    assert (await _drain(pool, lambda: datetime.now(UTC))).failed == 1  # refused by Twilio
+
+    counted = await _rows(
+        pool, "SELECT communication_id FROM public.recipient_sends WHERE client_id = %s", client_id
+    )
+    assert counted == []
+    # So the next message to the recipient is within the cap, and is sent.
+    comm_ids = await _leads(pool, client_id, {"email": "f1@bigco.example", "phone": PHONE})
+    stats = await _drain(pool, lambda: datetime.now(UTC))
+    assert (stats.sent, stats.rejected) == (1, 0)
+    sent = await _rows(
+        pool, "SELECT id FROM public.communications WHERE id = ANY(%s) AND status = 'sent'",
+        comm_ids,
+    )  # fmt: skip
+    counted = await _rows(
+        pool, "SELECT communication_id FROM public.recipient_sends WHERE client_id = %s", client_id
+    )
+    assert [c["communication_id"] for c in counted] == [s["id"] for s in sent]

@@ -600,6 +600,30 @@ async def test_a_provider_suppressed_address_is_rejected_with_a_compliance_note(
     assert comm["compliance_notes"].startswith("resend email.suppressed:")
 
 
+async def test_a_providers_refusal_keeps_the_consent_entry_the_send_relied_on(
+    pool: AsyncConnectionPool,
+) -> None:
+    client_id = await _client(pool)
+    lead_id = await _lead(pool, client_id, "may@buyer.example")
+    message_id = _message_id()
+    comm_id = await _communication(
+        pool, client_id, lead_id, "may@buyer.example", status="sent",
+        provider="resend", external_id=message_id,
+    )  # fmt: skip
+    relied = "consent: history #41 (granted via api key lqs_k1, 2026-12-01 10:00 UTC)"
+    async with pool.connection() as conn:
+        await conn.execute(
+            "UPDATE public.communications SET compliance_notes = %s WHERE id = %s",
+            (relied, comm_id),
+        )
+
+    await _ingest(pool, client_id, _event(EventKind.DROPPED, "email.suppressed", message_id))
+
+    comm = await _comm(pool, comm_id)
+    assert comm["status"] == "rejected"
+    assert comm["compliance_notes"].startswith(relied + "; resend email.suppressed:")
+
+
 async def test_twilio_undelivered_fails_with_the_error_code(pool: AsyncConnectionPool) -> None:
     client_id = await _client(pool)
     lead_id = await _lead(pool, client_id, "ned@buyer.example", phone="+12015550123")

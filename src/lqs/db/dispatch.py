@@ -193,8 +193,25 @@ SELECT s.client_id, s.channel, s.recipient, array_agg(s.sent_at ORDER BY s.sent_
 FROM unnest(%s::uuid[], %s::text[], %s::text[]) AS k(client_id, channel, recipient)
 JOIN public.recipient_sends AS s
     ON s.client_id = k.client_id AND s.channel = k.channel AND s.recipient = k.recipient
-WHERE s.sent_at > %s
+WHERE s.sent_at > %s AND NOT (s.communication_id = ANY(%s::uuid[]))
 GROUP BY s.client_id, s.channel, s.recipient
+"""
+
+# A frequency cap's count is read and added to under an advisory lock per recipient, held
+# until the claim commits: another worker's claim of a message to the same recipient waits,
+# then counts this one (a cap is not passed by one claim per worker).
+_LOCK_RECIPIENTS = """
+SELECT count(pg_advisory_xact_lock(hashtextextended(k, 0))) FROM unnest(%s::text[]) AS k
+"""
+
+# A send decided at claim time counts at once (its time is the claim's); the answer then
+# sets the time it was accepted, or releases it (:data:`_RELEASE_SENDS`).
+_RESERVE_SENDS = """
+INSERT INTO public.recipient_sends (communication_id, client_id, channel, recipient, sent_at)
+SELECT s.communication_id, s.client_id, s.channel, s.recipient, %s
+FROM unnest(%s::uuid[], %s::uuid[], %s::text[], %s::text[])
+    AS s(communication_id, client_id, channel, recipient)
+ON CONFLICT (communication_id) DO UPDATE SET sent_at = excluded.sent_at
 """
 
 RecipientKey = tuple[UUID, str, str]
@@ -202,19 +219,61 @@ RecipientKey = tuple[UUID, str, str]
 
 
 async def recent_sends(
-    conn: AsyncConnection, keys: Iterable[RecipientKey], since: datetime
+    conn: AsyncConnection,
+    keys: Iterable[RecipientKey],
+    since: datetime,
+    *,
+    excluding: Sequence[UUID] = (),
 ) -> dict[RecipientKey, list[datetime]]:
-    """The times of the messages accepted for each (client, channel, normalised
-    recipient) after ``since``, oldest first (``recipient_sends``: one indexed range scan
-    per key, in one statement). Keys without any are left out."""
+    """The times of the messages accepted (or reserved by a claim) for each (client,
+    channel, normalised recipient) after ``since``, oldest first, leaving out the
+    messages ``excluding`` (the ones being decided: a claim whose lease expired reserved
+    them already). One indexed range scan per key, in one statement; keys without any
+    are left out.
+
+    In a claim's transaction, call :func:`lock_recipients` first: the count is then
+    every committed send and reservation, and stays so until the claim commits."""
     wanted = sorted(set(keys))
     if not wanted:
         return {}
     cur = await conn.execute(
         _RECENT_SENDS,
-        ([k[0] for k in wanted], [k[1] for k in wanted], [k[2] for k in wanted], since),
+        (
+            [k[0] for k in wanted],
+            [k[1] for k in wanted],
+            [k[2] for k in wanted],
+            since,
+            list(excluding),
+        ),
     )
     return {(row[0], row[1], row[2]): list(row[3]) for row in await cur.fetchall()}
+
+
+async def lock_recipients(conn: AsyncConnection, keys: Iterable[RecipientKey]) -> None:
+    """Take the frequency caps' advisory locks of these recipients until the transaction
+    ends, in one order everywhere (sorted)."""
+    ordered = sorted({f"cap:{k[0]}:{k[1]}:{k[2]}" for k in keys})
+    if ordered:
+        await conn.execute(_LOCK_RECIPIENTS, (ordered,))
+
+
+async def reserve_sends(
+    conn: AsyncConnection, sends: Sequence[tuple[UUID, RecipientKey]], at: datetime
+) -> None:
+    """Count these (communication, recipient) sends for the caps from ``at``, before their
+    requests: in the claim's transaction, under :func:`lock_recipients`."""
+    if not sends:
+        return
+    await conn.execute(
+        _RESERVE_SENDS,
+        (
+            at,
+            [s[0] for s in sends],
+            [s[1][0] for s in sends],
+            [s[1][1] for s in sends],
+            [s[1][2] for s in sends],
+        ),
+    )
 
 
 async def purge_recipient_sends(conn: AsyncConnection, older_than: datetime) -> int:
@@ -384,7 +443,14 @@ FROM jsonb_to_recordset(%(sends)s) AS s(
 )
 JOIN public.communications AS c ON c.id = s.communication_id
 WHERE s.communication_id = ANY(%(held)s::uuid[])
-ON CONFLICT (communication_id) DO NOTHING
+ON CONFLICT (communication_id) DO UPDATE SET sent_at = excluded.sent_at
+"""
+
+# A claim's reservation of a message that was not sent (it is retried, failed or was held
+# back) no longer counts.
+_RELEASE_SENDS = """
+DELETE FROM public.recipient_sends
+WHERE communication_id = ANY(%(released)s::uuid[]) AND communication_id = ANY(%(held)s::uuid[])
 """
 
 
@@ -463,6 +529,7 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
         for a in acks
         if a.step is NextStep.SENT and a.counted_as is not None and a.sent_at is not None
     ]
+    released = [str(a.communication_id) for a in acks if a.step is not NextStep.SENT]
     gone = [a.communication_id for a in acks if a.push_gone]
     sends = [
         (a.client_id, a.provider, a.external_id, a.communication_id)
@@ -482,6 +549,8 @@ async def record_acks(conn: AsyncConnection, owner: str, acks: Sequence[Ack]) ->
             await conn.execute(_RECORD_ATTEMPTS, {"attempts": Jsonb(attempts), "held": held})
         if counted:
             await conn.execute(_RECORD_SENDS, {"sends": Jsonb(counted), "held": held})
+        if released:
+            await conn.execute(_RELEASE_SENDS, {"released": released, "held": held})
         if gone:
             await conn.execute(
                 "UPDATE public.push_subscriptions AS p SET gone_at = coalesce(p.gone_at, now())"

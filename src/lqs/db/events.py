@@ -181,7 +181,11 @@ async def _apply(
             " delivered_at = CASE WHEN %(status)s::text = 'delivered'"
             "   THEN coalesce(delivered_at, %(at)s, now()) ELSE delivered_at END,"
             " error_message = coalesce(%(error)s, error_message),"
-            " compliance_notes = coalesce(%(note)s, compliance_notes)"
+            # A provider's refusal is added to the note, which may name the consent
+            # entry the send relied on.
+            " compliance_notes = CASE WHEN %(note)s::text IS NULL THEN compliance_notes"
+            "   WHEN compliance_notes IS NULL THEN %(note)s::text"
+            "   ELSE compliance_notes || '; ' || %(note)s::text END"
             " WHERE id = %(id)s",
             {
                 "status": change.status.value,

@@ -12,7 +12,8 @@ A pipeline in one event loop:
    leads only): a message outside its window, or over a deferring cap, is ``deferred``
    (released with ``next_attempt_at`` at the moment it may go, its retry count
    untouched, a ``deferred`` attempt saying why); over a rejecting cap it is ``rejected``.
-   The caps' counts are read in one statement per claim (``recipient_sends``).
+   The caps' counts are read in one statement per claim (``recipient_sends``), under
+   a lock per recipient until the claim commits; a send decided then counts at once.
 3. **Send** with bounded concurrency over one pooled ``httpx.AsyncClient`` per provider,
    within each provider's rate and concurrency limits; email fails over to the client's
    secondary provider after consecutive transient failures of the primary.
@@ -57,10 +58,12 @@ from lqs.db.dispatch import (
     StoredBatch,
     claim_due_in,
     load_batches,
+    lock_recipients,
     next_due_in,
     recent_sends,
     record_acks,
     record_started_attempts,
+    reserve_sends,
     store_claimed_batches,
 )
 from lqs.db.errors import is_transient
@@ -474,8 +477,9 @@ class Dispatcher:
 
         Messages the consent or suppression check ends, settled ones and batch replays
         are left to :meth:`_route` and :meth:`_replay`. The caps' counts are read in one
-        statement, and a send decided here counts for the next message to the same
-        recipient in the same claim.
+        statement under a lock per recipient held until the claim commits, and a send
+        decided here is reserved at once (``recipient_sends``): it counts for the next
+        message to the same recipient, in this claim or in another worker's.
         """
         now = self._clock()
         held: dict[UUID, Ack] = {}
@@ -511,7 +515,11 @@ class Dispatcher:
             for m, _, _, cap in ruled
             if cap is not None
         }
-        recent = await recent_sends(conn, keys.values(), now - CAP_PERIOD) if keys else {}
+        recent: dict[RecipientKey, list[datetime]] = {}
+        if keys:
+            await lock_recipients(conn, keys.values())
+            recent = await recent_sends(conn, keys.values(), now - CAP_PERIOD, excluding=list(keys))
+        reserved: list[tuple[UUID, RecipientKey]] = []
         for message, delivery, window, cap in ruled:
             key = keys.get(message.communication_id)
             # Only a window needs the zone (reading it from a phone number costs ~50 µs).
@@ -538,6 +546,8 @@ class Dispatcher:
                 )
             elif key is not None:
                 recent.setdefault(key, []).append(now)
+                reserved.append((message.communication_id, key))
+        await reserve_sends(conn, reserved, now)
         return held
 
     # ------------------------------------------------------------------ one message
