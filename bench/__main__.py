@@ -81,8 +81,7 @@ FULL = Sizes(
     triggers=write_triggers.Sizes(
         intake=20_000, processing=4_000, dispatch=6_000, webhooks=600, repeats=7
     ),
-    # 10M took too long to build and run on the shared 2-core machine: measured at 2M.
-    retention=2_000_000,
+    retention=10_000_000,
     retention_live=2_000,
 )
 QUICK = Sizes(

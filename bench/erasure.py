@@ -27,6 +27,7 @@ from psycopg.types.json import Jsonb
 
 from bench.common import ROOT, Row, Section, Series
 from bench.dispatch import _simulator, _with_latency
+from lqs.domain.erasure import IDLE_RATIO
 from lqs.simulator import SimulatorControl
 
 WINDOW = 10.0
@@ -195,8 +196,10 @@ def run(url: str, *, n_people: int, total: int) -> Section:
         [
             f"`lqs leads erase --from-file` of {n_people:,} people (a lead, 3 sent emails, 6"
             f" delivery events and a consent entry each) on a database of {comms:,}"
-            f" communications: **{seconds:.1f} s** in all ({n_people / seconds:,.0f}"
-            f" people/s), longest transaction **{longest} ms**. A worker dispatching"
+            f" communications, in batches of 200 people each followed by a pause of"
+            f" {IDLE_RATIO:g} times its duration: **{seconds:.1f} s** in all"
+            f" ({n_people / seconds:,.0f} people/s), longest transaction **{longest} ms**."
+            f" A worker dispatching"
             f" meanwhile sent {during:,.0f} comms/s against {before:,.0f} comms/s in the"
             f" {WINDOW:.0f} s before ({during / before:.0%}){dry}.",
             "",

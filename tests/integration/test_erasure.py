@@ -596,6 +596,17 @@ async def test_a_bad_request_is_one_line(
     assert_one_line_error(result, fragment)
 
 
+async def test_a_negative_pause_is_a_usage_error_naming_the_option(
+    tenant: Tenant, migrated_db: str
+) -> None:
+    result = _lqs(migrated_db, "--client", tenant.slug, "--email", "a@b.example",
+                  "--reason", "x", "--idle-ratio", "-1")  # fmt: skip
+
+    assert result.returncode == 2  # typer's usage error
+    assert "Invalid value for '--idle-ratio'" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
 async def test_an_unknown_client_or_lead_is_one_line(tenant: Tenant, migrated_db: str) -> None:
     assert_one_line_error(
         _lqs(migrated_db, "--client", "no-such-client", "--email", "a@b.example",

@@ -54,6 +54,17 @@ ClientSlugOption = Annotated[str, typer.Option("--client", help="The client's sl
 """``--client SLUG``: the client a command acts on (see :func:`for_client`)."""
 ClientSlugArgument = Annotated[str, typer.Argument(help="The client's slug")]
 """``SLUG``: the client a ``lqs clients ...`` command acts on."""
+IdleRatioOption = Annotated[
+    float,
+    typer.Option(
+        metavar="RATIO",
+        min=0.0,
+        max=100.0,
+        help="After each batch, wait RATIO times as long as it took (0: no pause)",
+    ),
+]
+"""``--idle-ratio RATIO``: the pause of a batched maintenance command (retention, erasure)
+that lets the pipeline beside it keep its pace."""
 
 
 @dataclass

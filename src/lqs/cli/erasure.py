@@ -16,11 +16,20 @@ from uuid import UUID
 
 import typer
 
-from lqs.cli._common import ClientSlugOption, console, database_url, fail, parse_id, settings
+from lqs.cli._common import (
+    ClientSlugOption,
+    IdleRatioOption,
+    console,
+    database_url,
+    fail,
+    parse_id,
+    settings,
+)
 from lqs.db.clients import get_client
 from lqs.db.erasure import ErasureTally, erase
 from lqs.db.pool import open_pool
 from lqs.domain.erasure import (
+    IDLE_RATIO,
     ErasureRequestError,
     Subject,
     checked_reason,
@@ -72,13 +81,16 @@ def leads_erase(
     from_file: Annotated[
         Path | None, typer.Option(help="One email address or phone number per line")
     ] = None,
+    idle_ratio: IdleRatioOption = IDLE_RATIO,
 ) -> None:
     """Erase people's personal data everywhere LQS keeps it, and keep them suppressed.
 
     Their leads, messages, delivery events, consent history details and stored answers
     are anonymised (ids, statuses and timestamps stay); pending messages are cancelled;
     the addresses stay suppressed by a keyed hash until the person gives consent again.
-    CSV reject files written by ``lqs leads import`` are yours to delete.
+    CSV reject files written by ``lqs leads import`` are yours to delete. Many people
+    (--from-file) are erased 200 at a time, each batch followed by a pause (--idle-ratio)
+    so that sending and processing keep their pace.
     """
     try:
         why = checked_reason(reason)
@@ -104,6 +116,7 @@ def leads_erase(
                 why,
                 lead_ids=lead_ids,
                 subjects=subjects,
+                idle_ratio=idle_ratio,
                 on_progress=progress,
             )
         finally:

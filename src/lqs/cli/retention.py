@@ -12,7 +12,15 @@ import typer
 from pydantic import ValidationError
 from rich.table import Table
 
-from lqs.cli._common import ClientSlugArgument, console, database_url, fail, for_client, settings
+from lqs.cli._common import (
+    ClientSlugArgument,
+    IdleRatioOption,
+    console,
+    database_url,
+    fail,
+    for_client,
+    settings,
+)
 from lqs.db.clients import get_client, update_client_settings
 from lqs.db.connection import connect_async
 from lqs.db.retention import ClientRetention, run_retention
@@ -75,15 +83,7 @@ def retention_run(
     batch: Annotated[
         int, typer.Option(metavar="ROWS", min=1, max=MAX_BATCH, help="Rows per statement")
     ] = MAX_BATCH,
-    idle_ratio: Annotated[
-        float,
-        typer.Option(
-            metavar="RATIO",
-            min=0.0,
-            max=100.0,
-            help="After each batch, wait RATIO times as long as it took (0: no pause)",
-        ),
-    ] = IDLE_RATIO,
+    idle_ratio: IdleRatioOption = IDLE_RATIO,
 ) -> None:
     """Apply every client's retention setting now (or one client's), in batches of at most
     ROWS rows, each its own transaction and followed by a pause (--idle-ratio, so that

@@ -27,7 +27,8 @@ from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
-from lqs.domain.erasure import ERASED_RECIPIENT, Subject, compliance_note
+from lqs.db.pacing import Pacer
+from lqs.domain.erasure import ERASED_RECIPIENT, IDLE_RATIO, Subject, compliance_note
 from lqs.domain.vocabulary import Channel
 
 BATCH_LEADS = 200
@@ -342,10 +343,12 @@ async def erase(
     subjects: Sequence[Subject] = (),
     batch_size: int = BATCH_LEADS,
     wait_seconds: float = 120.0,
+    idle_ratio: float = IDLE_RATIO,
     on_progress: Progress | None = None,
 ) -> tuple[UUID, ErasureTally]:
     """Erase the people named (lead ids, addresses) for the client, in batches of
-    ``batch_size`` names, each batch its own transaction, and record it in ``erasures``.
+    ``batch_size`` names, each batch its own transaction followed by a wait of
+    ``idle_ratio`` times its duration before the next, and record it in ``erasures``.
 
     Leads with a message in flight are retried until ``wait_seconds`` pass (a lease lasts
     a minute by default); any still in flight then are listed in the tally's
@@ -358,7 +361,10 @@ async def erase(
     tally = ErasureTally()
     names: list[UUID | Subject] = [*lead_ids, *subjects]
     total = len(names)
+    pacer = Pacer(idle_ratio)
     for start in range(0, total, batch_size):
+        if start:
+            await pacer.batch_done()
         chunk = names[start : start + batch_size]
         await _erase_chunk(pool, erasure_id, client_id, reason, chunk, source, tally)
         if on_progress is not None:

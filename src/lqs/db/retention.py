@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -46,6 +45,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row
 from pydantic import ValidationError
 
+from lqs.db.pacing import Pacer, Stopped
 from lqs.domain.retention import IDLE_RATIO, MAX_BATCH, Cutoffs, RetentionSettings, cutoffs
 
 NEVER = datetime.min.replace(tzinfo=UTC)
@@ -223,35 +223,6 @@ async def _one_row(
     return tuple(row)
 
 
-class _Stopped(Exception):
-    """``stop`` was set: the run ends after its last whole batch."""
-
-
-class _Pacer:
-    """After each batch: tell ``after_batch``, then wait ``idle_ratio`` times as long as
-    the batch took, or until ``stop`` (then :class:`_Stopped`)."""
-
-    def __init__(
-        self, idle_ratio: float, after_batch: Callable[[], None], stop: asyncio.Event | None
-    ) -> None:
-        self._idle_ratio = idle_ratio
-        self._after_batch = after_batch
-        self._stop = stop or asyncio.Event()
-        self._started = time.monotonic()
-
-    async def batch_done(self) -> None:
-        self._after_batch()
-        idle = (time.monotonic() - self._started) * self._idle_ratio
-        if self._stop.is_set():
-            raise _Stopped
-        if idle > 0:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._stop.wait(), idle)
-            if self._stop.is_set():
-                raise _Stopped
-        self._started = time.monotonic()
-
-
 async def apply_retention(
     conn: AsyncConnection,
     client_id: UUID,
@@ -276,7 +247,7 @@ async def apply_retention(
     if not 1 <= batch <= MAX_BATCH:
         raise ValueError(f"batch must be 1 to {MAX_BATCH}")
     counts = RetentionCounts()
-    pacer = _Pacer(idle_ratio, after_batch, stop)
+    pacer = Pacer(idle_ratio, after_batch, stop)
     base = {"client": client_id, "limit": batch}
     # Rows older than the rows' cutoff are deleted (or about to be): no content to clear.
     content_after = due.rows_before or NEVER
@@ -292,7 +263,7 @@ async def apply_retention(
             (counts.content_cleared,) = await _one_row(conn, _COUNT_CONTENT, params)
         return counts
 
-    with contextlib.suppress(_Stopped):
+    with contextlib.suppress(Stopped):
         await _apply_rules(conn, due, base, content_after, counts, pacer, batch)
     return counts
 
@@ -303,7 +274,7 @@ async def _apply_rules(
     base: dict[str, Any],
     content_after: datetime,
     counts: RetentionCounts,
-    pacer: _Pacer,
+    pacer: Pacer,
     batch: int,
 ) -> None:
     """The rules in order, each in batches until one comes back short (see above)."""

@@ -30,6 +30,11 @@ ERASED_LABEL = "(erased)"
 
 MAX_REASON = 500
 
+IDLE_RATIO = 2.0
+"""Between two batches, an erasure of many people waits this many times as long as the
+batch took, so that sending and processing beside it keep their pace (bench/erasure.py
+measures it); erasing one person is one batch, and does not wait."""
+
 
 class ErasureRequestError(InputError, ValueError):
     """An erasure request is unusable: no reason, or an address that is not one."""
