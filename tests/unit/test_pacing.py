@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from lqs.db.pacing import Pacer, Stopped
+from lqs.db.pacing import Pacer, stoppable
 
 
 async def test_it_waits_the_ratio_times_the_batch_and_tells_after_each() -> None:
@@ -38,12 +38,17 @@ async def test_stop_ends_the_wait_and_the_run() -> None:
     await asyncio.sleep(0.01)  # a 10 s wait ahead
     asyncio.get_running_loop().call_later(0.05, stop.set)
 
-    with pytest.raises(Stopped):
+    after = []
+    with stoppable():
         await asyncio.wait_for(pacer.batch_done(), 5)
+        after.append(1)
+
+    assert after == []  # the block ended at the stop
 
 
 async def test_a_stop_set_before_the_batch_ends_raises_at_once() -> None:
     stop = asyncio.Event()
     stop.set()
-    with pytest.raises(Stopped):
+    with stoppable():
         await Pacer(0.0, stop=stop).batch_done()
+        pytest.fail("the run went on after a stop")

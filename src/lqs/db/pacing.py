@@ -7,17 +7,24 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 
-class Stopped(Exception):
+class _Stopped(Exception):
     """``stop`` was set: the run ends after its last whole batch."""
+
+
+@contextlib.contextmanager
+def stoppable() -> Iterator[None]:
+    """The block of a paced run: it ends quietly when a :class:`Pacer` in it was stopped."""
+    with contextlib.suppress(_Stopped):
+        yield
 
 
 class Pacer:
     """After each batch: tell ``after_batch``, then wait ``idle_ratio`` times as long as
     the batch took (since the pacer was made, or since the last wait ended), or until
-    ``stop`` (then :class:`Stopped`)."""
+    ``stop`` (then the run ends: see :func:`stoppable`)."""
 
     def __init__(
         self,
@@ -34,10 +41,10 @@ class Pacer:
         self._after_batch()
         idle = (time.monotonic() - self._started) * self._idle_ratio
         if self._stop.is_set():
-            raise Stopped
+            raise _Stopped
         if idle > 0:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._stop.wait(), idle)
             if self._stop.is_set():
-                raise Stopped
+                raise _Stopped
         self._started = time.monotonic()

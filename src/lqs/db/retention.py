@@ -34,7 +34,6 @@ added.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +44,7 @@ from psycopg import AsyncConnection, sql
 from psycopg.rows import args_row
 from pydantic import ValidationError
 
-from lqs.db.pacing import Pacer, Stopped
+from lqs.db.pacing import Pacer, stoppable
 from lqs.domain.retention import IDLE_RATIO, MAX_BATCH, Cutoffs, RetentionSettings, cutoffs
 
 NEVER = datetime.min.replace(tzinfo=UTC)
@@ -263,7 +262,7 @@ async def apply_retention(
             (counts.content_cleared,) = await _one_row(conn, _COUNT_CONTENT, params)
         return counts
 
-    with contextlib.suppress(Stopped):
+    with stoppable():
         await _apply_rules(conn, due, base, content_after, counts, pacer, batch)
     return counts
 
