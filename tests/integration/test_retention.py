@@ -273,6 +273,21 @@ async def test_batches_stop_at_their_size_and_finish_the_work(migrated_db: str) 
         assert state[:3] == (None, None, None)
 
 
+async def test_lead_batches_count_the_messages_deleted_with_them(migrated_db: str) -> None:
+    """Six old leads of four messages each, batches of 10 rows: one lead first (a tenth),
+    then two leads (with their eight messages) per batch, until a short batch."""
+    client, _ = await _client(migrated_db)
+    for i in range(6):
+        lead = await _lead(migrated_db, client, 400 + i)
+        for _ in range(4):
+            await _message(migrated_db, client, 400 + i, lead=lead)
+
+    counts = await _apply(migrated_db, client, batch=10, leads_days=365)
+
+    assert (counts.leads_deleted, counts.lead_communications_deleted) == (6, 24)
+    assert counts.batches == 1 + 2 + 1  # 1 lead, 2, 2, then the last one (short)
+
+
 async def test_an_exact_multiple_of_the_batch_ends_with_an_empty_batch(migrated_db: str) -> None:
     client, _ = await _client(migrated_db)
     for i in range(4):

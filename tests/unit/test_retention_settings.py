@@ -10,7 +10,7 @@ import pytest
 from pydantic import ValidationError
 
 from lqs.domain.clients import parse_client_settings
-from lqs.domain.retention import RetentionSettings, cutoffs
+from lqs.domain.retention import RetentionSettings, cutoffs, leads_per_batch
 
 
 @pytest.mark.parametrize(
@@ -49,3 +49,9 @@ def test_cutoffs_are_the_ages_before_now() -> None:
     assert due.content_before == now - timedelta(days=30)
     assert due.rows_before is None
     assert due.leads_before == now - timedelta(days=365)
+
+
+def test_the_next_lead_batch_is_sized_by_the_last_ones_messages() -> None:
+    assert leads_per_batch(10_000, 1_000, 4_000) == 2_000
+    assert leads_per_batch(10_000, 1_000, 0) == 10_000
+    assert leads_per_batch(10, 1, 100) == 1  # never less than one lead

@@ -45,7 +45,14 @@ from psycopg.rows import args_row
 from pydantic import ValidationError
 
 from lqs.db.pacing import Pacer, stoppable
-from lqs.domain.retention import IDLE_RATIO, MAX_BATCH, Cutoffs, RetentionSettings, cutoffs
+from lqs.domain.retention import (
+    IDLE_RATIO,
+    MAX_BATCH,
+    Cutoffs,
+    RetentionSettings,
+    cutoffs,
+    leads_per_batch,
+)
 
 NEVER = datetime.min.replace(tzinfo=UTC)
 """A lower bound older than any row (a batch's ``created_at >=`` starts there)."""
@@ -279,16 +286,20 @@ async def _apply_rules(
     """The rules in order, each in batches until one comes back short (see above)."""
     if due.leads_before is not None:
         after = NEVER
+        # A lead's messages go with it (the seed's cascade): the first batch takes a tenth
+        # of the leads, the next ones as many as keep leads and messages near ``batch``.
+        limit = max(1, batch // 10)
         while True:
-            params = {**base, "before": due.leads_before, "after": after}
+            params = {**base, "limit": limit, "before": due.leads_before, "after": after}
             leads, messages, newest = await _one_row(conn, _DELETE_LEADS, params)
             counts.leads_deleted += leads
             counts.lead_communications_deleted += messages
             counts.batches += 1
             await pacer.batch_done()
-            if leads < batch or newest is None:
+            if leads < limit or newest is None:
                 break
             after = newest
+            limit = leads_per_batch(batch, leads, messages)
     if due.rows_before is not None:
         while True:
             params = {**base, "before": due.rows_before}

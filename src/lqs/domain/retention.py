@@ -79,3 +79,9 @@ def cutoffs(settings: RetentionSettings, now: datetime) -> Cutoffs:
     return Cutoffs(
         before(settings.content_days), before(settings.rows_days), before(settings.leads_days)
     )
+
+
+def leads_per_batch(batch: int, leads: int, messages: int) -> int:
+    """How many leads the next batch takes so that they and their messages (deleted with
+    them) come to about ``batch`` rows, judging by the last batch: 1 to ``batch``."""
+    return max(1, min(batch, batch * leads // (leads + messages)))
