@@ -280,9 +280,8 @@ async def _same_writes(url: str, n: int) -> float:
                     if not rows:
                         break
                     ids = [row[0] for row in rows]
-                    key = "batch-" + hashlib.sha256(
-                        ",".join(sorted(str(i) for i in ids)).encode()
-                    ).hexdigest()[:48]
+                    members = ",".join(sorted(str(i) for i in ids))
+                    key = "batch-" + hashlib.sha256(members.encode()).hexdigest()[:48]
                     await conn.execute(
                         FLOOR_STORE_BATCH,
                         {"key": key, "client": rows[0][1], "payload": _batch_payload(rows),
