@@ -26,13 +26,14 @@ from bench import (
     retention,
     scale,
     tenant_api,
+    webhooks,
     write_triggers,
 )
 from bench.common import ROOT, Row, Section, machine_line, scratch_database, server_url
 
 STAGES = (
     "intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant", "triggers",
-    "erasure", "retention",
+    "erasure", "retention", "webhooks",
 )  # fmt: skip
 
 
@@ -61,6 +62,10 @@ class Sizes:
     erasure_people: int = 10_000
     erasure_total: int = 1_000_000
     """People erased in one call, and the communications of the database they are in."""
+    webhooks: int = 5_000
+    """Resend delivery events per run, one per request."""
+    sendgrid_events: int = 20_000
+    """SendGrid delivery events per run, 1,000 per request."""
 
 
 FULL = Sizes(
@@ -105,6 +110,8 @@ QUICK = Sizes(
     retention_live=200,
     erasure_people=500,
     erasure_total=100_000,
+    webhooks=300,
+    sendgrid_events=2_000,
 )
 
 
@@ -141,6 +148,10 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
         return write_triggers.run(url, sizes.triggers, repeats)
     if name == "erasure":
         return erasure.run(url, n_people=sizes.erasure_people, total=sizes.erasure_total)
+    if name == "webhooks":
+        return webhooks.run(
+            url, events=sizes.webhooks, sendgrid_events=sizes.sendgrid_events, repeats=repeats
+        )
     if name == "retention":
         return retention.run(url, sizes.retention, sizes.retention_live, 2 * repeats)
     rss_tenth, rss_end, rate = memory.run(url, sizes.memory)

@@ -284,23 +284,25 @@ def p99_series(name: str, loads: list[Load]) -> Series:
     return Series(name, [load.p99_ms for load in loads], decimals=1)
 
 
-def print_loads(loads: dict[str, list[Load]]) -> None:
+def print_loads(loads: dict[str, list[Load]], each: str = "request") -> None:
     for name, found in loads.items():
         p50 = [load.p50_ms for load in found]
         p99 = [load.p99_ms for load in found]
         print(
-            f"  {name}: p50 {latency_span(p50)}, p99 {latency_span(p99)}; CPU per request: "
+            f"  {name}: p50 {latency_span(p50)}, p99 {latency_span(p99)}; CPU per {each}: "
             f"server {per_request(found, 'server_cpu_ms')}, "
             f"PostgreSQL {per_request(found, 'postgres_cpu_ms')}, "
             f"load generator {per_request(found, 'generator_cpu_ms')}"
         )
 
 
-def load_table(series: dict[str, Series], loads: dict[str, list[Load]], unit: str) -> list[str]:
-    """A Markdown table: each server's rate, latencies and CPU per request."""
+def load_table(
+    series: dict[str, Series], loads: dict[str, list[Load]], unit: str, each: str = "request"
+) -> list[str]:
+    """A Markdown table: each server's rate, latencies and CPU per ``each``."""
     table = [
         f"| server | {unit} | p50 latency | p99 latency "
-        "| CPU per request: server, its PostgreSQL backends, load generator |",
+        f"| CPU per {each}: server, its PostgreSQL backends, load generator |",
         "| --- | --- | --- | --- | --- |",
     ]
     for name, found in loads.items():
