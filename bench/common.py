@@ -67,12 +67,14 @@ def server_version(url: str) -> str:
 
 @dataclass
 class Series:
-    """Repeated measurements of one configuration (a rate: higher is better)."""
+    """Repeated measurements of one configuration (a rate; a latency in an ``at_most`` row)."""
 
     name: str
     values: list[float] = field(default_factory=list)
     worked_out: bool = False
     """A figure computed rather than measured (a theoretical ceiling): it has no range."""
+    decimals: int = 0
+    """Decimal places shown (a latency in ms wants one)."""
 
     @classmethod
     def computed(cls, name: str, value: float) -> Series:
@@ -84,11 +86,12 @@ class Series:
         return statistics.median(self.values)
 
     def span(self) -> str:
-        return f"{min(self.values):,.0f}–{max(self.values):,.0f}"
+        d = self.decimals
+        return f"{min(self.values):,.{d}f}–{max(self.values):,.{d}f}"
 
     def describe(self, unit: str) -> str:
         """The median with its unit, and the min-max of the repeats unless worked out."""
-        text = f"{self.median:,.0f} {unit}"
+        text = f"{self.median:,.{self.decimals}f} {unit}"
         return text if self.worked_out else f"{text} ({self.span()})"
 
 
@@ -105,25 +108,52 @@ def interleave(repeats: int, configs: dict[str, Callable[[], float]]) -> dict[st
 
 @dataclass
 class Row:
-    """One line of the report: a figure against its baseline, and the goal."""
+    """One line of the report: a figure against its baseline, and the goal.
+
+    By default the goal is a least ratio figure / baseline (rates: higher is better).
+    ``at_most``: the ratio may be at most ``goal`` (latencies: lower is better). Without a
+    baseline, ``goal`` is an absolute figure in ``unit`` that the median must reach.
+    """
 
     stage: str
     figure: Series
-    baseline: Series
+    baseline: Series | None
     unit: str
     goal: float | None = None
+    at_most: bool = False
 
     @property
     def ratio(self) -> float:
+        assert self.baseline is not None, "a row without a baseline has no ratio"
         return self.figure.median / self.baseline.median
 
+    @property
+    def met(self) -> bool | None:
+        """Whether the goal is met; None without a goal."""
+        if self.goal is None:
+            return None
+        if self.baseline is None:
+            return self.figure.median >= self.goal
+        return self.ratio <= self.goal if self.at_most else self.ratio >= self.goal
+
     def markdown(self) -> str:
-        goal = "" if self.goal is None else f"≥ {self.goal:.0%}"
-        verdict = "" if self.goal is None else (" ✅" if self.ratio >= self.goal else " ❌")
+        verdict = "" if self.met is None else (" ✅" if self.met else " ❌")
+        if self.baseline is None:
+            goal = "" if self.goal is None else f"≥ {self.goal:,.0f} {self.unit}"
+            return (
+                f"| {self.stage} | {self.figure.describe(self.unit)} "
+                f"| none (an absolute goal) | —{verdict} | {goal} |"
+            )
+        if self.at_most:
+            goal = "" if self.goal is None else f"≤ {self.goal:.1f}×"
+            ratio = f"{self.ratio:.2f}×"
+        else:
+            goal = "" if self.goal is None else f"≥ {self.goal:.0%}"
+            ratio = f"{self.ratio:.0%}"
         return (
             f"| {self.stage} | {self.figure.describe(self.unit)} "
             f"| {self.baseline.name}: {self.baseline.describe(self.unit)} "
-            f"| **{self.ratio:.0%}**{verdict} | {goal} |"
+            f"| **{ratio}**{verdict} | {goal} |"
         )
 
 

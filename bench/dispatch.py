@@ -8,6 +8,11 @@ interpreter):
   claims a batch with a lease exactly as :func:`lqs.db.dispatch.claim_due` does, then
   acknowledges it (deletes the queue rows, marks the communications ``sent``) without
   calling anyone. What is left is the price of HTTP, the checks and the attempts history.
+  Beside it, a **same-writes floor** that also writes what the dispatcher must for the
+  Resend batches it sends: the batch request (``provider_batches``, the members' batch
+  key) with the claim, then per message its attempt, the provider's id and answer (a
+  jsonb the size the Resend adapter keeps) and the queue row deleted. What is left
+  against it is HTTP, the checks and the Python around them.
 - **Injected latency** (every answer delayed by a fixed time): LQS sending one request per
   email against the most any dispatcher can do with ``concurrency`` requests in flight,
   ``concurrency / latency``.
@@ -23,14 +28,18 @@ client's sales address and one queue row per communication).
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import subprocess
 import sys
 import tempfile
 import time
+import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import httpx
 import psycopg
@@ -42,6 +51,7 @@ from lqs.simulator import Faults, Latency, ResendConfig, SimulatorConfig, Simula
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
 
 BATCH_SIZE = 100
+SAME_WRITES = "same-writes floor"
 CONCURRENCY = 32
 TIMEOUT = 10.0
 LATENCIES = (0.05, 0.1, 0.2)
@@ -109,6 +119,17 @@ def _check_all_sent(url: str, n: int) -> None:
     assert row == (n, 0), row
 
 
+def _check_same_writes(url: str, n: int) -> None:
+    """The floor left what the dispatcher leaves: an attempt, a provider id and a batch."""
+    with psycopg.connect(url) as conn:
+        row = conn.execute(
+            "SELECT (SELECT count(*) FROM public.delivery_attempts),"
+            " (SELECT count(*) FROM public.communications WHERE external_reference ? 'batch'),"
+            " (SELECT coalesce(sum(cardinality(members)), 0) FROM public.provider_batches)"
+        ).fetchone()
+    assert row == (n, n, n), row
+
+
 async def _lqs(url: str, n: int, options: DispatcherOptions) -> float:
     # The worker's pool for one processing batch in flight (lqs.worker.run).
     pool = await open_pool(url, min_size=1, max_size=4, worker=True)
@@ -173,6 +194,110 @@ async def _baseline(url: str, n: int) -> float:
                         "UPDATE public.communications SET status = 'sent', sent_at = now()"
                         " WHERE id = ANY(%s)",
                         (ids,),
+                    )
+            sent += len(ids)
+        elapsed = time.perf_counter() - started
+    finally:
+        await pool.close()
+    assert sent == n, sent
+    return n / elapsed
+
+
+# What the dispatcher writes for a batch it sends, in the floor below: the claim marks its
+# members with the batch key and stores the request as sent (lqs.db.dispatch
+# .store_claimed_batches); the acknowledgement keeps one attempt per member, records the
+# provider's id and answer on the communication and deletes the queue row
+# (lqs.db.dispatch.record_acks).
+FLOOR_CLAIM = BASELINE_CLAIM.replace("SELECT c.id,", "SELECT c.id, c.client_id,")
+"""The no-op loop's claim, with each message's client (the batch is stored under it)."""
+
+FLOOR_STORE_BATCH = """
+WITH marked AS (
+    UPDATE public.delivery_queue SET batch_key = %(key)s
+    WHERE communication_id = ANY(%(members)s::uuid[])
+)
+INSERT INTO public.provider_batches (batch_key, client_id, provider, payload, members)
+VALUES (%(key)s, %(client)s, 'resend', %(payload)s, %(members)s::uuid[])
+"""
+
+FLOOR_ACK = """
+WITH acks AS (
+    SELECT * FROM unnest(%(ids)s::uuid[], %(external_ids)s::text[], %(references)s::jsonb[])
+        AS a(communication_id, external_id, external_reference)
+), finished AS (
+    DELETE FROM public.delivery_queue AS q
+    USING acks AS a
+    WHERE q.communication_id = a.communication_id AND q.lease_owner = 'bench'
+    RETURNING q.communication_id, q.client_id, q.attempts
+), attempts AS (
+    INSERT INTO public.delivery_attempts (communication_id, client_id, attempt, provider,
+        started_at, finished_at, http_status, latency_ms, outcome, recorded)
+    SELECT f.communication_id, f.client_id, f.attempts, 'resend', %(started)s, now(), 200,
+           greatest(0, extract(epoch FROM now() - %(started)s) * 1000), 'accepted', true
+    FROM finished AS f
+)
+UPDATE public.communications AS c
+SET status = 'sent', sent_at = now(), provider = 'resend', external_id = a.external_id,
+    external_reference = a.external_reference, retry_count = 0, error_message = NULL
+FROM acks AS a
+WHERE c.id = a.communication_id AND c.id IN (SELECT communication_id FROM finished)
+"""
+
+
+def _batch_payload(rows: list[tuple[Any, ...]]) -> str:
+    """The request body Resend's adapter stores for a batch: one email per member."""
+    return json.dumps(
+        [
+            {
+                "from": "lqs@bench.example",
+                "to": [recipient],
+                "subject": subject,
+                "html": content,
+                "tags": [{"name": "lqs_communication_id", "value": str(communication_id)}],
+            }
+            for communication_id, _, recipient, subject, content in rows
+        ],
+        separators=(",", ":"),
+        ensure_ascii=False,
+    )
+
+
+async def _same_writes(url: str, n: int) -> float:
+    """The no-op loop, writing what the dispatcher writes for the Resend batches it sends:
+    the batch stored with the claim, then one attempt per member, the provider's id and
+    answer on each communication, and the queue rows deleted; still no HTTP."""
+    pool = await open_pool(url, min_size=1, max_size=2, worker=True)
+    sent = 0
+    try:
+        started = time.perf_counter()
+        while True:
+            async with pool.connection() as conn:
+                async with conn.transaction():
+                    cur = await conn.execute(
+                        FLOOR_CLAIM, {"limit": BATCH_SIZE, "owner": "bench", "lease": 60.0}
+                    )
+                    rows = await cur.fetchall()
+                    if not rows:
+                        break
+                    ids = [row[0] for row in rows]
+                    members = ",".join(sorted(str(i) for i in ids))
+                    key = "batch-" + hashlib.sha256(members.encode()).hexdigest()[:48]
+                    await conn.execute(
+                        FLOOR_STORE_BATCH,
+                        {"key": key, "client": rows[0][1], "payload": _batch_payload(rows),
+                         "members": ids},
+                    )  # fmt: skip
+                sending = datetime.now(UTC)
+                external_ids = [str(uuid.uuid4()) for _ in ids]
+                async with conn.transaction():
+                    await conn.execute(
+                        FLOOR_ACK,
+                        {
+                            "ids": ids,
+                            "external_ids": external_ids,
+                            "references": [Jsonb({"id": e, "batch": key}) for e in external_ids],
+                            "started": sending,
+                        },
                     )
             sent += len(ids)
         elapsed = time.perf_counter() - started
@@ -253,8 +378,19 @@ def run(url: str, n: int, n_latency: int, repeats: int, *, unbatched: bool = Tru
             _check_all_sent(url, n)
             return rate
 
+        def same_writes() -> float:
+            _prepare(url, n, simulator)
+            rate = asyncio.run(_same_writes(url, n))
+            _check_all_sent(url, n)
+            _check_same_writes(url, n)
+            return rate
+
         print(f"dispatch: {n:,} communications, no injected latency, {repeats} repeats")
-        plain_configs = {"no-op loop": baseline, "LQS": lambda: lqs(n)}
+        plain_configs = {
+            "no-op loop": baseline,
+            SAME_WRITES: same_writes,
+            "LQS": lambda: lqs(n),
+        }
         if unbatched:
             plain_configs["LQS, one request per email"] = lambda: lqs(n, batches=False)
         plain = interleave(repeats, plain_configs)
@@ -273,7 +409,15 @@ def run(url: str, n: int, n_latency: int, repeats: int, *, unbatched: bool = Tru
             plain["no-op loop"],
             "comms/s",
             0.50,
-        )
+        ),
+        Row(
+            f"dispatch, no injected latency ({setting}; Resend batches, the default) "
+            "against the same writes",
+            plain["LQS"],
+            plain[SAME_WRITES],
+            "comms/s",
+            0.85,
+        ),
     ]
     if unbatched:
         rows.append(

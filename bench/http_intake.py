@@ -1,5 +1,6 @@
 """Intake over HTTP: ``POST /v1/leads`` at fixed concurrency against one ``lqs serve``
-worker, and against a bare Starlette endpoint that inserts the same row with psycopg.
+worker, against a bare Starlette endpoint that inserts the same row with psycopg, and
+against one that also checks and stores the lead as LQS does (bench/checked_intake.py).
 
 The load comes from a generator in its own process (multiprocessing, spawn), so its CPU
 is not the server's: ``concurrency`` keep-alive HTTP/1.1 connections over raw asyncio
@@ -37,6 +38,7 @@ from bench.intake import make_leads
 
 LQS = "LQS (lqs serve)"
 BARE = "bare Starlette+psycopg"
+CHECKED = "bare Starlette, same validation and insert-or-merge"
 
 WARM_UP = 1_000
 """Requests sent to each server before the measured repeats."""
@@ -75,7 +77,7 @@ def _content_length(head: bytes) -> int:
     raise RuntimeError(f"response without Content-Length: {head!r}")
 
 
-async def _drive(port: int, requests: Sequence[bytes], concurrency: int) -> Load:
+async def _drive(port: int, requests: Sequence[bytes], concurrency: int, status: bytes) -> Load:
     streams = [await asyncio.open_connection("127.0.0.1", port) for _ in range(concurrency)]
     latencies = [0.0] * len(requests)
     # One shared iterator: each connection takes the next unsent request when it is free.
@@ -88,7 +90,7 @@ async def _drive(port: int, requests: Sequence[bytes], concurrency: int) -> Load
             head = await reader.readuntil(b"\r\n\r\n")
             body = await reader.readexactly(_content_length(head))
             latencies[index] = time.perf_counter() - sent
-            if head[9:12] != b"201":
+            if head[9:12] != status:
                 raise RuntimeError(f"request {index}: {head.decode()}{body.decode()}")
 
     started = time.perf_counter()
@@ -102,16 +104,18 @@ async def _drive(port: int, requests: Sequence[bytes], concurrency: int) -> Load
     return Load(len(requests), seconds, quantiles[49] * 1000, quantiles[98] * 1000, cpu_ms)
 
 
-def _generate(port: int, requests: list[bytes], concurrency: int, results: Connection) -> None:
+def _generate(
+    port: int, requests: list[bytes], concurrency: int, status: bytes, results: Connection
+) -> None:
     """The generator process: drive the load, send back a Load or the error's traceback."""
     try:
         try:
             # uvicorn's own event loop, installed with uvicorn[standard].
             import uvloop
 
-            load = uvloop.run(_drive(port, requests, concurrency))
+            load = uvloop.run(_drive(port, requests, concurrency, status))
         except ImportError:
-            load = asyncio.run(_drive(port, requests, concurrency))
+            load = asyncio.run(_drive(port, requests, concurrency, status))
         results.send(load)
     except BaseException:
         results.send(traceback.format_exc())
@@ -119,12 +123,15 @@ def _generate(port: int, requests: list[bytes], concurrency: int, results: Conne
         results.close()
 
 
-def drive_load(port: int, requests: list[bytes], concurrency: int) -> Load:
-    """Send ``requests`` (raw HTTP/1.1) to 127.0.0.1:``port`` from a separate process."""
+def drive_load(port: int, requests: list[bytes], concurrency: int, status: int = 201) -> Load:
+    """Send ``requests`` (raw HTTP/1.1) to 127.0.0.1:``port`` from a separate process;
+    every answer must have ``status``."""
     context = multiprocessing.get_context("spawn")
     receiving, sending = context.Pipe(duplex=False)
     process = context.Process(
-        target=_generate, args=(port, requests, concurrency, sending), daemon=True
+        target=_generate,
+        args=(port, requests, concurrency, str(status).encode(), sending),
+        daemon=True,
     )
     process.start()
     sending.close()
@@ -161,7 +168,9 @@ def encode_requests(leads: list[dict[str, Any]], port: int, key: str) -> list[by
 
 
 @dataclass(frozen=True)
-class _Server:
+class Server:
+    """A server the benchmark started: its port and process."""
+
     port: int
     process: psutil.Process
 
@@ -171,7 +180,7 @@ class _Server:
 
 
 @contextmanager
-def _serving(name: str, command: list[str], env: dict[str, str], log: Path) -> Iterator[_Server]:
+def serving(name: str, command: list[str], env: dict[str, str], log: Path) -> Iterator[Server]:
     """Run a server on a free port until the block ends; print its log if anything fails."""
     port = free_port()
     with log.open("wb") as output:
@@ -193,7 +202,7 @@ def _serving(name: str, command: list[str], env: dict[str, str], log: Path) -> I
             if process.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{name} did not start")
             time.sleep(0.1)
-        yield _Server(port, psutil.Process(process.pid))
+        yield Server(port, psutil.Process(process.pid))
     except BaseException:
         print(f"--- {name} log ({log}) ---\n{log.read_text(errors='replace')}", file=sys.stderr)
         raise
@@ -229,6 +238,22 @@ def _backend_cpu_seconds(url: str) -> dict[int, float] | None:
     return seconds
 
 
+def measure_load(
+    url: str, server: Server, requests: list[bytes], concurrency: int, status: int = 201
+) -> Load:
+    """:func:`drive_load` against ``server``, with its CPU and its PostgreSQL backends'."""
+    cpu = server.cpu_seconds()
+    backends = _backend_cpu_seconds(url)
+    load = drive_load(server.port, requests, concurrency, status)
+    load = replace(load, server_cpu_ms=(server.cpu_seconds() - cpu) * 1000 / len(requests))
+    after = _backend_cpu_seconds(url)
+    if backends is not None and after is not None:
+        # The pools' connections outlive the run; one opened during it starts from 0.
+        used = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
+        load = replace(load, postgres_cpu_ms=used * 1000 / len(requests))
+    return load
+
+
 def _reset(url: str) -> None:
     with psycopg.connect(url) as conn:
         conn.execute("TRUNCATE public.leads, public.idempotency_keys CASCADE")
@@ -244,17 +269,61 @@ def _client_id(url: str, slug: str) -> str:
 # ---------------------------------------------------------------- the stage
 
 
-def _cpu(loads: list[Load], which: str) -> str:
+def per_request(loads: list[Load], which: str) -> str:
+    """The median of the loads' ``which`` CPU figure, or n/a."""
     values = [getattr(load, which) for load in loads]
     return "n/a" if None in values else f"{statistics.median(values):.2f} ms"
 
 
-def _latency(values: list[float]) -> str:
+def latency_span(values: list[float]) -> str:
     return f"{statistics.median(values):,.1f} ms ({min(values):,.1f}–{max(values):,.1f})"
 
 
+def p99_series(name: str, loads: list[Load]) -> Series:
+    """The p99 latencies of ``loads`` (ms), for a row comparing latencies."""
+    return Series(name, [load.p99_ms for load in loads], decimals=1)
+
+
+def print_loads(loads: dict[str, list[Load]], each: str = "request") -> None:
+    for name, found in loads.items():
+        p50 = [load.p50_ms for load in found]
+        p99 = [load.p99_ms for load in found]
+        print(
+            f"  {name}: p50 {latency_span(p50)}, p99 {latency_span(p99)}; CPU per {each}: "
+            f"server {per_request(found, 'server_cpu_ms')}, "
+            f"PostgreSQL {per_request(found, 'postgres_cpu_ms')}, "
+            f"load generator {per_request(found, 'generator_cpu_ms')}"
+        )
+
+
+def load_table(
+    series: dict[str, Series], loads: dict[str, list[Load]], unit: str, each: str = "request"
+) -> list[str]:
+    """A Markdown table: each server's rate, latencies and CPU per ``each``."""
+    table = [
+        f"| server | {unit} | p50 latency | p99 latency "
+        f"| CPU per {each}: server, its PostgreSQL backends, load generator |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    for name, found in loads.items():
+        table.append(
+            f"| {name} | {series[name].median:,.0f} ({series[name].span()}) "
+            f"| {latency_span([load.p50_ms for load in found])} "
+            f"| {latency_span([load.p99_ms for load in found])} "
+            f"| {per_request(found, 'server_cpu_ms')}, {per_request(found, 'postgres_cpu_ms')}, "
+            f"{per_request(found, 'generator_cpu_ms')} |"
+        )
+    return table
+
+
+def uvicorn(app: str) -> list[str]:
+    """The command serving ``app`` with one uvicorn worker (add ``--port``)."""
+    return [sys.executable, "-m", "uvicorn", app, "--host", "127.0.0.1", "--workers", "1",
+            "--log-level", "warning", "--no-access-log"]  # fmt: skip
+
+
 def run(url: str, *, requests: int, concurrency: int, repeats: int) -> Section:
-    """``POST /v1/leads`` requests/s and p50/p99 latency, LQS against bare Starlette."""
+    """``POST /v1/leads`` requests/s and p50/p99 latency, LQS against both bare servers."""
     run_lqs(url, "clients", "create", "Bench HTTP", "--slug", "bench-http")
     key = run_lqs(
         url, "keys", "create", "--client", "bench-http", "--rate-limit", "100000000"
@@ -263,25 +332,15 @@ def run(url: str, *, requests: int, concurrency: int, repeats: int) -> Section:
         "BARE_INTAKE_DATABASE_URL": url,
         "BARE_INTAKE_CLIENT_ID": _client_id(url, "bench-http"),
     }
-    uvicorn = [sys.executable, "-m", "uvicorn", "bench.bare_intake:app", "--host", "127.0.0.1",
-               "--workers", "1", "--log-level", "warning", "--no-access-log"]  # fmt: skip
-    loads: dict[str, list[Load]] = {LQS: [], BARE: []}
+    loads: dict[str, list[Load]] = {LQS: [], BARE: [], CHECKED: []}
     runs = itertools.count()
 
-    def measure(name: str, server: _Server, count: int = requests) -> float:
+    def measure(name: str, server: Server, count: int = requests) -> float:
         # Distinct leads in every run, so LQS never takes its merge path.
         leads = make_leads(count, f"h{next(runs)}")
         encoded = encode_requests(leads, server.port, key)
         _reset(url)
-        cpu = server.cpu_seconds()
-        backends = _backend_cpu_seconds(url)
-        load = drive_load(server.port, encoded, concurrency)
-        load = replace(load, server_cpu_ms=(server.cpu_seconds() - cpu) * 1000 / count)
-        after = _backend_cpu_seconds(url)
-        if backends is not None and after is not None:
-            # The pools' connections outlive the run; one opened during it starts from 0.
-            used = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
-            load = replace(load, postgres_cpu_ms=used * 1000 / count)
+        load = measure_load(url, server, encoded, concurrency)
         with psycopg.connect(url) as conn:
             row = conn.execute("SELECT count(*) FROM public.leads").fetchone()
         if row is None or row[0] != count:
@@ -293,26 +352,23 @@ def run(url: str, *, requests: int, concurrency: int, repeats: int) -> Section:
     with tempfile.TemporaryDirectory() as tmp:
         logs = Path(tmp)
         with (
-            _serving(LQS, [sys.executable, "-m", "lqs", "serve"],
-                     {"LQS_DATABASE_URL": url}, logs / "lqs.log") as lqs,
-            _serving(BARE, uvicorn, bare_env, logs / "bare.log") as bare,
+            serving(LQS, [sys.executable, "-m", "lqs", "serve"],
+                    {"LQS_DATABASE_URL": url}, logs / "lqs.log") as lqs,
+            serving(BARE, uvicorn("bench.bare_intake:app"), bare_env, logs / "bare.log") as bare,
+            serving(CHECKED, uvicorn("bench.checked_intake:app"), bare_env,
+                    logs / "checked.log") as checked,
         ):  # fmt: skip
-            # Warm-up, not counted: both pools grow to their size, both processes warm up.
-            for name, server in ((LQS, lqs), (BARE, bare)):
+            servers = {LQS: lqs, BARE: bare, CHECKED: checked}
+            # Warm-up, not counted: the pools grow to their size, the processes warm up.
+            for name, server in servers.items():
                 measure(name, server, min(requests, WARM_UP))
                 loads[name].clear()
             series = interleave(
-                repeats, {LQS: lambda: measure(LQS, lqs), BARE: lambda: measure(BARE, bare)}
+                repeats,
+                {name: lambda n=name, s=server: measure(n, s) for name, server in servers.items()},
             )
     _reset(url)
-    for name, found in loads.items():
-        p50 = [load.p50_ms for load in found]
-        p99 = [load.p99_ms for load in found]
-        print(
-            f"  {name}: p50 {_latency(p50)}, p99 {_latency(p99)}; CPU per request: "
-            f"server {_cpu(found, 'server_cpu_ms')}, PostgreSQL {_cpu(found, 'postgres_cpu_ms')}, "
-            f"load generator {_cpu(found, 'generator_cpu_ms')}"
-        )
+    print_loads(loads)
     return _section(series, loads, requests, concurrency)
 
 
@@ -326,29 +382,22 @@ def _section(
         "Latency is from sending a request to reading its whole answer; each cell is the "
         "median of the repeats' figures (min–max).",
         "",
-        "| server | requests/s | p50 latency | p99 latency "
-        "| CPU per request: server, its PostgreSQL backends, load generator |",
-        "| --- | --- | --- | --- | --- |",
-    ]
-    for name, found in loads.items():
-        table.append(
-            f"| {name} | {series[name].median:,.0f} ({series[name].span()}) "
-            f"| {_latency([load.p50_ms for load in found])} "
-            f"| {_latency([load.p99_ms for load in found])} "
-            f"| {_cpu(found, 'server_cpu_ms')}, {_cpu(found, 'postgres_cpu_ms')}, "
-            f"{_cpu(found, 'generator_cpu_ms')} |"
-        )
-    table += [
+        *load_table(series, loads, "requests/s"),
         "",
-        "The bare endpoint parses the JSON and inserts the same columns with psycopg (one "
-        "pool of 10 connections, like `lqs serve`): no API key lookup, validation, "
-        "normalisation, deduplication or NOTIFY.",
+        f"*{BARE}* parses the JSON and inserts the same columns with psycopg (one pool of 10 "
+        "connections, like `lqs serve`): no API key lookup, validation, normalisation, "
+        f"deduplication or NOTIFY. *{CHECKED}* (bench/checked_intake.py) validates and "
+        "normalises the lead with LQS's own `parse_lead` (pydantic, email-validator, "
+        "phonenumbers) and stores it with `insert_or_merge_leads`'s statement and consent "
+        "history in one transaction: no FastAPI, API key lookup, Idempotency-Key or NOTIFY.",
     ]
-    row = Row(
-        f"POST /v1/leads (concurrency {concurrency})",
-        series[LQS],
-        series[BARE],
-        "requests/s",
-        None,
-    )
-    return Section("Intake over HTTP", rows=[row], markdown=table)
+    stage = f"POST /v1/leads (concurrency {concurrency})"
+    rows = [
+        Row(stage, series[LQS], series[BARE], "requests/s", None),
+        Row(f"{stage} against the same validation", series[LQS], series[CHECKED],
+            "requests/s", 0.70),
+        Row(f"{stage}: p99 latency against the same validation's",
+            p99_series(LQS, loads[LQS]), p99_series(CHECKED, loads[CHECKED]), "ms",
+            2.0, at_most=True),
+    ]  # fmt: skip
+    return Section("Intake over HTTP", rows=rows, markdown=table)
