@@ -112,6 +112,13 @@ class Settings(BaseSettings):
     api_pool_timeout: float = Field(
         default=5.0, gt=0, le=60, description="Seconds a request waits for a connection (then 503)"
     )
+    api_key_cache_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=5,
+        description="Seconds each API process remembers who an API key speaks for (a key "
+        "revoked elsewhere is refused at most this much later); 0: look it up every time",
+    )
     api_statement_timeout: float = Field(
         default=5.0,
         ge=0,

@@ -25,6 +25,7 @@ from psycopg.types.json import Jsonb
 from lqs.api.app import create_app
 from lqs.api.browser_session import SESSION_COOKIE
 from lqs.api.tokens import TokenVerifier
+from lqs.db.clients import hash_api_key
 from tests.configs import api_config
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -542,6 +543,25 @@ async def test_revoking_asks_first_then_revokes_and_audits(
     assert response.headers["location"] == "/app/keys?done=revoked"
     assert await _one(migrated_db, "SELECT revoked_at IS NOT NULL FROM api_keys WHERE id = %s", key)
     assert await _audit(migrated_db, a) == [(a.admin, "api_key.revoke", key)]
+
+
+async def test_a_key_revoked_on_the_page_is_refused_by_intake_at_once(
+    http: httpx.AsyncClient, migrated_db: str, a: Tenant
+) -> None:
+    plaintext = "lqs_" + secrets.token_urlsafe(32)
+    key: UUID = await _one(
+        migrated_db,
+        "INSERT INTO public.api_keys (client_id, name, prefix, key_hash)"
+        " VALUES (%s, 'page', %s, %s) RETURNING id",
+        a.client, plaintext[:12], hash_api_key(plaintext),
+    )  # fmt: skip
+    bearer = {"Authorization": f"Bearer {plaintext}"}
+    accepted = await http.post("/v1/leads", headers=bearer, json={"email": "p1@lead.example"})
+
+    await _post(http, a.admin, f"/app/keys/{key}/revoke", f"/app/keys/{key}/revoke")
+    refused = await http.post("/v1/leads", headers=bearer, json={"email": "p2@lead.example"})
+
+    assert (accepted.status_code, refused.status_code) == (201, 401)
 
 
 async def test_revoking_without_the_csrf_token_is_403(

@@ -17,6 +17,7 @@ from fastapi import FastAPI
 from openapi_spec_validator import validate
 
 from lqs.api.app import create_app
+from lqs.api.key_cache import ApiKeyCache
 from lqs.db.clients import create_api_key, create_client, revoke_api_key
 from tests.configs import api_config
 from tests.conftest import direct_url
@@ -302,18 +303,55 @@ async def test_missing_and_unknown_keys_are_401(client_api: httpx.AsyncClient) -
     assert unknown.json()["error"]["code"] == "invalid_api_key"
 
 
-async def test_revoked_key_is_401_and_earlier_leads_stay(
-    client_api: httpx.AsyncClient, tenant: tuple[UUID, str], migrated_db: str
+async def test_a_key_revoked_elsewhere_is_401_within_the_cache_time_and_earlier_leads_stay(
+    app: FastAPI, client_api: httpx.AsyncClient, tenant: tuple[UUID, str], migrated_db: str
+) -> None:
+    """Revoked outside this process (SQL here; the CLI, another API process): the process
+    remembers the key's lookup for up to LQS_API_KEY_CACHE_SECONDS (5 s), then refuses it."""
+    client_id, key = tenant
+    now = [1000.0]
+    remembered, app.state.api_keys = app.state.api_keys, ApiKeyCache(5.0, clock=lambda: now[0])
+    try:
+        accepted = await client_api.post(
+            "/v1/leads", headers=_auth(key), json={"email": "g@c.example"}
+        )
+        async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+            assert await revoke_api_key(conn, client_id, key) == 1
+            await conn.commit()
+        now[0] += 4.9
+        still = await client_api.post(
+            "/v1/leads", headers=_auth(key), json={"email": "h@c.example"}
+        )
+        now[0] += 0.2
+        refused = await client_api.post(
+            "/v1/leads", headers=_auth(key), json={"email": "i@c.example"}
+        )
+    finally:
+        app.state.api_keys = remembered
+    assert (accepted.status_code, still.status_code, refused.status_code) == (201, 201, 401)
+    assert refused.json()["error"]["code"] == "invalid_api_key"
+    emails = [r["email"] for r in await _lead_rows(migrated_db, client_id)]
+    assert sorted(emails) == ["g@c.example", "h@c.example"]
+
+
+async def test_with_the_cache_off_a_revoked_key_is_refused_at_once(
+    app: FastAPI, client_api: httpx.AsyncClient, tenant: tuple[UUID, str], migrated_db: str
 ) -> None:
     client_id, key = tenant
-    accepted = await client_api.post("/v1/leads", headers=_auth(key), json={"email": "g@c.example"})
-    async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
-        assert await revoke_api_key(conn, client_id, key) == 1
-        await conn.commit()
-    refused = await client_api.post("/v1/leads", headers=_auth(key), json={"email": "h@c.example"})
-    assert accepted.status_code == 201
-    assert refused.status_code == 401
-    assert [r["email"] for r in await _lead_rows(migrated_db, client_id)] == ["g@c.example"]
+    remembered, app.state.api_keys = app.state.api_keys, ApiKeyCache(0)
+    try:
+        accepted = await client_api.post(
+            "/v1/leads", headers=_auth(key), json={"email": "g@c.example"}
+        )
+        async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
+            assert await revoke_api_key(conn, client_id, key) == 1
+            await conn.commit()
+        refused = await client_api.post(
+            "/v1/leads", headers=_auth(key), json={"email": "h@c.example"}
+        )
+    finally:
+        app.state.api_keys = remembered
+    assert (accepted.status_code, refused.status_code) == (201, 401)
 
 
 async def test_the_key_decides_the_client_not_the_body(

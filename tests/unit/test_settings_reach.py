@@ -79,6 +79,7 @@ REACH: dict[str, tuple[str, Callable[[Composed], Any], Any]] = {
     "LQS_WEBHOOK_POOL_MAX_SIZE": ("6", lambda c: c.api.webhook_pool_max_size, 6),
     "LQS_API_POOL_TIMEOUT": ("4.25", lambda c: c.api.pool_timeout, 4.25),
     "LQS_API_STATEMENT_TIMEOUT": ("7.75", lambda c: c.api.statement_timeout, 7.75),
+    "LQS_API_KEY_CACHE_SECONDS": ("2.5", lambda c: c.api.api_key_cache_seconds, 2.5),
     "LQS_READYZ_REQUIRE_WORKER": ("false", lambda c: c.api.readiness.require_worker, False),
     "LQS_READYZ_WORKER_MAX_AGE": ("44", lambda c: c.api.readiness.worker_max_age, 44.0),
     "LQS_WORKER_BATCH_SIZE": ("123", lambda c: c.worker.batch_size, 123),

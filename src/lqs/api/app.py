@@ -45,6 +45,7 @@ from lqs.api.access_log import AccessLog
 from lqs.api.browser_session import secure_cookies_from
 from lqs.api.deps import WebhookConfig
 from lqs.api.errors import ApiError, render_api_error, render_validation_error
+from lqs.api.key_cache import MAX_TTL, ApiKeyCache
 from lqs.api.limits import (
     MAX_BODY_BYTES,
     SIGN_INS_PER_ADDRESS_PER_MINUTE,
@@ -106,6 +107,8 @@ class ApiConfig:
     """Signs the dashboard's CSRF tokens (:mod:`lqs.api.browser_session`)."""
     sign_in_attempts_per_minute: int = SIGN_INS_PER_ADDRESS_PER_MINUTE
     """Sign-in attempts a minute from one client address, per process (then 429)."""
+    api_key_cache_seconds: float = MAX_TTL
+    """Seconds each process remembers an API key's lookup (:mod:`lqs.api.key_cache`)."""
 
 
 def create_app(
@@ -152,6 +155,7 @@ def create_app(
             )
             app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
+            app.state.api_keys = ApiKeyCache(config.api_key_cache_seconds)
             app.state.sign_in_limits = SignInLimits.create(
                 MAX_FAILED_SIGN_INS,
                 LOCKOUT.total_seconds(),

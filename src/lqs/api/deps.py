@@ -28,6 +28,7 @@ from psycopg_pool import AsyncConnectionPool
 from lqs.api.access_log import CLIENT_ID_STATE
 from lqs.api.browser_session import CsrfTokens
 from lqs.api.errors import ApiError
+from lqs.api.key_cache import ApiKeyCache
 from lqs.api.limits import RateLimiter, SignInLimits, retry_after_header
 from lqs.api.metrics import UNSUBSCRIBES
 from lqs.api.readiness import Readiness
@@ -67,6 +68,8 @@ WebhookPool = Annotated[AsyncConnectionPool, Depends(_from_app_state("webhook_po
 """The pool for delivery webhooks and unsubscribe clicks (see :mod:`lqs.api.app`)."""
 WebhookSettings = Annotated[WebhookConfig, Depends(_from_app_state("webhook_config"))]
 Limiter = Annotated[RateLimiter, Depends(_from_app_state("rate_limiter"))]
+ApiKeys = Annotated[ApiKeyCache, Depends(_from_app_state("api_keys"))]
+"""This process's memory of API key lookups (:mod:`lqs.api.key_cache`)."""
 SignInGuard = Annotated[SignInLimits, Depends(_from_app_state("sign_in_limits"))]
 """Sign-in's limits: attempts per address and per email, password-hashing slots."""
 Links = Annotated[UnsubscribeLinks | None, Depends(_from_app_state("unsubscribe_links"))]
@@ -89,7 +92,7 @@ def _unauthenticated(code: str, message: str, problem: str) -> ApiError:
     )
 
 
-async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrincipal:
+async def _principal(request: Request, pool: Pool, limiter: Limiter, keys: ApiKeys) -> ApiPrincipal:
     """Who the request's API key speaks for, after taking a token of its rate limit.
 
     Raises:
@@ -103,8 +106,12 @@ async def _principal(request: Request, pool: Pool, limiter: Limiter) -> ApiPrinc
             "send the client's API key as `Authorization: Bearer lqs_...`",
             "missing",
         )
-    principal = await run_transaction(
-        pool, lambda conn: authenticate_api_key(conn, token.strip()), retry_at_commit=True
+    key = token.strip()
+    principal = await keys.principal(
+        key,
+        lambda: run_transaction(
+            pool, lambda conn: authenticate_api_key(conn, key), retry_at_commit=True
+        ),
     )
     if principal is None:
         raise _unauthenticated(

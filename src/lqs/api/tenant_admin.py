@@ -21,7 +21,7 @@ from fastapi import APIRouter, Query
 from fastapi.responses import JSONResponse, Response
 
 from lqs.api import tenant_actions
-from lqs.api.deps import JsonBody, UserSession, UserTransaction
+from lqs.api.deps import ApiKeys, JsonBody, UserSession, UserTransaction
 from lqs.api.errors import ApiError, invalid_parameter
 from lqs.api.tenant_actions import (
     DEFAULT_KEY_NAME,
@@ -491,8 +491,9 @@ async def create_key(conn: UserTransaction, payload: JsonBody) -> JSONResponse:
     ),
     openapi_extra=_SECURED,
 )
-async def revoke_key(conn: UserTransaction, key_id: str) -> Response:
+async def revoke_key(conn: UserTransaction, keys: ApiKeys, key_id: str) -> Response:
     await tenant_actions.revoke_key(conn, await admin(conn), key_id)
+    keys.forget()  # refused by this process at once, by the others within seconds
     return Response(status_code=204)
 
 

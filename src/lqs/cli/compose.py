@@ -115,6 +115,7 @@ def api_config(settings: Settings) -> ApiConfig:
         connect_timeout=settings.connect_timeout,
         pool_timeout=settings.api_pool_timeout,
         statement_timeout=settings.api_statement_timeout or None,
+        api_key_cache_seconds=settings.api_key_cache_seconds,
         webhook=WebhookConfig(settings.public_base_url, settings.webhook_tolerance),
         unsubscribe_links=unsubscribe_links(settings),
         tokens=token_verifier(settings),

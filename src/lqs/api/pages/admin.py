@@ -22,14 +22,15 @@ from fastapi.responses import HTMLResponse, Response
 from psycopg import AsyncConnection
 
 from lqs.api import tenant_actions
-from lqs.api.deps import Csrf
+from lqs.api.deps import ApiKeys, Csrf
 from lqs.api.errors import ApiError, invalid_parameter
 from lqs.api.pages.actions import admin_row_action, field_errors, page_profile, posted_form, refused
 from lqs.api.pages.layout import PAGES_PREFIX, Viewer, render, templates
 from lqs.api.pages.listings import pager, without_notice
 from lqs.api.pages.signed_in import PageCsrfToken, PageSession, PageTransaction, PageUser
-from lqs.db.clients import list_api_keys
+from lqs.db.clients import ApiKey, list_api_keys
 from lqs.db.tenant_reads import TenantCommunicationFilter, communications_page
+from lqs.db.users import Profile
 from lqs.domain.cursor import InvalidCursor, decode_cursor
 from lqs.domain.text import whole_number
 
@@ -231,9 +232,14 @@ async def revoke_key(
     token: PageCsrfToken,
     user: PageUser,
     conn: PageTransaction,
+    keys: ApiKeys,
     key_id: str,
 ) -> Response:
+    async def revoke(conn: AsyncConnection, profile: Profile, key_id: str) -> ApiKey:
+        revoked = await tenant_actions.revoke_key(conn, profile, key_id)
+        keys.forget()  # refused by this process at once, by the others within seconds
+        return revoked
+
     return await admin_row_action(
-        request, csrf, token, user, conn,
-        tenant_actions.revoke_key, key_id, f"{KEYS_PATH}?done=revoked",
+        request, csrf, token, user, conn, revoke, key_id, f"{KEYS_PATH}?done=revoked",
     )  # fmt: skip
