@@ -580,14 +580,18 @@ def run(
     *,
     processes: tuple[int, ...] = (1, 2),
     peer: bool = True,
+    peer_leads: int | None = None,
     plot: Path | None = PLOT,
 ) -> Section:
     """The processor's rows (LQS against the SQL loop at each batch size and process
     count; at batch 100 also two batches in flight, rendering alone and, with ``peer``,
-    LQS against PgQueuer), a table of the medians, and the plot, written to ``plot``."""
+    LQS against PgQueuer, against the same-writes SQL floor and, with ``peer``, against
+    PgQueuer and Celery running a job per lead on ``peer_leads`` leads (default ``n``)),
+    a table of the medians, and the plot, written to ``plot``."""
     section = Section("Processor: claim, score, render, outbox")
     medians: dict[str, dict[int, float]] = {}
     same_work = PEER_BATCH in batch_sizes and 1 in processes
+    peer_n = n if peer_leads is None else min(n, peer_leads)
     with ExitStack() as stack:
         celery: CeleryPeer | None = None
         celery_skipped: str | None = None
@@ -618,10 +622,12 @@ def run(
                 configs[SAME_WRITES] = partial(_measure_same_writes, url, n, batch_size)
                 if peer:
                     configs[PGQUEUER_SAME_WORK] = partial(
-                        _measure_pgqueuer_same_work, url, n, batch_size
+                        _measure_pgqueuer_same_work, url, peer_n, batch_size
                     )
                 if celery is not None:
-                    configs[CELERY_SAME_WORK] = partial(_measure_celery_same_work, url, n, celery)
+                    configs[CELERY_SAME_WORK] = partial(
+                        _measure_celery_same_work, url, peer_n, celery
+                    )
                 configs[SANDBOXED] = lqs_render_us
                 configs[PLAIN_JINJA] = plain_render_us
             series = interleave(repeats, configs)
@@ -633,7 +639,7 @@ def run(
 
     section.markdown += _medians_table(medians, batch_sizes, processes, n, repeats)
     if same_work:
-        section.markdown += _same_work_notes(medians, peer, celery_skipped)
+        section.markdown += _same_work_notes(medians, peer, celery_skipped, n, peer_n)
     if plot is not None:
         plot_processor(
             ThroughputByBatch(
@@ -650,14 +656,19 @@ def run(
 
 
 def _same_work_notes(
-    medians: dict[str, dict[int, float]], peer: bool, celery_skipped: str | None
+    medians: dict[str, dict[int, float]],
+    peer: bool,
+    celery_skipped: str | None,
+    n: int,
+    peer_n: int,
 ) -> list[str]:
     def median(name: str) -> str:
         return f"{medians[name][PEER_BATCH]:,.0f}" if name in medians else "—"
 
     lines = [
         "",
-        f"Baselines doing the same work (batch {PEER_BATCH}, 1 process; medians): LQS "
+        f"Baselines doing the same work (batch {PEER_BATCH}, 1 process; medians; {n:,} "
+        f"leads per run, the peers {peer_n:,}): LQS "
         f"{median(LQS)} leads/s, same-writes SQL floor {median(SAME_WRITES)}"
         + (
             f", PgQueuer same work {median(PGQUEUER_SAME_WORK)}, Celery same work "
