@@ -192,7 +192,7 @@ class CeleryPeer:
                 )
         started = time.perf_counter()
         self._client.control.add_consumer(LEADS_QUEUE, destination=[self.worker], reply=True)
-        answer: Any = self._redis.blpop([f"{run}:done"], timeout=timeout)
+        answer = self._last_task(run, timeout)
         elapsed = time.perf_counter() - started
         self._client.control.cancel_consumer(LEADS_QUEUE, destination=[self.worker], reply=True)
         if answer is None:
@@ -201,6 +201,24 @@ class CeleryPeer:
         if answer[1] != b"done":
             raise PeerError(f"a Celery task {answer[1].decode()}")
         return n / elapsed
+
+    def _last_task(self, run: str, timeout: float) -> Any:
+        """``run``'s word that its last task is done (or one failed), None after
+        ``timeout`` s: waited for a second at a time (the client's socket timeout is 5 s),
+        checking that the worker is alive in between.
+
+        Raises:
+            PeerError: the worker died.
+        """
+        assert self._redis is not None
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            answer = self._redis.blpop([f"{run}:done"], timeout=1)
+            if answer is not None:
+                return answer
+            if self._processes[-1].poll() is not None:
+                raise PeerError(f"the Celery worker died: {self._tail()}")
+        return None
 
     def close(self) -> None:
         """Stop the worker and redis-server (in that order)."""
