@@ -18,7 +18,7 @@ import jinja2
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.templates import MessageTemplate, TemplateRenderer
 
-RENDERS = 2_000
+RENDERS = 5_000
 """Renders per measurement (of every template in turn)."""
 
 _LEAD = {
