@@ -42,6 +42,9 @@ class Sizes:
     intake: int
     http_requests: int
     processor: int
+    processor_peers: int
+    """Leads per run of the peers doing the same work one job per lead (tens of times
+    slower than LQS: fewer leads keep the stage's time in bounds)."""
     batch_sizes: tuple[int, ...]
     processes: tuple[int, ...]
     dispatch: int
@@ -73,6 +76,7 @@ FULL = Sizes(
     intake=50_000,
     http_requests=20_000,
     processor=20_000,
+    processor_peers=5_000,
     batch_sizes=(10, 100, 1000),
     processes=(1, 2),
     dispatch=5_000,
@@ -94,6 +98,7 @@ QUICK = Sizes(
     intake=2_000,
     http_requests=300,
     processor=600,
+    processor_peers=200,
     batch_sizes=(10, 100),
     processes=(1,),
     dispatch=500,
@@ -128,6 +133,7 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
             repeats,
             sizes.batch_sizes,
             processes=sizes.processes,
+            peer_leads=sizes.processor_peers,
             plot=processor.PLOT if write else None,
         )
     if name == "dispatch":

@@ -112,7 +112,8 @@ class Row:
 
     By default the goal is a least ratio figure / baseline (rates: higher is better).
     ``at_most``: the ratio may be at most ``goal`` (latencies: lower is better). Without a
-    baseline, ``goal`` is an absolute figure in ``unit`` that the median must reach.
+    baseline, ``goal`` is an absolute figure in ``unit`` that the median must reach. A row
+    whose figure could not be measured is ``skipped``, the reason shown in its place.
     """
 
     stage: str
@@ -121,6 +122,7 @@ class Row:
     unit: str
     goal: float | None = None
     at_most: bool = False
+    skipped: str | None = None
 
     @property
     def ratio(self) -> float:
@@ -129,14 +131,19 @@ class Row:
 
     @property
     def met(self) -> bool | None:
-        """Whether the goal is met; None without a goal."""
-        if self.goal is None:
+        """Whether the goal is met; None without a goal or when skipped."""
+        if self.goal is None or self.skipped is not None:
             return None
         if self.baseline is None:
             return self.figure.median >= self.goal
         return self.ratio <= self.goal if self.at_most else self.ratio >= self.goal
 
     def markdown(self) -> str:
+        if self.skipped is not None:
+            baseline = "" if self.baseline is None else self.baseline.name
+            goal = "" if self.goal is None else f"≥ {self.goal:.0%}"
+            goal = f"≤ {self.goal:.1f}×" if self.at_most and self.goal is not None else goal
+            return f"| {self.stage} | skipped: {self.skipped} | {baseline} | — | {goal} |"
         verdict = "" if self.met is None else (" ✅" if self.met else " ❌")
         if self.baseline is None:
             goal = "" if self.goal is None else f"≥ {self.goal:,.0f} {self.unit}"

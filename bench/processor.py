@@ -1,6 +1,12 @@
 """The processor stage (claim, score, render, outbox) against a hand-written SQL loop, in one
 process and in several, and against PgQueuer draining no-op jobs (bench/peer.py).
 
+At batch 100 in one process it is also set against baselines doing the same work: the
+same-writes SQL floor (the rows LQS writes, worked out before the clock starts, written
+by the fastest plain SQL found), peers running one job per lead with LQS's own scoring and
+rendering (PgQueuer, bench/peer.py; Celery, bench/celery_peer.py), and LQS's sandboxed
+renderer against plain Jinja2 (bench/rendering.py).
+
 Each process count runs the same code: one process drains the queue in this interpreter;
 more are spawned as OS processes of their own (each with its own pool, as separate
 ``lqs worker`` processes would be). They open their pools, wait for a common start signal
@@ -15,20 +21,36 @@ import multiprocessing
 import queue
 import time
 from collections.abc import Callable, Sequence
+from contextlib import ExitStack
 from functools import partial
 from multiprocessing.process import BaseProcess
 from multiprocessing.queues import Queue
 from multiprocessing.synchronize import Event
 from pathlib import Path
 from typing import Literal, NamedTuple
+from uuid import UUID
 
 import psycopg
+from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 from psycopg_pool import AsyncConnectionPool
 
+from bench.celery_peer import CELERY_VERSION, CeleryPeer, CeleryUnavailable
 from bench.common import ROOT, Row, Section, Series, interleave, machine_line
-from bench.peer import PGQUEUER_VERSION, pgqueuer_rate
+from bench.peer import (
+    PGQUEUER_VERSION,
+    SAME_WORK_POOL,
+    ClientConfig,
+    LeadRows,
+    lead_rows,
+    lead_work,
+    pgqueuer_rate,
+    pgqueuer_same_work_rate,
+)
 from bench.plot import ThroughputByBatch, plot_processor
+from bench.rendering import lqs_render_us, plain_render_us
+from lqs.db.clients import Client
+from lqs.db.leads import ClaimedLead
 from lqs.db.pool import open_pool
 from lqs.domain.default_templates import DEFAULT_TEMPLATES
 from lqs.domain.templates import TemplateRenderer
@@ -36,6 +58,11 @@ from lqs.worker.processor import LeadProcessor
 
 GOAL_BASELINE = 0.60
 GOAL_PEER = 1.5
+GOAL_SAME_WRITES = 0.85
+GOAL_PGQUEUER_SAME_WORK = 3.0
+GOAL_CELERY_SAME_WORK = 5.0
+GOAL_RENDERING = 1.3
+"""LQS's sandboxed render time over plain Jinja2's: at most this."""
 PEER_BATCH = 100
 PLOT = ROOT / "docs" / "bench-processor.png"
 START_TIMEOUT = 120.0
@@ -48,6 +75,11 @@ LQS = "LQS processor"
 IN_FLIGHT = "LQS, 2 batches in flight"
 RENDERING = "rendering only"
 PGQUEUER = "PgQueuer, no-op jobs"
+SAME_WRITES = "same-writes SQL floor"
+PGQUEUER_SAME_WORK = "PgQueuer, same work"
+CELERY_SAME_WORK = "Celery, same work"
+SANDBOXED = "LQS sandboxed render"
+PLAIN_JINJA = "plain Jinja2 render"
 
 Drain = Literal["lqs", "sql loop"]
 
@@ -118,6 +150,103 @@ async def _drain_sql_loop(pool: AsyncConnectionPool, batch_size: int) -> int:
                 (rows[0][1], ids),
             )
             processed += len(rows)
+
+
+def _same_writes(url: str) -> dict[UUID, LeadRows]:
+    """What LQS writes for every queued lead, worked out with its own scoring and
+    rendering (bench/peer.py :func:`~bench.peer.lead_work`) before the clock starts."""
+    with psycopg.connect(url) as conn:
+        clients = conn.execute("SELECT id, name, slug, settings FROM public.clients").fetchall()
+        configs = {row[0]: ClientConfig.parse(Client(*row)) for row in clients}
+        with conn.cursor(row_factory=dict_row) as cur:
+            leads = cur.execute("SELECT * FROM public.leads WHERE status = 'queued'").fetchall()
+    renderer = TemplateRenderer()
+    rows = {}
+    for row in leads:
+        lead = ClaimedLead.from_row(row)
+        rows[lead.id] = lead_rows(*lead_work(lead, configs[lead.client_id], renderer))
+    return rows
+
+
+FLOOR_CLAIM = """
+SELECT id FROM public.leads WHERE status = 'queued'
+ORDER BY received_at, id LIMIT %s FOR UPDATE SKIP LOCKED
+"""
+FLOOR_OUTCOMES = """
+UPDATE public.leads AS l
+SET status = o.status, score = o.score, grade = o.grade, score_breakdown = o.breakdown::jsonb,
+    error_message = NULL, processed_at = now()
+FROM unnest(%s::text[], %s::int[], %s::text[], %s::text[], %s::uuid[])
+     AS o(status, score, grade, breakdown, id)
+WHERE l.id = o.id
+"""
+FLOOR_COMMUNICATIONS = """
+COPY public.communications (id, lead_id, client_id, type, recipient, subject, content, status,
+    template_id, template_variables, priority, campaign_id, consent_status, compliance_notes,
+    error_message)
+FROM STDIN
+"""
+FLOOR_DELIVERIES = (
+    "COPY public.delivery_queue (communication_id, client_id, priority, to_lead) FROM STDIN"
+)
+
+
+async def _write_same_rows(conn: psycopg.AsyncConnection, batch: list[LeadRows]) -> None:
+    """The outcomes in one ``unnest`` statement, the new rows by ``COPY`` (as LQS does):
+    faster here than ``unnest`` for every table or a pipelined ``executemany``."""
+    outcomes = [list(column) for column in zip(*(b.lead for b in batch), strict=True)]
+    await conn.execute(FLOOR_OUTCOMES, outcomes)
+    async with conn.cursor() as cur:
+        async with cur.copy(FLOOR_COMMUNICATIONS) as copy:
+            for b in batch:
+                for row in b.communications:
+                    await copy.write_row(row)
+        async with cur.copy(FLOOR_DELIVERIES) as copy:
+            for b in batch:
+                for row in b.queue:
+                    await copy.write_row(row)
+
+
+async def _drain_same_writes(
+    pool: AsyncConnectionPool, batch_size: int, rows: dict[UUID, LeadRows]
+) -> int:
+    """Claim a batch as LQS does, write the rows LQS writes for it, commit."""
+    processed = 0
+    while True:
+        async with pool.connection() as conn, conn.transaction():
+            cur = await conn.execute(FLOOR_CLAIM, (batch_size,))
+            claimed = await cur.fetchall()
+            if not claimed:
+                return processed
+            await _write_same_rows(conn, [rows[lead_id] for (lead_id,) in claimed])
+            processed += len(claimed)
+
+
+async def _floor(url: str, batch_size: int, rows: dict[UUID, LeadRows]) -> float:
+    pool = await open_pool(url, min_size=1, max_size=2, worker=True)
+    try:
+        started = time.perf_counter()
+        processed = await _drain_same_writes(pool, batch_size, rows)
+        elapsed = time.perf_counter() - started
+    finally:
+        await pool.close()
+    assert processed == len(rows), processed
+    return processed / elapsed
+
+
+def _measure_same_writes(url: str, n: int, batch_size: int) -> float:
+    _prepare(url, n)
+    return asyncio.run(_floor(url, batch_size, _same_writes(url)))
+
+
+def _measure_pgqueuer_same_work(url: str, n: int, batch_size: int) -> float:
+    _prepare(url, n)
+    return pgqueuer_same_work_rate(url, batch_size)
+
+
+def _measure_celery_same_work(url: str, n: int, peer: CeleryPeer) -> float:
+    _prepare(url, n)
+    return peer.rate(url)
 
 
 async def _drain(drain: Drain, pool: AsyncConnectionPool, batch_size: int) -> int:
@@ -347,6 +476,52 @@ def _rows(
     return rows
 
 
+def _same_work_rows(series: dict[str, Series], peer: bool, celery_skipped: str | None) -> list[Row]:
+    """LQS (batch 100, 1 process) against the baselines doing the same work, and its
+    renderer against plain Jinja2."""
+    rows = [
+        Row(
+            f"processor vs same-writes SQL floor (batch {PEER_BATCH}, 1 process)",
+            series[LQS],
+            series[SAME_WRITES],
+            "leads/s",
+            GOAL_SAME_WRITES,
+        )
+    ]
+    if peer:
+        rows.append(
+            Row(
+                f"processor vs PgQueuer, one same-work job per lead (batch {PEER_BATCH}, "
+                "1 process)",
+                series[LQS],
+                series[PGQUEUER_SAME_WORK],
+                "leads/s",
+                GOAL_PGQUEUER_SAME_WORK,
+            )
+        )
+        rows.append(
+            Row(
+                "processor vs Celery, one same-work task per lead (1 solo worker)",
+                series[LQS],
+                series.get(CELERY_SAME_WORK, Series(CELERY_SAME_WORK)),
+                "leads/s",
+                GOAL_CELERY_SAME_WORK,
+                skipped=celery_skipped,
+            )
+        )
+    rows.append(
+        Row(
+            "rendering: LQS sandbox vs plain Jinja2, time per render (lower is better)",
+            series[SANDBOXED],
+            series[PLAIN_JINJA],
+            "µs",
+            GOAL_RENDERING,
+            at_most=True,
+        )
+    )
+    return rows
+
+
 def _curves(
     medians: dict[str, dict[int, float]], processes: tuple[int, ...]
 ) -> dict[str, dict[int, float]]:
@@ -405,32 +580,66 @@ def run(
     *,
     processes: tuple[int, ...] = (1, 2),
     peer: bool = True,
+    peer_leads: int | None = None,
     plot: Path | None = PLOT,
 ) -> Section:
     """The processor's rows (LQS against the SQL loop at each batch size and process
     count; at batch 100 also two batches in flight, rendering alone and, with ``peer``,
-    LQS against PgQueuer), a table of the medians, and the plot, written to ``plot``."""
+    LQS against PgQueuer, against the same-writes SQL floor and, with ``peer``, against
+    PgQueuer and Celery running a job per lead on ``peer_leads`` leads (default ``n``)),
+    a table of the medians, and the plot, written to ``plot``."""
     section = Section("Processor: claim, score, render, outbox")
     medians: dict[str, dict[int, float]] = {}
-    for batch_size in batch_sizes:
-        print(f"processor: {n:,} leads, batch {batch_size}, {repeats} interleaved repeats")
-        configs: dict[str, Callable[[], float]] = {}
-        for count in processes:
-            configs[_series_name(SQL_LOOP, count)] = partial(
-                _measure, url, n, "sql loop", batch_size, count
-            )
-            configs[_series_name(LQS, count)] = partial(_measure, url, n, "lqs", batch_size, count)
-        if batch_size == 100 and 1 in processes:
-            configs[IN_FLIGHT] = partial(_measure_in_flight, url, n)
-            configs[RENDERING] = partial(_render_only, min(n, 5_000))
-        if peer:
-            configs[PGQUEUER] = partial(pgqueuer_rate, url, n, batch_size)
-        series = interleave(repeats, configs)
-        for name, figures in series.items():
-            medians.setdefault(name, {})[batch_size] = figures.median
-        section.rows += _rows(series, batch_size, processes, peer)
+    same_work = PEER_BATCH in batch_sizes and 1 in processes
+    peer_n = n if peer_leads is None else min(n, peer_leads)
+    with ExitStack() as stack:
+        celery: CeleryPeer | None = None
+        celery_skipped: str | None = None
+        if peer and same_work:
+            try:
+                celery = CeleryPeer.start()
+            except CeleryUnavailable as exc:
+                celery_skipped = str(exc)
+                print(f"  {CELERY_SAME_WORK} skipped: {celery_skipped}", flush=True)
+            else:
+                stack.callback(celery.close)
+        for batch_size in batch_sizes:
+            print(f"processor: {n:,} leads, batch {batch_size}, {repeats} interleaved repeats")
+            configs: dict[str, Callable[[], float]] = {}
+            for count in processes:
+                configs[_series_name(SQL_LOOP, count)] = partial(
+                    _measure, url, n, "sql loop", batch_size, count
+                )
+                configs[_series_name(LQS, count)] = partial(
+                    _measure, url, n, "lqs", batch_size, count
+                )
+            if batch_size == 100 and 1 in processes:
+                configs[IN_FLIGHT] = partial(_measure_in_flight, url, n)
+                configs[RENDERING] = partial(_render_only, min(n, 5_000))
+            if peer:
+                configs[PGQUEUER] = partial(pgqueuer_rate, url, n, batch_size)
+            if same_work and batch_size == PEER_BATCH:
+                configs[SAME_WRITES] = partial(_measure_same_writes, url, n, batch_size)
+                if peer:
+                    configs[PGQUEUER_SAME_WORK] = partial(
+                        _measure_pgqueuer_same_work, url, peer_n, batch_size
+                    )
+                if celery is not None:
+                    configs[CELERY_SAME_WORK] = partial(
+                        _measure_celery_same_work, url, peer_n, celery
+                    )
+                configs[SANDBOXED] = lqs_render_us
+                configs[PLAIN_JINJA] = plain_render_us
+            series = interleave(repeats, configs)
+            for name, figures in series.items():
+                medians.setdefault(name, {})[batch_size] = figures.median
+            section.rows += _rows(series, batch_size, processes, peer)
+            if same_work and batch_size == PEER_BATCH:
+                section.rows += _same_work_rows(series, peer, celery_skipped)
 
     section.markdown += _medians_table(medians, batch_sizes, processes, n, repeats)
+    if same_work:
+        section.markdown += _same_work_notes(medians, peer, celery_skipped, n, peer_n)
     if plot is not None:
         plot_processor(
             ThroughputByBatch(
@@ -444,3 +653,65 @@ def run(
         )
         section.markdown += ["", f"![throughput by batch size]({plot.name})"]
     return section
+
+
+def _same_work_notes(
+    medians: dict[str, dict[int, float]],
+    peer: bool,
+    celery_skipped: str | None,
+    n: int,
+    peer_n: int,
+) -> list[str]:
+    def median(name: str) -> str:
+        return f"{medians[name][PEER_BATCH]:,.0f}" if name in medians else "—"
+
+    lines = [
+        "",
+        f"Baselines doing the same work (batch {PEER_BATCH}, 1 process; medians; {n:,} "
+        f"leads per run, the peers {peer_n:,}): LQS "
+        f"{median(LQS)} leads/s, same-writes SQL floor {median(SAME_WRITES)}"
+        + (
+            f", PgQueuer same work {median(PGQUEUER_SAME_WORK)}, Celery same work "
+            f"{median(CELERY_SAME_WORK) if celery_skipped is None else 'skipped'}"
+            if peer
+            else ""
+        )
+        + f" leads/s; rendering {median(SANDBOXED)} µs (LQS sandbox) against "
+        f"{median(PLAIN_JINJA)} µs (plain Jinja2) per render.",
+        "",
+        "- *same-writes SQL floor*: claims the same leads in batches of the same size with "
+        "`FOR UPDATE SKIP LOCKED` (ids only) and writes exactly the rows LQS writes: each "
+        "lead's status, score, grade, `score_breakdown` and `processed_at`, one "
+        "`communications` row per message with its subject, content and "
+        "`template_variables`, and its `delivery_queue` row, in the same tables (same "
+        "indexes, foreign keys and triggers), one transaction per batch. Every value "
+        "(rendered content, jsonb text, ids) is worked out before the clock starts by "
+        "LQS's own scoring and rendering on the same leads. The leads' update is one "
+        "`unnest` statement and the new rows go by `COPY`, the fastest measured here: "
+        "`unnest` for all three tables and pipelined `executemany` were slower. It sends "
+        "no NOTIFY (LQS does, one per batch) and reads no clients, templates, "
+        "suppressions or consent history.",
+    ]
+    if peer:
+        lines += [
+            f"- *PgQueuer, same work*: PgQueuer {PGQUEUER_VERSION}, one job per lead "
+            "(its id as the payload, enqueued before the clock starts); each job locks its "
+            "lead, scores, plans and renders it with LQS's own functions (client settings "
+            "parsed once, beforehand) and writes the same rows (one UPDATE, one INSERT per "
+            "table, psycopg) in one transaction, on a pool of "
+            f"{SAME_WORK_POOL} psycopg connections; `run(batch_size={PEER_BATCH})`.",
+            f"- *Celery, same work*: Celery {CELERY_VERSION} with a Redis broker (a "
+            "redis-server the bench starts on a free loopback port), one worker process "
+            "(`--pool=solo`, concurrency 1) running the same job body as a task on one "
+            "psycopg connection; tasks are sent before the clock starts, which runs from "
+            "the order to consume them to the last task's end (each task counts itself "
+            "with one Redis `INCR`)."
+            + ("" if celery_skipped is None else f" Skipped in this run: {celery_skipped}."),
+        ]
+    lines += [
+        "- *rendering*: every shipped template (subject and body) with the variables of a "
+        "qualified bench lead, no database: LQS's `TemplateRenderer` (sandbox, limits, "
+        "one-line subject, storable-text check) against the same sources compiled by a "
+        "plain `jinja2.Environment` (`StrictUndefined`, HTML bodies autoescaped).",
+    ]
+    return lines
