@@ -10,9 +10,12 @@ and never the worker.
 
 Limits, enforced without threads or signals so that rendering can run inside an event loop:
 
-- time: a deadline is checked on every ``for`` iteration (the compiled loops are wrapped),
-  every call and filter, and between chunks of output;
-- output: rendering stops as soon as the output passes ``max_output_chars``;
+- time: a deadline is checked on the first and every 16th iteration of every ``for``
+  loop (the compiled loops are wrapped), on every call, on every filter but the few that
+  take constant time (``default``, ``length``, ``first``, ...), and between batches of
+  64 chunks of output;
+- output: rendering stops within a batch of 64 chunks of passing ``max_output_chars``
+  (each chunk is a literal of the source or one printed value, both under the cap);
 - memory: an operation that would build a string or sequence over :data:`MAX_SEQUENCE`
   characters or items (``*``, ``+``, ``~``, ``%``, ``format``, ``join``, ``replace``,
   ``center``, ...) is refused before it runs, and one render may build at most
@@ -44,7 +47,7 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sized
 from contextvars import ContextVar
 from dataclasses import dataclass
-from itertools import chain
+from itertools import chain, islice
 from string import Formatter
 from typing import Any, Literal
 
@@ -322,11 +325,15 @@ class TemplateRenderer:
         # The source itself is the key: Python caches a string's hash, and unlike a
         # digest it cannot collide.
         key = (template.template_id, template.version, autoescape, source)
-        with self._cache_lock:
-            compiled = self._cache.get(key)
-            if compiled is not None:
+        # A hit takes no lock: OrderedDict's get and move_to_end are each atomic, and
+        # an entry another thread evicted in between is simply recompiled next time.
+        compiled = self._cache.get(key)
+        if compiled is not None:
+            try:  # noqa: SIM105 (hot: contextlib.suppress is a context manager per render)
                 self._cache.move_to_end(key)
-                return compiled
+            except KeyError:
+                pass
+            return compiled
         if len(source) > MAX_SOURCE_CHARS:
             raise TemplateError(
                 f"template {template.ref} {part}: source over {MAX_SOURCE_CHARS} characters"
@@ -355,19 +362,26 @@ class TemplateRenderer:
         compiled: Template,
         variables: Mapping[str, object],
     ) -> str:
-        chunks = compiled.generate(variables)
+        # The compiled function's own generator, without Template.generate's wrapper
+        # (it only rewrites tracebacks, and every failure becomes a TemplateError here).
+        chunks = compiled.root_render_func(compiled.new_context(dict(variables)))
         output: list[str] = []
         size = 0
         try:
-            for chunk in chunks:
-                size += len(chunk)
+            # Chunks are taken _CHUNKS_PER_CHECK at a time (a C-level loop) and the
+            # output cap and the deadline checked after each batch: one chunk is at most
+            # a literal of the source or one printed value, both under the cap, so the
+            # output stops within a batch of passing it. Loops, calls and filters check
+            # the deadline too; this is the backstop for long runs of output.
+            while True:
+                batch = list(islice(chunks, _CHUNKS_PER_CHECK))
+                size += sum(map(len, batch))
                 if size > self.max_output_chars:
                     raise _OutputTooLong
-                output.append(chunk)
-                # Every loop, call and filter checks the deadline too; this is a backstop,
-                # so it need not cost a clock read per chunk.
-                if not len(output) % 32:
-                    _check_deadline()
+                output += batch
+                if len(batch) < _CHUNKS_PER_CHECK:
+                    break  # a short batch: the template has finished
+                _check_deadline()
         except _OutputTooLong:
             raise TemplateError(
                 f"template {template.ref} {part}: output exceeds {self.max_output_chars} characters"
@@ -381,6 +395,10 @@ class TemplateRenderer:
                 f"template {template.ref} {part}: {type(exc).__name__}: {exc}"
             ) from exc
         return "".join(output)
+
+
+_CHUNKS_PER_CHECK = 64
+"""Chunks of output taken between two checks of the output cap and the deadline."""
 
 
 class _DeadlineExceeded(Exception):
@@ -471,21 +489,43 @@ def _claim(size: int, what: str) -> None:
 
 _CONTAINERS = (list, tuple, dict, set, frozenset)
 
+_SCALARS = frozenset({int, float, bool, type(None)})
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+
 
 def _weight(value: object, limit: int = MAX_SEQUENCE) -> int:
-    """Roughly how many characters ``str(value)`` takes; stops counting past ``limit``."""
+    """Roughly how many characters ``str(value)`` takes; stops counting past ``limit``.
+
+    A string counts its length, a container the weights of its items (a mapping: keys
+    and values) plus one for each nested container, anything else one. Iterative (a
+    deeply nested value cannot exhaust the stack), and the limit is checked after each
+    container, so a value sharing one list many times costs at most ``limit`` steps.
+    """
     if isinstance(value, str):
         return len(value)
     if not isinstance(value, _CONTAINERS):
         return 1
-    items: Iterable[object] = (
-        chain.from_iterable(value.items()) if isinstance(value, dict) else value
-    )
     total = 0
-    for item in items:
-        total += max(1, _weight(item, limit - total))
+    pending: list[Any] = [value]
+    while pending:
+        container = pending.pop()
+        items = chain.from_iterable(container.items()) if isinstance(container, dict) else container
+        for item in items:
+            kind = type(item)
+            if kind is str:
+                total += len(item) or 1
+            elif kind in _SCALARS:
+                total += 1
+            elif isinstance(item, str):
+                total += len(item) or 1
+            elif isinstance(item, _CONTAINERS):
+                pending.append(item)
+                total += 1
+            else:
+                total += 1
         if total > limit:
-            break
+            return total
     return total
 
 
@@ -585,6 +625,13 @@ _TEXT_FILTERS = frozenset(
      "urlencode", "wordcount", "xmlattr"}
 )  # fmt: skip
 
+# Filters that take the same short time whatever their input (the value's own length
+# or first item, a fallback, an attribute, a rounded number): they need no deadline
+# check, the loop or call around them has one.
+_CONSTANT_TIME_FILTERS = frozenset(
+    {"abs", "attr", "count", "d", "default", "first", "length", "round"}
+)
+
 # Attributes that build unbounded values and that messages have no use for.
 _REFUSED_ATTRIBUTES = frozenset(
     {"encode", "expandtabs", "from_bytes", "maketrans", "to_bytes", "translate"}
@@ -592,35 +639,41 @@ _REFUSED_ATTRIBUTES = frozenset(
 
 
 def _metered_filter(name: str, original: Callable[..., Any]) -> Callable[..., Any]:
+    if name in _CONSTANT_TIME_FILTERS:
+        return original
     skip = 1 if hasattr(original, "jinja_pass_arg") else 0  # the context Jinja passes
     estimate = _FILTER_SIZES.get(name)
 
-    def measure(args: tuple[Any, ...], kwargs: dict[str, Any]) -> tuple[Any, ...]:
-        if len(args) > skip:
-            value = args[skip]
-            if name == "join" and not isinstance(value, Sized):
-                args = (*args[:skip], list(value), *args[skip + 1 :])
-            if estimate is not None:
-                _claim(estimate(*args[skip:], **kwargs), f"the {name} filter")
-            elif isinstance(value, _CONTAINERS):
-                _claim(_weight(value), f"the {name} filter")
-        return args
-
-    if estimate is None and name not in _TEXT_FILTERS:
+    if estimate is not None:
 
         @functools.wraps(original)
-        def timed(*args: Any, **kwargs: Any) -> Any:
+        def estimated(*args: Any, **kwargs: Any) -> Any:
             _check_deadline()
+            if len(args) > skip:
+                if name == "join" and not isinstance(args[skip], Sized):
+                    args = (*args[:skip], list(args[skip]), *args[skip + 1 :])
+                _claim(estimate(*args[skip:], **kwargs), f"the {name} filter")
             return original(*args, **kwargs)
 
-        return timed
+        return estimated
+
+    if name in _TEXT_FILTERS:
+
+        @functools.wraps(original)
+        def to_text(*args: Any, **kwargs: Any) -> Any:
+            _check_deadline()
+            if len(args) > skip and isinstance(args[skip], _CONTAINERS):
+                _claim(_weight(args[skip]), f"the {name} filter")
+            return original(*args, **kwargs)
+
+        return to_text
 
     @functools.wraps(original)
-    def metered(*args: Any, **kwargs: Any) -> Any:
+    def timed(*args: Any, **kwargs: Any) -> Any:
         _check_deadline()
-        return original(*measure(args, kwargs), **kwargs)
+        return original(*args, **kwargs)
 
-    return metered
+    return timed
 
 
 def _limited_range(*args: int) -> range:
@@ -644,8 +697,11 @@ _CONCATENATE = "lqs concatenate"
 
 @pass_context
 def _iterate(context: Context, iterable: Iterable[Any]) -> Iterator[Any]:
-    for item in iterable:
-        _check_deadline()
+    # The deadline on the first item and every 16th after it: whatever in the body can
+    # repeat work (a nested loop, a call, a filter) checks it on its own.
+    for count, item in enumerate(iterable):
+        if not count & 15:
+            _check_deadline()
         yield item
 
 
@@ -691,9 +747,19 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, *, autoescape: bool, max_output_chars: int) -> None:
         def finalize(value: object) -> object:
-            # Measured before Jinja turns it into text: str() of a big container is costly,
-            # and output captured by {% set %} or a macro never reaches the output cap.
-            weight = len(value) if isinstance(value, str) else _weight(value, max_output_chars)
+            if isinstance(value, str):
+                if len(value) > max_output_chars:
+                    raise _OutputTooLong
+                # Printed as it is, a string is not built again: the output cap (in
+                # batches of chunks) and, for output captured by {% set %} or a macro,
+                # Environment.concat measure it. Autoescaping copies a plain string (not
+                # Markup, already escaped), so that counts.
+                if autoescape and type(value) is str:
+                    _spend(len(value), "output")
+                return value
+            # Anything else is measured before Jinja turns it into text: str() of a big
+            # container is costly.
+            weight = _weight(value, max_output_chars)
             if weight > max_output_chars:
                 raise _OutputTooLong
             _spend(weight, "output")
@@ -708,6 +774,17 @@ class _Sandbox(ImmutableSandboxedEnvironment):
         del self.filters["urlize"]  # repeats its link attributes for every link in the text
         self.filters = {name: _metered_filter(name, f) for name, f in self.filters.items()}
         self.filters.update({_ITERATE: _iterate, _CONCATENATE: _concatenate})
+
+    def getattr(self, obj: Any, attribute: str) -> Any:
+        # ``lead.email`` on a plain dict: Jinja tries the attribute first and takes the
+        # item on AttributeError, an exception per lookup. A dict has no attributes but
+        # its class's, so for any other name the item is the answer, found directly.
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
+        return super().getattr(obj, attribute)
 
     def is_safe_attribute(self, obj: Any, attr: str, value: Any) -> bool:
         if attr in _REFUSED_ATTRIBUTES and isinstance(obj, str | int):
