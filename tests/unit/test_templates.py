@@ -129,6 +129,31 @@ def test_ordinary_template_code_works_inside_the_limits() -> None:
 # ---------------------------------------------------------------- errors name the template
 
 
+def test_a_mapping_key_named_like_a_method_reads_the_method_as_jinja_does() -> None:
+    # Attribute lookups on plain dicts skip Jinja's AttributeError round; the result
+    # must stay Jinja's: the attribute first (a dict's own methods), then the key.
+    body = (
+        "{{ lead.custom.colour }} {{ lead.custom['items'] }} {{ lead.custom.items() | length }}"
+        " {{ lead.custom.get('colour') }}"
+    )
+    custom = {"colour": "red", "items": "three"}
+    assert _render(body, custom=custom) == "red three 2 red"
+
+
+def test_a_mapping_subclass_is_looked_up_as_jinja_does() -> None:
+    class Custom(dict[str, str]):
+        pass
+
+    assert _render("{{ lead.custom.colour }}", custom=Custom(colour="blue")) == "blue"
+
+
+def test_output_past_the_limit_in_many_small_chunks_is_stopped_within_a_batch() -> None:
+    # One printed value per iteration: the cap is checked after each batch of chunks.
+    renderer = TemplateRenderer(max_output_chars=1000, time_limit=60)
+    with pytest.raises(TemplateError, match="output exceeds 1000 characters"):
+        _render("{% for i in range(100000) %}{{ i }}{% endfor %}", renderer)
+
+
 def test_a_missing_variable_is_an_error_naming_the_template_and_the_variable() -> None:
     with pytest.raises(TemplateError, match=r"template t v1 body: UndefinedError: 'nickname' is"):
         _render("Hi {{ nickname }}")
