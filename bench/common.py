@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import psutil
 import psycopg
 from psycopg import conninfo
 
@@ -135,6 +136,8 @@ class Row:
         if self.goal is None or self.skipped is not None:
             return None
         if self.baseline is None:
+            if self.at_most:
+                return self.figure.median <= self.goal
             return self.figure.median >= self.goal
         return self.ratio <= self.goal if self.at_most else self.ratio >= self.goal
 
@@ -146,7 +149,8 @@ class Row:
             return f"| {self.stage} | skipped: {self.skipped} | {baseline} | — | {goal} |"
         verdict = "" if self.met is None else (" ✅" if self.met else " ❌")
         if self.baseline is None:
-            goal = "" if self.goal is None else f"≥ {self.goal:,.0f} {self.unit}"
+            bound = "≤" if self.at_most else "≥"
+            goal = "" if self.goal is None else f"{bound} {self.goal:,g} {self.unit}"
             return (
                 f"| {self.stage} | {self.figure.describe(self.unit)} "
                 f"| none (an absolute goal) | —{verdict} | {goal} |"
@@ -162,6 +166,47 @@ class Row:
             f"| {self.baseline.name}: {self.baseline.describe(self.unit)} "
             f"| **{ratio}**{verdict} | {goal} |"
         )
+
+
+def backend_cpu_seconds(url: str) -> dict[int, float] | None:
+    """CPU seconds of each backend connected to the database (but this query's), or None
+    if the server is not on this host."""
+    with psycopg.connect(url) as conn:
+        pids = conn.execute(
+            "SELECT pid FROM pg_stat_activity"
+            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        ).fetchall()
+    seconds = {}
+    for (pid,) in pids:
+        try:
+            process = psutil.Process(pid)
+            if "postgres" not in process.name():
+                return None
+            times = process.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        except psutil.Error:
+            return None
+        seconds[pid] = times.user + times.system
+    return seconds
+
+
+def process_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of process ``pid`` and of its living children, or 0
+    if it has exited."""
+    try:
+        process = psutil.Process(pid)
+        family = [process, *process.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0.0
+    for member in family:
+        try:
+            times = member.cpu_times()
+        except psutil.NoSuchProcess:
+            continue
+        total += times.user + times.system + times.children_user + times.children_system
+    return total
 
 
 def machine_line(url: str) -> str:

@@ -40,7 +40,15 @@ import psycopg
 from psycopg import AsyncConnection
 from psycopg.types.json import Jsonb
 
-from bench.common import Row, Section, Series, free_port, interleave
+from bench.common import (
+    Row,
+    Section,
+    Series,
+    backend_cpu_seconds,
+    free_port,
+    interleave,
+    process_cpu_seconds,
+)
 from lqs.cli.processes import ProcessGroup
 from lqs.db.clients import create_api_key, create_client
 from lqs.simulator import (
@@ -291,12 +299,53 @@ def _check_settled(url: str, n: int) -> int:
     return int(row[4])
 
 
-def _lqs(pipeline: Pipeline, n: int, tag: str) -> tuple[float, float]:
-    """Leads/s from the first POST to all accepted, and to all delivered webhooks applied."""
+@dataclass(frozen=True)
+class CpuUse:
+    """CPU milliseconds per delivered lead: LQS's API, its worker, their PostgreSQL
+    backends (None if the server is not on this host)."""
+
+    api: float
+    worker: float
+    postgres: float | None
+
+    @property
+    def total(self) -> float | None:
+        return None if self.postgres is None else self.api + self.worker + self.postgres
+
+
+class _CpuMeter:
+    """The CPU seconds the API, the worker (with their children) and the database's
+    backends have used since it was made."""
+
+    def __init__(self, pipeline: Pipeline) -> None:
+        self.pids = {name: proc.pid for name, proc in pipeline.processes.procs}
+        self.database = pipeline.database
+        self.start = self._processes()
+        self.backends = backend_cpu_seconds(self.database)
+
+    def _processes(self) -> dict[str, float]:
+        return {name: process_cpu_seconds(self.pids[name]) for name in ("api", "worker")}
+
+    def per_lead(self, n: int) -> CpuUse:
+        now = self._processes()
+        after = backend_cpu_seconds(self.database)
+        postgres = None
+        if self.backends is not None and after is not None:
+            # The pools' connections outlive the run; one opened during it starts from 0.
+            used = sum(seconds - self.backends.get(pid, 0.0) for pid, seconds in after.items())
+            postgres = used * 1000 / n
+        api, worker = ((now[k] - self.start[k]) * 1000 / n for k in ("api", "worker"))
+        return CpuUse(api, worker, postgres)
+
+
+def _lqs(pipeline: Pipeline, n: int, tag: str) -> tuple[float, float, CpuUse]:
+    """Leads/s from the first POST to all accepted, and to all delivered webhooks applied;
+    the CPU each delivered lead took."""
     pipeline.reset()
     leads = qualified_leads(n, tag)
     within = 120 + n / 50
     with psycopg.connect(pipeline.database, autocommit=True) as conn:
+        meter = _CpuMeter(pipeline)
         started = time.perf_counter()
         pipeline.post_batches(leads)
         accepted_at: float | None = None
@@ -315,11 +364,12 @@ def _lqs(pipeline: Pipeline, n: int, tag: str) -> tuple[float, float]:
                     f"after {within:g} s"
                 )
             time.sleep(POLL)
+        cpu = meter.per_lead(n)
     assert accepted_at is not None
     retries = _check_settled(pipeline.database, n)
     if retries:
         print(f"    ({retries} retries)", flush=True)
-    return n / (accepted_at - started), n / (now - started)
+    return n / (accepted_at - started), n / (now - started), cpu
 
 
 # ---------------------------------------------------------------------- the baseline
@@ -432,10 +482,19 @@ def _baseline(url: str, client_id: UUID, n: int, tag: str) -> float:
 
 # ---------------------------------------------------------------------- the section
 
+CPU_GOAL_MS = 2.5
+"""The most CPU milliseconds one delivered lead may cost, all LQS processes and their
+PostgreSQL backends together."""
+
+
+def _median(series: Series) -> str:
+    return "n/a" if not series.values else f"{series.median:.2f}"
+
 
 def run(url: str, *, n: int, repeats: int) -> Section:
     """``n`` leads per run, ``repeats`` runs of LQS interleaved with the baseline."""
     delivered = Series("LQS → delivered")
+    cpu = {part: Series(part, decimals=2) for part in ("all", "API", "worker", "PostgreSQL")}
     runs = 0
 
     with running_pipeline(url) as pipeline:
@@ -444,9 +503,19 @@ def run(url: str, *, n: int, repeats: int) -> Section:
         def lqs() -> float:
             nonlocal runs
             runs += 1
-            to_accepted, to_delivered = _lqs(pipeline, n, f"r{runs}")
+            to_accepted, to_delivered, used = _lqs(pipeline, n, f"r{runs}")
             delivered.values.append(to_delivered)
-            print(f"  LQS → delivered: {to_delivered:,.0f}", flush=True)
+            cpu["API"].values.append(used.api)
+            cpu["worker"].values.append(used.worker)
+            if used.postgres is not None and used.total is not None:
+                cpu["PostgreSQL"].values.append(used.postgres)
+                cpu["all"].values.append(used.total)
+            postgres = "n/a" if used.postgres is None else f"{used.postgres:.2f}"
+            print(
+                f"  LQS → delivered: {to_delivered:,.0f}; CPU ms per lead: API {used.api:.2f},"
+                f" worker {used.worker:.2f}, PostgreSQL {postgres}",
+                flush=True,
+            )
             return to_accepted
 
         print(f"end to end: {n:,} leads, {repeats} interleaved repeats (logs in {pipeline.logs})")
@@ -465,6 +534,15 @@ def run(url: str, *, n: int, repeats: int) -> Section:
         rows=[
             Row("End to end: intake → provider accepted", accepted, baseline, "leads/s"),
             Row("End to end: intake → delivery webhook applied", delivered, baseline, "leads/s"),
+            Row(
+                "CPU per delivered lead: API, worker and their PostgreSQL backends",
+                cpu["all"],
+                None,
+                "ms",
+                CPU_GOAL_MS,
+                at_most=True,
+                skipped=None if cpu["all"].values else "the PostgreSQL server is not on this host",
+            ),
         ],
         markdown=[
             f"{n:,} leads posted with `POST /v1/leads/batch` ({CHUNK:,} per request, one "
@@ -483,5 +561,13 @@ def run(url: str, *, n: int, repeats: int) -> Section:
             "one communication and one queue row each, then the queue claimed with a lease "
             f"{DISPATCH_BATCH} at a time and acknowledged; one process, one stage after the "
             "other, in tables built `LIKE` the real ones.",
+            "",
+            "*CPU per delivered lead*: user and system CPU of `lqs serve` and `lqs worker`"
+            " (with any child processes, from /proc through psutil) and of every PostgreSQL"
+            " backend connected to the database (from pg_stat_activity's pids), from the first"
+            " POST until the last delivery webhook is applied, divided by the leads; the"
+            " simulator (the providers' side) is not counted. Medians per run: API"
+            f" {_median(cpu['API'])} ms, worker {_median(cpu['worker'])} ms, PostgreSQL"
+            f" {_median(cpu['PostgreSQL'])} ms.",
         ],
     )

@@ -33,7 +33,16 @@ import httpx
 import psutil
 import psycopg
 
-from bench.common import ROOT, Row, Section, Series, free_port, interleave, run_lqs
+from bench.common import (
+    ROOT,
+    Row,
+    Section,
+    Series,
+    backend_cpu_seconds,
+    free_port,
+    interleave,
+    run_lqs,
+)
 from bench.intake import make_leads
 
 LQS = "LQS (lqs serve)"
@@ -215,38 +224,15 @@ def serving(name: str, command: list[str], env: dict[str, str], log: Path) -> It
             process.wait()
 
 
-def _backend_cpu_seconds(url: str) -> dict[int, float] | None:
-    """CPU seconds of each backend connected to the database (but this query's), or None
-    if the server is not on this host."""
-    with psycopg.connect(url) as conn:
-        pids = conn.execute(
-            "SELECT pid FROM pg_stat_activity"
-            " WHERE datname = current_database() AND pid <> pg_backend_pid()"
-        ).fetchall()
-    seconds = {}
-    for (pid,) in pids:
-        try:
-            process = psutil.Process(pid)
-            if "postgres" not in process.name():
-                return None
-            times = process.cpu_times()
-        except psutil.NoSuchProcess:
-            continue
-        except psutil.Error:
-            return None
-        seconds[pid] = times.user + times.system
-    return seconds
-
-
 def measure_load(
     url: str, server: Server, requests: list[bytes], concurrency: int, status: int = 201
 ) -> Load:
     """:func:`drive_load` against ``server``, with its CPU and its PostgreSQL backends'."""
     cpu = server.cpu_seconds()
-    backends = _backend_cpu_seconds(url)
+    backends = backend_cpu_seconds(url)
     load = drive_load(server.port, requests, concurrency, status)
     load = replace(load, server_cpu_ms=(server.cpu_seconds() - cpu) * 1000 / len(requests))
-    after = _backend_cpu_seconds(url)
+    after = backend_cpu_seconds(url)
     if backends is not None and after is not None:
         # The pools' connections outlive the run; one opened during it starts from 0.
         used = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
