@@ -65,6 +65,8 @@ class Sizes:
     erasure_people: int = 10_000
     erasure_total: int = 1_000_000
     """People erased in one call, and the communications of the database they are in."""
+    erasure_window: float = 10.0
+    """Seconds of dispatch measured before the erasure."""
     webhooks: int = 5_000
     """Resend delivery events per run, one per request."""
     sendgrid_events: int = 20_000
@@ -107,15 +109,16 @@ QUICK = Sizes(
     latency_seconds=5.0,
     scale_rows=50_000,
     memory=10_000,
-    tenant_leads=(50_000, 2_000),
+    tenant_leads=(20_000, 1_000),
     tenant_requests=40,
     triggers=write_triggers.Sizes(
-        intake=2_000, processing=500, dispatch=500, webhooks=200, repeats=2
+        intake=1_000, processing=300, dispatch=300, webhooks=100, repeats=2
     ),
     retention=40_000,
     retention_live=200,
-    erasure_people=500,
-    erasure_total=100_000,
+    erasure_people=300,
+    erasure_total=50_000,
+    erasure_window=2.0,
     webhooks=200,
     sendgrid_events=2_000,
 )
@@ -154,7 +157,12 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
     if name == "triggers":
         return write_triggers.run(url, sizes.triggers, repeats)
     if name == "erasure":
-        return erasure.run(url, n_people=sizes.erasure_people, total=sizes.erasure_total)
+        return erasure.run(
+            url,
+            n_people=sizes.erasure_people,
+            total=sizes.erasure_total,
+            window=sizes.erasure_window,
+        )
     if name == "webhooks":
         return webhooks.run(
             url, events=sizes.webhooks, sendgrid_events=sizes.sendgrid_events, repeats=repeats
@@ -234,11 +242,14 @@ HOW_TO_READ = [
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--quick", action="store_true", help="small sizes, under two minutes")
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument(
+        "--repeats", type=int, default=None, help="interleaved repeats (3; with --quick, 2)"
+    )
     parser.add_argument("--no-write", action="store_true", help="print only")
     parser.add_argument("--only", choices=STAGES, action="append", help="these stages only")
     args = parser.parse_args()
     sizes = QUICK if args.quick else FULL
+    repeats = args.repeats or (2 if args.quick else 3)
     wanted = args.only or list(STAGES)
     started = time.monotonic()
     write = not args.no_write and not args.only
@@ -250,7 +261,7 @@ def main() -> None:
             began = time.monotonic()
             with scratch_database(admin_url) as url:
                 machine = machine or machine_line(url)
-                section = _stage(name, sizes, args.repeats, url, write=write)
+                section = _stage(name, sizes, repeats, url, write=write)
             sections.append((section, time.monotonic() - began))
     command = "make bench-quick" if args.quick else "make bench"
     if args.only:

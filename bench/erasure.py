@@ -30,9 +30,8 @@ from bench.dispatch import _simulator, _with_latency
 from lqs.domain.erasure import IDLE_RATIO
 from lqs.simulator import SimulatorControl
 
-WINDOW = 10.0
-"""Seconds of dispatch measured before the erasure (after a warm-up of WARM_UP)."""
 WARM_UP = 3.0
+"""Seconds the worker runs before its rate is measured."""
 
 _PEOPLE = """
 INSERT INTO public.leads (client_id, email, first_name, last_name, job_title, company_name,
@@ -139,7 +138,9 @@ def _env(url: str) -> dict[str, str]:
     return env
 
 
-def run(url: str, *, n_people: int, total: int) -> Section:
+def run(url: str, *, n_people: int, total: int, window: float = 10.0) -> Section:
+    """Erase ``n_people`` among ``total`` communications while a worker sends; its rate
+    ``window`` seconds before the erasure is the baseline."""
     with _simulator() as simulator, SimulatorControl(simulator) as control:
         control.configure(_with_latency(0.0))
         control.reset()
@@ -159,7 +160,7 @@ def run(url: str, *, n_people: int, total: int) -> Section:
             try:
                 time.sleep(WARM_UP)
                 q0, t0 = _queued(url), time.monotonic()
-                time.sleep(WINDOW)
+                time.sleep(window)
                 q1, t1 = _queued(url), time.monotonic()
                 erased = subprocess.run(
                     [sys.executable, "-m", "lqs", "leads", "erase", "--client", "bench",
@@ -201,7 +202,7 @@ def run(url: str, *, n_people: int, total: int) -> Section:
             f" ({n_people / seconds:,.0f} people/s), longest transaction **{longest} ms**."
             f" A worker dispatching"
             f" meanwhile sent {during:,.0f} comms/s against {before:,.0f} comms/s in the"
-            f" {WINDOW:.0f} s before ({during / before:.0%}){dry}.",
+            f" {window:.0f} s before ({during / before:.0%}){dry}.",
             "",
             "```",
             erased.stdout.strip(),
