@@ -554,11 +554,27 @@ _PRINTF_FIELD = re.compile(r"%(?:\([^)]*\))?[-#0 +]*(\*|\d+)?(?:\.(\*|\d+))?")
 def _printf_size(pattern: object, arguments: object) -> int:
     size = _weight(pattern) + _weight(arguments)
     if isinstance(pattern, str):
-        for width, precision in _PRINTF_FIELD.findall(pattern):
-            if "*" in (width, precision):
-                raise SecurityError("'*' widths are not allowed in templates")
-            size += int(width or 0) + int(precision or 0)
+        # Short patterns are mostly the template's own literals, such as '%+d': cached.
+        # Long ones are not, so the cache never holds much text.
+        size += _short_printf_widths(pattern) if len(pattern) <= 64 else _printf_widths(pattern)
     return size
+
+
+def _printf_widths(pattern: str) -> int:
+    """The widths and precisions of a ``%`` pattern's fields, added up.
+
+    Raises:
+        SecurityError: a ``*`` width or precision (taken from the arguments, unbounded).
+    """
+    size = 0
+    for width, precision in _PRINTF_FIELD.findall(pattern):
+        if "*" in (width, precision):
+            raise SecurityError("'*' widths are not allowed in templates")
+        size += int(width or 0) + int(precision or 0)
+    return size
+
+
+_short_printf_widths = functools.lru_cache(maxsize=1024)(_printf_widths)
 
 
 def _format_size(pattern: str, arguments: object) -> int:
@@ -747,16 +763,25 @@ class _Sandbox(ImmutableSandboxedEnvironment):
 
     def __init__(self, *, autoescape: bool, max_output_chars: int) -> None:
         def finalize(value: object) -> object:
-            if isinstance(value, str):
-                if len(value) > max_output_chars:
+            kind = type(value)
+            if kind is str or isinstance(value, str):
+                size = len(value)  # type: ignore[arg-type]
+                if size > max_output_chars:
                     raise _OutputTooLong
                 # Printed as it is, a string is not built again: the output cap (in
                 # batches of chunks) and, for output captured by {% set %} or a macro,
                 # Environment.concat measure it. Autoescaping copies a plain string (not
-                # Markup, already escaped), so that counts.
-                if autoescape and type(value) is str:
-                    _spend(len(value), "output")
+                # Markup, already escaped), so that counts (inlined: this runs for
+                # every printed value).
+                if autoescape and kind is str:
+                    limits = _LIMITS.get()
+                    if limits is not None:
+                        limits.built += size
+                        if limits.built > MAX_BUILT:
+                            _spend(0, "output")  # raises, with the message
                 return value
+            if kind in _SCALARS:
+                return value  # a number prints in a few characters
             # Anything else is measured before Jinja turns it into text: str() of a big
             # container is costly.
             weight = _weight(value, max_output_chars)
