@@ -6,7 +6,7 @@ events go into ``provider_events`` in one statement, under the provider's own ev
 :data:`EVENTS_PENDING_CHANNEL`, delivered at commit). A re-delivered event inserts nothing
 and has no second effect, even when the copies arrive at the same time (the unique index
 makes the second insert wait for the first to commit, then do nothing). A stored event is
-*pending* (``attempted_at`` NULL) until something applies it.
+*pending* (``attempted_at`` and ``communication_id`` NULL) until something applies it.
 
 **Apply** (:func:`apply_pending_events`, the worker's applier): a batch of pending
 events, oldest first, is matched to *its own client's* communications (by our id when the
@@ -224,7 +224,7 @@ class AppliedEvents:
 
 _PENDING = (
     "SELECT id, client_id, provider, external_id FROM public.provider_events"
-    " WHERE attempted_at IS NULL ORDER BY id LIMIT %s"
+    " WHERE attempted_at IS NULL AND communication_id IS NULL ORDER BY id LIMIT %s"
 )
 
 # Re-checked under the row lock: another applier, or an acknowledgement, may have
@@ -233,7 +233,8 @@ _LOCK_PENDING = (
     "SELECT e.id, e.client_id, e.provider, e.event_id, e.external_id, e.event_type, e.kind,"
     " e.recipient, e.occurred_at, e.reason, e.error_code, e.named_communication_id"
     " FROM public.provider_events AS e"
-    " WHERE e.id = ANY(%s) AND e.attempted_at IS NULL ORDER BY e.id FOR UPDATE SKIP LOCKED"
+    " WHERE e.id = ANY(%s) AND e.attempted_at IS NULL AND e.communication_id IS NULL"
+    " ORDER BY e.id FOR UPDATE SKIP LOCKED"
 )
 
 # Each event's communication, only among its own client's: our id when the provider

@@ -3,8 +3,9 @@
 
 -- ---------------------------------------------------------------- provider_events
 -- attempted_at: when the applier (or a send's acknowledgement) looked for the event's
--- communication. NULL: pending, not looked at yet. Set with communication_id NULL: no such
--- message yet, the event waits for the send's acknowledgement (as before).
+-- communication. NULL, and no communication_id: pending, not looked at yet. Set with
+-- communication_id NULL: no such message yet, the event waits for the send's
+-- acknowledgement (as before).
 -- error_code and named_communication_id keep what the parser read that the applier needs
 -- and the payload may not hold (Twilio's lqs_id is in the callback's URL; erasure and
 -- retention clear payloads): the provider's error code and our communication id when the
@@ -19,7 +20,7 @@ UPDATE public.provider_events SET attempted_at = coalesce(applied_at, received_a
 
 -- The applier's queue: pending events, oldest first.
 CREATE INDEX idx_provider_events_pending ON public.provider_events (id)
-    WHERE attempted_at IS NULL;
+    WHERE attempted_at IS NULL AND communication_id IS NULL;
 
 COMMENT ON COLUMN public.provider_events.attempted_at IS
     'When the event was matched (or found to have no communication yet); NULL: pending';
