@@ -7,6 +7,7 @@ made up by the tests. A request that fails the check must get 401 and store noth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
@@ -586,3 +588,73 @@ async def test_a_client_added_after_the_shared_path_was_remembered_is_found(
     assert response.status_code == 200, response.text
     [event] = await _stored(migrated_db, later.id)
     assert event["external_id"] == "re_b"
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+class _CountingProxy:
+    """A TCP proxy to the database that counts round trips: each time a client sends after
+    the server spoke (or first), one more."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.round_trips = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        client_turn = [True]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            while data := await src.read(65536):
+                if up and client_turn[0]:
+                    self.round_trips += 1
+                    client_turn[0] = False
+                elif not up:
+                    client_turn[0] = True
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(
+            pump(reader, upstream_writer, True),
+            pump(upstream_reader, writer, False),
+            return_exceptions=True,
+        )
+
+
+async def test_a_webhook_is_two_round_trips_to_the_database_once_credentials_are_known(
+    migrated_db: str,
+) -> None:
+    params = conninfo_to_dict(migrated_db)
+    host = str(params.get("host") or "")
+    if not host or host.startswith("/"):
+        pytest.skip("needs a TCP database URL (LQS_TEST_DATABASE_URL)")
+    proxy = _CountingProxy(host, int(params.get("port") or 5432))
+    port = await proxy.start()
+    through_proxy = make_conninfo(migrated_db, host="127.0.0.1", port=port)
+    tenant = await new_tenant(migrated_db)
+    config = api_config(pool_min_size=1, webhook=WebhookConfig(PUBLIC, tolerance=300.0))
+    application = create_app(through_proxy, config, pooled=False)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                first = await _post(http, resend_request(tenant, "re_rt1"))  # looks up
+                before = proxy.round_trips
+                second = await _post(http, resend_request(tenant, "re_rt2"))
+                used = proxy.round_trips - before
+    finally:
+        await proxy.close()
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert used <= 2, f"{used} round trips"
