@@ -218,7 +218,17 @@ def _unknown(provider: str) -> ApiError:
     )
 
 
-@router.post("/webhooks/{provider}/{client_id}", include_in_schema=True)
+_STORED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every event of the request is stored (``received``), "
+        "``duplicates`` of them were stored before and have no second effect. The worker "
+        "applies them moments later, so whether they match a message is not in the answer.",
+        "content": {"application/json": {"example": {"received": 2, "duplicates": 0}}},
+    }
+}
+
+
+@router.post("/webhooks/{provider}/{client_id}", include_in_schema=True, responses=_STORED)
 async def client_webhook(
     request: Request,
     provider: str,
@@ -245,7 +255,7 @@ async def client_webhook(
     return await _receive(request, provider, cid, config, pool, cache)
 
 
-@router.post("/webhooks/{provider}")
+@router.post("/webhooks/{provider}", responses=_STORED)
 async def shared_webhook(
     request: Request,
     provider: str,
