@@ -432,10 +432,11 @@ async def test_the_applier_racing_an_uncommitted_ack_waits_for_it_and_matches(
     delivered = _event(EventKind.DELIVERED, "email.delivered", message_id)
 
     async with pool.connection() as acking, pool.connection() as applying:
-        await store_events(applying, client_id, "resend", [delivered])
-        await applying.commit()
         async with acking.transaction():
             await record_acks(acking, OWNER, [_sent_ack(comm_id, client_id, message_id)])
+            # Stored after the ack looked for waiting events, before it commits.
+            await store_events(applying, client_id, "resend", [delivered])
+            await applying.commit()
             apply = asyncio.create_task(apply_pending_events(applying))
             await _blocked_on_a_lock(pool, applying.info.backend_pid)
         outcome = await apply

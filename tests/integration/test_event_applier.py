@@ -39,8 +39,10 @@ async def pool(migrated_db: str) -> AsyncIterator[AsyncConnectionPool]:
 
 
 async def _rows(pool: AsyncConnectionPool, query: str, *params: Any) -> list[dict[str, Any]]:
+    """The rows of ``query``: positional parameters, or one mapping of named ones."""
+    named = len(params) == 1 and isinstance(params[0], dict)
     async with pool.connection() as conn, conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(query.encode(), params)
+        await cur.execute(query.encode(), params[0] if named else params)
         return await cur.fetchall()
 
 
