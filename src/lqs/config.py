@@ -92,7 +92,7 @@ class Settings(BaseSettings):
         default=10,
         ge=1,
         description="Connections the API's main pool and the worker's pool may open; the "
-        "worker's holds at least LQS_WORKER_IN_FLIGHT + 3 whatever this says",
+        "worker's holds at least LQS_WORKER_IN_FLIGHT + 4 whatever this says",
     )
     connect_timeout: int = Field(
         default=10, ge=1, description="Seconds to wait for a new database connection"

@@ -4,6 +4,7 @@ bounced locally; what cannot be wired is said in one line."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import queue
 import subprocess
@@ -23,6 +24,7 @@ from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
 
 from tests.e2e.conftest import free_port, lqs_env, run_lqs
+from tests.pending_events import apply_events
 
 RULES = [
     {"channel": "email", "to": "lead", "template": "lead_acknowledgement"},
@@ -94,9 +96,11 @@ def _create(url: str, tmp_path: Path, slug: str, delivery: dict[str, Any]) -> st
 
 def _final(url: str, slug: str, within: float = 30.0) -> dict[tuple[str, str], str]:
     """(channel, recipient) -> status of the client's communications, once none is
-    pending or queued (or after ``within`` seconds)."""
+    pending or queued (or after ``within`` seconds), applying the events received."""
     deadline = time.monotonic() + within
     while True:
+        # The worker ran --once: the events that came back since wait for an applier.
+        asyncio.run(apply_events(url))
         with psycopg.connect(url, row_factory=dict_row) as conn:
             rows = conn.execute(
                 "SELECT c.type, c.recipient, c.status FROM public.communications c"

@@ -398,10 +398,8 @@ async def test_a_statement_timeout_is_a_503(migrated_db: str) -> None:
     async with _serve(app) as api:
         async with await psycopg.AsyncConnection.connect(migrated_db) as holder:
             await holder.execute("LOCK TABLE public.leads IN EXCLUSIVE MODE")
-            await holder.execute(
-                "SELECT 1 FROM public.communications WHERE external_id = %s FOR UPDATE",
-                (sms.sids[0],),
-            )
+            # A webhook only inserts its events: held up by a lock on their table.
+            await holder.execute("LOCK TABLE public.provider_events IN EXCLUSIVE MODE")
             # Bounded here so that, without a statement timeout, this fails rather than hangs.
             blocked = await asyncio.wait_for(
                 asyncio.gather(
@@ -418,9 +416,7 @@ async def test_a_statement_timeout_is_a_503(migrated_db: str) -> None:
         assert (await api.post(**sms.callback(sms.sids[0]))).status_code == 200
 
 
-async def test_webhooks_stuck_on_a_communications_lock_do_not_delay_intake(
-    migrated_db: str,
-) -> None:
+async def test_webhooks_stuck_on_a_lock_do_not_delay_intake(migrated_db: str) -> None:
     key = await _intake_key(migrated_db)
     sms = await _sms_tenant(migrated_db, messages=4)
     # Webhooks wait (no statement timeout worth speaking of) and fill their pool.
@@ -433,9 +429,8 @@ async def test_webhooks_stuck_on_a_communications_lock_do_not_delay_intake(
     )
     async with _serve(app) as api:
         async with await psycopg.AsyncConnection.connect(migrated_db) as holder:
-            await holder.execute(
-                "SELECT 1 FROM public.communications WHERE client_id = %s FOR UPDATE", (sms.id,)
-            )
+            # A webhook only inserts its events: held up by a lock on their table.
+            await holder.execute("LOCK TABLE public.provider_events IN EXCLUSIVE MODE")
             webhooks = [asyncio.create_task(api.post(**sms.callback(sid))) for sid in sms.sids]
             await _lock_waiters(migrated_db, at_least=2)
 

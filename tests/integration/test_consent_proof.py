@@ -32,7 +32,6 @@ from lqs.api.tokens import TokenVerifier
 from lqs.cli import app as cli_app
 from lqs.db.clients import create_api_key, create_client
 from lqs.db.consent import withdraw_consent
-from lqs.db.events import ingest_events
 from lqs.db.pool import open_pool
 from lqs.domain.delivery import RetryPolicy, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
@@ -41,6 +40,7 @@ from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
 from lqs.worker.processor import LeadProcessor
 from tests.configs import api_config
 from tests.integration.test_cli import assert_one_line_error, run_lqs
+from tests.pending_events import ingest
 
 SECRET = secrets.token_urlsafe(32)
 TOKENS = TokenVerifier(secret=SECRET)
@@ -321,8 +321,7 @@ async def test_an_unsubscribe_and_a_complaint_append_and_a_new_grant_appends_aga
     comm_id = await _sent_to_lead(pool, tenant.client_id, lead_id, "jo@corp.example", "re_jo")
     complaint = DeliveryEvent("resend", "evt-jo-1", EventKind.COMPLAINED, "email.complained",
                               "re_jo", recipient="jo@corp.example")  # fmt: skip
-    async with pool.connection() as conn:
-        await ingest_events(conn, tenant.client_id, "resend", [complaint])
+    await ingest(pool, tenant.client_id, "resend", [complaint])
 
     history = await _history(pool, tenant.client_id)
     assert [(e["consent_status"], e["source"]) for e in history] == [

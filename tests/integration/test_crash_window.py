@@ -19,7 +19,6 @@ from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.clients import create_client
 from lqs.db.communications import communication_timeline
-from lqs.db.events import ingest_events
 from lqs.db.leads import insert_or_merge_leads
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.leads import parse_lead
@@ -39,6 +38,7 @@ from tests.integration.test_dispatcher import (
     _queued,
     _rows,
 )
+from tests.pending_events import ingest
 
 SENDGRID_FIRST = {**DELIVERY, "email": {"primary": "sendgrid"}}
 TWILIO = {"account_sid": "AC" + "0" * 32, "auth_token": "fake_token",
@@ -107,8 +107,7 @@ async def test_a_sendgrid_event_settles_an_unrecorded_send_and_the_retry_sends_n
         provider="sendgrid", event_id="sg-ev-1", kind=EventKind.DELIVERED, raw_type="delivered",
         external_id="sg-msg-1", communication_id=comm_id, payload={"event": "delivered"},
     )  # fmt: skip
-    async with pool.connection() as conn:
-        await ingest_events(conn, client_id, "sendgrid", [delivered])
+    await ingest(pool, client_id, "sendgrid", [delivered])
 
     comm = await _comm(pool, comm_id)
     assert (comm["status"], comm["external_id"], comm["provider"]) == (
@@ -196,8 +195,7 @@ async def test_a_twilio_callback_for_an_unrecorded_sms_settles_it_before_a_conse
         {"MessageSid": "SM" + "1" * 32, "MessageStatus": "delivered", "To": "+12015550123"},
         communication_id_in_query(query),
     )
-    async with pool.connection() as conn:
-        await ingest_events(conn, client_id, "twilio", [delivered])
+    await ingest(pool, client_id, "twilio", [delivered])
     await _withdraw_consent(pool, comm_id)
 
     retry = await _retry_after_the_lease(pool, "twilio")

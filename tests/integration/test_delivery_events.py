@@ -25,13 +25,14 @@ from lqs.db.clients import create_client
 from lqs.db.communications import communication_timeline
 from lqs.db.connection import transaction_pooled
 from lqs.db.dispatch import Ack, Attempt, record_acks
-from lqs.db.events import IngestOutcome, ingest_events
+from lqs.db.events import apply_pending_events, store_events
 from lqs.db.pool import open_pool
 from lqs.domain.delivery import NextStep, RetryPolicy, Verdict
 from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.domain.unsubscribe import UnsubscribeLinks
 from lqs.providers.base import OutboundMessage, SendResult
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions
+from tests.pending_events import Ingested, ingest
 
 FAST = RetryPolicy(base_delay=0.001, max_delay=0.01, horizon=3600)
 OWNER = "events-test-worker"
@@ -152,9 +153,8 @@ def _message_id() -> str:
 
 async def _ingest(
     pool: AsyncConnectionPool, client_id: UUID, *events: DeliveryEvent, provider: str = "resend"
-) -> IngestOutcome:
-    async with pool.connection() as conn:
-        return await ingest_events(conn, client_id, provider, list(events))
+) -> Ingested:
+    return await ingest(pool, client_id, provider, list(events))
 
 
 async def _rows(pool: AsyncConnectionPool, sql: str, *params: Any) -> list[dict[str, Any]]:
@@ -422,7 +422,7 @@ async def _blocked_on_a_lock(pool: AsyncConnectionPool, pid: int) -> None:
     raise AssertionError(f"backend {pid} never waited for a lock")
 
 
-async def test_an_event_racing_an_uncommitted_ack_waits_for_it_and_matches(
+async def test_the_applier_racing_an_uncommitted_ack_waits_for_it_and_matches(
     pool: AsyncConnectionPool,
 ) -> None:
     client_id = await _client(pool)
@@ -431,18 +431,21 @@ async def test_an_event_racing_an_uncommitted_ack_waits_for_it_and_matches(
     message_id = _message_id()
     delivered = _event(EventKind.DELIVERED, "email.delivered", message_id)
 
-    async with pool.connection() as acking, pool.connection() as receiving:
+    async with pool.connection() as acking, pool.connection() as applying:
         async with acking.transaction():
             await record_acks(acking, OWNER, [_sent_ack(comm_id, client_id, message_id)])
-            ingest = asyncio.create_task(ingest_events(receiving, client_id, "resend", [delivered]))
-            await _blocked_on_a_lock(pool, receiving.info.backend_pid)
-        outcome = await ingest
+            # Stored after the ack looked for waiting events, before it commits.
+            await store_events(applying, client_id, "resend", [delivered])
+            await applying.commit()
+            apply = asyncio.create_task(apply_pending_events(applying))
+            await _blocked_on_a_lock(pool, applying.info.backend_pid)
+        outcome = await apply
 
-    assert (outcome.unmatched, outcome.changed) == (0, 1)
+    assert (outcome.applied, outcome.waiting, outcome.changed) == (1, 0, 1)
     assert (await _comm(pool, comm_id))["status"] == "delivered"
 
 
-async def test_an_ack_racing_an_uncommitted_unmatched_event_waits_for_it_and_applies_it(
+async def test_an_ack_racing_the_applier_finding_no_message_waits_for_it_and_applies_it(
     pool: AsyncConnectionPool,
 ) -> None:
     client_id = await _client(pool)
@@ -451,16 +454,19 @@ async def test_an_ack_racing_an_uncommitted_unmatched_event_waits_for_it_and_app
     message_id = _message_id()
     delivered = _event(EventKind.DELIVERED, "email.delivered", message_id)
 
-    async with pool.connection() as acking, pool.connection() as receiving:
-        async with receiving.transaction():
-            outcome = await ingest_events(receiving, client_id, "resend", [delivered])
+    async with pool.connection() as acking, pool.connection() as applying:
+        await store_events(applying, client_id, "resend", [delivered])
+        await applying.commit()
+        # The applier's transaction, left open: it holds the message's advisory lock.
+        async with applying.transaction():
+            outcome = await apply_pending_events(applying)
             ack = asyncio.create_task(
                 record_acks(acking, OWNER, [_sent_ack(comm_id, client_id, message_id)])
             )
             await _blocked_on_a_lock(pool, acking.info.backend_pid)
         assert await ack == {comm_id}
 
-    assert outcome.unmatched == 1
+    assert outcome.waiting == 1
     assert (await _comm(pool, comm_id))["status"] == "delivered"
     [row] = await _events_of(pool, client_id)
     assert row["communication_id"] == comm_id

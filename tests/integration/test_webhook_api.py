@@ -7,6 +7,7 @@ made up by the tests. A request that fails the check must get 401 and store noth
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import uuid
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import ec
 from fastapi import FastAPI
+from psycopg.conninfo import conninfo_to_dict, make_conninfo
 from psycopg.rows import dict_row
 
 from lqs.api.app import create_app
@@ -38,6 +40,7 @@ from tests.integration.webhook_signing import (
     twilio_request,
     twilio_signature,
 )
+from tests.pending_events import apply_events
 
 
 def test_the_test_signers_match_the_documented_vectors() -> None:
@@ -145,7 +148,14 @@ async def test_a_signed_resend_event_moves_the_status(
     response = await _post(api, resend_request(tenant, "re_genuine"))
 
     assert response.status_code == 200, response.text
-    assert response.json() == {"received": 1, "duplicates": 0, "unmatched": 0, "changed": 1}
+    assert response.json() == {"received": 1, "duplicates": 0}
+    # Only stored so far: the worker's applier applies it.
+    [pending] = await _stored(migrated_db, tenant.id)
+    assert (pending["attempted_at"], pending["communication_id"]) == (None, None)
+    assert (await _comm(migrated_db, comm_id))["status"] == "sent"
+
+    assert (await apply_events(migrated_db)).applied >= 1
+
     comm = await _comm(migrated_db, comm_id)
     assert comm["status"] == "delivered"
     assert comm["delivered_at"].isoformat() == "2026-05-04T09:30:00+00:00"
@@ -161,9 +171,10 @@ async def test_signed_sendgrid_events_move_the_status(
     comm_id = await _sent(migrated_db, tenant, "sendgrid", "SGmsgGenuine")
 
     response = await _post(api, sendgrid_request(tenant, "SGmsgGenuine"))
+    await apply_events(migrated_db)
 
     assert response.status_code == 200, response.text
-    assert response.json()["received"] == 2
+    assert response.json() == {"received": 2, "duplicates": 0}
     assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
     assert [e["event_type"] for e in await _stored(migrated_db, tenant.id)] == [
         "processed", "delivered",
@@ -177,6 +188,7 @@ async def test_a_twilio_callback_signed_over_the_public_url_fails_the_sms_with_i
     comm_id = await _sent(migrated_db, tenant, "twilio", sid)
 
     response = await _post(api, twilio_request(tenant, sid))
+    await apply_events(migrated_db)
 
     assert response.status_code == 200, response.text
     comm = await _comm(migrated_db, comm_id)
@@ -193,6 +205,7 @@ async def test_a_twilio_signature_over_the_url_with_the_default_port_is_accepted
     response = await _post(
         api, twilio_request(tenant, sid, status="delivered", base="https://lqs.example:443")
     )
+    await apply_events(migrated_db)
 
     assert response.status_code == 200, response.text
     assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
@@ -205,10 +218,14 @@ async def test_a_replayed_webhook_is_acknowledged_and_has_one_effect(
     request = resend_request(tenant, "re_replayed", event_type="email.complained")
 
     first = await _post(api, request)
+    await apply_events(migrated_db)
     again = await _post(api, request)
+    await apply_events(migrated_db)
 
     assert (first.status_code, again.status_code) == (200, 200)
-    assert again.json()["duplicates"] == 1
+    assert (first.json(), again.json()) == (
+        {"received": 1, "duplicates": 0}, {"received": 1, "duplicates": 1},
+    )  # fmt: skip
     assert len(await _stored(migrated_db, tenant.id)) == 1
     async with await psycopg.AsyncConnection.connect(migrated_db) as conn:
         cur = await conn.execute(
@@ -348,6 +365,7 @@ async def test_a_valid_signature_among_rotated_ones_is_accepted(
     rotated = {**h, "svix-signature": f"{old} v2,bm90LWEtdjEtc2lnbmF0dXJl {h['svix-signature']}"}
 
     response = await api.post(request.path, content=request.content, headers=rotated)
+    await apply_events(migrated_db)
 
     assert response.status_code == 200, response.text
     assert (await _comm(migrated_db, comm_id))["status"] == "delivered"
@@ -420,6 +438,7 @@ async def test_the_path_without_client_id_finds_the_client_that_signed(
     )
 
     response = await _post(api, request)
+    await apply_events(migrated_db)
 
     assert response.status_code == 200, response.text
     assert (await _comm(migrated_db, mine))["status"] == "delivered"
@@ -445,9 +464,11 @@ async def test_an_event_signed_by_one_client_about_anothers_message_changes_noth
         sendgrid_request(attacker, "SGother", extra={"communication_id": str(victims_sg)}),
     )
 
+    applied = await apply_events(migrated_db)
+
     assert by_message_id.status_code == by_our_id.status_code == 200
-    assert by_message_id.json()["unmatched"] == 1
-    assert by_our_id.json()["unmatched"] == 2
+    assert (by_message_id.json()["received"], by_our_id.json()["received"]) == (1, 2)
+    assert applied.waiting >= 3
     assert (await _comm(migrated_db, victims), await _comm(migrated_db, victims_sg)) == before
     assert await _stored(migrated_db, victim.id) == []
     assert {e["communication_id"] for e in await _stored(migrated_db, attacker.id)} == {None}
@@ -506,10 +527,10 @@ def _metric(text: str, name: str, **labels: str) -> float:
     return float(match.group(1)) if match else 0.0
 
 
-async def test_metrics_count_unmatched_and_refused_webhooks(
+async def test_metrics_count_stored_and_refused_webhooks(
     api: httpx.AsyncClient, tenant: Tenant
 ) -> None:
-    unmatched = ("lqs_webhook_events_total", {"provider": "resend", "result": "unmatched"})
+    stored = ("lqs_webhook_events_total", {"provider": "resend", "result": "stored"})
     refused = ("lqs_webhook_requests_total", {"outcome": "invalid_signature", "provider": "resend"})
     before = (await api.get("/metrics")).text
 
@@ -520,5 +541,120 @@ async def test_metrics_count_unmatched_and_refused_webhooks(
 
     assert after.status_code == 200
     assert after.headers["content-type"].startswith("text/plain")
-    for name, labels in (unmatched, refused):
+    for name, labels in (stored, refused):
         assert _metric(after.text, name, **labels) == _metric(before, name, **labels) + 1
+
+
+# ---------------------------------------------------------------------------- remembered credentials
+
+
+async def _set_svix_secret(url: str, tenant: Tenant, secret: str) -> None:
+    async with await psycopg.AsyncConnection.connect(url) as conn:
+        await conn.execute(
+            "UPDATE public.clients SET settings = jsonb_set(settings,"
+            " '{delivery,resend,webhook_secret}', to_jsonb(%s::text)) WHERE id = %s",
+            (secret, tenant.id),
+        )
+
+
+async def test_a_rotated_secret_is_honoured_at_once_and_the_old_one_refused_after_it(
+    api: httpx.AsyncClient, tenant: Tenant, migrated_db: str
+) -> None:
+    # The first request makes the process remember the tenant's credentials.
+    assert (await _post(api, resend_request(tenant, "re_before"))).status_code == 200
+    rotated = new_svix_secret()
+    await _set_svix_secret(migrated_db, tenant, rotated)
+
+    # The remembered secret does not verify it: looked up again, accepted.
+    with_new = await _post(api, resend_request(tenant, "re_after", secret=rotated))
+    with_old = await _post(api, resend_request(tenant, "re_old"))
+
+    assert with_new.status_code == 200, with_new.text
+    _assert_refused(with_old, 401, "invalid_signature")
+    assert [e["external_id"] for e in await _stored(migrated_db, tenant.id)] == [
+        "re_before", "re_after",
+    ]  # fmt: skip
+
+
+async def test_a_client_added_after_the_shared_path_was_remembered_is_found(
+    api: httpx.AsyncClient, migrated_db: str
+) -> None:
+    first = await new_tenant(migrated_db)
+    assert (await _post(api, resend_request(first, "re_a", shared=True))).status_code == 200
+    later = await new_tenant(migrated_db)
+
+    response = await _post(api, resend_request(later, "re_b", shared=True))
+
+    assert response.status_code == 200, response.text
+    [event] = await _stored(migrated_db, later.id)
+    assert event["external_id"] == "re_b"
+
+
+# ---------------------------------------------------------------------------- round trips
+
+
+class _CountingProxy:
+    """A TCP proxy to the database that counts round trips: each time a client sends after
+    the server spoke (or first), one more."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.target = (host, port)
+        self.round_trips = 0
+        self._server: asyncio.Server | None = None
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return int(self._server.sockets[0].getsockname()[1])
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        client_turn = [True]
+
+        async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
+            while data := await src.read(65536):
+                if up and client_turn[0]:
+                    self.round_trips += 1
+                    client_turn[0] = False
+                elif not up:
+                    client_turn[0] = True
+                dst.write(data)
+                await dst.drain()
+            dst.close()
+
+        await asyncio.gather(
+            pump(reader, upstream_writer, True),
+            pump(upstream_reader, writer, False),
+            return_exceptions=True,
+        )
+
+
+async def test_a_webhook_is_two_round_trips_to_the_database_once_credentials_are_known(
+    migrated_db: str,
+) -> None:
+    params = conninfo_to_dict(migrated_db)
+    host = str(params.get("host") or "")
+    if not host or host.startswith("/"):
+        pytest.skip("needs a TCP database URL (LQS_TEST_DATABASE_URL)")
+    proxy = _CountingProxy(host, int(params.get("port") or 5432))
+    port = await proxy.start()
+    through_proxy = make_conninfo(migrated_db, host="127.0.0.1", port=port)
+    tenant = await new_tenant(migrated_db)
+    config = api_config(pool_min_size=1, webhook=WebhookConfig(PUBLIC, tolerance=300.0))
+    application = create_app(through_proxy, config, pooled=False)
+    try:
+        async with application.router.lifespan_context(application):
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://test") as http:
+                first = await _post(http, resend_request(tenant, "re_rt1"))  # looks up
+                before = proxy.round_trips
+                second = await _post(http, resend_request(tenant, "re_rt2"))
+                used = proxy.round_trips - before
+    finally:
+        await proxy.close()
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert used <= 2, f"{used} round trips"

@@ -56,6 +56,7 @@ from lqs.api.limits import (
 )
 from lqs.api.readiness import DATABASE_RETRY_AFTER, Readiness, ReadinessOptions
 from lqs.api.tokens import TokenVerifier
+from lqs.api.webhook_cache import WebhookCandidateCache
 from lqs.db.errors import DatabaseError, is_transient, log_fields
 from lqs.db.pool import open_pool
 from lqs.db.users import LOCKOUT, MAX_FAILED_SIGN_INS
@@ -108,7 +109,8 @@ class ApiConfig:
     sign_in_attempts_per_minute: int = SIGN_INS_PER_ADDRESS_PER_MINUTE
     """Sign-in attempts a minute from one client address, per process (then 429)."""
     api_key_cache_seconds: float = MAX_TTL
-    """Seconds each process remembers an API key's lookup (:mod:`lqs.api.key_cache`)."""
+    """Seconds each process remembers an API key's lookup (:mod:`lqs.api.key_cache`), and
+    a webhook's candidate clients (:mod:`lqs.api.webhook_cache`)."""
 
 
 def create_app(
@@ -156,6 +158,7 @@ def create_app(
             app.state.readiness = Readiness(app.state.pool, config.readiness)
             app.state.rate_limiter = RateLimiter()
             app.state.api_keys = ApiKeyCache(config.api_key_cache_seconds)
+            app.state.webhook_candidates = WebhookCandidateCache(config.api_key_cache_seconds)
             app.state.sign_in_limits = SignInLimits.create(
                 MAX_FAILED_SIGN_INS,
                 LOCKOUT.total_seconds(),

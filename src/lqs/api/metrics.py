@@ -16,8 +16,8 @@ WEBHOOK_REQUESTS = Counter(
 )
 WEBHOOK_EVENTS = Counter(
     "lqs_webhook_events",
-    "Delivery events in verified webhooks: stored (first time), duplicate (already "
-    "stored, no effect), unmatched (no such message of this client; stored and acknowledged)",
+    "Delivery events in verified webhooks: stored (first time; the worker applies it), "
+    "duplicate (already stored, no effect)",
     ["provider", "result"],
 )
 UNSUBSCRIBES = Counter("lqs_unsubscribes", "One-click unsubscribe requests by outcome", ["outcome"])

@@ -7,9 +7,16 @@ Twilio: HMAC-SHA1 over the public URL and the sorted form). A bad or missing sig
 gets 401 and changes nothing. A signed body that cannot be used (not UTF-8, not the documented
 shape, or holding what jsonb cannot store: NUL, lone surrogates, NaN) gets 400 and is kept
 raw in ``webhook_rejects`` (:mod:`lqs.db.webhook_rejects`) for inspection. Verified events are
-stored once and applied (:mod:`lqs.db.events`); a repeated event is acknowledged with 200
-and has no second effect, and an event for an unknown message is stored, acknowledged and
-counted, so the provider stops retrying.
+only stored here, all of a request's in one statement that also wakes the worker
+(:func:`lqs.db.events.store_webhook_events`), and answered 200 with ``{"received": n,
+"duplicates": d}``; the worker's applier matches and applies them moments later. A
+repeated event is acknowledged and has no second effect, and an event for an unknown
+message is stored and acknowledged all the same, so the provider stops retrying.
+
+The clients' webhook credentials are remembered for a few seconds per process
+(:mod:`lqs.api.webhook_cache`); a request that the remembered ones do not verify is checked
+again against a fresh lookup. In the steady state a request is two round trips to the
+database: the pool's check of the connection and the insert.
 
 With the client id in the path (the URL to register with the provider) only that
 client's secret is tried. Without it, every client with this provider's webhook
@@ -20,23 +27,25 @@ that costs one signature check per such client.
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, NoReturn
+from typing import Annotated, Any, NoReturn
 from uuid import UUID
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 from psycopg_pool import AsyncConnectionPool
 
 from lqs.api.deps import WebhookPool, WebhookSettings
 from lqs.api.errors import ApiError
 from lqs.api.metrics import WEBHOOK_EVENTS, WEBHOOK_REQUESTS
+from lqs.api.webhook_cache import WebhookCandidateCache
 from lqs.db.clients import WebhookCandidate, webhook_candidates
-from lqs.db.events import ingest_events
+from lqs.db.events import store_webhook_events
 from lqs.db.pool import run_transaction
 from lqs.db.webhook_rejects import store_webhook_reject
 from lqs.domain.events import DeliveryEvent
 from lqs.domain.leads import FieldError, escaped, unstorable_text, unstorable_values
 from lqs.providers.base import (
+    InboundProvider,
     InboundRequest,
     ProviderConfigError,
     WebhookMalformed,
@@ -45,6 +54,15 @@ from lqs.providers.base import (
 from lqs.providers.registry import INBOUND
 
 router = APIRouter()
+
+
+async def _candidate_cache(request: Request) -> WebhookCandidateCache:
+    """This process's memory of webhook credentials (set by the app's lifespan)."""
+    cache: WebhookCandidateCache = request.app.state.webhook_candidates
+    return cache
+
+
+CandidateCache = Annotated[WebhookCandidateCache, Depends(_candidate_cache)]
 
 MAX_EVENT_ID = 255
 """``provider_events.event_id``'s limit."""
@@ -131,6 +149,7 @@ async def _receive(
     client_id: UUID | None,
     config: WebhookSettings,
     pool: WebhookPool,
+    cache: WebhookCandidateCache,
 ) -> JSONResponse:
     inbound = INBOUND[provider]
     url = request.url.path + (f"?{request.url.query}" if request.url.query else "")
@@ -143,11 +162,40 @@ async def _receive(
         tolerance=config.tolerance,
     )
     body = received.body
-    candidates = await run_transaction(
-        pool, lambda conn: webhook_candidates(conn, provider, client_id), retry_at_commit=True
-    )
+
+    async def look_up() -> list[WebhookCandidate]:
+        return await run_transaction(
+            pool, lambda conn: webhook_candidates(conn, provider, client_id), retry_at_commit=True
+        )
+
+    candidates, remembered = await cache.candidates(provider, client_id, look_up)
+    matched, reason = _verified(inbound, received, candidates)
+    if matched is None and remembered:
+        # A new client, or a rotated secret: what was remembered is not trusted to refuse.
+        candidates, _ = await cache.candidates(provider, client_id, look_up, fresh=True)
+        matched, reason = _verified(inbound, received, candidates)
+    if matched is None:
+        raise _refused(provider, 401, "invalid_signature", reason)
+    try:
+        events = _usable_events(body, lambda: inbound.parse(received))
+    except WebhookMalformed as exc:
+        await _reject(pool, request, provider, matched.client_id, body, exc.reason)
+    # Stored once per provider event id, so repeating it, even after a commit whose
+    # answer was lost, has no second effect; the worker applies them.
+    outcome = await store_webhook_events(pool, matched.client_id, provider, events)
+    WEBHOOK_REQUESTS.labels(provider=provider, outcome="accepted").inc()
+    for result, count in (("stored", outcome.stored), ("duplicate", outcome.duplicates)):
+        if count:
+            WEBHOOK_EVENTS.labels(provider=provider, result=result).inc(count)
+    answer: dict[str, Any] = {"received": len(events), "duplicates": outcome.duplicates}
+    return JSONResponse(answer)
+
+
+def _verified(
+    inbound: InboundProvider, received: InboundRequest, candidates: list[WebhookCandidate]
+) -> tuple[WebhookCandidate | None, str]:
+    """The first candidate whose credentials verify the request, else the last reason."""
     reason = "no client has webhook credentials for this provider"
-    matched: WebhookCandidate | None = None
     for candidate in candidates:
         try:
             inbound.verify(received, candidate.delivery)
@@ -157,36 +205,8 @@ async def _receive(
         except ProviderConfigError as exc:
             reason = f"this client's webhook key cannot be used: {exc}"
             continue
-        matched = candidate
-        break
-    if matched is None:
-        raise _refused(provider, 401, "invalid_signature", reason)
-    try:
-        events = _usable_events(body, lambda: inbound.parse(received))
-    except WebhookMalformed as exc:
-        await _reject(pool, request, provider, matched.client_id, body, exc.reason)
-    # Events are stored once per provider event id and applied in one transaction, so
-    # repeating it, even after a COMMIT whose answer was lost, has no second effect.
-    outcome = await run_transaction(
-        pool,
-        lambda conn: ingest_events(conn, matched.client_id, provider, events),
-        retry_at_commit=True,
-    )
-    WEBHOOK_REQUESTS.labels(provider=provider, outcome="accepted").inc()
-    for result, count in (
-        ("stored", outcome.stored),
-        ("duplicate", outcome.duplicates),
-        ("unmatched", outcome.unmatched),
-    ):
-        if count:
-            WEBHOOK_EVENTS.labels(provider=provider, result=result).inc(count)
-    answer: dict[str, Any] = {
-        "received": len(events),
-        "duplicates": outcome.duplicates,
-        "unmatched": outcome.unmatched,
-        "changed": outcome.changed,
-    }
-    return JSONResponse(answer)
+        return candidate, reason
+    return None, reason
 
 
 def _unknown(provider: str) -> ApiError:
@@ -198,15 +218,29 @@ def _unknown(provider: str) -> ApiError:
     )
 
 
-@router.post("/webhooks/{provider}/{client_id}", include_in_schema=True)
+_STORED: dict[int | str, dict[str, Any]] = {
+    200: {
+        "description": "Every event of the request is stored (``received``), "
+        "``duplicates`` of them were stored before and have no second effect. The worker "
+        "applies them moments later, so whether they match a message is not in the answer.",
+        "content": {"application/json": {"example": {"received": 2, "duplicates": 0}}},
+    }
+}
+
+
+@router.post("/webhooks/{provider}/{client_id}", include_in_schema=True, responses=_STORED)
 async def client_webhook(
     request: Request,
     provider: str,
     client_id: str,
     config: WebhookSettings,
     pool: WebhookPool,
+    cache: CandidateCache,
 ) -> JSONResponse:
-    """A provider's delivery events for one client (the URL to register)."""
+    """A provider's delivery events for one client (the URL to register).
+
+    Answers ``{"received": n, "duplicates": d}`` once the events are stored; the worker
+    applies them moments later."""
     if provider not in INBOUND:
         raise _unknown(provider)
     try:
@@ -218,14 +252,21 @@ async def client_webhook(
             "the path's client id is not a UUID",
             fields=[FieldError("client_id", "not a UUID")],
         ) from None
-    return await _receive(request, provider, cid, config, pool)
+    return await _receive(request, provider, cid, config, pool, cache)
 
 
-@router.post("/webhooks/{provider}")
+@router.post("/webhooks/{provider}", responses=_STORED)
 async def shared_webhook(
-    request: Request, provider: str, config: WebhookSettings, pool: WebhookPool
+    request: Request,
+    provider: str,
+    config: WebhookSettings,
+    pool: WebhookPool,
+    cache: CandidateCache,
 ) -> JSONResponse:
-    """A provider's delivery events, the client found by whose secret signed them."""
+    """A provider's delivery events, the client found by whose secret signed them.
+
+    Answers ``{"received": n, "duplicates": d}`` once the events are stored; the worker
+    applies them moments later."""
     if provider not in INBOUND:
         raise _unknown(provider)
-    return await _receive(request, provider, None, config, pool)
+    return await _receive(request, provider, None, config, pool, cache)

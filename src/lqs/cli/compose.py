@@ -23,9 +23,9 @@ if TYPE_CHECKING:
     from lqs.worker.dispatcher import DispatcherOptions
     from lqs.worker.run import WorkerConfig
 
-WORKER_SPARE_CONNECTIONS = 3
+WORKER_SPARE_CONNECTIONS = 4
 """The worker's pool holds this many connections beyond one per batch in flight: the
-dispatcher's claims and outcomes, its next-due check, and the heartbeat."""
+dispatcher's claims and outcomes, its next-due check, the event applier and the heartbeat."""
 
 
 @dataclass(frozen=True)

@@ -150,6 +150,8 @@ def worker(
         require_migrated(url, config)
         totals = asyncio.run(main(url))
     console().print(f"processed {totals.leads} lead(s)")
+    if totals.events:
+        console().print(f"applied {totals.events} delivery event(s)")
     d = totals.dispatch
     if only is not WorkerPart.PROCESS:
         console().print(

@@ -173,7 +173,13 @@ SET payload = jsonb_build_object('erased', true, 'event_type', e.event_type),
         ELSE e.reason END
 WHERE (e.communication_id = ANY(%(comms)s::uuid[])
        OR (e.client_id = %(client)s AND e.communication_id IS NULL
-           AND lower(e.recipient) = ANY(%(addresses)s::text[])))
+           AND (lower(e.recipient) = ANY(%(addresses)s::text[])
+                -- Not applied yet (pending, or waiting for the send's record): naming
+                -- one of the messages by our id or by the provider's.
+                OR e.named_communication_id = ANY(%(comms)s::uuid[])
+                OR (e.provider, e.external_id) IN (
+                    SELECT c.provider, c.external_id FROM public.communications AS c
+                    WHERE c.id = ANY(%(comms)s::uuid[]) AND c.external_id IS NOT NULL))))
   AND NOT (e.payload ? 'erased')
 """
 

@@ -173,7 +173,7 @@ class EventCount:
     provider: str
     events: int
     unmatched: int
-    """Stored events that matched none of the client's communications."""
+    """Stored events matched to none of the client's communications (yet: pending ones too)."""
 
 
 async def delivery_events_by_provider(

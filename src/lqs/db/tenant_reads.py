@@ -475,7 +475,9 @@ SELECT coalesce(jsonb_agg(to_jsonb(e) ORDER BY e.received_at, e.id), '[]')
 FROM public.provider_events AS e
 WHERE e.communication_id = ANY(%(communications)s::uuid[])
    OR (e.client_id = %(client)s AND e.communication_id IS NULL
-       AND lower(e.recipient) = ANY(%(addresses)s::text[]))
+       AND (lower(e.recipient) = ANY(%(addresses)s::text[])
+            -- not applied yet, naming one of the messages by our id
+            OR e.named_communication_id = ANY(%(communications)s::uuid[])))
 """
 _SUBJECT_CONSENT = """
 SELECT coalesce(jsonb_agg(to_jsonb(h) ORDER BY h.recorded_at, h.id), '[]')

@@ -20,7 +20,9 @@ that. A third loop recounts the statistics rollup's
 changed hours every ``stats_interval`` seconds (:func:`refresh_stats`); ``once`` does it
 after draining the queues. A fourth applies the clients' retention settings
 (:func:`lqs.db.retention.run_retention`) when the worker starts and every
-``retention_interval`` seconds (a day) after that; ``once`` does not.
+``retention_interval`` seconds (a day) after that; ``once`` does not. A fifth, ``events``,
+applies the delivery events the webhooks stored (:mod:`lqs.worker.events`), woken by their
+NOTIFY and polling like the queues; ``once`` drains them before and after the queues.
 
 Everything the worker takes from the settings arrives in one :class:`WorkerConfig`, built
 by :func:`lqs.cli.compose.worker_config`.
@@ -47,6 +49,7 @@ from lqs.db.communications import COMMUNICATIONS_PENDING_CHANNEL
 from lqs.db.connection import connect_async, transaction_pooled
 from lqs.db.dispatch import next_due_in, purge_recipient_sends
 from lqs.db.errors import DatabaseUnavailable, is_transient
+from lqs.db.events import EVENTS_PENDING_CHANNEL
 from lqs.db.heartbeats import record_heartbeat, record_stopped
 from lqs.db.idempotency import purge_expired_idempotency_keys
 from lqs.db.leads import LEADS_QUEUED_CHANNEL
@@ -55,6 +58,7 @@ from lqs.db.retention import run_retention
 from lqs.db.stats_rollup import REFRESH_BATCH, refresh_rollup
 from lqs.domain.send_rules import CAP_PERIOD
 from lqs.worker.dispatcher import Dispatcher, DispatcherOptions, DispatchStats
+from lqs.worker.events import drain_events
 from lqs.worker.processor import LeadProcessor
 
 log = structlog.get_logger(__name__)
@@ -98,7 +102,8 @@ class WorkerConfig:
     """Seconds a stopping worker keeps trying to record the outcomes it holds."""
     pool_min_size: int
     pool_max_size: int
-    """At least ``in_flight`` + 3: the processor's batches, the dispatcher, the beat."""
+    """At least ``in_flight`` + 4: the processor's batches, the dispatcher, the event applier,
+    the beat."""
     connect_timeout: int
     direct_url: str | None
     """Where the daemon LISTENs (LQS_DIRECT_DATABASE_URL); see :func:`listen_url`."""
@@ -227,6 +232,8 @@ class WorkerTotals:
     dispatch: DispatchStats
     interruptions: int = 0
     """Times a loop lost the database (or failed) and resumed after a backoff."""
+    events: int = 0
+    """Delivery events applied."""
 
 
 @contextlib.asynccontextmanager
@@ -261,6 +268,35 @@ async def _process_forever(
         while not stop.is_set():
             turned()
             totals[0] += await processor.drain(stop, progress=turned)
+            if stop.is_set():
+                break
+            if listener is None:
+                await _sleep_or_stop(poll_interval, stop)
+            else:
+                await _wait_for_work(listener, poll_interval, stop)
+
+
+async def _apply_events_forever(
+    listen_url: str | None,
+    pool: AsyncConnectionPool,
+    poll_interval: float,
+    stop: asyncio.Event,
+    totals: list[int],
+    progress: Progress,
+) -> None:
+    """Apply the delivery events the webhooks stored, woken by their NOTIFY, polling every
+    ``poll_interval`` seconds as a fallback (:mod:`lqs.worker.events`)."""
+
+    def turned() -> None:
+        progress.touch("events")
+
+    # LISTEN first, then drain: an event stored while the listener was down is found by
+    # the drain, and one stored after it by the notification.
+    async with _listening(listen_url, EVENTS_PENDING_CHANNEL) as listener:
+        while not stop.is_set():
+            turned()
+            done = await drain_events(pool, stop, progress=turned)
+            totals[0] += done.applied
             if stop.is_set():
                 break
             if listener is None:
@@ -534,8 +570,9 @@ async def run_worker(
 ) -> WorkerTotals:
     """Process queued leads and send pending communications.
 
-    ``once``: drain both queues and return (the dispatcher also waits for retries that
-    fall due within ``config.settle`` seconds); a database error ends the run. Otherwise
+    ``once``: apply the pending delivery events, drain both queues, apply the events again
+    and return (the dispatcher also waits for retries that fall due within
+    ``config.settle`` seconds); a database error ends the run. Otherwise
     run until ``stop`` is set, healing from database outages (see the module docstring);
     both loops wake on NOTIFY and poll every ``config.poll_interval`` seconds as a
     fallback, and the dispatcher also wakes when the next retry is due. ``process`` /
@@ -567,14 +604,17 @@ async def run_worker(
     try:
         async with Dispatcher(pool, config.dispatcher) as dispatcher:
             if once:
+                # Events first, so that a retry an event has settled is not sent again.
+                drained = (await drain_events(pool, stop)).applied
                 leads = await processor.drain(stop) if process else 0
                 stats = (
                     await dispatcher.drain(stop, settle=config.settle)
                     if dispatch
                     else DispatchStats()
                 )
+                drained += (await drain_events(pool, stop)).applied
                 await refresh_stats(pool)
-                return WorkerTotals(leads, stats)
+                return WorkerTotals(leads, stats, events=drained)
             log.info(
                 "worker_started",
                 batch_size=config.batch_size,
@@ -619,6 +659,17 @@ async def run_worker(
                         progress=progress,
                     )
                 )
+            applied = [0]
+            loops.append(
+                supervise(
+                    "events",
+                    lambda: _apply_events_forever(
+                        listen_on, pool, poll_interval, stop, applied, progress
+                    ),
+                    stop,
+                    progress=progress,
+                )
+            )
             loops.append(
                 supervise(
                     "statistics",
@@ -659,9 +710,10 @@ async def run_worker(
                 "worker_stopped",
                 processed=processed[0],
                 sent=totals.sent,
+                events_applied=applied[0],
                 interruptions=interruptions,
                 unrecorded=dispatcher.unrecorded,
             )
-            return WorkerTotals(processed[0], totals, interruptions)
+            return WorkerTotals(processed[0], totals, interruptions, applied[0])
     finally:
         await pool.close()
