@@ -163,6 +163,39 @@ async def test_two_appliers_on_the_same_batches_apply_each_event_once(
     await _assert_applied_once(pool, client_id, 400, len(events), 20)
 
 
+async def test_an_event_whose_message_another_transaction_holds_waits_without_blocking(
+    pool: AsyncConnectionPool, migrated_db: str
+) -> None:
+    # An erasure (or an acknowledgement) holding a communication must not make the
+    # applier wait while it holds event rows that transaction may want next: a deadlock.
+    client_id, comms = await _sent_emails(pool, 3)
+    events = _events(comms, complain_every=100)
+    await _store(pool, client_id, events)
+    held = comms[1]
+    async with await psycopg.AsyncConnection.connect(migrated_db) as other:
+        await other.execute(
+            "SELECT 1 FROM public.communications WHERE id = %s FOR UPDATE", (held["id"],)
+        )
+        async with pool.connection() as conn:
+            done = await asyncio.wait_for(apply_pending_events(conn), timeout=10)
+        of_held = sum(1 for e in events if e.external_id == held["external_id"])
+        assert of_held == 2
+        assert (done.applied, done.held, done.waiting) == (len(events) - of_held, of_held, 0)
+        pending = await _rows(
+            pool,
+            "SELECT external_id FROM public.provider_events WHERE client_id = %s"
+            " AND attempted_at IS NULL AND communication_id IS NULL",
+            client_id,
+        )
+        assert {p["external_id"] for p in pending} == {held["external_id"]}
+        await other.rollback()
+
+    async with pool.connection() as conn:
+        done = await apply_pending_events(conn)
+    assert (done.applied, done.held) == (of_held, 0)
+    await _assert_applied_once(pool, client_id, 3, len(events), 1)
+
+
 async def test_storing_wakes_the_applier_once_per_request_with_new_events(
     pool: AsyncConnectionPool, migrated_db: str
 ) -> None:

@@ -220,6 +220,8 @@ class AppliedEvents:
     """Events whose communication is not recorded yet: left for the acknowledgement."""
     changed: int = 0
     """Communications whose status changed."""
+    held: int = 0
+    """Events left pending because another transaction held their communication."""
 
 
 _PENDING = (
@@ -255,6 +257,11 @@ _LOCK_TARGETS = (
     "SELECT id, status, type AS channel, recipient, lead_id, external_id"
     " FROM public.communications WHERE id = ANY(%s) ORDER BY id FOR UPDATE"
 )
+# The applier's: a communication another transaction holds (an erasure, a dispatcher's
+# acknowledgement) is skipped, not waited for, so the applier never waits while holding
+# event rows that transaction may want next (a deadlock); its events stay pending.
+_LOCK_FREE_TARGETS = _LOCK_TARGETS + " SKIP LOCKED"
+_EXISTING = "SELECT id FROM public.communications WHERE id = ANY(%s)"
 
 # One row per communication that changes. The external id, provider and send time are
 # recorded only where none was (matched by our own id: the worker stopped between the
@@ -441,14 +448,27 @@ async def _suppress(conn: AsyncConnection, item: _Stored, target: _Target, reaso
         )
 
 
-async def _targets(conn: AsyncConnection, ids: Iterable[UUID]) -> dict[UUID, _Target]:
-    """Lock these communications (in id order) and read what applying needs."""
+async def _targets(
+    conn: AsyncConnection, ids: Iterable[UUID], *, skip_locked: bool = False
+) -> dict[UUID, _Target]:
+    """Lock these communications (in id order) and read what applying needs; with
+    ``skip_locked``, those another transaction holds are left out."""
     wanted = sorted(set(ids))
     if not wanted:
         return {}
     async with conn.cursor(row_factory=dict_row) as cur:
-        await cur.execute(_LOCK_TARGETS, (wanted,))
+        await cur.execute(_LOCK_FREE_TARGETS if skip_locked else _LOCK_TARGETS, (wanted,))
         return {row["id"]: _Target(**row) for row in await cur.fetchall()}
+
+
+async def _held(conn: AsyncConnection, ids: Iterable[UUID]) -> set[UUID]:
+    """Which of these communications exist (those :func:`_targets` skipped: held by
+    another transaction, not deleted); a plain read, it waits for no lock."""
+    wanted = list(ids)
+    if not wanted:
+        return set()
+    cur = await conn.execute(_EXISTING, (wanted,))
+    return {row[0] for row in await cur.fetchall()}
 
 
 async def apply_pending_events(conn: AsyncConnection, limit: int = APPLY_BATCH) -> AppliedEvents:
@@ -456,8 +476,11 @@ async def apply_pending_events(conn: AsyncConnection, limit: int = APPLY_BATCH) 
 
     Lock order, as everywhere: the advisory locks of the batch's messages (sorted), then
     the event rows (``SKIP LOCKED``: another applier's are left to it; each re-checked as
-    still pending), then the communications. Several appliers may run at once: each event
-    is applied by exactly one. ``candidates`` below ``limit`` means the queue was drained.
+    still pending), then the communications (``SKIP LOCKED`` too: an event whose
+    communication another transaction holds, an erasure say, stays pending for a later
+    batch, so the applier never waits while holding event rows). Several appliers may
+    run at once: each event is applied by exactly one. ``candidates`` below ``limit``
+    means the queue was drained.
     """
     async with conn.transaction():
         cur = await conn.execute(_PENDING, (limit,))
@@ -484,12 +507,20 @@ async def apply_pending_events(conn: AsyncConnection, limit: int = APPLY_BATCH) 
                 ),
             )
             match: dict[int, UUID | None] = dict(await cur.fetchall())
-            targets = await _targets(conn, (c for c in match.values() if c is not None))
+            found = {c for c in match.values() if c is not None}
+            targets = await _targets(conn, found, skip_locked=True)
+            # Skipped because another transaction holds them: left pending for a later
+            # batch. (Gone since the match, deleted by retention or a client's removal:
+            # marked like an event with no communication.)
+            held = await _held(conn, found - targets.keys())
             matched = []
             for e in events:
                 comm = match.get(e.row)
+                if comm in held:
+                    continue
                 matched.append((e, None if comm is None else targets.get(comm)))
             outcome = await _apply(conn, matched)
+            outcome.held = len(events) - len(matched)
     outcome.candidates = len(candidates)
     return outcome
 

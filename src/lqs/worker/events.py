@@ -46,6 +46,7 @@ async def drain_events(
         totals.applied += done.applied
         totals.waiting += done.waiting
         totals.changed += done.changed
+        totals.held += done.held
         if done.applied or done.waiting:
             log.debug("events_applied", applied=done.applied, waiting=done.waiting)
         if done.candidates < batch_size:
