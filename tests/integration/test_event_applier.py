@@ -27,6 +27,7 @@ from lqs.domain.events import DeliveryEvent, EventKind
 from lqs.worker.events import drain_events
 from lqs.worker.run import run_worker
 from tests.configs import worker_config
+from tests.conftest import direct_url
 
 WHEN = datetime(2026, 5, 4, 9, 30, tzinfo=UTC)
 
@@ -201,7 +202,9 @@ async def test_storing_wakes_the_applier_once_per_request_with_new_events(
 ) -> None:
     client_id, comms = await _sent_emails(pool, 2)
     events = _events(comms, complain_every=100)
-    async with await psycopg.AsyncConnection.connect(migrated_db, autocommit=True) as listener:
+    # LISTEN needs a session of its own: through a transaction pooler, the direct URL.
+    listening = direct_url(migrated_db)
+    async with await psycopg.AsyncConnection.connect(listening, autocommit=True) as listener:
         await listener.execute(f"LISTEN {EVENTS_PENDING_CHANNEL}")
         await _store(pool, client_id, events)
         await _store(pool, client_id, events)  # all duplicates: nothing new, no wake-up
