@@ -276,6 +276,10 @@ async def _process_forever(
                 await _wait_for_work(listener, poll_interval, stop)
 
 
+EVENTS_GATHER_SECONDS = 0.05
+"""How long the event applier lets notified events gather before it drains them."""
+
+
 async def _apply_events_forever(
     listen_url: str | None,
     pool: AsyncConnectionPool,
@@ -303,6 +307,10 @@ async def _apply_events_forever(
                 await _sleep_or_stop(poll_interval, stop)
             else:
                 await _wait_for_work(listener, poll_interval, stop)
+                # Providers post events one at a time: gathering them for a moment
+                # makes one batch of many rather than many batches of one (each batch
+                # is several statements, whatever its size).
+                await _sleep_or_stop(EVENTS_GATHER_SECONDS, stop)
 
 
 def _add_stats(totals: DispatchStats, stats: DispatchStats) -> None:
