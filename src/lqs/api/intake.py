@@ -98,7 +98,8 @@ async def _store(
     Raises:
         ApiError: 409, the Idempotency-Key was used within 24 h for a different body.
     """
-    request_hash = _request_hash(payload)
+    # Only an Idempotency-Key needs the body's hash (a canonical dump of the whole body).
+    request_hash = _request_hash(payload) if key is not None else b""
 
     async def store(conn: AsyncConnection) -> Response:
         if key is not None:
