@@ -36,15 +36,14 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import psycopg
 from psycopg import AsyncConnection
 from psycopg.pq import TransactionStatus
 from psycopg.rows import dict_row
 from psycopg.types.json import Jsonb
-from psycopg_pool import AsyncConnectionPool, PoolClosed, PoolTimeout, TooManyRequests
+from psycopg_pool import AsyncConnectionPool
 
 from lqs.db.consent import withdraw_consent
-from lqs.db.errors import is_transient
+from lqs.db.pool import worth_retrying
 from lqs.db.suppressions import suppress
 from lqs.domain.events import DeliveryEvent, EventKind, Transition, transition
 from lqs.domain.vocabulary import CommunicationStatus
@@ -167,22 +166,9 @@ async def store_webhook_events(
                     if not conn.broken:
                         await conn.set_autocommit(False)
         except Exception as exc:
-            if attempt > 1 or not _worth_retrying(exc):
+            if attempt > 1 or not worth_retrying(exc):
                 raise
             attempt += 1
-
-
-def _worth_retrying(exc: BaseException) -> bool:
-    # As run_transaction: a fresh connection cures a lost one, not a wait that already
-    # spent its budget (a pool, statement or lock timeout) nor a closed pool.
-    return is_transient(exc) and not isinstance(
-        exc,
-        PoolTimeout
-        | TooManyRequests
-        | PoolClosed
-        | psycopg.errors.QueryCanceled
-        | psycopg.errors.LockNotAvailable,
-    )
 
 
 # ---------------------------------------------------------------------------- apply

@@ -210,7 +210,8 @@ async def open_pool(
     return pool
 
 
-def _worth_retrying(exc: BaseException) -> bool:
+def worth_retrying(exc: BaseException) -> bool:
+    """Whether a fresh connection can cure ``exc`` (the work may be tried once more)."""
     # A fresh connection cures a lost one, a server restart, a serialization failure or a
     # deadlock. It does not cure a wait that already spent its budget: a pool timeout, a
     # statement or lock timeout (the same lock is most likely still held), a closed pool.
@@ -254,7 +255,7 @@ async def run_transaction(
                 committing = True
             return result
         except Exception as exc:
-            if attempt > 1 or not _worth_retrying(exc) or (committing and not retry_at_commit):
+            if attempt > 1 or not worth_retrying(exc) or (committing and not retry_at_commit):
                 raise
             log.info(
                 "database_retry",
