@@ -375,6 +375,41 @@ async def test_the_purge_keeps_only_the_sends_a_cap_still_counts(
     assert [k["communication_id"] for k in kept] == [comm_ids[1]]
 
 
+async def test_a_send_recorded_after_the_claims_clock_still_counts_toward_the_cap(
+    pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
+) -> None:
+    """What a claim that waited for the recipient's lock finds: another worker's send,
+    stamped by that worker's clock a moment after this claim read its own. (Left out as
+    "after now", it let a third message through a cap of two when a loaded machine made
+    the wait long.)"""
+    client_id = await _client(
+        pool, simulator, SMS_TO_LEAD, frequency_cap={"sms": {"max": 1, "action": "reject"}}
+    )
+    earlier, later = await _leads(
+        pool, client_id, *({"email": f"l{i}@bigco.example", "phone": PHONE} for i in range(2))
+    )
+    now = datetime.now(UTC)
+    async with pool.connection() as conn:
+        await conn.execute(
+            "DELETE FROM public.delivery_queue WHERE communication_id = %s", (earlier,)
+        )
+        await conn.execute(
+            "INSERT INTO public.recipient_sends (communication_id, client_id, channel,"
+            " recipient, sent_at) VALUES (%s, %s, 'sms', %s, %s)",
+            (earlier, client_id, PHONE, now + timedelta(milliseconds=500)),
+        )
+
+    stats = await _drain(pool, lambda: now)
+
+    assert (stats.sent, stats.rejected) == (0, 1)
+    [comm] = await _rows(
+        pool, "SELECT status, compliance_notes FROM public.communications WHERE id = %s", later
+    )
+    assert comm["status"] == "rejected"
+    assert comm["compliance_notes"].startswith("frequency cap: 1 sms messages")
+    assert _sms_to(control, PHONE) == 0
+
+
 async def test_two_workers_racing_for_one_recipient_send_no_more_than_the_cap(
     pool: AsyncConnectionPool, simulator: str, control: SimulatorControl
 ) -> None:

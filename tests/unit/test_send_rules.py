@@ -114,6 +114,21 @@ def test_a_cap_rejects_or_defers_until_the_count_is_under_it(
         assert len([t for t in recent if t > earlier - CAP_PERIOD]) >= cap
 
 
+@pytest.mark.parametrize("action", ["reject", "defer"])
+def test_a_send_stamped_after_now_counts_toward_the_cap(action: str) -> None:
+    # Another worker's send, committed while this decision waited for the recipient's
+    # lock, carries that worker's (later) time: it must count, or the cap is passed.
+    now = datetime(2026, 12, 7, 13, 0, tzinfo=UTC)
+    recent = [now - timedelta(hours=1), now + timedelta(milliseconds=250)]
+    rule = FrequencyCap(max=2, action=action)  # type: ignore[arg-type]
+
+    decision = decide("sms", None, UTC_ZONE, now, recent, rule)
+
+    assert not isinstance(decision, Send)
+    if isinstance(decision, Defer):
+        assert decision.until == now - timedelta(hours=1) + CAP_PERIOD
+
+
 def test_a_deferring_cap_and_a_window_defer_to_the_first_opening_after_the_cap() -> None:
     now = _at(NEW_YORK, "2026-06-01T20:30")
     sent = [_at(NEW_YORK, "2026-05-31T20:45"), _at(NEW_YORK, "2026-06-01T09:00")]

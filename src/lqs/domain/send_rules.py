@@ -176,7 +176,10 @@ def decide(
     """May a message on ``channel`` go at ``now`` (aware)?
 
     ``recent`` are the times of the sends to the same recipient on the same channel for
-    the same client in the 24 h before ``now`` (any order). Over the cap, the message is
+    the same client in the 24 h before ``now`` (any order); one stamped after ``now``
+    counts too (another worker's clock, or a send recorded while this decision waited
+    for the recipient's lock: leaving it out would let the cap be passed). Over the cap,
+    the message is
     rejected, or deferred to when enough of them leave the 24 h (and then to the window's
     next opening from there). Outside the window, it is deferred to the window's next
     opening (:func:`next_inside`). A deferral is always later than ``now`` and inside the
@@ -185,7 +188,7 @@ def decide(
     start = now
     cap_note = None
     if cap is not None:
-        counted = sorted(t for t in recent if now - CAP_PERIOD < t <= now)
+        counted = sorted(t for t in recent if now - CAP_PERIOD < t)
         if len(counted) >= cap.max:
             cap_note = (
                 f"frequency cap: {len(counted)} {channel} messages to this recipient in 24 h"
