@@ -63,6 +63,9 @@ def test_serve_names_the_embedded_database_by_its_data_directory(tmp_path: Path)
     with _serving(env) as line:
         assert line.endswith(f"(database: embedded at {(tmp_path / 'data').resolve()})")
         assert _answers(line)
+    # Stopped by SIGTERM, it stops the embedded server it started (uvicorn would raise
+    # the signal again and kill the process first: the server was left running).
+    assert not (tmp_path / "data" / "pgdata" / "postmaster.pid").exists()
 
 
 def test_serve_starts_on_a_database_an_upgrade_has_not_migrated_yet(empty_db: str) -> None:

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from enum import StrEnum
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -68,6 +69,18 @@ def serve_app(
             await super().startup(sockets)  # exits the process if the app cannot start
             bound = [s for server in self.servers for s in server.sockets]
             typer.echo(announce(listening_url(host, bound)))
+
+        @contextlib.contextmanager
+        def capture_signals(self) -> Iterator[None]:
+            with super().capture_signals():
+                try:
+                    yield
+                finally:
+                    # SIGTERM or SIGINT asked for this graceful stop, and it is done. uvicorn
+                    # would raise the signal again with its default action, killing the
+                    # process before the command stops what it started (an embedded
+                    # server would be left running): return normally instead.
+                    self._captured_signals.clear()
 
     server = AnnouncingServer(
         uvicorn.Config(
