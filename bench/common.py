@@ -191,6 +191,17 @@ def backend_cpu_seconds(url: str) -> dict[int, float] | None:
     return seconds
 
 
+def backend_cpu_used(
+    before: dict[int, float] | None, after: dict[int, float] | None
+) -> float | None:
+    """CPU seconds the backends used between two :func:`backend_cpu_seconds` readings, or
+    None if either is None. The pools' connections outlive a run; one opened during it
+    starts from 0."""
+    if before is None or after is None:
+        return None
+    return sum(seconds - before.get(pid, 0.0) for pid, seconds in after.items())
+
+
 def process_cpu_seconds(pid: int) -> float:
     """CPU seconds (user + system) of process ``pid`` and of its living children, or 0
     if it has exited."""

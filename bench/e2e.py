@@ -45,6 +45,7 @@ from bench.common import (
     Section,
     Series,
     backend_cpu_seconds,
+    backend_cpu_used,
     free_port,
     interleave,
     process_cpu_seconds,
@@ -329,11 +330,8 @@ class _CpuMeter:
     def per_lead(self, n: int) -> CpuUse:
         now = self._processes()
         after = backend_cpu_seconds(self.database)
-        postgres = None
-        if self.backends is not None and after is not None:
-            # The pools' connections outlive the run; one opened during it starts from 0.
-            used = sum(seconds - self.backends.get(pid, 0.0) for pid, seconds in after.items())
-            postgres = used * 1000 / n
+        used = backend_cpu_used(self.backends, after)
+        postgres = None if used is None else used * 1000 / n
         api, worker = ((now[k] - self.start[k]) * 1000 / n for k in ("api", "worker"))
         return CpuUse(api, worker, postgres)
 

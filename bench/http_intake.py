@@ -39,6 +39,7 @@ from bench.common import (
     Section,
     Series,
     backend_cpu_seconds,
+    backend_cpu_used,
     free_port,
     interleave,
     run_lqs,
@@ -233,9 +234,8 @@ def measure_load(
     load = drive_load(server.port, requests, concurrency, status)
     load = replace(load, server_cpu_ms=(server.cpu_seconds() - cpu) * 1000 / len(requests))
     after = backend_cpu_seconds(url)
-    if backends is not None and after is not None:
-        # The pools' connections outlive the run; one opened during it starts from 0.
-        used = sum(seconds - backends.get(pid, 0.0) for pid, seconds in after.items())
+    used = backend_cpu_used(backends, after)
+    if used is not None:
         load = replace(load, postgres_cpu_ms=used * 1000 / len(requests))
     return load
 

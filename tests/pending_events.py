@@ -29,10 +29,7 @@ async def apply_events(database: str | AsyncConnectionPool) -> AppliedEvents:
         else:
             async with database.connection() as conn:
                 done = await apply_pending_events(conn)
-        totals.candidates += done.candidates
-        totals.applied += done.applied
-        totals.waiting += done.waiting
-        totals.changed += done.changed
+        totals.add(done)
         if done.candidates < APPLY_BATCH:
             return totals
 

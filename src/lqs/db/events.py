@@ -209,6 +209,11 @@ class AppliedEvents:
     held: int = 0
     """Events left pending because another transaction held their communication."""
 
+    def add(self, other: AppliedEvents) -> None:
+        """Count ``other`` (another batch) in these totals."""
+        for name in ("candidates", "applied", "waiting", "changed", "held"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+
 
 _PENDING = (
     "SELECT id, client_id, provider, external_id FROM public.provider_events"

@@ -42,11 +42,7 @@ async def drain_events(
         async with pool.connection() as conn:
             done = await apply_pending_events(conn, batch_size)
         progress()
-        totals.candidates += done.candidates
-        totals.applied += done.applied
-        totals.waiting += done.waiting
-        totals.changed += done.changed
-        totals.held += done.held
+        totals.add(done)
         if done.applied or done.waiting:
             log.debug("events_applied", applied=done.applied, waiting=done.waiting)
         if done.candidates < batch_size:
