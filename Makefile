@@ -68,12 +68,16 @@ vendor-js:
 	scripts/vendor_js.sh
 
 ## Benchmarks (writes docs/BENCHMARKS.md); bench-quick stays under two minutes.
-bench: $(INSTALLED)
+BENCH_INSTALLED := $(VENV)/.bench-installed
+
+$(BENCH_INSTALLED): $(INSTALLED) pyproject.toml constraints.txt
 	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+	@touch $(BENCH_INSTALLED)
+
+bench: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench
 
-bench-quick: $(INSTALLED)
-	$(BIN)/python -m pip install --quiet -c constraints.txt -e '.[dev,bench]'
+bench-quick: $(BENCH_INSTALLED)
 	$(BIN)/python -m bench --quick
 
 ## The full fault harness (tests/chaos): leads under worker kills, terminated sessions,

@@ -184,7 +184,7 @@ def _sendgrid_requests(client: str, port: int, external_ids: list[str]) -> list[
     return requests
 
 
-def _apply_pending(url: str) -> tuple[int, float]:
+def apply_pending(url: str) -> tuple[int, float]:
     """Drain the pending events as the worker does: (events applied, seconds)."""
 
     async def drain() -> tuple[int, float]:
@@ -230,7 +230,7 @@ def run(url: str, *, events: int, sendgrid_events: int, repeats: int) -> Section
         load = measure_load(url, server, requests, concurrency, status=200)
         if name != BARE:
             # LQS stored the events; the worker's applier applies them.
-            applied, seconds = _apply_pending(url)
+            applied, seconds = apply_pending(url)
             if name == LQS_SENDGRID:
                 applier.values.append(applied / seconds)
                 print(f"  {APPLIER}: {applied / seconds:,.0f} events/s", flush=True)

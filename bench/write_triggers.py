@@ -11,7 +11,7 @@ repeats interleaved, each run from the same prepared rows:
   process of its own, as bench/intake.py measures it;
 - *delivery webhooks*: one signed Resend ``email.delivered`` event per request, one request
   at a time, to ``POST /webhooks/resend/{client}`` of another ``lqs serve``, each for a
-  sent email;
+  sent email, then the worker's applier (in this process) applying the stored events;
 - *processing*: the lead processor draining queued leads in this process (batch 100, one
   batch in flight), as bench/processor.py measures it;
 - *dispatch*: the dispatcher sending pending emails to ``lqs simulate`` (Resend batches,
@@ -50,7 +50,7 @@ import psycopg
 from psycopg import sql
 from psycopg.types.json import Jsonb
 
-from bench import dispatch, intake, processor
+from bench import dispatch, intake, processor, webhooks
 from bench.common import Row, Section, Series, interleave, run_lqs
 from lqs.simulator import SimulatorControl
 from lqs.simulator.signing import svix_signature
@@ -333,7 +333,10 @@ def _webhooks(url: str, path: _Path) -> Iterator[Callable[[bool], float]]:
                 for body, headers in events:
                     answer = http.post(f"/webhooks/resend/{client}", content=body, headers=headers)
                     answer.raise_for_status()
-                    assert answer.json()["changed"] == 1, answer.text
+                    assert answer.json()["received"] == 1, answer.text
+            # The receiver only stores the event; the worker's applier makes the change.
+            applied, _ = webhooks.apply_pending(url)
+            assert applied == len(events), (applied, len(events))
 
         rate = _timed(url, path, enabled, post)
         with psycopg.connect(url) as conn:
