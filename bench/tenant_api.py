@@ -567,6 +567,12 @@ def run(url: str, *, large: int, small: int, requests: int, warmup: int = 20) ->
     ]
     section = _section(tenants, cases, fill_seconds, rollup, requests)
     if bad:
-        print("\n".join(section.markdown), flush=True)
-    assert not bad, f"sequential scans of leads or communications: {bad}"
+        # Reported, not raised: a failed assertion here threw away every stage before it.
+        print(f"WARNING tenant: sequential scans of leads or communications: {bad}", flush=True)
+        section.markdown[:0] = [
+            "**❌ Sequential scans of leads or communications** (goal: none): "
+            + ", ".join(f"`{b}`" for b in bad)
+            + ".",
+            "",
+        ]
     return section
