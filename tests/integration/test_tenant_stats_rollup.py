@@ -22,12 +22,14 @@ import psycopg
 import pytest
 from psycopg_pool import AsyncConnectionPool, PoolTimeout
 
+from lqs.db import tenant_stats
 from lqs.db.connection import connect
 from lqs.db.migrate import load_migrations, migrate
 from lqs.db.pool import tenant_session
 from lqs.db.stats_rollup import refresh_rollup
 from lqs.db.tenant_stats import (
     ATTEMPTED_STATUSES,
+    MAX_LIVE_RANGES,
     Bucket,
     DeliveryCounts,
     Funnel,
@@ -330,9 +332,12 @@ async def _refresh_all(url: str) -> int:
 # ---------------------------------------------------------------- the tests
 
 
+@pytest.mark.parametrize("most_ranges", [MAX_LIVE_RANGES, 2])
 async def test_the_rollup_answers_what_a_live_count_answers_before_and_after_changes(
-    migrated_db: str, pool: AsyncConnectionPool
+    migrated_db: str, pool: AsyncConnectionPool, most_ranges: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # With 2, most windows count the gaps between their live hours live too.
+    monkeypatch.setattr(tenant_stats, "MAX_LIVE_RANGES", most_ranges)
     rng = random.Random(20261206)
     known = Known()
     a, b = await _tenant(migrated_db), await _tenant(migrated_db)

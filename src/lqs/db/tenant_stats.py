@@ -16,7 +16,7 @@ every other whole hour from the rollup: the answer is the one a live count over 
 whole range gives.
 
 Every read first sets two things for the rest of the transaction
-(:func:`_planned_for_this_client`), both measured in ``bench/tenant_api.py``:
+(:func:`_read_plan`), both measured in ``bench/tenant_api.py``:
 
 - JIT off: the live part's estimated cost can pass ``jit_above_cost``, and compiling took
   longer than running (1.4-1.7 s of JIT per statement at 200,000 leads);
@@ -24,12 +24,17 @@ Every read first sets two things for the rest of the transaction
   differ in size by orders of magnitude, and once psycopg prepares a statement PostgreSQL
   may settle on a generic plan made for no client in particular (one that read every
   client's messages of the range by ``idx_communications_created_at``).
+
+It also reads the logged hours first, so that the live part's bounds are written into the
+statement as constants (:func:`live_ranges`, :func:`_read_plan`).
 """
 
 from __future__ import annotations
 
+import itertools
+from collections.abc import Iterable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Literal
 from uuid import UUID
 
@@ -79,47 +84,98 @@ class DeliveryCounts:
     failed: int
 
 
-async def _planned_for_this_client(conn: AsyncConnection) -> None:
+MAX_LIVE_RANGES = 16
+"""At most this many ranges of time are counted live in one statement: past it, the
+shortest gaps between them are counted live too (and left out of the rollup's part)."""
+
+_HOUR = timedelta(hours=1)
+
+_STALE_HOURS = """
+SELECT set_config('jit', 'off', true),
+       set_config('plan_cache_mode', 'force_custom_plan', true),
+       ARRAY(SELECT s.hour FROM public.stats_stale_hours AS s
+             WHERE s.client_id = %(client)s
+               AND s.hour >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
+               AND s.hour < %(end)s)
+"""
+
+
+def _hour_of(moment: datetime) -> datetime:
+    return moment.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
+
+
+def live_ranges(
+    stale: Iterable[datetime], start: datetime, end: datetime, limit: int = MAX_LIVE_RANGES
+) -> list[tuple[datetime, datetime]]:
+    """The ranges of ``[start, end)`` counted from the rows: the hours logged as changed
+    since their last rollup (``stale``) and the range's first and last hour (partial,
+    maybe), each cut to the range, adjacent ones joined, oldest first. Past ``limit``
+    ranges, the shortest gaps between them are joined in too (whole hours, so each
+    instant is still counted once: the rollup's part leaves out every hour a range
+    touches)."""
+    ranges: list[tuple[datetime, datetime]] = []
+    for hour in sorted({_hour_of(start), _hour_of(end), *(_hour_of(h) for h in stale)}):
+        lo, hi = max(hour, start), min(hour + _HOUR, end)
+        if lo >= hi:
+            continue
+        if ranges and ranges[-1][1] >= lo:
+            ranges[-1] = (ranges[-1][0], max(ranges[-1][1], hi))
+        else:
+            ranges.append((lo, hi))
+    if len(ranges) > limit:
+        gaps = sorted(later[0] - earlier[1] for earlier, later in itertools.pairwise(ranges))
+        widest_joined = gaps[len(ranges) - limit - 1]
+        joined = [ranges[0]]
+        for lo, hi in ranges[1:]:
+            if lo - joined[-1][1] <= widest_joined:
+                joined[-1] = (joined[-1][0], hi)
+            else:
+                joined.append((lo, hi))
+        ranges = joined
+    return ranges
+
+
+async def _read_plan(
+    conn: AsyncConnection, client_id: UUID, start: datetime, end: datetime
+) -> dict[str, sql.Composable]:
     """For the rest of the transaction: no JIT compilation, and every statement planned
-    for its parameters (see the module's notes)."""
-    await conn.execute(
-        "SELECT set_config('jit', 'off', true),"
-        " set_config('plan_cache_mode', 'force_custom_plan', true)"
-    )
+    for its parameters (see the module's notes). Returns the statement parts that split
+    the range between the rows and the rollup, the live ranges'
+    bounds written as constants: the planner then estimates each range from the
+    column's histogram. Bounds taken from a join (as they once were) are unknown when the
+    plan is made: the guess priced the right index like a sequential scan, and at a
+    million leads PostgreSQL 16 chose the scan, or ``idx_communications_client_id``
+    without the time (bench/tenant_api.py measured both)."""
+    cur = await conn.execute(_STALE_HOURS, {"client": client_id, "start": start, "end": end})
+    row = await cur.fetchone()
+    assert row is not None
+    ranges = live_ranges(row[2], start, end, MAX_LIVE_RANGES)
 
+    def within(column: str, floor_to_hour: bool) -> sql.Composable:
+        if not ranges:
+            return sql.SQL("FALSE")
+        return sql.SQL("({})").format(
+            sql.SQL(" OR ").join(
+                sql.SQL("{column} >= {lo} AND {column} < {hi}").format(
+                    column=sql.SQL(column),
+                    lo=sql.Literal(_hour_of(lo) if floor_to_hour else lo),
+                    hi=sql.Literal(hi),
+                )
+                for lo, hi in ranges
+            )
+        )
 
-_LIVE_HOURS = sql.SQL("""
-    live_hours AS (
-        -- The hours counted from the rows themselves: those logged as changed since
-        -- their last rollup, and the range's first and last hour (partial, maybe).
-        SELECT s.hour FROM public.stats_stale_hours AS s
-        WHERE s.client_id = %(client)s
-          AND s.hour >= date_trunc('hour', %(start)s::timestamptz, 'UTC')
-          AND s.hour < %(end)s
-        UNION
-        SELECT date_trunc('hour', %(start)s::timestamptz, 'UTC')
-        UNION
-        SELECT date_trunc('hour', %(end)s::timestamptz, 'UTC')
-    ), live_ranges AS MATERIALIZED (
-        -- Materialized: the bounds reach the index as plain values. Inlined, an expression
-        -- such as ``hour + interval '1 hour'`` is not leakproof, and row-level security
-        -- keeps it out of the index condition (each hour would be read to the range's end).
-        SELECT greatest(h.hour, %(start)s) AS lo,
-               least(h.hour + interval '1 hour', %(end)s) AS hi
-        FROM live_hours AS h
-        WHERE greatest(h.hour, %(start)s) < least(h.hour + interval '1 hour', %(end)s)
-    )
-""")
-"""Common table expressions naming the hours of ``[start, end)`` counted live, and the
-ranges of time they cover within it. Every other whole hour of the range is read from
-the rollup: between them, each instant of the range is counted once."""
+    return {
+        "leads_live": within("l.received_at", False),
+        "messages_live": within("c.created_at", False),
+        "rolled_up": sql.SQL(
+            "r.client_id = %(client)s"
+            " AND r.hour >= %(start)s AND r.hour <= %(end)s - interval '1 hour'"
+            " AND NOT {}"
+        ).format(within("r.hour", True)),
+        "reach": _REACH,
+    }
 
-_ROLLED_UP = sql.SQL("""
-    r.client_id = %(client)s
-    AND r.hour >= %(start)s AND r.hour <= %(end)s - interval '1 hour'
-    AND r.hour NOT IN (SELECT h.hour FROM live_hours AS h)
-""")
-"""The rollup rows of the whole hours of the range that are not counted live."""
 
 _REACH = sql.SQL("""
     CASE WHEN l.status = 'qualified' THEN (
@@ -132,32 +188,27 @@ once per qualified lead; NULL for the others. ``lqs_stats_refresh`` (migration 0
 ``stats_lead_hours.contacted`` and ``delivered`` up with the same expression."""
 
 
-_PARTS = {"live_hours": _LIVE_HOURS, "rolled_up": _ROLLED_UP, "reach": _REACH}
-
-
 async def leads_by_outcome(
     conn: AsyncConnection, client_id: UUID, start: datetime, end: datetime, bucket: Bucket
 ) -> list[OutcomeCount]:
     """Leads received in the range, counted per UTC ``bucket`` and current status; buckets
     without leads are left out. Oldest bucket first."""
-    await _planned_for_this_client(conn)
+    parts = await _read_plan(conn, client_id, start, end)
     async with conn.cursor(row_factory=args_row(OutcomeCount)) as cur:
         await cur.execute(
             sql.SQL("""
-            WITH {live_hours}, counted AS (
+            WITH counted AS (
                 SELECT r.hour, r.status, r.leads FROM public.stats_lead_hours AS r
                 WHERE {rolled_up}
                 UNION ALL
                 SELECT date_trunc('hour', l.received_at, 'UTC'), l.status, count(*)
-                FROM live_ranges AS g
-                JOIN public.leads AS l
-                  ON l.client_id = %(client)s
-                 AND l.received_at >= g.lo AND l.received_at < g.hi
+                FROM public.leads AS l
+                WHERE l.client_id = %(client)s AND {leads_live}
                 GROUP BY 1, 2
             )
             SELECT date_trunc(%(bucket)s, hour, 'UTC'), status, sum(leads)::bigint
             FROM counted GROUP BY 1, 2 ORDER BY 1, 2
-            """).format(**_PARTS),
+            """).format(**parts),
             {"bucket": bucket, "client": client_id, "start": start, "end": end},
         )
         return await cur.fetchall()
@@ -167,11 +218,11 @@ async def lead_funnel(
     conn: AsyncConnection, client_id: UUID, start: datetime, end: datetime
 ) -> Funnel:
     """The funnel of the leads received in the range (each stage a subset of the last)."""
-    await _planned_for_this_client(conn)
+    parts = await _read_plan(conn, client_id, start, end)
     async with conn.cursor(row_factory=args_row(Funnel)) as cur:
         await cur.execute(
             sql.SQL("""
-            WITH {live_hours}, counted AS (
+            WITH counted AS (
                 SELECT sum(r.leads) AS received,
                        sum(r.leads) FILTER (WHERE r.status = 'qualified') AS qualified,
                        sum(r.contacted) FILTER (WHERE r.status = 'qualified') AS contacted,
@@ -183,17 +234,15 @@ async def lead_funnel(
                        count(reach), count(*) FILTER (WHERE reach = 2)
                 FROM (
                     SELECT l.status, {reach} AS reach
-                    FROM live_ranges AS g
-                    JOIN public.leads AS l
-                      ON l.client_id = %(client)s
-                     AND l.received_at >= g.lo AND l.received_at < g.hi
+                    FROM public.leads AS l
+                    WHERE l.client_id = %(client)s AND {leads_live}
                     OFFSET 0  -- not flattened: each reach is computed once, not per count
                 ) AS ranged
             )
             SELECT coalesce(sum(received), 0)::bigint, coalesce(sum(qualified), 0)::bigint,
                    coalesce(sum(contacted), 0)::bigint, coalesce(sum(delivered), 0)::bigint
             FROM counted
-            """).format(**_PARTS),
+            """).format(**parts),
             {"client": client_id, "start": start, "end": end},
         )
         funnel = await cur.fetchone()
@@ -211,11 +260,11 @@ async def delivery_counts(
     (its status stays ``delivered``, so it is counted apart), looked up per message in
     ``idx_provider_events_complaints`` (migration 0016).
     """
-    await _planned_for_this_client(conn)
+    parts = await _read_plan(conn, client_id, start, end)
     async with conn.cursor() as cur:
         await cur.execute(
             sql.SQL("""
-            WITH {live_hours}, counted AS (
+            WITH counted AS (
                 SELECT r.provider, r.type, r.total, r.attempted, r.delivered, r.bounced,
                        r.complained, r.failed
                 FROM public.stats_message_hours AS r
@@ -230,10 +279,8 @@ async def delivery_counts(
                            WHERE e.client_id = c.client_id AND e.communication_id = c.id
                              AND e.kind = 'complained')),
                        count(*) FILTER (WHERE c.status = 'failed')
-                FROM live_ranges AS g
-                JOIN public.communications AS c
-                  ON c.client_id = %(client)s
-                 AND c.created_at >= g.lo AND c.created_at < g.hi
+                FROM public.communications AS c
+                WHERE c.client_id = %(client)s AND {messages_live}
                 GROUP BY c.provider, c.type
             )
             SELECT GROUPING(provider) = 0,
@@ -243,7 +290,7 @@ async def delivery_counts(
             FROM counted
             GROUP BY GROUPING SETS ((provider), (type))
             ORDER BY 1, 2 NULLS LAST
-            """).format(**_PARTS),
+            """).format(**parts),
             {
                 "attempted": list(ATTEMPTED_STATUSES),
                 "client": client_id,
