@@ -140,12 +140,12 @@ async def _read_plan(
 ) -> dict[str, sql.Composable]:
     """For the rest of the transaction: no JIT compilation, and every statement planned
     for its parameters (see the module's notes). Returns the statement parts that split
-    the range between the rows and the rollup, the live ranges'
-    bounds written as constants: the planner then estimates each range from the
-    column's histogram. Bounds taken from a join (as they once were) are unknown when the
-    plan is made: the guess priced the right index like a sequential scan, and at a
-    million leads PostgreSQL 16 chose the scan, or ``idx_communications_client_id``
-    without the time (bench/tenant_api.py measured both)."""
+    the range between the rows and the rollup, with the live ranges' bounds written as
+    constants: the planner then estimates each range from the column's histogram.
+    Bounds taken from a join (as they once were) are unknown when the plan is made: the
+    guess priced the right index like a sequential scan, and at a million leads
+    PostgreSQL 16 chose the scan, or ``idx_communications_client_id`` without the time
+    (bench/tenant_api.py measured both)."""
     cur = await conn.execute(_STALE_HOURS, {"client": client_id, "start": start, "end": end})
     row = await cur.fetchone()
     assert row is not None
