@@ -30,6 +30,7 @@ from bench import (
     write_triggers,
 )
 from bench.common import ROOT, Row, Section, machine_line, scratch_database, server_url
+from bench.page import hand_written
 
 STAGES = (
     "intake", "processor", "dispatch", "e2e", "latency", "scale", "memory", "tenant", "triggers",
@@ -186,17 +187,6 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
     )
 
 
-HAND_WRITTEN = "<!-- Everything below this line is written by hand; `make bench` keeps it. -->"
-"""The marker in docs/BENCHMARKS.md after which the page is kept as it is: runs recorded
-by hand (one-off sizes, before/after comparisons of a change) survive a full run."""
-
-
-def _hand_written(page: str) -> str:
-    """What follows :data:`HAND_WRITTEN` in ``page``, the marker included ("" without it)."""
-    at = page.find(HAND_WRITTEN)
-    return page[at:] if at >= 0 else ""
-
-
 def _report(command: str, machine: str, sections: list[tuple[Section, float]]) -> str:
     rows: list[Row] = [row for section, _ in sections for row in section.rows]
     lines = [
@@ -302,7 +292,7 @@ def main() -> None:
     print(f"(all stages: {time.monotonic() - started:.0f} s)")
     if write:
         page = ROOT / "docs" / "BENCHMARKS.md"
-        kept = _hand_written(page.read_text(encoding="utf-8")) if page.exists() else ""
+        kept = hand_written(page.read_text(encoding="utf-8")) if page.exists() else ""
         page.write_text(text + ("\n" + kept if kept else ""), encoding="utf-8")
 
 

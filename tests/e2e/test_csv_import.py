@@ -316,6 +316,14 @@ def test_a_database_error_that_is_not_about_a_row_stops_the_import_cleanly(
     assert _count(pipeline_db, "SELECT count(*) FROM public.leads") == 20
 
 
+_SLOW_BATCHES = """
+CREATE OR REPLACE FUNCTION public.test_slow_batches() RETURNS trigger
+LANGUAGE plpgsql AS $$ BEGIN PERFORM pg_sleep(0.05); RETURN NULL; END $$;
+CREATE TRIGGER test_slow_batches AFTER INSERT ON public.leads
+FOR EACH STATEMENT EXECUTE FUNCTION public.test_slow_batches();
+"""
+
+
 def test_ctrl_c_keeps_committed_batches_and_a_rerun_finishes_the_import(
     pipeline_db: str, tmp_path: Path
 ) -> None:
@@ -324,6 +332,11 @@ def test_ctrl_c_keeps_committed_batches_and_a_rerun_finishes_the_import(
     total = 20_000
     _write(source, ["email"], [[f"p{i}@corp.example"] for i in range(total)])
     args = ("leads", "import", str(source), "--client", "importer", "--batch-size", "200")
+    # Each statement that writes leads waits 50 ms, so the 100 batches take at least 5 s
+    # and the interrupt lands mid-import however fast the host (on a busy one the import
+    # once finished before the loop below saw its first batch). Dropped before the rerun.
+    with psycopg.connect(pipeline_db, autocommit=True) as conn:
+        conn.execute(_SLOW_BATCHES)
     process = subprocess.Popen(
         [sys.executable, "-m", "lqs", *args],
         env=lqs_env(pipeline_db),
@@ -353,6 +366,8 @@ def test_ctrl_c_keeps_committed_batches_and_a_rerun_finishes_the_import(
     assert 0 < stored < total
     assert stored % 200 == 0  # whole batches: the interrupted one was rolled back
 
+    with psycopg.connect(pipeline_db, autocommit=True) as conn:
+        conn.execute("DROP TRIGGER test_slow_batches ON public.leads")
     rerun = run_lqs(pipeline_db, *args)
 
     assert rerun.returncode == 0, rerun.stderr
