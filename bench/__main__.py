@@ -159,7 +159,7 @@ def _stage(name: str, sizes: Sizes, repeats: int, url: str, *, write: bool) -> S
         large, small = sizes.tenant_leads
         return tenant_api.run(url, large=large, small=small, requests=sizes.tenant_requests)
     if name == "triggers":
-        return write_triggers.run(url, sizes.triggers, repeats if sizes is FULL else 1)
+        return write_triggers.run(url, sizes.triggers)
     if name == "erasure":
         return erasure.run(
             url,
